@@ -1,0 +1,253 @@
+// Package gateway defines what the charge path needs from a payment gateway and the
+// outcome types every provider maps its answers into.
+//
+// The charge path never looks at HTTP status codes or provider JSON: a provider
+// subpackage (wooshpay/, later checkout/) decides, where the answer is read, whether
+// a call ended in money moving, in a definite refusal, or in an unknown state that
+// must be retried with the same idempotency key. Keeping that decision in one place
+// per provider is what lets the rest of billingd stay provider-agnostic and lets the
+// exactly-once protocol reason about four cases instead of dozens of codes.
+//
+// This package imports no other internal package.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Gateway is the set of calls the billing engine makes. Every charge-moving call
+// carries an idempotency key chosen by the caller, so a retry after an indefinite
+// outcome replays the first result instead of charging again.
+type Gateway interface {
+	// CreatePaymentIntent creates and confirms a PaymentIntent in one call.
+	CreatePaymentIntent(ctx context.Context, req PaymentIntentRequest) Result
+	// RetrievePaymentIntent reads the current state of a PaymentIntent by id.
+	RetrievePaymentIntent(ctx context.Context, id string) Result
+	// ConfirmPaymentIntent confirms an existing PaymentIntent (same key rules as create).
+	ConfirmPaymentIntent(ctx context.Context, id string, req ConfirmRequest) Result
+	// CancelPaymentIntent cancels a PaymentIntent that has not succeeded.
+	CancelPaymentIntent(ctx context.Context, id string, idempotencyKey string) Result
+	// SearchPaymentIntentsByOrder finds PaymentIntents by merchant_order_id. The
+	// reconciler uses it when an attempt never learned its PaymentIntent id.
+	SearchPaymentIntentsByOrder(ctx context.Context, merchantOrderID string) ([]PaymentIntent, error)
+}
+
+// PaymentIntentRequest is the frozen request of one charge attempt. It is built from
+// the attempt row, never from live subscription data, so a replay sends identical
+// parameters and the gateway's idempotency layer accepts it.
+type PaymentIntentRequest struct {
+	Amount          int64
+	Currency        string // upper-case ISO 4217
+	Customer        string // gateway customer id (cus_…)
+	PaymentMethod   string // gateway payment method id (pm_…)
+	OffSession      bool
+	MerchantOrderID string
+	Description     string
+	ReturnURL       string
+	Metadata        map[string]string
+	IdempotencyKey  string
+}
+
+// ConfirmRequest carries the parameters of a confirm call.
+type ConfirmRequest struct {
+	PaymentMethod  string
+	OffSession     bool
+	ReturnURL      string
+	IdempotencyKey string
+}
+
+// PaymentIntent is the provider-neutral view of a gateway PaymentIntent.
+type PaymentIntent struct {
+	ID              string
+	Status          IntentStatus
+	Amount          int64
+	Currency        string
+	Customer        string
+	PaymentMethod   string
+	MerchantOrderID string
+	Metadata        map[string]string
+	// ActionURL is where the customer must go to authenticate (3-D Secure) when
+	// Status is requires_action.
+	ActionURL string
+	// LastError is the decline of the most recent confirmation, if any.
+	LastError *Decline
+	Created   time.Time
+}
+
+// IntentStatus is the gateway's PaymentIntent status, as the gateway spells it.
+type IntentStatus string
+
+// PaymentIntent statuses shared by WooshPay and its Stripe-like peers.
+const (
+	IntentRequiresPaymentMethod IntentStatus = "requires_payment_method"
+	IntentRequiresConfirmation  IntentStatus = "requires_confirmation"
+	IntentRequiresAction        IntentStatus = "requires_action"
+	IntentProcessing            IntentStatus = "processing"
+	IntentRequiresCapture       IntentStatus = "requires_capture"
+	IntentSucceeded             IntentStatus = "succeeded"
+	IntentCanceled              IntentStatus = "canceled"
+)
+
+// Kind is the class of a call's result, the only thing the charge state machine
+// branches on.
+type Kind string
+
+const (
+	// Succeeded: the money moved. Definite.
+	Succeeded Kind = "succeeded"
+	// Processing: the gateway accepted the charge and will settle it later; the
+	// webhook (or a poll) gives the final answer. Not retryable with a new attempt.
+	Processing Kind = "processing"
+	// RequiresAction: the issuer wants the cardholder to authenticate on-session.
+	// Definite for an off-session attempt: never retried off-session.
+	RequiresAction Kind = "requires_action"
+	// Declined: the card was refused. Definite; Decline says whether it is hard.
+	Declined Kind = "declined"
+	// Canceled: the PaymentIntent was canceled. Definite, no money moved.
+	Canceled Kind = "canceled"
+	// Transient: the outcome is unknown (network error, timeout, 409, 429, 5xx).
+	// Retry the same request with the same idempotency key.
+	Transient Kind = "transient"
+	// Invalid: the gateway rejected the request itself (4xx other than 402/409/429,
+	// idempotency_error). Definite, no money moved, retrying will not help; it
+	// needs a human.
+	Invalid Kind = "invalid"
+)
+
+// Definite reports whether a result of this kind settles the attempt's fate, so
+// that a new attempt number may later be created.
+func (k Kind) Definite() bool {
+	switch k {
+	case Succeeded, RequiresAction, Declined, Canceled, Invalid:
+		return true
+	}
+	return false
+}
+
+// Result is the outcome of one gateway call.
+type Result struct {
+	Kind Kind
+	// Intent is the PaymentIntent the gateway returned, when it returned one.
+	Intent *PaymentIntent
+	// Decline is set for Declined (and for Invalid when the gateway gave codes).
+	Decline *Decline
+	// RetryAfter is the gateway's requested wait before the next try (429/503).
+	RetryAfter time.Duration
+	// HTTPStatus is the response status, 0 when no response was read.
+	HTTPStatus int
+	// Err explains a Transient or Invalid result. It never contains card data.
+	Err error
+}
+
+// Decline describes why a charge was refused.
+type Decline struct {
+	Type        string // card_error, invalid_request_error, …
+	Code        string // e.g. card_declined
+	DeclineCode string // e.g. insufficient_funds
+	AdviceCode  string // e.g. do_not_try_again
+	Message     string
+	// Hard means retrying the same card is pointless or forbidden; dunning waits
+	// for a new payment method.
+	Hard bool
+}
+
+// Reason returns the most specific code available, for logs and the database.
+func (d *Decline) Reason() string {
+	if d == nil {
+		return ""
+	}
+	if d.DeclineCode != "" {
+		return d.DeclineCode
+	}
+	return d.Code
+}
+
+// hardDeclineCodes are the issuer answers for which another try on the same card
+// cannot succeed (or, under card-network rules, must not be made).
+var hardDeclineCodes = map[string]bool{
+	"expired_card":                     true,
+	"lost_card":                        true,
+	"stolen_card":                      true,
+	"incorrect_number":                 true,
+	"invalid_number":                   true,
+	"invalid_account":                  true,
+	"pickup_card":                      true,
+	"restricted_card":                  true,
+	"do_not_try_again":                 true,
+	"revocation_of_authorization":      true,
+	"revocation_of_all_authorizations": true,
+	"stop_payment_order":               true,
+	"fraudulent":                       true,
+	"card_not_supported":               true,
+	"currency_not_supported":           true,
+}
+
+// doNotRetryAdvice are advice codes that forbid a retry whatever the decline code.
+var doNotRetryAdvice = map[string]bool{
+	"do_not_try_again": true,
+	"do_not_retry":     true,
+	"stop_recurring":   true,
+}
+
+// IsHardDecline classifies a decline. Unknown codes are soft: a soft decline is
+// retried on the dunning schedule (bounded by the per-card cap), while a wrong
+// "hard" would stop collecting money the customer may well have.
+func IsHardDecline(code, declineCode, adviceCode string) bool {
+	if doNotRetryAdvice[adviceCode] {
+		return true
+	}
+	if hardDeclineCodes[declineCode] {
+		return true
+	}
+	return hardDeclineCodes[code]
+}
+
+// NewDecline builds a Decline with its hard/soft class filled in.
+func NewDecline(typ, code, declineCode, adviceCode, message string) *Decline {
+	return &Decline{
+		Type:        typ,
+		Code:        code,
+		DeclineCode: declineCode,
+		AdviceCode:  adviceCode,
+		Message:     message,
+		Hard:        IsHardDecline(code, declineCode, adviceCode),
+	}
+}
+
+// ResultFromIntent maps a PaymentIntent returned with HTTP success to a Result. A
+// requires_payment_method intent after a confirmation is a decline, described by
+// its LastError.
+func ResultFromIntent(pi *PaymentIntent, httpStatus int) Result {
+	r := Result{Intent: pi, HTTPStatus: httpStatus}
+	switch pi.Status {
+	case IntentSucceeded:
+		r.Kind = Succeeded
+	case IntentProcessing:
+		r.Kind = Processing
+	case IntentRequiresAction:
+		r.Kind = RequiresAction
+	case IntentCanceled:
+		r.Kind = Canceled
+	case IntentRequiresPaymentMethod:
+		r.Kind = Declined
+		r.Decline = pi.LastError
+		if r.Decline == nil {
+			r.Decline = NewDecline("card_error", "card_declined", "generic_decline", "", "payment method required")
+		}
+	case IntentRequiresConfirmation, IntentRequiresCapture:
+		// Not a state an auto-capture, confirm=true charge should rest in; treat
+		// as unknown so it is looked at again rather than guessed.
+		r.Kind = Transient
+		r.Err = fmt.Errorf("payment intent %s in unexpected status %q", pi.ID, pi.Status)
+	default:
+		r.Kind = Transient
+		r.Err = fmt.Errorf("payment intent %s in unknown status %q", pi.ID, pi.Status)
+	}
+	return r
+}
+
+// ErrNotFound is returned (wrapped) when the gateway has no such object.
+var ErrNotFound = errors.New("gateway: not found")
