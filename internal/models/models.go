@@ -1,0 +1,243 @@
+// Package models holds the rows billingd keeps and the documented state enums that
+// finance ops filter on. It has no queries: reading and writing belong to store.
+//
+// Amounts are integers in the currency's minor unit; currencies are upper-case ISO
+// 4217 codes; every time is UTC. Status columns are plain strings so that
+// `SELECT … WHERE status = 'past_due'` works from any SQL client.
+package models
+
+import "time"
+
+// SubscriptionStatus is the billing state of a subscription (see docs/state-machines.md).
+type SubscriptionStatus string
+
+const (
+	// SubscriptionActive subscriptions are billed when a period starts.
+	SubscriptionActive SubscriptionStatus = "active"
+	// SubscriptionPastDue subscriptions have an open invoice whose charge did not
+	// complete; they keep being billed while dunning tries to recover.
+	SubscriptionPastDue SubscriptionStatus = "past_due"
+	// SubscriptionUnpaid subscriptions exhausted dunning with final_action unpaid;
+	// they are no longer billed.
+	SubscriptionUnpaid SubscriptionStatus = "unpaid"
+	// SubscriptionCanceled subscriptions are never billed again.
+	SubscriptionCanceled SubscriptionStatus = "canceled"
+)
+
+// Billable reports whether the sweep creates invoices for a subscription in this state.
+func (s SubscriptionStatus) Billable() bool {
+	return s == SubscriptionActive || s == SubscriptionPastDue
+}
+
+// InvoiceStatus is the state of one billing period's invoice.
+type InvoiceStatus string
+
+const (
+	// InvoiceOpen invoices are owed and not yet collected.
+	InvoiceOpen InvoiceStatus = "open"
+	// InvoicePaid invoices were collected by exactly one succeeded charge attempt.
+	InvoicePaid InvoiceStatus = "paid"
+	// InvoiceUncollectible invoices were given up on after dunning.
+	InvoiceUncollectible InvoiceStatus = "uncollectible"
+	// InvoiceVoid invoices were canceled before collection and are not owed.
+	InvoiceVoid InvoiceStatus = "void"
+)
+
+// AttemptStatus is the state of one charge attempt (one idempotency key).
+type AttemptStatus string
+
+const (
+	// AttemptPending: the attempt row is committed and its request may or may not
+	// have been sent. Replaying it with the same idempotency key is always safe.
+	AttemptPending AttemptStatus = "pending"
+	// AttemptUnknown: the request was sent and no definite answer came back
+	// (timeout, dropped connection, 5xx, 409, 429 past the backoff window).
+	AttemptUnknown AttemptStatus = "unknown"
+	// AttemptProcessing: the gateway accepted the charge and settles it later.
+	AttemptProcessing AttemptStatus = "processing"
+	// AttemptSucceeded: money moved; the invoice is paid.
+	AttemptSucceeded AttemptStatus = "succeeded"
+	// AttemptRequiresAction: the issuer wants on-session authentication (3-D Secure).
+	AttemptRequiresAction AttemptStatus = "requires_action"
+	// AttemptDeclined: the card was refused (decline_code, hard_decline say how).
+	AttemptDeclined AttemptStatus = "declined"
+	// AttemptCanceled: the PaymentIntent was canceled; no money moved.
+	AttemptCanceled AttemptStatus = "canceled"
+	// AttemptFailed: the gateway rejected the request itself; no money moved and
+	// retrying the same request cannot help. Needs a human.
+	AttemptFailed AttemptStatus = "failed"
+	// AttemptNeedsReview: the outcome could not be established; money may or may
+	// not have moved. Never retried blindly; needs a human.
+	AttemptNeedsReview AttemptStatus = "needs_review"
+)
+
+// UnresolvedAttemptStatuses are the states in which an attempt's outcome is not yet
+// known. While an invoice has an attempt in one of them, no other attempt for it may
+// start (a partial unique index enforces it).
+var UnresolvedAttemptStatuses = []AttemptStatus{AttemptPending, AttemptUnknown, AttemptProcessing}
+
+// Unresolved reports whether the attempt's outcome is still open.
+func (s AttemptStatus) Unresolved() bool {
+	for _, u := range UnresolvedAttemptStatuses {
+		if s == u {
+			return true
+		}
+	}
+	return false
+}
+
+// RunStatus is the state of a billing_runs row.
+type RunStatus string
+
+const (
+	// RunRunning: the pass is in progress (or its process died; see finished_at).
+	RunRunning RunStatus = "running"
+	// RunFinished: the pass ran to the end.
+	RunFinished RunStatus = "finished"
+	// RunInterrupted: the pass stopped early (shutdown or error); the next pass resumes.
+	RunInterrupted RunStatus = "interrupted"
+)
+
+// Customer is a gateway customer billingd charges.
+type Customer struct {
+	ID        int64  `gorm:"primaryKey"`
+	GatewayID string `gorm:"column:gateway_customer_id"`
+	Email     string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// PaymentMethod is a card saved at the gateway. billingd keeps only the gateway's id
+// and display hints, never card numbers.
+type PaymentMethod struct {
+	ID         int64  `gorm:"primaryKey"`
+	CustomerID int64  `gorm:"column:customer_id"`
+	GatewayID  string `gorm:"column:gateway_payment_method_id"`
+	Brand      string
+	Last4      string `gorm:"column:last4"`
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// Subscription bills Amount every IntervalCount × Interval from AnchorAt.
+//
+// NextPeriod is the index of the next period to invoice (periods 0…NextPeriod-1 have
+// invoices) and NextBillingAt is that period's start: the sweep selects on it.
+type Subscription struct {
+	ID              int64  `gorm:"primaryKey"`
+	Reference       string // the merchant's unique id
+	CustomerID      int64  `gorm:"column:customer_id"`
+	PaymentMethodID int64  `gorm:"column:payment_method_id"`
+	Description     string
+	Amount          int64
+	Currency        string
+	Interval        string `gorm:"column:interval_unit"`
+	IntervalCount   int
+	AnchorAt        time.Time
+	NextPeriod      int
+	NextBillingAt   time.Time
+	Status          SubscriptionStatus
+	CanceledAt      *time.Time
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+}
+
+// Invoice is what one subscription owes for one period. UNIQUE(subscription_id,
+// period_start) makes invoice creation idempotent.
+//
+// NextAttemptAt is when the next charge attempt may start; NULL means nothing is
+// scheduled (an attempt is in flight, the invoice is settled, or it waits for the
+// customer).
+type Invoice struct {
+	ID              int64  `gorm:"primaryKey"`
+	PublicID        string `gorm:"column:public_id"` // sent as merchant_order_id
+	SubscriptionID  int64  `gorm:"column:subscription_id"`
+	PeriodIndex     int
+	PeriodStart     time.Time
+	PeriodEnd       time.Time
+	Amount          int64
+	Currency        string
+	Status          InvoiceStatus
+	AttemptCount    int
+	NextAttemptAt   *time.Time
+	PaidAt          *time.Time
+	PaymentIntentID string `gorm:"column:payment_intent_id"`
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+}
+
+// ChargeAttempt is one try to collect an invoice, under one idempotency key. Its
+// request fields are frozen when the row is committed, before anything is sent, so a
+// replay sends byte-identical parameters.
+type ChargeAttempt struct {
+	ID              int64  `gorm:"primaryKey"`
+	InvoiceID       int64  `gorm:"column:invoice_id"`
+	SubscriptionID  int64  `gorm:"column:subscription_id"`
+	AttemptNo       int    `gorm:"column:attempt_no"`
+	IdempotencyKey  string `gorm:"column:idempotency_key"`
+	MerchantOrderID string `gorm:"column:merchant_order_id"`
+	Amount          int64
+	Currency        string
+	GatewayCustomer string `gorm:"column:gateway_customer_id"`
+	GatewayPM       string `gorm:"column:gateway_payment_method_id"`
+	OffSession      bool
+	Status          AttemptStatus
+	PaymentIntentID string `gorm:"column:payment_intent_id"`
+	DeclineCode     string
+	AdviceCode      string
+	HardDecline     bool
+	ActionURL       string `gorm:"column:action_url"`
+	ErrorMessage    string
+	Tries           int
+	LastHTTPStatus  int `gorm:"column:last_http_status"`
+	LeaseOwner      string
+	LeaseUntil      *time.Time
+	LeaseVersion    int64
+	NextTryAt       *time.Time
+	FinishedAt      *time.Time
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+}
+
+// BillingRun is one sweep, kept so ops can see when billing ran and what it did.
+type BillingRun struct {
+	ID               int64  `gorm:"primaryKey"`
+	Trigger          string `gorm:"column:triggered_by"`
+	Owner            string
+	Status           RunStatus
+	StartedAt        time.Time
+	FinishedAt       *time.Time
+	DurationMS       int64 `gorm:"column:duration_ms"`
+	SubscriptionsDue int
+	InvoicesCreated  int
+	AttemptsStarted  int
+	AttemptsReplayed int
+	Succeeded        int
+	Processing       int
+	RequiresAction   int
+	Declined         int
+	Failed           int
+	Unknown          int
+	Error            string
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
+}
+
+// TableName pins the table names so GORM's pluralization can never drift from the
+// migrations.
+func (Customer) TableName() string { return "customers" }
+
+// TableName pins the table name.
+func (PaymentMethod) TableName() string { return "payment_methods" }
+
+// TableName pins the table name.
+func (Subscription) TableName() string { return "subscriptions" }
+
+// TableName pins the table name.
+func (Invoice) TableName() string { return "invoices" }
+
+// TableName pins the table name.
+func (ChargeAttempt) TableName() string { return "charge_attempts" }
+
+// TableName pins the table name.
+func (BillingRun) TableName() string { return "billing_runs" }

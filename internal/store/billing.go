@@ -1,0 +1,394 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/billingd/billingd/internal/models"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
+
+// ErrLeaseLost means the attempt's lease was taken over (or its outcome already
+// written) since this worker claimed it: the worker's result must be dropped.
+var ErrLeaseLost = errors.New("store: lease lost")
+
+// DueCursor is the keyset position of the due-subscription scan.
+type DueCursor struct {
+	NextBillingAt time.Time
+	ID            int64
+}
+
+// DueSubscriptions reads one page of billable subscriptions whose next period has
+// started by now, after the cursor, in (next_billing_at, id) order. On PostgreSQL the
+// rows are locked so that concurrent sweeps split the work instead of racing.
+func (tx *Tx) DueSubscriptions(now time.Time, after DueCursor, limit int) ([]models.Subscription, error) {
+	var subs []models.Subscription
+	q := `SELECT * FROM subscriptions
+	       WHERE status IN ('active','past_due') AND next_billing_at <= ?
+	         AND (next_billing_at > ? OR (next_billing_at = ? AND id > ?))
+	       ORDER BY next_billing_at, id LIMIT ?` + tx.forUpdateSkipLocked()
+	err := tx.db.Raw(q, now, after.NextBillingAt, after.NextBillingAt, after.ID, limit).Scan(&subs).Error
+	return subs, err
+}
+
+// NewInvoice is one period to invoice.
+type NewInvoice struct {
+	SubscriptionID int64
+	PeriodIndex    int
+	PeriodStart    time.Time
+	PeriodEnd      time.Time
+	Amount         int64
+	Currency       string
+}
+
+// CreateInvoices inserts the invoices of a page of periods. A period that already
+// has an invoice is left alone (UNIQUE (subscription_id, period_start)), which makes
+// re-running a sweep harmless. It returns how many were created.
+func (tx *Tx) CreateInvoices(now time.Time, invs []NewInvoice) (int, error) {
+	if len(invs) == 0 {
+		return 0, nil
+	}
+	rows := make([]models.Invoice, len(invs))
+	for i, n := range invs {
+		id, err := NewPublicID("inv")
+		if err != nil {
+			return 0, err
+		}
+		due := n.PeriodStart
+		rows[i] = models.Invoice{
+			PublicID:       id,
+			SubscriptionID: n.SubscriptionID,
+			PeriodIndex:    n.PeriodIndex,
+			PeriodStart:    n.PeriodStart,
+			PeriodEnd:      n.PeriodEnd,
+			Amount:         n.Amount,
+			Currency:       n.Currency,
+			Status:         models.InvoiceOpen,
+			NextAttemptAt:  &due,
+			CreatedAt:      now,
+			UpdatedAt:      now,
+		}
+	}
+	res := tx.db.Clauses(clause.OnConflict{DoNothing: true}).CreateInBatches(rows, 200)
+	return int(res.RowsAffected), res.Error
+}
+
+// AdvanceSubscription records that periods before nextPeriod are invoiced. The
+// guard on the old value makes a concurrent sweep's stale write a no-op.
+func (tx *Tx) AdvanceSubscription(now time.Time, id int64, oldNext, newNext int, nextBillingAt time.Time) error {
+	return tx.db.Exec(`UPDATE subscriptions SET next_period = ?, next_billing_at = ?, updated_at = ?
+	                    WHERE id = ? AND next_period = ?`, newNext, nextBillingAt, now, id, oldNext).Error
+}
+
+// NewPublicID returns prefix_ + 20 random base32 characters (100 bits). Public ids
+// become merchant_order_id and idempotency keys, so they must never repeat, even
+// across databases that were reset.
+func NewPublicID(prefix string) (string, error) {
+	var b [13]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("store: random id: %w", err)
+	}
+	s := strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+	return prefix + "_" + s[:20], nil
+}
+
+// IdempotencyKey is the stable key of an attempt: the invoice's public id and the
+// attempt number. A replay of the attempt sends the same key; a new attempt gets a
+// new one.
+func IdempotencyKey(invoicePublicID string, attemptNo int) string {
+	return invoicePublicID + "-a" + strconv.Itoa(attemptNo)
+}
+
+// chargeTarget is what an attempt needs from the invoice's subscription.
+type chargeTarget struct {
+	SubscriptionID  int64
+	Status          models.SubscriptionStatus
+	GatewayCustomer string
+	GatewayPM       string
+}
+
+// ClaimNewAttempts starts attempts for open invoices whose next_attempt_at has come:
+// in one short transaction it commits, for each, a pending attempt with its frozen
+// request, its idempotency key and a lease for owner. Only then may the caller
+// send anything. Invoices of subscriptions that can no longer be billed are voided.
+func (s *Store) ClaimNewAttempts(ctx context.Context, owner string, now, leaseUntil time.Time, limit int) ([]models.ChargeAttempt, error) {
+	var claimed []models.ChargeAttempt
+	err := s.InTx(ctx, func(tx *Tx) error {
+		var invs []models.Invoice
+		q := `SELECT * FROM invoices WHERE status = 'open' AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?
+		       ORDER BY next_attempt_at, id LIMIT ?` + tx.forUpdateSkipLocked()
+		if err := tx.db.Raw(q, now, limit).Scan(&invs).Error; err != nil {
+			return err
+		}
+		if len(invs) == 0 {
+			return nil
+		}
+		subIDs := make([]int64, 0, len(invs))
+		for _, inv := range invs {
+			subIDs = append(subIDs, inv.SubscriptionID)
+		}
+		var targets []chargeTarget
+		if err := tx.db.Raw(`SELECT s.id AS subscription_id, s.status, c.gateway_customer_id AS gateway_customer, pm.gateway_payment_method_id AS gateway_pm
+		                       FROM subscriptions s
+		                       JOIN customers c ON c.id = s.customer_id
+		                       JOIN payment_methods pm ON pm.id = s.payment_method_id
+		                      WHERE s.id IN ?`, subIDs).Scan(&targets).Error; err != nil {
+			return err
+		}
+		bySub := make(map[int64]chargeTarget, len(targets))
+		for _, t := range targets {
+			bySub[t.SubscriptionID] = t
+		}
+		var chargeIDs, voidIDs []int64
+		for _, inv := range invs {
+			t, ok := bySub[inv.SubscriptionID]
+			if !ok || !t.Status.Billable() {
+				voidIDs = append(voidIDs, inv.ID)
+				continue
+			}
+			until := leaseUntil
+			claimed = append(claimed, models.ChargeAttempt{
+				InvoiceID:       inv.ID,
+				SubscriptionID:  inv.SubscriptionID,
+				AttemptNo:       inv.AttemptCount + 1,
+				IdempotencyKey:  IdempotencyKey(inv.PublicID, inv.AttemptCount+1),
+				MerchantOrderID: inv.PublicID,
+				Amount:          inv.Amount,
+				Currency:        inv.Currency,
+				GatewayCustomer: t.GatewayCustomer,
+				GatewayPM:       t.GatewayPM,
+				OffSession:      true,
+				Status:          models.AttemptPending,
+				LeaseOwner:      owner,
+				LeaseUntil:      &until,
+				LeaseVersion:    1,
+				CreatedAt:       now,
+				UpdatedAt:       now,
+			})
+			chargeIDs = append(chargeIDs, inv.ID)
+		}
+		if len(voidIDs) > 0 {
+			if err := tx.db.Exec(`UPDATE invoices SET status = 'void', next_attempt_at = NULL, updated_at = ? WHERE id IN ? AND status = 'open'`, now, voidIDs).Error; err != nil {
+				return err
+			}
+		}
+		if len(claimed) == 0 {
+			return nil
+		}
+		if err := tx.db.Exec(`UPDATE invoices SET attempt_count = attempt_count + 1, next_attempt_at = NULL, updated_at = ? WHERE id IN ?`, now, chargeIDs).Error; err != nil {
+			return err
+		}
+		return tx.db.CreateInBatches(claimed, 200).Error
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: claim new attempts: %w", err)
+	}
+	return claimed, nil
+}
+
+// ClaimReplayAttempts leases pending and unknown attempts whose lease has expired
+// and whose next_try_at has come, so they are sent again with their own key.
+// Attempts created before notBefore are left alone: the gateway may have forgotten
+// their key, so replaying could charge twice; the reconciler resolves them instead.
+func (s *Store) ClaimReplayAttempts(ctx context.Context, owner string, now, leaseUntil, notBefore time.Time, limit int) ([]models.ChargeAttempt, error) {
+	var claimed []models.ChargeAttempt
+	err := s.InTx(ctx, func(tx *Tx) error {
+		q := `SELECT * FROM charge_attempts
+		       WHERE status IN ('pending','unknown')
+		         AND (lease_until IS NULL OR lease_until <= ?)
+		         AND (next_try_at IS NULL OR next_try_at <= ?)
+		         AND created_at >= ?
+		       ORDER BY id LIMIT ?` + tx.forUpdateSkipLocked()
+		if err := tx.db.Raw(q, now, now, notBefore, limit).Scan(&claimed).Error; err != nil {
+			return err
+		}
+		if len(claimed) == 0 {
+			return nil
+		}
+		ids := make([]int64, len(claimed))
+		for i := range claimed {
+			ids[i] = claimed[i].ID
+			until := leaseUntil
+			claimed[i].LeaseOwner = owner
+			claimed[i].LeaseUntil = &until
+			claimed[i].LeaseVersion++
+		}
+		return tx.db.Exec(`UPDATE charge_attempts SET lease_owner = ?, lease_until = ?, lease_version = lease_version + 1, updated_at = ?
+		                    WHERE id IN ?`, owner, leaseUntil, now, ids).Error
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: claim replays: %w", err)
+	}
+	return claimed, nil
+}
+
+// ReleaseAllLeases clears every attempt lease. Only safe when this process is the
+// sole worker on the database (SQLite with the instance lock): then each lease was
+// held by a process that has died, and its work can be replayed at once instead of
+// waiting for the lease to expire.
+func (s *Store) ReleaseAllLeases(ctx context.Context, now time.Time) (int64, error) {
+	if !s.Exclusive() {
+		return 0, errors.New("store: releasing all leases needs the exclusive instance lock")
+	}
+	res := s.db.WithContext(ctx).Exec(`UPDATE charge_attempts SET lease_owner = '', lease_until = NULL, lease_version = lease_version + 1, updated_at = ?
+	                                   WHERE lease_until IS NOT NULL AND status IN ('pending','unknown','processing')`, now)
+	return res.RowsAffected, res.Error
+}
+
+// AttemptResult is what one gateway exchange established about an attempt.
+type AttemptResult struct {
+	Status          models.AttemptStatus
+	PaymentIntentID string
+	DeclineCode     string
+	AdviceCode      string
+	HardDecline     bool
+	ActionURL       string
+	ErrorMessage    string
+	Tries           int // HTTP requests sent in this exchange (added to the total)
+	LastHTTPStatus  int
+	NextTryAt       *time.Time // for unknown: when the attempt may be replayed
+}
+
+// FinishAttempt writes a result onto an attempt, fenced by the lease version the
+// caller claimed it with: if the lease was taken over, or the attempt's outcome was
+// already written (by a webhook, say), nothing changes and ErrLeaseLost is
+// returned. Releases the lease.
+func (tx *Tx) FinishAttempt(now time.Time, a *models.ChargeAttempt, r AttemptResult) error {
+	var finished *time.Time
+	if !r.Status.Unresolved() {
+		finished = &now
+	}
+	res := tx.db.Exec(`UPDATE charge_attempts
+	      SET status = ?, payment_intent_id = CASE WHEN ? <> '' THEN ? ELSE payment_intent_id END,
+	          decline_code = ?, advice_code = ?, hard_decline = ?, action_url = ?, error_message = ?,
+	          tries = tries + ?, last_http_status = ?, next_try_at = ?, finished_at = ?,
+	          lease_owner = '', lease_until = NULL, lease_version = lease_version + 1, updated_at = ?
+	    WHERE id = ? AND lease_version = ? AND status IN ('pending','unknown','processing')`,
+		r.Status, r.PaymentIntentID, r.PaymentIntentID, r.DeclineCode, r.AdviceCode, r.HardDecline, r.ActionURL,
+		truncate(r.ErrorMessage, 500), r.Tries, r.LastHTTPStatus, r.NextTryAt, finished, now, a.ID, a.LeaseVersion)
+	if res.Error != nil {
+		return res.Error
+	}
+	if res.RowsAffected == 0 {
+		return ErrLeaseLost
+	}
+	a.Status = r.Status
+	a.LeaseVersion++
+	if r.PaymentIntentID != "" {
+		a.PaymentIntentID = r.PaymentIntentID
+	}
+	return nil
+}
+
+// SettleAttempt writes an authoritative outcome learned outside the attempt's own
+// request (retrieving the PaymentIntent, later a webhook). It ignores leases but
+// only moves an unresolved attempt forward, and bumps the lease version so a worker
+// still holding the old lease cannot overwrite it. Returns false if the attempt was
+// already resolved.
+func (tx *Tx) SettleAttempt(now time.Time, attemptID int64, r AttemptResult) (bool, error) {
+	var finished *time.Time
+	if !r.Status.Unresolved() {
+		finished = &now
+	}
+	res := tx.db.Exec(`UPDATE charge_attempts
+	      SET status = ?, payment_intent_id = CASE WHEN ? <> '' THEN ? ELSE payment_intent_id END,
+	          decline_code = ?, advice_code = ?, hard_decline = ?, action_url = ?, error_message = ?,
+	          tries = tries + ?, last_http_status = CASE WHEN ? <> 0 THEN ? ELSE last_http_status END,
+	          next_try_at = ?, finished_at = ?, lease_owner = '', lease_until = NULL,
+	          lease_version = lease_version + 1, updated_at = ?
+	    WHERE id = ? AND status IN ('pending','unknown','processing')`,
+		r.Status, r.PaymentIntentID, r.PaymentIntentID, r.DeclineCode, r.AdviceCode, r.HardDecline, r.ActionURL,
+		truncate(r.ErrorMessage, 500), r.Tries, r.LastHTTPStatus, r.LastHTTPStatus, r.NextTryAt, finished, now, attemptID)
+	if res.Error != nil {
+		return false, res.Error
+	}
+	return res.RowsAffected == 1, nil
+}
+
+// MarkInvoicePaid settles an open invoice with the PaymentIntent that paid it.
+// Returns false when the invoice was not open (already paid, void, uncollectible).
+func (tx *Tx) MarkInvoicePaid(now time.Time, invoiceID int64, paymentIntentID string) (bool, error) {
+	res := tx.db.Exec(`UPDATE invoices SET status = 'paid', paid_at = ?, payment_intent_id = ?, next_attempt_at = NULL, updated_at = ?
+	                    WHERE id = ? AND status = 'open'`, now, paymentIntentID, now, invoiceID)
+	return res.RowsAffected == 1, res.Error
+}
+
+// MarkSubscriptionPastDue moves an active subscription to past_due because one of
+// its invoices could not be collected.
+func (tx *Tx) MarkSubscriptionPastDue(now time.Time, invoiceID int64) error {
+	return tx.db.Exec(`UPDATE subscriptions SET status = 'past_due', updated_at = ?
+	                    WHERE status = 'active' AND id = (SELECT subscription_id FROM invoices WHERE id = ?)`, now, invoiceID).Error
+}
+
+// ReactivateIfSettled moves a past_due subscription back to active once none of
+// its invoices that were tried is still open.
+func (tx *Tx) ReactivateIfSettled(now time.Time, invoiceID int64) error {
+	return tx.db.Exec(`UPDATE subscriptions SET status = 'active', updated_at = ?
+	                    WHERE status = 'past_due' AND id = (SELECT subscription_id FROM invoices WHERE id = ?)
+	                      AND NOT EXISTS (SELECT 1 FROM invoices o WHERE o.subscription_id = subscriptions.id
+	                                         AND o.status = 'open' AND o.attempt_count > 0)`, now, invoiceID).Error
+}
+
+// AttemptByID loads one attempt.
+func (s *Store) AttemptByID(ctx context.Context, id int64) (*models.ChargeAttempt, error) {
+	var a models.ChargeAttempt
+	if err := s.db.WithContext(ctx).First(&a, id).Error; err != nil {
+		return nil, err
+	}
+	return &a, nil
+}
+
+// AttemptsByStatus lists attempts in the given states, oldest first.
+func (s *Store) AttemptsByStatus(ctx context.Context, limit int, statuses ...models.AttemptStatus) ([]models.ChargeAttempt, error) {
+	var out []models.ChargeAttempt
+	err := s.db.WithContext(ctx).Where("status IN ?", statuses).Order("id").Limit(limit).Find(&out).Error
+	return out, err
+}
+
+// MarkStaleForReview moves unresolved attempts created before cutoff (older than
+// the gateway's idempotency window, so no longer safely replayable) to needs_review.
+func (s *Store) MarkStaleForReview(ctx context.Context, now, cutoff time.Time) (int64, error) {
+	res := s.db.WithContext(ctx).Exec(`UPDATE charge_attempts SET status = 'needs_review', lease_owner = '', lease_until = NULL,
+	          lease_version = lease_version + 1, error_message = 'outcome unknown past the idempotency window; check the gateway before acting',
+	          finished_at = ?, updated_at = ?
+	    WHERE status IN ('pending','unknown') AND created_at < ? AND (lease_until IS NULL OR lease_until <= ?)`, now, now, cutoff, now)
+	return res.RowsAffected, res.Error
+}
+
+// StartRun records the start of a billing pass.
+func (s *Store) StartRun(ctx context.Context, trigger, owner string, now time.Time) (*models.BillingRun, error) {
+	run := &models.BillingRun{Trigger: trigger, Owner: owner, Status: models.RunRunning, StartedAt: now, CreatedAt: now, UpdatedAt: now}
+	if err := s.db.WithContext(ctx).Create(run).Error; err != nil {
+		return nil, fmt.Errorf("store: start run: %w", err)
+	}
+	return run, nil
+}
+
+// FinishRun stores a billing pass's counts and duration.
+func (s *Store) FinishRun(ctx context.Context, run *models.BillingRun, now time.Time) error {
+	run.FinishedAt = &now
+	run.DurationMS = now.Sub(run.StartedAt).Milliseconds()
+	run.UpdatedAt = now
+	run.Error = truncate(run.Error, 500)
+	return s.db.WithContext(ctx).Session(&gorm.Session{}).Save(run).Error
+}
+
+// InterruptStaleRuns marks runs left "running" by a dead process as interrupted.
+func (s *Store) InterruptStaleRuns(ctx context.Context, now time.Time, owner string) error {
+	return s.db.WithContext(ctx).Exec(`UPDATE billing_runs SET status = 'interrupted', error = 'process ended before the run finished', updated_at = ?
+	                                   WHERE status = 'running' AND owner <> ?`, now, owner).Error
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

@@ -1,0 +1,306 @@
+// Package store owns billingd's database: opening it (SQLite as the embedded default,
+// PostgreSQL for several instances), its versioned migrations, and every query,
+// claim and lease. Callers compose state transitions from Tx methods inside one
+// InTx call, so that each transition is a single transaction.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+	"gorm.io/driver/postgres"
+	"gorm.io/driver/sqlite"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// Dialects billingd supports.
+const (
+	SQLite   = "sqlite"
+	Postgres = "postgres"
+)
+
+//go:embed migrations/sqlite/*.sql migrations/postgres/*.sql
+var migrationFS embed.FS
+
+// Options say which database to open and how.
+type Options struct {
+	Driver string // sqlite | postgres
+	DSN    string // a file path (sqlite) or a PostgreSQL URL / key=value DSN
+	// Synchronous is SQLite's synchronous pragma: "full" (default: a committed
+	// charge survives power loss) or "normal".
+	Synchronous string
+	// BusyTimeout is how long a SQLite writer waits for the write lock.
+	BusyTimeout time.Duration
+	// MaxOpenConns caps the pool; 0 picks a default per driver.
+	MaxOpenConns int
+	// Exclusive takes the SQLite instance lock: only one billing process may work
+	// on a SQLite file, because SQLite claims cannot fence a second writer the way
+	// PostgreSQL's row locks do. Read-only tools (status) leave it false.
+	Exclusive bool
+}
+
+// Store is an open database.
+type Store struct {
+	db      *gorm.DB
+	sqlDB   *sql.DB
+	dialect string
+	lock    *os.File
+	path    string
+}
+
+// ErrLocked means another billingd process holds the SQLite instance lock.
+var ErrLocked = errors.New("database is in use by another billingd process")
+
+// Open connects to the database. It does not migrate.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	s := &Store{dialect: opts.Driver}
+	var dialector gorm.Dialector
+	switch opts.Driver {
+	case SQLite, "":
+		s.dialect = SQLite
+		if opts.DSN == "" {
+			return nil, errors.New("store: sqlite needs a database file path")
+		}
+		path, dsn, err := sqliteDSN(opts)
+		if err != nil {
+			return nil, err
+		}
+		s.path = path
+		if opts.Exclusive {
+			if err := s.takeInstanceLock(); err != nil {
+				return nil, err
+			}
+		}
+		dialector = sqlite.Open(dsn)
+	case Postgres:
+		if opts.DSN == "" {
+			return nil, errors.New("store: postgres needs a DSN")
+		}
+		dialector = postgres.Open(opts.DSN)
+	default:
+		return nil, fmt.Errorf("store: unknown driver %q", opts.Driver)
+	}
+	db, err := gorm.Open(dialector, &gorm.Config{
+		Logger:                 logger.Discard,
+		SkipDefaultTransaction: true,
+		NowFunc:                func() time.Time { return time.Now().UTC() },
+		TranslateError:         true,
+	})
+	if err != nil {
+		s.releaseInstanceLock()
+		return nil, fmt.Errorf("store: open %s: %w", s.dialect, err)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		s.releaseInstanceLock()
+		return nil, err
+	}
+	s.db, s.sqlDB = db, sqlDB
+	maxConns := opts.MaxOpenConns
+	if maxConns == 0 {
+		maxConns = 16
+		if s.dialect == SQLite {
+			// Writers serialize on SQLite's single write lock anyway; a few
+			// connections let readers proceed beside the writer under WAL.
+			maxConns = 4
+		}
+	}
+	sqlDB.SetMaxOpenConns(maxConns)
+	sqlDB.SetMaxIdleConns(maxConns)
+	if err := sqlDB.PingContext(ctx); err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("store: connect %s: %w", s.dialect, err)
+	}
+	return s, nil
+}
+
+// sqliteDSN turns a file path (optionally with its own query) into a go-sqlite3 DSN
+// with the pragmas billingd relies on: WAL so readers never block the writer,
+// busy_timeout so writers queue instead of failing, IMMEDIATE transactions so a
+// write transaction takes the lock at BEGIN (no upgrade deadlocks), FULL sync by
+// default so a committed attempt survives a power cut, and foreign keys on.
+func sqliteDSN(opts Options) (path, dsn string, err error) {
+	path, query, _ := strings.Cut(strings.TrimPrefix(opts.DSN, "file:"), "?")
+	if path == "" || path == ":memory:" {
+		return "", "", errors.New("store: sqlite needs a database file path (in-memory databases lose money state)")
+	}
+	params, err := url.ParseQuery(query)
+	if err != nil {
+		return "", "", fmt.Errorf("store: sqlite dsn query: %w", err)
+	}
+	sync := strings.ToUpper(opts.Synchronous)
+	if sync == "" {
+		sync = "FULL"
+	}
+	busy := opts.BusyTimeout
+	if busy <= 0 {
+		busy = 5 * time.Second
+	}
+	set := func(k, v string) {
+		if params.Get(k) == "" {
+			params.Set(k, v)
+		}
+	}
+	set("_journal_mode", "WAL")
+	set("_busy_timeout", strconv.FormatInt(busy.Milliseconds(), 10))
+	set("_txlock", "immediate")
+	set("_synchronous", sync)
+	set("_foreign_keys", "1")
+	return path, "file:" + path + "?" + params.Encode(), nil
+}
+
+// takeInstanceLock holds an exclusive flock on "<db>.lock" for the life of the Store.
+func (s *Store) takeInstanceLock() error {
+	lockPath := s.path + ".lock"
+	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("store: open lock file %s: %w", lockPath, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(lockPath)
+		_ = f.Close()
+		pid := strings.TrimSpace(string(holder))
+		if pid == "" {
+			pid = "unknown"
+		}
+		return fmt.Errorf("%w: %s is locked by pid %s (lock file %s); only one billingd may run on a SQLite database — use PostgreSQL to run several", ErrLocked, s.path, pid, lockPath)
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	s.lock = f
+	return nil
+}
+
+func (s *Store) releaseInstanceLock() {
+	if s.lock != nil {
+		_ = syscall.Flock(int(s.lock.Fd()), syscall.LOCK_UN)
+		_ = s.lock.Close()
+		s.lock = nil
+	}
+}
+
+// Close closes the pool and releases the instance lock.
+func (s *Store) Close() error {
+	var err error
+	if s.sqlDB != nil {
+		err = s.sqlDB.Close()
+	}
+	s.releaseInstanceLock()
+	return err
+}
+
+// Dialect is "sqlite" or "postgres".
+func (s *Store) Dialect() string { return s.dialect }
+
+// Exclusive reports whether this process is the only one allowed to work on the
+// database (SQLite with the instance lock). Then every lease in the database was
+// written by a dead process and can be reclaimed at once.
+func (s *Store) Exclusive() bool { return s.lock != nil }
+
+// Path is the SQLite file path ("" for PostgreSQL).
+func (s *Store) Path() string { return s.path }
+
+// DB exposes the GORM handle for read-only reporting and tests.
+func (s *Store) DB() *gorm.DB { return s.db }
+
+// Ping checks the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.sqlDB.PingContext(ctx) }
+
+func (s *Store) migrationProvider() (*goose.Provider, error) {
+	sub, err := fs.Sub(migrationFS, "migrations/"+s.dialect)
+	if err != nil {
+		return nil, err
+	}
+	dialect := goose.DialectSQLite3
+	var opts []goose.ProviderOption
+	if s.dialect == Postgres {
+		dialect = goose.DialectPostgres
+		// Several instances may start at once; only one migrates.
+		locker, err := lock.NewPostgresSessionLocker()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
+	}
+	return goose.NewProvider(dialect, s.sqlDB, sub, opts...)
+}
+
+// Migrate applies every pending migration of this dialect.
+func (s *Store) Migrate(ctx context.Context) ([]string, error) {
+	p, err := s.migrationProvider()
+	if err != nil {
+		return nil, fmt.Errorf("store: migrations: %w", err)
+	}
+	results, err := p.Up(ctx)
+	var applied []string
+	for _, r := range results {
+		if r != nil && r.Source != nil {
+			applied = append(applied, fmt.Sprintf("%05d %s", r.Source.Version, baseName(r.Source.Path)))
+		}
+	}
+	if err != nil {
+		return applied, fmt.Errorf("store: migrate: %w", err)
+	}
+	return applied, nil
+}
+
+// MigrationsCurrent reports whether every embedded migration has been applied.
+func (s *Store) MigrationsCurrent(ctx context.Context) (bool, error) {
+	p, err := s.migrationProvider()
+	if err != nil {
+		return false, err
+	}
+	pending, err := p.HasPending(ctx)
+	if err != nil {
+		return false, err
+	}
+	return !pending, nil
+}
+
+func baseName(p string) string {
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		return p[i+1:]
+	}
+	return p
+}
+
+// Tx is one database transaction. Its methods are the building blocks of state
+// transitions; a transition is one InTx call.
+type Tx struct {
+	db      *gorm.DB
+	dialect string
+}
+
+// InTx runs fn in a transaction (BEGIN IMMEDIATE on SQLite) and commits if it
+// returns nil. No HTTP call may happen inside fn.
+func (s *Store) InTx(ctx context.Context, fn func(tx *Tx) error) error {
+	return s.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
+		return fn(&Tx{db: db, dialect: s.dialect})
+	})
+}
+
+// DB exposes the transaction's GORM handle for queries the Tx methods do not cover.
+func (tx *Tx) DB() *gorm.DB { return tx.db }
+
+// forUpdateSkipLocked returns the locking clause for claims: PostgreSQL rows are
+// locked so concurrent instances skip each other's work; SQLite's IMMEDIATE
+// transaction already holds the database's single write lock.
+func (tx *Tx) forUpdateSkipLocked() string {
+	if tx.dialect == Postgres {
+		return " FOR UPDATE SKIP LOCKED"
+	}
+	return ""
+}
