@@ -1,0 +1,311 @@
+// Package charge carries one charge attempt end to end: it sends the attempt's frozen
+// request with its idempotency key, retries transient failures with backoff using
+// the same key, and turns the gateway's answer into one transaction over the
+// attempt, its invoice and its subscription.
+//
+// The protocol (DESIGN §2): the attempt row is committed before this package sees
+// it; no transaction is open during an HTTP call; an indefinite outcome leaves the
+// attempt unknown, to be replayed with the same key; result writes are fenced by
+// the lease version the attempt was claimed with.
+package charge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/billingd/billingd/internal/clock"
+	"github.com/billingd/billingd/internal/gateway"
+	"github.com/billingd/billingd/internal/models"
+	"github.com/billingd/billingd/internal/store"
+	"github.com/cenkalti/backoff/v4"
+	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
+)
+
+// RetryPolicy bounds the transient retries inside one attempt (seconds to minutes).
+// The dunning schedule (days, across attempts) is a different clock.
+type RetryPolicy struct {
+	InitialInterval time.Duration
+	MaxInterval     time.Duration
+	MaxElapsedTime  time.Duration
+}
+
+// Options wire an Engine.
+type Options struct {
+	Store   *store.Store
+	Gateway gateway.Gateway
+	Clock   clock.Clock
+	// Limiter caps requests per second to the gateway across all workers, so
+	// billingd never causes the gateway's own 429s. Nil means unlimited.
+	Limiter *rate.Limiter
+	Retry   RetryPolicy
+	// UnknownRetryDelay is how long an attempt whose outcome stayed unknown
+	// after the backoff window waits before it is replayed (with its own key).
+	UnknownRetryDelay time.Duration
+	Log               zerolog.Logger
+	// Observe, if set, is told each finished exchange (for metrics).
+	Observe func(status models.AttemptStatus, latency time.Duration)
+}
+
+// Engine executes claimed attempts.
+type Engine struct {
+	opts Options
+}
+
+// New returns an Engine.
+func New(opts Options) *Engine {
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if opts.UnknownRetryDelay <= 0 {
+		opts.UnknownRetryDelay = time.Minute
+	}
+	return &Engine{opts: opts}
+}
+
+// Request is the frozen gateway request of an attempt. It is derived only from the
+// attempt row, so every replay sends identical parameters.
+func Request(a *models.ChargeAttempt) gateway.PaymentIntentRequest {
+	return gateway.PaymentIntentRequest{
+		Amount:          a.Amount,
+		Currency:        a.Currency,
+		Customer:        a.GatewayCustomer,
+		PaymentMethod:   a.GatewayPM,
+		OffSession:      a.OffSession,
+		MerchantOrderID: a.MerchantOrderID,
+		Description:     "Invoice " + a.MerchantOrderID,
+		Metadata: map[string]string{
+			"invoice":         a.MerchantOrderID,
+			"attempt":         fmt.Sprint(a.AttemptNo),
+			"idempotency_key": a.IdempotencyKey,
+		},
+		IdempotencyKey: a.IdempotencyKey,
+	}
+}
+
+// Logger returns a logger whose every line names the attempt, its invoice and its
+// subscription.
+func Logger(base zerolog.Logger, a *models.ChargeAttempt) zerolog.Logger {
+	return base.With().
+		Int64("subscription_id", a.SubscriptionID).
+		Int64("invoice_id", a.InvoiceID).
+		Str("invoice", a.MerchantOrderID).
+		Int64("attempt_id", a.ID).
+		Int("attempt_no", a.AttemptNo).
+		Logger()
+}
+
+// Execute sends a claimed attempt (new or replayed) and records its outcome. ctx
+// aborts the exchange (a second SIGTERM); an aborted attempt stays pending or
+// unknown and is replayed later with the same key. It returns the attempt's new
+// status.
+func (e *Engine) Execute(ctx context.Context, a *models.ChargeAttempt) (models.AttemptStatus, error) {
+	log := Logger(e.opts.Log, a)
+	start := e.opts.Clock.Now()
+	res, tries := e.send(ctx, a, log)
+	if ctx.Err() != nil && res.Kind == gateway.Transient {
+		// Shutting down mid-exchange: leave the row as it is (pending/unknown) for
+		// the replay; only release nothing — the lease expires or is rescued.
+		log.Warn().Int("tries", tries).Msg("attempt interrupted by shutdown; it will be replayed with the same key")
+		return a.Status, ctx.Err()
+	}
+	now := e.opts.Clock.Now()
+	result := ResultOf(res)
+	result.Tries = tries
+	if result.Status == models.AttemptUnknown {
+		next := now.Add(e.opts.UnknownRetryDelay)
+		result.NextTryAt = &next
+	}
+	err := e.opts.Store.InTx(context.WithoutCancel(ctx), func(tx *store.Tx) error {
+		if err := tx.FinishAttempt(now, a, result); err != nil {
+			return err
+		}
+		return ApplyToInvoice(tx, now, a.InvoiceID, result)
+	})
+	if errors.Is(err, store.ErrLeaseLost) {
+		log.Warn().Str("status", string(result.Status)).Msg("lease lost before the result was written; dropping this worker's result")
+		return a.Status, err
+	}
+	if err != nil {
+		log.Error().Err(err).Str("status", string(result.Status)).Msg("could not record attempt outcome; it stays unresolved and will be replayed with the same key")
+		return a.Status, err
+	}
+	if e.opts.Observe != nil {
+		e.opts.Observe(result.Status, now.Sub(start))
+	}
+	ev := log.Info()
+	switch result.Status {
+	case models.AttemptUnknown, models.AttemptFailed, models.AttemptNeedsReview:
+		ev = log.Warn()
+	}
+	ev.Str("status", string(result.Status)).Str("payment_intent", result.PaymentIntentID).
+		Str("decline_code", result.DeclineCode).Bool("hard_decline", result.HardDecline).
+		Int("tries", tries).Int("http_status", result.LastHTTPStatus).Str("error", result.ErrorMessage).
+		Msg("charge attempt recorded")
+	return result.Status, nil
+}
+
+// send makes the request, retrying transient failures with exponential backoff and
+// jitter, honoring Retry-After, always with the attempt's own key.
+func (e *Engine) send(ctx context.Context, a *models.ChargeAttempt, log zerolog.Logger) (gateway.Result, int) {
+	req := Request(a)
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = e.opts.Retry.InitialInterval
+	b.MaxInterval = e.opts.Retry.MaxInterval
+	b.MaxElapsedTime = e.opts.Retry.MaxElapsedTime
+	b.Clock = e.opts.Clock
+	b.Reset()
+	tries := 0
+	for {
+		if e.opts.Limiter != nil {
+			if err := e.opts.Limiter.Wait(ctx); err != nil {
+				return gateway.Result{Kind: gateway.Transient, Err: err}, tries
+			}
+		}
+		tries++
+		res := e.opts.Gateway.CreatePaymentIntent(ctx, req)
+		if res.Kind != gateway.Transient {
+			return res, tries
+		}
+		wait := b.NextBackOff()
+		if wait == backoff.Stop || ctx.Err() != nil {
+			return res, tries
+		}
+		if res.RetryAfter > wait {
+			wait = res.RetryAfter
+		}
+		log.Debug().Err(res.Err).Int("http_status", res.HTTPStatus).Dur("wait", wait).Int("try", tries).Msg("transient gateway failure; retrying with the same idempotency key")
+		if err := e.opts.Clock.Sleep(ctx, wait); err != nil {
+			return res, tries
+		}
+	}
+}
+
+// ResultOf maps a gateway result onto the attempt state it establishes.
+func ResultOf(res gateway.Result) store.AttemptResult {
+	r := store.AttemptResult{LastHTTPStatus: res.HTTPStatus}
+	if res.Intent != nil {
+		r.PaymentIntentID = res.Intent.ID
+	}
+	if res.Err != nil {
+		r.ErrorMessage = res.Err.Error()
+	}
+	switch res.Kind {
+	case gateway.Succeeded:
+		r.Status = models.AttemptSucceeded
+	case gateway.Processing:
+		r.Status = models.AttemptProcessing
+	case gateway.RequiresAction:
+		r.Status = models.AttemptRequiresAction
+		if res.Intent != nil {
+			r.ActionURL = res.Intent.ActionURL
+		}
+	case gateway.Declined:
+		r.Status = models.AttemptDeclined
+		if d := res.Decline; d != nil {
+			r.DeclineCode = d.Reason()
+			r.AdviceCode = d.AdviceCode
+			r.HardDecline = d.Hard
+			if r.ErrorMessage == "" {
+				r.ErrorMessage = d.Message
+			}
+		}
+	case gateway.Canceled:
+		r.Status = models.AttemptCanceled
+	case gateway.Invalid:
+		r.Status = models.AttemptFailed
+		if isIdempotencyConflict(res) {
+			// The key was used before with other parameters: the first use may
+			// have charged. Only a human can tell.
+			r.Status = models.AttemptNeedsReview
+		}
+		if d := res.Decline; d != nil {
+			r.DeclineCode = d.Reason()
+		}
+	default:
+		r.Status = models.AttemptUnknown
+	}
+	return r
+}
+
+func isIdempotencyConflict(res gateway.Result) bool {
+	if res.Decline != nil && res.Decline.Type == "idempotency_error" {
+		return true
+	}
+	return res.Err != nil && strings.Contains(res.Err.Error(), "idempotency_error")
+}
+
+// ApplyToInvoice makes the invoice and subscription follow an attempt's new state,
+// inside the caller's transaction. Paid invoices stay paid whatever arrives later.
+func ApplyToInvoice(tx *store.Tx, now time.Time, invoiceID int64, r store.AttemptResult) error {
+	switch r.Status {
+	case models.AttemptSucceeded:
+		if _, err := tx.MarkInvoicePaid(now, invoiceID, r.PaymentIntentID); err != nil {
+			return err
+		}
+		return tx.ReactivateIfSettled(now, invoiceID)
+	case models.AttemptDeclined, models.AttemptRequiresAction, models.AttemptFailed,
+		models.AttemptCanceled, models.AttemptNeedsReview:
+		return tx.MarkSubscriptionPastDue(now, invoiceID)
+	}
+	return nil
+}
+
+// Resolve establishes an unresolved attempt's outcome by reading the gateway's
+// PaymentIntent (by id, else by merchant_order_id and the attempt's key in its
+// metadata) and records it like any other outcome. It returns the attempt's status
+// afterwards; an attempt the gateway has no PaymentIntent for stays as it is.
+func (e *Engine) Resolve(ctx context.Context, a *models.ChargeAttempt) (models.AttemptStatus, error) {
+	log := Logger(e.opts.Log, a)
+	var res gateway.Result
+	if a.PaymentIntentID != "" {
+		res = e.opts.Gateway.RetrievePaymentIntent(ctx, a.PaymentIntentID)
+	} else {
+		pis, err := e.opts.Gateway.SearchPaymentIntentsByOrder(ctx, a.MerchantOrderID)
+		if err != nil {
+			return a.Status, fmt.Errorf("charge: search %s: %w", a.MerchantOrderID, err)
+		}
+		var found *gateway.PaymentIntent
+		for i := range pis {
+			if pis[i].Metadata["idempotency_key"] == a.IdempotencyKey {
+				found = &pis[i]
+				break
+			}
+		}
+		if found == nil {
+			return a.Status, nil
+		}
+		res = gateway.ResultFromIntent(found, 200)
+	}
+	if res.Kind == gateway.Transient {
+		return a.Status, res.Err
+	}
+	if res.Kind == gateway.Invalid {
+		return a.Status, fmt.Errorf("charge: retrieve %s: %w", a.PaymentIntentID, res.Err)
+	}
+	result := ResultOf(res)
+	if result.Status == a.Status {
+		return a.Status, nil
+	}
+	now := e.opts.Clock.Now()
+	var moved bool
+	err := e.opts.Store.InTx(ctx, func(tx *store.Tx) error {
+		var err error
+		moved, err = tx.SettleAttempt(now, a.ID, result)
+		if err != nil || !moved {
+			return err
+		}
+		return ApplyToInvoice(tx, now, a.InvoiceID, result)
+	})
+	if err != nil {
+		return a.Status, err
+	}
+	if moved {
+		a.Status = result.Status
+		log.Info().Str("status", string(result.Status)).Str("payment_intent", result.PaymentIntentID).Msg("attempt resolved from the gateway's payment intent")
+	}
+	return a.Status, nil
+}
