@@ -1,0 +1,130 @@
+package wooshpay
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/billingd/billingd/internal/gateway"
+)
+
+// searchLimit is the largest page the search endpoint serves. One order never has
+// anywhere near this many intents, so a single page is the whole answer.
+const searchLimit = "100"
+
+// cancellationReason is sent on cancel: billingd only cancels intents it has
+// given up on (a superseded on-session attempt, a reconciled duplicate).
+const cancellationReason = "abandoned"
+
+// CreatePaymentIntent creates and confirms (confirm=true) a PaymentIntent in one
+// request. req.IdempotencyKey is required: without it a retry after a timeout could
+// charge twice, so the call is refused locally (Invalid, HTTPStatus 0) instead.
+func (c *Client) CreatePaymentIntent(ctx context.Context, req gateway.PaymentIntentRequest) gateway.Result {
+	cl := call{method: http.MethodPost, path: "/v1/payment_intents", idempotencyKey: req.IdempotencyKey}
+	if err := checkIdempotencyKey(req.IdempotencyKey, true); err != nil {
+		return invalidLocally(cl, err)
+	}
+	if req.Amount <= 0 {
+		return invalidLocally(cl, errors.New("amount must be positive"))
+	}
+	if req.Currency == "" {
+		return invalidLocally(cl, errors.New("currency is required"))
+	}
+	cl.body = createIntentBody{
+		Amount:          req.Amount,
+		Currency:        req.Currency,
+		Confirm:         true,
+		OffSession:      req.OffSession,
+		Customer:        req.Customer,
+		PaymentMethod:   req.PaymentMethod,
+		MerchantOrderID: req.MerchantOrderID,
+		Description:     req.Description,
+		Metadata:        req.Metadata,
+		ReturnURL:       req.ReturnURL,
+	}
+	return c.exchange(ctx, cl, &wireIntent{})
+}
+
+// RetrievePaymentIntent reads an intent's current state. The Result's Kind reflects
+// that state (a requires_payment_method intent reads as Declined), which is what the
+// reconciler needs to settle an attempt left unknown.
+func (c *Client) RetrievePaymentIntent(ctx context.Context, id string) gateway.Result {
+	cl := call{method: http.MethodGet, path: "/v1/payment_intents/" + id}
+	if err := checkID("payment intent", id); err != nil {
+		cl.path = "/v1/payment_intents/{id}"
+		return invalidLocally(cl, err)
+	}
+	return c.exchange(ctx, cl, &wireIntent{})
+}
+
+// ConfirmPaymentIntent confirms an existing intent, e.g. an on-session retry with
+// the saved card. Like create, it may move money, so an idempotency key is required.
+func (c *Client) ConfirmPaymentIntent(ctx context.Context, id string, req gateway.ConfirmRequest) gateway.Result {
+	cl := call{method: http.MethodPost, path: "/v1/payment_intents/" + id + "/confirm", idempotencyKey: req.IdempotencyKey}
+	if err := checkID("payment intent", id); err != nil {
+		cl.path = "/v1/payment_intents/{id}/confirm"
+		return invalidLocally(cl, err)
+	}
+	if err := checkIdempotencyKey(req.IdempotencyKey, true); err != nil {
+		return invalidLocally(cl, err)
+	}
+	cl.body = confirmIntentBody{
+		PaymentMethod: req.PaymentMethod,
+		OffSession:    req.OffSession,
+		ReturnURL:     req.ReturnURL,
+	}
+	return c.exchange(ctx, cl, &wireIntent{})
+}
+
+// CancelPaymentIntent cancels an intent that has not succeeded. The gateway refuses
+// to cancel a succeeded intent (400 → Invalid, with the intent attached when the
+// gateway sends it), which is how a caller learns the money did move after all.
+// The idempotency key is optional: canceling twice is harmless.
+func (c *Client) CancelPaymentIntent(ctx context.Context, id string, idempotencyKey string) gateway.Result {
+	cl := call{method: http.MethodPost, path: "/v1/payment_intents/" + id + "/cancel", idempotencyKey: idempotencyKey}
+	if err := checkID("payment intent", id); err != nil {
+		cl.path = "/v1/payment_intents/{id}/cancel"
+		return invalidLocally(cl, err)
+	}
+	if err := checkIdempotencyKey(idempotencyKey, false); err != nil {
+		return invalidLocally(cl, err)
+	}
+	cl.body = cancelIntentBody{CancellationReason: cancellationReason}
+	return c.exchange(ctx, cl, &wireIntent{})
+}
+
+// SearchPaymentIntentsByOrder lists the intents whose merchant_order_id is
+// merchantOrderID, newest first, as the gateway returned them (at most 100). The
+// reconciler uses it when an attempt never learned its intent id.
+//
+// An empty slice with a nil error means the gateway answered and found nothing;
+// any failure is an *Error, whose Result says whether asking again may help. Ids
+// containing a quote or backslash are refused: they cannot be expressed safely in
+// the search query language.
+func (c *Client) SearchPaymentIntentsByOrder(ctx context.Context, merchantOrderID string) ([]gateway.PaymentIntent, error) {
+	cl := call{method: http.MethodGet, path: "/v1/payment_intents/search"}
+	switch {
+	case merchantOrderID == "":
+		return nil, asError(cl, invalidLocally(cl, errors.New("merchant order id is empty")))
+	case strings.ContainsAny(merchantOrderID, `'\`):
+		return nil, asError(cl, invalidLocally(cl, errors.New("merchant order id contains a quote or backslash")))
+	case !isHeaderSafe(merchantOrderID):
+		return nil, asError(cl, invalidLocally(cl, errors.New("merchant order id contains control characters")))
+	}
+	cl.query = url.Values{
+		"query": {"merchant_order_id:'" + merchantOrderID + "'"},
+		"limit": {searchLimit},
+	}
+	var ws wireSearch
+	r := c.exchange(ctx, cl, &ws)
+	if r.Kind != gateway.Succeeded {
+		return nil, asError(cl, r)
+	}
+	out := make([]gateway.PaymentIntent, 0, len(ws.Data))
+	for i := range ws.Data {
+		out = append(out, *c.intentFromWire(&ws.Data[i]))
+	}
+	return out, nil
+}

@@ -1,0 +1,428 @@
+package wooshpay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/billingd/billingd/internal/gateway"
+)
+
+// maxRetryAfter bounds a Retry-After value so that a malformed header cannot
+// overflow a time.Duration or park the engine for days; the engine applies its own,
+// tighter deadline anyway.
+const maxRetryAfter = 24 * time.Hour
+
+// decide is the one place that says what an exchange means. Everything the charge
+// path branches on — definite or not, hard or soft, wait how long — is settled here,
+// where the status code, headers and body are at hand, so no caller ever has to
+// look at HTTP again.
+//
+// into, when non-nil, receives a 2xx body; it must decode and validate, or the
+// answer is Transient (the call's effect is unknown). A *wireIntent is mapped with
+// gateway.ResultFromIntent; any other object yields Kind Succeeded, meaning only
+// "the call did what was asked".
+func (c *Client) decide(ctx context.Context, cl call, a answer, into wireObject) gateway.Result {
+	r := gateway.Result{HTTPStatus: a.status}
+
+	if a.notSent {
+		r.Kind = gateway.Invalid
+		r.Err = fmt.Errorf("wooshpay: %s: %w", cl.op(), a.err)
+		return r
+	}
+	if a.err != nil {
+		// No (complete) answer: the request may or may not have been executed.
+		r.Kind = gateway.Transient
+		r.Err = c.transportError(ctx, cl, a)
+		return r
+	}
+
+	switch {
+	case a.status >= 200 && a.status < 300:
+		if into == nil {
+			r.Kind = gateway.Succeeded
+			return r
+		}
+		if a.tooLarge {
+			return c.transient(r, cl, fmt.Sprintf("%d response body larger than %d bytes", a.status, maxBodyBytes))
+		}
+		if err := decodeObject(a.body, into); err != nil {
+			return c.transient(r, cl, fmt.Sprintf("%d unreadable response: %v", a.status, err))
+		}
+		if wi, ok := into.(*wireIntent); ok {
+			res := gateway.ResultFromIntent(c.intentFromWire(wi), a.status)
+			if res.Err != nil {
+				// The text quotes gateway-supplied id and status: scrub it too.
+				res.Err = errors.New(c.scrub(fmt.Sprintf("wooshpay: %s: %d: %v", cl.op(), a.status, res.Err)))
+			}
+			return res
+		}
+		r.Kind = gateway.Succeeded
+		return r
+	}
+
+	// Not a success: read the error envelope, if there is a usable one.
+	e, intent := c.parseError(a.body, a.tooLarge)
+	r.Intent = intent
+	desc := c.describe(cl, a, e)
+
+	switch {
+	case a.status == http.StatusPaymentRequired:
+		// Valid request, card refused: definite, no money moved.
+		r.Kind = gateway.Declined
+		switch {
+		case e != nil && (e.Type != "" || e.Code != "" || e.DeclineCode != ""):
+			r.Decline = gateway.NewDecline(e.Type, e.Code, e.DeclineCode, e.AdviceCode, e.Message)
+		case intent != nil && intent.LastError != nil:
+			r.Decline = intent.LastError
+		default:
+			r.Decline = gateway.NewDecline("card_error", "card_declined", "", "", "declined without error details")
+		}
+	case a.status == http.StatusConflict,
+		a.status == http.StatusRequestTimeout,
+		a.status == http.StatusTooEarly:
+		// 409: the same key is still in flight; the replay will tell.
+		r.Kind = gateway.Transient
+		r.RetryAfter = c.retryAfter(a.header)
+		r.Err = errors.New(desc)
+	case a.status == http.StatusTooManyRequests || a.status >= 500:
+		// Rate limited, or gateway trouble: the charge may or may not have been
+		// recorded. Retry with the same key, honouring Retry-After.
+		r.Kind = gateway.Transient
+		r.RetryAfter = c.retryAfter(a.header)
+		r.Err = errors.New(desc)
+	case a.status == http.StatusNotFound:
+		r.Kind = gateway.Invalid
+		r.Decline = declineFromError(e)
+		r.Err = fmt.Errorf("%s: %w", desc, gateway.ErrNotFound)
+	case a.status >= 400:
+		// 400 (including idempotency_error), 401, 403 and other refusals of the
+		// request itself: definite, no money moved, a human must look.
+		r.Kind = gateway.Invalid
+		r.Decline = declineFromError(e)
+		r.Err = errors.New(desc)
+	default:
+		// 1xx/3xx: not an API answer (a redirecting proxy, a misconfigured base
+		// URL). Nothing says the request was not executed, so do not guess.
+		r.Kind = gateway.Transient
+		r.Err = errors.New(desc)
+	}
+	return r
+}
+
+func (c *Client) transient(r gateway.Result, cl call, msg string) gateway.Result {
+	r.Kind = gateway.Transient
+	r.Err = fmt.Errorf("wooshpay: %s: %s", cl.op(), c.scrub(msg))
+	return r
+}
+
+// transportError explains a failed exchange. When the caller's own context ended,
+// the error wraps the context's error so the engine can tell shutdown from a
+// gateway problem; the outcome stays unknown either way.
+func (c *Client) transportError(ctx context.Context, cl call, a answer) error {
+	where := "wooshpay: " + cl.op()
+	if a.status != 0 {
+		where = fmt.Sprintf("%s: %d reading body", where, a.status)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	err := a.err
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err // the URL is already named by op
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s: no answer within %s: %w", where, c.timeout, err)
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		if a.status == 0 {
+			return fmt.Errorf("%s: connection closed without a response: %w", where, err)
+		}
+		return fmt.Errorf("%s: connection closed mid-body: %w", where, err)
+	}
+	return &scrubbedError{msg: where + ": " + c.scrub(err.Error()), err: err}
+}
+
+// scrubbedError keeps the chain of a transport error (errors.Is on net errors
+// still works) while its message has passed through scrub.
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.err }
+
+// wireError is the gateway's error object.
+type wireError struct {
+	Type          string          `json:"type"`
+	Code          string          `json:"code"`
+	DeclineCode   string          `json:"decline_code"`
+	AdviceCode    string          `json:"advice_code"`
+	Message       string          `json:"message"`
+	Param         string          `json:"param"`
+	PaymentIntent json.RawMessage `json:"payment_intent"`
+}
+
+// parseError reads {"error": {...}} leniently: a missing or broken envelope yields
+// nil, and the status code alone decides. Every string is scrubbed.
+func (c *Client) parseError(body []byte, truncated bool) (*wireError, *gateway.PaymentIntent) {
+	if truncated || len(body) == 0 {
+		return nil, nil
+	}
+	var env struct {
+		Error *wireError `json:"error"`
+	}
+	if err := json.Unmarshal(body, &env); err != nil || env.Error == nil {
+		return nil, nil
+	}
+	e := env.Error
+	e.Type = c.scrubCode(e.Type)
+	e.Code = c.scrubCode(e.Code)
+	e.DeclineCode = c.scrubCode(e.DeclineCode)
+	e.AdviceCode = c.scrubCode(e.AdviceCode)
+	e.Param = c.scrubCode(e.Param)
+	e.Message = c.scrub(e.Message)
+	var intent *gateway.PaymentIntent
+	if raw := e.PaymentIntent; len(raw) > 0 && string(raw) != "null" {
+		var wi wireIntent
+		if decodeObject(raw, &wi) == nil {
+			intent = c.intentFromWire(&wi)
+		}
+	}
+	return e, intent
+}
+
+func declineFromError(e *wireError) *gateway.Decline {
+	if e == nil || (e.Type == "" && e.Code == "" && e.DeclineCode == "") {
+		return nil
+	}
+	return gateway.NewDecline(e.Type, e.Code, e.DeclineCode, e.AdviceCode, e.Message)
+}
+
+// describe builds the short error text: "wooshpay: POST /v1/x: 500 api_error: msg".
+func (c *Client) describe(cl call, a answer, e *wireError) string {
+	var b strings.Builder
+	b.WriteString("wooshpay: ")
+	b.WriteString(cl.op())
+	b.WriteString(": ")
+	b.WriteString(strconv.Itoa(a.status))
+	if e == nil {
+		b.WriteString(" ")
+		if t := http.StatusText(a.status); t != "" {
+			b.WriteString(strings.ToLower(t))
+		} else {
+			b.WriteString("unexpected status")
+		}
+		if a.tooLarge {
+			b.WriteString(" (oversized body)")
+		} else if len(a.body) > 0 {
+			b.WriteString(" (no error object in body)")
+		}
+	} else {
+		if e.Type != "" {
+			b.WriteString(" ")
+			b.WriteString(e.Type)
+		}
+		if e.Code != "" {
+			b.WriteString(" ")
+			b.WriteString(e.Code)
+		}
+		if e.DeclineCode != "" {
+			b.WriteString(" (")
+			b.WriteString(e.DeclineCode)
+			b.WriteString(")")
+		}
+		if e.Param != "" {
+			b.WriteString(" param=")
+			b.WriteString(e.Param)
+		}
+		if e.Message != "" {
+			b.WriteString(": ")
+			b.WriteString(e.Message)
+		}
+	}
+	if id := c.scrubCode(a.header.Get("Request-Id")); id != "" {
+		b.WriteString(" [request ")
+		b.WriteString(id)
+		b.WriteString("]")
+	}
+	return b.String()
+}
+
+// retryAfter reads Retry-After as delay-seconds or an HTTP date. Absent, negative
+// or unparsable values give 0 (the engine's own backoff applies).
+func (c *Client) retryAfter(h http.Header) time.Duration {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		if secs > int64(maxRetryAfter/time.Second) {
+			return maxRetryAfter
+		}
+		return time.Duration(secs) * time.Second
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0
+	}
+	d := t.Sub(c.now())
+	if d <= 0 {
+		return 0
+	}
+	if d > maxRetryAfter {
+		return maxRetryAfter
+	}
+	// Whole seconds: the header's resolution.
+	return d.Round(time.Second)
+}
+
+const (
+	maxMessageLen = 300
+	maxCodeLen    = 100
+	redacted      = "[redacted]"
+)
+
+// apiKeyPattern matches WooshPay/Stripe-style API keys, whichever account they
+// belong to, in anything the gateway echoes back.
+var apiKeyPattern = regexp.MustCompile(`\b(?:sk|rk|pk)_(?:test|live)_[A-Za-z0-9_*]+`)
+
+// scrub makes gateway-supplied or transport text safe for an error string and
+// the database: it removes the secret key, anything shaped like an API key or a
+// card number, control characters, and bounds the length.
+func (c *Client) scrub(s string) string {
+	if s == "" {
+		return ""
+	}
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "?")
+	}
+	// Control characters first, so "4242\n4242…" is seen as one grouped number.
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return ' '
+		}
+		return r
+	}, s)
+	if c.secret != "" {
+		s = strings.ReplaceAll(s, c.secret, redacted)
+	}
+	s = apiKeyPattern.ReplaceAllString(s, redacted)
+	s = redactDigitRuns(s)
+	s = strings.TrimSpace(s)
+	return truncate(s, maxMessageLen)
+}
+
+// scrubCode is scrub for short identifiers (type, code, request id).
+func (c *Client) scrubCode(s string) string {
+	return truncate(c.scrub(s), maxCodeLen)
+}
+
+// redactDigitRuns replaces runs of 12 or more digits — possibly grouped by single
+// spaces or dashes, as card numbers are written — with a marker. No legitimate
+// error text needs such a run, and a card number must never reach an error.
+func redactDigitRuns(s string) string {
+	const minDigits = 12
+	var out strings.Builder
+	i, changed := 0, false
+	for i < len(s) {
+		if !isDigit(s[i]) {
+			out.WriteByte(s[i])
+			i++
+			continue
+		}
+		// Scan a run of digits with single separators between groups.
+		j, digits, end := i, 0, i
+		for j < len(s) {
+			if isDigit(s[j]) {
+				digits++
+				j++
+				end = j
+				continue
+			}
+			if (s[j] == ' ' || s[j] == '-') && j+1 < len(s) && isDigit(s[j+1]) {
+				j++
+				continue
+			}
+			break
+		}
+		if digits >= minDigits {
+			out.WriteString(redacted)
+			changed = true
+		} else {
+			out.WriteString(s[i:end])
+		}
+		i = end
+	}
+	if !changed {
+		return s
+	}
+	return out.String()
+}
+
+func isDigit(b byte) bool { return b >= '0' && b <= '9' }
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+// Error is returned by the calls that answer with an object rather than a
+// gateway.Result (customers, setup intents, payment methods, search). It carries
+// the same classification decide made, so a caller can still tell a retryable
+// failure (Result.Kind == gateway.Transient, with RetryAfter) from a definite one,
+// and errors.Is(err, gateway.ErrNotFound) works for a 404.
+type Error struct {
+	// Op is the method and path of the failed call, e.g. "POST /v1/customers".
+	Op string
+	// Result is the classified outcome; its Kind is never Succeeded.
+	Result gateway.Result
+}
+
+// Error returns a short description without secrets or card data.
+func (e *Error) Error() string {
+	if e.Result.Err != nil {
+		return e.Result.Err.Error()
+	}
+	if d := e.Result.Decline; d != nil {
+		msg := fmt.Sprintf("wooshpay: %s: %d declined: %s", e.Op, e.Result.HTTPStatus, d.Reason())
+		if d.Message != "" {
+			msg += ": " + d.Message
+		}
+		return msg
+	}
+	return fmt.Sprintf("wooshpay: %s: %s", e.Op, e.Result.Kind)
+}
+
+// Unwrap exposes the underlying cause (gateway.ErrNotFound, a context error, a
+// network error).
+func (e *Error) Unwrap() error { return e.Result.Err }
+
+// Retryable reports whether the same request may be sent again (with the same
+// idempotency key) because its outcome is unknown.
+func (e *Error) Retryable() bool { return e.Result.Kind == gateway.Transient }
+
+// asError turns a non-success Result into an *Error.
+func asError(cl call, r gateway.Result) error {
+	return &Error{Op: cl.op(), Result: r}
+}
