@@ -1,0 +1,397 @@
+// Package config loads billingd's YAML configuration.
+//
+// The file is the contract between finance ops and the daemon (DESIGN §9), so the
+// package is deliberately unforgiving: unknown keys are errors (a misspelled
+// "timout" must not silently fall back to a default while money moves), every
+// problem names its dotted key, and secrets never appear in an error or a log line.
+//
+// Loading runs in a fixed order:
+//
+//  1. strict YAML decoding (unknown keys, duplicate keys and type mismatches are
+//     errors naming the key and the line);
+//  2. ${NAME} expansion inside scalar values, taken from the environment;
+//  3. defaults for every key that has one;
+//  4. *_file secrets, read from files such as systemd credentials.
+//
+// Validate then checks the semantics and returns every problem at once, so that
+// `billingd check-config` can list them all in one run instead of one per edit.
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Enum values accepted by the configuration. They are exported so that the
+// packages consuming a Config switch over the same spellings Validate accepts.
+const (
+	DriverSQLite   = "sqlite"
+	DriverPostgres = "postgres"
+
+	SynchronousFull   = "full"
+	SynchronousNormal = "normal"
+
+	ProviderWooshPay = "wooshpay"
+
+	FinalActionCancel  = "cancel"
+	FinalActionUnpaid  = "unpaid"
+	FinalActionPastDue = "past_due"
+
+	MailTLSStartTLS = "starttls"
+	MailTLSImplicit = "tls"
+	MailTLSNone     = "none"
+
+	LogLevelDebug = "debug"
+	LogLevelInfo  = "info"
+	LogLevelWarn  = "warn"
+	LogLevelError = "error"
+
+	LogFormatJSON    = "json"
+	LogFormatConsole = "console"
+)
+
+// DefaultSQLiteDSN is where the SQLite database lives when database.dsn is not
+// set. It is only applied for the sqlite driver: a postgres deployment without a
+// DSN is a configuration error, not a reason to quietly write to a local file.
+const DefaultSQLiteDSN = "/var/lib/billingd/billingd.db"
+
+// Config is the whole configuration of the daemon. Its zero value is not
+// usable; start from Default, Load or Parse.
+type Config struct {
+	Database DatabaseConfig `yaml:"database"`
+	Gateway  GatewayConfig  `yaml:"gateway"`
+	Schedule ScheduleConfig `yaml:"schedule"`
+	Retry    RetryConfig    `yaml:"retry"`
+	Dunning  DunningConfig  `yaml:"dunning"`
+	HTTP     HTTPConfig     `yaml:"http"`
+	Mail     MailConfig     `yaml:"mail"`
+	Log      LogConfig      `yaml:"log"`
+
+	// lines maps dotted keys to the line they were set on, so that Validate can
+	// point at the offending line of a parsed file. Nil for Default().
+	lines map[string]int
+}
+
+// DatabaseConfig selects and tunes the store. SQLite is the default because a
+// single-node billing daemon should run without any other service.
+type DatabaseConfig struct {
+	// Driver is DriverSQLite or DriverPostgres.
+	Driver string `yaml:"driver"`
+	// DSN is a file path (or file: URI) for SQLite and a postgres URL or
+	// key=value string for Postgres. It may carry a password, so it is redacted
+	// wherever the config is printed.
+	DSN string `yaml:"dsn"`
+	// DSNFile, when set, names a file whose content becomes DSN; it keeps a
+	// postgres password out of the config file. After loading it is kept only
+	// for reference.
+	DSNFile string `yaml:"dsn_file"`
+	// Synchronous is SQLite's PRAGMA synchronous (full or normal). Full is the
+	// default because a committed charge attempt must survive a power cut.
+	Synchronous string `yaml:"synchronous"`
+	// BusyTimeout is how long SQLite waits for a lock before failing.
+	BusyTimeout Duration `yaml:"busy_timeout"`
+	// MaxOpenConns caps the pool; 0 lets the store choose per driver.
+	MaxOpenConns int `yaml:"max_open_conns"`
+}
+
+// GatewayConfig describes the payment gateway connection and how hard billingd
+// may push it.
+type GatewayConfig struct {
+	// Provider is the gateway implementation; only ProviderWooshPay for now.
+	Provider string `yaml:"provider"`
+	// BaseURL is the API root, without a trailing slash. Plain http is accepted
+	// only for loopback hosts (the bundled simulator), never for a real gateway.
+	BaseURL string `yaml:"base_url"`
+	// SecretKey authenticates API calls (sk_test_… / sk_live_…).
+	SecretKey Secret `yaml:"secret_key"`
+	// SecretKeyFile, when set, names a file whose content becomes SecretKey.
+	SecretKeyFile string `yaml:"secret_key_file"`
+	// WebhookSecret verifies the signature of incoming webhooks (whsec_…).
+	WebhookSecret Secret `yaml:"webhook_secret"`
+	// WebhookSecretFile, when set, names a file whose content becomes
+	// WebhookSecret.
+	WebhookSecretFile string `yaml:"webhook_secret_file"`
+	// WebhookTolerance bounds the age of a webhook signature timestamp, which
+	// limits how long a captured webhook can be replayed.
+	WebhookTolerance Duration `yaml:"webhook_tolerance"`
+	// Timeout bounds one HTTP request to the gateway.
+	Timeout Duration `yaml:"timeout"`
+	// Concurrency is the number of charges in flight at once.
+	Concurrency int `yaml:"concurrency"`
+	// RateLimit is the ceiling on gateway requests per second, shared by all
+	// workers, so a large billing run cannot trip the gateway's own limits.
+	RateLimit float64 `yaml:"rate_limit"`
+}
+
+// ScheduleConfig drives the billing sweep.
+type ScheduleConfig struct {
+	// Billing is a cron spec (5 fields or a descriptor such as @hourly or
+	// @every 1m) for the billing sweep.
+	Billing string `yaml:"billing"`
+	// Timezone is the IANA zone the cron spec is read in. Billing periods are
+	// still computed and stored in UTC.
+	Timezone string `yaml:"timezone"`
+	// DrainTimeout is how long the first SIGTERM waits for in-flight charges
+	// before giving up, so a deploy never cuts a charge in half by choice.
+	DrainTimeout Duration `yaml:"drain_timeout"`
+	// PageSize is how many due subscriptions a sweep reads per query.
+	PageSize int `yaml:"page_size"`
+}
+
+// RetryConfig is the backoff for transient failures inside one charge attempt
+// (network errors, timeouts, 409, 429, 5xx), always with the same idempotency
+// key. It is the short clock; dunning is the long one.
+type RetryConfig struct {
+	InitialInterval Duration `yaml:"initial_interval"`
+	MaxInterval     Duration `yaml:"max_interval"`
+	// MaxElapsedTime ends the retries; the attempt then stays unknown and the
+	// reconciler resolves it.
+	MaxElapsedTime Duration `yaml:"max_elapsed_time"`
+}
+
+// DunningConfig is the recovery policy after a declined charge.
+type DunningConfig struct {
+	// RetrySchedule lists the delays between dunning retries: each entry is
+	// measured from the previous step, not from the first failure.
+	RetrySchedule []Duration `yaml:"retry_schedule"`
+	// FinalAction is the subscription status once the schedule is exhausted:
+	// FinalActionCancel, FinalActionUnpaid or FinalActionPastDue.
+	FinalAction string `yaml:"final_action"`
+	// LinkTTL is how long an emailed pay / card-update link stays valid.
+	LinkTTL Duration `yaml:"link_ttl"`
+}
+
+// HTTPConfig is the listener for webhooks, pay pages, health and metrics.
+type HTTPConfig struct {
+	// Listen is host:port. The default binds loopback only, because a reverse
+	// proxy normally terminates TLS in front of billingd.
+	Listen string `yaml:"listen"`
+	// PublicBaseURL is how customers and the gateway reach billingd; pay links
+	// and return URLs are built from it. Stored without a trailing slash.
+	PublicBaseURL string `yaml:"public_base_url"`
+}
+
+// MailConfig is the SMTP relay for dunning emails. Mail is disabled when Host
+// is empty, which keeps development and demo setups free of an SMTP server.
+type MailConfig struct {
+	Host     string `yaml:"host"`
+	Port     int    `yaml:"port"`
+	Username string `yaml:"username"`
+	Password Secret `yaml:"password"`
+	// PasswordFile, when set, names a file whose content becomes Password.
+	PasswordFile string `yaml:"password_file"`
+	// TLS is MailTLSStartTLS, MailTLSImplicit or MailTLSNone.
+	TLS string `yaml:"tls"`
+	// From is the RFC 5322 sender, e.g. "Billing <billing@example.com>".
+	From string `yaml:"from"`
+	// TemplatesDir overrides the built-in email templates when set.
+	TemplatesDir string `yaml:"templates_dir"`
+}
+
+// Enabled reports whether emails should be sent at all.
+func (m MailConfig) Enabled() bool { return m.Host != "" }
+
+// LogConfig selects the zerolog output.
+type LogConfig struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// Default returns a configuration with every default applied. It lacks the
+// required values (gateway secrets, http.public_base_url), so it does not
+// validate as is; the demo and tests fill those in.
+func Default() *Config {
+	return &Config{
+		Database: DatabaseConfig{
+			Driver:      DriverSQLite,
+			DSN:         DefaultSQLiteDSN,
+			Synchronous: SynchronousFull,
+			BusyTimeout: Duration(5 * time.Second),
+		},
+		Gateway: GatewayConfig{
+			Provider:         ProviderWooshPay,
+			BaseURL:          "https://api.wooshpay.com",
+			WebhookTolerance: Duration(5 * time.Minute),
+			Timeout:          Duration(30 * time.Second),
+			Concurrency:      8,
+			RateLimit:        20,
+		},
+		Schedule: ScheduleConfig{
+			Billing:      "*/5 * * * *",
+			Timezone:     "UTC",
+			DrainTimeout: Duration(60 * time.Second),
+			PageSize:     500,
+		},
+		Retry: RetryConfig{
+			InitialInterval: Duration(time.Second),
+			MaxInterval:     Duration(30 * time.Second),
+			MaxElapsedTime:  Duration(5 * time.Minute),
+		},
+		Dunning: DunningConfig{
+			RetrySchedule: []Duration{
+				Duration(24 * time.Hour),
+				Duration(72 * time.Hour),
+				Duration(120 * time.Hour),
+				Duration(168 * time.Hour),
+			},
+			FinalAction: FinalActionCancel,
+			LinkTTL:     Duration(168 * time.Hour),
+		},
+		HTTP: HTTPConfig{
+			Listen: "127.0.0.1:8080",
+		},
+		Mail: MailConfig{
+			Port: 587,
+			TLS:  MailTLSStartTLS,
+		},
+		Log: LogConfig{
+			Level:  LogLevelInfo,
+			Format: LogFormatJSON,
+		},
+	}
+}
+
+// Location returns the time zone the billing cron spec is interpreted in.
+func (s ScheduleConfig) Location() (*time.Location, error) {
+	return time.LoadLocation(s.Timezone)
+}
+
+// RetryDelays returns the dunning schedule as plain durations, for callers
+// that do not want to know about the YAML wrapper type.
+func (d DunningConfig) RetryDelays() []time.Duration {
+	out := make([]time.Duration, len(d.RetrySchedule))
+	for i, v := range d.RetrySchedule {
+		out[i] = v.D()
+	}
+	return out
+}
+
+// Duration is a time.Duration written in YAML as a Go duration string ("30s",
+// "5m", "168h"). A bare number is rejected: "30" could mean seconds or
+// nanoseconds, and guessing wrong on a timeout is an outage.
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// String formats the duration the way it is written in the config.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("must be a duration such as 30s, 5m or 168h")
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("must be a duration such as 30s, 5m or 168h")
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration back as a string, so String() output can be
+// fed to Parse again.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// MarshalJSON writes the duration as a string, readable in JSON logs.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// Redacted is what a set secret prints as.
+const Redacted = "<redacted>"
+
+// Secret is a credential. Its String, GoString and marshalling methods all
+// print Redacted, so passing a Config (or any part of it) to a logger, fmt or
+// an error cannot leak a key. Use Reveal where the real value is needed.
+type Secret string
+
+// Reveal returns the secret itself. Call it only where the value is handed to
+// the gateway, SMTP server or HMAC, never for display.
+func (s Secret) Reveal() string { return string(s) }
+
+// String prints Redacted for a set secret and "" for an unset one, so logs
+// still show whether a secret is configured.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return Redacted
+}
+
+// GoString keeps %#v as safe as %v.
+func (s Secret) GoString() string { return fmt.Sprintf("config.Secret(%q)", s.String()) }
+
+// MarshalYAML redacts the secret in Config.String output.
+func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
+
+// MarshalJSON redacts the secret in structured logs.
+func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
+
+// Redacted returns a copy safe to print: secrets already redact themselves,
+// and a password inside database.dsn is masked.
+func (c *Config) Redacted() *Config {
+	cp := *c
+	cp.Dunning.RetrySchedule = append([]Duration(nil), c.Dunning.RetrySchedule...)
+	cp.Database.DSN = RedactDSN(c.Database.DSN)
+	cp.lines = nil
+	return &cp
+}
+
+// String renders the configuration as YAML with secrets redacted, for
+// `check-config` output and startup logs. Its value receiver keeps a Config
+// printed by value just as safe as a *Config.
+func (c Config) String() string {
+	var b strings.Builder
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(c.Redacted()); err != nil {
+		return fmt.Sprintf("<config: %v>", err)
+	}
+	_ = enc.Close()
+	return b.String()
+}
+
+// GoString keeps %#v from dumping the DSN.
+func (c Config) GoString() string { return c.String() }
+
+var kvPassword = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s]*)`)
+
+// RedactDSN masks the password in a postgres URL, a key=value DSN, or a
+// sqlite file: URI (query parameters whose name mentions "pass", "secret",
+// "token" or "key"). Values that cannot be parsed are masked entirely, since
+// we cannot tell where a password would be.
+func RedactDSN(dsn string) string {
+	if dsn == "" {
+		return ""
+	}
+	if strings.Contains(dsn, "://") || strings.HasPrefix(dsn, "file:") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return Redacted
+		}
+		if u.User != nil {
+			if _, ok := u.User.Password(); ok {
+				u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			}
+		}
+		if u.RawQuery != "" {
+			q := u.Query()
+			for k := range q {
+				lk := strings.ToLower(k)
+				if strings.Contains(lk, "pass") || strings.Contains(lk, "secret") ||
+					strings.Contains(lk, "token") || strings.Contains(lk, "key") {
+					q.Set(k, "xxxxx")
+				}
+			}
+			u.RawQuery = q.Encode()
+		}
+		return u.String()
+	}
+	return kvPassword.ReplaceAllString(dsn, "${1}xxxxx")
+}

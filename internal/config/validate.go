@@ -1,0 +1,324 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"net/mail"
+	"net/url"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/robfig/cron/v3"
+
+	// The daemon validates and later loads schedule.timezone; embedding the
+	// zone database keeps both working on minimal hosts without tzdata.
+	_ "time/tzdata"
+)
+
+// Limits enforced by Validate. They are generous; their point is to catch a
+// typo (an extra zero, a swapped field) before it reaches the gateway.
+const (
+	MaxConcurrency        = 1024
+	MaxPageSize           = 100000
+	MaxRetryScheduleSteps = 15
+)
+
+// secretKeys are the keys whose values are never shown in an error.
+// database.dsn is included because a postgres DSN usually carries a password.
+var secretKeys = map[string]bool{
+	"database.dsn":           true,
+	"gateway.secret_key":     true,
+	"gateway.webhook_secret": true,
+	"mail.password":          true,
+}
+
+// displayValue is the value an error may show for key.
+func displayValue(key, v string) string {
+	if v != "" && secretKeys[key] {
+		return Redacted
+	}
+	return v
+}
+
+// Validate checks the semantics of the configuration and returns every
+// problem it finds as Errors (sorted by key), or nil. Reporting all problems
+// at once saves an operator the edit-run-edit loop on a service that is down.
+//
+// It reads the file system only to check mail.templates_dir.
+func (c *Config) Validate() error { return c.check().asError() }
+
+type validator struct {
+	errs  Errors
+	lines map[string]int
+}
+
+func (v *validator) add(key, value, format string, args ...any) {
+	v.errs = append(v.errs, FieldError{
+		Key:     key,
+		Value:   displayValue(key, value),
+		Message: fmt.Sprintf(format, args...),
+		Line:    v.lines[key],
+	})
+}
+
+func (v *validator) oneOf(key, value string, allowed ...string) {
+	for _, a := range allowed {
+		if value == a {
+			return
+		}
+	}
+	v.add(key, value, "must be one of %s", strings.Join(allowed, ", "))
+}
+
+func (v *validator) positive(key string, d Duration) {
+	if d <= 0 {
+		v.add(key, d.String(), "must be a positive duration")
+	}
+}
+
+func (v *validator) intRange(key string, n, lo, hi int) {
+	if n < lo || n > hi {
+		v.add(key, strconv.Itoa(n), "must be between %d and %d", lo, hi)
+	}
+}
+
+func (v *validator) required(key, value, hint string) bool {
+	if value != "" {
+		return true
+	}
+	v.add(key, "", "is required%s", hint)
+	return false
+}
+
+func (c *Config) check() Errors {
+	v := &validator{lines: c.lines}
+	c.checkDatabase(v)
+	c.checkGateway(v)
+	c.checkSchedule(v)
+	c.checkRetry(v)
+	c.checkDunning(v)
+	c.checkHTTP(v)
+	c.checkMail(v)
+	v.oneOf("log.level", c.Log.Level, LogLevelDebug, LogLevelInfo, LogLevelWarn, LogLevelError)
+	v.oneOf("log.format", c.Log.Format, LogFormatJSON, LogFormatConsole)
+	return v.errs
+}
+
+var kvDSN = regexp.MustCompile(`^\s*[A-Za-z_]+\s*=`)
+
+func (c *Config) checkDatabase(v *validator) {
+	d := c.Database
+	v.oneOf("database.driver", d.Driver, DriverSQLite, DriverPostgres)
+	switch d.Driver {
+	case DriverSQLite:
+		v.required("database.dsn", d.DSN, " (a file path such as "+DefaultSQLiteDSN+")")
+	case DriverPostgres:
+		if !v.required("database.dsn", d.DSN, " when database.driver is postgres (or set database.dsn_file)") {
+			break
+		}
+		ok := false
+		if strings.HasPrefix(d.DSN, "postgres://") || strings.HasPrefix(d.DSN, "postgresql://") {
+			u, err := url.Parse(d.DSN)
+			ok = err == nil && u.Host != ""
+		} else {
+			ok = kvDSN.MatchString(d.DSN)
+		}
+		if !ok {
+			v.add("database.dsn", d.DSN, "must be a postgres URL (postgres://user@host:5432/billingd) or a key=value DSN (host=... dbname=...)")
+		}
+	}
+	v.oneOf("database.synchronous", d.Synchronous, SynchronousFull, SynchronousNormal)
+	v.positive("database.busy_timeout", d.BusyTimeout)
+	if d.MaxOpenConns < 0 {
+		v.add("database.max_open_conns", strconv.Itoa(d.MaxOpenConns), "must be 0 (driver default) or more")
+	}
+}
+
+func (c *Config) checkGateway(v *validator) {
+	g := c.Gateway
+	v.oneOf("gateway.provider", g.Provider, ProviderWooshPay)
+	if v.required("gateway.base_url", g.BaseURL, "") {
+		v.url("gateway.base_url", g.BaseURL)
+	}
+	if v.required("gateway.secret_key", string(g.SecretKey), ` (for example secret_key: "${WOOSHPAY_SECRET_KEY}"), or set gateway.secret_key_file`) {
+		v.token("gateway.secret_key", string(g.SecretKey))
+	}
+	if v.required("gateway.webhook_secret", string(g.WebhookSecret), ` (for example webhook_secret: "${WOOSHPAY_WEBHOOK_SECRET}"), or set gateway.webhook_secret_file`) {
+		v.token("gateway.webhook_secret", string(g.WebhookSecret))
+	}
+	v.positive("gateway.webhook_tolerance", g.WebhookTolerance)
+	v.positive("gateway.timeout", g.Timeout)
+	v.intRange("gateway.concurrency", g.Concurrency, 1, MaxConcurrency)
+	if !(g.RateLimit > 0) || math.IsInf(g.RateLimit, 0) {
+		v.add("gateway.rate_limit", strconv.FormatFloat(g.RateLimit, 'g', -1, 64), "must be a positive number of requests per second")
+	}
+}
+
+// token rejects whitespace and control characters in a credential: they
+// usually come from a copied line ending and would only surface later as an
+// authentication failure in the middle of a billing run.
+func (v *validator) token(key, s string) {
+	if strings.ContainsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
+		v.add(key, s, "must not contain whitespace or control characters")
+	}
+}
+
+// url checks an absolute http(s) URL. Plain http is allowed only for
+// loopback hosts: the bundled simulator and local development, never a
+// real gateway or customer-facing address.
+func (v *validator) url(key, raw string) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Opaque != "" || u.Host == "" || !u.IsAbs() {
+		v.add(key, redactURL(raw), "must be an absolute URL such as https://example.com")
+		return
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "https":
+	case "http":
+		if !isLoopback(u.Hostname()) {
+			v.add(key, u.Redacted(), "must use https (http is allowed only for localhost and loopback addresses)")
+			return
+		}
+	default:
+		v.add(key, u.Redacted(), "must be an https URL")
+		return
+	}
+	if u.User != nil {
+		v.add(key, u.Redacted(), "must not contain a user name or password")
+		return
+	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		v.add(key, u.Redacted(), "must not have a query string or fragment; only a path prefix is allowed")
+	}
+}
+
+func redactURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Redacted()
+	}
+	if strings.Contains(raw, "@") {
+		return Redacted
+	}
+	return raw
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (c *Config) checkSchedule(v *validator) {
+	s := c.Schedule
+	if v.required("schedule.billing", s.Billing, ` (a cron spec such as "*/5 * * * *" or "@hourly")`) {
+		if strings.HasPrefix(s.Billing, "TZ=") || strings.HasPrefix(s.Billing, "CRON_TZ=") {
+			v.add("schedule.billing", s.Billing, "must not carry a time zone; set schedule.timezone instead")
+		} else if err := parseCron(s.Billing); err != nil {
+			v.add("schedule.billing", s.Billing, "invalid cron spec: %v", err)
+		}
+	}
+	if v.required("schedule.timezone", s.Timezone, " (an IANA name such as UTC or Europe/Berlin)") {
+		if s.Timezone == "Local" {
+			v.add("schedule.timezone", s.Timezone, "must be an IANA name such as UTC or Europe/Berlin; Local depends on the host")
+		} else if _, err := time.LoadLocation(s.Timezone); err != nil {
+			v.add("schedule.timezone", s.Timezone, "unknown time zone; use an IANA name such as UTC or Europe/Berlin")
+		}
+	}
+	v.positive("schedule.drain_timeout", s.DrainTimeout)
+	v.intRange("schedule.page_size", s.PageSize, 1, MaxPageSize)
+}
+
+// parseCron validates a spec with the scheduler's own parser, converting a
+// panic inside it (it has had some on malformed input) into an error.
+func parseCron(spec string) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	_, err = cron.ParseStandard(spec)
+	return err
+}
+
+func (c *Config) checkRetry(v *validator) {
+	r := c.Retry
+	v.positive("retry.initial_interval", r.InitialInterval)
+	v.positive("retry.max_interval", r.MaxInterval)
+	v.positive("retry.max_elapsed_time", r.MaxElapsedTime)
+	if r.InitialInterval > 0 && r.MaxInterval > 0 && r.MaxInterval < r.InitialInterval {
+		v.add("retry.max_interval", r.MaxInterval.String(), "must be at least retry.initial_interval (%s)", r.InitialInterval)
+	}
+}
+
+func (c *Config) checkDunning(v *validator) {
+	d := c.Dunning
+	switch n := len(d.RetrySchedule); {
+	case n == 0:
+		v.add("dunning.retry_schedule", "", "must list at least one delay, such as [24h, 72h]")
+	case n > MaxRetryScheduleSteps:
+		v.add("dunning.retry_schedule", "", "must have at most %d entries, has %d", MaxRetryScheduleSteps, n)
+	}
+	for i, step := range d.RetrySchedule {
+		v.positive(fmt.Sprintf("dunning.retry_schedule[%d]", i), step)
+	}
+	v.oneOf("dunning.final_action", d.FinalAction, FinalActionCancel, FinalActionUnpaid, FinalActionPastDue)
+	v.positive("dunning.link_ttl", d.LinkTTL)
+}
+
+func (c *Config) checkHTTP(v *validator) {
+	h := c.HTTP
+	if v.required("http.listen", h.Listen, ` (host:port such as "127.0.0.1:8080")`) {
+		_, port, err := net.SplitHostPort(h.Listen)
+		if err != nil {
+			v.add("http.listen", h.Listen, `must be host:port such as "127.0.0.1:8080" or ":8080"`)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			v.add("http.listen", h.Listen, "port must be a number from 0 to 65535")
+		}
+	}
+	if v.required("http.public_base_url", h.PublicBaseURL, " (the https address customers and the gateway use to reach billingd)") {
+		v.url("http.public_base_url", h.PublicBaseURL)
+	}
+}
+
+func (c *Config) checkMail(v *validator) {
+	m := c.Mail
+	v.intRange("mail.port", m.Port, 1, 65535)
+	v.oneOf("mail.tls", m.TLS, MailTLSStartTLS, MailTLSImplicit, MailTLSNone)
+	if m.Host != "" {
+		if _, _, err := net.SplitHostPort(m.Host); err == nil {
+			v.add("mail.host", m.Host, "must be a host name without a port; set mail.port")
+		}
+		v.required("mail.from", m.From, ` when mail.host is set (for example "Billing <billing@example.com>")`)
+		if m.TLS == MailTLSNone && m.Password != "" && !isLoopback(m.Host) {
+			v.add("mail.tls", m.TLS, "must be starttls or tls when a password is sent to a remote host")
+		}
+	}
+	if m.From != "" {
+		if _, err := mail.ParseAddress(m.From); err != nil {
+			v.add("mail.from", m.From, `must be an email address such as "Billing <billing@example.com>"`)
+		}
+	}
+	if m.TemplatesDir != "" {
+		fi, err := os.Stat(m.TemplatesDir)
+		switch {
+		case err != nil:
+			v.add("mail.templates_dir", m.TemplatesDir, "must be an existing directory: %v", statReason(err))
+		case !fi.IsDir():
+			v.add("mail.templates_dir", m.TemplatesDir, "must be a directory, not a file")
+		}
+	}
+}
+
+func statReason(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
