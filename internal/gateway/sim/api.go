@@ -1,0 +1,546 @@
+package sim
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ---- faults ----
+
+type faultKind uint8
+
+const (
+	faultNone faultKind = iota
+	fault5xxBefore
+	faultRateLimit
+	fault5xxAfter
+	faultDrop
+)
+
+func (k faultKind) String() string {
+	switch k {
+	case fault5xxBefore:
+		return "5xx-before"
+	case faultRateLimit:
+		return "429"
+	case fault5xxAfter:
+		return "5xx-after"
+	case faultDrop:
+		return "drop"
+	}
+	return ""
+}
+
+// faultDecision is what the RNG decided for one /v1/ request.
+type faultDecision struct {
+	kind       faultKind
+	slow       bool
+	slowDelay  time.Duration
+	retryAfter time.Duration
+}
+
+type faultKey struct{}
+
+// drawFault makes the fault decision for one request. It always consumes exactly
+// two numbers, so the sequence of decisions depends only on the seed and the order
+// of requests, not on the settings in force for earlier ones.
+func (s *Server) drawFault() faultDecision {
+	s.faultMu.Lock()
+	u, v := s.rng.Float64(), s.rng.Float64()
+	f := s.faults
+	s.faultMu.Unlock()
+
+	d := faultDecision{slowDelay: f.SlowDelay, retryAfter: f.RetryAfter}
+	if d.retryAfter <= 0 {
+		d.retryAfter = defaultRetryAfter
+	}
+	switch edge := f.Error5xxBefore; {
+	case u < edge:
+		d.kind = fault5xxBefore
+	case u < edge+f.RateLimit:
+		d.kind = faultRateLimit
+	case u < edge+f.RateLimit+f.Error5xxAfter:
+		d.kind = fault5xxAfter
+	case u < edge+f.RateLimit+f.Error5xxAfter+f.Drop:
+		d.kind = faultDrop
+	}
+	d.slow = v < f.Slow && f.SlowDelay > 0
+	return d
+}
+
+// ---- results and errors ----
+
+// result is a handler's answer before it is written. store says whether the
+// request began executing, i.e. whether its answer is kept under its idempotency
+// key; requests rejected by parameter validation are not (Stripe's rule).
+type result struct {
+	status   int
+	body     []byte
+	value    any // marshaled into body by materialize, outside the state lock
+	store    bool
+	replayed bool
+}
+
+// materialize marshals a result's value. Handlers return wire snapshots built
+// under the lock (they share only immutable data with the live objects), so the
+// JSON encoding can happen after the lock is released.
+func (r *result) materialize() {
+	if r.body == nil && r.value != nil {
+		r.body = mustJSON(r.value)
+		r.value = nil
+	}
+}
+
+type apiError struct {
+	Type          string             `json:"type"`
+	Code          string             `json:"code,omitempty"`
+	DeclineCode   string             `json:"decline_code,omitempty"`
+	AdviceCode    string             `json:"advice_code,omitempty"`
+	Message       string             `json:"message"`
+	Param         string             `json:"param,omitempty"`
+	PaymentIntent *paymentIntentWire `json:"payment_intent,omitempty"`
+	SetupIntent   *setupIntentWire   `json:"setup_intent,omitempty"`
+}
+
+type errorEnvelope struct {
+	Error apiError `json:"error"`
+}
+
+func errorBody(e apiError) []byte { return mustJSON(errorEnvelope{Error: e}) }
+
+func ok(v any) result { return result{status: http.StatusOK, value: v, store: true} }
+
+// invalidParam rejects a request before it executes: nothing is stored.
+func invalidParam(param, code, format string, args ...any) result {
+	return result{status: http.StatusBadRequest, body: errorBody(apiError{
+		Type: "invalid_request_error", Code: code, Param: param, Message: fmt.Sprintf(format, args...),
+	})}
+}
+
+// invalidState rejects a request that executed against the current state; the
+// answer is stored under the idempotency key like any executed request.
+func invalidState(e apiError) result {
+	e.Type = "invalid_request_error"
+	return result{status: http.StatusBadRequest, body: errorBody(e), store: true}
+}
+
+func notFound(kind, param, id string) result {
+	return result{status: http.StatusNotFound, store: true, body: errorBody(apiError{
+		Type: "invalid_request_error", Code: "resource_missing", Param: param,
+		Message: fmt.Sprintf("No such %s: '%s'", kind, id),
+	})}
+}
+
+func cardDeclined(ce *cardError, pi *paymentIntentWire, si *setupIntentWire, param string) result {
+	return result{status: http.StatusPaymentRequired, store: true, body: errorBody(apiError{
+		Type: ce.Type, Code: ce.Code, DeclineCode: ce.DeclineCode, AdviceCode: ce.AdviceCode,
+		Message: ce.Message, Param: param, PaymentIntent: pi, SetupIntent: si,
+	})}
+}
+
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// ---- the /v1/ pipeline ----
+
+// serveAPI is the order of events for a /v1/ request: count, draw faults, answer
+// the before-faults, authenticate, then route. After-faults are applied by
+// respond, once the request has executed and its answer is stored.
+func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.stats.Requests++
+	s.mu.Unlock()
+
+	d := s.drawFault()
+	switch d.kind {
+	case fault5xxBefore:
+		s.countFault(func(c *FaultCounts) { c.Error5xxBefore++ })
+		s.logf("sim: %s %s -> 500 (fault 5xx-before)", r.Method, r.URL.Path)
+		writeJSON(w, http.StatusInternalServerError, errorBody(apiError{
+			Type: "api_error", Message: "An unexpected error occurred (simulated, before processing).",
+		}))
+		return
+	case faultRateLimit:
+		s.countFault(func(c *FaultCounts) { c.RateLimit++ })
+		secs := int64((d.retryAfter + time.Second - 1) / time.Second)
+		w.Header().Set("Retry-After", strconv.FormatInt(max(secs, 1), 10))
+		s.logf("sim: %s %s -> 429 (fault)", r.Method, r.URL.Path)
+		writeJSON(w, http.StatusTooManyRequests, errorBody(apiError{
+			Type: "api_error", Code: "rate_limit", Message: "Too many requests hit the API too quickly (simulated).",
+		}))
+		return
+	}
+
+	if msg := s.authenticate(r); msg != "" {
+		w.Header().Set("WWW-Authenticate", `Basic realm="WooshPay"`)
+		s.logf("sim: %s %s -> 401", r.Method, r.URL.Path)
+		writeJSON(w, http.StatusUnauthorized, errorBody(apiError{Type: "invalid_request_error", Message: msg}))
+		return
+	}
+	s.api.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), faultKey{}, d)))
+}
+
+func (s *Server) countFault(f func(*FaultCounts)) {
+	s.mu.Lock()
+	f(&s.stats.Faults)
+	s.mu.Unlock()
+}
+
+// authenticate checks the secret key (Basic auth user name; a Bearer token is
+// accepted too, as Stripe does). It returns an error message, or "" when the
+// request may proceed. Messages never echo the key.
+func (s *Server) authenticate(r *http.Request) string {
+	key, _, ok := r.BasicAuth()
+	if !ok {
+		if v, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); found {
+			key, ok = strings.TrimSpace(v), true
+		}
+	}
+	if !ok || key == "" {
+		return "You did not provide an API key. Provide your secret key as the user name of HTTP Basic auth."
+	}
+	if s.opts.SecretKey != "" && subtle.ConstantTimeCompare([]byte(key), []byte(s.opts.SecretKey)) != 1 {
+		return "Invalid API Key provided."
+	}
+	return ""
+}
+
+// call is one request as a handler sees it.
+type call struct {
+	r    *http.Request
+	body []byte // the JSON object of a POST ("{}" when empty)
+}
+
+type handlerFunc func(c *call) result
+
+// route adapts a handler to the mux: it parses the body, applies idempotency,
+// runs the handler and writes the answer with any after-fault.
+func (s *Server) route(h handlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		d, _ := r.Context().Value(faultKey{}).(faultDecision)
+		key := r.Header.Get("Idempotency-Key")
+		var res result
+		if r.Method == http.MethodPost {
+			res = s.execPost(r, key, h)
+		} else {
+			key = "" // keys only mean something on POST
+			res = h(&call{r: r})
+		}
+		res.materialize()
+		s.respond(w, r, d, key, res)
+	}
+}
+
+func (s *Server) execPost(r *http.Request, key string, h handlerFunc) result {
+	raw, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+	if err != nil {
+		return invalidParam("", "", "Could not read the request body.")
+	}
+	if len(raw) > maxBodyBytes {
+		return invalidParam("", "", "The request body is larger than %d bytes.", maxBodyBytes)
+	}
+	body, canon, err := canonicalJSON(raw)
+	if err != nil {
+		return invalidParam("", "", "Invalid JSON body: %v.", err)
+	}
+	c := &call{r: r, body: body}
+	if key == "" {
+		return h(c)
+	}
+	if len(key) > maxIdempotencyKeyLen {
+		return invalidParam("", "", "Idempotency-Key must be at most %d characters long.", maxIdempotencyKeyLen)
+	}
+	return s.idempotent(idemKey{path: r.URL.Path, key: key}, sha256.Sum256(canon), func() result { return h(c) })
+}
+
+// canonicalJSON checks that raw is one JSON object and returns it (with "{}" for
+// an empty body) and a canonical form for comparing parameters: key order and
+// whitespace do not make two requests different, values do.
+func canonicalJSON(raw []byte) (body, canon []byte, err error) {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		raw = []byte("{}")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, nil, err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, nil, errors.New("unexpected data after the JSON object")
+	}
+	if _, isObj := v.(map[string]any); !isObj {
+		return nil, nil, errors.New("the body must be a JSON object")
+	}
+	canon, err = json.Marshal(v)
+	return raw, canon, err
+}
+
+// respond writes a handler's answer, after the after-faults had their say: slow
+// delays, a drop closes the connection silently, 5xx-after hides the real answer
+// (which is already stored under the idempotency key).
+func (s *Server) respond(w http.ResponseWriter, r *http.Request, d faultDecision, key string, res result) {
+	h := w.Header()
+	h.Set("Request-Id", "req_"+strconv.FormatUint(s.reqSeq.Add(1), 10))
+	if key != "" {
+		h.Set("Idempotency-Key", key)
+	}
+	fault := ""
+	if d.slow {
+		s.countFault(func(c *FaultCounts) { c.Slow++ })
+		fault = "slow "
+		t := time.NewTimer(d.slowDelay)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			s.logf("sim: %s %s -> client gone during slow fault", r.Method, r.URL.Path)
+			return
+		}
+	}
+	switch d.kind {
+	case faultDrop:
+		s.countFault(func(c *FaultCounts) { c.Drop++ })
+		s.logf("sim: %s %s -> %d dropped (fault drop)", r.Method, r.URL.Path, res.status)
+		dropConnection(w)
+		return
+	case fault5xxAfter:
+		s.countFault(func(c *FaultCounts) { c.Error5xxAfter++ })
+		s.logf("sim: %s %s -> %d hidden behind 500 (fault 5xx-after)", r.Method, r.URL.Path, res.status)
+		writeJSON(w, http.StatusInternalServerError, errorBody(apiError{
+			Type: "api_error", Message: "An unexpected error occurred (simulated, after processing).",
+		}))
+		return
+	}
+	replay := ""
+	if res.replayed {
+		// Only on the real answer: a faulted one is not a replay of anything.
+		h.Set("Idempotent-Replayed", "true")
+		replay = " replayed"
+	}
+	s.logf("sim: %s %s -> %d%s %skey=%q", r.Method, r.URL.Path, res.status, replay, fault, key)
+	writeJSON(w, res.status, res.body)
+}
+
+// dropConnection closes the client's connection without writing a response. It
+// hijacks the connection when it can; otherwise (HTTP/2, or a ResponseWriter that
+// cannot be hijacked) it aborts the handler, which net/http turns into a reset
+// stream or a closed connection.
+func dropConnection(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			_ = conn.Close()
+			return
+		}
+	}
+	panic(http.ErrAbortHandler)
+}
+
+// ---- idempotency ----
+
+type idemKey struct {
+	path string
+	key  string
+}
+
+type idemEntry struct {
+	hash     [32]byte
+	created  time.Time
+	inFlight bool
+	status   int
+	body     []byte
+}
+
+type idemQueued struct {
+	key   idemKey
+	entry *idemEntry
+}
+
+// idempotent runs exec under an idempotency key following Stripe's rules: a key
+// whose first request began executing replays that answer to identical requests,
+// rejects different parameters with 400 and concurrent use with 409, and is
+// forgotten 24 hours (of Now) after first use.
+func (s *Server) idempotent(k idemKey, hash [32]byte, exec func() result) result {
+	s.mu.Lock()
+	now := s.now()
+	e := s.idem[k]
+	if e != nil && !e.inFlight && now.Sub(e.created) >= idempotencyTTL {
+		delete(s.idem, k)
+		e = nil
+	}
+	if e != nil {
+		var res result
+		switch {
+		case e.inFlight:
+			s.stats.Conflicts++
+			res = result{status: http.StatusConflict, body: errorBody(apiError{
+				Type: "idempotency_error", Code: "idempotency_key_in_use",
+				Message: "There is currently another in-progress request using this Idempotency Key (that probably means you submitted twice, and the other request is still going through). Please try again later.",
+			})}
+		case e.hash != hash:
+			s.stats.IdempotencyMismatches++
+			res = result{status: http.StatusBadRequest, body: errorBody(apiError{
+				Type: "idempotency_error",
+				Message: fmt.Sprintf("Keys for idempotent requests can only be used with the same parameters they were first used with. "+
+					"Try using a key other than '%s' if you meant to execute a different request.", k.key),
+			})}
+		default:
+			s.stats.Replays++
+			res = result{status: e.status, body: e.body, replayed: true}
+		}
+		s.mu.Unlock()
+		return res
+	}
+	e = &idemEntry{hash: hash, created: now, inFlight: true}
+	s.idem[k] = e
+	hook := s.testHookExecuting
+	s.mu.Unlock()
+
+	if hook != nil {
+		hook()
+	}
+	res := s.runReleasing(k, e, exec)
+	res.materialize()
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !res.store {
+		delete(s.idem, k)
+		return res
+	}
+	e.inFlight = false
+	e.status = res.status
+	e.body = res.body
+	s.idemQueue = append(s.idemQueue, idemQueued{key: k, entry: e})
+	return res
+}
+
+// runReleasing runs exec and, should it panic, frees the key so that it is not
+// stuck in flight forever.
+func (s *Server) runReleasing(k idemKey, e *idemEntry, exec func() result) result {
+	defer func() {
+		if p := recover(); p != nil {
+			s.mu.Lock()
+			if s.idem[k] == e {
+				delete(s.idem, k)
+			}
+			s.mu.Unlock()
+			panic(p)
+		}
+	}()
+	return exec()
+}
+
+// expireIdempotencyKeys forgets stored keys older than 24 hours of Now. Entries
+// are queued in first-use order, so this only looks at the expired ones.
+func (s *Server) expireIdempotencyKeys() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	n := 0
+	for _, q := range s.idemQueue {
+		if now.Sub(q.entry.created) < idempotencyTTL {
+			break
+		}
+		if s.idem[q.key] == q.entry {
+			delete(s.idem, q.key)
+		}
+		n++
+	}
+	if n > 0 {
+		s.idemQueue = s.idemQueue[n:]
+	}
+}
+
+// ---- parameter decoding ----
+
+// decodeParams decodes a POST body strictly: unknown parameters and wrong types
+// are 400 invalid_request_error before execution, as Stripe answers them, so a
+// client typo shows up in tests instead of being silently ignored.
+func decodeParams(body []byte, v any) *result {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		return nil
+	}
+	var te *json.UnmarshalTypeError
+	var res result
+	switch {
+	case errors.As(err, &te):
+		res = invalidParam(te.Field, "parameter_invalid", "Invalid %s for parameter %s.", te.Value, te.Field)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		res = invalidParam(name, "parameter_unknown", "Received unknown parameter: %s", name)
+	default:
+		res = invalidParam("", "parameter_invalid", "Invalid parameters: %v.", err)
+	}
+	return &res
+}
+
+// flexInt accepts 12 or "12": WooshPay's examples send card expiry as strings.
+type flexInt struct {
+	set bool
+	v   int
+}
+
+func (f *flexInt) UnmarshalJSON(b []byte) error {
+	s := string(b)
+	if s == "null" {
+		return nil
+	}
+	if uq, err := strconv.Unquote(s); err == nil {
+		s = strings.TrimSpace(uq)
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		return &json.UnmarshalTypeError{Value: "non-integer " + string(b), Type: reflect.TypeFor[int]()}
+	}
+	f.set, f.v = true, v
+	return nil
+}
+
+// checkMetadata applies Stripe's limits: 50 keys, keys up to 40 characters, values
+// up to 500.
+func checkMetadata(m map[string]string) *result {
+	if len(m) > 50 {
+		res := invalidParam("metadata", "parameter_invalid", "Metadata can have at most 50 keys.")
+		return &res
+	}
+	for k, v := range m {
+		if k == "" || len(k) > 40 {
+			res := invalidParam("metadata", "parameter_invalid", "Metadata keys must be 1 to 40 characters long.")
+			return &res
+		}
+		if len(v) > 500 {
+			res := invalidParam("metadata["+k+"]", "parameter_invalid", "Metadata values can be at most 500 characters long.")
+			return &res
+		}
+	}
+	return nil
+}
+
+func checkPaymentMethodTypes(types []string) *result {
+	for _, t := range types {
+		if t != "card" {
+			res := invalidParam("payment_method_types", "parameter_invalid",
+				"The simulator only supports payment method type card, got %q.", t)
+			return &res
+		}
+	}
+	return nil
+}

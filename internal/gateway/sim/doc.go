@@ -1,0 +1,28 @@
+// Package sim is a faithful, in-memory fake of the WooshPay API subset billingd uses
+// (docs/gateway-wooshpay.md): customers, setup intents that save a card, payment
+// methods, payment intents (create, confirm, retrieve, cancel, search), Stripe-style
+// idempotency, signed webhook delivery with retries, and fault injection.
+//
+// The simulator exists so that the exactly-once charge protocol can be exercised
+// against the failure modes that make it necessary: a 500 after the charge was
+// recorded, a connection dropped after the money moved, a 409 while the first try is
+// still in flight, a 429 with Retry-After, a slow answer that trips a client timeout,
+// and webhooks that arrive late or only after retries. Every fault is drawn from one
+// seeded random source, so a failing run can be replayed with the same seed and the
+// same request order.
+//
+// The same Server serves tests in-process (through httptest or ServeHTTP), the
+// `billingd demo` command, and the standalone `billingd sim` subcommand (see
+// ParseFlags and Serve). Paths under /v1/ are the WooshPay API (Basic auth, faults
+// apply); paths under /_sim/ are an unauthenticated control plane that is never
+// faulted (GET ledger, stats, events and faults; PUT faults; POST settle and
+// payment_intents/{id}/challenge?result=pass|fail); /3ds/{id} is the challenge
+// page handed out in next_action; /healthz answers 200.
+//
+// Card numbers: a saved card keeps only brand, last four digits, expiry and the
+// outcome its number selects in the test-card table. The number itself is never
+// stored, logged, or returned, so nothing the simulator emits can leak it.
+//
+// Time comes from Options.Now so tests can drive settlement and idempotency-key
+// expiry with a fake clock; this package imports no other billingd package.
+package sim

@@ -1,0 +1,137 @@
+package sim
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Config is what `billingd sim` runs: an address and the simulator's options.
+type Config struct {
+	Listen  string
+	Options Options
+}
+
+// DefaultListen is where `billingd sim` listens unless told otherwise: loopback
+// only, since the simulator has no real security.
+const DefaultListen = "127.0.0.1:12111"
+
+// faultFlags maps Faults fields to the flags that set them, so a validation error
+// names the flag the operator typed.
+var faultFlags = map[FaultField]string{
+	FieldError5xxBefore: "--fault-5xx-before",
+	FieldError5xxAfter:  "--fault-5xx-after",
+	FieldRateLimit:      "--fault-429",
+	FieldRetryAfter:     "--retry-after",
+	FieldSlow:           "--fault-slow",
+	FieldSlowDelay:      "--slow-delay",
+	FieldDrop:           "--fault-drop",
+	FieldExclusiveSum:   "--fault-5xx-before + --fault-5xx-after + --fault-429 + --fault-drop",
+}
+
+// ParseFlags parses the arguments of `billingd sim` (without the subcommand name)
+// and validates them; every error names the offending flag. When --seed is not
+// given the seed is taken from the clock, so that a restarted simulator hands out
+// fresh ids; Server.Start logs it so a run can be reproduced. -h/--help returns
+// an error wrapping flag.ErrHelp whose text is the usage.
+func ParseFlags(args []string) (Config, error) {
+	fs := flag.NewFlagSet("sim", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var (
+		cfg     Config
+		o       = &cfg.Options
+		retries string
+	)
+	fs.StringVar(&cfg.Listen, "listen", DefaultListen, "`address` to listen on")
+	fs.StringVar(&o.SecretKey, "secret-key", "", "the only accepted secret `key` (empty: any non-empty key)")
+	fs.Int64Var(&o.Seed, "seed", 0, "seed of fault decisions and ids (default: from the clock)")
+	fs.Float64Var(&o.Faults.Error5xxBefore, "fault-5xx-before", 0, "`probability` of a 500 before the request is processed")
+	fs.Float64Var(&o.Faults.Error5xxAfter, "fault-5xx-after", 0, "`probability` of a 500 after the request is processed and recorded")
+	fs.Float64Var(&o.Faults.RateLimit, "fault-429", 0, "`probability` of a 429 with Retry-After")
+	fs.DurationVar(&o.Faults.RetryAfter, "retry-after", defaultRetryAfter, "Retry-After sent with 429 (whole seconds, rounded up)")
+	fs.Float64Var(&o.Faults.Slow, "fault-slow", 0, "`probability` of answering late (see --slow-delay)")
+	fs.DurationVar(&o.Faults.SlowDelay, "slow-delay", 5*time.Second, "how late a slow answer is")
+	fs.Float64Var(&o.Faults.Drop, "fault-drop", 0, "`probability` of processing then closing the connection without an answer")
+	fs.DurationVar(&o.ProcessingDelay, "processing-delay", defaultProcessingDelay, "how long a processing charge takes to succeed")
+	fs.StringVar(&o.PublicURL, "public-url", "", "base `URL` of links handed out (3-D Secure page); default from the request Host")
+	fs.StringVar(&o.Webhook.URL, "webhook-url", "", "`URL` that receives webhook events (empty: no delivery)")
+	fs.StringVar(&o.Webhook.Secret, "webhook-secret", "", "HMAC `secret` for Wooshpay-Signature")
+	fs.BoolVar(&o.Webhook.TimestampMillis, "webhook-ms", false, "sign webhooks with t in milliseconds instead of seconds")
+	fs.DurationVar(&o.Webhook.Timeout, "webhook-timeout", defaultWebhookTimeout, "timeout of one webhook delivery attempt")
+	fs.StringVar(&retries, "webhook-retry", "", "comma-separated `delays` between webhook retries (default 1s,2s,5s,10s,30s,1m,5m; \"none\" for no retry)")
+
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			var b bytes.Buffer
+			b.WriteString("usage: billingd sim [flags]\n\nflags:\n")
+			fs.SetOutput(&b)
+			fs.PrintDefaults()
+			return Config{}, fmt.Errorf("%w\n%s", flag.ErrHelp, b.String())
+		}
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if !given["seed"] {
+		o.Seed = time.Now().UnixNano()
+	}
+
+	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
+		return Config{}, fmt.Errorf("--listen: %q is not host:port: %v", cfg.Listen, err)
+	}
+	if err := o.Faults.Validate(); err != nil {
+		var fe *FaultError
+		if errors.As(err, &fe) {
+			return Config{}, fmt.Errorf("%s: %s", faultFlags[fe.Field], fe.Msg)
+		}
+		return Config{}, err
+	}
+	if o.Faults.RetryAfter <= 0 {
+		return Config{}, errors.New("--retry-after: must be positive")
+	}
+	if o.ProcessingDelay <= 0 {
+		return Config{}, errors.New("--processing-delay: must be positive")
+	}
+	if o.Webhook.Timeout <= 0 {
+		return Config{}, errors.New("--webhook-timeout: must be positive")
+	}
+	if o.PublicURL != "" && !absoluteHTTPURL(o.PublicURL) {
+		return Config{}, fmt.Errorf("--public-url: %q is not an absolute http(s) URL", o.PublicURL)
+	}
+	if o.Webhook.URL != "" {
+		if !absoluteHTTPURL(o.Webhook.URL) {
+			return Config{}, fmt.Errorf("--webhook-url: %q is not an absolute http(s) URL", o.Webhook.URL)
+		}
+		if o.Webhook.Secret == "" {
+			return Config{}, errors.New("--webhook-secret: required when --webhook-url is set")
+		}
+	}
+	switch retries {
+	case "":
+	case "none":
+		o.Webhook.Retry = []time.Duration{}
+	default:
+		for _, part := range strings.Split(retries, ",") {
+			d, err := time.ParseDuration(strings.TrimSpace(part))
+			if err != nil || d < 0 {
+				return Config{}, fmt.Errorf("--webhook-retry: %q is not a non-negative duration", part)
+			}
+			o.Webhook.Retry = append(o.Webhook.Retry, d)
+		}
+	}
+	return cfg, nil
+}
+
+func absoluteHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}

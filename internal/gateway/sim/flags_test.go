@@ -1,0 +1,128 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseFlagsDefaults(t *testing.T) {
+	cfg, err := ParseFlags(nil)
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:12111", cfg.Listen)
+	o := cfg.Options
+	require.Empty(t, o.SecretKey)
+	require.NotZero(t, o.Seed, "seed from the clock when not given")
+	require.Equal(t, 2*time.Second, o.ProcessingDelay)
+	require.Equal(t, Faults{RetryAfter: time.Second, SlowDelay: 5 * time.Second}, o.Faults)
+	require.Empty(t, o.Webhook.URL)
+	require.Nil(t, o.Webhook.Retry, "nil: New applies the default schedule")
+}
+
+func TestParseFlagsAll(t *testing.T) {
+	cfg, err := ParseFlags([]string{
+		"--listen", "0.0.0.0:9999", "--secret-key", "sk_test_x", "--seed", "0",
+		"--fault-5xx-before", "0.1", "--fault-5xx-after", "0.2", "--fault-429", "0.3", "--retry-after", "3s",
+		"--fault-slow", "0.4", "--slow-delay", "250ms", "--fault-drop", "0.4",
+		"--processing-delay", "1m", "--public-url", "https://sim.example",
+		"--webhook-url", "http://127.0.0.1:8080/webhooks/wooshpay", "--webhook-secret", "whsec",
+		"--webhook-ms", "--webhook-timeout", "3s", "--webhook-retry", "10ms, 1s",
+	})
+	require.NoError(t, err)
+	require.Equal(t, Config{
+		Listen: "0.0.0.0:9999",
+		Options: Options{
+			SecretKey: "sk_test_x", Seed: 0, ProcessingDelay: time.Minute, PublicURL: "https://sim.example",
+			Faults: Faults{
+				Error5xxBefore: 0.1, Error5xxAfter: 0.2, RateLimit: 0.3, RetryAfter: 3 * time.Second,
+				Slow: 0.4, SlowDelay: 250 * time.Millisecond, Drop: 0.4,
+			},
+			Webhook: WebhookOptions{
+				URL: "http://127.0.0.1:8080/webhooks/wooshpay", Secret: "whsec", TimestampMillis: true,
+				Timeout: 3 * time.Second, Retry: []time.Duration{10 * time.Millisecond, time.Second},
+			},
+		},
+	}, cfg)
+
+	cfg, err = ParseFlags([]string{"--webhook-retry", "none"})
+	require.NoError(t, err)
+	require.NotNil(t, cfg.Options.Webhook.Retry)
+	require.Empty(t, cfg.Options.Webhook.Retry)
+}
+
+func TestParseFlagsErrorsNameTheFlag(t *testing.T) {
+	tests := []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"--fault-5xx-before", "1.1"}, "--fault-5xx-before"},
+		{[]string{"--fault-5xx-after", "-0.1"}, "--fault-5xx-after"},
+		{[]string{"--fault-429", "2"}, "--fault-429"},
+		{[]string{"--fault-slow", "1.5"}, "--fault-slow"},
+		{[]string{"--fault-drop", "NaN"}, "--fault-drop"},
+		{[]string{"--fault-5xx-before", "0.5", "--fault-drop", "0.6"}, "--fault-5xx-before + --fault-5xx-after + --fault-429 + --fault-drop"},
+		{[]string{"--fault-slow", "0.5", "--slow-delay", "0s"}, "--slow-delay"},
+		{[]string{"--slow-delay", "-1s"}, "--slow-delay"},
+		{[]string{"--retry-after", "0s"}, "--retry-after"},
+		{[]string{"--processing-delay", "0s"}, "--processing-delay"},
+		{[]string{"--listen", "nope"}, "--listen"},
+		{[]string{"--webhook-url", "ftp://x"}, "--webhook-url"},
+		{[]string{"--webhook-url", "http://127.0.0.1:1/h"}, "--webhook-secret"},
+		{[]string{"--webhook-timeout", "0s"}, "--webhook-timeout"},
+		{[]string{"--webhook-retry", "1s,soon"}, "--webhook-retry"},
+		{[]string{"--public-url", "sim.example"}, "--public-url"},
+		{[]string{"--fault-429", "lots"}, "fault-429"},
+		{[]string{"--no-such-flag"}, "no-such-flag"},
+		{[]string{"extra"}, "extra"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.flag, func(t *testing.T) {
+			_, err := ParseFlags(tc.args)
+			require.Error(t, err)
+			require.Contains(t, err.Error(), tc.flag)
+		})
+	}
+}
+
+func TestParseFlagsHelp(t *testing.T) {
+	_, err := ParseFlags([]string{"-h"})
+	require.True(t, errors.Is(err, flag.ErrHelp))
+	require.Contains(t, err.Error(), "-webhook-url")
+}
+
+func TestFaultsValidate(t *testing.T) {
+	require.NoError(t, Faults{}.Validate())
+	require.NoError(t, Faults{Error5xxBefore: 0.25, Error5xxAfter: 0.25, RateLimit: 0.25, Drop: 0.25, Slow: 1, SlowDelay: time.Second}.Validate())
+	var fe *FaultError
+	err := Faults{Drop: 2}.Validate()
+	require.ErrorAs(t, err, &fe)
+	require.Equal(t, FieldDrop, fe.Field)
+}
+
+func TestServe(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	s := New(Options{SecretKey: testKey})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+
+	res, err := http.Get("http://" + ln.Addr().String() + "/healthz")
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return after cancel")
+	}
+}
