@@ -1,0 +1,198 @@
+// Package invariant checks billingd's money-safety promises against the gateway's
+// own record (the simulator's ledger): at most one successful charge per invoice,
+// every due period invoiced exactly once, every invoice paid or visibly in some
+// other state, and paid totals equal to what the gateway captured. Tests, the
+// restart test and the kill soak all use this one checker.
+package invariant
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/billingd/billingd/internal/gateway/sim"
+	"github.com/billingd/billingd/internal/models"
+	"github.com/billingd/billingd/internal/schedule"
+	"github.com/billingd/billingd/internal/store"
+)
+
+// Report holds the figures of one check. Violations lists every broken invariant
+// in words; an empty list means the database and the gateway agree.
+type Report struct {
+	Invoices        int
+	PaidInvoices    int
+	Succeeded       int            // succeeded PaymentIntents in the ledger
+	DoubleCharges   int            // merchant_order_ids with more than one succeeded PaymentIntent
+	ChargedNotPaid  int            // succeeded PaymentIntents whose invoice is not paid
+	PaidNotCharged  int            // paid invoices without exactly one matching succeeded PaymentIntent
+	MissedPeriods   int            // due periods without an invoice
+	Unaccounted     int            // open invoices with neither an attempt nor a scheduled one
+	Unresolved      int            // attempts pending/unknown/processing
+	NeedsReview     int            // attempts needs_review/failed
+	AttemptsByState map[string]int // charge_attempts by status
+	PaidTotals      map[string]int64
+	LedgerTotals    map[string]int64
+	Violations      []string
+}
+
+// OK reports whether no invariant is broken.
+func (r *Report) OK() bool { return len(r.Violations) == 0 }
+
+func (r *Report) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "invoices %d (paid %d), ledger succeeded %d, double charges %d, charged-not-paid %d, paid-not-charged %d, missed periods %d, unaccounted %d, unresolved %d, needs review %d",
+		r.Invoices, r.PaidInvoices, r.Succeeded, r.DoubleCharges, r.ChargedNotPaid, r.PaidNotCharged, r.MissedPeriods, r.Unaccounted, r.Unresolved, r.NeedsReview)
+	for i, v := range r.Violations {
+		if i == 20 {
+			fmt.Fprintf(&b, "\n  … and %d more", len(r.Violations)-20)
+			break
+		}
+		b.WriteString("\n  " + v)
+	}
+	return b.String()
+}
+
+// Options say what "due" means for the missed-period check.
+type Options struct {
+	Now      time.Time
+	Location *time.Location
+	// AllowUnresolved tolerates attempts still pending/unknown/processing (for a
+	// check taken mid-flight); otherwise a charged-but-unpaid invoice whose attempt
+	// is unresolved is still reported.
+	AllowUnresolved bool
+}
+
+// Check compares the database with the gateway's ledger.
+func Check(ctx context.Context, st *store.Store, ledger []sim.LedgerEntry, opts Options) (*Report, error) {
+	if opts.Location == nil {
+		opts.Location = time.UTC
+	}
+	db := st.DB().WithContext(ctx)
+	r := &Report{AttemptsByState: map[string]int{}, PaidTotals: map[string]int64{}, LedgerTotals: map[string]int64{}}
+	violate := func(format string, args ...any) { r.Violations = append(r.Violations, fmt.Sprintf(format, args...)) }
+
+	var invoices []models.Invoice
+	if err := db.Order("id").Find(&invoices).Error; err != nil {
+		return nil, err
+	}
+	var attempts []models.ChargeAttempt
+	if err := db.Order("id").Find(&attempts).Error; err != nil {
+		return nil, err
+	}
+	var subs []models.Subscription
+	if err := db.Order("id").Find(&subs).Error; err != nil {
+		return nil, err
+	}
+
+	succeeded := map[string][]sim.LedgerEntry{}
+	for _, e := range ledger {
+		if e.Status == "succeeded" {
+			r.Succeeded++
+			succeeded[e.MerchantOrderID] = append(succeeded[e.MerchantOrderID], e)
+			r.LedgerTotals[e.Currency] += e.Amount
+		}
+	}
+	for order, es := range succeeded {
+		if len(es) > 1 {
+			r.DoubleCharges++
+			violate("DOUBLE CHARGE: %s has %d succeeded payment intents", order, len(es))
+		}
+	}
+
+	unresolvedByInvoice := map[int64]bool{}
+	latest := map[int64]models.ChargeAttempt{}
+	for _, a := range attempts {
+		r.AttemptsByState[string(a.Status)]++
+		switch {
+		case a.Status.Unresolved():
+			r.Unresolved++
+			unresolvedByInvoice[a.InvoiceID] = true
+		case a.Status == models.AttemptNeedsReview || a.Status == models.AttemptFailed:
+			r.NeedsReview++
+		}
+		if prev, ok := latest[a.InvoiceID]; !ok || a.AttemptNo > prev.AttemptNo {
+			latest[a.InvoiceID] = a
+		}
+	}
+
+	byOrder := map[string]models.Invoice{}
+	for _, inv := range invoices {
+		r.Invoices++
+		byOrder[inv.PublicID] = inv
+		switch inv.Status {
+		case models.InvoicePaid:
+			r.PaidInvoices++
+			r.PaidTotals[inv.Currency] += inv.Amount
+			es := succeeded[inv.PublicID]
+			if len(es) != 1 || es[0].ID != inv.PaymentIntentID || es[0].Amount != inv.Amount || es[0].Currency != inv.Currency {
+				r.PaidNotCharged++
+				violate("invoice %s is paid by %q but the gateway has %d succeeded payment intents for it", inv.PublicID, inv.PaymentIntentID, len(es))
+			}
+		case models.InvoiceOpen:
+			if _, ok := latest[inv.ID]; !ok && inv.NextAttemptAt == nil {
+				r.Unaccounted++
+				violate("invoice %s is open with no attempt and nothing scheduled", inv.PublicID)
+			}
+			if _, ok := latest[inv.ID]; !ok && inv.NextAttemptAt != nil && !inv.NextAttemptAt.After(opts.Now) {
+				r.Unaccounted++
+				violate("invoice %s is due since %s but was never attempted", inv.PublicID, inv.NextAttemptAt.Format(time.RFC3339))
+			}
+		}
+	}
+	for order := range succeeded {
+		inv, ok := byOrder[order]
+		if !ok {
+			r.ChargedNotPaid++
+			violate("the gateway charged %s, which is no invoice of this database", order)
+			continue
+		}
+		if inv.Status != models.InvoicePaid {
+			if opts.AllowUnresolved && unresolvedByInvoice[inv.ID] {
+				continue
+			}
+			r.ChargedNotPaid++
+			violate("the gateway charged invoice %s but the database has it %s", order, inv.Status)
+		}
+	}
+	if !opts.AllowUnresolved && r.Unresolved > 0 {
+		violate("%d attempt(s) are still pending/unknown/processing", r.Unresolved)
+	}
+	for cur, total := range r.LedgerTotals {
+		if !opts.AllowUnresolved && r.PaidTotals[cur] != total {
+			violate("paid invoices total %d %s but the gateway captured %d %s", r.PaidTotals[cur], cur, total, cur)
+		}
+	}
+
+	invoicedPeriods := map[int64][]int{}
+	for _, inv := range invoices {
+		invoicedPeriods[inv.SubscriptionID] = append(invoicedPeriods[inv.SubscriptionID], inv.PeriodIndex)
+	}
+	for i := range subs {
+		s := &subs[i]
+		iv, err := schedule.ParseInterval(s.Interval)
+		if err != nil {
+			violate("subscription %s: %v", s.Reference, err)
+			continue
+		}
+		rec := schedule.Recurrence{Anchor: s.AnchorAt, Interval: iv, Count: s.IntervalCount, Location: opts.Location}
+		got := invoicedPeriods[s.ID]
+		sort.Ints(got)
+		for k, idx := range got {
+			if idx != k {
+				r.MissedPeriods++
+				violate("subscription %s: period %d has no invoice (or one is doubled)", s.Reference, k)
+				break
+			}
+		}
+		if s.Status.Billable() {
+			due := rec.IndexAt(opts.Now)
+			if len(got) < due {
+				r.MissedPeriods += due - len(got)
+				violate("subscription %s: %d period(s) started by %s but only %d invoiced", s.Reference, due, opts.Now.Format(time.RFC3339), len(got))
+			}
+		}
+	}
+	return r, nil
+}
