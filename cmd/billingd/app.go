@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/billingd/billingd/internal/charge"
+	"github.com/billingd/billingd/internal/clock"
+	"github.com/billingd/billingd/internal/config"
+	"github.com/billingd/billingd/internal/gateway"
+	"github.com/billingd/billingd/internal/gateway/wooshpay"
+	"github.com/billingd/billingd/internal/schedule"
+	"github.com/billingd/billingd/internal/store"
+	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
+)
+
+// loadConfig reads and validates the config; any problem is a usage error (exit 2)
+// listing every bad key.
+func (m *Main) loadConfig(path string) (*config.Config, error) {
+	cfg, err := config.LoadAndValidate(path)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("config %s:\n%w", path, indentErr(err))}
+	}
+	return cfg, nil
+}
+
+func indentErr(err error) error {
+	return errors.New("  " + strings.ReplaceAll(err.Error(), "\n", "\n  "))
+}
+
+// newLogger builds the zerolog logger of the config: JSON for journald, or console.
+// The level is process-wide so that SIGHUP can change it under running goroutines.
+func newLogger(cfg config.LogConfig, w io.Writer) zerolog.Logger {
+	setLogLevel(cfg.Level)
+	if cfg.Format == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+	}
+	return zerolog.New(w).With().Timestamp().Logger()
+}
+
+func setLogLevel(name string) {
+	level, err := zerolog.ParseLevel(name)
+	if err != nil || name == "" {
+		level = zerolog.InfoLevel
+	}
+	zerolog.SetGlobalLevel(level)
+}
+
+// app is billingd wired from a config: the pieces run, once and demo share.
+type app struct {
+	cfg     *config.Config
+	log     zerolog.Logger
+	clock   clock.Clock
+	store   *store.Store
+	gw      gateway.Gateway
+	limiter *rate.Limiter
+	engine  *charge.Engine
+	biller  *schedule.Biller
+	owner   string
+}
+
+// openApp opens the database (taking the SQLite instance lock), applies
+// migrations, rescues the leases of a dead predecessor, and wires the engine.
+func openApp(ctx context.Context, cfg *config.Config, log zerolog.Logger, clk clock.Clock) (*app, error) {
+	if clk == nil {
+		clk = clock.Real{}
+	}
+	st, err := openStore(ctx, cfg, true)
+	if err != nil {
+		return nil, err
+	}
+	a := &app{cfg: cfg, log: log, clock: clk, store: st, owner: instanceName()}
+	if applied, err := st.Migrate(ctx); err != nil {
+		_ = st.Close()
+		return nil, err
+	} else if len(applied) > 0 {
+		log.Info().Strs("migrations", applied).Msg("database migrated")
+	}
+	now := clk.Now()
+	if st.Exclusive() {
+		n, err := st.ReleaseAllLeases(ctx, now)
+		if err != nil {
+			_ = st.Close()
+			return nil, err
+		}
+		if n > 0 {
+			log.Warn().Int64("attempts", n).Msg("reclaimed attempts leased by a previous process that did not stop cleanly; they will be replayed with their own idempotency keys")
+		}
+		if err := st.InterruptStaleRuns(ctx, now, a.owner); err != nil {
+			_ = st.Close()
+			return nil, err
+		}
+	}
+	gw, err := wooshpay.New(wooshpay.Options{
+		BaseURL:   cfg.Gateway.BaseURL,
+		SecretKey: cfg.Gateway.SecretKey.Reveal(),
+		Timeout:   cfg.Gateway.Timeout.D(),
+	})
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	a.gw = gw
+	a.wire()
+	return a, nil
+}
+
+// wire builds the engine and biller from the current config; SIGHUP calls it again.
+func (a *app) wire() {
+	cfg := a.cfg
+	a.limiter = rate.NewLimiter(rate.Limit(cfg.Gateway.RateLimit), 1)
+	a.engine = charge.New(charge.Options{
+		Store:   a.store,
+		Gateway: a.gw,
+		Clock:   a.clock,
+		Limiter: a.limiter,
+		Retry: charge.RetryPolicy{
+			InitialInterval: cfg.Retry.InitialInterval.D(),
+			MaxInterval:     cfg.Retry.MaxInterval.D(),
+			MaxElapsedTime:  cfg.Retry.MaxElapsedTime.D(),
+		},
+		UnknownRetryDelay: cfg.Retry.MaxInterval.D(),
+		Log:               a.log,
+	})
+	loc, err := cfg.Schedule.Location()
+	if err != nil {
+		loc = time.UTC // Validate already rejected bad zones
+	}
+	a.biller = &schedule.Biller{
+		Store:       a.store,
+		Engine:      a.engine,
+		Clock:       a.clock,
+		Location:    loc,
+		PageSize:    cfg.Schedule.PageSize,
+		Concurrency: cfg.Gateway.Concurrency,
+		Owner:       a.owner,
+		// A lease outlives the longest exchange: the whole backoff window plus
+		// one more request timeout and a margin.
+		LeaseFor: cfg.Retry.MaxElapsedTime.D() + 2*cfg.Gateway.Timeout.D() + time.Minute,
+		Log:      a.log,
+	}
+}
+
+func (a *app) Close() error { return a.store.Close() }
+
+func openStore(ctx context.Context, cfg *config.Config, exclusive bool) (*store.Store, error) {
+	return store.Open(ctx, store.Options{
+		Driver:       cfg.Database.Driver,
+		DSN:          cfg.Database.DSN,
+		Synchronous:  cfg.Database.Synchronous,
+		BusyTimeout:  cfg.Database.BusyTimeout.D(),
+		MaxOpenConns: cfg.Database.MaxOpenConns,
+		Exclusive:    exclusive,
+	})
+}
+
+func instanceName() string {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "billingd"
+	}
+	return fmt.Sprintf("%s:%d", host, os.Getpid())
+}

@@ -1,0 +1,279 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/billingd/billingd/internal/clock"
+	"github.com/billingd/billingd/internal/config"
+	"github.com/billingd/billingd/internal/gateway/sim"
+	"github.com/billingd/billingd/internal/money"
+	"github.com/billingd/billingd/internal/store"
+	"github.com/billingd/billingd/internal/subscriptioncsv"
+)
+
+func (m *Main) cmdCheckConfig(args []string) error {
+	fs, path := m.newFlagSet("check-config")
+	if rest, err := parseArgs(fs, args); err != nil {
+		return err
+	} else if len(rest) > 0 {
+		return usagef("unexpected argument %q", rest[0])
+	}
+	p := m.configPath(*path)
+	if _, err := m.loadConfig(p); err != nil {
+		return err
+	}
+	fmt.Fprintf(m.Stdout, "%s: ok\n", p)
+	return nil
+}
+
+func (m *Main) cmdMigrate(ctx context.Context, args []string) error {
+	fs, path := m.newFlagSet("migrate")
+	if rest, err := parseArgs(fs, args); err != nil {
+		return err
+	} else if len(rest) > 0 {
+		return usagef("unexpected argument %q", rest[0])
+	}
+	cfg, err := m.loadConfig(m.configPath(*path))
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, cfg, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	applied, err := st.Migrate(ctx)
+	for _, a := range applied {
+		fmt.Fprintf(m.Stdout, "applied %s\n", a)
+	}
+	if err != nil {
+		return err
+	}
+	if len(applied) == 0 {
+		fmt.Fprintln(m.Stdout, "database is up to date")
+	}
+	return nil
+}
+
+func (m *Main) cmdOnce(ctx context.Context, args []string) error {
+	fs, path := m.newFlagSet("once")
+	dryRun := fs.Bool("dry-run", false, "list what would be charged; change nothing")
+	if rest, err := parseArgs(fs, args); err != nil {
+		return err
+	} else if len(rest) > 0 {
+		return usagef("unexpected argument %q", rest[0])
+	}
+	cfg, err := m.loadConfig(m.configPath(*path))
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, m.Stderr)
+	if *dryRun {
+		return m.dryRun(ctx, cfg)
+	}
+	a, err := openApp(ctx, cfg, log, nil)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	stop, abort := m.shutdownContexts(ctx, a, nil)
+	run, err := a.biller.Pass(stop, abort, "once")
+	if run != nil {
+		fmt.Fprintf(m.Stdout, "billing run %d %s in %dms: %d due, %d invoiced, %d attempts (%d replayed): %d succeeded, %d processing, %d requires_action, %d declined, %d failed, %d unknown\n",
+			run.ID, run.Status, run.DurationMS, run.SubscriptionsDue, run.InvoicesCreated, run.AttemptsStarted+run.AttemptsReplayed,
+			run.AttemptsReplayed, run.Succeeded, run.Processing, run.RequiresAction, run.Declined, run.Failed, run.Unknown)
+	}
+	return err
+}
+
+// dryRun prints what a pass would charge, reading the database without the
+// instance lock and writing nothing.
+func (m *Main) dryRun(ctx context.Context, cfg *config.Config) error {
+	st, err := openStore(ctx, cfg, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	a := &app{cfg: cfg, store: st, clock: clock.Real{}}
+	a.wire()
+	plan, err := a.biller.Plan(ctx, 10000)
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(m.Stdout, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(w, "KIND\tSUBSCRIPTION\tINVOICE\tPERIOD START\tAMOUNT")
+	for _, p := range plan {
+		start := ""
+		if !p.PeriodStart.IsZero() {
+			start = p.PeriodStart.Format(time.RFC3339)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", p.Kind, p.Reference, p.Invoice, start, money.Format(p.Amount, p.Currency))
+	}
+	_ = w.Flush()
+	fmt.Fprintf(m.Stdout, "%d charge(s) would be attempted; nothing was changed (dry run)\n", len(plan))
+	return nil
+}
+
+func (m *Main) cmdStatus(ctx context.Context, args []string) error {
+	fs, path := m.newFlagSet("status")
+	if rest, err := parseArgs(fs, args); err != nil {
+		return err
+	} else if len(rest) > 0 {
+		return usagef("unexpected argument %q", rest[0])
+	}
+	cfg, err := m.loadConfig(m.configPath(*path))
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, cfg, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if ok, err := st.MigrationsCurrent(ctx); err != nil {
+		return err
+	} else if !ok {
+		return errors.New("the database schema is not current: run `billingd migrate`")
+	}
+	return printStatus(ctx, m.Stdout, st, time.Now().UTC())
+}
+
+func printStatus(ctx context.Context, out interface{ Write([]byte) (int, error) }, st *store.Store, now time.Time) error {
+	r, err := st.Status(ctx, now)
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(out, 0, 2, 2, ' ', 0)
+	line := func(name string, cs []store.Count) {
+		parts := make([]string, 0, len(cs))
+		for _, c := range cs {
+			parts = append(parts, fmt.Sprintf("%s %d", c.Status, c.N))
+		}
+		if len(parts) == 0 {
+			parts = append(parts, "none")
+		}
+		fmt.Fprintf(w, "%s\t%s\n", name, strings.Join(parts, ", "))
+	}
+	line("subscriptions", r.Subscriptions)
+	line("invoices", r.Invoices)
+	line("charge attempts", r.Attempts)
+	fmt.Fprintf(w, "due now\t%d subscription(s)\n", r.DueNow)
+	fmt.Fprintf(w, "unresolved attempts\t%d (pending/unknown/processing)\n", r.Unresolved)
+	fmt.Fprintf(w, "needs a human\t%d (needs_review/failed attempts)\n", r.NeedsReview)
+	paid := make([]string, 0, len(r.PaidToday))
+	for _, t := range r.PaidToday {
+		paid = append(paid, fmt.Sprintf("%s (%d)", money.Format(t.Amount, t.Currency), t.N))
+	}
+	if len(paid) == 0 {
+		paid = append(paid, "nothing")
+	}
+	fmt.Fprintf(w, "collected today (UTC)\t%s\n", strings.Join(paid, ", "))
+	_ = w.Flush()
+	if len(r.LastRuns) > 0 {
+		fmt.Fprintln(out, "\nlast billing runs:")
+		w = tabwriter.NewWriter(out, 0, 2, 2, ' ', 0)
+		fmt.Fprintln(w, "ID\tSTARTED\tSTATUS\tTRIGGER\tDUE\tINVOICED\tATTEMPTS\tOK\tDECLINED\tACTION\tPROCESSING\tUNKNOWN\tMS")
+		for _, run := range r.LastRuns {
+			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", run.ID, run.StartedAt.Format(time.RFC3339), run.Status, run.Trigger,
+				run.SubscriptionsDue, run.InvoicesCreated, run.AttemptsStarted+run.AttemptsReplayed, run.Succeeded, run.Declined,
+				run.RequiresAction, run.Processing, run.Unknown, run.DurationMS)
+		}
+		_ = w.Flush()
+	}
+	return nil
+}
+
+func (m *Main) cmdImport(ctx context.Context, args []string) error {
+	fs, path := m.newFlagSet("subscriptions import")
+	backfill := fs.Bool("backfill", false, "allow anchors more than one period in the past (every missed period is billed)")
+	rest, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 1 {
+		return usagef("usage: billingd subscriptions import FILE [--backfill] [-c FILE]")
+	}
+	cfg, err := m.loadConfig(m.configPath(*path))
+	if err != nil {
+		return err
+	}
+	n, err := importFile(ctx, cfg, rest[0], *backfill, time.Now().UTC())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(m.Stdout, "imported %d subscription(s) from %s\n", n, rest[0])
+	return nil
+}
+
+// importFile checks the whole CSV, then imports it in one transaction. Bad rows
+// are a usage error (exit 2): nothing was written.
+func importFile(ctx context.Context, cfg *config.Config, file string, backfill bool, now time.Time) (int, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return 0, usageError{err}
+	}
+	defer f.Close()
+	loc, err := cfg.Schedule.Location()
+	if err != nil {
+		return 0, usageError{err}
+	}
+	rows, err := subscriptioncsv.Parse(f, subscriptioncsv.Options{Location: loc, Now: now, Backfill: backfill})
+	if err != nil {
+		return 0, usageError{fmt.Errorf("%s: %w", file, err)}
+	}
+	st, err := openStore(ctx, cfg, false)
+	if err != nil {
+		return 0, err
+	}
+	defer st.Close()
+	if _, err := st.Migrate(ctx); err != nil {
+		return 0, err
+	}
+	n, err := st.ImportSubscriptions(ctx, rows, now)
+	var ie store.ImportErrors
+	if errors.As(err, &ie) {
+		return 0, usageError{fmt.Errorf("%s: %w", file, err)}
+	}
+	return n, err
+}
+
+func (m *Main) cmdSim(ctx context.Context, args []string) error {
+	cfg, err := sim.ParseFlags(args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return usageError{err}
+	}
+	srv := sim.New(cfg.Options)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	srv.Start(runCtx)
+	defer srv.Close()
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	fmt.Fprintf(m.Stdout, "WooshPay simulator listening on http://%s (ledger: /_sim/ledger)\n", ln.Addr())
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-m.Signals:
+	case <-ctx.Done():
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	return hs.Shutdown(sctx)
+}

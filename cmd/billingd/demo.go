@@ -1,0 +1,299 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/billingd/billingd/internal/config"
+	"github.com/billingd/billingd/internal/gateway/sim"
+	"github.com/billingd/billingd/internal/gateway/wooshpay"
+	"github.com/billingd/billingd/internal/models"
+	"github.com/billingd/billingd/internal/money"
+)
+
+// demoCard is one simulator test card and what DESIGN §5 says an off-session
+// charge on it does.
+type demoCard struct {
+	Number   string
+	Expected models.AttemptStatus
+	Decline  string
+	Amount   int64
+	Currency string
+	Interval string
+	// Via is the state the first answer reports before the final one (a
+	// processing charge settles later).
+	Via models.AttemptStatus
+}
+
+var demoCards = []demoCard{
+	{Number: "4111111111111111", Expected: models.AttemptSucceeded, Decline: "", Amount: 1999, Currency: "USD", Interval: "month"},
+	{Number: "4761344136141390", Expected: models.AttemptSucceeded, Decline: "", Amount: 4900, Currency: "EUR", Interval: "month"},
+	{Number: "4242424242424242", Expected: models.AttemptSucceeded, Decline: "", Amount: 1200, Currency: "JPY", Interval: "week"},
+	{Number: "4462030000000000", Expected: models.AttemptRequiresAction, Decline: "", Amount: 2500, Currency: "USD", Interval: "month"},
+	{Number: "4000000000009995", Expected: models.AttemptDeclined, Decline: "insufficient_funds", Amount: 990, Currency: "GBP", Interval: "month"},
+	{Number: "4000000000000002", Expected: models.AttemptDeclined, Decline: "generic_decline", Amount: 1500, Currency: "USD", Interval: "month"},
+	{Number: "4000000000000119", Expected: models.AttemptDeclined, Decline: "processing_error", Amount: 2750, Currency: "KWD", Interval: "year"},
+	{Number: "4000000000000069", Expected: models.AttemptDeclined, Decline: "expired_card", Amount: 899, Currency: "USD", Interval: "month"},
+	{Number: "4000000000009987", Expected: models.AttemptDeclined, Decline: "lost_card", Amount: 3000, Currency: "USD", Interval: "month"},
+	{Number: "4000000000009979", Expected: models.AttemptDeclined, Decline: "stolen_card", Amount: 4500, Currency: "USD", Interval: "month"},
+	{Number: "4000000000000259", Expected: models.AttemptSucceeded, Amount: 6000, Currency: "USD", Interval: "month", Via: models.AttemptProcessing},
+}
+
+const demoSecretKey = "sk_test_billingd_demo"
+
+func (m *Main) cmdDemo(ctx context.Context, args []string) error {
+	fs, _ := m.newFlagSet("demo")
+	dir := fs.String("dir", "", "keep the database (DIR/billingd.db), log and mail here (default: a new temporary directory)")
+	settle := fs.Duration("processing-delay", 2*time.Second, "how long the simulator takes to settle a processing charge")
+	if rest, err := parseArgs(fs, args); err != nil {
+		return err
+	} else if len(rest) > 0 {
+		return usagef("unexpected argument %q", rest[0])
+	}
+	started := time.Now()
+	if *dir == "" {
+		d, err := os.MkdirTemp("", "billingd-demo-")
+		if err != nil {
+			return err
+		}
+		*dir = d
+	}
+	if err := os.MkdirAll(filepath.Join(*dir, "mail"), 0o755); err != nil {
+		return err
+	}
+	dbPath := filepath.Join(*dir, "billingd.db")
+	if _, err := os.Stat(dbPath); err == nil {
+		return usagef("%s already exists: give --dir a new or empty directory", dbPath)
+	}
+	out := m.Stdout
+	fmt.Fprintf(out, "billingd demo — working in %s\n\n", *dir)
+
+	// 1. The gateway: the bundled WooshPay simulator, in-process, on loopback.
+	gw := sim.New(sim.Options{SecretKey: demoSecretKey, Seed: 1, ProcessingDelay: *settle})
+	simCtx, stopSim := context.WithCancel(ctx)
+	defer stopSim()
+	gw.Start(simCtx)
+	defer gw.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	simSrv := &http.Server{Handler: gw, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = simSrv.Serve(ln) }()
+	defer simSrv.Close()
+	simURL := "http://" + ln.Addr().String()
+	fmt.Fprintf(out, "1. WooshPay simulator listening on %s\n", simURL)
+
+	// 2. The config every billingd command reads, written where ops would look.
+	cfg := config.Default()
+	cfg.Database.DSN = dbPath
+	cfg.Gateway.BaseURL = simURL
+	cfg.Gateway.SecretKey = config.Secret(demoSecretKey)
+	cfg.Gateway.WebhookSecret = config.Secret("whsec_billingd_demo")
+	cfg.Gateway.Concurrency = 8
+	cfg.Gateway.RateLimit = 100
+	cfg.Gateway.Timeout = config.Duration(5 * time.Second)
+	cfg.Retry.InitialInterval = config.Duration(100 * time.Millisecond)
+	cfg.Retry.MaxInterval = config.Duration(time.Second)
+	cfg.Retry.MaxElapsedTime = config.Duration(10 * time.Second)
+	cfg.HTTP.PublicBaseURL = "http://127.0.0.1:8080"
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("demo config: %w", err)
+	}
+	logFile, err := os.Create(filepath.Join(*dir, "billingd.log"))
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	log := newLogger(cfg.Log, logFile)
+
+	// 3. Customers save their cards through the gateway's save-card flow
+	//    (SetupIntent with payment_method_data); billingd only ever sees pm_ ids.
+	client, err := wooshpay.New(wooshpay.Options{BaseURL: simURL, SecretKey: demoSecretKey, Timeout: 5 * time.Second})
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	var csv strings.Builder
+	csv.WriteString("reference,email,customer,payment_method,amount,currency,interval,interval_count,anchor,description\n")
+	for i, c := range demoCards {
+		email := fmt.Sprintf("customer%02d@example.com", i+1)
+		cus, err := client.CreateCustomer(ctx, wooshpay.CustomerParams{Email: email, Name: fmt.Sprintf("Demo Customer %d", i+1)}, fmt.Sprintf("demo-cus-%d", i))
+		if err != nil {
+			return fmt.Errorf("create customer: %w", err)
+		}
+		seti, err := client.CreateSetupIntent(ctx, wooshpay.SetupIntentParams{
+			Customer: cus.ID,
+			Card:     wooshpay.CardData{Number: c.Number, ExpMonth: "12", ExpYear: fmt.Sprint(now.Year() + 3), CVC: "123", Name: "Demo Customer"},
+			Usage:    "off_session",
+		}, fmt.Sprintf("demo-seti-%d", i))
+		if err != nil {
+			return fmt.Errorf("save card %s: %w", last4(c.Number), err)
+		}
+		fmt.Fprintf(&csv, "demo-%02d-%s,%s,%s,%s,%d,%s,%s,1,%s,Plan for card ending %s\n",
+			i+1, last4(c.Number), email, cus.ID, seti.PaymentMethod, c.Amount, c.Currency, c.Interval, now.Add(-time.Minute).Format(time.RFC3339), last4(c.Number))
+	}
+	csvPath := filepath.Join(*dir, "subscriptions.csv")
+	if err := os.WriteFile(csvPath, []byte(csv.String()), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "2. Saved %d test cards through SetupIntents; subscriptions written to %s\n", len(demoCards), csvPath)
+
+	// 4. Import them exactly as `billingd subscriptions import` does.
+	n, err := importFile(ctx, cfg, csvPath, false, now)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "3. Imported %d subscriptions (all due now)\n", n)
+
+	// 5. One billing pass.
+	a, err := openApp(ctx, cfg, log, nil)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	run, err := a.biller.Pass(ctx, ctx, "demo")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "4. Billing run %d: %d due, %d invoices, %d succeeded, %d processing, %d requires_action, %d declined, %d unknown (%d ms)\n",
+		run.ID, run.SubscriptionsDue, run.InvoicesCreated, run.Succeeded, run.Processing, run.RequiresAction, run.Declined, run.Unknown, run.DurationMS)
+
+	// 6. Processing charges settle later; read their PaymentIntents until they do.
+	if err := settleProcessing(ctx, a, out, 60*time.Second); err != nil {
+		return err
+	}
+
+	// 7. What happened, from the database.
+	mismatches, err := printDemoTable(ctx, a, out)
+	if err != nil {
+		return err
+	}
+	ledger := gw.Ledger()
+	succeeded := 0
+	for _, e := range ledger {
+		if e.Status == "succeeded" {
+			succeeded++
+		}
+	}
+	fmt.Fprintf(out, "\nThe simulator's ledger: %d payment intents, %d succeeded.\n", len(ledger), succeeded)
+	fmt.Fprintf(out, "Database: %s\n  sqlite3 %s \"SELECT status, COUNT(*) FROM invoices GROUP BY status\"\n", dbPath, dbPath)
+	fmt.Fprintf(out, "Log: %s\nFinished in %s.\n", logFile.Name(), time.Since(started).Round(10*time.Millisecond))
+	if mismatches > 0 {
+		return fmt.Errorf("%d card(s) did not end as DESIGN §5 says", mismatches)
+	}
+	return nil
+}
+
+func settleProcessing(ctx context.Context, a *app, out io.Writer, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	announced := false
+	for {
+		pending, err := a.store.AttemptsByStatus(ctx, 1000, models.AttemptProcessing, models.AttemptUnknown, models.AttemptPending)
+		if err != nil {
+			return err
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+		if !announced {
+			fmt.Fprintf(out, "5. Waiting for %d processing charge(s) to settle (retrieving the PaymentIntent)...\n", len(pending))
+			announced = true
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d attempt(s) still unresolved after %s", len(pending), limit)
+		}
+		for i := range pending {
+			if _, err := a.engine.Resolve(ctx, &pending[i]); err != nil {
+				a.log.Warn().Err(err).Int64("attempt_id", pending[i].ID).Msg("could not resolve yet")
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// printDemoTable prints one row per card from the database and counts the rows
+// whose outcome differs from the test-card table.
+func printDemoTable(ctx context.Context, a *app, out io.Writer) (int, error) {
+	type row struct {
+		Reference   string
+		Amount      int64
+		Currency    string
+		Invoice     string
+		InvStatus   string
+		SubStatus   string
+		Attempts    int
+		AttStatus   string
+		DeclineCode string
+		HardDecline bool
+	}
+	var rows []row
+	err := a.store.DB().WithContext(ctx).Raw(`
+		SELECT s.reference, i.amount, i.currency, i.public_id AS invoice, i.status AS inv_status, s.status AS sub_status,
+		       i.attempt_count AS attempts, ca.status AS att_status, ca.decline_code, ca.hard_decline
+		  FROM subscriptions s
+		  JOIN invoices i ON i.subscription_id = s.id
+		  LEFT JOIN charge_attempts ca ON ca.invoice_id = i.id AND ca.attempt_no = i.attempt_count
+		 ORDER BY s.id, i.period_index`).Scan(&rows).Error
+	if err != nil {
+		return 0, err
+	}
+	fmt.Fprintln(out)
+	w := tabwriter.NewWriter(out, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(w, "CARD\tAMOUNT\tOUTCOME\tDECLINE\tINVOICE\tSTATUS\tSUBSCRIPTION\tATTEMPTS\tAS DESIGNED")
+	mismatches := 0
+	for i, r := range rows {
+		if i >= len(demoCards) {
+			break
+		}
+		c := demoCards[i]
+		decline := r.DeclineCode
+		if r.DeclineCode != "" {
+			decline += map[bool]string{true: " (hard)", false: " (soft)"}[r.HardDecline]
+		}
+		ok := models.AttemptStatus(r.AttStatus) == c.Expected && r.DeclineCode == c.Decline
+		mark := "yes"
+		if !ok {
+			mark = "NO (expected " + string(c.Expected) + ")"
+			mismatches++
+		}
+		outcome := r.AttStatus
+		if c.Via != "" {
+			outcome = string(c.Via) + " → " + outcome
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", spaced(c.Number), money.Format(r.Amount, r.Currency), outcome, decline, r.Invoice, r.InvStatus, r.SubStatus, r.Attempts, mark)
+	}
+	if err := w.Flush(); err != nil {
+		return 0, err
+	}
+	if len(rows) != len(demoCards) {
+		return mismatches + 1, errors.New("expected one invoice per test card")
+	}
+	return mismatches, nil
+}
+
+func last4(n string) string { return n[len(n)-4:] }
+
+func spaced(n string) string {
+	var b strings.Builder
+	for i, r := range n {
+		if i > 0 && i%4 == 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}

@@ -1,0 +1,161 @@
+// Command billingd bills recurring subscriptions off-session through a payment
+// gateway and recovers failed payments through a dunning queue.
+//
+// Signals are handled here and nowhere else: the first SIGTERM/SIGINT asks the
+// daemon to drain, a second aborts in-flight requests, SIGHUP reloads the config.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Exit codes are part of the public contract (DESIGN §9).
+const (
+	exitOK      = 0
+	exitRuntime = 1
+	exitUsage   = 2
+)
+
+// DefaultConfigPath is used when neither -c nor BILLINGD_CONFIG says otherwise.
+const DefaultConfigPath = "/etc/billingd/config.yaml"
+
+func main() {
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	m := &Main{Stdout: os.Stdout, Stderr: os.Stderr, Signals: signals, Getenv: os.Getenv}
+	os.Exit(m.Run(context.Background(), os.Args[1:]))
+}
+
+// Main is the testable program: everything main() does except reading the real
+// process's arguments and signals.
+type Main struct {
+	Stdout, Stderr io.Writer
+	// Signals delivers SIGTERM/SIGINT/SIGHUP to the daemon.
+	Signals <-chan os.Signal
+	Getenv  func(string) string
+}
+
+// usageError marks errors that exit with code 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+const usage = `billingd — recurring off-session billing with dunning
+
+Usage:
+  billingd run                 [-c FILE]   run the daemon (cron sweeps, HTTP)
+  billingd once [--dry-run]    [-c FILE]   one billing pass, then exit
+  billingd migrate             [-c FILE]   apply database migrations
+  billingd check-config        [-c FILE]   validate the config; every error names its key
+  billingd status              [-c FILE]   counts by state, on one screen
+  billingd subscriptions import FILE [--backfill] [-c FILE]
+                                           import subscriptions from CSV (all or nothing)
+  billingd demo [--dir DIR]                the whole flow on SQLite + the bundled simulator
+  billingd sim  [flags]                    the WooshPay simulator as a server (sim -h)
+
+The config is read from -c/--config, else $BILLINGD_CONFIG, else ` + DefaultConfigPath + `.
+Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
+`
+
+// Run dispatches a subcommand and returns the process exit code.
+func (m *Main) Run(ctx context.Context, args []string) int {
+	if m.Getenv == nil {
+		m.Getenv = os.Getenv
+	}
+	if len(args) == 0 {
+		fmt.Fprint(m.Stderr, usage)
+		return exitUsage
+	}
+	var err error
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "run":
+		err = m.cmdRun(ctx, rest)
+	case "once":
+		err = m.cmdOnce(ctx, rest)
+	case "migrate":
+		err = m.cmdMigrate(ctx, rest)
+	case "check-config":
+		err = m.cmdCheckConfig(rest)
+	case "status":
+		err = m.cmdStatus(ctx, rest)
+	case "subscriptions":
+		if len(rest) == 0 || rest[0] != "import" {
+			err = usagef("usage: billingd subscriptions import FILE [--backfill] [-c FILE]")
+		} else {
+			err = m.cmdImport(ctx, rest[1:])
+		}
+	case "demo":
+		err = m.cmdDemo(ctx, rest)
+	case "sim":
+		err = m.cmdSim(ctx, rest)
+	case "help", "-h", "--help":
+		fmt.Fprint(m.Stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(m.Stderr, "billingd: unknown command %q\n\n%s", cmd, usage)
+		return exitUsage
+	}
+	if err == nil {
+		return exitOK
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	fmt.Fprintf(m.Stderr, "billingd %s: %v\n", args[0], err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		return exitUsage
+	}
+	return exitRuntime
+}
+
+// newFlagSet returns a flag set whose errors come back as usage errors and whose
+// -c/--config flag is registered.
+func (m *Main) newFlagSet(name string) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("billingd "+name, flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	path := new(string)
+	fs.StringVar(path, "c", "", "config file (default $BILLINGD_CONFIG or "+DefaultConfigPath+")")
+	fs.StringVar(path, "config", "", "config file (same as -c)")
+	return fs, path
+}
+
+// parseArgs parses flags anywhere among the arguments (Go's flag package stops at
+// the first positional one) and returns the positional arguments.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageError{err}
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return positional, nil
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
+	}
+}
+
+func (m *Main) configPath(flagValue string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	if env := m.Getenv("BILLINGD_CONFIG"); env != "" {
+		return env
+	}
+	return DefaultConfigPath
+}

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestMain lets tests run billingd as a real child process (so it can be killed
+// with SIGKILL): the test binary re-executes itself with BILLINGD_TEST_MAIN=1.
+func TestMain(m *testing.M) {
+	if os.Getenv("BILLINGD_TEST_MAIN") == "1" {
+		args := strings.Split(os.Getenv("BILLINGD_TEST_ARGS"), "\x1f")
+		mm := &Main{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
+		os.Exit(mm.Run(context.Background(), args))
+	}
+	os.Exit(m.Run())
+}
+
+func runMain(t *testing.T, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	m := &Main{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return env[k] }}
+	code := m.Run(context.Background(), args)
+	return code, out.String(), errb.String()
+}
+
+func writeFile(t *testing.T, dir, name, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	require.NoError(t, os.WriteFile(p, []byte(body), 0o600))
+	return p
+}
+
+const goodConfig = `
+database: { driver: sqlite, dsn: %DIR%/billingd.db }
+gateway:  { base_url: "http://127.0.0.1:12111", secret_key: sk_test_x, webhook_secret: whsec_x }
+http:     { public_base_url: "https://billing.example.com" }
+`
+
+func TestCheckConfig(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name    string
+		body    string
+		code    int
+		wantErr []string
+	}{
+		{"valid", goodConfig, exitOK, nil},
+		{"unknown key", goodConfig + "schedule: { biling: '* * * * *' }\n", exitUsage, []string{"schedule.biling"}},
+		{"bad cron", goodConfig + "schedule: { billing: '61 * * * *' }\n", exitUsage, []string{"schedule.billing"}},
+		{"zero duration", goodConfig + "retry: { max_elapsed_time: 0s }\n", exitUsage, []string{"retry.max_elapsed_time"}},
+		{"negative duration", goodConfig + "dunning: { link_ttl: -1h }\n", exitUsage, []string{"dunning.link_ttl"}},
+		{"unknown enum", goodConfig + "dunning: { final_action: refund }\n", exitUsage, []string{"dunning.final_action", "refund"}},
+		{"plain http gateway", strings.Replace(goodConfig, "http://127.0.0.1:12111", "http://api.wooshpay.com", 1), exitUsage, []string{"gateway.base_url"}},
+		{"missing secret", strings.Replace(goodConfig, "secret_key: sk_test_x, ", "", 1), exitUsage, []string{"gateway.secret_key"}},
+		{"several errors at once", goodConfig + "log: { level: loud, format: xml }\n", exitUsage, []string{"log.level", "log.format"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := writeFile(t, dir, "c.yaml", strings.ReplaceAll(tc.body, "%DIR%", dir))
+			code, out, errOut := runMain(t, nil, "check-config", "-c", p)
+			require.Equal(t, tc.code, code, "stdout %s stderr %s", out, errOut)
+			for _, w := range tc.wantErr {
+				require.Contains(t, errOut, w)
+			}
+			require.NotContains(t, errOut, "sk_test_x", "secrets never printed")
+		})
+	}
+	t.Run("BILLINGD_CONFIG", func(t *testing.T) {
+		p := writeFile(t, dir, "env.yaml", strings.ReplaceAll(goodConfig, "%DIR%", dir))
+		code, out, _ := runMain(t, map[string]string{"BILLINGD_CONFIG": p}, "check-config")
+		require.Equal(t, exitOK, code)
+		require.Contains(t, out, p)
+	})
+	t.Run("missing file", func(t *testing.T) {
+		code, _, errOut := runMain(t, nil, "check-config", "--config", filepath.Join(dir, "nope.yaml"))
+		require.Equal(t, exitUsage, code)
+		require.Contains(t, errOut, "nope.yaml")
+	})
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{}, {"frobnicate"}, {"once", "--bogus"}, {"subscriptions"}, {"subscriptions", "import"}} {
+		code, _, _ := runMain(t, nil, args...)
+		require.Equal(t, exitUsage, code, "%v", args)
+	}
+}
+
+func TestConfigExampleValidates(t *testing.T) {
+	code, out, errOut := runMain(t, nil, "check-config", "-c", "../../config.example.yaml")
+	if code != exitOK {
+		// The example reads its secrets from the environment.
+		t.Setenv("WOOSHPAY_SECRET_KEY", "sk_test_example")
+		t.Setenv("WOOSHPAY_WEBHOOK_SECRET", "whsec_example")
+		t.Setenv("SMTP_PASSWORD", "example")
+		code, out, errOut = runMain(t, nil, "check-config", "-c", "../../config.example.yaml")
+	}
+	require.Equal(t, exitOK, code, "stdout %s stderr %s", out, errOut)
+}
