@@ -250,6 +250,7 @@ func (m *Main) cmdSim(ctx context.Context, args []string) error {
 	cfg, err := sim.ParseFlags(args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(m.Stdout, strings.TrimPrefix(err.Error(), flag.ErrHelp.Error()+"\n"))
 			return nil
 		}
 		return usageError{err}

@@ -111,7 +111,11 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
-	fmt.Fprintf(m.Stderr, "billingd %s: %v\n", args[0], err)
+	name := args[0]
+	if name == "subscriptions" {
+		name = "subscriptions import"
+	}
+	fmt.Fprintf(m.Stderr, "billingd %s: %v\n", name, err)
 	var ue usageError
 	if errors.As(err, &ue) {
 		return exitUsage

@@ -102,3 +102,14 @@ func TestConfigExampleValidates(t *testing.T) {
 	}
 	require.Equal(t, exitOK, code, "stdout %s stderr %s", out, errOut)
 }
+
+func TestSimHelpAndBadFlags(t *testing.T) {
+	code, out, _ := runMain(t, nil, "sim", "-h")
+	require.Equal(t, exitOK, code)
+	require.Contains(t, out, "-fault-5xx-after")
+	require.Contains(t, out, "usage: billingd sim")
+
+	code, _, errOut := runMain(t, nil, "sim", "--fault-drop", "1.5")
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, errOut, "--fault-drop")
+}
