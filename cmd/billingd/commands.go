@@ -20,15 +20,26 @@ import (
 	"github.com/billingd/billingd/internal/subscriptioncsv"
 )
 
-func (m *Main) cmdCheckConfig(args []string) error {
-	fs, path := m.newFlagSet("check-config")
+// parseConfigOnly parses a command that takes -c and no positional arguments and
+// loads its config. extra registers more flags before parsing.
+func (m *Main) parseConfigOnly(name string, args []string, extra func(*flag.FlagSet)) (*config.Config, string, error) {
+	fs, path := m.newFlagSet(name)
+	if extra != nil {
+		extra(fs)
+	}
 	if rest, err := parseArgs(fs, args); err != nil {
-		return err
+		return nil, "", err
 	} else if len(rest) > 0 {
-		return usagef("unexpected argument %q", rest[0])
+		return nil, "", usagef("unexpected argument %q", rest[0])
 	}
 	p := m.configPath(*path)
-	if _, err := m.loadConfig(p); err != nil {
+	cfg, err := m.loadConfig(p)
+	return cfg, p, err
+}
+
+func (m *Main) cmdCheckConfig(args []string) error {
+	_, p, err := m.parseConfigOnly("check-config", args, nil)
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(m.Stdout, "%s: ok\n", p)
@@ -36,13 +47,7 @@ func (m *Main) cmdCheckConfig(args []string) error {
 }
 
 func (m *Main) cmdMigrate(ctx context.Context, args []string) error {
-	fs, path := m.newFlagSet("migrate")
-	if rest, err := parseArgs(fs, args); err != nil {
-		return err
-	} else if len(rest) > 0 {
-		return usagef("unexpected argument %q", rest[0])
-	}
-	cfg, err := m.loadConfig(m.configPath(*path))
+	cfg, _, err := m.parseConfigOnly("migrate", args, nil)
 	if err != nil {
 		return err
 	}
@@ -65,14 +70,10 @@ func (m *Main) cmdMigrate(ctx context.Context, args []string) error {
 }
 
 func (m *Main) cmdOnce(ctx context.Context, args []string) error {
-	fs, path := m.newFlagSet("once")
-	dryRun := fs.Bool("dry-run", false, "list what would be charged; change nothing")
-	if rest, err := parseArgs(fs, args); err != nil {
-		return err
-	} else if len(rest) > 0 {
-		return usagef("unexpected argument %q", rest[0])
-	}
-	cfg, err := m.loadConfig(m.configPath(*path))
+	var dryRun *bool
+	cfg, _, err := m.parseConfigOnly("once", args, func(fs *flag.FlagSet) {
+		dryRun = fs.Bool("dry-run", false, "list what would be charged; change nothing")
+	})
 	if err != nil {
 		return err
 	}
@@ -124,13 +125,7 @@ func (m *Main) dryRun(ctx context.Context, cfg *config.Config) error {
 }
 
 func (m *Main) cmdStatus(ctx context.Context, args []string) error {
-	fs, path := m.newFlagSet("status")
-	if rest, err := parseArgs(fs, args); err != nil {
-		return err
-	} else if len(rest) > 0 {
-		return usagef("unexpected argument %q", rest[0])
-	}
-	cfg, err := m.loadConfig(m.configPath(*path))
+	cfg, _, err := m.parseConfigOnly("status", args, nil)
 	if err != nil {
 		return err
 	}

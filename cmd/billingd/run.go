@@ -138,14 +138,7 @@ func (s *scheduler) schedule(cfg *config.Config) error {
 }
 
 func (m *Main) cmdRun(ctx context.Context, args []string) error {
-	fs, path := m.newFlagSet("run")
-	if rest, err := parseArgs(fs, args); err != nil {
-		return err
-	} else if len(rest) > 0 {
-		return usagef("unexpected argument %q", rest[0])
-	}
-	cfgPath := m.configPath(*path)
-	cfg, err := m.loadConfig(cfgPath)
+	cfg, cfgPath, err := m.parseConfigOnly("run", args, nil)
 	if err != nil {
 		return err
 	}

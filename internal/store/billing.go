@@ -261,22 +261,12 @@ type AttemptResult struct {
 // already written (by a webhook, say), nothing changes and ErrLeaseLost is
 // returned. Releases the lease.
 func (tx *Tx) FinishAttempt(now time.Time, a *models.ChargeAttempt, r AttemptResult) error {
-	var finished *time.Time
-	if !r.Status.Unresolved() {
-		finished = &now
+	version := a.LeaseVersion
+	moved, err := tx.writeAttemptResult(now, a.ID, &version, r)
+	if err != nil {
+		return err
 	}
-	res := tx.db.Exec(`UPDATE charge_attempts
-	      SET status = ?, payment_intent_id = CASE WHEN ? <> '' THEN ? ELSE payment_intent_id END,
-	          decline_code = ?, advice_code = ?, hard_decline = ?, action_url = ?, error_message = ?,
-	          tries = tries + ?, last_http_status = ?, next_try_at = ?, finished_at = ?,
-	          lease_owner = '', lease_until = NULL, lease_version = lease_version + 1, updated_at = ?
-	    WHERE id = ? AND lease_version = ? AND status IN ('pending','unknown','processing')`,
-		r.Status, r.PaymentIntentID, r.PaymentIntentID, r.DeclineCode, r.AdviceCode, r.HardDecline, r.ActionURL,
-		truncate(r.ErrorMessage, 500), r.Tries, r.LastHTTPStatus, r.NextTryAt, finished, now, a.ID, a.LeaseVersion)
-	if res.Error != nil {
-		return res.Error
-	}
-	if res.RowsAffected == 0 {
+	if !moved {
 		return ErrLeaseLost
 	}
 	a.Status = r.Status
@@ -293,19 +283,30 @@ func (tx *Tx) FinishAttempt(now time.Time, a *models.ChargeAttempt, r AttemptRes
 // still holding the old lease cannot overwrite it. Returns false if the attempt was
 // already resolved.
 func (tx *Tx) SettleAttempt(now time.Time, attemptID int64, r AttemptResult) (bool, error) {
+	return tx.writeAttemptResult(now, attemptID, nil, r)
+}
+
+// writeAttemptResult is the one UPDATE behind both: it only touches an unresolved
+// attempt (forward only), and when leaseVersion is given, only under that lease.
+func (tx *Tx) writeAttemptResult(now time.Time, id int64, leaseVersion *int64, r AttemptResult) (bool, error) {
 	var finished *time.Time
 	if !r.Status.Unresolved() {
 		finished = &now
 	}
-	res := tx.db.Exec(`UPDATE charge_attempts
+	q := `UPDATE charge_attempts
 	      SET status = ?, payment_intent_id = CASE WHEN ? <> '' THEN ? ELSE payment_intent_id END,
 	          decline_code = ?, advice_code = ?, hard_decline = ?, action_url = ?, error_message = ?,
 	          tries = tries + ?, last_http_status = CASE WHEN ? <> 0 THEN ? ELSE last_http_status END,
 	          next_try_at = ?, finished_at = ?, lease_owner = '', lease_until = NULL,
 	          lease_version = lease_version + 1, updated_at = ?
-	    WHERE id = ? AND status IN ('pending','unknown','processing')`,
-		r.Status, r.PaymentIntentID, r.PaymentIntentID, r.DeclineCode, r.AdviceCode, r.HardDecline, r.ActionURL,
-		truncate(r.ErrorMessage, 500), r.Tries, r.LastHTTPStatus, r.LastHTTPStatus, r.NextTryAt, finished, now, attemptID)
+	    WHERE id = ? AND status IN ('pending','unknown','processing')`
+	args := []any{r.Status, r.PaymentIntentID, r.PaymentIntentID, r.DeclineCode, r.AdviceCode, r.HardDecline, r.ActionURL,
+		truncate(r.ErrorMessage, 500), r.Tries, r.LastHTTPStatus, r.LastHTTPStatus, r.NextTryAt, finished, now, id}
+	if leaseVersion != nil {
+		q += ` AND lease_version = ?`
+		args = append(args, *leaseVersion)
+	}
+	res := tx.db.Exec(q, args...)
 	if res.Error != nil {
 		return false, res.Error
 	}
