@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 )
 
@@ -251,3 +252,51 @@ func ResultFromIntent(pi *PaymentIntent, httpStatus int) Result {
 
 // ErrNotFound is returned (wrapped) when the gateway has no such object.
 var ErrNotFound = errors.New("gateway: not found")
+
+// Event is a verified webhook event, provider-neutral. Exactly one of
+// PaymentIntent and SetupIntent is set for the event types billingd acts on.
+type Event struct {
+	ID      string // the gateway's event id: the inbox's unique key
+	Type    string // e.g. payment_intent.succeeded
+	Created time.Time
+	// PaymentIntent is the event's object for payment_intent.* events.
+	PaymentIntent *PaymentIntent
+	// SetupIntent is the event's object for setup_intent.* events.
+	SetupIntent *SetupIntent
+}
+
+// SetupIntent is the provider-neutral view of a saved-card setup.
+type SetupIntent struct {
+	ID            string
+	Status        string
+	Customer      string
+	PaymentMethod string
+	Metadata      map[string]string
+}
+
+// Webhook event types billingd acts on.
+const (
+	EventPaymentIntentSucceeded      = "payment_intent.succeeded"
+	EventPaymentIntentPaymentFailed  = "payment_intent.payment_failed"
+	EventPaymentIntentRequiresAction = "payment_intent.requires_action"
+	EventPaymentIntentProcessing     = "payment_intent.processing"
+	EventPaymentIntentCanceled       = "payment_intent.canceled"
+	EventSetupIntentSucceeded        = "setup_intent.succeeded"
+)
+
+// Webhook verification errors. A receiver answers 400 to ErrWebhookMalformed and
+// 401 to ErrWebhookSignature and ErrWebhookStale, and changes nothing.
+var (
+	// ErrWebhookMalformed: the signature header or the body cannot be parsed.
+	ErrWebhookMalformed = errors.New("webhook: malformed")
+	// ErrWebhookSignature: no signature in the header matches any secret.
+	ErrWebhookSignature = errors.New("webhook: signature mismatch")
+	// ErrWebhookStale: the signed timestamp is outside the tolerance (a replay).
+	ErrWebhookStale = errors.New("webhook: timestamp outside tolerance")
+)
+
+// WebhookVerifier authenticates and decodes a webhook delivery. Only the raw body
+// is signed, so it must be verified before anything parses it.
+type WebhookVerifier interface {
+	VerifyWebhook(body []byte, header http.Header, now time.Time) (*Event, error)
+}
