@@ -64,14 +64,15 @@ const DefaultSQLiteDSN = "/var/lib/billingd/billingd.db"
 // Config is the whole configuration of the daemon. Its zero value is not
 // usable; start from Default, Load or Parse.
 type Config struct {
-	Database DatabaseConfig `yaml:"database"`
-	Gateway  GatewayConfig  `yaml:"gateway"`
-	Schedule ScheduleConfig `yaml:"schedule"`
-	Retry    RetryConfig    `yaml:"retry"`
-	Dunning  DunningConfig  `yaml:"dunning"`
-	HTTP     HTTPConfig     `yaml:"http"`
-	Mail     MailConfig     `yaml:"mail"`
-	Log      LogConfig      `yaml:"log"`
+	Database  DatabaseConfig  `yaml:"database"`
+	Gateway   GatewayConfig   `yaml:"gateway"`
+	Schedule  ScheduleConfig  `yaml:"schedule"`
+	Retry     RetryConfig     `yaml:"retry"`
+	Dunning   DunningConfig   `yaml:"dunning"`
+	Reconcile ReconcileConfig `yaml:"reconcile"`
+	HTTP      HTTPConfig      `yaml:"http"`
+	Mail      MailConfig      `yaml:"mail"`
+	Log       LogConfig       `yaml:"log"`
 
 	// lines maps dotted keys to the line they were set on, so that Validate can
 	// point at the offending line of a parsed file. Nil for Default().
@@ -153,6 +154,28 @@ type RetryConfig struct {
 	// MaxElapsedTime ends the retries; the attempt then stays unknown and the
 	// reconciler resolves it.
 	MaxElapsedTime Duration `yaml:"max_elapsed_time"`
+}
+
+// ReconcileConfig drives the reconciler, which settles attempts whose outcome the
+// charge request and the webhooks never delivered, by reading the gateway.
+type ReconcileConfig struct {
+	// Every is how often the reconciler looks for stuck attempts.
+	Every Duration `yaml:"every"`
+	// After is how old an unresolved attempt must be before the reconciler
+	// touches it, leaving time for the answer and the webhook to arrive.
+	After Duration `yaml:"after"`
+	// Backoff is the wait before each further look at an attempt the gateway
+	// could not settle yet; after the last one it becomes needs_review.
+	Backoff []Duration `yaml:"backoff"`
+}
+
+// Delays returns the reconcile backoff as plain durations.
+func (r ReconcileConfig) Delays() []time.Duration {
+	out := make([]time.Duration, len(r.Backoff))
+	for i, v := range r.Backoff {
+		out[i] = v.D()
+	}
+	return out
 }
 
 // DunningConfig is the recovery policy after a declined charge.
@@ -242,6 +265,16 @@ func Default() *Config {
 			},
 			FinalAction: FinalActionCancel,
 			LinkTTL:     Duration(168 * time.Hour),
+		},
+		Reconcile: ReconcileConfig{
+			Every: Duration(time.Minute),
+			After: Duration(10 * time.Minute),
+			Backoff: []Duration{
+				Duration(5 * time.Minute),
+				Duration(time.Hour),
+				Duration(6 * time.Hour),
+				Duration(24 * time.Hour),
+			},
 		},
 		HTTP: HTTPConfig{
 			Listen: "127.0.0.1:8080",
@@ -338,6 +371,7 @@ func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) 
 func (c *Config) Redacted() *Config {
 	cp := *c
 	cp.Dunning.RetrySchedule = append([]Duration(nil), c.Dunning.RetrySchedule...)
+	cp.Reconcile.Backoff = append([]Duration(nil), c.Reconcile.Backoff...)
 	cp.Database.DSN = RedactDSN(c.Database.DSN)
 	cp.lines = nil
 	return &cp

@@ -102,6 +102,7 @@ func (c *Config) check() Errors {
 	c.checkSchedule(v)
 	c.checkRetry(v)
 	c.checkDunning(v)
+	c.checkReconcile(v)
 	c.checkHTTP(v)
 	c.checkMail(v)
 	v.oneOf("log.level", c.Log.Level, LogLevelDebug, LogLevelInfo, LogLevelWarn, LogLevelError)
@@ -270,6 +271,21 @@ func (c *Config) checkDunning(v *validator) {
 	}
 	v.oneOf("dunning.final_action", d.FinalAction, FinalActionCancel, FinalActionUnpaid, FinalActionPastDue)
 	v.positive("dunning.link_ttl", d.LinkTTL)
+}
+
+func (c *Config) checkReconcile(v *validator) {
+	r := c.Reconcile
+	v.positive("reconcile.every", r.Every)
+	v.positive("reconcile.after", r.After)
+	switch n := len(r.Backoff); {
+	case n == 0:
+		v.add("reconcile.backoff", "", "must list at least one delay, such as [5m, 1h, 24h]")
+	case n > 20:
+		v.add("reconcile.backoff", "", "must have at most 20 entries, has %d", n)
+	}
+	for i, step := range r.Backoff {
+		v.positive(fmt.Sprintf("reconcile.backoff[%d]", i), step)
+	}
 }
 
 func (c *Config) checkHTTP(v *validator) {
