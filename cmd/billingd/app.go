@@ -14,8 +14,10 @@ import (
 	"github.com/billingd/billingd/internal/config"
 	"github.com/billingd/billingd/internal/gateway"
 	"github.com/billingd/billingd/internal/gateway/wooshpay"
+	"github.com/billingd/billingd/internal/metrics"
 	"github.com/billingd/billingd/internal/schedule"
 	"github.com/billingd/billingd/internal/store"
+	"github.com/billingd/billingd/internal/web"
 	"github.com/rs/zerolog"
 	"golang.org/x/time/rate"
 )
@@ -62,6 +64,8 @@ type app struct {
 	limiter *rate.Limiter
 	engine  *charge.Engine
 	biller  *schedule.Biller
+	recon   *schedule.Reconciler
+	metrics *metrics.Metrics
 	owner   string
 }
 
@@ -75,7 +79,7 @@ func openApp(ctx context.Context, cfg *config.Config, log zerolog.Logger, clk cl
 	if err != nil {
 		return nil, err
 	}
-	a := &app{cfg: cfg, log: log, clock: clk, store: st, owner: instanceName()}
+	a := &app{cfg: cfg, log: log, clock: clk, store: st, owner: instanceName(), metrics: metrics.New()}
 	if applied, err := st.Migrate(ctx); err != nil {
 		_ = st.Close()
 		return nil, err
@@ -127,10 +131,26 @@ func (a *app) wire() {
 		},
 		UnknownRetryDelay: cfg.Retry.MaxInterval.D(),
 		Log:               a.log,
+		Metrics:           a.metrics,
+		RecheckAfter:      cfg.Reconcile.Backoff[0].D(),
 	})
 	loc, err := cfg.Schedule.Location()
 	if err != nil {
 		loc = time.UTC // Validate already rejected bad zones
+	}
+	// A lease outlives the longest exchange: the whole backoff window plus one
+	// more request timeout and a margin.
+	leaseFor := cfg.Retry.MaxElapsedTime.D() + 2*cfg.Gateway.Timeout.D() + time.Minute
+	a.recon = &schedule.Reconciler{
+		Store:    a.store,
+		Engine:   a.engine,
+		Clock:    a.clock,
+		After:    cfg.Reconcile.After.D(),
+		Backoff:  cfg.Reconcile.Delays(),
+		Owner:    a.owner,
+		LeaseFor: 2*cfg.Gateway.Timeout.D() + time.Minute,
+		Log:      a.log.With().Str("component", "reconciler").Logger(),
+		Metrics:  a.metrics,
 	}
 	a.biller = &schedule.Biller{
 		Store:       a.store,
@@ -140,14 +160,49 @@ func (a *app) wire() {
 		PageSize:    cfg.Schedule.PageSize,
 		Concurrency: cfg.Gateway.Concurrency,
 		Owner:       a.owner,
-		// A lease outlives the longest exchange: the whole backoff window plus
-		// one more request timeout and a margin.
-		LeaseFor: cfg.Retry.MaxElapsedTime.D() + 2*cfg.Gateway.Timeout.D() + time.Minute,
-		Log:      a.log,
+		LeaseFor:    leaseFor,
+		Log:         a.log,
+		Reconciler:  a.recon,
+		Metrics:     a.metrics,
 	}
 }
 
 func (a *app) Close() error { return a.store.Close() }
+
+// webhookReceiver builds POST /webhooks/wooshpay for this config.
+func (a *app) webhookReceiver() (*web.WebhookReceiver, error) {
+	v, err := wooshpay.NewWebhookVerifier(wooshpay.WebhookOptions{
+		Secrets:   []string{a.cfg.Gateway.WebhookSecret.Reveal()},
+		Tolerance: a.cfg.Gateway.WebhookTolerance.D(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &web.WebhookReceiver{Store: a.store, Verifier: v, Clock: a.clock,
+		Log: a.log.With().Str("component", "webhooks").Logger(), Metrics: a.metrics}, nil
+}
+
+// registerGauges exposes database-derived gauges on /metrics, read at scrape time
+// so they are right across restarts and instances.
+func (a *app) registerGauges() {
+	count := func(q string) func() float64 {
+		return func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			var n int64
+			if err := a.store.DB().WithContext(ctx).Raw(q).Scan(&n).Error; err != nil {
+				return -1
+			}
+			return float64(n)
+		}
+	}
+	a.metrics.GaugeFunc("billingd_unresolved_attempts", "Charge attempts whose outcome is not known yet (pending, unknown, processing).",
+		count(`SELECT COUNT(*) FROM charge_attempts WHERE status IN ('pending','unknown','processing')`))
+	a.metrics.GaugeFunc("billingd_attempts_needing_review", "Charge attempts a human must look at (needs_review, failed).",
+		count(`SELECT COUNT(*) FROM charge_attempts WHERE status IN ('needs_review','failed')`))
+	a.metrics.GaugeFunc("billingd_due_subscriptions", "Billable subscriptions whose next period has started.",
+		count(`SELECT COUNT(*) FROM subscriptions WHERE status IN ('active','past_due') AND next_billing_at <= CURRENT_TIMESTAMP`))
+}
 
 func openStore(ctx context.Context, cfg *config.Config, exclusive bool) (*store.Store, error) {
 	return store.Open(ctx, store.Options{

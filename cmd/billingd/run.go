@@ -16,6 +16,7 @@ import (
 	"github.com/billingd/billingd/internal/config"
 	"github.com/billingd/billingd/internal/web"
 	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/robfig/cron/v3"
 	"golang.org/x/time/rate"
 )
@@ -74,15 +75,17 @@ func (m *Main) shutdownContexts(ctx context.Context, a *app, onHUP func()) (stop
 // scheduler runs billing passes on the cron schedule, never two at once, and
 // keeps the heartbeat the watchdog and /readyz read.
 type scheduler struct {
-	a         *app
-	stop      context.Context
-	abort     context.Context
-	mu        sync.Mutex
-	cron      *cron.Cron
-	entry     cron.EntryID
-	running   sync.Mutex
-	wg        sync.WaitGroup
-	heartbeat atomic.Int64 // unix nanos of the last sign of life
+	a       *app
+	stop    context.Context
+	abort   context.Context
+	mu      sync.Mutex
+	cron    *cron.Cron
+	entry   cron.EntryID
+	running sync.Mutex
+	// reconciling keeps two reconciler runs of this process apart.
+	reconciling sync.Mutex
+	wg          sync.WaitGroup
+	heartbeat   atomic.Int64 // unix nanos of the last sign of life
 }
 
 func (s *scheduler) beat() { s.heartbeat.Store(time.Now().UnixNano()) }
@@ -114,6 +117,20 @@ func (s *scheduler) pass(trigger string) {
 	s.beat()
 }
 
+// reconcile runs the reconciler between passes (a pass also runs it first).
+func (s *scheduler) reconcile() {
+	if s.stop.Err() != nil || !s.reconciling.TryLock() {
+		return
+	}
+	defer s.reconciling.Unlock()
+	s.wg.Add(1)
+	defer s.wg.Done()
+	s.beat()
+	if _, err := s.a.recon.Run(s.stop); err != nil && s.stop.Err() == nil {
+		s.a.log.Error().Err(err).Msg("reconciler run failed")
+	}
+}
+
 func (s *scheduler) schedule(cfg *config.Config) error {
 	loc, err := cfg.Schedule.Location()
 	if err != nil {
@@ -124,6 +141,9 @@ func (s *scheduler) schedule(cfg *config.Config) error {
 	c := cron.New(cron.WithLocation(loc))
 	if _, err := c.AddFunc(cfg.Schedule.Billing, func() { s.pass("cron") }); err != nil {
 		return fmt.Errorf("schedule.billing: %w", err)
+	}
+	if _, err := c.AddFunc("@every "+cfg.Reconcile.Every.D().String(), s.reconcile); err != nil {
+		return fmt.Errorf("reconcile.every: %w", err)
 	}
 	// A cheap tick proves the scheduler's own loop is alive for the watchdog.
 	if _, err := c.AddFunc("@every 5s", s.beat); err != nil {
@@ -167,6 +187,13 @@ func (m *Main) cmdRun(ctx context.Context, args []string) error {
 		}},
 		web.Check{Name: "scheduler", Fn: func(context.Context) error { return s.alive(time.Minute) }},
 	)
+	receiver, err := a.webhookReceiver()
+	if err != nil {
+		return usageError{err}
+	}
+	webSrv.Handle("POST /webhooks/wooshpay", receiver)
+	a.registerGauges()
+	webSrv.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.Registry, promhttp.HandlerOpts{}))
 	hs := &http.Server{Handler: webSrv, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

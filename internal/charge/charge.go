@@ -18,6 +18,7 @@ import (
 
 	"github.com/billingd/billingd/internal/clock"
 	"github.com/billingd/billingd/internal/gateway"
+	"github.com/billingd/billingd/internal/metrics"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/store"
 	"github.com/cenkalti/backoff/v4"
@@ -46,8 +47,11 @@ type Options struct {
 	// after the backoff window waits before it is replayed (with its own key).
 	UnknownRetryDelay time.Duration
 	Log               zerolog.Logger
-	// Observe, if set, is told each finished exchange (for metrics).
-	Observe func(status models.AttemptStatus, latency time.Duration)
+	// Metrics receives each finished exchange; nil records nothing.
+	Metrics *metrics.Metrics
+	// RecheckAfter is when the reconciler next looks at an attempt that reading
+	// the gateway left processing (default 5m).
+	RecheckAfter time.Duration
 }
 
 // Engine executes claimed attempts.
@@ -62,6 +66,9 @@ func New(opts Options) *Engine {
 	}
 	if opts.UnknownRetryDelay <= 0 {
 		opts.UnknownRetryDelay = time.Minute
+	}
+	if opts.RecheckAfter <= 0 {
+		opts.RecheckAfter = 5 * time.Minute
 	}
 	return &Engine{opts: opts}
 }
@@ -119,23 +126,27 @@ func (e *Engine) Execute(ctx context.Context, a *models.ChargeAttempt) (models.A
 		next := now.Add(e.opts.UnknownRetryDelay)
 		result.NextTryAt = &next
 	}
+	var warning string
 	err := e.opts.Store.InTx(context.WithoutCancel(ctx), func(tx *store.Tx) error {
 		if err := tx.FinishAttempt(now, a, result); err != nil {
 			return err
 		}
-		return ApplyToInvoice(tx, now, a.InvoiceID, result)
+		var err error
+		warning, err = ApplyToInvoice(tx, now, a.InvoiceID, result)
+		return err
 	})
 	if errors.Is(err, store.ErrLeaseLost) {
-		log.Warn().Str("status", string(result.Status)).Msg("lease lost before the result was written; dropping this worker's result")
+		log.Info().Str("status", string(result.Status)).Msg("the attempt's outcome was already recorded (by a webhook or another worker); this answer is dropped")
 		return a.Status, err
 	}
 	if err != nil {
 		log.Error().Err(err).Str("status", string(result.Status)).Msg("could not record attempt outcome; it stays unresolved and will be replayed with the same key")
 		return a.Status, err
 	}
-	if e.opts.Observe != nil {
-		e.opts.Observe(result.Status, now.Sub(start))
+	if warning != "" {
+		log.Error().Str("payment_intent", result.PaymentIntentID).Msg(warning)
 	}
+	e.opts.Metrics.Attempt(string(result.Status), now.Sub(start))
 	ev := log.Info()
 	switch result.Status {
 	case models.AttemptUnknown, models.AttemptFailed, models.AttemptNeedsReview:
@@ -240,33 +251,77 @@ func isIdempotencyConflict(res gateway.Result) bool {
 
 // ApplyToInvoice makes the invoice and subscription follow an attempt's new state,
 // inside the caller's transaction. Paid invoices stay paid whatever arrives later.
-func ApplyToInvoice(tx *store.Tx, now time.Time, invoiceID int64, r store.AttemptResult) error {
+// A non-empty warning means the gateway reports a second successful charge for an
+// invoice already paid by another PaymentIntent: money to refund, for a human.
+func ApplyToInvoice(tx *store.Tx, now time.Time, invoiceID int64, r store.AttemptResult) (warning string, err error) {
 	switch r.Status {
 	case models.AttemptSucceeded:
-		if _, err := tx.MarkInvoicePaid(now, invoiceID, r.PaymentIntentID); err != nil {
-			return err
+		paid, err := tx.MarkInvoicePaid(now, invoiceID, r.PaymentIntentID)
+		if err != nil {
+			return "", err
 		}
-		return tx.ReactivateIfSettled(now, invoiceID)
+		if !paid {
+			status, by, err := tx.InvoicePaymentIntent(invoiceID)
+			if err != nil {
+				return "", err
+			}
+			if status == models.InvoicePaid && by != r.PaymentIntentID {
+				warning = fmt.Sprintf("SECOND SUCCESSFUL CHARGE: invoice %d was already paid by %s; refund %s at the gateway", invoiceID, by, r.PaymentIntentID)
+			} else if status == models.InvoiceVoid {
+				warning = fmt.Sprintf("charge succeeded for void invoice %d; refund %s or reopen the invoice", invoiceID, r.PaymentIntentID)
+			}
+		}
+		return warning, tx.ReactivateIfSettled(now, invoiceID)
 	case models.AttemptDeclined, models.AttemptRequiresAction, models.AttemptFailed,
 		models.AttemptCanceled, models.AttemptNeedsReview:
-		return tx.MarkSubscriptionPastDue(now, invoiceID)
+		return "", tx.MarkSubscriptionPastDue(now, invoiceID)
 	}
-	return nil
+	return "", nil
+}
+
+// Settle applies an authoritative outcome, learned from a webhook or by reading
+// the PaymentIntent, to an attempt and its invoice in the caller's transaction.
+// Success is recorded from any state; anything else only moves an unresolved
+// attempt. moved is false when the attempt's state was already past it.
+func Settle(tx *store.Tx, now time.Time, a *models.ChargeAttempt, r store.AttemptResult) (moved bool, warning string, err error) {
+	if r.Status == models.AttemptSucceeded {
+		moved, err = tx.SettleSucceeded(now, a.ID, r)
+	} else {
+		moved, err = tx.SettleAttempt(now, a.ID, r)
+	}
+	if err != nil || !moved {
+		return moved, "", err
+	}
+	warning, err = ApplyToInvoice(tx, now, a.InvoiceID, r)
+	return true, warning, err
+}
+
+// Resolution is what reading the gateway established about an attempt.
+type Resolution struct {
+	// Found: the gateway has a PaymentIntent for the attempt.
+	Found bool
+	// Moved: the attempt's state changed.
+	Moved  bool
+	Status models.AttemptStatus
 }
 
 // Resolve establishes an unresolved attempt's outcome by reading the gateway's
 // PaymentIntent (by id, else by merchant_order_id and the attempt's key in its
-// metadata) and records it like any other outcome. It returns the attempt's status
-// afterwards; an attempt the gateway has no PaymentIntent for stays as it is.
-func (e *Engine) Resolve(ctx context.Context, a *models.ChargeAttempt) (models.AttemptStatus, error) {
+// metadata) and records it like a webhook would. An attempt the gateway has no
+// PaymentIntent for is left as it is (Found false): its request never executed.
+func (e *Engine) Resolve(ctx context.Context, a *models.ChargeAttempt) (Resolution, error) {
 	log := Logger(e.opts.Log, a)
+	out := Resolution{Status: a.Status}
 	var res gateway.Result
 	if a.PaymentIntentID != "" {
 		res = e.opts.Gateway.RetrievePaymentIntent(ctx, a.PaymentIntentID)
+		if res.Kind == gateway.Invalid && errors.Is(res.Err, gateway.ErrNotFound) {
+			return out, nil
+		}
 	} else {
 		pis, err := e.opts.Gateway.SearchPaymentIntentsByOrder(ctx, a.MerchantOrderID)
 		if err != nil {
-			return a.Status, fmt.Errorf("charge: search %s: %w", a.MerchantOrderID, err)
+			return out, fmt.Errorf("charge: search %s: %w", a.MerchantOrderID, err)
 		}
 		var found *gateway.PaymentIntent
 		for i := range pis {
@@ -276,36 +331,40 @@ func (e *Engine) Resolve(ctx context.Context, a *models.ChargeAttempt) (models.A
 			}
 		}
 		if found == nil {
-			return a.Status, nil
+			return out, nil
 		}
 		res = gateway.ResultFromIntent(found, 200)
 	}
-	if res.Kind == gateway.Transient {
-		return a.Status, res.Err
+	if res.Kind == gateway.Transient || res.Kind == gateway.Invalid {
+		return out, fmt.Errorf("charge: read payment intent of %s: %w", a.IdempotencyKey, res.Err)
 	}
-	if res.Kind == gateway.Invalid {
-		return a.Status, fmt.Errorf("charge: retrieve %s: %w", a.PaymentIntentID, res.Err)
-	}
+	out.Found = true
 	result := ResultOf(res)
+	result.LastHTTPStatus = 0
 	if result.Status == a.Status {
-		return a.Status, nil
+		return out, nil
 	}
 	now := e.opts.Clock.Now()
-	var moved bool
+	if result.Status.Unresolved() {
+		next := now.Add(e.opts.RecheckAfter)
+		result.NextReconcileAt = &next
+	}
+	var warning string
 	err := e.opts.Store.InTx(ctx, func(tx *store.Tx) error {
 		var err error
-		moved, err = tx.SettleAttempt(now, a.ID, result)
-		if err != nil || !moved {
-			return err
-		}
-		return ApplyToInvoice(tx, now, a.InvoiceID, result)
+		out.Moved, warning, err = Settle(tx, now, a, result)
+		return err
 	})
 	if err != nil {
-		return a.Status, err
+		return out, err
 	}
-	if moved {
+	if warning != "" {
+		log.Error().Str("payment_intent", result.PaymentIntentID).Msg(warning)
+	}
+	if out.Moved {
+		out.Status = result.Status
 		a.Status = result.Status
 		log.Info().Str("status", string(result.Status)).Str("payment_intent", result.PaymentIntentID).Msg("attempt resolved from the gateway's payment intent")
 	}
-	return a.Status, nil
+	return out, nil
 }

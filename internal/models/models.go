@@ -194,6 +194,10 @@ type ChargeAttempt struct {
 	LeaseUntil      *time.Time
 	LeaseVersion    int64
 	NextTryAt       *time.Time
+	// ReconcileCount and NextReconcileAt are the reconciler's schedule for an
+	// attempt it could not settle yet.
+	ReconcileCount  int
+	NextReconcileAt *time.Time
 	FinishedAt      *time.Time
 	CreatedAt       time.Time
 	UpdatedAt       time.Time
@@ -222,6 +226,34 @@ type BillingRun struct {
 	CreatedAt        time.Time
 	UpdatedAt        time.Time
 }
+
+// WebhookResult says what a stored webhook event did.
+type WebhookResult string
+
+const (
+	// WebhookApplied: the event moved an attempt, invoice or payment method.
+	WebhookApplied WebhookResult = "applied"
+	// WebhookIgnored: nothing to do (not billingd's PaymentIntent, or the state
+	// had already moved past it); Detail says which.
+	WebhookIgnored WebhookResult = "ignored"
+)
+
+// WebhookEvent is one gateway event in the inbox, unique by gateway event id.
+type WebhookEvent struct {
+	ID               int64  `gorm:"primaryKey"`
+	GatewayEventID   string `gorm:"column:gateway_event_id"`
+	Type             string
+	ObjectID         string
+	Result           WebhookResult
+	Detail           string
+	Payload          string
+	GatewayCreatedAt *time.Time
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
+}
+
+// TableName pins the table name.
+func (WebhookEvent) TableName() string { return "webhook_events" }
 
 // TableName pins the table names so GORM's pluralization can never drift from the
 // migrations.

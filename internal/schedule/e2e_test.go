@@ -32,17 +32,23 @@ type stack struct {
 	cards  map[string]string // card number -> "cus_…/pm_…"
 }
 
-func newStack(t *testing.T, st *store.Store, start time.Time) *stack {
+// newStack wires billingd to a fresh simulator. The simulator shares the fake
+// clock; opts may override its options (the key and seed are fixed).
+func newStack(t *testing.T, st *store.Store, start time.Time, opts ...sim.Options) *stack {
 	t.Helper()
-	gw := sim.New(sim.Options{SecretKey: "sk_test_e2e", Seed: 42, ProcessingDelay: time.Millisecond,
-		Faults: sim.Faults{RetryAfter: time.Second}})
+	clk := clock.NewFake(start)
+	o := sim.Options{ProcessingDelay: time.Millisecond, Faults: sim.Faults{RetryAfter: time.Second}}
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	o.SecretKey, o.Seed, o.Now = "sk_test_e2e", 42, clk.Now
+	gw := sim.New(o)
 	ctx, cancel := context.WithCancel(context.Background())
 	gw.Start(ctx)
 	srv := httptest.NewServer(gw)
 	t.Cleanup(func() { srv.Close(); cancel(); gw.Close() })
 	client, err := wooshpay.New(wooshpay.Options{BaseURL: srv.URL, SecretKey: "sk_test_e2e", Timeout: 5 * time.Second})
 	require.NoError(t, err)
-	clk := clock.NewFake(start)
 	eng := charge.New(charge.Options{Store: st, Gateway: client, Clock: clk,
 		Retry:             charge.RetryPolicy{InitialInterval: 10 * time.Millisecond, MaxInterval: 200 * time.Millisecond, MaxElapsedTime: 5 * time.Second},
 		UnknownRetryDelay: time.Minute, Log: zerolog.Nop()})
@@ -103,7 +109,7 @@ func (s *stack) settle(t *testing.T) {
 		for j := range open {
 			_, _ = s.engine.Resolve(ctx, &open[j])
 		}
-		s.clk.Advance(2 * time.Minute) // past next_try_at of unknown attempts
+		s.clk.Advance(2 * time.Minute) // past next_try_at of unknown attempts and the processing delay
 		_, err = s.biller.Pass(ctx, ctx, "settle")
 		require.NoError(t, err)
 		left, err := s.st.AttemptsByStatus(ctx, 1, models.UnresolvedAttemptStatuses...)
@@ -111,7 +117,6 @@ func (s *stack) settle(t *testing.T) {
 		if len(left) == 0 {
 			return
 		}
-		time.Sleep(5 * time.Millisecond) // the simulator's processing delay is real time
 	}
 	t.Fatal("attempts still unresolved after settling")
 }

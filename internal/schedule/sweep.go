@@ -9,6 +9,7 @@ import (
 
 	"github.com/billingd/billingd/internal/charge"
 	"github.com/billingd/billingd/internal/clock"
+	"github.com/billingd/billingd/internal/metrics"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/store"
 	"github.com/rs/zerolog"
@@ -16,8 +17,8 @@ import (
 
 // IdempotencyWindow is how long billingd trusts the gateway to remember an
 // idempotency key. Gateways keep keys about 24 hours; an unresolved attempt older
-// than this is never replayed (a replay could charge again) but resolved by reading
-// the gateway's records.
+// than this is never replayed (a replay could charge again): only the reconciler,
+// reading the gateway's records, settles it.
 const IdempotencyWindow = 23 * time.Hour
 
 // maxCatchUpPerPage bounds how many missed periods of one subscription one page
@@ -40,6 +41,10 @@ type Biller struct {
 	// exceed the longest exchange (retry max elapsed time + one request timeout).
 	LeaseFor time.Duration
 	Log      zerolog.Logger
+	// Reconciler, when set, runs at the start of every pass, so that a one-off
+	// pass (billingd once) also settles what earlier passes left unknown.
+	Reconciler *Reconciler
+	Metrics    *metrics.Metrics
 }
 
 // Pass runs one billing pass and records it in billing_runs. stop ends the pass
@@ -55,6 +60,11 @@ func (b *Biller) Pass(stop, abort context.Context, trigger string) (*models.Bill
 	log := b.Log.With().Int64("billing_run_id", run.ID).Str("trigger", trigger).Logger()
 	log.Info().Msg("billing pass started")
 
+	if b.Reconciler != nil {
+		if _, err := b.Reconciler.Run(stop); err != nil && stop.Err() == nil {
+			log.Error().Err(err).Msg("reconciler failed; the pass continues")
+		}
+	}
 	passErr := b.invoiceDue(stop, run, log)
 	if passErr == nil {
 		passErr = b.chargeDue(stop, abort, run, log)
@@ -64,6 +74,7 @@ func (b *Biller) Pass(stop, abort context.Context, trigger string) (*models.Bill
 		run.Status = models.RunInterrupted
 		run.Error = passErr.Error()
 	}
+	b.Metrics.Pass(string(run.Status))
 	if err := b.Store.FinishRun(ctx, run, b.Clock.Now()); err != nil {
 		log.Error().Err(err).Msg("could not record the end of the billing pass")
 	}
@@ -152,13 +163,6 @@ func (b *Biller) invoiceDue(stop context.Context, run *models.BillingRun, log ze
 // replays of attempts left pending/unknown (by a crash, or by a transient outcome
 // whose retry time has come), then new attempts for due invoices.
 func (b *Biller) chargeDue(stop, abort context.Context, run *models.BillingRun, log zerolog.Logger) error {
-	now := b.Clock.Now()
-	if n, err := b.Store.MarkStaleForReview(context.WithoutCancel(stop), now, now.Add(-IdempotencyWindow)); err != nil {
-		return err
-	} else if n > 0 {
-		log.Error().Int64("attempts", n).Msg("attempts unresolved past the idempotency window moved to needs_review; check them at the gateway")
-	}
-
 	jobs := make(chan models.ChargeAttempt)
 	var mu sync.Mutex
 	var wg sync.WaitGroup

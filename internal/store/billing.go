@@ -254,6 +254,9 @@ type AttemptResult struct {
 	Tries           int // HTTP requests sent in this exchange (added to the total)
 	LastHTTPStatus  int
 	NextTryAt       *time.Time // for unknown: when the attempt may be replayed
+	// NextReconcileAt is when the reconciler should look again at an attempt
+	// that is still unresolved (processing) after this result.
+	NextReconcileAt *time.Time
 }
 
 // FinishAttempt writes a result onto an attempt, fenced by the lease version the
@@ -286,6 +289,22 @@ func (tx *Tx) SettleAttempt(now time.Time, attemptID int64, r AttemptResult) (bo
 	return tx.writeAttemptResult(now, attemptID, nil, r)
 }
 
+// SettleSucceeded records that the gateway took the money for an attempt, from
+// whatever state the attempt was in (an off-session requires_action that the
+// customer then authenticated, an unknown one whose answer was lost, even a
+// decline that was later confirmed on-session): money moving is the one fact that
+// always wins. Returns false if the attempt was already succeeded.
+func (tx *Tx) SettleSucceeded(now time.Time, attemptID int64, r AttemptResult) (bool, error) {
+	r.Status = models.AttemptSucceeded
+	res := tx.db.Exec(`UPDATE charge_attempts
+	      SET status = 'succeeded', payment_intent_id = CASE WHEN ? <> '' THEN ? ELSE payment_intent_id END,
+	          decline_code = '', advice_code = '', hard_decline = FALSE, action_url = '', error_message = '',
+	          next_try_at = NULL, next_reconcile_at = NULL, finished_at = ?, lease_owner = '', lease_until = NULL,
+	          lease_version = lease_version + 1, updated_at = ?
+	    WHERE id = ? AND status <> 'succeeded'`, r.PaymentIntentID, r.PaymentIntentID, now, now, attemptID)
+	return res.RowsAffected == 1, res.Error
+}
+
 // writeAttemptResult is the one UPDATE behind both: it only touches an unresolved
 // attempt (forward only), and when leaseVersion is given, only under that lease.
 func (tx *Tx) writeAttemptResult(now time.Time, id int64, leaseVersion *int64, r AttemptResult) (bool, error) {
@@ -297,11 +316,11 @@ func (tx *Tx) writeAttemptResult(now time.Time, id int64, leaseVersion *int64, r
 	      SET status = ?, payment_intent_id = CASE WHEN ? <> '' THEN ? ELSE payment_intent_id END,
 	          decline_code = ?, advice_code = ?, hard_decline = ?, action_url = ?, error_message = ?,
 	          tries = tries + ?, last_http_status = CASE WHEN ? <> 0 THEN ? ELSE last_http_status END,
-	          next_try_at = ?, finished_at = ?, lease_owner = '', lease_until = NULL,
+	          next_try_at = ?, next_reconcile_at = ?, finished_at = ?, lease_owner = '', lease_until = NULL,
 	          lease_version = lease_version + 1, updated_at = ?
 	    WHERE id = ? AND status IN ('pending','unknown','processing')`
 	args := []any{r.Status, r.PaymentIntentID, r.PaymentIntentID, r.DeclineCode, r.AdviceCode, r.HardDecline, r.ActionURL,
-		truncate(r.ErrorMessage, 500), r.Tries, r.LastHTTPStatus, r.LastHTTPStatus, r.NextTryAt, finished, now, id}
+		truncate(r.ErrorMessage, 500), r.Tries, r.LastHTTPStatus, r.LastHTTPStatus, r.NextTryAt, r.NextReconcileAt, finished, now, id}
 	if leaseVersion != nil {
 		q += ` AND lease_version = ?`
 		args = append(args, *leaseVersion)
@@ -313,11 +332,12 @@ func (tx *Tx) writeAttemptResult(now time.Time, id int64, leaseVersion *int64, r
 	return res.RowsAffected == 1, nil
 }
 
-// MarkInvoicePaid settles an open invoice with the PaymentIntent that paid it.
-// Returns false when the invoice was not open (already paid, void, uncollectible).
+// MarkInvoicePaid settles an open (or written-off but then paid) invoice with the
+// PaymentIntent that paid it. Returns false when it was not open or
+// uncollectible (already paid, or void).
 func (tx *Tx) MarkInvoicePaid(now time.Time, invoiceID int64, paymentIntentID string) (bool, error) {
 	res := tx.db.Exec(`UPDATE invoices SET status = 'paid', paid_at = ?, payment_intent_id = ?, next_attempt_at = NULL, updated_at = ?
-	                    WHERE id = ? AND status = 'open'`, now, paymentIntentID, now, invoiceID)
+	                    WHERE id = ? AND status IN ('open','uncollectible')`, now, paymentIntentID, now, invoiceID)
 	return res.RowsAffected == 1, res.Error
 }
 
@@ -351,16 +371,6 @@ func (s *Store) AttemptsByStatus(ctx context.Context, limit int, statuses ...mod
 	var out []models.ChargeAttempt
 	err := s.db.WithContext(ctx).Where("status IN ?", statuses).Order("id").Limit(limit).Find(&out).Error
 	return out, err
-}
-
-// MarkStaleForReview moves unresolved attempts created before cutoff (older than
-// the gateway's idempotency window, so no longer safely replayable) to needs_review.
-func (s *Store) MarkStaleForReview(ctx context.Context, now, cutoff time.Time) (int64, error) {
-	res := s.db.WithContext(ctx).Exec(`UPDATE charge_attempts SET status = 'needs_review', lease_owner = '', lease_until = NULL,
-	          lease_version = lease_version + 1, error_message = 'outcome unknown past the idempotency window; check the gateway before acting',
-	          finished_at = ?, updated_at = ?
-	    WHERE status IN ('pending','unknown') AND created_at < ? AND (lease_until IS NULL OR lease_until <= ?)`, now, now, cutoff, now)
-	return res.RowsAffected, res.Error
 }
 
 // StartRun records the start of a billing pass.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 )
 
 // controlRoutes serves everything outside /v1/: the /_sim/ control plane (no
@@ -31,6 +32,10 @@ func (s *Server) controlRoutes() *http.ServeMux {
 		writeJSON(w, http.StatusOK, mustJSON(s.Faults()))
 	})
 	m.HandleFunc("PUT /_sim/faults", s.putFaults)
+	m.HandleFunc("GET /_sim/webhooks", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, mustJSON(s.WebhookDelivery()))
+	})
+	m.HandleFunc("PUT /_sim/webhooks", s.putWebhooks)
 	m.HandleFunc("POST /_sim/settle", func(w http.ResponseWriter, _ *http.Request) {
 		s.SettleDue()
 		writeJSON(w, http.StatusOK, []byte(`{"ok":true}`))
@@ -71,6 +76,37 @@ func (s *Server) putFaults(w http.ResponseWriter, r *http.Request) {
 	s.SetFaults(f)
 	s.logf("sim: faults set to %s", mustJSON(f))
 	writeJSON(w, http.StatusOK, mustJSON(f))
+}
+
+// putWebhooks replaces the delivery modes (SetWebhookDelivery), including
+// "enabled", which is true when omitted. "workers" may be omitted or repeat the
+// current value, since the workers are started once.
+func (s *Server) putWebhooks(w http.ResponseWriter, r *http.Request) {
+	raw, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	if err != nil {
+		controlError(w, http.StatusBadRequest, "could not read body")
+		return
+	}
+	var j deliveryJSON
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&j); err != nil {
+		controlError(w, http.StatusBadRequest, "invalid webhook delivery: "+err.Error())
+		return
+	}
+	d := j.delivery()
+	if err := d.Validate(); err != nil {
+		controlError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if cur := s.WebhookDelivery().Workers; d.Workers != 0 && d.Workers != cur {
+		controlError(w, http.StatusBadRequest, string(FieldWebhookWorkers)+": cannot change at runtime (is "+strconv.Itoa(cur)+")")
+		return
+	}
+	s.SetWebhookDelivery(d)
+	d = s.WebhookDelivery()
+	s.logf("sim: webhook delivery set to %s", mustJSON(d))
+	writeJSON(w, http.StatusOK, mustJSON(d))
 }
 
 func (s *Server) postChallenge(w http.ResponseWriter, r *http.Request) {

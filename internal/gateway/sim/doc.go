@@ -7,17 +7,21 @@
 // against the failure modes that make it necessary: a 500 after the charge was
 // recorded, a connection dropped after the money moved, a 409 while the first try is
 // still in flight, a 429 with Retry-After, a slow answer that trips a client timeout,
-// and webhooks that arrive late or only after retries. Every fault is drawn from one
-// seeded random source, so a failing run can be replayed with the same seed and the
-// same request order.
+// and webhooks that arrive late, out of order, more than once, only after retries,
+// or first with a forged signature or a stale timestamp (see Delivery). API faults
+// are drawn from one seeded random source and webhook decisions from a second one
+// seeded from the same seed, so a failing run can be replayed with the same seed
+// and the same request order, and enabling webhook modes never changes which API
+// requests are faulted.
 //
 // The same Server serves tests in-process (through httptest or ServeHTTP), the
 // `billingd demo` command, and the standalone `billingd sim` subcommand (see
 // ParseFlags and Serve). Paths under /v1/ are the WooshPay API (Basic auth, faults
 // apply); paths under /_sim/ are an unauthenticated control plane that is never
-// faulted (GET ledger, stats, events and faults; PUT faults; POST settle and
-// payment_intents/{id}/challenge?result=pass|fail); /3ds/{id} is the challenge
-// page handed out in next_action; /healthz answers 200.
+// faulted (GET ledger, stats, events, faults and webhooks; PUT faults and
+// webhooks, the latter switching delivery modes or delivery itself at runtime;
+// POST settle and payment_intents/{id}/challenge?result=pass|fail); /3ds/{id} is
+// the challenge page handed out in next_action; /healthz answers 200.
 //
 // Card numbers: a saved card keeps only brand, last four digits, expiry and the
 // outcome its number selects in the test-card table. The number itself is never

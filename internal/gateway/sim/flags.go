@@ -22,8 +22,8 @@ type Config struct {
 // only, since the simulator has no real security.
 const DefaultListen = "127.0.0.1:12111"
 
-// faultFlags maps Faults fields to the flags that set them, so a validation error
-// names the flag the operator typed.
+// faultFlags maps Faults and Delivery fields to the flags that set them, so a
+// validation error names the flag the operator typed.
 var faultFlags = map[FaultField]string{
 	FieldError5xxBefore: "--fault-5xx-before",
 	FieldError5xxAfter:  "--fault-5xx-after",
@@ -33,6 +33,25 @@ var faultFlags = map[FaultField]string{
 	FieldSlowDelay:      "--slow-delay",
 	FieldDrop:           "--fault-drop",
 	FieldExclusiveSum:   "--fault-5xx-before + --fault-5xx-after + --fault-429 + --fault-drop",
+
+	FieldWebhookDuplicates:     "--webhook-duplicates",
+	FieldWebhookMaxCopies:      "--webhook-max-copies",
+	FieldWebhookDelay:          "--webhook-delay",
+	FieldWebhookMaxDelay:       "--webhook-max-delay",
+	FieldWebhookBadSignature:   "--webhook-bad-signature",
+	FieldWebhookStaleTimestamp: "--webhook-stale",
+	FieldWebhookLose:           "--webhook-lose",
+}
+
+// flagError rewrites a validation error so that it names the flag.
+func flagError(err error) error {
+	var fe *FaultError
+	if errors.As(err, &fe) {
+		if name, ok := faultFlags[fe.Field]; ok {
+			return fmt.Errorf("%s: %s", name, fe.Msg)
+		}
+	}
+	return err
 }
 
 // ParseFlags parses the arguments of `billingd sim` (without the subcommand name)
@@ -50,7 +69,7 @@ func ParseFlags(args []string) (Config, error) {
 	)
 	fs.StringVar(&cfg.Listen, "listen", DefaultListen, "`address` to listen on")
 	fs.StringVar(&o.SecretKey, "secret-key", "", "the only accepted secret `key` (empty: any non-empty key)")
-	fs.Int64Var(&o.Seed, "seed", 0, "seed of fault decisions and ids (default: from the clock)")
+	fs.Int64Var(&o.Seed, "seed", 0, "seed of fault and webhook decisions and ids (default: from the clock)")
 	fs.Float64Var(&o.Faults.Error5xxBefore, "fault-5xx-before", 0, "`probability` of a 500 before the request is processed")
 	fs.Float64Var(&o.Faults.Error5xxAfter, "fault-5xx-after", 0, "`probability` of a 500 after the request is processed and recorded")
 	fs.Float64Var(&o.Faults.RateLimit, "fault-429", 0, "`probability` of a 429 with Retry-After")
@@ -65,6 +84,14 @@ func ParseFlags(args []string) (Config, error) {
 	fs.BoolVar(&o.Webhook.TimestampMillis, "webhook-ms", false, "sign webhooks with t in milliseconds instead of seconds")
 	fs.DurationVar(&o.Webhook.Timeout, "webhook-timeout", defaultWebhookTimeout, "timeout of one webhook delivery attempt")
 	fs.StringVar(&retries, "webhook-retry", "", "comma-separated `delays` between webhook retries (default 1s,2s,5s,10s,30s,1m,5m; \"none\" for no retry)")
+	d := &o.Webhook.Delivery
+	fs.Float64Var(&d.Duplicates, "webhook-duplicates", 0, "`probability` that an event is delivered more than once (see --webhook-max-copies)")
+	fs.IntVar(&d.MaxCopies, "webhook-max-copies", defaultMaxCopies, "most `copies` of a duplicated event (at least 2)")
+	fs.DurationVar(&d.Delay, "webhook-delay", 0, "fixed wait before each delivery's first try")
+	fs.DurationVar(&d.MaxDelay, "webhook-max-delay", 0, "random extra wait, up to this, before each delivery's first try: delivers out of order")
+	fs.Float64Var(&d.BadSignature, "webhook-bad-signature", 0, "`probability` that a delivery is first sent signed with a wrong secret")
+	fs.Float64Var(&d.StaleTimestamp, "webhook-stale", 0, "`probability` that a delivery is first sent with a 10-minute-old timestamp")
+	fs.Float64Var(&d.Lose, "webhook-lose", 0, "`probability` that a delivery's first attempt is lost and it only arrives on a retry")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -89,11 +116,10 @@ func ParseFlags(args []string) (Config, error) {
 		return Config{}, fmt.Errorf("--listen: %q is not host:port: %v", cfg.Listen, err)
 	}
 	if err := o.Faults.Validate(); err != nil {
-		var fe *FaultError
-		if errors.As(err, &fe) {
-			return Config{}, fmt.Errorf("%s: %s", faultFlags[fe.Field], fe.Msg)
-		}
-		return Config{}, err
+		return Config{}, flagError(err)
+	}
+	if err := o.Webhook.Delivery.Validate(); err != nil {
+		return Config{}, flagError(err)
 	}
 	if o.Faults.RetryAfter <= 0 {
 		return Config{}, errors.New("--retry-after: must be positive")

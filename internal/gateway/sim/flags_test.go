@@ -23,6 +23,7 @@ func TestParseFlagsDefaults(t *testing.T) {
 	require.Equal(t, Faults{RetryAfter: time.Second, SlowDelay: 5 * time.Second}, o.Faults)
 	require.Empty(t, o.Webhook.URL)
 	require.Nil(t, o.Webhook.Retry, "nil: New applies the default schedule")
+	require.Equal(t, Delivery{MaxCopies: 3}, o.Webhook.Delivery, "webhooks delivered once, promptly, correctly signed")
 }
 
 func TestParseFlagsAll(t *testing.T) {
@@ -33,6 +34,9 @@ func TestParseFlagsAll(t *testing.T) {
 		"--processing-delay", "1m", "--public-url", "https://sim.example",
 		"--webhook-url", "http://127.0.0.1:8080/webhooks/wooshpay", "--webhook-secret", "whsec",
 		"--webhook-ms", "--webhook-timeout", "3s", "--webhook-retry", "10ms, 1s",
+		"--webhook-duplicates", "0.2", "--webhook-max-copies", "5", "--webhook-delay", "5ms",
+		"--webhook-max-delay", "2s", "--webhook-bad-signature", "0.3", "--webhook-stale", "0.4",
+		"--webhook-lose", "1",
 	})
 	require.NoError(t, err)
 	require.Equal(t, Config{
@@ -46,6 +50,10 @@ func TestParseFlagsAll(t *testing.T) {
 			Webhook: WebhookOptions{
 				URL: "http://127.0.0.1:8080/webhooks/wooshpay", Secret: "whsec", TimestampMillis: true,
 				Timeout: 3 * time.Second, Retry: []time.Duration{10 * time.Millisecond, time.Second},
+				Delivery: Delivery{
+					Duplicates: 0.2, MaxCopies: 5, Delay: 5 * time.Millisecond, MaxDelay: 2 * time.Second,
+					BadSignature: 0.3, StaleTimestamp: 0.4, Lose: 1,
+				},
 			},
 		},
 	}, cfg)
@@ -77,6 +85,14 @@ func TestParseFlagsErrorsNameTheFlag(t *testing.T) {
 		{[]string{"--webhook-timeout", "0s"}, "--webhook-timeout"},
 		{[]string{"--webhook-retry", "1s,soon"}, "--webhook-retry"},
 		{[]string{"--public-url", "sim.example"}, "--public-url"},
+		{[]string{"--webhook-duplicates", "1.01"}, "--webhook-duplicates"},
+		{[]string{"--webhook-max-copies", "1"}, "--webhook-max-copies"},
+		{[]string{"--webhook-max-copies", "101"}, "--webhook-max-copies"},
+		{[]string{"--webhook-delay", "-1ms"}, "--webhook-delay"},
+		{[]string{"--webhook-max-delay", "-1s"}, "--webhook-max-delay"},
+		{[]string{"--webhook-bad-signature", "-0.5"}, "--webhook-bad-signature"},
+		{[]string{"--webhook-stale", "NaN"}, "--webhook-stale"},
+		{[]string{"--webhook-lose", "3"}, "--webhook-lose"},
 		{[]string{"--fault-429", "lots"}, "fault-429"},
 		{[]string{"--no-such-flag"}, "no-such-flag"},
 		{[]string{"extra"}, "extra"},

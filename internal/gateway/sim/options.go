@@ -19,8 +19,9 @@ type Options struct {
 	// intents, idempotency-key expiry and webhook signature timestamps all read it,
 	// so a test can share one fake clock with billingd. Default time.Now.
 	Now func() time.Time
-	// Seed makes fault decisions, object ids and client secrets deterministic: the
-	// same seed and the same request order give the same run.
+	// Seed makes fault decisions, webhook delivery decisions, object ids and
+	// client secrets deterministic: the same seed and the same request order give
+	// the same run.
 	Seed int64
 	// Faults are the initial fault probabilities; SetFaults changes them at runtime.
 	Faults Faults
@@ -133,8 +134,9 @@ func (d *jsonDuration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// FaultField names a Faults field in validation errors; ParseFlags maps these to
-// flag names and PUT /_sim/faults to JSON names.
+// FaultField names a Faults or Delivery field in validation errors; ParseFlags
+// maps these to flag names, and they are the JSON names of PUT /_sim/faults and
+// PUT /_sim/webhooks.
 type FaultField string
 
 // Faults fields, as named in validation errors.
@@ -204,25 +206,21 @@ type WebhookOptions struct {
 	// connection error); after the last one the event is given up and counted in
 	// Stats. Nil means 1s, 2s, 5s, 10s, 30s, 1m, 5m: WooshPay retries for 72 hours,
 	// which is useless in a simulator. An empty non-nil slice means no retry.
+	// Tests use a few milliseconds per step so that retries finish quickly.
+	//
+	// Attempts spoiled on purpose (see Delivery) are retried on the same schedule,
+	// at once when it is empty, but do not use it up: after them a delivery still
+	// gets len(Retry) retries of correctly signed attempts.
 	Retry []time.Duration
 	// Timeout bounds one delivery attempt. Default 10s.
 	Timeout time.Duration
 	// TimestampMillis signs with t in Unix milliseconds instead of seconds; the
 	// receiver must accept both.
 	TimestampMillis bool
-	// Delivery shapes how events reach the endpoint.
+	// Delivery shapes how events reach the endpoint: duplicates, reordering,
+	// spoiled first attempts, or no delivery at all; SetWebhookDelivery changes it
+	// at runtime.
 	Delivery Delivery
-}
-
-// Delivery shapes webhook delivery. Every event currently becomes exactly one
-// delivery that is signed correctly and sent as soon as a worker is free; the
-// pipeline (plan → queue → sign → send → retry) is built so that modes such as
-// duplicates, reordering, extra delay, a share of bad signatures or stale
-// timestamps can be added here as fields without touching the API handlers.
-type Delivery struct {
-	// Workers is how many deliveries may be in flight at once. Default 4. With more
-	// than one worker, events can arrive out of order, as they do from WooshPay.
-	Workers int
 }
 
 const (
@@ -256,9 +254,7 @@ func (o Options) withDefaults() Options {
 	if o.Webhook.Timeout <= 0 {
 		o.Webhook.Timeout = defaultWebhookTimeout
 	}
-	if o.Webhook.Delivery.Workers <= 0 {
-		o.Webhook.Delivery.Workers = defaultWebhookWorkers
-	}
+	o.Webhook.Delivery = o.Webhook.Delivery.withDefaults()
 	if o.EventHistory == 0 {
 		o.EventHistory = defaultEventHistory
 	}

@@ -80,16 +80,40 @@ type Stats struct {
 	PaymentIntents int64 `json:"payment_intents"`
 	// Events is how many events were generated.
 	Events int64 `json:"events"`
-	// WebhookAttempts counts delivery attempts, including retries.
+	// WebhookAttempts counts delivery attempts, including retries, spoiled
+	// attempts and lost ones.
 	WebhookAttempts int64 `json:"webhook_attempts"`
-	// WebhooksDelivered counts events the endpoint acknowledged with a 2xx.
+	// WebhooksDelivered counts deliveries (events, and duplicate copies of them)
+	// whose correctly signed attempt the endpoint acknowledged with a 2xx.
 	WebhooksDelivered int64 `json:"webhooks_delivered"`
+	// WebhookRejections counts attempts the endpoint answered with a 4xx: every
+	// spoiled attempt of a receiver that verifies signatures, and any correctly
+	// signed one it wrongly refused.
+	WebhookRejections int64 `json:"webhook_rejections"`
+	// WebhookServerErrors counts attempts the endpoint answered with a 5xx.
+	WebhookServerErrors int64 `json:"webhook_server_errors"`
 	// WebhookRetries counts attempts that failed and were scheduled again.
 	WebhookRetries int64 `json:"webhook_retries"`
-	// WebhooksFailed counts events given up after the last retry.
+	// WebhooksFailed counts deliveries given up after the last retry.
 	WebhooksFailed int64 `json:"webhooks_failed"`
-	// WebhooksPending is how many deliveries are queued or waiting for a retry.
+	// WebhooksPending is how many deliveries are queued, waiting for their first
+	// try or a retry, or in flight.
 	WebhooksPending int64 `json:"webhooks_pending"`
+	// WebhooksSuppressed counts events not delivered at all because delivery was
+	// disabled (Delivery.Disabled) when they were generated.
+	WebhooksSuppressed int64 `json:"webhooks_suppressed"`
+	// WebhookDuplicates counts duplicate copies sent (the first attempt of every
+	// copy beyond an event's first delivery).
+	WebhookDuplicates int64 `json:"webhook_duplicates"`
+	// WebhookBadSignatures counts attempts sent signed with a wrong secret.
+	WebhookBadSignatures int64 `json:"webhook_bad_signatures"`
+	// WebhookStaleTimestamps counts attempts sent with a stale timestamp.
+	WebhookStaleTimestamps int64 `json:"webhook_stale_timestamps"`
+	// WebhooksLost counts attempts that were never sent (Delivery.Lose).
+	WebhooksLost int64 `json:"webhooks_lost"`
+	// WebhookSpoofsAccepted counts badly signed or stale attempts the endpoint
+	// acknowledged with a 2xx: a receiver under test should keep it at zero.
+	WebhookSpoofsAccepted int64 `json:"webhook_spoofs_accepted"`
 }
 
 // FaultCounts counts injected faults by kind.
@@ -130,7 +154,7 @@ func New(opts Options) *Server {
 		idem:       map[idemKey]*idemEntry{},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.wh.init(opts.Webhook)
+	s.wh.init(opts.Webhook, seed)
 	s.api = s.apiRoutes()
 	s.ctl = s.controlRoutes()
 	return s
@@ -190,8 +214,10 @@ func (s *Server) Start(ctx context.Context) {
 	s.logf("sim: started (seed=%d, processing delay %s)", s.opts.Seed, s.opts.ProcessingDelay)
 }
 
-// Close stops the background work, abandons queued webhook deliveries and waits
-// for in-flight ones to end. The handler keeps answering requests.
+// Close stops the background work, abandons queued, delayed and retrying webhook
+// deliveries, cancels in-flight ones and waits for them to end, so it returns
+// promptly whatever the delays and retry schedule. The handler keeps answering
+// requests.
 func (s *Server) Close() {
 	s.life.Lock()
 	if s.closed {

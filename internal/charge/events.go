@@ -1,0 +1,73 @@
+package charge
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/billingd/billingd/internal/gateway"
+	"github.com/billingd/billingd/internal/models"
+	"github.com/billingd/billingd/internal/store"
+)
+
+// EventOutcome is what applying one webhook event did.
+type EventOutcome struct {
+	Result models.WebhookResult
+	Detail string
+	// Attempt is the attempt the event was about, if it was billingd's.
+	Attempt *models.ChargeAttempt
+	// Warning is set when the event reveals money to give back (a second
+	// successful charge for one invoice); it is logged at error level.
+	Warning string
+}
+
+// ApplyEvent applies a verified gateway event inside the caller's transaction
+// (the one that stored it in the inbox). The PaymentIntent's status in the event
+// is the authority; state only moves forward, so duplicates, reordering and
+// late failures after a success change nothing.
+func ApplyEvent(tx *store.Tx, now time.Time, ev *gateway.Event) (EventOutcome, error) {
+	switch {
+	case ev.PaymentIntent != nil:
+		return applyIntentEvent(tx, now, ev.PaymentIntent)
+	case ev.SetupIntent != nil && ev.Type == gateway.EventSetupIntentSucceeded:
+		si := ev.SetupIntent
+		ok, err := tx.RecordPaymentMethod(now, si.Customer, si.PaymentMethod)
+		if err != nil {
+			return EventOutcome{}, err
+		}
+		if !ok {
+			return EventOutcome{Result: models.WebhookIgnored, Detail: "customer " + si.Customer + " is not billed by billingd"}, nil
+		}
+		return EventOutcome{Result: models.WebhookApplied, Detail: "payment method " + si.PaymentMethod + " saved for " + si.Customer}, nil
+	}
+	return EventOutcome{Result: models.WebhookIgnored, Detail: "event type not used by billingd"}, nil
+}
+
+func applyIntentEvent(tx *store.Tx, now time.Time, pi *gateway.PaymentIntent) (EventOutcome, error) {
+	a, err := tx.AttemptForIntent(pi.ID, pi.Metadata["idempotency_key"])
+	if err != nil {
+		return EventOutcome{}, err
+	}
+	if a == nil {
+		return EventOutcome{Result: models.WebhookIgnored, Detail: "payment intent " + pi.ID + " was not created by billingd"}, nil
+	}
+	res := gateway.ResultFromIntent(pi, 0)
+	if !res.Kind.Definite() && res.Kind != gateway.Processing {
+		return EventOutcome{Result: models.WebhookIgnored, Attempt: a, Detail: fmt.Sprintf("payment intent status %q settles nothing", pi.Status)}, nil
+	}
+	r := ResultOf(res)
+	moved, warning, err := Settle(tx, now, a, r)
+	if err != nil {
+		return EventOutcome{}, err
+	}
+	if r.Status == models.AttemptSucceeded {
+		if _, err := tx.RecordPaymentMethod(now, pi.Customer, pi.PaymentMethod); err != nil {
+			return EventOutcome{}, err
+		}
+	}
+	if !moved {
+		return EventOutcome{Result: models.WebhookIgnored, Attempt: a, Warning: warning,
+			Detail: fmt.Sprintf("attempt %s is already past %s", a.IdempotencyKey, r.Status)}, nil
+	}
+	return EventOutcome{Result: models.WebhookApplied, Attempt: a, Warning: warning,
+		Detail: fmt.Sprintf("attempt %s: %s -> %s", a.IdempotencyKey, a.Status, r.Status)}, nil
+}

@@ -1,0 +1,99 @@
+// Package metrics defines billingd's Prometheus metrics in one place, so that the
+// charge engine, the webhook receiver and the reconciler report to the same
+// collectors and /metrics shows the whole money path. A nil *Metrics is valid and
+// records nothing, which keeps tests and one-shot commands free of wiring.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics holds the collectors.
+type Metrics struct {
+	Registry        *prometheus.Registry
+	charges         *prometheus.CounterVec
+	attemptLatency  prometheus.Histogram
+	webhookEvents   *prometheus.CounterVec
+	reconcileAction *prometheus.CounterVec
+	passes          *prometheus.CounterVec
+}
+
+// New registers billingd's collectors (plus the Go and process collectors) on a
+// fresh registry.
+func New() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		charges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "billingd_charge_attempts_total",
+			Help: "Charge attempt exchanges with the gateway, by the attempt status they ended in.",
+		}, []string{"outcome"}),
+		attemptLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "billingd_charge_attempt_duration_seconds",
+			Help:    "Time from sending an attempt to recording its outcome, transient retries included.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}),
+		webhookEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "billingd_webhook_events_total",
+			Help: "Webhook deliveries by event type and result (applied, ignored, duplicate, rejected, error).",
+		}, []string{"type", "result"}),
+		reconcileAction: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "billingd_reconciler_actions_total",
+			Help: "What the reconciler did with each attempt it looked at (resolved, deferred, needs_review, error).",
+		}, []string{"action"}),
+		passes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "billingd_billing_passes_total",
+			Help: "Billing passes by final status.",
+		}, []string{"status"}),
+	}
+	m.Registry.MustRegister(m.charges, m.attemptLatency, m.webhookEvents, m.reconcileAction, m.passes,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// GaugeFunc registers a gauge computed at scrape time (e.g. unresolved attempts,
+// read from the database so it is right across restarts and instances).
+func (m *Metrics) GaugeFunc(name, help string, fn func() float64) {
+	if m == nil {
+		return
+	}
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn))
+}
+
+// Attempt records one finished exchange.
+func (m *Metrics) Attempt(outcome string, latency time.Duration) {
+	if m == nil {
+		return
+	}
+	m.charges.WithLabelValues(outcome).Inc()
+	m.attemptLatency.Observe(latency.Seconds())
+}
+
+// Webhook records one delivery.
+func (m *Metrics) Webhook(eventType, result string) {
+	if m == nil {
+		return
+	}
+	if eventType == "" {
+		eventType = "unknown"
+	}
+	m.webhookEvents.WithLabelValues(eventType, result).Inc()
+}
+
+// Reconcile records one reconciler action.
+func (m *Metrics) Reconcile(action string) {
+	if m == nil {
+		return
+	}
+	m.reconcileAction.WithLabelValues(action).Inc()
+}
+
+// Pass records a finished billing pass.
+func (m *Metrics) Pass(status string) {
+	if m == nil {
+		return
+	}
+	m.passes.WithLabelValues(status).Inc()
+}

@@ -1,0 +1,103 @@
+package schedule_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/billingd/billingd/internal/gateway/sim"
+	"github.com/billingd/billingd/internal/models"
+	"github.com/billingd/billingd/internal/schedule"
+	"github.com/billingd/billingd/internal/store"
+	"github.com/billingd/billingd/internal/store/storetest"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+)
+
+func reconcilerFor(s *stack, backoff ...time.Duration) *schedule.Reconciler {
+	return &schedule.Reconciler{Store: s.st, Engine: s.engine, Clock: s.clk, After: 10 * time.Minute,
+		Backoff: backoff, Owner: "reconciler", LeaseFor: time.Minute, Log: zerolog.Nop()}
+}
+
+// With no webhooks at all and answers lost to dropped connections, the reconciler
+// alone brings every invoice to its true state, on an injected clock.
+func TestReconcilerAloneSettlesLostAnswers(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		start := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
+		s := newStack(t, st, start, sim.Options{ProcessingDelay: time.Hour})
+		s.seedMixed(t, 200, start, "month")
+		// Every answer is lost after the gateway recorded the charge, and the
+		// engine gives up quickly: attempts end unknown, their PaymentIntent id
+		// never learned.
+		s.gw.SetFaults(sim.Faults{Drop: 1})
+		run, err := s.biller.Pass(context.Background(), context.Background(), "test")
+		require.NoError(t, err)
+		require.Equal(t, 200, run.Unknown)
+		s.gw.SetFaults(sim.Faults{})
+		require.Len(t, s.gw.Ledger(), 200, "every charge reached the gateway")
+
+		r := reconcilerFor(s, 5*time.Minute, time.Hour)
+		sum, err := r.Run(context.Background())
+		require.NoError(t, err)
+		require.Zero(t, sum.Examined, "too young: the answer or the webhook may still come")
+
+		s.clk.Advance(11 * time.Minute)
+		sum, err = r.Run(context.Background())
+		require.NoError(t, err)
+		require.Equal(t, 200, sum.Examined)
+		require.Equal(t, 200, sum.Resolved, "found by merchant_order_id and the attempt's key")
+		rep := s.check(t, true)
+		require.Equal(t, 20, rep.AttemptsByState["processing"], "the processing card is still processing at the gateway")
+
+		// The gateway settles the processing charges an hour later; the reconciler's
+		// next look (by PaymentIntent id now) picks that up.
+		s.clk.Advance(time.Hour)
+		s.gw.SettleDue()
+		sum, err = r.Run(context.Background())
+		require.NoError(t, err)
+		require.Equal(t, 20, sum.Resolved)
+		rep = s.check(t, false)
+		require.Equal(t, 120, rep.PaidInvoices)
+		require.Equal(t, rep.Succeeded, rep.PaidInvoices)
+	})
+}
+
+// An attempt the gateway cannot settle is looked at on the backoff schedule and
+// then becomes needs_review — never retried blindly.
+func TestReconcilerGivesUpToNeedsReview(t *testing.T) {
+	st := storetest.SQLite(t)
+	start := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
+	s := newStack(t, st, start, sim.Options{ProcessingDelay: 1000 * time.Hour})
+	s.seedMixed(t, 10, start, "month") // one processing card among them
+	_, err := s.biller.Pass(context.Background(), context.Background(), "test")
+	require.NoError(t, err)
+	processing, err := st.AttemptsByStatus(context.Background(), 10, models.AttemptProcessing)
+	require.NoError(t, err)
+	require.Len(t, processing, 1)
+
+	r := reconcilerFor(s, 5*time.Minute, time.Hour)
+	var looks []time.Time
+	for i := 0; i < 6; i++ {
+		s.clk.Advance(2 * time.Hour)
+		sum, err := r.Run(context.Background())
+		require.NoError(t, err)
+		if sum.Examined > 0 {
+			looks = append(looks, s.clk.Now())
+		}
+	}
+	require.Len(t, looks, 3, "first look, then one per backoff step")
+	a, err := st.AttemptByID(context.Background(), processing[0].ID)
+	require.NoError(t, err)
+	require.Equal(t, models.AttemptNeedsReview, a.Status)
+	require.Equal(t, 3, a.ReconcileCount)
+	require.Contains(t, a.ErrorMessage, "processing")
+	var sub models.Subscription
+	require.NoError(t, st.DB().First(&sub, a.SubscriptionID).Error)
+	require.Equal(t, models.SubscriptionPastDue, sub.Status)
+
+	// A later pass never replays it.
+	s.clk.Advance(time.Hour)
+	run, err := s.biller.Pass(context.Background(), context.Background(), "test")
+	require.NoError(t, err)
+	require.Zero(t, run.AttemptsReplayed)
+}

@@ -1,0 +1,142 @@
+package schedule_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/billingd/billingd/internal/gateway/sim"
+	"github.com/billingd/billingd/internal/gateway/wooshpay"
+	"github.com/billingd/billingd/internal/models"
+	"github.com/billingd/billingd/internal/store"
+	"github.com/billingd/billingd/internal/store/storetest"
+	"github.com/billingd/billingd/internal/web"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+)
+
+const webhookSecret = "whsec_e2e"
+
+// receiverSlot is an HTTP server whose handler is plugged in later: the simulator
+// needs the receiver's URL when it is built, the receiver needs the stack.
+type receiverSlot struct {
+	srv     *httptest.Server
+	handler atomic.Pointer[http.Handler]
+}
+
+func newReceiverSlot(t *testing.T) *receiverSlot {
+	r := &receiverSlot{}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		h := r.handler.Load()
+		if h == nil {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		(*h).ServeHTTP(w, req)
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+// plug installs billingd's webhook receiver for the stack.
+func (r *receiverSlot) plug(t *testing.T, s *stack) {
+	v, err := wooshpay.NewWebhookVerifier(wooshpay.WebhookOptions{Secrets: []string{webhookSecret}})
+	require.NoError(t, err)
+	var h http.Handler = &web.WebhookReceiver{Store: s.st, Verifier: v, Clock: s.clk, Log: zerolog.Nop()}
+	r.handler.Store(&h)
+}
+
+// wantStatus is the attempt status a PaymentIntent status at the gateway means.
+var wantStatus = map[string]models.AttemptStatus{
+	"succeeded":               models.AttemptSucceeded,
+	"requires_payment_method": models.AttemptDeclined,
+	"requires_action":         models.AttemptRequiresAction,
+	"processing":              models.AttemptProcessing,
+	"canceled":                models.AttemptCanceled,
+}
+
+// requireMatchesLedger compares every PaymentIntent at the gateway with the attempt
+// and invoice billingd has for it, row for row.
+func requireMatchesLedger(t *testing.T, s *stack) {
+	t.Helper()
+	var attempts []models.ChargeAttempt
+	require.NoError(t, s.st.DB().Find(&attempts).Error)
+	byPI := map[string]models.ChargeAttempt{}
+	for _, a := range attempts {
+		require.NotEmpty(t, a.PaymentIntentID, "attempt %s never learned its payment intent", a.IdempotencyKey)
+		byPI[a.PaymentIntentID] = a
+	}
+	var invoices []models.Invoice
+	require.NoError(t, s.st.DB().Find(&invoices).Error)
+	invByID := map[int64]models.Invoice{}
+	for _, inv := range invoices {
+		invByID[inv.ID] = inv
+	}
+	ledger := s.gw.Ledger()
+	require.Len(t, ledger, len(attempts))
+	for _, e := range ledger {
+		a, ok := byPI[e.ID]
+		require.True(t, ok, "payment intent %s has no attempt", e.ID)
+		require.Equal(t, wantStatus[e.Status], a.Status, "payment intent %s (%s)", e.ID, e.MerchantOrderID)
+		inv := invByID[a.InvoiceID]
+		require.Equal(t, e.MerchantOrderID, inv.PublicID)
+		if e.Status == "succeeded" {
+			require.Equal(t, models.InvoicePaid, inv.Status, inv.PublicID)
+			require.Equal(t, e.ID, inv.PaymentIntentID)
+		} else {
+			require.Equal(t, models.InvoiceOpen, inv.Status, inv.PublicID)
+		}
+	}
+}
+
+func TestWebhooksDuplicatedReorderedForgedAndLost(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		start := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
+		rcv := newReceiverSlot(t)
+		s := newStack(t, st, start, sim.Options{ProcessingDelay: 30 * time.Minute, Webhook: sim.WebhookOptions{
+			URL: rcv.srv.URL, Secret: webhookSecret,
+			Retry: []time.Duration{5 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond},
+			Delivery: sim.Delivery{Workers: 8, Duplicates: 0.66, MaxCopies: 3, MaxDelay: 20 * time.Millisecond,
+				BadSignature: 0.10, Lose: 0.05},
+		}})
+		rcv.plug(t, s)
+		s.seedMixed(t, 1000, start, "month")
+		// Some answers are lost too: only webhooks tell billingd about those.
+		s.gw.SetFaults(sim.Faults{Drop: 0.10})
+
+		run, err := s.biller.Pass(context.Background(), context.Background(), "test")
+		require.NoError(t, err)
+		require.Equal(t, 1000, run.AttemptsStarted)
+		s.gw.SetFaults(sim.Faults{})
+
+		// The processing charges settle at the gateway; their webhook alone pays them.
+		s.clk.Advance(time.Hour)
+		s.gw.SettleDue()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		require.NoError(t, s.gw.WaitWebhooks(ctx))
+
+		stats := s.gw.Stats()
+		t.Logf("simulator: %+v", stats)
+		require.Positive(t, stats.WebhookDuplicates)
+		require.Positive(t, stats.WebhookBadSignatures)
+		require.Positive(t, stats.WebhooksLost)
+		require.Zero(t, stats.WebhookSpoofsAccepted, "every forged delivery was refused")
+		require.GreaterOrEqual(t, stats.WebhookRejections, stats.WebhookBadSignatures)
+
+		requireMatchesLedger(t, s)
+		rep := s.check(t, false)
+		require.Equal(t, 600, rep.PaidInvoices)
+		var processingPaidByWebhook int64
+		require.NoError(t, st.DB().Raw(`SELECT COUNT(*) FROM charge_attempts a JOIN webhook_events w ON w.object_id = a.payment_intent_id
+			WHERE a.status = 'succeeded' AND w.type = 'payment_intent.succeeded' AND w.result = 'applied'
+			  AND EXISTS (SELECT 1 FROM webhook_events p WHERE p.object_id = a.payment_intent_id AND p.type = 'payment_intent.processing')`).Scan(&processingPaidByWebhook).Error)
+		require.EqualValues(t, 100, processingPaidByWebhook, "each processing charge was paid by its webhook")
+		var dupRows int64
+		require.NoError(t, st.DB().Raw(`SELECT COUNT(*) FROM (SELECT gateway_event_id FROM webhook_events GROUP BY gateway_event_id HAVING COUNT(*) > 1) d`).Scan(&dupRows).Error)
+		require.Zero(t, dupRows)
+	})
+}

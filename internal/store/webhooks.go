@@ -1,0 +1,127 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/billingd/billingd/internal/models"
+	"gorm.io/gorm/clause"
+)
+
+// InsertWebhookEvent stores an event in the inbox. It returns false when the
+// gateway's event id is already there (a duplicate delivery), in which case the
+// caller must do nothing else.
+func (tx *Tx) InsertWebhookEvent(ev *models.WebhookEvent) (bool, error) {
+	res := tx.db.Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "gateway_event_id"}}, DoNothing: true}).Create(ev)
+	return res.RowsAffected == 1, res.Error
+}
+
+// SetWebhookResult records what applying a stored event did.
+func (tx *Tx) SetWebhookResult(id int64, result models.WebhookResult, detail string) error {
+	return tx.db.Exec(`UPDATE webhook_events SET result = ?, detail = ? WHERE id = ?`, result, truncate(detail, 500), id).Error
+}
+
+// AttemptForIntent finds the attempt a PaymentIntent belongs to: by the intent's
+// id, else by the idempotency key billingd put in its metadata (the webhook may
+// arrive before the HTTP answer recorded the id). Nil when it is not billingd's.
+func (tx *Tx) AttemptForIntent(paymentIntentID, idempotencyKey string) (*models.ChargeAttempt, error) {
+	var a models.ChargeAttempt
+	if paymentIntentID != "" {
+		if err := tx.db.Where("payment_intent_id = ?", paymentIntentID).Limit(1).Find(&a).Error; err != nil {
+			return nil, err
+		}
+		if a.ID != 0 {
+			return &a, nil
+		}
+	}
+	if idempotencyKey != "" {
+		if err := tx.db.Where("idempotency_key = ?", idempotencyKey).Limit(1).Find(&a).Error; err != nil {
+			return nil, err
+		}
+		if a.ID != 0 {
+			return &a, nil
+		}
+	}
+	return nil, nil
+}
+
+// InvoicePaymentIntent returns the status of an invoice and the PaymentIntent that
+// paid it, to tell a repeated success from a second charge.
+func (tx *Tx) InvoicePaymentIntent(invoiceID int64) (models.InvoiceStatus, string, error) {
+	var inv models.Invoice
+	err := tx.db.Select("status", "payment_intent_id").First(&inv, invoiceID).Error
+	return inv.Status, inv.PaymentIntentID, err
+}
+
+// RecordPaymentMethod remembers that a gateway payment method belongs to a
+// customer billingd knows (from payment_intent.succeeded or
+// setup_intent.succeeded). It returns false when the customer is unknown.
+func (tx *Tx) RecordPaymentMethod(now time.Time, gatewayCustomerID, gatewayPaymentMethodID string) (bool, error) {
+	if gatewayCustomerID == "" || gatewayPaymentMethodID == "" {
+		return false, nil
+	}
+	var c models.Customer
+	if err := tx.db.Where("gateway_customer_id = ?", gatewayCustomerID).Limit(1).Find(&c).Error; err != nil {
+		return false, err
+	}
+	if c.ID == 0 {
+		return false, nil
+	}
+	pm := models.PaymentMethod{CustomerID: c.ID, GatewayID: gatewayPaymentMethodID, CreatedAt: now, UpdatedAt: now}
+	err := tx.db.Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "gateway_payment_method_id"}}, DoNothing: true}).Create(&pm).Error
+	return err == nil, err
+}
+
+// ClaimForReconcile leases unresolved attempts older than olderThan whose
+// reconcile time has come and that no worker holds, for the reconciler.
+func (s *Store) ClaimForReconcile(ctx context.Context, owner string, now, leaseUntil, olderThan time.Time, limit int) ([]models.ChargeAttempt, error) {
+	var claimed []models.ChargeAttempt
+	err := s.InTx(ctx, func(tx *Tx) error {
+		q := `SELECT * FROM charge_attempts
+		       WHERE status IN ('pending','unknown','processing') AND created_at <= ?
+		         AND (lease_until IS NULL OR lease_until <= ?)
+		         AND (next_reconcile_at IS NULL OR next_reconcile_at <= ?)
+		       ORDER BY created_at, id LIMIT ?` + tx.forUpdateSkipLocked()
+		if err := tx.db.Raw(q, olderThan, now, now, limit).Scan(&claimed).Error; err != nil {
+			return err
+		}
+		if len(claimed) == 0 {
+			return nil
+		}
+		ids := make([]int64, len(claimed))
+		for i := range claimed {
+			ids[i] = claimed[i].ID
+			until := leaseUntil
+			claimed[i].LeaseOwner, claimed[i].LeaseUntil = owner, &until
+			claimed[i].LeaseVersion++
+		}
+		return tx.db.Exec(`UPDATE charge_attempts SET lease_owner = ?, lease_until = ?, lease_version = lease_version + 1, updated_at = ?
+		                    WHERE id IN ?`, owner, leaseUntil, now, ids).Error
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: claim for reconcile: %w", err)
+	}
+	return claimed, nil
+}
+
+// DeferReconcile releases the reconciler's lease on an attempt the gateway could
+// not settle yet and schedules the next look; with review set, the attempt
+// becomes needs_review instead (its schedule is exhausted). Fenced by the lease
+// version: if anything settled the attempt meanwhile, nothing changes.
+func (tx *Tx) DeferReconcile(now time.Time, a *models.ChargeAttempt, next time.Time, review bool, reason string) (bool, error) {
+	status := a.Status
+	var finished *time.Time
+	msg := a.ErrorMessage
+	if review {
+		status = models.AttemptNeedsReview
+		finished = &now
+		msg = reason
+	}
+	res := tx.db.Exec(`UPDATE charge_attempts
+	      SET status = ?, reconcile_count = reconcile_count + 1, next_reconcile_at = ?, finished_at = ?, error_message = ?,
+	          lease_owner = '', lease_until = NULL, lease_version = lease_version + 1, updated_at = ?
+	    WHERE id = ? AND lease_version = ? AND status IN ('pending','unknown','processing')`,
+		status, next, finished, truncate(msg, 500), now, a.ID, a.LeaseVersion)
+	return res.RowsAffected == 1, res.Error
+}
