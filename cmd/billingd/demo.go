@@ -18,6 +18,7 @@ import (
 	"github.com/billingd/billingd/internal/gateway/wooshpay"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/money"
+	"github.com/billingd/billingd/internal/web"
 )
 
 // demoCard is one simulator test card and what DESIGN §5 says an off-session
@@ -48,7 +49,10 @@ var demoCards = []demoCard{
 	{Number: "4000000000000259", Expected: models.AttemptSucceeded, Amount: 6000, Currency: "USD", Interval: "month", Via: models.AttemptProcessing},
 }
 
-const demoSecretKey = "sk_test_billingd_demo"
+const (
+	demoSecretKey     = "sk_test_billingd_demo"
+	demoWebhookSecret = "whsec_billingd_demo"
+)
 
 func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 	fs, _ := m.newFlagSet("demo")
@@ -77,8 +81,17 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 	out := m.Stdout
 	fmt.Fprintf(out, "billingd demo — working in %s\n\n", *dir)
 
-	// 1. The gateway: the bundled WooshPay simulator, in-process, on loopback.
-	gw := sim.New(sim.Options{SecretKey: demoSecretKey, Seed: 1, ProcessingDelay: *settle})
+	// billingd's own HTTP listener comes first: the simulator needs its webhook URL.
+	billingLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	billingURL := "http://" + billingLn.Addr().String()
+
+	// 1. The gateway: the bundled WooshPay simulator, in-process, on loopback,
+	//    delivering signed webhooks to billingd.
+	gw := sim.New(sim.Options{SecretKey: demoSecretKey, Seed: 1, ProcessingDelay: *settle,
+		Webhook: sim.WebhookOptions{URL: billingURL + "/webhooks/wooshpay", Secret: demoWebhookSecret}})
 	simCtx, stopSim := context.WithCancel(ctx)
 	defer stopSim()
 	gw.Start(simCtx)
@@ -91,21 +104,22 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 	go func() { _ = simSrv.Serve(ln) }()
 	defer simSrv.Close()
 	simURL := "http://" + ln.Addr().String()
-	fmt.Fprintf(out, "1. WooshPay simulator listening on %s\n", simURL)
+	fmt.Fprintf(out, "1. WooshPay simulator on %s; billingd on %s (webhooks to /webhooks/wooshpay)\n", simURL, billingURL)
 
 	// 2. The config every billingd command reads, written where ops would look.
 	cfg := config.Default()
 	cfg.Database.DSN = dbPath
 	cfg.Gateway.BaseURL = simURL
 	cfg.Gateway.SecretKey = config.Secret(demoSecretKey)
-	cfg.Gateway.WebhookSecret = config.Secret("whsec_billingd_demo")
+	cfg.Gateway.WebhookSecret = config.Secret(demoWebhookSecret)
 	cfg.Gateway.Concurrency = 8
 	cfg.Gateway.RateLimit = 100
 	cfg.Gateway.Timeout = config.Duration(5 * time.Second)
 	cfg.Retry.InitialInterval = config.Duration(100 * time.Millisecond)
 	cfg.Retry.MaxInterval = config.Duration(time.Second)
 	cfg.Retry.MaxElapsedTime = config.Duration(10 * time.Second)
-	cfg.HTTP.PublicBaseURL = "http://127.0.0.1:8080"
+	cfg.HTTP.Listen = billingLn.Addr().String()
+	cfg.HTTP.PublicBaseURL = billingURL
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("demo config: %w", err)
 	}
@@ -161,6 +175,16 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 		return err
 	}
 	defer a.Close()
+	receiver, err := a.webhookReceiver()
+	if err != nil {
+		return err
+	}
+	webSrv := web.New()
+	webSrv.Handle("POST /webhooks/wooshpay", receiver)
+	billingSrv := &http.Server{Handler: webSrv, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = billingSrv.Serve(billingLn) }()
+	defer billingSrv.Close()
+
 	run, err := a.biller.Pass(ctx, ctx, "demo")
 	if err != nil {
 		return err
@@ -168,10 +192,22 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 	fmt.Fprintf(out, "4. Billing run %d: %d due, %d invoices, %d succeeded, %d processing, %d requires_action, %d declined, %d unknown (%d ms)\n",
 		run.ID, run.SubscriptionsDue, run.InvoicesCreated, run.Succeeded, run.Processing, run.RequiresAction, run.Declined, run.Unknown, run.DurationMS)
 
-	// 6. Processing charges settle later; read their PaymentIntents until they do.
-	if err := settleProcessing(ctx, a, out, 60*time.Second); err != nil {
+	// 6. Processing charges settle later: the gateway's webhook says so.
+	if err := settleProcessing(ctx, a, out, *settle+15*time.Second); err != nil {
 		return err
 	}
+	var hooks []struct {
+		Result string
+		N      int
+	}
+	if err := a.store.DB().WithContext(ctx).Raw(`SELECT result, COUNT(*) AS n FROM webhook_events GROUP BY result ORDER BY result`).Scan(&hooks).Error; err != nil {
+		return err
+	}
+	parts := make([]string, 0, len(hooks))
+	for _, h := range hooks {
+		parts = append(parts, fmt.Sprintf("%d %s", h.N, h.Result))
+	}
+	fmt.Fprintf(out, "6. Webhooks received from the gateway: %s\n", strings.Join(parts, ", "))
 
 	// 7. What happened, from the database.
 	mismatches, err := printDemoTable(ctx, a, out)
@@ -194,33 +230,40 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 	return nil
 }
 
+// settleProcessing waits for the webhooks that settle processing charges. If
+// they have not come within limit, it reads the PaymentIntents instead, as the
+// reconciler would.
 func settleProcessing(ctx context.Context, a *app, out io.Writer, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	announced := false
 	for {
-		pending, err := a.store.AttemptsByStatus(ctx, 1000, models.AttemptProcessing, models.AttemptUnknown, models.AttemptPending)
+		pending, err := a.store.AttemptsByStatus(ctx, 1000, models.UnresolvedAttemptStatuses...)
 		if err != nil {
 			return err
 		}
 		if len(pending) == 0 {
+			if announced {
+				fmt.Fprintln(out, "   settled by the gateway's payment_intent.succeeded webhook")
+			}
 			return nil
 		}
 		if !announced {
-			fmt.Fprintf(out, "5. Waiting for %d processing charge(s) to settle (retrieving the PaymentIntent)...\n", len(pending))
+			fmt.Fprintf(out, "5. Waiting for %d processing charge(s) to settle...\n", len(pending))
 			announced = true
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d attempt(s) still unresolved after %s", len(pending), limit)
-		}
-		for i := range pending {
-			if _, err := a.engine.Resolve(ctx, &pending[i]); err != nil {
-				a.log.Warn().Err(err).Int64("attempt_id", pending[i].ID).Msg("could not resolve yet")
+			fmt.Fprintln(out, "   no webhook yet: reading the PaymentIntents instead")
+			for i := range pending {
+				if _, err := a.engine.Resolve(ctx, &pending[i]); err != nil {
+					return err
+				}
 			}
+			deadline = time.Now().Add(limit)
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }

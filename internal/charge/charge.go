@@ -136,7 +136,15 @@ func (e *Engine) Execute(ctx context.Context, a *models.ChargeAttempt) (models.A
 		return err
 	})
 	if errors.Is(err, store.ErrLeaseLost) {
-		log.Info().Str("status", string(result.Status)).Msg("the attempt's outcome was already recorded (by a webhook or another worker); this answer is dropped")
+		// A webhook (or the reconciler) recorded the outcome first: report what
+		// was recorded, so the pass still counts it. If another worker took the
+		// attempt over instead, that worker reports it.
+		current, rerr := e.opts.Store.AttemptByID(context.WithoutCancel(ctx), a.ID)
+		if rerr == nil && !current.Status.Unresolved() && current.LeaseOwner == "" {
+			log.Info().Str("status", string(current.Status)).Str("our_answer", string(result.Status)).Msg("the attempt's outcome was already recorded by a webhook; this answer is dropped")
+			return current.Status, nil
+		}
+		log.Info().Str("status", string(result.Status)).Msg("lease lost to another worker; this answer is dropped")
 		return a.Status, err
 	}
 	if err != nil {

@@ -265,3 +265,16 @@ func TestResolveBySearchMatchesTheAttemptsKey(t *testing.T) {
 	require.Equal(t, "pi_mine", final.PaymentIntentID)
 	require.Equal(t, models.InvoicePaid, b.invoice(t).Status)
 }
+
+func TestWebhookFirstStillCountsTheOutcome(t *testing.T) {
+	b, a := setup(t, intent("pi_ok", gateway.IntentSucceeded))
+	// The webhook lands while our request is still out.
+	require.NoError(t, b.st.InTx(context.Background(), func(tx *store.Tx) error {
+		_, _, err := charge.Settle(tx, t0, &a, store.AttemptResult{Status: models.AttemptSucceeded, PaymentIntentID: "pi_ok"})
+		return err
+	}))
+	status, err := b.eng.Execute(context.Background(), &a)
+	require.NoError(t, err)
+	require.Equal(t, models.AttemptSucceeded, status, "the pass counts what the webhook recorded")
+	require.Equal(t, models.InvoicePaid, b.invoice(t).Status)
+}
