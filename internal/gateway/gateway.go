@@ -300,3 +300,26 @@ var (
 type WebhookVerifier interface {
 	VerifyWebhook(body []byte, header http.Header, now time.Time) (*Event, error)
 }
+
+// SetupSessionRequest asks for a hosted page where the customer saves a new card.
+type SetupSessionRequest struct {
+	Customer       string
+	SuccessURL     string
+	CancelURL      string
+	Metadata       map[string]string // returned on the setup_intent.succeeded event
+	IdempotencyKey string
+}
+
+// CheckoutSession is a hosted gateway page; billingd redirects the customer to URL.
+type CheckoutSession struct {
+	ID          string
+	URL         string
+	SetupIntent string
+	ExpiresAt   time.Time
+}
+
+// SetupSessions creates setup-mode checkout sessions: the card-update path of
+// dunning. Kept apart from Gateway so the charge path needs nothing more.
+type SetupSessions interface {
+	CreateSetupCheckoutSession(ctx context.Context, req SetupSessionRequest) (*CheckoutSession, error)
+}

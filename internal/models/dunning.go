@@ -1,0 +1,159 @@
+package models
+
+import "time"
+
+// DunningReason is why a case opened; it decides what the case does.
+type DunningReason string
+
+const (
+	// ReasonActionRequired: the issuer wants the customer to authenticate
+	// (3-D Secure). Never retried off-session; the customer pays on-session
+	// through the emailed link.
+	ReasonActionRequired DunningReason = "action_required"
+	// ReasonSoftDecline: a temporary refusal (insufficient_funds, …). Retried
+	// off-session on dunning.retry_schedule.
+	ReasonSoftDecline DunningReason = "soft_decline"
+	// ReasonHardDecline: the card cannot be charged again (expired, lost,
+	// stolen, do-not-retry advice). Waits for a new payment method.
+	ReasonHardDecline DunningReason = "hard_decline"
+)
+
+// CaseStatus is the state of a dunning case.
+type CaseStatus string
+
+const (
+	// CaseOpen: billingd is still trying to collect the invoice.
+	CaseOpen CaseStatus = "open"
+	// CaseRecovered: the invoice was paid.
+	CaseRecovered CaseStatus = "recovered"
+	// CaseExhausted: the schedule ran out; the invoice is uncollectible and the
+	// configured final action was applied to the subscription.
+	CaseExhausted CaseStatus = "exhausted"
+)
+
+// DunningCase tracks the recovery of one unpaid invoice. Step is the number of
+// schedule steps used (retries for a soft decline, reminders otherwise);
+// NextStepAt is when the case wakes up on its own (a reminder or exhaustion).
+type DunningCase struct {
+	ID              int64 `gorm:"primaryKey"`
+	InvoiceID       int64
+	SubscriptionID  int64
+	Reason          DunningReason
+	Status          CaseStatus
+	Step            int
+	Retries         int
+	NextStepAt      *time.Time
+	LastDeclineCode string
+	FinalAction     string
+	OpenedAt        time.Time
+	ClosedAt        *time.Time
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+}
+
+// DunningStep is one recorded transition of a case.
+type DunningStep struct {
+	ID        int64 `gorm:"primaryKey"`
+	CaseID    int64
+	Step      int
+	Action    string
+	Detail    string
+	At        time.Time
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// EmailKind names a dunning email template.
+type EmailKind string
+
+const (
+	// EmailActionRequired asks the customer to authenticate a payment (3-D Secure link).
+	EmailActionRequired EmailKind = "action_required"
+	// EmailPaymentFailed says a payment failed and will be retried (pay link).
+	EmailPaymentFailed EmailKind = "payment_failed"
+	// EmailCardUpdate asks for a new card (card-update link).
+	EmailCardUpdate EmailKind = "card_update"
+	// EmailRecovered is the receipt once the invoice is paid.
+	EmailRecovered EmailKind = "recovered"
+	// EmailSubscriptionEnded says the subscription was canceled or suspended.
+	EmailSubscriptionEnded EmailKind = "subscription_ended"
+)
+
+// EmailStatus is the state of an outbox row.
+type EmailStatus string
+
+const (
+	// EmailPending: waiting to be sent (again) at next_attempt_at.
+	EmailPending EmailStatus = "pending"
+	// EmailSent: the SMTP server accepted it.
+	EmailSent EmailStatus = "sent"
+	// EmailFailed: the SMTP server permanently refused it (bad address); kept
+	// for ops, never silently dropped.
+	EmailFailed EmailStatus = "failed"
+	// EmailCanceled: no longer relevant when its turn came (the invoice was
+	// paid before a "payment failed" email went out).
+	EmailCanceled EmailStatus = "canceled"
+)
+
+// LinkPurpose is what a pay link lets the customer do.
+type LinkPurpose string
+
+const (
+	// LinkPay opens an on-session payment with the saved card (3-D Secure if asked).
+	LinkPay LinkPurpose = "pay"
+	// LinkUpdateCard opens the gateway's hosted page to save a new card.
+	LinkUpdateCard LinkPurpose = "update_card"
+)
+
+// Email is one outbox row. The body is rendered when it is sent (so a pay link's
+// token never rests in the database); MessageID is fixed at creation so a resend
+// after a crash carries the same Message-ID.
+type Email struct {
+	ID            int64 `gorm:"primaryKey"`
+	DedupeKey     string
+	Kind          EmailKind
+	CaseID        *int64
+	InvoiceID     int64
+	ToAddress     string
+	LinkPurpose   LinkPurpose
+	MessageID     string
+	Subject       string
+	Status        EmailStatus
+	Attempts      int
+	NextAttemptAt time.Time
+	LastError     string
+	LeaseOwner    string
+	LeaseUntil    *time.Time
+	LeaseVersion  int64
+	SentAt        *time.Time
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+}
+
+// PayLink is an emailed link to pay or replace the card for one invoice. Only
+// the SHA-256 of its token is stored.
+type PayLink struct {
+	ID         int64 `gorm:"primaryKey"`
+	TokenHash  string
+	InvoiceID  int64
+	CaseID     *int64
+	EmailID    *int64
+	Purpose    LinkPurpose
+	ExpiresAt  time.Time
+	LastUsedAt *time.Time
+	Uses       int
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// TableName pins the table name.
+func (DunningCase) TableName() string { return "dunning_cases" }
+
+// TableName pins the table name.
+func (DunningStep) TableName() string { return "dunning_steps" }
+
+// TableName pins the table name.
+func (Email) TableName() string { return "emails" }
+
+// TableName pins the table name.
+func (PayLink) TableName() string { return "pay_links" }
