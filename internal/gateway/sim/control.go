@@ -4,15 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"html/template"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 )
 
 // controlRoutes serves everything outside /v1/: the /_sim/ control plane (no
-// auth, never faulted), the 3-D Secure challenge page and /healthz.
+// auth, never faulted), the hosted pages a customer's browser is sent to (the
+// 3-D Secure challenge and the setup checkout page) and /healthz.
 func (s *Server) controlRoutes() *http.ServeMux {
 	m := http.NewServeMux()
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -43,6 +42,8 @@ func (s *Server) controlRoutes() *http.ServeMux {
 	m.HandleFunc("POST /_sim/payment_intents/{id}/challenge", s.postChallenge)
 	m.HandleFunc("GET /3ds/{id}", s.challengePage)
 	m.HandleFunc("POST /3ds/{id}", s.challengeSubmit)
+	m.HandleFunc("GET /checkout/setup/{id}", s.setupPage)
+	m.HandleFunc("POST /checkout/setup/{id}", s.setupSubmit)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody(apiError{
 			Type: "invalid_request_error", Message: "Unrecognized request URL (" + r.Method + ": " + r.URL.Path + ").",
@@ -137,84 +138,89 @@ func (s *Server) intentJSON(id string) []byte {
 	return mustJSON(s.intents[id].wire())
 }
 
-var challengeTemplate = template.Must(template.New("3ds").Parse(`<!doctype html>
-<html><head><meta charset="utf-8"><title>3-D Secure (simulator)</title></head>
-<body style="font-family: sans-serif; max-width: 32em; margin: 3em auto">
-<h1>3-D Secure</h1>
-<p>WooshPay simulator: payment <code>{{.ID}}</code> of {{.Amount}} {{.Currency}} (minor units).</p>
-{{if .Pending}}<form method="post">
-<button name="result" value="pass">Pass authentication</button>
-<button name="result" value="fail">Fail authentication</button>
-</form>{{else}}<p>This payment is <b>{{.Status}}</b>; there is nothing to authenticate.</p>
-{{if .ReturnURL}}<p><a href="{{.ReturnURL}}">Return to the merchant</a></p>{{end}}{{end}}
-</body></html>
-`))
-
-type challengeView struct {
-	ID, Currency, Status, ReturnURL string
-	Amount                          int64
-	Pending                         bool
+// challengeState is what the challenge page needs, copied under the lock.
+type challengeState struct {
+	found     bool
+	pending   bool // requires_action: the challenge can still be answered
+	status    string
+	amount    string
+	returnURL string
 }
 
-func (s *Server) challengeView(id string) (challengeView, bool) {
+func (s *Server) challengeState(id string) challengeState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	pi := s.intents[id]
 	if pi == nil {
-		return challengeView{}, false
+		return challengeState{}
 	}
-	return challengeView{
-		ID: pi.id, Currency: pi.currency, Status: pi.status, ReturnURL: pi.returnURL,
-		Amount: pi.amount, Pending: pi.status == statusRequiresAction,
-	}, true
+	return challengeState{
+		found: true, pending: pi.status == statusRequiresAction, status: pi.status,
+		amount: formatAmount(pi.amount, pi.currency), returnURL: pi.returnURL,
+	}
 }
 
+// challengePage serves GET /3ds/{id}, the page next_action.challenge_redirect.url
+// points at: the amount and two buttons, standing in for the issuer's page.
 func (s *Server) challengePage(w http.ResponseWriter, r *http.Request) {
-	v, found := s.challengeView(r.PathValue("id"))
-	if !found {
-		http.Error(w, "no such payment", http.StatusNotFound)
+	id := r.PathValue("id")
+	st := s.challengeState(id)
+	if challengeUnusable(w, st) {
 		return
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	_ = challengeTemplate.Execute(w, v)
+	renderPage(w, http.StatusOK, "3ds", pageView{Title: "Authenticate your payment", Amount: st.amount, PaymentIntent: id})
 }
 
-// challengeSubmit is the page's button: it passes or fails the challenge and
+// challengeUnusable answers for an intent whose challenge cannot be taken and
+// reports whether it did: 404 unknown, 409 not (or no longer) in requires_action.
+func challengeUnusable(w http.ResponseWriter, st challengeState) bool {
+	switch {
+	case !st.found:
+		renderMessage(w, http.StatusNotFound, "Payment not found", "There is no payment to authenticate here.", "", "")
+	case !st.pending:
+		renderMessage(w, http.StatusConflict, "Nothing to authenticate",
+			"This payment does not need authentication now (status: "+st.status+").",
+			st.returnURL, "Return to the merchant")
+	default:
+		return false
+	}
+	return true
+}
+
+// challengeSubmit is the page's buttons: it passes or fails the challenge and
 // sends the customer back to return_url, as the issuer's page would, with the
-// payment_intent and redirect_status query parameters Stripe adds.
+// payment_intent and redirect_status query parameters Stripe adds. The outcome
+// is only a hint for the return page; the webhook (or a retrieve) is the truth.
 func (s *Server) challengeSubmit(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		renderMessage(w, http.StatusBadRequest, "Something went wrong", "The form could not be read. Go back and try again.", "", "")
+		return
+	}
 	var err error
 	redirectStatus := "succeeded"
-	switch r.FormValue("result") {
+	switch r.Form.Get("result") { // the form body, or the query for scripted callers
 	case "pass":
 		err = s.PassChallenge(id)
 	case "fail":
 		err = s.FailChallenge(id)
 		redirectStatus = "failed"
 	default:
-		http.Error(w, "result must be pass or fail", http.StatusBadRequest)
+		renderMessage(w, http.StatusBadRequest, "Something went wrong", "Choose to complete or to fail the authentication.", "", "")
 		return
 	}
-	if errors.Is(err, ErrNotFound) {
-		http.Error(w, "no such payment", http.StatusNotFound)
+	st := s.challengeState(id)
+	if err != nil {
+		// Unknown, or already answered (a double click, a back button).
+		challengeUnusable(w, st)
 		return
 	}
-	v, _ := s.challengeView(id)
-	if err != nil || v.ReturnURL == "" {
-		// Already handled, or nowhere to go back to: show the current state.
-		s.challengePage(w, r)
+	s.logf("sim: POST /3ds/%s -> challenge %s", id, redirectStatus)
+	if st.returnURL == "" {
+		renderMessage(w, http.StatusOK, "Authentication "+redirectStatus,
+			"You can close this window and return to the merchant.", "", "")
 		return
 	}
-	u, perr := url.Parse(v.ReturnURL)
-	if perr != nil {
-		s.challengePage(w, r)
-		return
-	}
-	q := u.Query()
-	q.Set("payment_intent", id)
-	q.Set("redirect_status", redirectStatus)
-	u.RawQuery = q.Encode()
-	http.Redirect(w, r, u.String(), http.StatusSeeOther)
+	http.Redirect(w, r, appendQuery(st.returnURL, "payment_intent", id, "redirect_status", redirectStatus), http.StatusSeeOther)
 }

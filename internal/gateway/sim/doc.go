@@ -1,7 +1,9 @@
 // Package sim is a faithful, in-memory fake of the WooshPay API subset billingd uses
 // (docs/gateway-wooshpay.md): customers, setup intents that save a card, payment
-// methods, payment intents (create, confirm, retrieve, cancel, search), Stripe-style
-// idempotency, signed webhook delivery with retries, and fault injection.
+// methods, payment intents (create, confirm, retrieve, cancel, search), setup-mode
+// checkout sessions with their hosted "Save a card" page, a 3-D Secure challenge
+// page, Stripe-style idempotency, signed webhook delivery with retries, and fault
+// injection.
 //
 // The simulator exists so that the exactly-once charge protocol can be exercised
 // against the failure modes that make it necessary: a 500 after the charge was
@@ -21,11 +23,14 @@
 // faulted (GET ledger, stats, events, faults and webhooks; PUT faults and
 // webhooks, the latter switching delivery modes or delivery itself at runtime;
 // POST settle and payment_intents/{id}/challenge?result=pass|fail); /3ds/{id} is
-// the challenge page handed out in next_action; /healthz answers 200.
+// the challenge page handed out in next_action and /checkout/setup/{id} the
+// hosted page of a checkout session, both plain HTML forms (no JavaScript) that
+// a browser, headless or not, or curl can drive; /healthz answers 200.
 //
 // Card numbers: a saved card keeps only brand, last four digits, expiry and the
-// outcome its number selects in the test-card table. The number itself is never
-// stored, logged, or returned, so nothing the simulator emits can leak it.
+// outcome its number selects in the test-card table, whether it came through the
+// API or the hosted page. The number itself is never stored, logged, returned or
+// written back into a page, so nothing the simulator emits can leak it.
 //
 // Time comes from Options.Now so tests can drive settlement and idempotency-key
 // expiry with a fake clock; this package imports no other billingd package.

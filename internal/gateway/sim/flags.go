@@ -78,7 +78,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.DurationVar(&o.Faults.SlowDelay, "slow-delay", 5*time.Second, "how late a slow answer is")
 	fs.Float64Var(&o.Faults.Drop, "fault-drop", 0, "`probability` of processing then closing the connection without an answer")
 	fs.DurationVar(&o.ProcessingDelay, "processing-delay", defaultProcessingDelay, "how long a processing charge takes to succeed")
-	fs.StringVar(&o.PublicURL, "public-url", "", "base `URL` of links handed out (3-D Secure page); default from the request Host")
+	fs.StringVar(&o.PublicURL, "public-url", "", "base `URL` of links handed out (3-D Secure and checkout pages); default from the request Host")
 	fs.StringVar(&o.Webhook.URL, "webhook-url", "", "`URL` that receives webhook events (empty: no delivery)")
 	fs.StringVar(&o.Webhook.Secret, "webhook-secret", "", "HMAC `secret` for Wooshpay-Signature")
 	fs.BoolVar(&o.Webhook.TimestampMillis, "webhook-ms", false, "sign webhooks with t in milliseconds instead of seconds")

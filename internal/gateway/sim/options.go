@@ -28,8 +28,9 @@ type Options struct {
 	// ProcessingDelay is how long a "processing" charge takes to settle to succeeded,
 	// measured on Now. Default 2s.
 	ProcessingDelay time.Duration
-	// PublicURL is the base of links the simulator hands out (the 3-D Secure
-	// challenge page). Default: http(s)://<request Host>.
+	// PublicURL is the base of links the simulator hands out to browsers (the
+	// 3-D Secure challenge page, the setup checkout page). Default:
+	// http(s)://<request Host>.
 	PublicURL string
 	// Webhook configures event delivery.
 	Webhook WebhookOptions

@@ -40,6 +40,7 @@ type Server struct {
 	methods    map[string]*paymentMethod
 	setups     map[string]*setupIntent
 	intents    map[string]*paymentIntent
+	sessions   map[string]*checkoutSession // setup-mode checkout sessions
 	intentList []*paymentIntent            // creation order, for Ledger
 	byOrder    map[string][]*paymentIntent // merchant_order_id → intents, oldest first
 	processing map[string]*paymentIntent   // intents waiting for SettleDue
@@ -149,6 +150,7 @@ func New(opts Options) *Server {
 		methods:    map[string]*paymentMethod{},
 		setups:     map[string]*setupIntent{},
 		intents:    map[string]*paymentIntent{},
+		sessions:   map[string]*checkoutSession{},
 		byOrder:    map[string][]*paymentIntent{},
 		processing: map[string]*paymentIntent{},
 		idem:       map[idemKey]*idemEntry{},

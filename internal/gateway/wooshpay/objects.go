@@ -202,6 +202,12 @@ func (c *Client) CreateSetupIntent(ctx context.Context, p SetupIntentParams, ide
 	if r := c.exchange(ctx, cl, &w); r.Kind != gateway.Succeeded {
 		return nil, asError(cl, r)
 	}
+	return c.setupIntentFromWire(&w), nil
+}
+
+// setupIntentFromWire converts a decoded SetupIntent, scrubbing the gateway's
+// free text.
+func (c *Client) setupIntentFromWire(w *wireSetupIntent) *SetupIntent {
 	return &SetupIntent{
 		ID:            w.ID,
 		Status:        w.Status,
@@ -212,7 +218,7 @@ func (c *Client) CreateSetupIntent(ctx context.Context, p SetupIntentParams, ide
 		ActionURL:     actionURL(w.NextAction),
 		LastError:     c.declineFromWire(w.LastSetupError),
 		Created:       w.Created.Time,
-	}, nil
+	}
 }
 
 // RetrievePaymentMethod reads a saved payment method, e.g. to record its brand,

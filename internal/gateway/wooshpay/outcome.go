@@ -388,10 +388,10 @@ func truncate(s string, n int) string {
 }
 
 // Error is returned by the calls that answer with an object rather than a
-// gateway.Result (customers, setup intents, payment methods, search). It carries
-// the same classification decide made, so a caller can still tell a retryable
-// failure (Result.Kind == gateway.Transient, with RetryAfter) from a definite one,
-// and errors.Is(err, gateway.ErrNotFound) works for a 404.
+// gateway.Result (customers, setup intents, checkout sessions, payment methods,
+// search). It carries the same classification decide made, so a caller can still
+// tell a retryable failure (Result.Kind == gateway.Transient, with RetryAfter)
+// from a definite one, and errors.Is(err, gateway.ErrNotFound) works for a 404.
 type Error struct {
 	// Op is the method and path of the failed call, e.g. "POST /v1/customers".
 	Op string
