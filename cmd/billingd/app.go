@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/mail"
 	"os"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/billingd/billingd/internal/charge"
 	"github.com/billingd/billingd/internal/clock"
 	"github.com/billingd/billingd/internal/config"
+	"github.com/billingd/billingd/internal/dunning"
 	"github.com/billingd/billingd/internal/gateway"
 	"github.com/billingd/billingd/internal/gateway/wooshpay"
 	"github.com/billingd/billingd/internal/metrics"
@@ -65,6 +67,8 @@ type app struct {
 	engine  *charge.Engine
 	biller  *schedule.Biller
 	recon   *schedule.Reconciler
+	dunning *dunning.Service
+	client  *wooshpay.Client
 	metrics *metrics.Metrics
 	owner   string
 }
@@ -110,7 +114,7 @@ func openApp(ctx context.Context, cfg *config.Config, log zerolog.Logger, clk cl
 		_ = st.Close()
 		return nil, err
 	}
-	a.gw = gw
+	a.gw, a.client = gw, gw
 	a.wire()
 	return a, nil
 }
@@ -119,6 +123,14 @@ func openApp(ctx context.Context, cfg *config.Config, log zerolog.Logger, clk cl
 func (a *app) wire() {
 	cfg := a.cfg
 	a.limiter = rate.NewLimiter(rate.Limit(cfg.Gateway.RateLimit), 1)
+	a.dunning = &dunning.Service{
+		Store:         a.store,
+		Policy:        dunning.Policy{Schedule: cfg.Dunning.RetryDelays(), FinalAction: cfg.Dunning.FinalAction},
+		LinkTTL:       cfg.Dunning.LinkTTL.D(),
+		PublicBaseURL: cfg.HTTP.PublicBaseURL,
+		MailFrom:      cfg.Mail.From,
+		Log:           a.log.With().Str("component", "dunning").Logger(),
+	}
 	a.engine = charge.New(charge.Options{
 		Store:   a.store,
 		Gateway: a.gw,
@@ -133,6 +145,7 @@ func (a *app) wire() {
 		Log:               a.log,
 		Metrics:           a.metrics,
 		RecheckAfter:      cfg.Reconcile.Backoff[0].D(),
+		Hook:              a.dunning,
 	})
 	loc, err := cfg.Schedule.Location()
 	if err != nil {
@@ -178,8 +191,27 @@ func (a *app) webhookReceiver() (*web.WebhookReceiver, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &web.WebhookReceiver{Store: a.store, Verifier: v, Clock: a.clock,
+	return &web.WebhookReceiver{Store: a.store, Engine: a.engine, Verifier: v, Clock: a.clock,
 		Log: a.log.With().Str("component", "webhooks").Logger(), Metrics: a.metrics}, nil
+}
+
+// payPages builds the /pay routes: on-session payment and card update.
+func (a *app) payPages() *web.PayPages {
+	p := &web.PayPages{Store: a.store, Dunning: a.dunning, Engine: a.engine, Clock: a.clock,
+		Merchant: merchantName(a.cfg.Mail.From), PublicBaseURL: a.cfg.HTTP.PublicBaseURL, Owner: a.owner,
+		Log: a.log.With().Str("component", "pay").Logger()}
+	if a.client != nil {
+		p.Sessions = a.client
+	}
+	return p
+}
+
+// merchantName is the display name customers see: the name part of mail.from.
+func merchantName(from string) string {
+	if addr, err := mail.ParseAddress(from); err == nil && addr.Name != "" {
+		return addr.Name
+	}
+	return "Billing"
 }
 
 // registerGauges exposes database-derived gauges on /metrics, read at scrape time

@@ -82,6 +82,8 @@ type scheduler struct {
 	cron    *cron.Cron
 	entry   cron.EntryID
 	running sync.Mutex
+	// again asks the running pass to be followed by another.
+	again atomic.Bool
 	// reconciling keeps two reconciler runs of this process apart.
 	reconciling sync.Mutex
 	wg          sync.WaitGroup
@@ -106,15 +108,25 @@ func (s *scheduler) pass(trigger string) {
 		return
 	}
 	if !s.running.TryLock() {
-		s.a.log.Info().Str("trigger", trigger).Msg("previous billing pass still running; skipping this tick")
+		// A pass is running; make sure another follows it, so work scheduled
+		// for "now" (a retry after a new card) is not left for the next tick.
+		s.again.Store(true)
+		s.a.log.Info().Str("trigger", trigger).Msg("billing pass already running; another will follow it")
 		return
 	}
 	s.wg.Add(1)
 	defer s.wg.Done()
 	defer s.running.Unlock()
-	s.beat()
-	_, _ = s.a.biller.Pass(s.stop, s.abort, trigger)
-	s.beat()
+	for {
+		s.again.Store(false)
+		s.beat()
+		_, _ = s.a.biller.Pass(s.stop, s.abort, trigger)
+		s.beat()
+		if !s.again.Load() || s.stop.Err() != nil {
+			return
+		}
+		trigger = "follow-up"
+	}
 }
 
 // reconcile runs the reconciler between passes (a pass also runs it first).
@@ -191,7 +203,9 @@ func (m *Main) cmdRun(ctx context.Context, args []string) error {
 	if err != nil {
 		return usageError{err}
 	}
+	receiver.RetryNow = func() { go s.pass("retry-now") }
 	webSrv.Handle("POST /webhooks/wooshpay", receiver)
+	a.payPages().Register(webSrv)
 	a.registerGauges()
 	webSrv.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.Registry, promhttp.HandlerOpts{}))
 	hs := &http.Server{Handler: webSrv, ReadHeaderTimeout: 10 * time.Second}

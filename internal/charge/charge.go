@@ -52,6 +52,19 @@ type Options struct {
 	// RecheckAfter is when the reconciler next looks at an attempt that reading
 	// the gateway left processing (default 5m).
 	RecheckAfter time.Duration
+	// Hook runs inside every transaction that settles an attempt (dunning).
+	Hook Hook
+}
+
+// Hook lets dunning act on outcomes in the same transaction that records them,
+// without the charge path knowing what dunning does.
+type Hook interface {
+	// AfterOutcome runs after an attempt reached a new state and its invoice
+	// followed.
+	AfterOutcome(tx *store.Tx, now time.Time, a *models.ChargeAttempt, r store.AttemptResult) error
+	// AfterPaymentMethodSaved runs for setup_intent.succeeded; retryNow asks for
+	// a billing pass as soon as the transaction commits.
+	AfterPaymentMethodSaved(tx *store.Tx, now time.Time, si *gateway.SetupIntent) (applied bool, detail string, retryNow bool, err error)
 }
 
 // Engine executes claimed attempts.
@@ -110,14 +123,31 @@ func Logger(base zerolog.Logger, a *models.ChargeAttempt) zerolog.Logger {
 // unknown and is replayed later with the same key. It returns the attempt's new
 // status.
 func (e *Engine) Execute(ctx context.Context, a *models.ChargeAttempt) (models.AttemptStatus, error) {
+	status, _, err := e.exchange(ctx, a, Request(a), e.opts.Retry)
+	return status, err
+}
+
+// ExecuteOnSession sends a customer-present attempt (a pay link): the request
+// carries the return URL the gateway sends the customer back to, and transient
+// failures are retried only briefly, because someone is waiting. It returns the
+// gateway's result too, so the page can redirect to a 3-D Secure challenge.
+// On-session attempts are never replayed by passes (their return URL is not
+// stored); an indefinite one is settled by webhook or the reconciler.
+func (e *Engine) ExecuteOnSession(ctx context.Context, a *models.ChargeAttempt, returnURL string) (models.AttemptStatus, gateway.Result, error) {
+	req := Request(a)
+	req.ReturnURL = returnURL
+	return e.exchange(ctx, a, req, RetryPolicy{InitialInterval: 200 * time.Millisecond, MaxInterval: 2 * time.Second, MaxElapsedTime: 10 * time.Second})
+}
+
+func (e *Engine) exchange(ctx context.Context, a *models.ChargeAttempt, req gateway.PaymentIntentRequest, policy RetryPolicy) (models.AttemptStatus, gateway.Result, error) {
 	log := Logger(e.opts.Log, a)
 	start := e.opts.Clock.Now()
-	res, tries := e.send(ctx, a, log)
+	res, tries := e.send(ctx, req, policy, log)
 	if ctx.Err() != nil && res.Kind == gateway.Transient {
 		// Shutting down mid-exchange: leave the row as it is (pending/unknown) for
 		// the replay; only release nothing — the lease expires or is rescued.
 		log.Warn().Int("tries", tries).Msg("attempt interrupted by shutdown; it will be replayed with the same key")
-		return a.Status, ctx.Err()
+		return a.Status, res, ctx.Err()
 	}
 	now := e.opts.Clock.Now()
 	result := ResultOf(res)
@@ -132,7 +162,7 @@ func (e *Engine) Execute(ctx context.Context, a *models.ChargeAttempt) (models.A
 			return err
 		}
 		var err error
-		warning, err = ApplyToInvoice(tx, now, a.InvoiceID, result)
+		warning, err = e.applyOutcome(tx, now, a, result)
 		return err
 	})
 	if errors.Is(err, store.ErrLeaseLost) {
@@ -142,14 +172,14 @@ func (e *Engine) Execute(ctx context.Context, a *models.ChargeAttempt) (models.A
 		current, rerr := e.opts.Store.AttemptByID(context.WithoutCancel(ctx), a.ID)
 		if rerr == nil && !current.Status.Unresolved() && current.LeaseOwner == "" {
 			log.Info().Str("status", string(current.Status)).Str("our_answer", string(result.Status)).Msg("the attempt's outcome was already recorded by a webhook; this answer is dropped")
-			return current.Status, nil
+			return current.Status, res, nil
 		}
 		log.Info().Str("status", string(result.Status)).Msg("lease lost to another worker; this answer is dropped")
-		return a.Status, err
+		return a.Status, res, err
 	}
 	if err != nil {
 		log.Error().Err(err).Str("status", string(result.Status)).Msg("could not record attempt outcome; it stays unresolved and will be replayed with the same key")
-		return a.Status, err
+		return a.Status, res, err
 	}
 	if warning != "" {
 		log.Error().Str("payment_intent", result.PaymentIntentID).Msg(warning)
@@ -163,18 +193,17 @@ func (e *Engine) Execute(ctx context.Context, a *models.ChargeAttempt) (models.A
 	ev.Str("status", string(result.Status)).Str("payment_intent", result.PaymentIntentID).
 		Str("decline_code", result.DeclineCode).Bool("hard_decline", result.HardDecline).
 		Int("tries", tries).Int("http_status", result.LastHTTPStatus).Str("error", result.ErrorMessage).
-		Msg("charge attempt recorded")
-	return result.Status, nil
+		Bool("off_session", a.OffSession).Msg("charge attempt recorded")
+	return result.Status, res, nil
 }
 
 // send makes the request, retrying transient failures with exponential backoff and
 // jitter, honoring Retry-After, always with the attempt's own key.
-func (e *Engine) send(ctx context.Context, a *models.ChargeAttempt, log zerolog.Logger) (gateway.Result, int) {
-	req := Request(a)
+func (e *Engine) send(ctx context.Context, req gateway.PaymentIntentRequest, policy RetryPolicy, log zerolog.Logger) (gateway.Result, int) {
 	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = e.opts.Retry.InitialInterval
-	b.MaxInterval = e.opts.Retry.MaxInterval
-	b.MaxElapsedTime = e.opts.Retry.MaxElapsedTime
+	b.InitialInterval = policy.InitialInterval
+	b.MaxInterval = policy.MaxInterval
+	b.MaxElapsedTime = policy.MaxElapsedTime
 	b.Clock = e.opts.Clock
 	b.Reset()
 	tries := 0
@@ -287,11 +316,21 @@ func ApplyToInvoice(tx *store.Tx, now time.Time, invoiceID int64, r store.Attemp
 	return "", nil
 }
 
+// applyOutcome makes the invoice and subscription follow an attempt's new state
+// and runs the hook, all in the caller's transaction.
+func (e *Engine) applyOutcome(tx *store.Tx, now time.Time, a *models.ChargeAttempt, r store.AttemptResult) (string, error) {
+	warning, err := ApplyToInvoice(tx, now, a.InvoiceID, r)
+	if err != nil || e.opts.Hook == nil {
+		return warning, err
+	}
+	return warning, e.opts.Hook.AfterOutcome(tx, now, a, r)
+}
+
 // Settle applies an authoritative outcome, learned from a webhook or by reading
 // the PaymentIntent, to an attempt and its invoice in the caller's transaction.
 // Success is recorded from any state; anything else only moves an unresolved
 // attempt. moved is false when the attempt's state was already past it.
-func Settle(tx *store.Tx, now time.Time, a *models.ChargeAttempt, r store.AttemptResult) (moved bool, warning string, err error) {
+func (e *Engine) Settle(tx *store.Tx, now time.Time, a *models.ChargeAttempt, r store.AttemptResult) (moved bool, warning string, err error) {
 	if r.Status == models.AttemptSucceeded {
 		moved, err = tx.SettleSucceeded(now, a.ID, r)
 	} else {
@@ -300,7 +339,7 @@ func Settle(tx *store.Tx, now time.Time, a *models.ChargeAttempt, r store.Attemp
 	if err != nil || !moved {
 		return moved, "", err
 	}
-	warning, err = ApplyToInvoice(tx, now, a.InvoiceID, r)
+	warning, err = e.applyOutcome(tx, now, a, r)
 	return true, warning, err
 }
 
@@ -360,7 +399,7 @@ func (e *Engine) Resolve(ctx context.Context, a *models.ChargeAttempt) (Resoluti
 	var warning string
 	err := e.opts.Store.InTx(ctx, func(tx *store.Tx) error {
 		var err error
-		out.Moved, warning, err = Settle(tx, now, a, result)
+		out.Moved, warning, err = e.Settle(tx, now, a, result)
 		return err
 	})
 	if err != nil {

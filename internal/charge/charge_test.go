@@ -270,7 +270,7 @@ func TestWebhookFirstStillCountsTheOutcome(t *testing.T) {
 	b, a := setup(t, intent("pi_ok", gateway.IntentSucceeded))
 	// The webhook lands while our request is still out.
 	require.NoError(t, b.st.InTx(context.Background(), func(tx *store.Tx) error {
-		_, _, err := charge.Settle(tx, t0, &a, store.AttemptResult{Status: models.AttemptSucceeded, PaymentIntentID: "pi_ok"})
+		_, _, err := b.eng.Settle(tx, t0, &a, store.AttemptResult{Status: models.AttemptSucceeded, PaymentIntentID: "pi_ok"})
 		return err
 	}))
 	status, err := b.eng.Execute(context.Background(), &a)

@@ -18,16 +18,19 @@ type EventOutcome struct {
 	// Warning is set when the event reveals money to give back (a second
 	// successful charge for one invoice); it is logged at error level.
 	Warning string
+	// RetryNow asks for a billing pass once the transaction has committed (a
+	// new card was saved for an invoice in dunning).
+	RetryNow bool
 }
 
 // ApplyEvent applies a verified gateway event inside the caller's transaction
 // (the one that stored it in the inbox). The PaymentIntent's status in the event
 // is the authority; state only moves forward, so duplicates, reordering and
 // late failures after a success change nothing.
-func ApplyEvent(tx *store.Tx, now time.Time, ev *gateway.Event) (EventOutcome, error) {
+func (e *Engine) ApplyEvent(tx *store.Tx, now time.Time, ev *gateway.Event) (EventOutcome, error) {
 	switch {
 	case ev.PaymentIntent != nil:
-		return applyIntentEvent(tx, now, ev.PaymentIntent)
+		return e.applyIntentEvent(tx, now, ev.PaymentIntent)
 	case ev.SetupIntent != nil && ev.Type == gateway.EventSetupIntentSucceeded:
 		si := ev.SetupIntent
 		ok, err := tx.RecordPaymentMethod(now, si.Customer, si.PaymentMethod)
@@ -37,12 +40,23 @@ func ApplyEvent(tx *store.Tx, now time.Time, ev *gateway.Event) (EventOutcome, e
 		if !ok {
 			return EventOutcome{Result: models.WebhookIgnored, Detail: "customer " + si.Customer + " is not billed by billingd"}, nil
 		}
-		return EventOutcome{Result: models.WebhookApplied, Detail: "payment method " + si.PaymentMethod + " saved for " + si.Customer}, nil
+		out := EventOutcome{Result: models.WebhookApplied, Detail: "payment method " + si.PaymentMethod + " saved for " + si.Customer}
+		if e.opts.Hook != nil {
+			applied, detail, retryNow, err := e.opts.Hook.AfterPaymentMethodSaved(tx, now, si)
+			if err != nil {
+				return EventOutcome{}, err
+			}
+			if applied {
+				out.Detail += "; " + detail
+				out.RetryNow = retryNow
+			}
+		}
+		return out, nil
 	}
 	return EventOutcome{Result: models.WebhookIgnored, Detail: "event type not used by billingd"}, nil
 }
 
-func applyIntentEvent(tx *store.Tx, now time.Time, pi *gateway.PaymentIntent) (EventOutcome, error) {
+func (e *Engine) applyIntentEvent(tx *store.Tx, now time.Time, pi *gateway.PaymentIntent) (EventOutcome, error) {
 	a, err := tx.AttemptForIntent(pi.ID, pi.Metadata["idempotency_key"])
 	if err != nil {
 		return EventOutcome{}, err
@@ -55,7 +69,7 @@ func applyIntentEvent(tx *store.Tx, now time.Time, pi *gateway.PaymentIntent) (E
 		return EventOutcome{Result: models.WebhookIgnored, Attempt: a, Detail: fmt.Sprintf("payment intent status %q settles nothing", pi.Status)}, nil
 	}
 	r := ResultOf(res)
-	moved, warning, err := Settle(tx, now, a, r)
+	moved, warning, err := e.Settle(tx, now, a, r)
 	if err != nil {
 		return EventOutcome{}, err
 	}

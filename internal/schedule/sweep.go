@@ -9,6 +9,7 @@ import (
 
 	"github.com/billingd/billingd/internal/charge"
 	"github.com/billingd/billingd/internal/clock"
+	"github.com/billingd/billingd/internal/dunning"
 	"github.com/billingd/billingd/internal/metrics"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/store"
@@ -44,7 +45,10 @@ type Biller struct {
 	// Reconciler, when set, runs at the start of every pass, so that a one-off
 	// pass (billingd once) also settles what earlier passes left unknown.
 	Reconciler *Reconciler
-	Metrics    *metrics.Metrics
+	// Dunning, when set, wakes due dunning cases (reminders, exhaustion) at the
+	// start of every pass, before retries are claimed.
+	Dunning *dunning.Service
+	Metrics *metrics.Metrics
 }
 
 // Pass runs one billing pass and records it in billing_runs. stop ends the pass
@@ -63,6 +67,11 @@ func (b *Biller) Pass(stop, abort context.Context, trigger string) (*models.Bill
 	if b.Reconciler != nil {
 		if _, err := b.Reconciler.Run(stop); err != nil && stop.Err() == nil {
 			log.Error().Err(err).Msg("reconciler failed; the pass continues")
+		}
+	}
+	if b.Dunning != nil {
+		if _, err := b.Dunning.Wake(stop, b.Clock.Now()); err != nil && stop.Err() == nil {
+			log.Error().Err(err).Msg("waking dunning cases failed; the pass continues")
 		}
 	}
 	passErr := b.invoiceDue(stop, run, log)

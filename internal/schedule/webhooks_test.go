@@ -45,7 +45,7 @@ func newReceiverSlot(t *testing.T) *receiverSlot {
 func (r *receiverSlot) plug(t *testing.T, s *stack) {
 	v, err := wooshpay.NewWebhookVerifier(wooshpay.WebhookOptions{Secrets: []string{webhookSecret}})
 	require.NoError(t, err)
-	var h http.Handler = &web.WebhookReceiver{Store: s.st, Verifier: v, Clock: s.clk, Log: zerolog.Nop()}
+	var h http.Handler = &web.WebhookReceiver{Store: s.st, Engine: s.engine, Verifier: v, Clock: s.clk, Log: zerolog.Nop()}
 	r.handler.Store(&h)
 }
 

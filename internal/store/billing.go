@@ -197,11 +197,13 @@ func (s *Store) ClaimNewAttempts(ctx context.Context, owner string, now, leaseUn
 // and whose next_try_at has come, so they are sent again with their own key.
 // Attempts created before notBefore are left alone: the gateway may have forgotten
 // their key, so replaying could charge twice; the reconciler resolves them instead.
+// On-session attempts are never replayed: their return URL (which carries the
+// pay-link token) is not stored, so a replay would not be the same request.
 func (s *Store) ClaimReplayAttempts(ctx context.Context, owner string, now, leaseUntil, notBefore time.Time, limit int) ([]models.ChargeAttempt, error) {
 	var claimed []models.ChargeAttempt
 	err := s.InTx(ctx, func(tx *Tx) error {
 		q := `SELECT * FROM charge_attempts
-		       WHERE status IN ('pending','unknown')
+		       WHERE status IN ('pending','unknown') AND off_session
 		         AND (lease_until IS NULL OR lease_until <= ?)
 		         AND (next_try_at IS NULL OR next_try_at <= ?)
 		         AND created_at >= ?

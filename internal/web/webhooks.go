@@ -26,7 +26,11 @@ const DefaultMaxWebhookBody = 1 << 20
 // in the same transaction, so an event is either stored and applied, or neither
 // and the gateway retries.
 type WebhookReceiver struct {
-	Store    *store.Store
+	Store  *store.Store
+	Engine *charge.Engine
+	// RetryNow is called after a commit that scheduled an immediate retry (a
+	// new card saved for an invoice in dunning), to start a pass.
+	RetryNow func()
 	Verifier gateway.WebhookVerifier
 	Clock    clock.Clock
 	Log      zerolog.Logger
@@ -88,7 +92,7 @@ func (h *WebhookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			duplicate = true
 			return nil
 		}
-		out, err = charge.ApplyEvent(tx, now, ev)
+		out, err = h.Engine.ApplyEvent(tx, now, ev)
 		if err != nil {
 			return err
 		}
@@ -112,6 +116,9 @@ func (h *WebhookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		log.Error().Msg(out.Warning)
 	}
 	log.Info().Str("result", result).Str("detail", out.Detail).Msg("webhook received")
+	if out.RetryNow && h.RetryNow != nil {
+		h.RetryNow()
+	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{"received": true, "result": result})
 }

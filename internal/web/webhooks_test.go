@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/billingd/billingd/internal/charge"
 	"github.com/billingd/billingd/internal/clock"
 	"github.com/billingd/billingd/internal/gateway"
 	"github.com/billingd/billingd/internal/models"
@@ -59,7 +60,7 @@ func newFixture(t *testing.T) *fixture {
 	}))
 	claimed, err := st.ClaimNewAttempts(context.Background(), "worker", t0, t0.Add(time.Hour), 1)
 	require.NoError(t, err)
-	rcv := &web.WebhookReceiver{Store: st, Verifier: stubVerifier{}, Clock: clock.NewFake(t0), Log: zerolog.Nop(), MaxBody: 4096}
+	rcv := &web.WebhookReceiver{Store: st, Engine: charge.New(charge.Options{Store: st}), Verifier: stubVerifier{}, Clock: clock.NewFake(t0), Log: zerolog.Nop(), MaxBody: 4096}
 	srv := httptest.NewServer(rcv)
 	t.Cleanup(srv.Close)
 	return &fixture{st: st, srv: srv, attempt: claimed[0]}

@@ -1,0 +1,99 @@
+package dunning
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/billingd/billingd/internal/models"
+	"github.com/billingd/billingd/internal/store"
+)
+
+// tokenBytes is the entropy of a pay-link token: 256 bits, far beyond the 128
+// that make guessing hopeless.
+const tokenBytes = 32
+
+// Errors of a pay-link lookup. Each gets its own clear page; none reveals
+// anything about an invoice.
+var (
+	ErrLinkUnknown = errors.New("this link is not valid")
+	ErrLinkExpired = errors.New("this link has expired")
+	ErrLinkSettled = errors.New("this invoice is already settled")
+)
+
+// HashToken is what is stored for a token: its SHA-256, hex. A database leak then
+// yields no usable link.
+func HashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+// NewToken returns a fresh URL-safe random token.
+func NewToken() (string, error) {
+	b := make([]byte, tokenBytes)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("dunning: random token: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// Mint creates the pay link an outbox email carries, in its own transaction, and
+// returns its URL. Called by the mail worker right before sending, so the raw
+// token only ever exists in the email itself.
+func (s *Service) Mint(ctx context.Context, e *models.Email, now time.Time) (string, error) {
+	if e.LinkPurpose == "" {
+		return "", nil
+	}
+	token, err := NewToken()
+	if err != nil {
+		return "", err
+	}
+	emailID := e.ID
+	link := &models.PayLink{TokenHash: HashToken(token), InvoiceID: e.InvoiceID, CaseID: e.CaseID, EmailID: &emailID,
+		Purpose: e.LinkPurpose, ExpiresAt: now.Add(s.LinkTTL), CreatedAt: now, UpdatedAt: now}
+	if err := s.Store.InTx(ctx, func(tx *store.Tx) error { return tx.InsertPayLink(link) }); err != nil {
+		return "", err
+	}
+	return s.PublicBaseURL + "/pay/" + token, nil
+}
+
+// Link is a valid pay link with the invoice it is for.
+type Link struct {
+	models.PayLink
+	Invoice *store.InvoiceContact
+}
+
+// Lookup resolves a token. A link works until it expires or its invoice is
+// settled; anything else is ErrLinkUnknown.
+func (s *Service) Lookup(ctx context.Context, token string, now time.Time) (*Link, error) {
+	if len(token) < 40 || len(token) > 64 {
+		return nil, ErrLinkUnknown
+	}
+	l, err := s.Store.PayLinkByHash(ctx, HashToken(token))
+	if err != nil {
+		return nil, err
+	}
+	if l == nil {
+		return nil, ErrLinkUnknown
+	}
+	ic, err := s.Store.InvoiceContact(ctx, l.InvoiceID)
+	if err != nil {
+		return nil, err
+	}
+	if ic == nil {
+		return nil, ErrLinkUnknown
+	}
+	out := &Link{PayLink: *l, Invoice: ic}
+	if ic.Status != models.InvoiceOpen {
+		return out, ErrLinkSettled
+	}
+	if !now.Before(l.ExpiresAt) {
+		return out, ErrLinkExpired
+	}
+	return out, nil
+}

@@ -1,0 +1,267 @@
+package dunning
+
+import (
+	"context"
+	"fmt"
+	"net/mail"
+	"strings"
+	"time"
+
+	"github.com/billingd/billingd/internal/gateway"
+	"github.com/billingd/billingd/internal/models"
+	"github.com/billingd/billingd/internal/store"
+	"github.com/rs/zerolog"
+)
+
+// Service carries dunning decisions out: it is the charge engine's hook (every
+// outcome is seen in the transaction that records it), the job that wakes cases
+// for reminders and exhaustion, and the minter of pay links.
+type Service struct {
+	Store  *store.Store
+	Policy Policy
+	// LinkTTL is how long an emailed link works (dunning.link_ttl).
+	LinkTTL time.Duration
+	// PublicBaseURL prefixes pay links (http.public_base_url).
+	PublicBaseURL string
+	// MailFrom's domain names Message-IDs.
+	MailFrom string
+	Log      zerolog.Logger
+}
+
+// AfterOutcome opens, advances or closes the invoice's case after an attempt
+// reached a new state. Only off-session outcomes drive the schedule: a customer
+// failing on the pay page saw the failure there and may try again.
+func (s *Service) AfterOutcome(tx *store.Tx, now time.Time, a *models.ChargeAttempt, r store.AttemptResult) error {
+	var ev Event
+	switch r.Status {
+	case models.AttemptSucceeded:
+		ev = Event{Kind: Succeeded}
+	case models.AttemptDeclined, models.AttemptRequiresAction, models.AttemptFailed:
+		if !a.OffSession {
+			return nil
+		}
+		ev = Event{Kind: Failed, Reason: ClassifyFailure(r.Status, r.HardDecline), DeclineCode: r.DeclineCode}
+		n, err := tx.CountCardAttempts(a.GatewayPM, now.Add(-30*24*time.Hour))
+		if err != nil {
+			return err
+		}
+		// The attempt that just failed is one of them; the question is whether
+		// the next one may be made.
+		ev.CardRetries30d = n
+	default:
+		return nil
+	}
+	c, err := tx.CaseForInvoice(a.InvoiceID)
+	if err != nil {
+		return err
+	}
+	if c != nil && c.Status != models.CaseOpen {
+		return nil // a late answer about a closed case changes nothing
+	}
+	if c == nil && ev.Kind == Succeeded {
+		return nil
+	}
+	return s.apply(tx, now, a.InvoiceID, c, ev)
+}
+
+// AfterPaymentMethodSaved makes a card saved through the hosted setup page the
+// subscription's default and, if its invoice is in dunning, retries at once.
+// The setup session's metadata names the invoice.
+func (s *Service) AfterPaymentMethodSaved(tx *store.Tx, now time.Time, si *gateway.SetupIntent) (bool, string, bool, error) {
+	invoice := si.Metadata["invoice"]
+	if invoice == "" {
+		return false, "", false, nil
+	}
+	ic, err := tx.InvoiceContactByPublicID(invoice)
+	if err != nil || ic == nil {
+		return false, "", false, err
+	}
+	if ic.GatewayCustomer != si.Customer {
+		s.Log.Warn().Str("invoice", invoice).Str("customer", si.Customer).Msg("setup intent names an invoice of another customer; ignored")
+		return false, "", false, nil
+	}
+	pm, err := tx.PaymentMethodByGatewayID(si.PaymentMethod)
+	if err != nil || pm == nil {
+		return false, "", false, err
+	}
+	if err := tx.SetSubscriptionPaymentMethod(now, ic.SubscriptionID, pm.ID); err != nil {
+		return false, "", false, err
+	}
+	detail := fmt.Sprintf("now the default card of subscription %s", ic.Reference)
+	c, err := tx.CaseForInvoice(ic.InvoiceID)
+	if err != nil {
+		return false, "", false, err
+	}
+	if c == nil || c.Status != models.CaseOpen || ic.Status != models.InvoiceOpen {
+		return true, detail, false, nil
+	}
+	if err := s.apply(tx, now, ic.InvoiceID, c, Event{Kind: PaymentMethodUpdated}); err != nil {
+		return false, "", false, err
+	}
+	return true, detail + "; invoice " + invoice + " retried now", true, nil
+}
+
+// Wake runs the steps of cases whose next_step_at has come: reminders, retries
+// the card-network cap had held back, and exhaustion. Each batch is one
+// transaction; on PostgreSQL instances skip each other's cases.
+func (s *Service) Wake(ctx context.Context, now time.Time) (int, error) {
+	total := 0
+	for ctx.Err() == nil {
+		n := 0
+		err := s.Store.InTx(ctx, func(tx *store.Tx) error {
+			cases, err := tx.DueCases(now, 100)
+			if err != nil {
+				return err
+			}
+			n = len(cases)
+			for i := range cases {
+				c := &cases[i]
+				ic, err := tx.InvoiceContact(c.InvoiceID)
+				if err != nil {
+					return err
+				}
+				retries := 0
+				if ic != nil {
+					if retries, err = tx.CountCardAttempts(ic.GatewayPM, now.Add(-30*24*time.Hour)); err != nil {
+						return err
+					}
+				}
+				if err := s.apply(tx, now, c.InvoiceID, c, Event{Kind: StepDue, CardRetries30d: retries}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if n < 100 {
+			break
+		}
+	}
+	return total, ctx.Err()
+}
+
+// apply decides and carries the decision out in tx: the case row, its step log,
+// the invoice's next attempt, the outbox email, and the final action.
+func (s *Service) apply(tx *store.Tx, now time.Time, invoiceID int64, c *models.DunningCase, ev Event) error {
+	var pc *Case
+	if c != nil {
+		pc = &Case{Reason: c.Reason, Step: c.Step, OpenedAt: c.OpenedAt}
+	}
+	d := Decide(pc, ev, now, s.Policy)
+	if !d.Open && c == nil {
+		return nil
+	}
+	ic, err := tx.InvoiceContact(invoiceID)
+	if err != nil {
+		return err
+	}
+	if ic == nil {
+		return fmt.Errorf("dunning: invoice %d not found", invoiceID)
+	}
+	log := s.Log.With().Int64("invoice_id", invoiceID).Str("invoice", ic.PublicID).Int64("subscription_id", ic.SubscriptionID).Logger()
+	action := actionName(ev, d)
+	if d.Open {
+		c = &models.DunningCase{InvoiceID: invoiceID, SubscriptionID: ic.SubscriptionID, Status: models.CaseOpen, OpenedAt: now, CreatedAt: now}
+	}
+	c.Reason, c.Step, c.NextStepAt, c.UpdatedAt = d.Reason, d.Step, d.NextStepAt, now
+	if ev.DeclineCode != "" {
+		c.LastDeclineCode = ev.DeclineCode
+	}
+	if d.RetryAt != nil {
+		c.Retries++ // retries scheduled, including the immediate one after a new card
+	}
+	if d.Close != "" {
+		c.Status, c.ClosedAt, c.NextStepAt = d.Close, &now, nil
+		if d.Close == models.CaseExhausted {
+			c.FinalAction = d.FinalAction
+		}
+	}
+	if err := tx.SaveCase(c); err != nil {
+		return err
+	}
+	detail := d.Note
+	if d.RetryAt != nil {
+		detail += "; retry at " + d.RetryAt.Format(time.RFC3339)
+	}
+	if d.NextStepAt != nil {
+		detail += "; next step at " + d.NextStepAt.Format(time.RFC3339)
+	}
+	if err := tx.AddCaseStep(now, c.ID, c.Step, action, detail); err != nil {
+		return err
+	}
+	if err := tx.SetInvoiceNextAttempt(now, invoiceID, d.RetryAt); err != nil {
+		return err
+	}
+	if d.Close == models.CaseExhausted {
+		if err := tx.MarkInvoiceUncollectible(now, invoiceID); err != nil {
+			return err
+		}
+		if err := tx.ApplyFinalAction(now, ic.SubscriptionID, d.FinalAction); err != nil {
+			return err
+		}
+	}
+	if d.Email != "" {
+		if err := s.enqueue(tx, now, c, ic, d.Email); err != nil {
+			return err
+		}
+	}
+	log.Info().Int64("case_id", c.ID).Str("reason", string(c.Reason)).Str("action", action).Int("step", c.Step).
+		Str("status", string(c.Status)).Str("email", string(d.Email)).Str("detail", detail).Msg("dunning step")
+	return nil
+}
+
+func actionName(ev Event, d Decision) string {
+	switch {
+	case d.Close == models.CaseRecovered:
+		return "recovered"
+	case d.Close == models.CaseExhausted:
+		return "exhausted"
+	case d.Open:
+		return "opened"
+	case ev.Kind == PaymentMethodUpdated:
+		return "payment_method_updated"
+	case d.RetryAt != nil:
+		return "retry_scheduled"
+	}
+	return "reminder"
+}
+
+// enqueue writes the step's email into the outbox; its dedupe key makes a second
+// email for the same (case, step, kind) impossible.
+func (s *Service) enqueue(tx *store.Tx, now time.Time, c *models.DunningCase, ic *store.InvoiceContact, kind models.EmailKind) error {
+	if ic.Email == "" {
+		s.Log.Warn().Int64("case_id", c.ID).Msg("customer has no email address; dunning email not queued")
+		return nil
+	}
+	var purpose models.LinkPurpose
+	switch kind {
+	case models.EmailActionRequired, models.EmailPaymentFailed:
+		purpose = models.LinkPay
+	case models.EmailCardUpdate:
+		purpose = models.LinkUpdateCard
+	}
+	caseID := c.ID
+	e := &models.Email{
+		DedupeKey:     fmt.Sprintf("case:%d:step:%d:%s", c.ID, c.Step, kind),
+		Kind:          kind,
+		CaseID:        &caseID,
+		InvoiceID:     ic.InvoiceID,
+		ToAddress:     ic.Email,
+		LinkPurpose:   purpose,
+		NextAttemptAt: now,
+	}
+	_, err := tx.EnqueueEmail(now, s.mailDomain(), e)
+	return err
+}
+
+func (s *Service) mailDomain() string {
+	if a, err := mail.ParseAddress(s.MailFrom); err == nil {
+		if i := strings.LastIndexByte(a.Address, '@'); i >= 0 {
+			return a.Address[i+1:]
+		}
+	}
+	return "billingd.invalid"
+}

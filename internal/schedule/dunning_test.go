@@ -1,0 +1,186 @@
+package schedule_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/billingd/billingd/internal/charge"
+	"github.com/billingd/billingd/internal/dunning"
+	"github.com/billingd/billingd/internal/gateway/sim"
+	"github.com/billingd/billingd/internal/gateway/wooshpay"
+	"github.com/billingd/billingd/internal/models"
+	"github.com/billingd/billingd/internal/schedule"
+	"github.com/billingd/billingd/internal/store"
+	"github.com/billingd/billingd/internal/store/storetest"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+)
+
+var dunningSchedule = []time.Duration{24 * time.Hour, 72 * time.Hour, 120 * time.Hour}
+
+// withDunning rewires the stack's engine and biller with the dunning hook.
+func withDunning(s *stack, final string) *dunning.Service {
+	svc := &dunning.Service{Store: s.st, Policy: dunning.Policy{Schedule: dunningSchedule, FinalAction: final},
+		LinkTTL: 7 * 24 * time.Hour, PublicBaseURL: "https://billing.example.com", MailFrom: "Billing <billing@example.com>", Log: zerolog.Nop()}
+	s.engine = charge.New(charge.Options{Store: s.st, Gateway: s.client, Clock: s.clk, Hook: svc,
+		Retry: charge.RetryPolicy{InitialInterval: 10 * time.Millisecond, MaxInterval: 100 * time.Millisecond, MaxElapsedTime: time.Second}, Log: zerolog.Nop()})
+	s.biller.Engine = s.engine
+	s.biller.Dunning = svc
+	return svc
+}
+
+func seedCard(t *testing.T, s *stack, number string, anchor time.Time) (customer string) {
+	cus, pm := s.saveCard(t, number)
+	storetest.Seed(t, s.st, anchor, storetest.Subscription{Reference: "dun-1", Customer: cus, PaymentMethod: pm, Amount: 2750, Currency: "KWD", Anchor: anchor})
+	return cus
+}
+
+func emailsOf(t *testing.T, st *store.Store) []models.Email {
+	var es []models.Email
+	require.NoError(t, st.DB().Order("id").Find(&es).Error)
+	return es
+}
+
+func TestSoftDeclineRunsTheWholeSchedule(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		start := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+		s := newStack(t, st, start, sim.Options{})
+		withDunning(s, dunning.FinalCancel)
+		seedCard(t, s, "4000000000009995", start) // insufficient_funds, every time
+		ctx := context.Background()
+
+		// Passes every hour for 10 days: retries happen when they are due, no sooner.
+		for s.clk.Now().Before(start.Add(10 * 24 * time.Hour)) {
+			_, err := s.biller.Pass(ctx, ctx, "test")
+			require.NoError(t, err)
+			s.clk.Advance(time.Hour)
+		}
+
+		var attempts []models.ChargeAttempt
+		require.NoError(t, st.DB().Order("attempt_no").Find(&attempts).Error)
+		require.Len(t, attempts, 4, "the first charge and one retry per schedule step")
+		wantAt := []time.Duration{0, 24 * time.Hour, 96 * time.Hour, 216 * time.Hour}
+		for i, a := range attempts {
+			require.Equal(t, start.Add(wantAt[i]), a.CreatedAt.UTC(), "attempt %d", i+1)
+			require.Equal(t, models.AttemptDeclined, a.Status)
+			require.Equal(t, "insufficient_funds", a.DeclineCode)
+			require.True(t, a.OffSession)
+		}
+
+		var c models.DunningCase
+		require.NoError(t, st.DB().First(&c).Error)
+		require.Equal(t, models.CaseExhausted, c.Status)
+		require.Equal(t, models.ReasonSoftDecline, c.Reason)
+		require.Equal(t, "cancel", c.FinalAction)
+		require.Equal(t, start.Add(216*time.Hour), c.ClosedAt.UTC())
+
+		var inv models.Invoice
+		require.NoError(t, st.DB().First(&inv).Error)
+		require.Equal(t, models.InvoiceUncollectible, inv.Status)
+		var sub models.Subscription
+		require.NoError(t, st.DB().First(&sub).Error)
+		require.Equal(t, models.SubscriptionCanceled, sub.Status)
+
+		es := emailsOf(t, st)
+		kinds := make([]models.EmailKind, len(es))
+		for i, e := range es {
+			kinds[i] = e.Kind
+			require.Equal(t, "dun-1@example.com", e.ToAddress)
+			require.Equal(t, start.Add(wantAt[i]), e.NextAttemptAt.UTC(), "email %d queued with its step", i)
+		}
+		require.Equal(t, []models.EmailKind{models.EmailPaymentFailed, models.EmailPaymentFailed, models.EmailPaymentFailed, models.EmailSubscriptionEnded}, kinds)
+		require.Equal(t, models.LinkPay, es[0].LinkPurpose)
+
+		var steps []models.DunningStep
+		require.NoError(t, st.DB().Order("id").Find(&steps).Error)
+		actions := make([]string, len(steps))
+		for i, st := range steps {
+			actions[i] = st.Action
+		}
+		require.Equal(t, []string{"opened", "retry_scheduled", "retry_scheduled", "exhausted"}, actions)
+	})
+}
+
+func TestRecoveryOnRetryReactivatesAndSendsAReceipt(t *testing.T) {
+	st := storetest.SQLite(t)
+	start := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	s := newStack(t, st, start, sim.Options{})
+	withDunning(s, dunning.FinalCancel)
+	cus := seedCard(t, s, "4000000000009995", start)
+	ctx := context.Background()
+	_, err := s.biller.Pass(ctx, ctx, "test")
+	require.NoError(t, err)
+	var sub models.Subscription
+	require.NoError(t, st.DB().First(&sub).Error)
+	require.Equal(t, models.SubscriptionPastDue, sub.Status)
+
+	// Before the retry, the customer's working card becomes the subscription's.
+	seti, err := s.client.CreateSetupIntent(ctx, wooshpay.SetupIntentParams{Customer: cus,
+		Card: wooshpay.CardData{Number: "4242424242424242", ExpMonth: "12", ExpYear: "2035", CVC: "123"}}, "")
+	require.NoError(t, err)
+	require.NoError(t, st.InTx(ctx, func(tx *store.Tx) error {
+		if _, err := tx.RecordPaymentMethod(start, cus, seti.PaymentMethod); err != nil {
+			return err
+		}
+		pm, err := tx.PaymentMethodByGatewayID(seti.PaymentMethod)
+		if err != nil {
+			return err
+		}
+		return tx.SetSubscriptionPaymentMethod(start, sub.ID, pm.ID)
+	}))
+	s.clk.Advance(24 * time.Hour)
+	run, err := s.biller.Pass(ctx, ctx, "test")
+	require.NoError(t, err)
+	require.Equal(t, 1, run.Succeeded, "the scheduled retry charges the new card")
+
+	var c models.DunningCase
+	require.NoError(t, st.DB().First(&c).Error)
+	require.Equal(t, models.CaseRecovered, c.Status)
+	require.NoError(t, st.DB().First(&sub).Error)
+	require.Equal(t, models.SubscriptionActive, sub.Status, "recovery makes the subscription active again")
+	es := emailsOf(t, st)
+	require.Equal(t, []models.EmailKind{models.EmailPaymentFailed, models.EmailRecovered}, []models.EmailKind{es[0].Kind, es[1].Kind})
+
+	// Billing goes on from the anchor: the next period starts a month after it.
+	s.clk.Set(time.Date(2026, 4, 2, 9, 0, 0, 0, time.UTC))
+	run, err = s.biller.Pass(ctx, ctx, "test")
+	require.NoError(t, err)
+	require.Equal(t, 1, run.InvoicesCreated)
+	require.Equal(t, 1, run.Succeeded)
+	var starts []time.Time
+	require.NoError(t, st.DB().Raw(`SELECT period_start FROM invoices ORDER BY period_index`).Scan(&starts).Error)
+	require.Equal(t, time.Date(2026, 4, 2, 9, 0, 0, 0, time.UTC), starts[1].UTC())
+}
+
+func TestHardDeclineAndActionRequiredAreNeverRetriedOffSession(t *testing.T) {
+	for _, card := range []string{"4000000000000069", "4462030000000000"} {
+		t.Run(card, func(t *testing.T) {
+			st := storetest.SQLite(t)
+			start := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+			s := newStack(t, st, start, sim.Options{})
+			withDunning(s, dunning.FinalUnpaid)
+			seedCard(t, s, card, start)
+			ctx := context.Background()
+			for s.clk.Now().Before(start.Add(10 * 24 * time.Hour)) {
+				_, err := s.biller.Pass(ctx, ctx, "test")
+				require.NoError(t, err)
+				s.clk.Advance(time.Hour)
+			}
+			var n int64
+			require.NoError(t, st.DB().Model(&models.ChargeAttempt{}).Count(&n).Error)
+			require.EqualValues(t, 1, n, "no blind retry")
+			var c models.DunningCase
+			require.NoError(t, st.DB().First(&c).Error)
+			require.Equal(t, models.CaseExhausted, c.Status)
+			var sub models.Subscription
+			require.NoError(t, st.DB().First(&sub).Error)
+			require.Equal(t, models.SubscriptionUnpaid, sub.Status)
+			es := emailsOf(t, st)
+			require.Len(t, es, 4, "an email per step (opening + 2 reminders) and the ending")
+			require.Equal(t, models.EmailSubscriptionEnded, es[3].Kind)
+		})
+	}
+}
+
+var _ = schedule.IdempotencyWindow

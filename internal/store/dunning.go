@@ -1,0 +1,223 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/billingd/billingd/internal/models"
+	"gorm.io/gorm"
+)
+
+// CaseForInvoice returns the invoice's dunning case, or nil.
+func (tx *Tx) CaseForInvoice(invoiceID int64) (*models.DunningCase, error) {
+	var c models.DunningCase
+	if err := tx.db.Where("invoice_id = ?", invoiceID).Limit(1).Find(&c).Error; err != nil {
+		return nil, err
+	}
+	if c.ID == 0 {
+		return nil, nil
+	}
+	return &c, nil
+}
+
+// SaveCase inserts a new case (ID 0) or writes an existing one.
+func (tx *Tx) SaveCase(c *models.DunningCase) error {
+	if c.ID == 0 {
+		return tx.db.Create(c).Error
+	}
+	return tx.db.Save(c).Error
+}
+
+// AddCaseStep appends to a case's step log.
+func (tx *Tx) AddCaseStep(now time.Time, caseID int64, step int, action, detail string) error {
+	return tx.db.Create(&models.DunningStep{CaseID: caseID, Step: step, Action: action, Detail: truncate(detail, 500), At: now, CreatedAt: now, UpdatedAt: now}).Error
+}
+
+// DueCases locks open cases whose next_step_at has come (skipping rows another
+// instance holds, on PostgreSQL).
+func (tx *Tx) DueCases(now time.Time, limit int) ([]models.DunningCase, error) {
+	var cs []models.DunningCase
+	err := tx.db.Raw(`SELECT * FROM dunning_cases WHERE status = 'open' AND next_step_at IS NOT NULL AND next_step_at <= ?
+	                   ORDER BY next_step_at, id LIMIT ?`+tx.forUpdateSkipLocked(), now, limit).Scan(&cs).Error
+	return cs, err
+}
+
+// SetInvoiceNextAttempt schedules (or, with nil, unschedules) the next
+// off-session attempt of an open invoice.
+func (tx *Tx) SetInvoiceNextAttempt(now time.Time, invoiceID int64, at *time.Time) error {
+	return tx.db.Exec(`UPDATE invoices SET next_attempt_at = ?, updated_at = ? WHERE id = ? AND status = 'open'`, at, now, invoiceID).Error
+}
+
+// CountCardAttempts counts off-session attempts on a gateway payment method since
+// a time, for the card networks' reattempt cap.
+func (tx *Tx) CountCardAttempts(gatewayPaymentMethodID string, since time.Time) (int, error) {
+	var n int64
+	err := tx.db.Raw(`SELECT COUNT(*) FROM charge_attempts WHERE gateway_payment_method_id = ? AND off_session AND created_at >= ?`,
+		gatewayPaymentMethodID, since).Scan(&n).Error
+	return int(n), err
+}
+
+// MarkInvoiceUncollectible writes an open invoice off after dunning.
+func (tx *Tx) MarkInvoiceUncollectible(now time.Time, invoiceID int64) error {
+	return tx.db.Exec(`UPDATE invoices SET status = 'uncollectible', next_attempt_at = NULL, updated_at = ? WHERE id = ? AND status = 'open'`, now, invoiceID).Error
+}
+
+// ApplyFinalAction applies dunning's final action to a subscription: cancel
+// (never billed again), unpaid (kept but not billed), or past_due (left as is).
+func (tx *Tx) ApplyFinalAction(now time.Time, subscriptionID int64, action string) error {
+	switch action {
+	case "cancel":
+		return tx.db.Exec(`UPDATE subscriptions SET status = 'canceled', canceled_at = ?, updated_at = ? WHERE id = ? AND status IN ('active','past_due','unpaid')`, now, now, subscriptionID).Error
+	case "unpaid":
+		return tx.db.Exec(`UPDATE subscriptions SET status = 'unpaid', updated_at = ? WHERE id = ? AND status IN ('active','past_due')`, now, subscriptionID).Error
+	}
+	return nil
+}
+
+// InvoiceContact is who to write to about an invoice.
+type InvoiceContact struct {
+	InvoiceID       int64
+	PublicID        string
+	Status          models.InvoiceStatus
+	SubscriptionID  int64
+	CustomerID      int64
+	GatewayCustomer string
+	Email           string
+	Amount          int64
+	Currency        string
+	Reference       string
+	Description     string
+	PaymentMethodID int64
+	GatewayPM       string
+}
+
+const contactQuery = `SELECT i.id AS invoice_id, i.public_id, i.status, i.amount, i.currency, s.id AS subscription_id, s.reference, s.description,
+       c.id AS customer_id, c.gateway_customer_id AS gateway_customer, c.email, pm.id AS payment_method_id, pm.gateway_payment_method_id AS gateway_pm
+  FROM invoices i JOIN subscriptions s ON s.id = i.subscription_id
+  JOIN customers c ON c.id = s.customer_id JOIN payment_methods pm ON pm.id = s.payment_method_id`
+
+// InvoiceContact loads an invoice with its subscription, customer and card.
+func (tx *Tx) InvoiceContact(invoiceID int64) (*InvoiceContact, error) {
+	var ic InvoiceContact
+	if err := tx.db.Raw(contactQuery+` WHERE i.id = ?`, invoiceID).Scan(&ic).Error; err != nil {
+		return nil, err
+	}
+	if ic.InvoiceID == 0 {
+		return nil, nil
+	}
+	return &ic, nil
+}
+
+// InvoiceContactByPublicID is InvoiceContact by the invoice's public id.
+func (tx *Tx) InvoiceContactByPublicID(publicID string) (*InvoiceContact, error) {
+	var ic InvoiceContact
+	if err := tx.db.Raw(contactQuery+` WHERE i.public_id = ?`, publicID).Scan(&ic).Error; err != nil {
+		return nil, err
+	}
+	if ic.InvoiceID == 0 {
+		return nil, nil
+	}
+	return &ic, nil
+}
+
+// InvoiceContact outside a transaction, for pages.
+func (s *Store) InvoiceContact(ctx context.Context, invoiceID int64) (*InvoiceContact, error) {
+	var out *InvoiceContact
+	err := s.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
+		var err error
+		out, err = (&Tx{db: db, dialect: s.dialect}).InvoiceContact(invoiceID)
+		return err
+	})
+	return out, err
+}
+
+// PaymentMethodByGatewayID returns the payment method row for a gateway id, or nil.
+func (tx *Tx) PaymentMethodByGatewayID(gatewayID string) (*models.PaymentMethod, error) {
+	var pm models.PaymentMethod
+	if err := tx.db.Where("gateway_payment_method_id = ?", gatewayID).Limit(1).Find(&pm).Error; err != nil {
+		return nil, err
+	}
+	if pm.ID == 0 {
+		return nil, nil
+	}
+	return &pm, nil
+}
+
+// SetSubscriptionPaymentMethod makes a saved card the subscription's default:
+// the next attempt charges it.
+func (tx *Tx) SetSubscriptionPaymentMethod(now time.Time, subscriptionID, paymentMethodID int64) error {
+	return tx.db.Exec(`UPDATE subscriptions SET payment_method_id = ?, updated_at = ? WHERE id = ?`, paymentMethodID, now, subscriptionID).Error
+}
+
+// InsertPayLink stores a pay link (its token's hash only).
+func (tx *Tx) InsertPayLink(l *models.PayLink) error { return tx.db.Create(l).Error }
+
+// PayLinkByHash finds a pay link by the SHA-256 of its token, or nil.
+func (s *Store) PayLinkByHash(ctx context.Context, hash string) (*models.PayLink, error) {
+	var l models.PayLink
+	if err := s.db.WithContext(ctx).Where("token_hash = ?", hash).Limit(1).Find(&l).Error; err != nil {
+		return nil, err
+	}
+	if l.ID == 0 {
+		return nil, nil
+	}
+	return &l, nil
+}
+
+// TouchPayLink records a use of a pay link.
+func (tx *Tx) TouchPayLink(now time.Time, id int64) error {
+	return tx.db.Exec(`UPDATE pay_links SET uses = uses + 1, last_used_at = ?, updated_at = ? WHERE id = ?`, now, now, id).Error
+}
+
+// OpenAttemptForInvoice returns the invoice's unresolved attempt, or nil.
+func (tx *Tx) OpenAttemptForInvoice(invoiceID int64) (*models.ChargeAttempt, error) {
+	var a models.ChargeAttempt
+	if err := tx.db.Where("invoice_id = ? AND status IN ?", invoiceID, []string{"pending", "unknown", "processing"}).Limit(1).Find(&a).Error; err != nil {
+		return nil, err
+	}
+	if a.ID == 0 {
+		return nil, nil
+	}
+	return &a, nil
+}
+
+// LatestAttempt returns the invoice's most recent attempt, or nil.
+func (s *Store) LatestAttempt(ctx context.Context, invoiceID int64) (*models.ChargeAttempt, error) {
+	var a models.ChargeAttempt
+	if err := s.db.WithContext(ctx).Where("invoice_id = ?", invoiceID).Order("attempt_no DESC").Limit(1).Find(&a).Error; err != nil {
+		return nil, err
+	}
+	if a.ID == 0 {
+		return nil, nil
+	}
+	return &a, nil
+}
+
+// NewOnSessionAttempt commits an on-session attempt for an invoice the customer
+// is paying through a pay link, before anything is sent (same protocol as the
+// off-session path). It returns nil when the invoice is not open or an attempt
+// for it is still unresolved.
+func (tx *Tx) NewOnSessionAttempt(now time.Time, ic *InvoiceContact, owner string, leaseUntil time.Time) (*models.ChargeAttempt, error) {
+	var inv models.Invoice
+	if err := tx.db.Raw(`SELECT * FROM invoices WHERE id = ?`+tx.forUpdateSkipLocked(), ic.InvoiceID).Scan(&inv).Error; err != nil {
+		return nil, err
+	}
+	if inv.ID == 0 || inv.Status != models.InvoiceOpen {
+		return nil, nil
+	}
+	if open, err := tx.OpenAttemptForInvoice(inv.ID); err != nil || open != nil {
+		return nil, err
+	}
+	until := leaseUntil
+	a := &models.ChargeAttempt{
+		InvoiceID: inv.ID, SubscriptionID: inv.SubscriptionID, AttemptNo: inv.AttemptCount + 1,
+		IdempotencyKey: IdempotencyKey(inv.PublicID, inv.AttemptCount+1), MerchantOrderID: inv.PublicID,
+		Amount: inv.Amount, Currency: inv.Currency, GatewayCustomer: ic.GatewayCustomer, GatewayPM: ic.GatewayPM,
+		OffSession: false, Status: models.AttemptPending, LeaseOwner: owner, LeaseUntil: &until, LeaseVersion: 1,
+		CreatedAt: now, UpdatedAt: now,
+	}
+	if err := tx.db.Exec(`UPDATE invoices SET attempt_count = attempt_count + 1, updated_at = ? WHERE id = ? AND attempt_count = ?`, now, inv.ID, inv.AttemptCount).Error; err != nil {
+		return nil, err
+	}
+	return a, tx.db.Create(a).Error
+}
