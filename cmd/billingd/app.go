@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/mail"
 	"os"
 	"strings"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/billingd/billingd/internal/dunning"
 	"github.com/billingd/billingd/internal/gateway"
 	"github.com/billingd/billingd/internal/gateway/wooshpay"
+	"github.com/billingd/billingd/internal/mail"
 	"github.com/billingd/billingd/internal/metrics"
 	"github.com/billingd/billingd/internal/schedule"
 	"github.com/billingd/billingd/internal/store"
@@ -68,6 +68,7 @@ type app struct {
 	biller  *schedule.Biller
 	recon   *schedule.Reconciler
 	dunning *dunning.Service
+	mailer  *mail.Worker // nil when mail.host is empty: emails wait in the outbox
 	client  *wooshpay.Client
 	metrics *metrics.Metrics
 	owner   string
@@ -116,6 +117,23 @@ func openApp(ctx context.Context, cfg *config.Config, log zerolog.Logger, clk cl
 	}
 	a.gw, a.client = gw, gw
 	a.wire()
+	// A broken template is a config error now, not a failed send at night.
+	templates, err := mail.LoadTemplates(cfg.Mail.TemplatesDir)
+	if err != nil {
+		_ = st.Close()
+		return nil, usageError{fmt.Errorf("mail.templates_dir: %w", err)}
+	}
+	if cfg.Mail.Enabled() {
+		sender, err := mail.NewSMTPSender(cfg.Mail, 30*time.Second)
+		if err != nil {
+			_ = st.Close()
+			return nil, usageError{fmt.Errorf("mail: %w", err)}
+		}
+		a.mailer = &mail.Worker{Store: st, Sender: sender, Templates: templates, Links: a.dunning, Clock: clk,
+			From: cfg.Mail.From, Owner: a.owner, Log: log.With().Str("component", "mail").Logger(), Metrics: a.metrics}
+	} else {
+		log.Warn().Msg("mail.host is empty: dunning emails are queued in the outbox and sent once mail is configured")
+	}
 	return a, nil
 }
 
@@ -128,7 +146,7 @@ func (a *app) wire() {
 		Policy:        dunning.Policy{Schedule: cfg.Dunning.RetryDelays(), FinalAction: cfg.Dunning.FinalAction},
 		LinkTTL:       cfg.Dunning.LinkTTL.D(),
 		PublicBaseURL: cfg.HTTP.PublicBaseURL,
-		MailFrom:      cfg.Mail.From,
+		MailDomain:    mail.AddressDomain(cfg.Mail.From),
 		Log:           a.log.With().Str("component", "dunning").Logger(),
 	}
 	a.engine = charge.New(charge.Options{
@@ -198,20 +216,12 @@ func (a *app) webhookReceiver() (*web.WebhookReceiver, error) {
 // payPages builds the /pay routes: on-session payment and card update.
 func (a *app) payPages() *web.PayPages {
 	p := &web.PayPages{Store: a.store, Dunning: a.dunning, Engine: a.engine, Clock: a.clock,
-		Merchant: merchantName(a.cfg.Mail.From), PublicBaseURL: a.cfg.HTTP.PublicBaseURL, Owner: a.owner,
+		Merchant: mail.MerchantName(a.cfg.Mail.From), PublicBaseURL: a.cfg.HTTP.PublicBaseURL, Owner: a.owner,
 		Log: a.log.With().Str("component", "pay").Logger()}
 	if a.client != nil {
 		p.Sessions = a.client
 	}
 	return p
-}
-
-// merchantName is the display name customers see: the name part of mail.from.
-func merchantName(from string) string {
-	if addr, err := mail.ParseAddress(from); err == nil && addr.Name != "" {
-		return addr.Name
-	}
-	return "Billing"
 }
 
 // registerGauges exposes database-derived gauges on /metrics, read at scrape time

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/billingd/billingd/internal/config"
 	"github.com/billingd/billingd/internal/gateway/sim"
 	"github.com/billingd/billingd/internal/gateway/wooshpay"
+	"github.com/billingd/billingd/internal/mail/smtpcapture"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/money"
 	"github.com/billingd/billingd/internal/web"
@@ -58,6 +60,7 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 	fs, _ := m.newFlagSet("demo")
 	dir := fs.String("dir", "", "keep the database (DIR/billingd.db), log and mail here (default: a new temporary directory)")
 	settle := fs.Duration("processing-delay", 2*time.Second, "how long the simulator takes to settle a processing charge")
+	serve := fs.Bool("serve", false, "keep billingd and the simulator running afterwards, so the emailed links can be opened in a browser (Ctrl-C to stop)")
 	if rest, err := parseArgs(fs, args); err != nil {
 		return err
 	} else if len(rest) > 0 {
@@ -104,6 +107,14 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 	go func() { _ = simSrv.Serve(ln) }()
 	defer simSrv.Close()
 	simURL := "http://" + ln.Addr().String()
+
+	// The mail server: a real SMTP server in-process that writes what billingd
+	// sends to DIR/mail/*.eml.
+	smtp, err := smtpcapture.Start("127.0.0.1:0", filepath.Join(*dir, "mail"))
+	if err != nil {
+		return err
+	}
+	defer smtp.Close()
 	fmt.Fprintf(out, "1. WooshPay simulator on %s; billingd on %s (webhooks to /webhooks/wooshpay)\n", simURL, billingURL)
 
 	// 2. The config every billingd command reads, written where ops would look.
@@ -120,6 +131,8 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 	cfg.Retry.MaxElapsedTime = config.Duration(10 * time.Second)
 	cfg.HTTP.Listen = billingLn.Addr().String()
 	cfg.HTTP.PublicBaseURL = billingURL
+	cfg.Mail.Host, cfg.Mail.Port, cfg.Mail.TLS = smtp.Host(), smtp.Port(), "none"
+	cfg.Mail.From = "Acme Billing <billing@example.com>"
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("demo config: %w", err)
 	}
@@ -181,6 +194,7 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 	}
 	webSrv := web.New()
 	webSrv.Handle("POST /webhooks/wooshpay", receiver)
+	a.payPages().Register(webSrv)
 	billingSrv := &http.Server{Handler: webSrv, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = billingSrv.Serve(billingLn) }()
 	defer billingSrv.Close()
@@ -214,6 +228,23 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+
+	// 8. Dunning emails, from the outbox through SMTP.
+	sum, err := a.mailer.RunOnce(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\nDunning emails sent through SMTP (%d sent, %d waiting for a retry), saved in %s:\n", sum.Sent, sum.Retried, filepath.Join(*dir, "mail"))
+	w := tabwriter.NewWriter(out, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(w, "TO\tSUBJECT\tLINK")
+	for _, m := range smtp.Messages() {
+		link := payLinkPattern.FindString(string(m.Raw))
+		if link == "" {
+			link = "-"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\n", strings.Join(m.To, ","), m.Subject, link)
+	}
+	_ = w.Flush()
 	ledger := gw.Ledger()
 	succeeded := 0
 	for _, e := range ledger {
@@ -227,8 +258,27 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 	if mismatches > 0 {
 		return fmt.Errorf("%d card(s) did not end as DESIGN §5 says", mismatches)
 	}
+	if *serve {
+		fmt.Fprintf(out, "\nServing: open the links above in a browser (the 3-D Secure link, the card-update link). Ctrl-C stops.\n")
+		go func() {
+			// Keep charging what the pay pages schedule (a retry after a new card)
+			// and sending what dunning queues.
+			for ctx.Err() == nil {
+				time.Sleep(2 * time.Second)
+				_, _ = a.biller.Pass(ctx, ctx, "demo")
+				_, _ = a.mailer.RunOnce(ctx)
+			}
+		}()
+		select {
+		case <-m.Signals:
+		case <-ctx.Done():
+		}
+	}
 	return nil
 }
+
+// payLinkPattern finds the pay link in an email's text.
+var payLinkPattern = regexp.MustCompile(`https?://[^\s"<>]+/pay/[A-Za-z0-9_-]+`)
 
 // settleProcessing waits for the webhooks that settle processing charges. If
 // they have not come within limit, it reads the PaymentIntents instead, as the

@@ -84,6 +84,8 @@ type scheduler struct {
 	running sync.Mutex
 	// again asks the running pass to be followed by another.
 	again atomic.Bool
+	// mailing keeps two outbox runs of this process apart.
+	mailing sync.Mutex
 	// reconciling keeps two reconciler runs of this process apart.
 	reconciling sync.Mutex
 	wg          sync.WaitGroup
@@ -143,6 +145,19 @@ func (s *scheduler) reconcile() {
 	}
 }
 
+// sendMail runs the outbox worker; a broken SMTP server only delays emails.
+func (s *scheduler) sendMail() {
+	if s.stop.Err() != nil || !s.mailing.TryLock() {
+		return
+	}
+	defer s.mailing.Unlock()
+	s.wg.Add(1)
+	defer s.wg.Done()
+	if _, err := s.a.mailer.RunOnce(s.stop); err != nil && s.stop.Err() == nil {
+		s.a.log.Error().Err(err).Msg("mail worker run failed")
+	}
+}
+
 func (s *scheduler) schedule(cfg *config.Config) error {
 	loc, err := cfg.Schedule.Location()
 	if err != nil {
@@ -156,6 +171,11 @@ func (s *scheduler) schedule(cfg *config.Config) error {
 	}
 	if _, err := c.AddFunc("@every "+cfg.Reconcile.Every.D().String(), s.reconcile); err != nil {
 		return fmt.Errorf("reconcile.every: %w", err)
+	}
+	if s.a.mailer != nil {
+		if _, err := c.AddFunc("@every 15s", s.sendMail); err != nil {
+			return err
+		}
 	}
 	// A cheap tick proves the scheduler's own loop is alive for the watchdog.
 	if _, err := c.AddFunc("@every 5s", s.beat); err != nil {

@@ -3,8 +3,6 @@ package dunning
 import (
 	"context"
 	"fmt"
-	"net/mail"
-	"strings"
 	"time"
 
 	"github.com/billingd/billingd/internal/gateway"
@@ -23,9 +21,9 @@ type Service struct {
 	LinkTTL time.Duration
 	// PublicBaseURL prefixes pay links (http.public_base_url).
 	PublicBaseURL string
-	// MailFrom's domain names Message-IDs.
-	MailFrom string
-	Log      zerolog.Logger
+	// MailDomain names Message-IDs (the domain of mail.from).
+	MailDomain string
+	Log        zerolog.Logger
 }
 
 // AfterOutcome opens, advances or closes the invoice's case after an attempt
@@ -253,15 +251,6 @@ func (s *Service) enqueue(tx *store.Tx, now time.Time, c *models.DunningCase, ic
 		LinkPurpose:   purpose,
 		NextAttemptAt: now,
 	}
-	_, err := tx.EnqueueEmail(now, s.mailDomain(), e)
+	_, err := tx.EnqueueEmail(now, s.MailDomain, e)
 	return err
-}
-
-func (s *Service) mailDomain() string {
-	if a, err := mail.ParseAddress(s.MailFrom); err == nil {
-		if i := strings.LastIndexByte(a.Address, '@'); i >= 0 {
-			return a.Address[i+1:]
-		}
-	}
-	return "billingd.invalid"
 }

@@ -19,6 +19,7 @@ type Metrics struct {
 	webhookEvents   *prometheus.CounterVec
 	reconcileAction *prometheus.CounterVec
 	passes          *prometheus.CounterVec
+	emails          *prometheus.CounterVec
 }
 
 // New registers billingd's collectors (plus the Go and process collectors) on a
@@ -47,8 +48,12 @@ func New() *Metrics {
 			Name: "billingd_billing_passes_total",
 			Help: "Billing passes by final status.",
 		}, []string{"status"}),
+		emails: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "billingd_emails_total",
+			Help: "Outbox emails handled by the mail worker, by outcome (sent, retried, failed, canceled, lease_lost).",
+		}, []string{"outcome"}),
 	}
-	m.Registry.MustRegister(m.charges, m.attemptLatency, m.webhookEvents, m.reconcileAction, m.passes,
+	m.Registry.MustRegister(m.charges, m.attemptLatency, m.webhookEvents, m.reconcileAction, m.passes, m.emails,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -88,6 +93,14 @@ func (m *Metrics) Reconcile(action string) {
 		return
 	}
 	m.reconcileAction.WithLabelValues(action).Inc()
+}
+
+// Email records what the mail worker did with one outbox row.
+func (m *Metrics) Email(outcome string) {
+	if m == nil {
+		return
+	}
+	m.emails.WithLabelValues(outcome).Inc()
 }
 
 // Pass records a finished billing pass.

@@ -22,7 +22,7 @@ var dunningSchedule = []time.Duration{24 * time.Hour, 72 * time.Hour, 120 * time
 // withDunning rewires the stack's engine and biller with the dunning hook.
 func withDunning(s *stack, final string) *dunning.Service {
 	svc := &dunning.Service{Store: s.st, Policy: dunning.Policy{Schedule: dunningSchedule, FinalAction: final},
-		LinkTTL: 7 * 24 * time.Hour, PublicBaseURL: "https://billing.example.com", MailFrom: "Billing <billing@example.com>", Log: zerolog.Nop()}
+		LinkTTL: 7 * 24 * time.Hour, PublicBaseURL: "https://billing.example.com", MailDomain: "example.com", Log: zerolog.Nop()}
 	s.engine = charge.New(charge.Options{Store: s.st, Gateway: s.client, Clock: s.clk, Hook: svc,
 		Retry: charge.RetryPolicy{InitialInterval: 10 * time.Millisecond, MaxInterval: 100 * time.Millisecond, MaxElapsedTime: time.Second}, Log: zerolog.Nop()})
 	s.biller.Engine = s.engine

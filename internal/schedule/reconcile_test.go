@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/billingd/billingd/internal/charge"
 	"github.com/billingd/billingd/internal/gateway/sim"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/schedule"
@@ -15,8 +16,17 @@ import (
 )
 
 func reconcilerFor(s *stack, backoff ...time.Duration) *schedule.Reconciler {
-	return &schedule.Reconciler{Store: s.st, Engine: s.engine, Clock: s.clk, After: 10 * time.Minute,
+	return &schedule.Reconciler{Store: s.st, Engine: s.engine, Clock: s.clk, After: time.Hour,
 		Backoff: backoff, Owner: "reconciler", LeaseFor: time.Minute, Log: zerolog.Nop()}
+}
+
+// noReplays rewires the stack so that attempts left unknown are not replayed
+// by later passes for a day: only the reconciler may settle them. (The engine's
+// backoff sleeps advance the shared fake clock, by minutes over a faulty pass.)
+func noReplays(s *stack) {
+	s.engine = charge.New(charge.Options{Store: s.st, Gateway: s.client, Clock: s.clk, UnknownRetryDelay: 24 * time.Hour,
+		Retry: charge.RetryPolicy{InitialInterval: 10 * time.Millisecond, MaxInterval: 100 * time.Millisecond, MaxElapsedTime: time.Second}, Log: zerolog.Nop()})
+	s.biller.Engine = s.engine
 }
 
 // With no webhooks at all and answers lost to dropped connections, the reconciler
@@ -24,7 +34,8 @@ func reconcilerFor(s *stack, backoff ...time.Duration) *schedule.Reconciler {
 func TestReconcilerAloneSettlesLostAnswers(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, st *store.Store) {
 		start := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
-		s := newStack(t, st, start, sim.Options{ProcessingDelay: time.Hour})
+		s := newStack(t, st, start, sim.Options{ProcessingDelay: 3 * time.Hour})
+		noReplays(s)
 		s.seedMixed(t, 200, start, "month")
 		// Every answer is lost after the gateway recorded the charge, and the
 		// engine gives up quickly: attempts end unknown, their PaymentIntent id
@@ -32,7 +43,9 @@ func TestReconcilerAloneSettlesLostAnswers(t *testing.T) {
 		s.gw.SetFaults(sim.Faults{Drop: 1})
 		run, err := s.biller.Pass(context.Background(), context.Background(), "test")
 		require.NoError(t, err)
+		require.Equal(t, 200, run.AttemptsStarted)
 		require.Equal(t, 200, run.Unknown)
+		require.Less(t, s.clk.Now().Sub(start), time.Hour, "the pass's backoff sleeps stayed under reconcile.after")
 		s.gw.SetFaults(sim.Faults{})
 		require.Len(t, s.gw.Ledger(), 200, "every charge reached the gateway")
 
@@ -41,7 +54,7 @@ func TestReconcilerAloneSettlesLostAnswers(t *testing.T) {
 		require.NoError(t, err)
 		require.Zero(t, sum.Examined, "too young: the answer or the webhook may still come")
 
-		s.clk.Advance(11 * time.Minute)
+		s.clk.Set(start.Add(61 * time.Minute))
 		sum, err = r.Run(context.Background())
 		require.NoError(t, err)
 		require.Equal(t, 200, sum.Examined)
@@ -49,9 +62,9 @@ func TestReconcilerAloneSettlesLostAnswers(t *testing.T) {
 		rep := s.check(t, true)
 		require.Equal(t, 20, rep.AttemptsByState["processing"], "the processing card is still processing at the gateway")
 
-		// The gateway settles the processing charges an hour later; the reconciler's
-		// next look (by PaymentIntent id now) picks that up.
-		s.clk.Advance(time.Hour)
+		// The gateway settles the processing charges three hours in; the
+		// reconciler's next look (by PaymentIntent id now) picks that up.
+		s.clk.Set(start.Add(4 * time.Hour))
 		s.gw.SettleDue()
 		sum, err = r.Run(context.Background())
 		require.NoError(t, err)

@@ -30,7 +30,7 @@ type receiverSlot struct {
 func newReceiverSlot(t *testing.T) *receiverSlot {
 	r := &receiverSlot{}
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-	h := r.handler.Load()
+		h := r.handler.Load()
 		if h == nil {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return

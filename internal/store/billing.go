@@ -231,7 +231,7 @@ func (s *Store) ClaimReplayAttempts(ctx context.Context, owner string, now, leas
 	return claimed, nil
 }
 
-// ReleaseAllLeases clears every attempt lease. Only safe when this process is the
+// ReleaseAllLeases clears every attempt and email lease. Only safe when this process is the
 // sole worker on the database (SQLite with the instance lock): then each lease was
 // held by a process that has died, and its work can be replayed at once instead of
 // waiting for the lease to expire.
@@ -241,7 +241,13 @@ func (s *Store) ReleaseAllLeases(ctx context.Context, now time.Time) (int64, err
 	}
 	res := s.db.WithContext(ctx).Exec(`UPDATE charge_attempts SET lease_owner = '', lease_until = NULL, lease_version = lease_version + 1, updated_at = ?
 	                                   WHERE lease_until IS NOT NULL AND status IN ('pending','unknown','processing')`, now)
-	return res.RowsAffected, res.Error
+	if res.Error != nil {
+		return 0, res.Error
+	}
+	// Emails a dead process was sending are sent again (same Message-ID).
+	err := s.db.WithContext(ctx).Exec(`UPDATE emails SET lease_owner = '', lease_until = NULL, lease_version = lease_version + 1, updated_at = ?
+	                                    WHERE lease_until IS NOT NULL AND status = 'pending'`, now).Error
+	return res.RowsAffected, err
 }
 
 // AttemptResult is what one gateway exchange established about an attempt.

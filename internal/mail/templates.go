@@ -1,0 +1,390 @@
+package mail
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	htmltemplate "html/template"
+	"io/fs"
+	"net/mail"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	texttemplate "text/template"
+	"time"
+
+	"github.com/billingd/billingd/internal/models"
+	"github.com/billingd/billingd/internal/money"
+)
+
+//go:embed templates/*
+var builtinTemplates embed.FS
+
+// TemplateData is what an email template can show. Amount is in the currency's
+// minor unit; show it with {{money .Amount .Currency}}. Times are UTC; show them
+// with {{date …}} or {{datetime …}}. Link is the customer's pay or card-update
+// URL and is empty for kinds that carry none.
+type TemplateData struct {
+	Merchant      string // the display name of mail.from
+	CustomerEmail string
+	Reference     string // the subscription's merchant reference
+	Description   string // the subscription's description ("Pro plan"), may be empty
+	Invoice       string // the invoice's public id
+	Amount        int64
+	Currency      string
+	PeriodStart   time.Time
+	PeriodEnd     time.Time
+	NextRetryAt   *time.Time // next automatic attempt, nil when none is scheduled
+	DeclineCode   string     // the gateway's decline code, shown with {{declineReason .DeclineCode}}
+	FinalAction   string     // cancel | unpaid | past_due, for subscription_ended
+	PaidAt        *time.Time
+	Link          string
+}
+
+// Plan names what the customer pays for: the subscription's description, or its
+// reference when it has none.
+func (d TemplateData) Plan() string {
+	if strings.TrimSpace(d.Description) != "" {
+		return d.Description
+	}
+	if d.Reference != "" {
+		return "your subscription (" + d.Reference + ")"
+	}
+	return "your subscription"
+}
+
+// Rendered is one email's content.
+type Rendered struct {
+	Subject string
+	Text    string
+	HTML    string
+}
+
+// Kinds lists every email kind billingd sends; each has a subject, a text and an
+// HTML template.
+func Kinds() []models.EmailKind {
+	return []models.EmailKind{models.EmailActionRequired, models.EmailPaymentFailed, models.EmailCardUpdate,
+		models.EmailRecovered, models.EmailSubscriptionEnded}
+}
+
+// linkKinds are the kinds whose whole point is the link: a template for them
+// that does not show {{.Link}} is refused at load time.
+var linkKinds = map[models.EmailKind]bool{
+	models.EmailActionRequired: true,
+	models.EmailPaymentFailed:  true,
+	models.EmailCardUpdate:     true,
+}
+
+// Template file suffixes, one file per part and kind: <kind><suffix>.
+const (
+	subjectSuffix = ".subject.tmpl"
+	textSuffix    = ".txt.tmpl"
+	htmlSuffix    = ".html.tmpl"
+)
+
+// Templates holds the parsed and checked templates of every kind.
+type Templates struct {
+	byKind map[models.EmailKind]*kindTemplates
+	// Sources names where each file came from (a path in the override
+	// directory, or "built-in"), for check-config output and logs.
+	Sources map[string]string
+}
+
+type kindTemplates struct {
+	subject *texttemplate.Template
+	text    *texttemplate.Template
+	html    *htmltemplate.Template
+}
+
+// funcs are the helpers every template may call.
+var funcs = map[string]any{
+	"money":         money.Format,
+	"date":          formatDate,
+	"datetime":      formatDateTime,
+	"declineReason": DeclineReason,
+}
+
+// LoadTemplates parses the built-in templates and, when dir is not empty,
+// replaces each by the file of the same name in dir (for example
+// payment_failed.html.tmpl alone). A file in dir that is not a template name is
+// an error naming it (a typo would otherwise be silently ignored); hidden files
+// (".keep") are skipped. Every template is parsed and executed against sample
+// data here, so that a broken template stops billingd at startup with the file's
+// name instead of failing a customer's email at night.
+func LoadTemplates(dir string) (*Templates, error) {
+	type source struct {
+		name, origin string
+		body         []byte
+	}
+	files := map[string]*source{}
+	entries, err := fs.ReadDir(builtinTemplates, "templates")
+	if err != nil {
+		return nil, fmt.Errorf("mail: built-in templates: %w", err)
+	}
+	for _, e := range entries {
+		body, err := builtinTemplates.ReadFile("templates/" + e.Name())
+		if err != nil {
+			return nil, fmt.Errorf("mail: built-in template %s: %w", e.Name(), err)
+		}
+		files[e.Name()] = &source{name: e.Name(), origin: "built-in template " + e.Name(), body: body}
+	}
+	for _, k := range Kinds() {
+		for _, suffix := range []string{subjectSuffix, textSuffix, htmlSuffix} {
+			if files[string(k)+suffix] == nil {
+				return nil, fmt.Errorf("mail: built-in template %s%s is missing", k, suffix)
+			}
+		}
+	}
+	sources := map[string]string{}
+	for name := range files {
+		sources[name] = "built-in"
+	}
+	if dir != "" {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return nil, fmt.Errorf("mail: templates directory: %w", err)
+		}
+		var unknown []string
+		for _, e := range entries {
+			name := e.Name()
+			if strings.HasPrefix(name, ".") {
+				continue
+			}
+			path := filepath.Join(dir, name)
+			if files[name] == nil || e.IsDir() {
+				unknown = append(unknown, path)
+				continue
+			}
+			body, err := os.ReadFile(path)
+			if err != nil {
+				return nil, fmt.Errorf("mail: template %s: %w", path, err)
+			}
+			files[name] = &source{name: name, origin: path, body: body}
+			sources[name] = path
+		}
+		if len(unknown) > 0 {
+			return nil, fmt.Errorf("mail: unknown file(s) in templates directory: %s (template files are named <kind>%s, <kind>%s or <kind>%s, with kind one of %s)",
+				strings.Join(unknown, ", "), subjectSuffix, textSuffix, htmlSuffix, kindList())
+		}
+	}
+
+	t := &Templates{byKind: map[models.EmailKind]*kindTemplates{}, Sources: sources}
+	var errs []error
+	for _, k := range Kinds() {
+		kt := &kindTemplates{}
+		subj, txt, html := files[string(k)+subjectSuffix], files[string(k)+textSuffix], files[string(k)+htmlSuffix]
+		var perr error
+		if kt.subject, perr = texttemplate.New(subj.origin).Funcs(funcs).Option("missingkey=error").Parse(string(subj.body)); perr != nil {
+			errs = append(errs, fmt.Errorf("mail: %s: %w", subj.origin, perr))
+		}
+		if kt.text, perr = texttemplate.New(txt.origin).Funcs(funcs).Option("missingkey=error").Parse(string(txt.body)); perr != nil {
+			errs = append(errs, fmt.Errorf("mail: %s: %w", txt.origin, perr))
+		}
+		if kt.html, perr = htmltemplate.New(html.origin).Funcs(funcs).Option("missingkey=error").Parse(string(html.body)); perr != nil {
+			errs = append(errs, fmt.Errorf("mail: %s: %w", html.origin, perr))
+		}
+		if kt.subject == nil || kt.text == nil || kt.html == nil {
+			continue
+		}
+		t.byKind[k] = kt
+		for _, sample := range samples() {
+			r, err := t.Render(k, sample)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("mail: %w", err))
+				break
+			}
+			if sample.Link == "" || !linkKinds[k] {
+				continue
+			}
+			if !strings.Contains(r.Text, sample.Link) {
+				errs = append(errs, fmt.Errorf("mail: %s: the email must show the customer's link ({{.Link}})", txt.origin))
+			}
+			if !strings.Contains(r.HTML, sample.Link) {
+				errs = append(errs, fmt.Errorf("mail: %s: the email must show the customer's link ({{.Link}})", html.origin))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return t, nil
+}
+
+func kindList() string {
+	ks := make([]string, 0, len(Kinds()))
+	for _, k := range Kinds() {
+		ks = append(ks, string(k))
+	}
+	sort.Strings(ks)
+	return strings.Join(ks, ", ")
+}
+
+// samples are the data every template is executed against at load time: one
+// with every field set, and sparse ones with the optional fields empty (no
+// description, no retry date, no link), so that a template that only breaks on
+// a nil date fails at startup too.
+func samples() []TemplateData {
+	start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	retry := start.AddDate(0, 0, 3)
+	paid := start.Add(50 * time.Hour)
+	full := TemplateData{
+		Merchant:      "Example Billing",
+		CustomerEmail: "customer@example.com",
+		Reference:     "sub-1001",
+		Description:   "Pro plan",
+		Invoice:       "inv_sample0000000000000",
+		Amount:        2750,
+		Currency:      "USD",
+		PeriodStart:   start,
+		PeriodEnd:     start.AddDate(0, 1, 0),
+		NextRetryAt:   &retry,
+		DeclineCode:   "insufficient_funds",
+		FinalAction:   "cancel",
+		PaidAt:        &paid,
+		Link:          "https://billing.example.com/pay/SAMPLE-TOKEN-0123456789",
+	}
+	sparse := full
+	sparse.Description, sparse.NextRetryAt, sparse.PaidAt, sparse.DeclineCode, sparse.FinalAction = "", nil, nil, "", "unpaid"
+	noLink := sparse
+	noLink.Link, noLink.Amount, noLink.Currency = "", 1200, "JPY"
+	return []TemplateData{full, sparse, noLink}
+}
+
+// Render produces the subject, text and HTML of an email. The subject is folded
+// onto one line; the text's blank lines left by conditionals are tidied.
+func (t *Templates) Render(kind models.EmailKind, d TemplateData) (*Rendered, error) {
+	kt := t.byKind[kind]
+	if kt == nil {
+		return nil, fmt.Errorf("no template for email kind %q", kind)
+	}
+	var subj, txt, html bytes.Buffer
+	if err := kt.subject.Execute(&subj, d); err != nil {
+		return nil, fmt.Errorf("%s: %w", kt.subject.Name(), err)
+	}
+	if err := kt.text.Execute(&txt, d); err != nil {
+		return nil, fmt.Errorf("%s: %w", kt.text.Name(), err)
+	}
+	if err := kt.html.Execute(&html, d); err != nil {
+		return nil, fmt.Errorf("%s: %w", kt.html.Name(), err)
+	}
+	r := &Rendered{Subject: strings.Join(strings.Fields(subj.String()), " "), Text: tidyText(txt.String()), HTML: html.String()}
+	if r.Subject == "" {
+		return nil, fmt.Errorf("%s: renders an empty subject", kt.subject.Name())
+	}
+	if strings.TrimSpace(r.Text) == "" {
+		return nil, fmt.Errorf("%s: renders an empty body", kt.text.Name())
+	}
+	return r, nil
+}
+
+// tidyText trims trailing spaces, collapses runs of blank lines into one and
+// ends the text with a single newline, so templates can use {{if}} blocks freely.
+func tidyText(s string) string {
+	lines := strings.Split(strings.ReplaceAll(s, "\r\n", "\n"), "\n")
+	out := make([]string, 0, len(lines))
+	blank := true // drops leading blank lines
+	for _, l := range lines {
+		l = strings.TrimRight(l, " \t")
+		if l == "" {
+			if blank {
+				continue
+			}
+			blank = true
+		} else {
+			blank = false
+		}
+		out = append(out, l)
+	}
+	for len(out) > 0 && out[len(out)-1] == "" {
+		out = out[:len(out)-1]
+	}
+	return strings.Join(out, "\n") + "\n"
+}
+
+// formatDate shows a day the way customers read it: "3 March 2026". It accepts
+// a time.Time or a *time.Time (nil shows nothing).
+func formatDate(v any) string {
+	t, ok := timeOf(v)
+	if !ok {
+		return ""
+	}
+	return t.UTC().Format("2 January 2006")
+}
+
+// formatDateTime shows a moment: "3 March 2026 at 14:05 UTC".
+func formatDateTime(v any) string {
+	t, ok := timeOf(v)
+	if !ok {
+		return ""
+	}
+	return t.UTC().Format("2 January 2006 at 15:04 UTC")
+}
+
+func timeOf(v any) (time.Time, bool) {
+	switch t := v.(type) {
+	case time.Time:
+		return t, !t.IsZero()
+	case *time.Time:
+		if t == nil || t.IsZero() {
+			return time.Time{}, false
+		}
+		return *t, true
+	default:
+		return time.Time{}, false
+	}
+}
+
+// declineReasons turn gateway decline codes into words a customer understands.
+// Codes that could sound like an accusation (lost_card, stolen_card) are worded
+// neutrally.
+var declineReasons = map[string]string{
+	"insufficient_funds":          "your bank reported insufficient funds",
+	"generic_decline":             "your bank declined the payment",
+	"do_not_honor":                "your bank declined the payment",
+	"card_declined":               "your bank declined the payment",
+	"processing_error":            "your bank had a temporary processing problem",
+	"try_again_later":             "your bank asked us to try again later",
+	"expired_card":                "the card has expired",
+	"lost_card":                   "the card is no longer active",
+	"stolen_card":                 "the card is no longer active",
+	"pickup_card":                 "the card is no longer active",
+	"incorrect_number":            "the card number is no longer valid",
+	"invalid_number":              "the card number is no longer valid",
+	"do_not_try_again":            "your bank asked us not to charge this card again",
+	"revocation_of_authorization": "your bank asked us not to charge this card again",
+	"authentication_required":     "your bank asked you to confirm the payment",
+}
+
+// DeclineReason explains a decline code in plain words, or returns "" for codes
+// it does not know (a raw code would only confuse the customer).
+func DeclineReason(code string) string {
+	return declineReasons[strings.ToLower(strings.TrimSpace(code))]
+}
+
+// MerchantName is the display name customers see: the name part of mail.from
+// ("Billing" in "Billing <billing@example.com>"), else the address itself.
+func MerchantName(from string) string {
+	a, err := mail.ParseAddress(from)
+	if err != nil {
+		return strings.TrimSpace(from)
+	}
+	if a.Name != "" {
+		return a.Name
+	}
+	return a.Address
+}
+
+// AddressDomain is the domain of mail.from, for the Message-IDs of outbox rows
+// (store.Tx.EnqueueEmail). It is "" when from has none.
+func AddressDomain(from string) string {
+	addr := from
+	if a, err := mail.ParseAddress(from); err == nil {
+		addr = a.Address
+	}
+	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
+		return strings.Trim(addr[i+1:], "> ")
+	}
+	return ""
+}

@@ -1,0 +1,312 @@
+// Package mail sends billingd's dunning emails: templates (embedded defaults,
+// overridable from mail.templates_dir), an SMTP sender that classifies every
+// failure as temporary or permanent where it happens, and the outbox worker that
+// drains the emails table.
+//
+// Delivery guarantees. An outbox row is written in the same transaction as the
+// state change that calls for it, so no email is lost to a crash. The worker
+// claims rows with a fenced lease, renders them at send time (so a pay link's
+// token never rests in the database), and records "sent" only after the SMTP
+// server accepted the message. A broken or unreachable server delays emails,
+// never drops them: temporary failures are retried with RetryDelay for as long as
+// it takes; only a permanent refusal of the recipient or message marks a row
+// failed. Delivery is at-least-once: a crash (or a lost database) between the
+// server's acceptance and the commit of "sent" sends the email again on the next
+// run, with the same Message-ID, which lets receiving systems deduplicate it. A
+// row recorded as sent is never sent again.
+package mail
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/billingd/billingd/internal/clock"
+	"github.com/billingd/billingd/internal/metrics"
+	"github.com/billingd/billingd/internal/models"
+	"github.com/billingd/billingd/internal/store"
+	"github.com/rs/zerolog"
+)
+
+// LinkMinter creates the pay or card-update link of an email (e.LinkPurpose) at
+// send time: a pay_links row holding only the token's hash, in its own
+// transaction, and the URL with the raw token. Minting at send time keeps tokens
+// out of the outbox; a retried email gets a fresh link on each attempt.
+type LinkMinter interface {
+	Mint(ctx context.Context, e *models.Email, now time.Time) (url string, err error)
+}
+
+// Defaults for zero Worker fields.
+const (
+	DefaultLeaseFor = 5 * time.Minute
+	DefaultBatch    = 20
+)
+
+// Worker drains the email outbox. Several workers (in several instances on
+// PostgreSQL) may run at once; leases keep them off each other's rows.
+//
+// LeaseFor must comfortably exceed the time one send can take (the SMTP
+// timeout): a row whose lease has less than half of LeaseFor left is not sent in
+// this run, so that another worker that reclaims it after expiry cannot send it
+// at the same time.
+type Worker struct {
+	Store     *store.Store
+	Sender    Sender
+	Templates *Templates
+	Links     LinkMinter // may be nil when no email carries a link
+	Clock     clock.Clock
+	From      string // mail.from, e.g. "Billing <billing@example.com>"
+	Owner     string // lease owner, unique per process (host:pid)
+	LeaseFor  time.Duration
+	Batch     int
+	Log       zerolog.Logger
+	Metrics   *metrics.Metrics // may be nil
+}
+
+// Summary counts what one RunOnce did.
+type Summary struct {
+	Sent     int
+	Retried  int
+	Failed   int
+	Canceled int
+	// LeaseLost counts rows whose result could not be recorded because another
+	// worker had taken them over; they are that worker's now.
+	LeaseLost int
+}
+
+// RetryDelay is how long a temporarily failed email waits before its next
+// attempt, given how many attempts were made (1 after the first failure): 30s,
+// 1m, 2m, 4m, … capped at 30m. It is deterministic (no jitter) so that tests on an
+// injected clock can assert the exact schedule; one worker sends sequentially,
+// so there is no thundering herd to spread.
+func RetryDelay(attempt int) time.Duration {
+	const base, ceiling = 30 * time.Second, 30 * time.Minute
+	if attempt <= 1 {
+		return base
+	}
+	if attempt > 12 {
+		return ceiling
+	}
+	d := base << (attempt - 1)
+	if d > ceiling {
+		return ceiling
+	}
+	return d
+}
+
+// writeTimeout bounds recording an outcome once a send is over. Recording runs
+// without the caller's cancellation: an email the server accepted must be marked
+// sent even when shutdown began meanwhile, or it would be sent again.
+const writeTimeout = 15 * time.Second
+
+// RunOnce claims due emails batch after batch until none is left and handles
+// each: emails that ask the customer to pay an invoice that is no longer open
+// are canceled (never ask a customer to pay a paid invoice); the others get
+// their link, are rendered and sent. It returns an error only when the database
+// fails; a row it could not finish keeps its lease and is picked up again after
+// the lease expires.
+func (w *Worker) RunOnce(ctx context.Context) (Summary, error) {
+	var sum Summary
+	if w.Store == nil || w.Sender == nil || w.Templates == nil || w.Clock == nil {
+		return sum, errors.New("mail: worker needs Store, Sender, Templates and Clock")
+	}
+	leaseFor, batch := w.LeaseFor, w.Batch
+	if leaseFor <= 0 {
+		leaseFor = DefaultLeaseFor
+	}
+	if batch <= 0 {
+		batch = DefaultBatch
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return sum, err
+		}
+		now := w.Clock.Now()
+		claimed, err := w.Store.ClaimDueEmails(ctx, w.Owner, now, now.Add(leaseFor), batch)
+		if err != nil {
+			return sum, err
+		}
+		for i := range claimed {
+			if err := ctx.Err(); err != nil {
+				return sum, err
+			}
+			if err := w.handle(ctx, &claimed[i], leaseFor, &sum); err != nil {
+				return sum, err
+			}
+		}
+		if len(claimed) < batch {
+			return sum, nil
+		}
+	}
+}
+
+// handle processes one claimed row. It returns an error only for database
+// failures.
+func (w *Worker) handle(ctx context.Context, e *models.Email, leaseFor time.Duration, sum *Summary) error {
+	// Never log bodies or links: they carry pay tokens. The Message-ID is safe and
+	// lets ops match a bounce to its row.
+	log := w.Log.With().Int64("email_id", e.ID).Str("kind", string(e.Kind)).Int64("invoice_id", e.InvoiceID).
+		Str("message_id", e.MessageID).Logger()
+	if e.CaseID != nil {
+		log = log.With().Int64("case_id", *e.CaseID).Logger()
+	}
+	now := w.Clock.Now()
+	if e.LeaseUntil != nil && e.LeaseUntil.Sub(now) < leaseFor/2 {
+		log.Warn().Time("lease_until", *e.LeaseUntil).Msg("email lease nearly expired before its turn; leaving it for the next run")
+		return nil
+	}
+	ec, err := w.Store.EmailContext(ctx, e.ID)
+	if errors.Is(err, store.ErrEmailNotFound) {
+		// Cannot happen with the schema's foreign keys; if it does, skip the row
+		// (its lease keeps other runs off it for a while) rather than let one bad
+		// row stop the whole queue.
+		log.Error().Err(err).Msg("email has no invoice to render; skipped")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("mail: email %d: %w", e.ID, err)
+	}
+
+	if asksToPay(e.Kind) && ec.InvoiceStatus != models.InvoiceOpen {
+		reason := fmt.Sprintf("invoice is %s; the email is no longer relevant", ec.InvoiceStatus)
+		_, err := w.record(ctx, log, sum, "canceled", func(wctx context.Context) error {
+			return w.Store.MarkEmailCanceled(wctx, w.Clock.Now(), e, reason)
+		})
+		return err
+	}
+
+	link := ""
+	if e.LinkPurpose != "" {
+		if w.Links == nil {
+			return w.retry(ctx, log, sum, e, errors.New("no link minter configured for emails with links"), true)
+		}
+		link, err = w.Links.Mint(ctx, e, now)
+		if err != nil {
+			return w.retry(ctx, log, sum, e, fmt.Errorf("minting the %s link: %w", e.LinkPurpose, err), true)
+		}
+	}
+	r, err := w.Templates.Render(e.Kind, w.templateData(ec, link, now))
+	if err != nil {
+		// Templates are checked at startup; what fails here depends on the row's
+		// data. Retrying lets a fixed template (after a restart) still send it.
+		return w.retry(ctx, log, sum, e, fmt.Errorf("rendering: %w", err), true)
+	}
+	to := e.ToAddress
+	if to == "" {
+		to = ec.CustomerEmail
+	}
+	err = w.Sender.Send(ctx, &Outgoing{From: w.From, To: to, Subject: r.Subject, Text: r.Text, HTML: r.HTML,
+		MessageID: e.MessageID, Date: now})
+	switch {
+	case err == nil:
+		e.Subject = r.Subject
+		_, err := w.record(ctx, log, sum, "sent", func(wctx context.Context) error {
+			return w.Store.MarkEmailSent(wctx, w.Clock.Now(), e)
+		})
+		return err
+	case Permanent(err):
+		msg := err.Error()
+		recorded, rerr := w.record(ctx, log, sum, "failed", func(wctx context.Context) error {
+			return w.Store.MarkEmailFailed(wctx, w.Clock.Now(), e, msg)
+		})
+		if recorded {
+			log.Error().Err(err).Int("attempts", e.Attempts).Msg("mail server permanently refused the email; it will not be retried")
+		}
+		return rerr
+	default:
+		var se *SendError
+		loud := errors.As(err, &se) && se.Config
+		return w.retry(ctx, log, sum, e, err, loud)
+	}
+}
+
+// asksToPay reports whether an email asks the customer to act on an unpaid
+// invoice, which only makes sense while the invoice is open.
+func asksToPay(k models.EmailKind) bool {
+	return k == models.EmailActionRequired || k == models.EmailPaymentFailed || k == models.EmailCardUpdate
+}
+
+// retry schedules the next attempt after a temporary failure. loud failures
+// (billingd's own configuration) are logged at error level: they repeat until
+// someone acts, while emails wait.
+func (w *Worker) retry(ctx context.Context, log zerolog.Logger, sum *Summary, e *models.Email, cause error, loud bool) error {
+	now := w.Clock.Now()
+	next := now.Add(RetryDelay(e.Attempts + 1))
+	recorded, err := w.record(ctx, log, sum, "retried", func(wctx context.Context) error {
+		return w.Store.MarkEmailRetry(wctx, now, e, next, cause.Error())
+	})
+	if !recorded {
+		return err
+	}
+	ev := log.Warn()
+	msg := "email not sent; will retry"
+	if loud {
+		ev = log.Error()
+		msg = "email not sent because of a mail configuration problem; will retry, fix mail settings"
+	}
+	ev.Err(cause).Int("attempts", e.Attempts).Time("next_attempt_at", next).Msg(msg)
+	return nil
+}
+
+// record writes an outcome and counts it. A lost lease is a warning, not an
+// error: the row belongs to another worker now, which records its own outcome;
+// recorded is false then.
+func (w *Worker) record(ctx context.Context, log zerolog.Logger, sum *Summary, outcome string, write func(context.Context) error) (recorded bool, err error) {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	defer cancel()
+	err = write(wctx)
+	if errors.Is(err, store.ErrLeaseLost) {
+		sum.LeaseLost++
+		w.count("lease_lost")
+		log.Warn().Str("outcome", outcome).Msg("email lease was taken over by another worker; outcome not recorded")
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("mail: recording %s: %w", outcome, err)
+	}
+	switch outcome {
+	case "sent":
+		sum.Sent++
+		log.Info().Msg("email sent")
+	case "retried":
+		sum.Retried++
+	case "failed":
+		sum.Failed++
+	case "canceled":
+		sum.Canceled++
+		log.Info().Msg("email canceled: its invoice is no longer open")
+	}
+	w.count(outcome)
+	return true, nil
+}
+
+// count feeds billingd_emails_total{outcome}.
+func (w *Worker) count(outcome string) { w.Metrics.Email(outcome) }
+
+// templateData maps a row's context to what templates see. A retry date already
+// past (the email was delayed) is not shown: it would promise something that
+// did not happen.
+func (w *Worker) templateData(ec *store.EmailContext, link string, now time.Time) TemplateData {
+	next := ec.NextRetryAt
+	if next != nil && !next.After(now) {
+		next = nil
+	}
+	return TemplateData{
+		Merchant:      MerchantName(w.From),
+		CustomerEmail: ec.CustomerEmail,
+		Reference:     ec.Reference,
+		Description:   strings.TrimSpace(ec.Description),
+		Invoice:       ec.InvoicePublicID,
+		Amount:        ec.Amount,
+		Currency:      ec.Currency,
+		PeriodStart:   ec.PeriodStart,
+		PeriodEnd:     ec.PeriodEnd,
+		NextRetryAt:   next,
+		DeclineCode:   ec.DeclineCode,
+		FinalAction:   ec.FinalAction,
+		PaidAt:        ec.PaidAt,
+		Link:          link,
+	}
+}
