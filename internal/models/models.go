@@ -273,3 +273,30 @@ func (ChargeAttempt) TableName() string { return "charge_attempts" }
 
 // TableName pins the table name.
 func (BillingRun) TableName() string { return "billing_runs" }
+
+// Leased rows are worked on by one worker at a time: a claim writes the owner,
+// the lease's end and a new lease version, and result writes check the version.
+type Leased interface {
+	// RowID is the row's primary key.
+	RowID() int64
+	// TakeLease records, in memory, the lease a claim just wrote.
+	TakeLease(owner string, until time.Time)
+}
+
+// RowID implements Leased.
+func (a *ChargeAttempt) RowID() int64 { return a.ID }
+
+// TakeLease implements Leased.
+func (a *ChargeAttempt) TakeLease(owner string, until time.Time) {
+	a.LeaseOwner, a.LeaseUntil = owner, &until
+	a.LeaseVersion++
+}
+
+// RowID implements Leased.
+func (e *Email) RowID() int64 { return e.ID }
+
+// TakeLease implements Leased.
+func (e *Email) TakeLease(owner string, until time.Time) {
+	e.LeaseOwner, e.LeaseUntil = owner, &until
+	e.LeaseVersion++
+}

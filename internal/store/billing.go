@@ -208,22 +208,9 @@ func (s *Store) ClaimReplayAttempts(ctx context.Context, owner string, now, leas
 		         AND (next_try_at IS NULL OR next_try_at <= ?)
 		         AND created_at >= ?
 		       ORDER BY id LIMIT ?` + tx.forUpdateSkipLocked()
-		if err := tx.db.Raw(q, now, now, notBefore, limit).Scan(&claimed).Error; err != nil {
-			return err
-		}
-		if len(claimed) == 0 {
-			return nil
-		}
-		ids := make([]int64, len(claimed))
-		for i := range claimed {
-			ids[i] = claimed[i].ID
-			until := leaseUntil
-			claimed[i].LeaseOwner = owner
-			claimed[i].LeaseUntil = &until
-			claimed[i].LeaseVersion++
-		}
-		return tx.db.Exec(`UPDATE charge_attempts SET lease_owner = ?, lease_until = ?, lease_version = lease_version + 1, updated_at = ?
-		                    WHERE id IN ?`, owner, leaseUntil, now, ids).Error
+		var err error
+		claimed, err = claimRows[models.ChargeAttempt](tx, "charge_attempts", q, []any{now, now, notBefore, limit}, owner, leaseUntil, now)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: claim replays: %w", err)

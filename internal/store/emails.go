@@ -137,23 +137,9 @@ func (s *Store) ClaimDueEmails(ctx context.Context, owner string, now, leaseUnti
 		       WHERE status = 'pending' AND next_attempt_at <= ?
 		         AND (lease_until IS NULL OR lease_until <= ?)
 		       ORDER BY next_attempt_at, id LIMIT ?` + tx.forUpdateSkipLocked()
-		if err := tx.db.Raw(q, now, now, limit).Scan(&claimed).Error; err != nil {
-			return err
-		}
-		if len(claimed) == 0 {
-			return nil
-		}
-		ids := make([]int64, len(claimed))
-		for i := range claimed {
-			ids[i] = claimed[i].ID
-			until := leaseUntil
-			claimed[i].LeaseOwner = owner
-			claimed[i].LeaseUntil = &until
-			claimed[i].LeaseVersion++
-			claimed[i].UpdatedAt = now
-		}
-		return tx.db.Exec(`UPDATE emails SET lease_owner = ?, lease_until = ?, lease_version = lease_version + 1, updated_at = ?
-		                    WHERE id IN ?`, owner, leaseUntil, now, ids).Error
+		var err error
+		claimed, err = claimRows[models.Email](tx, "emails", q, []any{now, now, limit}, owner, leaseUntil, now)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: claim due emails: %w", err)

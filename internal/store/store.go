@@ -24,6 +24,8 @@ import (
 	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
+
+	"github.com/billingd/billingd/internal/models"
 )
 
 // Dialects billingd supports.
@@ -303,4 +305,29 @@ func (tx *Tx) forUpdateSkipLocked() string {
 		return " FOR UPDATE SKIP LOCKED"
 	}
 	return ""
+}
+
+// claimRows runs a claim query q (which must lock its rows on PostgreSQL, see
+// forUpdateSkipLocked) and leases every row it returns to owner until until,
+// bumping each row's lease_version so that writes of an older claim are fenced.
+func claimRows[T any, P interface {
+	*T
+	models.Leased
+}](tx *Tx, table, q string, args []any, owner string, until, now time.Time) ([]T, error) {
+	var rows []T
+	if err := tx.db.Raw(q, args...).Scan(&rows).Error; err != nil {
+		return nil, err
+	}
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	ids := make([]int64, len(rows))
+	for i := range rows {
+		p := P(&rows[i])
+		ids[i] = p.RowID()
+		p.TakeLease(owner, until)
+	}
+	err := tx.db.Exec(`UPDATE `+table+` SET lease_owner = ?, lease_until = ?, lease_version = lease_version + 1, updated_at = ?
+	                    WHERE id IN ?`, owner, until, now, ids).Error
+	return rows, err
 }

@@ -83,21 +83,9 @@ func (s *Store) ClaimForReconcile(ctx context.Context, owner string, now, leaseU
 		         AND (lease_until IS NULL OR lease_until <= ?)
 		         AND (next_reconcile_at IS NULL OR next_reconcile_at <= ?)
 		       ORDER BY created_at, id LIMIT ?` + tx.forUpdateSkipLocked()
-		if err := tx.db.Raw(q, olderThan, now, now, limit).Scan(&claimed).Error; err != nil {
-			return err
-		}
-		if len(claimed) == 0 {
-			return nil
-		}
-		ids := make([]int64, len(claimed))
-		for i := range claimed {
-			ids[i] = claimed[i].ID
-			until := leaseUntil
-			claimed[i].LeaseOwner, claimed[i].LeaseUntil = owner, &until
-			claimed[i].LeaseVersion++
-		}
-		return tx.db.Exec(`UPDATE charge_attempts SET lease_owner = ?, lease_until = ?, lease_version = lease_version + 1, updated_at = ?
-		                    WHERE id IN ?`, owner, leaseUntil, now, ids).Error
+		var err error
+		claimed, err = claimRows[models.ChargeAttempt](tx, "charge_attempts", q, []any{olderThan, now, now, limit}, owner, leaseUntil, now)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: claim for reconcile: %w", err)
