@@ -170,7 +170,7 @@ func (e *Engine) exchange(ctx context.Context, a *models.ChargeAttempt, req gate
 		// was recorded, so the pass still counts it. If another worker took the
 		// attempt over instead, that worker reports it.
 		current, rerr := e.opts.Store.AttemptByID(context.WithoutCancel(ctx), a.ID)
-		if rerr == nil && !current.Status.Unresolved() && current.LeaseOwner == "" {
+		if rerr == nil && current.LeaseOwner == "" && current.Status != models.AttemptPending && current.Status != models.AttemptUnknown {
 			log.Info().Str("status", string(current.Status)).Str("our_answer", string(result.Status)).Msg("the attempt's outcome was already recorded by a webhook; this answer is dropped")
 			return current.Status, res, nil
 		}

@@ -278,3 +278,14 @@ func TestWebhookFirstStillCountsTheOutcome(t *testing.T) {
 	require.Equal(t, models.AttemptSucceeded, status, "the pass counts what the webhook recorded")
 	require.Equal(t, models.InvoicePaid, b.invoice(t).Status)
 }
+
+func TestProcessingWebhookFirstIsCountedAsProcessing(t *testing.T) {
+	b, a := setup(t, intent("pi_p", gateway.IntentProcessing))
+	require.NoError(t, b.st.InTx(context.Background(), func(tx *store.Tx) error {
+		_, _, err := b.eng.Settle(tx, t0, &a, store.AttemptResult{Status: models.AttemptProcessing, PaymentIntentID: "pi_p"})
+		return err
+	}))
+	status, err := b.eng.Execute(context.Background(), &a)
+	require.NoError(t, err)
+	require.Equal(t, models.AttemptProcessing, status)
+}
