@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -15,8 +17,12 @@ import (
 // with SIGKILL): the test binary re-executes itself with BILLINGD_TEST_MAIN=1.
 func TestMain(m *testing.M) {
 	if os.Getenv("BILLINGD_TEST_MAIN") == "1" {
+		// The child behaves like the real binary, signals included, so SIGTERM
+		// drains and SIGKILL is the only abrupt death.
 		args := strings.Split(os.Getenv("BILLINGD_TEST_ARGS"), "\x1f")
-		mm := &Main{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
+		signals := make(chan os.Signal, 4)
+		signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+		mm := &Main{Stdout: os.Stdout, Stderr: os.Stderr, Signals: signals, Getenv: os.Getenv}
 		os.Exit(mm.Run(context.Background(), args))
 	}
 	os.Exit(m.Run())

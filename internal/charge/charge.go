@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/billingd/billingd/internal/clock"
+	"github.com/billingd/billingd/internal/failpoint"
 	"github.com/billingd/billingd/internal/gateway"
 	"github.com/billingd/billingd/internal/metrics"
 	"github.com/billingd/billingd/internal/models"
@@ -143,6 +144,7 @@ func (e *Engine) exchange(ctx context.Context, a *models.ChargeAttempt, req gate
 	log := Logger(e.opts.Log, a)
 	start := e.opts.Clock.Now()
 	res, tries := e.send(ctx, req, policy, log)
+	failpoint.Hit(failpoint.ChargeAfterSend)
 	if ctx.Err() != nil && res.Kind == gateway.Transient {
 		// Shutting down mid-exchange: leave the row as it is (pending/unknown) for
 		// the replay; only release nothing — the lease expires or is rescued.
@@ -163,6 +165,7 @@ func (e *Engine) exchange(ctx context.Context, a *models.ChargeAttempt, req gate
 		}
 		var err error
 		warning, err = e.applyOutcome(tx, now, a, result)
+		failpoint.Hit(failpoint.ChargeBeforeCommit)
 		return err
 	})
 	if errors.Is(err, store.ErrLeaseLost) {
@@ -396,6 +399,7 @@ func (e *Engine) Resolve(ctx context.Context, a *models.ChargeAttempt) (Resoluti
 		next := now.Add(e.opts.RecheckAfter)
 		result.NextReconcileAt = &next
 	}
+	failpoint.Hit(failpoint.ReconcileAfterRead)
 	var warning string
 	err := e.opts.Store.InTx(ctx, func(tx *store.Tx) error {
 		var err error

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/billingd/billingd/internal/clock"
+	"github.com/billingd/billingd/internal/failpoint"
 	"github.com/billingd/billingd/internal/metrics"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/store"
@@ -201,6 +202,7 @@ func (w *Worker) handle(ctx context.Context, e *models.Email, leaseFor time.Dura
 		MessageID: e.MessageID, Date: now})
 	switch {
 	case err == nil:
+		failpoint.Hit(failpoint.MailAfterSend)
 		e.Subject = r.Subject
 		_, err := w.record(ctx, log, sum, "sent", func(wctx context.Context) error {
 			return w.Store.MarkEmailSent(wctx, w.Clock.Now(), e)

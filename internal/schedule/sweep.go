@@ -10,6 +10,7 @@ import (
 	"github.com/billingd/billingd/internal/charge"
 	"github.com/billingd/billingd/internal/clock"
 	"github.com/billingd/billingd/internal/dunning"
+	"github.com/billingd/billingd/internal/failpoint"
 	"github.com/billingd/billingd/internal/metrics"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/store"
@@ -120,7 +121,7 @@ func (b *Biller) invoiceDue(stop context.Context, run *models.BillingRun, log ze
 			return fmt.Errorf("stopped while invoicing: %w", err)
 		}
 		now := b.Clock.Now()
-		var n int
+		var n, created int
 		err := b.Store.InTx(context.WithoutCancel(stop), func(tx *store.Tx) error {
 			subs, err := tx.DueSubscriptions(now, cursor, b.PageSize)
 			if err != nil {
@@ -154,13 +155,15 @@ func (b *Biller) invoiceDue(stop context.Context, run *models.BillingRun, log ze
 					return err
 				}
 			}
-			created, err := tx.CreateInvoices(now, invs)
-			run.InvoicesCreated += created
+			created, err = tx.CreateInvoices(now, invs)
 			return err
 		})
 		if err != nil {
 			return fmt.Errorf("invoicing: %w", err)
 		}
+		// Counted once committed: a page rolled back created nothing.
+		run.InvoicesCreated += created
+		failpoint.Hit(failpoint.InvoiceAfterCommit)
 		run.SubscriptionsDue += n
 		if n < b.PageSize {
 			return nil
@@ -215,6 +218,7 @@ func (b *Biller) chargeDue(stop, abort context.Context, run *models.BillingRun, 
 		if len(batch) == 0 {
 			break
 		}
+		failpoint.Hit(failpoint.AttemptAfterCommit)
 		// Claimed attempts are in flight: they are sent even if stop arrives now.
 		for _, a := range batch {
 			jobs <- a

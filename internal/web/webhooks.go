@@ -9,6 +9,7 @@ import (
 
 	"github.com/billingd/billingd/internal/charge"
 	"github.com/billingd/billingd/internal/clock"
+	"github.com/billingd/billingd/internal/failpoint"
 	"github.com/billingd/billingd/internal/gateway"
 	"github.com/billingd/billingd/internal/metrics"
 	"github.com/billingd/billingd/internal/models"
@@ -96,6 +97,7 @@ func (h *WebhookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
+		failpoint.Hit(failpoint.WebhookBeforeCommit)
 		return tx.SetWebhookResult(row.ID, out.Result, out.Detail)
 	})
 	if err != nil {

@@ -1,0 +1,416 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/billingd/billingd/internal/failpoint"
+	"github.com/billingd/billingd/internal/gateway/sim"
+	"github.com/billingd/billingd/internal/gateway/wooshpay"
+	"github.com/billingd/billingd/internal/invariant"
+	"github.com/billingd/billingd/internal/mail/smtpcapture"
+	"github.com/billingd/billingd/internal/models"
+	"github.com/billingd/billingd/internal/store"
+	"github.com/billingd/billingd/internal/store/storetest"
+	"github.com/stretchr/testify/require"
+)
+
+// fpSubscriptions is how many subscriptions each failpoint run bills.
+const fpSubscriptions = 30
+
+// Cards without an unresolved outcome: success, declines (which queue dunning
+// emails) and a 3-D Secure challenge. One pass settles all of them.
+var fpFinalCards = []string{"4242424242424242", "4111111111111111", "4761344136141390",
+	"4000000000009995", "4000000000000069", "4462030000000000"}
+
+// The processing card leaves attempts that only a webhook or the reconciler
+// settles.
+var fpProcessingCards = append([]string{"4000000000000259"}, fpFinalCards...)
+
+type fpCase struct {
+	point string
+	// run starts `billingd run` (the point is reached by the webhook receiver, the
+	// mail worker or the reconciler); otherwise `billingd once`.
+	run      bool
+	cards    []string
+	webhooks bool // the simulator delivers webhooks to the child
+	mail     bool // the child sends mail to an in-process SMTP server
+}
+
+var fpCases = []fpCase{
+	{point: failpoint.InvoiceAfterCommit, cards: fpFinalCards},
+	{point: failpoint.AttemptAfterCommit, cards: fpFinalCards},
+	{point: failpoint.ChargeAfterSend, cards: fpFinalCards},
+	{point: failpoint.ChargeBeforeCommit, cards: fpFinalCards},
+	{point: failpoint.WebhookBeforeCommit, run: true, cards: fpProcessingCards, webhooks: true},
+	{point: failpoint.MailAfterSend, run: true, cards: fpFinalCards, mail: true},
+	{point: failpoint.ReconcileAfterRead, run: true, cards: fpProcessingCards},
+}
+
+// TestFailpointCrashRecovery kills a real billingd process with SIGKILL at each
+// boundary of the charge protocol, on SQLite and (when configured) PostgreSQL,
+// restarts it without the failpoint, and checks against the gateway's ledger
+// that nothing was charged twice, every due period was invoiced and paid totals
+// match what the gateway captured, with no attempt left unresolved.
+func TestFailpointCrashRecovery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	covered := map[string]bool{}
+	for _, c := range fpCases {
+		covered[c.point] = true
+	}
+	for _, n := range failpoint.Names() {
+		require.True(t, covered[n], "failpoint %s has no crash test", n)
+	}
+	// The cases spend their time waiting for child processes and timers (the
+	// mail case waits for two outbox ticks, 15 s apart), not on the CPU: they all
+	// run at once, whatever -parallel says, so the test takes as long as its
+	// slowest case.
+	var wg sync.WaitGroup
+	for _, dialect := range []string{store.SQLite, store.Postgres} {
+		wg.Go(func() {
+			t.Run(dialect, func(t *testing.T) {
+				var cases sync.WaitGroup
+				for _, c := range fpCases {
+					cases.Go(func() {
+						t.Run(c.point, func(t *testing.T) { runFailpointCase(t, dialect, c) })
+					})
+				}
+				cases.Wait()
+			})
+		})
+	}
+	wg.Wait()
+}
+
+// fpEnv is the environment of a child: the test's own, minus any failpoint.
+func fpEnv(args []string, point string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, failpoint.Env+"=") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "BILLINGD_TEST_MAIN=1", "BILLINGD_TEST_ARGS="+strings.Join(args, "\x1f"))
+	if point != "" {
+		env = append(env, failpoint.Env+"="+point)
+	}
+	return env
+}
+
+// fpProc is a billingd child process; done closes when it exited, err is then
+// what Wait returned.
+type fpProc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// fpStart starts billingd as a child process, with point armed when not "".
+func fpStart(t *testing.T, logPath, point string, args ...string) *fpProc {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = logf.Close() })
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = fpEnv(args, point)
+	require.NoError(t, cmd.Start())
+	p := &fpProc{cmd: cmd, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-p.done })
+	return p
+}
+
+// freeAddr returns a loopback address nobody listens on, so that both processes
+// of a case listen where the simulator delivers webhooks.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return addr
+}
+
+func runFailpointCase(t *testing.T, dialect string, c fpCase) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "billingd.log")
+	listen := freeAddr(t)
+
+	// The gateway, delivering webhooks to the child when the case needs them.
+	const key, whsec = "sk_test_failpoint", "whsec_failpoint"
+	opts := sim.Options{SecretKey: key, Seed: 11, ProcessingDelay: 100 * time.Millisecond}
+	if c.webhooks {
+		// Retries span the restart, so events refused by the dying process are
+		// delivered to the next one.
+		opts.Webhook = sim.WebhookOptions{URL: "http://" + listen + "/webhooks/wooshpay", Secret: whsec, Timeout: 2 * time.Second,
+			Retry: []time.Duration{100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond, time.Second, time.Second, 2 * time.Second, 3 * time.Second, 5 * time.Second},
+			// Off while cards are saved, so that the first event the child
+			// receives is about a charge.
+			Delivery: sim.Delivery{Disabled: true}}
+	}
+	gw := sim.New(opts)
+	simCtx, stopSim := context.WithCancel(ctx)
+	gw.Start(simCtx)
+	srv := httptest.NewServer(gw)
+	t.Cleanup(func() { srv.Close(); stopSim(); gw.Close() })
+
+	var capture *smtpcapture.Server
+	mailCfg := ""
+	if c.mail {
+		var err error
+		capture, err = smtpcapture.Start("", "")
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = capture.Close() })
+		mailCfg = fmt.Sprintf("mail: { host: %s, port: %d, tls: none, from: \"Billing <billing@example.com>\" }\n", capture.Host(), capture.Port())
+	}
+
+	// The database: seeded through the real import path, closed (SQLite) before
+	// the child takes the instance lock.
+	var dbCfg string
+	var open func() *store.Store
+	switch dialect {
+	case store.SQLite:
+		dbPath := filepath.Join(dir, "billingd.db")
+		dbCfg = fmt.Sprintf("{ driver: sqlite, dsn: %q }", dbPath)
+		open = func() *store.Store {
+			st, err := store.Open(ctx, store.Options{Driver: store.SQLite, DSN: dbPath})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = st.Close() })
+			return st
+		}
+		seedFailpointCase(t, srv.URL, storetest.SQLiteAt(t, dbPath), c.cards, true)
+	default:
+		dsn := storetest.PostgresDSN(t)
+		dbCfg = fmt.Sprintf("{ driver: postgres, dsn: %q }", dsn)
+		open = func() *store.Store {
+			st, err := store.Open(ctx, store.Options{Driver: store.Postgres, DSN: dsn, MaxOpenConns: 2})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = st.Close() })
+			return st
+		}
+		st := open()
+		_, err := st.Migrate(ctx)
+		require.NoError(t, err)
+		seedFailpointCase(t, srv.URL, st, c.cards, false)
+	}
+
+	if c.webhooks {
+		gw.SetWebhookDelivery(sim.Delivery{})
+	}
+
+	cfgPath := writeFile(t, dir, "config.yaml", fmt.Sprintf(`
+database:  %s
+gateway:   { base_url: %q, secret_key: %s, webhook_secret: %s, concurrency: 4, rate_limit: 1000, timeout: 5s }
+retry:     { initial_interval: 10ms, max_interval: 200ms, max_elapsed_time: 2s }
+schedule:  { billing: "@every 1s", page_size: 10, drain_timeout: 5s }
+reconcile: { every: 1s, after: 1s, backoff: [1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s] }
+http:      { listen: %q, public_base_url: "https://billing.example.com" }
+log:       { level: debug }
+%s`, dbCfg, srv.URL, key, whsec, listen, mailCfg))
+	cmd := "once"
+	if c.run {
+		cmd = "run"
+	}
+
+	// First process: dies at the failpoint.
+	start := time.Now()
+	first := fpStart(t, logPath, c.point, cmd, "-c", cfgPath)
+	select {
+	case <-first.done:
+	case <-time.After(45 * time.Second):
+		t.Fatalf("billingd never reached %s; log: %s", c.point, readFile(logPath))
+	}
+	err := first.err
+	var exit *exec.ExitError
+	require.True(t, errors.As(err, &exit), "billingd must die at %s, got %v; log: %s", c.point, err, readFile(logPath))
+	ws, ok := exit.Sys().(syscall.WaitStatus)
+	require.True(t, ok)
+	require.True(t, ws.Signaled() && ws.Signal() == syscall.SIGKILL, "billingd must die of SIGKILL at %s, got %v; log: %s", c.point, err, readFile(logPath))
+	require.Contains(t, readFile(logPath), "failpoint "+c.point+" reached")
+	killedAt := len(gw.Ledger())
+
+	// What the dead process left is consistent already.
+	st := open()
+	rep, err := invariant.Check(ctx, st, gw.Ledger(), invariant.Options{Now: time.Now().UTC(), AllowUnresolved: true})
+	require.NoError(t, err)
+	require.Zero(t, rep.DoubleCharges, rep.String())
+	switch c.point {
+	case failpoint.InvoiceAfterCommit:
+		require.Equal(t, 10, rep.Invoices, "exactly the first page of invoices was committed")
+		require.Zero(t, killedAt, "nothing was charged")
+	case failpoint.AttemptAfterCommit:
+		require.Zero(t, killedAt, "the claimed attempts were committed, none was sent")
+		left, err := st.AttemptsByStatus(ctx, 1000, models.AttemptPending)
+		require.NoError(t, err)
+		require.NotEmpty(t, left)
+	case failpoint.ChargeAfterSend, failpoint.ChargeBeforeCommit:
+		require.Positive(t, killedAt, "the gateway executed the request")
+		left, err := st.AttemptsByStatus(ctx, 1000, models.AttemptPending)
+		require.NoError(t, err)
+		require.NotEmpty(t, left, "the attempt whose answer was lost is still pending")
+	case failpoint.WebhookBeforeCommit:
+		require.Positive(t, killedAt, "the event was about a charge")
+	case failpoint.MailAfterSend:
+		require.Positive(t, capture.Count(), "the server accepted the email")
+	}
+	if dialect == store.Postgres {
+		// On PostgreSQL a restarted process cannot know the dead one is gone: it
+		// waits for the leases to expire (minutes). Expire them now instead of
+		// waiting.
+		expireLeases(t, st)
+	}
+
+	// Second process, without the failpoint: finishes the work.
+	second := fpStart(t, logPath, "", cmd, "-c", cfgPath)
+	if c.run {
+		waitSettled(t, st, c, logPath)
+		require.NoError(t, second.cmd.Process.Signal(syscall.SIGTERM))
+	}
+	select {
+	case <-second.done:
+		if c.run && second.err != nil {
+			// The re-executed test binary installs no signal handler (TestMain
+			// passes no Signals), so SIGTERM ends it at once; the database was
+			// settled before it was sent.
+			var exit *exec.ExitError
+			require.True(t, errors.As(second.err, &exit), "log: %s", readFile(logPath))
+			ws, _ := exit.Sys().(syscall.WaitStatus)
+			require.True(t, ws.Signaled() && ws.Signal() == syscall.SIGTERM, "%v; log: %s", second.err, readFile(logPath))
+			break
+		}
+		require.NoError(t, second.err, "log: %s", readFile(logPath))
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the restarted billingd did not finish; log: %s", readFile(logPath))
+	}
+
+	rep, err = invariant.Check(ctx, st, gw.Ledger(), invariant.Options{Now: time.Now().UTC()})
+	require.NoError(t, err)
+	require.True(t, rep.OK(), rep.String())
+	require.Zero(t, rep.DoubleCharges)
+	require.Zero(t, rep.MissedPeriods)
+	require.Zero(t, rep.Unresolved, "no attempt is left pending, unknown or processing")
+	require.Zero(t, rep.NeedsReview)
+	require.Equal(t, fpSubscriptions, rep.Invoices)
+	require.Positive(t, rep.PaidInvoices)
+	for cur, total := range rep.LedgerTotals {
+		require.Equal(t, total, rep.PaidTotals[cur], "paid total in %s", cur)
+	}
+	var maxAttemptNo int
+	require.NoError(t, st.DB().Raw(`SELECT COALESCE(MAX(attempt_no), 0) FROM charge_attempts`).Scan(&maxAttemptNo).Error)
+	require.Equal(t, 1, maxAttemptNo, "crashes are recovered by replaying attempts, never by creating new ones")
+
+	switch c.point {
+	case failpoint.WebhookBeforeCommit:
+		var applied int64
+		require.NoError(t, st.DB().Model(&models.WebhookEvent{}).Count(&applied).Error)
+		require.Positive(t, applied, "webhooks were stored after the restart")
+	case failpoint.MailAfterSend:
+		checkMailDelivered(t, st, capture)
+	}
+	t.Logf("%s/%s: killed after %d payment intents; after restart (%s): %s", dialect, c.point, killedAt, time.Since(start).Round(time.Millisecond), rep)
+}
+
+// seedFailpointCase saves one card per number at the gateway and imports
+// fpSubscriptions subscriptions cycling through them, due an hour ago.
+func seedFailpointCase(t *testing.T, baseURL string, st *store.Store, cards []string, closeAfter bool) {
+	t.Helper()
+	ctx := context.Background()
+	client, err := wooshpay.New(wooshpay.Options{BaseURL: baseURL, SecretKey: "sk_test_failpoint"})
+	require.NoError(t, err)
+	type ids struct{ cus, pm string }
+	var saved []ids
+	for i, n := range cards {
+		c, err := client.CreateCustomer(ctx, wooshpay.CustomerParams{Email: fmt.Sprintf("fp%d@example.com", i)}, "")
+		require.NoError(t, err)
+		s, err := client.CreateSetupIntent(ctx, wooshpay.SetupIntentParams{Customer: c.ID, Card: wooshpay.CardData{Number: n, ExpMonth: "01", ExpYear: "2034", CVC: "999"}, Usage: "off_session"}, "")
+		require.NoError(t, err)
+		saved = append(saved, ids{c.ID, s.PaymentMethod})
+	}
+	anchor := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
+	var subs []storetest.Subscription
+	for i := 0; i < fpSubscriptions; i++ {
+		id := saved[i%len(saved)]
+		subs = append(subs, storetest.Subscription{Reference: fmt.Sprintf("fp-%03d", i), Customer: id.cus, PaymentMethod: id.pm,
+			Amount: int64(500 + i), Currency: []string{"USD", "EUR"}[i%2], Anchor: anchor})
+	}
+	storetest.Seed(t, st, anchor, subs...)
+	if closeAfter {
+		require.NoError(t, st.Close())
+	}
+}
+
+// expireLeases moves the dead process's leases into the past, which is what
+// waiting out LeaseFor does.
+func expireLeases(t *testing.T, st *store.Store) {
+	t.Helper()
+	past := time.Now().UTC().Add(-time.Second)
+	require.NoError(t, st.DB().Exec(`UPDATE charge_attempts SET lease_until = ? WHERE lease_until IS NOT NULL`, past).Error)
+	require.NoError(t, st.DB().Exec(`UPDATE emails SET lease_until = ? WHERE lease_until IS NOT NULL`, past).Error)
+}
+
+// waitSettled waits until a running billingd has invoiced every subscription,
+// charged every invoice, settled every attempt and (for mail) emptied the outbox.
+func waitSettled(t *testing.T, st *store.Store, c fpCase, logPath string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var invoices, attempted, unresolved, pendingMail, mails int64
+		db := st.DB()
+		require.NoError(t, db.Raw(`SELECT COUNT(*) FROM invoices`).Scan(&invoices).Error)
+		require.NoError(t, db.Raw(`SELECT COUNT(DISTINCT invoice_id) FROM charge_attempts`).Scan(&attempted).Error)
+		require.NoError(t, db.Raw(`SELECT COUNT(*) FROM charge_attempts WHERE status IN ('pending','unknown','processing')`).Scan(&unresolved).Error)
+		require.NoError(t, db.Raw(`SELECT COUNT(*) FROM emails WHERE status = 'pending'`).Scan(&pendingMail).Error)
+		require.NoError(t, db.Raw(`SELECT COUNT(*) FROM emails`).Scan(&mails).Error)
+		settled := invoices == fpSubscriptions && attempted == invoices && unresolved == 0
+		if c.mail {
+			settled = settled && mails > 0 && pendingMail == 0
+		}
+		if settled {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not settled: %d invoices (%d charged), %d unresolved attempts, %d of %d emails pending; log: %s", invoices, attempted, unresolved, pendingMail, mails, readFile(logPath))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// checkMailDelivered checks that every outbox email was sent and reached the
+// server: a redelivery of the email that was accepted just before the kill
+// carries the same Message-ID, so the distinct Message-IDs received are exactly
+// the emails.
+func checkMailDelivered(t *testing.T, st *store.Store, capture *smtpcapture.Server) {
+	t.Helper()
+	var emails []models.Email
+	require.NoError(t, st.DB().Order("id").Find(&emails).Error)
+	require.NotEmpty(t, emails)
+	received := map[string]int{}
+	for _, m := range capture.Messages() {
+		received[m.MessageID]++
+	}
+	for _, e := range emails {
+		require.Equal(t, models.EmailSent, e.Status, "email %d (%s)", e.ID, e.Kind)
+		require.Positive(t, received[e.MessageID], "email %d (%s) with Message-ID %s was not delivered", e.ID, e.Kind, e.MessageID)
+	}
+	require.Len(t, received, len(emails), "distinct Message-IDs delivered == emails")
+	redelivered := 0
+	for _, n := range received {
+		redelivered += n - 1
+	}
+	require.LessOrEqual(t, redelivered, 1, "only the email accepted just before the kill is sent twice")
+}

@@ -1,0 +1,146 @@
+// Package failpoint lets a test kill billingd at a named boundary of its
+// exactly-once protocol, to prove that a crash there loses nothing and charges
+// nothing twice.
+//
+// A failpoint is armed only from the environment, never from the config file, so
+// a production config cannot enable one by mistake:
+//
+//	BILLINGD_FAILPOINT=charge.after_send billingd once -c billingd.yaml
+//
+// (several names may be given, separated by commas). When the process reaches an
+// armed point it sends itself SIGKILL: no deferred function, no signal handler,
+// no graceful drain and no transaction commit runs, exactly like a power cut or
+// the OOM killer. A disarmed point costs one load of a package-level bool.
+//
+// The points, in the order a charge passes them, and what the database holds
+// when the process dies there:
+//
+//   - invoice.after_commit (schedule, invoiceDue): one page of invoices and the
+//     advance of its subscriptions' next_billing_at are committed; no attempt
+//     exists for them yet. The restart charges them; the period is not invoiced
+//     again.
+//   - attempt.after_commit (schedule, chargeDue): a batch of attempts is
+//     committed as pending and leased to the dead process; nothing was sent. The
+//     restart replays them with their own idempotency keys (at once on SQLite,
+//     after the lease expires on PostgreSQL) and the gateway executes them for
+//     the first time.
+//   - charge.after_send (charge, exchange): the gateway executed the request and
+//     answered, but the answer dies with the process; the attempt is still
+//     pending. The replay with the same key gets the gateway's stored answer and
+//     never charges twice.
+//   - charge.before_commit (charge, exchange): the result transaction
+//     (FinishAttempt and the invoice/subscription/dunning changes) is open and
+//     dies uncommitted; the database is as at charge.after_send.
+//   - webhook.before_commit (web, WebhookReceiver): the event is inserted into
+//     the inbox and applied inside a transaction that dies uncommitted; the
+//     gateway got no 2xx, retries the delivery, and the restarted process stores
+//     and applies it once.
+//   - mail.after_send (mail, Worker): the SMTP server accepted the email but it is
+//     not marked sent; the restart sends it again with the same Message-ID
+//     (delivery is at-least-once, deduplicable by Message-ID).
+//   - reconcile.after_read (charge, Engine.Resolve): the reconciler read the
+//     PaymentIntent of an unresolved attempt but did not record it; the attempt
+//     is still unresolved and leased, and is read again after the restart.
+package failpoint
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// Env is the environment variable that arms failpoints: a comma-separated list
+// of names.
+const Env = "BILLINGD_FAILPOINT"
+
+// The failpoints, named <component>.<moment>.
+const (
+	InvoiceAfterCommit  = "invoice.after_commit"
+	AttemptAfterCommit  = "attempt.after_commit"
+	ChargeAfterSend     = "charge.after_send"
+	ChargeBeforeCommit  = "charge.before_commit"
+	WebhookBeforeCommit = "webhook.before_commit"
+	MailAfterSend       = "mail.after_send"
+	ReconcileAfterRead  = "reconcile.after_read"
+)
+
+// Names lists every failpoint, in the order a charge passes them.
+func Names() []string {
+	return []string{InvoiceAfterCommit, AttemptAfterCommit, ChargeAfterSend, ChargeBeforeCommit,
+		WebhookBeforeCommit, MailAfterSend, ReconcileAfterRead}
+}
+
+// enabled is true when any failpoint is armed: the only thing a disarmed Hit
+// reads. Both variables are written once, during package initialization, and
+// only read afterwards, so they need no synchronization.
+var (
+	enabled bool
+	armed   map[string]bool
+)
+
+func init() { arm(os.Getenv(Env)) }
+
+// arm parses the environment's list. Unknown names are reported on stderr (a
+// misspelt failpoint would otherwise make a crash test pass without crashing).
+func arm(list string) {
+	enabled, armed = false, nil
+	known := map[string]bool{}
+	for _, n := range Names() {
+		known[n] = true
+	}
+	for _, n := range strings.Split(list, ",") {
+		n = strings.TrimSpace(n)
+		if n == "" {
+			continue
+		}
+		if !known[n] {
+			fmt.Fprintf(os.Stderr, "billingd: %s names unknown failpoint %q (known: %s)\n", Env, n, strings.Join(Names(), ", "))
+			continue
+		}
+		if armed == nil {
+			armed = map[string]bool{}
+		}
+		armed[n] = true
+		enabled = true
+	}
+	if enabled {
+		fmt.Fprintf(os.Stderr, "billingd: failpoints armed from %s: the process will SIGKILL itself at %s\n", Env, strings.Join(Armed(), ", "))
+	}
+}
+
+// Armed lists the armed failpoints (nil in production).
+func Armed() []string {
+	var out []string
+	for _, n := range Names() {
+		if armed[n] {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Enabled reports whether name is armed.
+func Enabled(name string) bool { return enabled && armed[name] }
+
+// Hit kills the process with SIGKILL when name is armed, and returns at once
+// otherwise. It is small enough to be inlined: a disarmed call is one load and
+// one branch.
+func Hit(name string) {
+	if enabled {
+		hit(name)
+	}
+}
+
+// hit is the slow path, kept out of Hit so that Hit inlines.
+func hit(name string) {
+	if !armed[name] {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "billingd: failpoint %s reached: SIGKILL\n", name)
+	kill()
+	// SIGKILL is delivered asynchronously; nothing after the point may run.
+	for {
+		time.Sleep(time.Hour)
+	}
+}
