@@ -84,10 +84,14 @@ func openApp(ctx context.Context, cfg *config.Config, log zerolog.Logger, clk cl
 	if err != nil {
 		return nil, err
 	}
+	// Errors of the first writes (a lock held by another connection, a full
+	// disk, a read-only file) otherwise read "database is locked" without
+	// saying which database.
+	dbErr := func(err error) error { return namedDBError(cfg, err) }
 	a := &app{cfg: cfg, log: log, clock: clk, store: st, owner: instanceName(), metrics: metrics.New()}
 	if applied, err := st.Migrate(ctx); err != nil {
 		_ = st.Close()
-		return nil, err
+		return nil, dbErr(err)
 	} else if len(applied) > 0 {
 		log.Info().Strs("migrations", applied).Msg("database migrated")
 	}
@@ -96,14 +100,14 @@ func openApp(ctx context.Context, cfg *config.Config, log zerolog.Logger, clk cl
 		n, err := st.ReleaseAllLeases(ctx, now)
 		if err != nil {
 			_ = st.Close()
-			return nil, err
+			return nil, dbErr(err)
 		}
 		if n > 0 {
 			log.Warn().Int64("attempts", n).Msg("reclaimed attempts leased by a previous process that did not stop cleanly; they will be replayed with their own idempotency keys")
 		}
 		if err := st.InterruptStaleRuns(ctx, now, a.owner); err != nil {
 			_ = st.Close()
-			return nil, err
+			return nil, dbErr(err)
 		}
 	}
 	gw, err := wooshpay.New(wooshpay.Options{
@@ -246,8 +250,26 @@ func (a *app) registerGauges() {
 		count(`SELECT COUNT(*) FROM subscriptions WHERE status IN ('active','past_due') AND next_billing_at <= CURRENT_TIMESTAMP`))
 }
 
+// namedDBError prefixes err with the database it came from (the SQLite path, or
+// the PostgreSQL DSN without its password) unless the error names it already.
+func namedDBError(cfg *config.Config, err error) error {
+	if err == nil {
+		return nil
+	}
+	name := cfg.Database.DSN
+	if cfg.Database.Driver == config.DriverPostgres {
+		name = config.RedactDSN(name)
+	} else if path, _, _ := strings.Cut(strings.TrimPrefix(name, "file:"), "?"); path != "" {
+		name = path
+	}
+	if strings.Contains(err.Error(), name) {
+		return err
+	}
+	return fmt.Errorf("%s database %s: %w", cfg.Database.Driver, name, err)
+}
+
 func openStore(ctx context.Context, cfg *config.Config, exclusive bool) (*store.Store, error) {
-	return store.Open(ctx, store.Options{
+	st, err := store.Open(ctx, store.Options{
 		Driver:       cfg.Database.Driver,
 		DSN:          cfg.Database.DSN,
 		Synchronous:  cfg.Database.Synchronous,
@@ -255,6 +277,7 @@ func openStore(ctx context.Context, cfg *config.Config, exclusive bool) (*store.
 		MaxOpenConns: cfg.Database.MaxOpenConns,
 		Exclusive:    exclusive,
 	})
+	return st, namedDBError(cfg, err)
 }
 
 func instanceName() string {

@@ -88,6 +88,10 @@ func (m *Main) cmdOnce(ctx context.Context, args []string) error {
 	defer a.Close()
 	stop, abort := m.shutdownContexts(ctx, a, nil)
 	run, err := a.biller.Pass(stop, abort, "once")
+	if err != nil && !errors.Is(err, context.Canceled) {
+		// A pass fails on its database (locked, full, read-only): say which.
+		err = namedDBError(cfg, err)
+	}
 	if run != nil {
 		fmt.Fprintf(m.Stdout, "billing run %d %s in %dms: %d due, %d invoiced, %d attempts (%d replayed): %d succeeded, %d processing, %d requires_action, %d declined, %d failed, %d unknown\n",
 			run.ID, run.Status, run.DurationMS, run.SubscriptionsDue, run.InvoicesCreated, run.AttemptsStarted+run.AttemptsReplayed,
