@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -95,43 +93,14 @@ func TestFailpointCrashRecovery(t *testing.T) {
 	wg.Wait()
 }
 
-// fpEnv is the environment of a child: the test's own, minus any failpoint.
-func fpEnv(args []string, point string) []string {
+// fpStart starts billingd as a child process, with point armed when not "".
+func fpStart(t *testing.T, logPath, point string, args ...string) *childProc {
+	t.Helper()
 	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, failpoint.Env+"=") {
-			env = append(env, kv)
-		}
-	}
-	env = append(env, "BILLINGD_TEST_MAIN=1", "BILLINGD_TEST_ARGS="+strings.Join(args, "\x1f"))
 	if point != "" {
 		env = append(env, failpoint.Env+"="+point)
 	}
-	return env
-}
-
-// fpProc is a billingd child process; done closes when it exited, err is then
-// what Wait returned.
-type fpProc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
-}
-
-// fpStart starts billingd as a child process, with point armed when not "".
-func fpStart(t *testing.T, logPath, point string, args ...string) *fpProc {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = logf.Close() })
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = fpEnv(args, point)
-	require.NoError(t, cmd.Start())
-	p := &fpProc{cmd: cmd, done: make(chan struct{})}
-	go func() { p.err = cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-p.done })
-	return p
+	return startChild(t, logPath, env, args...)
 }
 
 // freeAddr returns a loopback address nobody listens on, so that both processes

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/billingd/billingd/internal/failpoint"
 	"github.com/stretchr/testify/require"
 )
 
@@ -26,6 +28,38 @@ func TestMain(m *testing.M) {
 		os.Exit(mm.Run(context.Background(), args))
 	}
 	os.Exit(m.Run())
+}
+
+// childProc is billingd running as a real, killable process: the test binary
+// re-executed through TestMain.
+type childProc struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the process has exited
+	err  error         // what Wait returned, valid once done is closed
+}
+
+// startChild starts `billingd args…` with its output appended to logPath and
+// extraEnv added to the environment. A failpoint armed in the test's own
+// environment is not inherited.
+func startChild(t *testing.T, logPath string, extraEnv []string, args ...string) *childProc {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = logf.Close() })
+	cmd.Stdout, cmd.Stderr = logf, logf
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, failpoint.Env+"=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "BILLINGD_TEST_MAIN=1", "BILLINGD_TEST_ARGS="+strings.Join(args, "\x1f"))
+	cmd.Env = append(cmd.Env, extraEnv...)
+	require.NoError(t, cmd.Start())
+	p := &childProc{cmd: cmd, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-p.done })
+	return p
 }
 
 func runMain(t *testing.T, env map[string]string, args ...string) (int, string, string) {

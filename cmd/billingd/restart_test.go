@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -19,20 +17,6 @@ import (
 	"github.com/billingd/billingd/internal/store/storetest"
 	"github.com/stretchr/testify/require"
 )
-
-// child starts billingd with args as a separate process.
-func child(t *testing.T, logPath string, args ...string) *exec.Cmd {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = logf.Close() })
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), "BILLINGD_TEST_MAIN=1", "BILLINGD_TEST_ARGS="+strings.Join(args, "\x1f"))
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
-	return cmd
-}
 
 // TestRestartAfterSIGKILLMidSweep kills a real billingd process in the middle of
 // a pass over 1,000 subscriptions, restarts it on the same SQLite file, and checks
@@ -88,14 +72,14 @@ log:      { level: debug }
 	// Slow answers and faults keep many attempts in flight when the kill lands.
 	gw.SetFaults(sim.Faults{Error5xxAfter: 0.1, Drop: 0.05, Slow: 0.5, SlowDelay: 30 * time.Millisecond})
 	logPath := filepath.Join(dir, "billingd.log")
-	first := child(t, logPath, "once", "-c", cfgPath)
+	first := startChild(t, logPath, nil, "once", "-c", cfgPath)
 	deadline := time.Now().Add(60 * time.Second)
 	for len(gw.Ledger()) < 300 {
 		require.True(t, time.Now().Before(deadline), "the first process never got going; log: %s", readFile(logPath))
 		time.Sleep(5 * time.Millisecond)
 	}
-	require.NoError(t, first.Process.Signal(syscall.SIGKILL))
-	_ = first.Wait()
+	require.NoError(t, first.cmd.Process.Signal(syscall.SIGKILL))
+	<-first.done
 	killedAt := len(gw.Ledger())
 
 	// What the dead process left behind is consistent already.
@@ -113,12 +97,10 @@ log:      { level: debug }
 	require.NoError(t, st.Close())
 
 	// Restart on the same file, same faults, and let it finish.
-	second := child(t, logPath, "once", "-c", cfgPath)
-	done := make(chan error, 1)
-	go func() { done <- second.Wait() }()
+	second := startChild(t, logPath, nil, "once", "-c", cfgPath)
 	select {
-	case err := <-done:
-		require.NoError(t, err, "log: %s", readFile(logPath))
+	case <-second.done:
+		require.NoError(t, second.err, "log: %s", readFile(logPath))
 	case <-time.After(3 * time.Minute):
 		t.Fatalf("restarted process did not finish; log: %s", readFile(logPath))
 	}

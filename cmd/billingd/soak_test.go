@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -62,13 +61,6 @@ var soakCards = []soakCard{
 	{"4000000000009995", 10, "GBP"}, // insufficient_funds: soft decline
 	{"4000000000000069", 10, "USD"}, // expired_card: hard decline
 	{"4462030000000000", 10, "EUR"}, // requires_action (3-D Secure)
-}
-
-// soakProc is one billingd child; err is valid once done is closed.
-type soakProc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
 }
 
 // soakFigures are what the soak prints and asserts.
@@ -269,21 +261,8 @@ mail:      { host: %s, port: %d, tls: none, from: "Soak Billing <billing@example
 log:       { level: info }
 `, dbPath, srv.URL, secret, whSecret, listen, smtp.Host(), smtp.Port()))
 
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	require.NoError(t, err)
-	defer logf.Close()
-	start := func() *soakProc {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Stdout, cmd.Stderr = logf, logf
-		cmd.Env = append(os.Environ(), "BILLINGD_TEST_MAIN=1",
-			"BILLINGD_TEST_ARGS="+strings.Join([]string{"run", "-c", cfgPath}, "\x1f"))
-		require.NoError(t, cmd.Start())
-		p := &soakProc{cmd: cmd, done: make(chan struct{})}
-		go func() { p.err = cmd.Wait(); close(p.done) }()
-		t.Cleanup(func() { _ = cmd.Process.Kill(); <-p.done })
-		return p
-	}
-	kill := func(p *soakProc, k int) {
+	start := func() *childProc { return startChild(t, logPath, nil, "run", "-c", cfgPath) }
+	kill := func(p *childProc, k int) {
 		select {
 		case <-p.done:
 			t.Fatalf("billingd exited by itself before kill %d: %v; log: %s", k, p.err, readFile(logPath))
@@ -444,7 +423,7 @@ func soakUnsettled(t *testing.T, ro *store.Store, gw *sim.Server, invoices int) 
 }
 
 // waitHTTP waits until url answers 200 (the daemon is up) or p exits.
-func waitHTTP(t *testing.T, url string, p *soakProc, logPath string) {
+func waitHTTP(t *testing.T, url string, p *childProc, logPath string) {
 	t.Helper()
 	hc := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(60 * time.Second)
