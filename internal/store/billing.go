@@ -122,7 +122,13 @@ func (s *Store) ClaimNewAttempts(ctx context.Context, owner string, now, leaseUn
 	var claimed []models.ChargeAttempt
 	err := s.InTx(ctx, func(tx *Tx) error {
 		var invs []models.Invoice
+		// An invoice whose earlier attempt is still unresolved (an on-session
+		// payment through a pay link, say) waits: its scheduled attempt runs once
+		// that outcome is known, and the claim never trips the one-unresolved
+		// index (which would fail the whole batch).
 		q := `SELECT * FROM invoices WHERE status = 'open' AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?
+		         AND NOT EXISTS (SELECT 1 FROM charge_attempts ca WHERE ca.invoice_id = invoices.id
+		                           AND ca.status IN ('pending','unknown','processing'))
 		       ORDER BY next_attempt_at, id LIMIT ?` + tx.forUpdateSkipLocked()
 		if err := tx.db.Raw(q, now, limit).Scan(&invs).Error; err != nil {
 			return err

@@ -268,3 +268,28 @@ func countInvoices(t *testing.T, st *store.Store, status string) int {
 	require.NoError(t, st.DB().Model(&models.Invoice{}).Where("status = ?", status).Count(&n).Error)
 	return int(n)
 }
+
+// A retry scheduled for an invoice whose on-session attempt (a pay link) is still
+// unresolved must wait for it, not fail the claim batch of every invoice.
+func TestClaimSkipsInvoicesWithAnUnresolvedAttempt(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		storetest.Seed(t, st, t0, storetest.Subscription{Reference: "busy"}, storetest.Subscription{Reference: "free"})
+		require.Equal(t, 2, invoiceAll(t, st, t0))
+		var busy models.Invoice
+		require.NoError(t, st.DB().Where("subscription_id = 1").First(&busy).Error)
+		require.NoError(t, st.InTx(ctx, func(tx *store.Tx) error {
+			ic, err := tx.InvoiceContact(busy.ID)
+			if err != nil {
+				return err
+			}
+			a, err := tx.NewOnSessionAttempt(t0, ic, "pay-page", t0.Add(time.Minute))
+			require.NotNil(t, a)
+			return err
+		}))
+		got, err := st.ClaimNewAttempts(ctx, "w", t0.Add(time.Hour), t0.Add(2*time.Hour), 10)
+		require.NoError(t, err, "the busy invoice does not fail the batch")
+		require.Len(t, got, 1)
+		require.NotEqual(t, busy.ID, got[0].InvoiceID)
+	})
+}
