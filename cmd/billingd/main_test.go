@@ -10,8 +10,10 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/billingd/billingd/internal/failpoint"
+	"github.com/billingd/billingd/internal/store/storetest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -152,4 +154,23 @@ func TestSimHelpAndBadFlags(t *testing.T) {
 	code, _, errOut := runMain(t, nil, "sim", "--fault-drop", "1.5")
 	require.Equal(t, exitUsage, code)
 	require.Contains(t, errOut, "--fault-drop")
+}
+
+func TestStatusScreen(t *testing.T) {
+	st := storetest.SQLite(t)
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	storetest.Seed(t, st, now.Add(-time.Hour), storetest.Subscription{Reference: "a"}, storetest.Subscription{Reference: "b"})
+	var out bytes.Buffer
+	require.NoError(t, printStatus(context.Background(), &out, st, now))
+	for _, want := range []string{
+		"subscriptions          active 2",
+		"invoices               none",
+		"dunning cases          none",
+		"emails                 none",
+		"webhook events         none",
+		"due now                2 subscription(s)",
+		"unresolved attempts    0",
+	} {
+		require.Contains(t, out.String(), want)
+	}
 }

@@ -174,6 +174,9 @@ type StatusReport struct {
 	Subscriptions []Count
 	Invoices      []Count
 	Attempts      []Count
+	DunningCases  []Count
+	Emails        []Count
+	Webhooks      []Count // by result
 	DueNow        int64
 	Unresolved    int64
 	NeedsReview   int64
@@ -193,10 +196,12 @@ func (s *Store) Status(ctx context.Context, now time.Time) (*StatusReport, error
 	db := s.db.WithContext(ctx)
 	r := &StatusReport{}
 	for _, q := range []struct {
-		table string
-		out   *[]Count
-	}{{"subscriptions", &r.Subscriptions}, {"invoices", &r.Invoices}, {"charge_attempts", &r.Attempts}} {
-		if err := db.Raw(`SELECT status, COUNT(*) AS n FROM ` + q.table + ` GROUP BY status ORDER BY status`).Scan(q.out).Error; err != nil {
+		table  string
+		out    *[]Count
+		column string
+	}{{"subscriptions", &r.Subscriptions, "status"}, {"invoices", &r.Invoices, "status"}, {"charge_attempts", &r.Attempts, "status"},
+		{"dunning_cases", &r.DunningCases, "status"}, {"emails", &r.Emails, "status"}, {"webhook_events", &r.Webhooks, "result"}} {
+		if err := db.Raw(`SELECT ` + q.column + ` AS status, COUNT(*) AS n FROM ` + q.table + ` GROUP BY ` + q.column + ` ORDER BY ` + q.column).Scan(q.out).Error; err != nil {
 			return nil, err
 		}
 	}
