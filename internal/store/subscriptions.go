@@ -150,6 +150,9 @@ func (tx *Tx) upsertCustomer(now time.Time, gatewayID, email string) (int64, err
 	return c.ID, nil
 }
 
+// upsertPaymentMethod returns the payment method row for a gateway id, creating
+// it for customerID if it is new. An existing row is returned as it is, so the
+// caller can tell when it belongs to someone else.
 func (tx *Tx) upsertPaymentMethod(now time.Time, customerID int64, gatewayID string) (models.PaymentMethod, error) {
 	var pm models.PaymentMethod
 	if err := tx.db.Where("gateway_payment_method_id = ?", gatewayID).Limit(1).Find(&pm).Error; err != nil {

@@ -56,7 +56,8 @@ func (tx *Tx) InvoicePaymentIntent(invoiceID int64) (models.InvoiceStatus, strin
 
 // RecordPaymentMethod remembers that a gateway payment method belongs to a
 // customer billingd knows (from payment_intent.succeeded or
-// setup_intent.succeeded). It returns false when the customer is unknown.
+// setup_intent.succeeded). It returns false when the customer is unknown, or
+// when billingd already has that payment method under another customer.
 func (tx *Tx) RecordPaymentMethod(now time.Time, gatewayCustomerID, gatewayPaymentMethodID string) (bool, error) {
 	if gatewayCustomerID == "" || gatewayPaymentMethodID == "" {
 		return false, nil
@@ -68,9 +69,11 @@ func (tx *Tx) RecordPaymentMethod(now time.Time, gatewayCustomerID, gatewayPayme
 	if c.ID == 0 {
 		return false, nil
 	}
-	pm := models.PaymentMethod{CustomerID: c.ID, GatewayID: gatewayPaymentMethodID, CreatedAt: now, UpdatedAt: now}
-	err := tx.db.Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "gateway_payment_method_id"}}, DoNothing: true}).Create(&pm).Error
-	return err == nil, err
+	pm, err := tx.upsertPaymentMethod(now, c.ID, gatewayPaymentMethodID)
+	if err != nil {
+		return false, err
+	}
+	return pm.CustomerID == c.ID, nil
 }
 
 // ClaimForReconcile leases unresolved attempts older than olderThan whose
