@@ -17,6 +17,7 @@ import (
 	"github.com/billingd/billingd/internal/gateway/wooshpay"
 	"github.com/billingd/billingd/internal/mail"
 	"github.com/billingd/billingd/internal/metrics"
+	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/schedule"
 	"github.com/billingd/billingd/internal/store"
 	"github.com/billingd/billingd/internal/web"
@@ -215,6 +216,27 @@ func (a *app) webhookReceiver() (*web.WebhookReceiver, error) {
 	}
 	return &web.WebhookReceiver{Store: a.store, Engine: a.engine, Verifier: v, Clock: a.clock,
 		Log: a.log.With().Str("component", "webhooks").Logger(), Metrics: a.metrics}, nil
+}
+
+// mountCustomerRoutes mounts what the outside world calls: the gateway's webhooks
+// and the customers' pay pages. retryNow, if set, runs after a webhook scheduled
+// an immediate retry (a new card for an invoice in dunning).
+func (a *app) mountCustomerRoutes(srv *web.Server, retryNow func()) error {
+	receiver, err := a.webhookReceiver()
+	if err != nil {
+		return err
+	}
+	receiver.RetryNow = retryNow
+	srv.Handle("POST /webhooks/wooshpay", receiver)
+	a.payPages().Register(srv)
+	return nil
+}
+
+// runSummary is the one line that says what a billing pass did.
+func runSummary(run *models.BillingRun) string {
+	return fmt.Sprintf("billing run %d %s in %dms: %d due, %d invoiced, %d attempts (%d replayed): %d succeeded, %d processing, %d requires_action, %d declined, %d failed, %d unknown",
+		run.ID, run.Status, run.DurationMS, run.SubscriptionsDue, run.InvoicesCreated, run.AttemptsStarted+run.AttemptsReplayed,
+		run.AttemptsReplayed, run.Succeeded, run.Processing, run.RequiresAction, run.Declined, run.Failed, run.Unknown)
 }
 
 // payPages builds the /pay routes: on-session payment and card update.

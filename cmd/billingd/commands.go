@@ -93,9 +93,7 @@ func (m *Main) cmdOnce(ctx context.Context, args []string) error {
 		err = namedDBError(cfg, err)
 	}
 	if run != nil {
-		fmt.Fprintf(m.Stdout, "billing run %d %s in %dms: %d due, %d invoiced, %d attempts (%d replayed): %d succeeded, %d processing, %d requires_action, %d declined, %d failed, %d unknown\n",
-			run.ID, run.Status, run.DurationMS, run.SubscriptionsDue, run.InvoicesCreated, run.AttemptsStarted+run.AttemptsReplayed,
-			run.AttemptsReplayed, run.Succeeded, run.Processing, run.RequiresAction, run.Declined, run.Failed, run.Unknown)
+		fmt.Fprintln(m.Stdout, runSummary(run))
 	}
 	return err
 }

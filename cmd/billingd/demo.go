@@ -188,13 +188,10 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 		return err
 	}
 	defer a.Close()
-	receiver, err := a.webhookReceiver()
-	if err != nil {
+	webSrv := web.New()
+	if err := a.mountCustomerRoutes(webSrv, nil); err != nil {
 		return err
 	}
-	webSrv := web.New()
-	webSrv.Handle("POST /webhooks/wooshpay", receiver)
-	a.payPages().Register(webSrv)
 	billingSrv := &http.Server{Handler: webSrv, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = billingSrv.Serve(billingLn) }()
 	defer billingSrv.Close()
@@ -203,8 +200,7 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "4. Billing run %d: %d due, %d invoices, %d succeeded, %d processing, %d requires_action, %d declined, %d unknown (%d ms)\n",
-		run.ID, run.SubscriptionsDue, run.InvoicesCreated, run.Succeeded, run.Processing, run.RequiresAction, run.Declined, run.Unknown, run.DurationMS)
+	fmt.Fprintf(out, "4. %s\n", runSummary(run))
 
 	// 6. Processing charges settle later: the gateway's webhook says so.
 	if err := settleProcessing(ctx, a, out, *settle+15*time.Second); err != nil {

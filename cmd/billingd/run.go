@@ -219,13 +219,9 @@ func (m *Main) cmdRun(ctx context.Context, args []string) error {
 		}},
 		web.Check{Name: "scheduler", Fn: func(context.Context) error { return s.alive(time.Minute) }},
 	)
-	receiver, err := a.webhookReceiver()
-	if err != nil {
+	if err := a.mountCustomerRoutes(webSrv, func() { go s.pass("retry-now") }); err != nil {
 		return usageError{err}
 	}
-	receiver.RetryNow = func() { go s.pass("retry-now") }
-	webSrv.Handle("POST /webhooks/wooshpay", receiver)
-	a.payPages().Register(webSrv)
 	a.registerGauges()
 	webSrv.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.Registry, promhttp.HandlerOpts{}))
 	hs := &http.Server{Handler: webSrv, ReadHeaderTimeout: 10 * time.Second}
