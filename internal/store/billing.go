@@ -25,16 +25,20 @@ type DueCursor struct {
 	ID            int64
 }
 
+// dueSubscriptionsQuery is the keyset page of the sweep; the partial index
+// subscriptions_due (next_billing_at, id) serves both the filter and the order, so a
+// page costs the same at the start and at the end of a million due rows.
+const dueSubscriptionsQuery = `SELECT * FROM subscriptions
+	WHERE status IN ('active','past_due') AND next_billing_at <= ?
+	  AND (next_billing_at > ? OR (next_billing_at = ? AND id > ?))
+	ORDER BY next_billing_at, id LIMIT ?`
+
 // DueSubscriptions reads one page of billable subscriptions whose next period has
 // started by now, after the cursor, in (next_billing_at, id) order. On PostgreSQL the
 // rows are locked so that concurrent sweeps split the work instead of racing.
 func (tx *Tx) DueSubscriptions(now time.Time, after DueCursor, limit int) ([]models.Subscription, error) {
 	var subs []models.Subscription
-	q := `SELECT * FROM subscriptions
-	       WHERE status IN ('active','past_due') AND next_billing_at <= ?
-	         AND (next_billing_at > ? OR (next_billing_at = ? AND id > ?))
-	       ORDER BY next_billing_at, id LIMIT ?` + tx.forUpdateSkipLocked()
-	err := tx.db.Raw(q, now, after.NextBillingAt, after.NextBillingAt, after.ID, limit).Scan(&subs).Error
+	err := tx.db.Raw(dueSubscriptionsQuery+tx.forUpdateSkipLocked(), now, after.NextBillingAt, after.NextBillingAt, after.ID, limit).Scan(&subs).Error
 	return subs, err
 }
 
@@ -114,6 +118,14 @@ type chargeTarget struct {
 	GatewayPM       string
 }
 
+// claimNewQuery finds the invoices a claim starts attempts for: invoices_chargeable
+// (next_attempt_at, id) serves the filter and the order, and the unresolved check is
+// a probe of charge_attempts_one_unresolved.
+const claimNewQuery = `SELECT * FROM invoices WHERE status = 'open' AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?
+	  AND NOT EXISTS (SELECT 1 FROM charge_attempts ca WHERE ca.invoice_id = invoices.id
+	                    AND ca.status IN ('pending','unknown','processing'))
+	ORDER BY next_attempt_at, id LIMIT ?`
+
 // ClaimNewAttempts starts attempts for open invoices whose next_attempt_at has come:
 // in one short transaction it commits, for each, a pending attempt with its frozen
 // request, its idempotency key and a lease for owner. Only then may the caller
@@ -126,11 +138,7 @@ func (s *Store) ClaimNewAttempts(ctx context.Context, owner string, now, leaseUn
 		// payment through a pay link, say) waits: its scheduled attempt runs once
 		// that outcome is known, and the claim never trips the one-unresolved
 		// index (which would fail the whole batch).
-		q := `SELECT * FROM invoices WHERE status = 'open' AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?
-		         AND NOT EXISTS (SELECT 1 FROM charge_attempts ca WHERE ca.invoice_id = invoices.id
-		                           AND ca.status IN ('pending','unknown','processing'))
-		       ORDER BY next_attempt_at, id LIMIT ?` + tx.forUpdateSkipLocked()
-		if err := tx.db.Raw(q, now, limit).Scan(&invs).Error; err != nil {
+		if err := tx.db.Raw(claimNewQuery+tx.forUpdateSkipLocked(), now, limit).Scan(&invs).Error; err != nil {
 			return err
 		}
 		if len(invs) == 0 {
@@ -199,6 +207,16 @@ func (s *Store) ClaimNewAttempts(ctx context.Context, owner string, now, leaseUn
 	return claimed, nil
 }
 
+// claimReplayQuery finds the unresolved attempts a pass replays; the status index
+// charge_attempts_status (status, next_try_at) keeps it to the few unresolved rows
+// among millions of settled ones.
+const claimReplayQuery = `SELECT * FROM charge_attempts
+	WHERE status IN ('pending','unknown') AND off_session
+	  AND (lease_until IS NULL OR lease_until <= ?)
+	  AND (next_try_at IS NULL OR next_try_at <= ?)
+	  AND created_at >= ?
+	ORDER BY id LIMIT ?`
+
 // ClaimReplayAttempts leases pending and unknown attempts whose lease has expired
 // and whose next_try_at has come, so they are sent again with their own key.
 // Attempts created before notBefore are left alone: the gateway may have forgotten
@@ -208,14 +226,8 @@ func (s *Store) ClaimNewAttempts(ctx context.Context, owner string, now, leaseUn
 func (s *Store) ClaimReplayAttempts(ctx context.Context, owner string, now, leaseUntil, notBefore time.Time, limit int) ([]models.ChargeAttempt, error) {
 	var claimed []models.ChargeAttempt
 	err := s.InTx(ctx, func(tx *Tx) error {
-		q := `SELECT * FROM charge_attempts
-		       WHERE status IN ('pending','unknown') AND off_session
-		         AND (lease_until IS NULL OR lease_until <= ?)
-		         AND (next_try_at IS NULL OR next_try_at <= ?)
-		         AND created_at >= ?
-		       ORDER BY id LIMIT ?` + tx.forUpdateSkipLocked()
 		var err error
-		claimed, err = claimRows[models.ChargeAttempt](tx, "charge_attempts", q, []any{now, now, notBefore, limit}, owner, leaseUntil, now)
+		claimed, err = claimRows[models.ChargeAttempt](tx, "charge_attempts", claimReplayQuery+tx.forUpdateSkipLocked(), []any{now, now, notBefore, limit}, owner, leaseUntil, now)
 		return err
 	})
 	if err != nil {
