@@ -1,0 +1,36 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// Test hooks for package store_test, which (unlike package store) can import
+// storetest. Compiled into tests only.
+
+// PlannedSQL is the text of the sweep's and the claims' queries exactly as the
+// store sends them on st's dialect: hints and locking suffix included.
+type PlannedSQL struct {
+	DueSubscriptions string // args: DueSubscriptionsArgs
+	ClaimNew         string // args: now, limit
+	ClaimReplay      string // args: now, now, notBefore, limit
+}
+
+// SQLFor builds the statements inside a transaction of st, as the real code does.
+func SQLFor(st *Store) (q PlannedSQL, err error) {
+	err = st.InTx(context.Background(), func(tx *Tx) error {
+		q = PlannedSQL{
+			DueSubscriptions: dueSubscriptionsQuery + tx.forUpdateSkipLocked(),
+			ClaimNew:         tx.claimNewSQL(),
+			ClaimReplay:      tx.claimReplaySQL(),
+		}
+		return nil
+	})
+	return q, err
+}
+
+// DueSubscriptionsArgs are the arguments DueSubscriptions binds to
+// PlannedSQL.DueSubscriptions; keep it in step with DueSubscriptions.
+func DueSubscriptionsArgs(now time.Time, after DueCursor, limit int) []any {
+	return []any{now, after.NextBillingAt, after.ID, limit}
+}
