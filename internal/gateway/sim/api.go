@@ -157,41 +157,111 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 
 // ---- the /v1/ pipeline ----
 
-// serveAPI is the order of events for a /v1/ request: count, draw faults, answer
-// the before-faults, authenticate, then route. After-faults are applied by
-// respond, once the request has executed and its answer is stored.
+// serveAPI is the order of events for a /v1/ request: count, check the rate
+// limit (Options.RateLimit, at the edge like a real gateway's, so a refused
+// request draws no fault and reaches nothing), draw faults, answer the
+// before-faults, authenticate, then route. After-faults are applied by respond,
+// once the request has executed and its answer is stored. Every answer waits for
+// Options.Latency, counted from arrival (awaitLatency).
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
+	arrived := time.Now()
 	s.mu.Lock()
 	s.stats.Requests++
 	s.mu.Unlock()
+
+	// answer writes an answer that comes before routing, once the latency has
+	// passed.
+	answer := func(status int, body []byte, format string, args ...any) {
+		if !s.awaitLatency(r, arrived) {
+			return
+		}
+		s.logf(format, args...)
+		writeJSON(w, status, body)
+	}
+
+	if retryAfter, ok := s.admit(arrived); !ok {
+		s.rateLimited.Add(1)
+		answer(http.StatusTooManyRequests, rateLimitBody(w, retryAfter, "Too many requests hit the API too quickly."),
+			"sim: %s %s -> 429 (over the rate limit of %g/s)", r.Method, r.URL.Path, s.opts.RateLimit)
+		return
+	}
 
 	d := s.drawFault()
 	switch d.kind {
 	case fault5xxBefore:
 		s.countFault(func(c *FaultCounts) { c.Error5xxBefore++ })
-		s.logf("sim: %s %s -> 500 (fault 5xx-before)", r.Method, r.URL.Path)
-		writeJSON(w, http.StatusInternalServerError, errorBody(apiError{
+		answer(http.StatusInternalServerError, errorBody(apiError{
 			Type: "api_error", Message: "An unexpected error occurred (simulated, before processing).",
-		}))
+		}), "sim: %s %s -> 500 (fault 5xx-before)", r.Method, r.URL.Path)
 		return
 	case faultRateLimit:
 		s.countFault(func(c *FaultCounts) { c.RateLimit++ })
-		secs := int64((d.retryAfter + time.Second - 1) / time.Second)
-		w.Header().Set("Retry-After", strconv.FormatInt(max(secs, 1), 10))
-		s.logf("sim: %s %s -> 429 (fault)", r.Method, r.URL.Path)
-		writeJSON(w, http.StatusTooManyRequests, errorBody(apiError{
-			Type: "api_error", Code: "rate_limit", Message: "Too many requests hit the API too quickly (simulated).",
-		}))
+		answer(http.StatusTooManyRequests, rateLimitBody(w, d.retryAfter, "Too many requests hit the API too quickly (simulated)."),
+			"sim: %s %s -> 429 (fault)", r.Method, r.URL.Path)
 		return
 	}
 
 	if msg := s.authenticate(r); msg != "" {
 		w.Header().Set("WWW-Authenticate", `Basic realm="WooshPay"`)
-		s.logf("sim: %s %s -> 401", r.Method, r.URL.Path)
-		writeJSON(w, http.StatusUnauthorized, errorBody(apiError{Type: "invalid_request_error", Message: msg}))
+		answer(http.StatusUnauthorized, errorBody(apiError{Type: "invalid_request_error", Message: msg}),
+			"sim: %s %s -> 401", r.Method, r.URL.Path)
 		return
 	}
-	s.api.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), faultKey{}, d)))
+	ctx := context.WithValue(r.Context(), faultKey{}, d)
+	ctx = context.WithValue(ctx, arrivedKey{}, arrived)
+	s.api.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// maxRateLimitWait bounds the Retry-After of the rate limit, so that a tiny
+// limit cannot overflow a Duration.
+const maxRateLimitWait = 24 * time.Hour
+
+// arrivedKey carries the wall-clock arrival time of a /v1/ request to respond,
+// for Options.Latency.
+type arrivedKey struct{}
+
+// admit takes a token from the rate limiter. When the request is over the limit
+// it returns false and how long until a request would be admitted. It never
+// takes mu.
+func (s *Server) admit(now time.Time) (retryAfter time.Duration, ok bool) {
+	if s.limiter == nil || s.limiter.AllowN(now, 1) {
+		return 0, true
+	}
+	secs := (1 - s.limiter.TokensAt(now)) / float64(s.limiter.Limit())
+	return time.Duration(min(secs, maxRateLimitWait.Seconds()) * float64(time.Second)), false
+}
+
+// rateLimitBody prepares a 429 answer, the same for the rate limit and the 429
+// fault: it sets Retry-After (whole seconds, rounded up, at least 1) and returns
+// the rate_limit error body.
+func rateLimitBody(w http.ResponseWriter, retryAfter time.Duration, msg string) []byte {
+	secs := int64((retryAfter + time.Second - 1) / time.Second)
+	w.Header().Set("Retry-After", strconv.FormatInt(max(secs, 1), 10))
+	return errorBody(apiError{Type: "api_error", Code: "rate_limit", Message: msg})
+}
+
+// awaitLatency holds an answer until Options.Latency has passed since the
+// request arrived. It holds no lock, so any number of answers can wait at once.
+// It reports false, at once, when the client has gone away first: the caller
+// then writes nothing.
+func (s *Server) awaitLatency(r *http.Request, arrived time.Time) bool {
+	if s.opts.Latency <= 0 {
+		return true
+	}
+	wait := s.opts.Latency - time.Since(arrived)
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+		}
+	}
+	if r.Context().Err() != nil {
+		s.logf("sim: %s %s -> client gone before the latency passed", r.Method, r.URL.Path)
+		return false
+	}
+	return true
 }
 
 func (s *Server) countFault(f func(*FaultCounts)) {
@@ -292,7 +362,9 @@ func canonicalJSON(raw []byte) (body, canon []byte, err error) {
 
 // respond writes a handler's answer, after the after-faults had their say: slow
 // delays, a drop closes the connection silently, 5xx-after hides the real answer
-// (which is already stored under the idempotency key).
+// (which is already stored under the idempotency key). The request has executed
+// by now; the answer (or the drop) then waits for whatever remains of
+// Options.Latency, after any slow fault's delay.
 func (s *Server) respond(w http.ResponseWriter, r *http.Request, d faultDecision, key string, res result) {
 	h := w.Header()
 	h.Set("Request-Id", "req_"+strconv.FormatUint(s.reqSeq.Add(1), 10))
@@ -311,6 +383,10 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, d faultDecision
 			s.logf("sim: %s %s -> client gone during slow fault", r.Method, r.URL.Path)
 			return
 		}
+	}
+	arrived, _ := r.Context().Value(arrivedKey{}).(time.Time)
+	if !s.awaitLatency(r, arrived) {
+		return
 	}
 	switch d.kind {
 	case faultDrop:

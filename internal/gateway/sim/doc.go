@@ -16,6 +16,13 @@
 // and the same request order, and enabling webhook modes never changes which API
 // requests are faulted.
 //
+// For load tests the simulator can also behave like a remote gateway rather than
+// an in-memory one: Options.Latency holds every /v1/ answer until a round trip
+// has passed since the request arrived (without holding any lock, so thousands of
+// requests can wait at once), and Options.RateLimit refuses requests over a real
+// per-second limit with 429 and Retry-After, unprocessed, counted in
+// Stats.RateLimited apart from injected faults.
+//
 // The same Server serves tests in-process (through httptest or ServeHTTP), the
 // `billingd demo` command, and the standalone `billingd sim` subcommand (see
 // ParseFlags and Serve). Paths under /v1/ are the WooshPay API (Basic auth, faults

@@ -34,6 +34,10 @@ var faultFlags = map[FaultField]string{
 	FieldDrop:           "--fault-drop",
 	FieldExclusiveSum:   "--fault-5xx-before + --fault-5xx-after + --fault-429 + --fault-drop",
 
+	FieldLatency:          "--latency",
+	FieldRequestRateLimit: "--rate-limit",
+	FieldRequestRateBurst: "--rate-burst",
+
 	FieldWebhookDuplicates:     "--webhook-duplicates",
 	FieldWebhookMaxCopies:      "--webhook-max-copies",
 	FieldWebhookDelay:          "--webhook-delay",
@@ -77,6 +81,9 @@ func ParseFlags(args []string) (Config, error) {
 	fs.Float64Var(&o.Faults.Slow, "fault-slow", 0, "`probability` of answering late (see --slow-delay)")
 	fs.DurationVar(&o.Faults.SlowDelay, "slow-delay", 5*time.Second, "how late a slow answer is")
 	fs.Float64Var(&o.Faults.Drop, "fault-drop", 0, "`probability` of processing then closing the connection without an answer")
+	fs.DurationVar(&o.Latency, "latency", 0, "answer every /v1/ request no sooner than this after it arrived (the request is processed first, then the answer waits)")
+	fs.Float64Var(&o.RateLimit, "rate-limit", 0, "refuse /v1/ requests beyond this `rate` (requests per second) with 429 and Retry-After, unprocessed (0: unlimited)")
+	fs.IntVar(&o.RateBurst, "rate-burst", 0, "`requests` admitted at once under --rate-limit (0: the rate limit rounded up, i.e. that many in any second)")
 	fs.DurationVar(&o.ProcessingDelay, "processing-delay", defaultProcessingDelay, "how long a processing charge takes to succeed")
 	fs.StringVar(&o.PublicURL, "public-url", "", "base `URL` of links handed out (3-D Secure and checkout pages); default from the request Host")
 	fs.StringVar(&o.Webhook.URL, "webhook-url", "", "`URL` that receives webhook events (empty: no delivery)")
@@ -115,10 +122,7 @@ func ParseFlags(args []string) (Config, error) {
 	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
 		return Config{}, fmt.Errorf("--listen: %q is not host:port: %v", cfg.Listen, err)
 	}
-	if err := o.Faults.Validate(); err != nil {
-		return Config{}, flagError(err)
-	}
-	if err := o.Webhook.Delivery.Validate(); err != nil {
+	if err := o.Validate(); err != nil {
 		return Config{}, flagError(err)
 	}
 	if o.Faults.RetryAfter <= 0 {

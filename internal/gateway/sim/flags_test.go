@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"math"
 	"net"
 	"net/http"
 	"testing"
@@ -20,6 +21,9 @@ func TestParseFlagsDefaults(t *testing.T) {
 	require.Empty(t, o.SecretKey)
 	require.NotZero(t, o.Seed, "seed from the clock when not given")
 	require.Equal(t, 2*time.Second, o.ProcessingDelay)
+	require.Zero(t, o.Latency, "answers at once")
+	require.Zero(t, o.RateLimit, "unlimited")
+	require.Zero(t, o.RateBurst, "New derives it from the limit")
 	require.Equal(t, Faults{RetryAfter: time.Second, SlowDelay: 5 * time.Second}, o.Faults)
 	require.Empty(t, o.Webhook.URL)
 	require.Nil(t, o.Webhook.Retry, "nil: New applies the default schedule")
@@ -32,6 +36,7 @@ func TestParseFlagsAll(t *testing.T) {
 		"--fault-5xx-before", "0.1", "--fault-5xx-after", "0.2", "--fault-429", "0.3", "--retry-after", "3s",
 		"--fault-slow", "0.4", "--slow-delay", "250ms", "--fault-drop", "0.4",
 		"--processing-delay", "1m", "--public-url", "https://sim.example",
+		"--latency", "50ms", "--rate-limit", "100.5", "--rate-burst", "20",
 		"--webhook-url", "http://127.0.0.1:8080/webhooks/wooshpay", "--webhook-secret", "whsec",
 		"--webhook-ms", "--webhook-timeout", "3s", "--webhook-retry", "10ms, 1s",
 		"--webhook-duplicates", "0.2", "--webhook-max-copies", "5", "--webhook-delay", "5ms",
@@ -43,6 +48,7 @@ func TestParseFlagsAll(t *testing.T) {
 		Listen: "0.0.0.0:9999",
 		Options: Options{
 			SecretKey: "sk_test_x", Seed: 0, ProcessingDelay: time.Minute, PublicURL: "https://sim.example",
+			Latency: 50 * time.Millisecond, RateLimit: 100.5, RateBurst: 20,
 			Faults: Faults{
 				Error5xxBefore: 0.1, Error5xxAfter: 0.2, RateLimit: 0.3, RetryAfter: 3 * time.Second,
 				Slow: 0.4, SlowDelay: 250 * time.Millisecond, Drop: 0.4,
@@ -93,6 +99,13 @@ func TestParseFlagsErrorsNameTheFlag(t *testing.T) {
 		{[]string{"--webhook-bad-signature", "-0.5"}, "--webhook-bad-signature"},
 		{[]string{"--webhook-stale", "NaN"}, "--webhook-stale"},
 		{[]string{"--webhook-lose", "3"}, "--webhook-lose"},
+		{[]string{"--latency", "-1ms"}, "--latency"},
+		{[]string{"--latency", "soon"}, "latency"},
+		{[]string{"--rate-limit", "-1"}, "--rate-limit"},
+		{[]string{"--rate-limit", "NaN"}, "--rate-limit"},
+		{[]string{"--rate-limit", "+Inf"}, "--rate-limit"},
+		{[]string{"--rate-burst", "-1"}, "--rate-burst"},
+		{[]string{"--rate-limit", "10", "--rate-burst", "-5"}, "--rate-burst"},
 		{[]string{"--fault-429", "lots"}, "fault-429"},
 		{[]string{"--no-such-flag"}, "no-such-flag"},
 		{[]string{"extra"}, "extra"},
@@ -110,6 +123,9 @@ func TestParseFlagsHelp(t *testing.T) {
 	_, err := ParseFlags([]string{"-h"})
 	require.True(t, errors.Is(err, flag.ErrHelp))
 	require.Contains(t, err.Error(), "-webhook-url")
+	for _, name := range []string{"-latency", "-rate-limit", "-rate-burst"} {
+		require.Contains(t, err.Error(), name)
+	}
 }
 
 func TestFaultsValidate(t *testing.T) {
@@ -119,6 +135,31 @@ func TestFaultsValidate(t *testing.T) {
 	err := Faults{Drop: 2}.Validate()
 	require.ErrorAs(t, err, &fe)
 	require.Equal(t, FieldDrop, fe.Field)
+}
+
+func TestOptionsValidate(t *testing.T) {
+	require.NoError(t, Options{}.Validate())
+	require.NoError(t, Options{Latency: 50 * time.Millisecond, RateLimit: 0.5, RateBurst: 3}.Validate())
+	tests := []struct {
+		name  string
+		opts  Options
+		field FaultField
+	}{
+		{"latency", Options{Latency: -time.Millisecond}, FieldLatency},
+		{"rate limit", Options{RateLimit: -1}, FieldRequestRateLimit},
+		{"rate limit NaN", Options{RateLimit: math.NaN()}, FieldRequestRateLimit},
+		{"rate limit Inf", Options{RateLimit: math.Inf(1)}, FieldRequestRateLimit},
+		{"rate burst", Options{RateLimit: 1, RateBurst: -1}, FieldRequestRateBurst},
+		{"faults", Options{Faults: Faults{Drop: 2}}, FieldDrop},
+		{"delivery", Options{Webhook: WebhookOptions{Delivery: Delivery{Lose: -1}}}, FieldWebhookLose},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var fe *FaultError
+			require.ErrorAs(t, tc.opts.Validate(), &fe)
+			require.Equal(t, tc.field, fe.Field)
+		})
+	}
 }
 
 func TestServe(t *testing.T) {

@@ -38,6 +38,29 @@ type Options struct {
 	// load test with millions of charges does not grow memory without bound.
 	// 0 means 100000; negative means unbounded.
 	EventHistory int
+	// Latency is the simulated network and gateway round trip: every /v1/ answer
+	// (success, decline, error, idempotent replay, 401, the 429 of RateLimit, and
+	// the faults that answer or drop the connection) is held until at least this
+	// long after the request arrived, measured on the wall clock, not on Now. The
+	// request is processed first and the answer then waits for what remains, so an
+	// intent exists before its answer is sent, as with a real gateway whose answer
+	// is still on the wire; processing time counts toward the latency. The wait
+	// holds no lock and ends early, writing nothing, when the client goes away.
+	// 0 (the default) answers at once; negative is treated as 0 (see Validate).
+	Latency time.Duration
+	// RateLimit caps /v1/ requests at this many per second (a token bucket of
+	// RateBurst requests refilled at RateLimit per second); 0 means unlimited,
+	// negative is treated as 0 (see Validate). A request over the limit is checked
+	// first, before fault injection and authentication, and refused with 429, the
+	// rate_limit error body and a Retry-After (whole seconds, at least 1) saying
+	// when a request would be admitted; it is not processed: no fault is drawn for
+	// it, nothing is created and its idempotency key is not used. Stats counts it
+	// in RateLimited, apart from the random 429s of Faults.RateLimit.
+	RateLimit float64
+	// RateBurst is how many requests may arrive at once under RateLimit. 0 means
+	// RateLimit rounded up, at least 1, i.e. "RateLimit requests in any second"
+	// as live gateways count. Ignored when RateLimit is 0.
+	RateBurst int
 	// Logf, when set, receives one line per API request and per webhook attempt.
 	// Lines never contain request bodies, so they never contain card data.
 	Logf func(format string, args ...any)
@@ -46,8 +69,9 @@ type Options struct {
 // Faults are per-request fault probabilities for /v1/ requests. One uniform draw
 // per request picks at most one of Error5xxBefore, RateLimit, Error5xxAfter and
 // Drop (their sum should not exceed 1; earlier ones win when it does); a second,
-// independent draw decides Slow. Both draws happen for every /v1/ request, so the
-// sequence of decisions depends only on the seed and the request order.
+// independent draw decides Slow. Both draws happen for every /v1/ request that
+// Options.RateLimit admits (all of them when it is 0), so the sequence of
+// decisions depends only on the seed and the order of admitted requests.
 type Faults struct {
 	// Error5xxBefore answers 500 before doing anything: nothing is executed or
 	// recorded, a retry with the same key executes for the first time.
@@ -135,9 +159,9 @@ func (d *jsonDuration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// FaultField names a Faults or Delivery field in validation errors; ParseFlags
-// maps these to flag names, and they are the JSON names of PUT /_sim/faults and
-// PUT /_sim/webhooks.
+// FaultField names a Faults, Delivery or Options field in validation errors;
+// ParseFlags maps these to flag names. Faults and Delivery fields are the JSON
+// names of PUT /_sim/faults and PUT /_sim/webhooks.
 type FaultField string
 
 // Faults fields, as named in validation errors.
@@ -151,6 +175,15 @@ const (
 	FieldDrop           FaultField = "drop"
 	// FieldExclusiveSum is the sum of the four mutually exclusive probabilities.
 	FieldExclusiveSum FaultField = "error_5xx_before+error_5xx_after+rate_limit+drop"
+)
+
+// Options fields, as named in validation errors. FieldRequestRateLimit is
+// Options.RateLimit, the real limit, not the 429 fault probability
+// FieldRateLimit.
+const (
+	FieldLatency          FaultField = "latency"
+	FieldRequestRateLimit FaultField = "rate_limit_per_second"
+	FieldRequestRateBurst FaultField = "rate_burst"
 )
 
 // FaultError is a validation error that names the offending field, so callers can
@@ -194,6 +227,40 @@ func (f Faults) Validate() error {
 		return &FaultError{FieldSlowDelay, "must be positive when slow answers are enabled"}
 	}
 	return nil
+}
+
+// Validate checks the options an operator can get wrong: the fault
+// probabilities (Faults.Validate), the webhook delivery modes
+// (Delivery.Validate), and that Latency, RateLimit and RateBurst are not
+// negative (RateLimit must also be a finite number). Errors are *FaultError.
+// New does not call it: it uses options as given, treating a negative latency,
+// rate or burst as 0.
+func (o Options) Validate() error {
+	if err := o.Faults.Validate(); err != nil {
+		return err
+	}
+	if err := o.Webhook.Delivery.Validate(); err != nil {
+		return err
+	}
+	if o.Latency < 0 {
+		return &FaultError{FieldLatency, fmt.Sprintf("must not be negative, got %s", o.Latency)}
+	}
+	if math.IsNaN(o.RateLimit) || math.IsInf(o.RateLimit, 0) || o.RateLimit < 0 {
+		return &FaultError{FieldRequestRateLimit, fmt.Sprintf("must be a finite, non-negative number of requests per second (0: unlimited), got %v", o.RateLimit)}
+	}
+	if o.RateBurst < 0 {
+		return &FaultError{FieldRequestRateBurst, fmt.Sprintf("must not be negative (0: the rate limit rounded up), got %d", o.RateBurst)}
+	}
+	return nil
+}
+
+// defaultRateBurst is the burst of a rate limit when Options.RateBurst is 0: the
+// limit rounded up, at least 1, so that "N per second" admits N at once.
+func defaultRateBurst(limit float64) int {
+	if limit >= math.MaxInt32 {
+		return math.MaxInt32
+	}
+	return max(1, int(math.Ceil(limit)))
 }
 
 // WebhookOptions configures event delivery to one endpoint.
@@ -258,6 +325,12 @@ func (o Options) withDefaults() Options {
 	o.Webhook.Delivery = o.Webhook.Delivery.withDefaults()
 	if o.EventHistory == 0 {
 		o.EventHistory = defaultEventHistory
+	}
+	o.Latency = max(o.Latency, 0)
+	if math.IsNaN(o.RateLimit) || o.RateLimit <= 0 || math.IsInf(o.RateLimit, 1) {
+		o.RateLimit, o.RateBurst = 0, 0 // unlimited
+	} else if o.RateBurst <= 0 {
+		o.RateBurst = defaultRateBurst(o.RateLimit)
 	}
 	return o
 }

@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Server is the simulated WooshPay API. It is an http.Handler; all its state lives
@@ -31,6 +34,11 @@ type Server struct {
 	faults  Faults
 
 	reqSeq atomic.Uint64
+
+	// limiter enforces Options.RateLimit; nil when unlimited. It has its own
+	// lock, so admitting or refusing a request never takes mu.
+	limiter     *rate.Limiter
+	rateLimited atomic.Int64 // Stats.RateLimited, counted without mu
 
 	mu         sync.Mutex
 	idBase     uint64
@@ -68,6 +76,11 @@ type Server struct {
 type Stats struct {
 	// Requests is the number of /v1/ requests received.
 	Requests int64 `json:"requests"`
+	// RateLimited counts /v1/ requests refused with 429 because they exceeded
+	// Options.RateLimit (they are included in Requests). It never counts the
+	// random 429s of Faults.RateLimit, which are in Faults.RateLimit, so a load
+	// test can tell "the client exceeded the limit" from injected faults.
+	RateLimited int64 `json:"rate_limited"`
 	// Faults counts injected faults by kind.
 	Faults FaultCounts `json:"faults"`
 	// Replays counts answers replayed from an idempotency key.
@@ -155,6 +168,9 @@ func New(opts Options) *Server {
 		processing: map[string]*paymentIntent{},
 		idem:       map[idemKey]*idemEntry{},
 	}
+	if opts.RateLimit > 0 {
+		s.limiter = rate.NewLimiter(rate.Limit(opts.RateLimit), opts.RateBurst)
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wh.init(opts.Webhook, seed)
 	s.api = s.apiRoutes()
@@ -213,7 +229,12 @@ func (s *Server) Start(ctx context.Context) {
 	s.wg.Add(1)
 	go s.settleLoop()
 	s.wh.start(s)
-	s.logf("sim: started (seed=%d, processing delay %s)", s.opts.Seed, s.opts.ProcessingDelay)
+	limit := "unlimited"
+	if s.limiter != nil {
+		limit = fmt.Sprintf("%g/s, burst %d", s.opts.RateLimit, s.opts.RateBurst)
+	}
+	s.logf("sim: started (seed=%d, processing delay %s, latency %s, rate limit %s)",
+		s.opts.Seed, s.opts.ProcessingDelay, s.opts.Latency, limit)
 }
 
 // Close stops the background work, abandons queued, delayed and retrying webhook
@@ -295,6 +316,7 @@ func (s *Server) Stats() Stats {
 	st := s.stats
 	st.PaymentIntents = int64(len(s.intentList))
 	s.mu.Unlock()
+	st.RateLimited = s.rateLimited.Load()
 	st.WebhooksPending = s.wh.pending()
 	return st
 }
