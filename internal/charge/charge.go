@@ -43,7 +43,12 @@ type Options struct {
 	// Limiter caps requests per second to the gateway across all workers, so
 	// billingd never causes the gateway's own 429s. Nil means unlimited.
 	Limiter *rate.Limiter
-	Retry   RetryPolicy
+	// MaxInFlight caps charge requests open at the gateway at once
+	// (gateway.concurrency); 0 means no cap. The cap is held only for the HTTP
+	// exchange itself, so callers may run more workers than this: while some
+	// record their outcome, others keep the gateway busy.
+	MaxInFlight int
+	Retry       RetryPolicy
 	// UnknownRetryDelay is how long an attempt whose outcome stayed unknown
 	// after the backoff window waits before it is replayed (with its own key).
 	UnknownRetryDelay time.Duration
@@ -55,6 +60,10 @@ type Options struct {
 	RecheckAfter time.Duration
 	// Hook runs inside every transaction that settles an attempt (dunning).
 	Hook Hook
+	// Observe, when set, receives the time from a worker taking an attempt to
+	// its outcome committed, rate-limiter waits and retries included: the load
+	// tool's attempt latency.
+	Observe func(time.Duration)
 }
 
 // Hook lets dunning act on outcomes in the same transaction that records them,
@@ -70,7 +79,9 @@ type Hook interface {
 
 // Engine executes claimed attempts.
 type Engine struct {
-	opts Options
+	opts  Options
+	rec   recorder
+	slots chan struct{} // one token per request in flight; nil: no cap
 }
 
 // New returns an Engine.
@@ -84,7 +95,11 @@ func New(opts Options) *Engine {
 	if opts.RecheckAfter <= 0 {
 		opts.RecheckAfter = 5 * time.Minute
 	}
-	return &Engine{opts: opts}
+	e := &Engine{opts: opts}
+	if opts.MaxInFlight > 0 {
+		e.slots = make(chan struct{}, opts.MaxInFlight)
+	}
+	return e
 }
 
 // Request is the frozen gateway request of an attempt. It is derived only from the
@@ -158,16 +173,7 @@ func (e *Engine) exchange(ctx context.Context, a *models.ChargeAttempt, req gate
 		next := now.Add(e.opts.UnknownRetryDelay)
 		result.NextTryAt = &next
 	}
-	var warning string
-	err := e.opts.Store.InTx(context.WithoutCancel(ctx), func(tx *store.Tx) error {
-		if err := tx.FinishAttempt(now, a, result); err != nil {
-			return err
-		}
-		var err error
-		warning, err = e.applyOutcome(tx, now, a, result)
-		failpoint.Hit(failpoint.ChargeBeforeCommit)
-		return err
-	})
+	warning, err := e.record(ctx, a, result, now)
 	if errors.Is(err, store.ErrLeaseLost) {
 		// A webhook (or the reconciler) recorded the outcome first: report what
 		// was recorded, so the pass still counts it. If another worker took the
@@ -188,6 +194,9 @@ func (e *Engine) exchange(ctx context.Context, a *models.ChargeAttempt, req gate
 		log.Error().Str("payment_intent", result.PaymentIntentID).Msg(warning)
 	}
 	e.opts.Metrics.Attempt(string(result.Status), now.Sub(start))
+	if e.opts.Observe != nil {
+		e.opts.Observe(e.opts.Clock.Now().Sub(start))
+	}
 	ev := log.Info()
 	switch result.Status {
 	case models.AttemptUnknown, models.AttemptFailed, models.AttemptNeedsReview:
@@ -211,13 +220,11 @@ func (e *Engine) send(ctx context.Context, req gateway.PaymentIntentRequest, pol
 	b.Reset()
 	tries := 0
 	for {
-		if e.opts.Limiter != nil {
-			if err := e.opts.Limiter.Wait(ctx); err != nil {
-				return gateway.Result{Kind: gateway.Transient, Err: err}, tries
-			}
+		res, sent := e.request(ctx, req)
+		if !sent {
+			return res, tries
 		}
 		tries++
-		res := e.opts.Gateway.CreatePaymentIntent(ctx, req)
 		if res.Kind != gateway.Transient {
 			return res, tries
 		}
@@ -233,6 +240,27 @@ func (e *Engine) send(ctx context.Context, req gateway.PaymentIntentRequest, pol
 			return res, tries
 		}
 	}
+}
+
+// request sends one CreatePaymentIntent within the in-flight cap and the rate
+// limit: the slot is taken first, so a request leaves as soon as the limiter
+// lets it and the limiter's spacing reaches the gateway intact. sent is false
+// when ctx ended before the request could be sent.
+func (e *Engine) request(ctx context.Context, req gateway.PaymentIntentRequest) (res gateway.Result, sent bool) {
+	if e.slots != nil {
+		select {
+		case e.slots <- struct{}{}:
+			defer func() { <-e.slots }()
+		case <-ctx.Done():
+			return gateway.Result{Kind: gateway.Transient, Err: ctx.Err()}, false
+		}
+	}
+	if e.opts.Limiter != nil {
+		if err := e.opts.Limiter.Wait(ctx); err != nil {
+			return gateway.Result{Kind: gateway.Transient, Err: err}, false
+		}
+	}
+	return e.opts.Gateway.CreatePaymentIntent(ctx, req), true
 }
 
 // ResultOf maps a gateway result onto the attempt state it establishes.

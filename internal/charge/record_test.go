@@ -1,0 +1,133 @@
+package charge_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/billingd/billingd/internal/charge"
+	"github.com/billingd/billingd/internal/clock"
+	"github.com/billingd/billingd/internal/gateway"
+	"github.com/billingd/billingd/internal/loadtest"
+	"github.com/billingd/billingd/internal/models"
+	"github.com/billingd/billingd/internal/store"
+	"github.com/billingd/billingd/internal/store/storetest"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+)
+
+// barrierGateway answers every charge with success, but only once `width`
+// requests are waiting, so that many outcomes are ready at the same moment.
+type barrierGateway struct {
+	scripted
+	mu      sync.Mutex
+	waiting int
+	width   int
+	release chan struct{}
+}
+
+func (g *barrierGateway) CreatePaymentIntent(_ context.Context, req gateway.PaymentIntentRequest) gateway.Result {
+	g.mu.Lock()
+	g.waiting++
+	ch := g.release
+	if g.waiting == g.width {
+		close(g.release)
+		g.waiting, g.release = 0, make(chan struct{})
+	}
+	g.mu.Unlock()
+	<-ch
+	return intent("pi_"+req.IdempotencyKey, gateway.IntentSucceeded)
+}
+
+// txCounter is a hook that counts the transactions outcomes were recorded in,
+// and fails the outcome of one attempt.
+type txCounter struct {
+	mu     sync.Mutex
+	txs    map[*store.Tx]int
+	failID int64
+}
+
+func (h *txCounter) AfterOutcome(tx *store.Tx, _ time.Time, a *models.ChargeAttempt, _ store.AttemptResult) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.txs[tx]++
+	if a.ID == h.failID {
+		return fmt.Errorf("hook refuses attempt %d", a.ID)
+	}
+	return nil
+}
+
+func (h *txCounter) AfterPaymentMethodSaved(*store.Tx, time.Time, *gateway.SetupIntent) (bool, string, bool, error) {
+	return false, "", false, nil
+}
+
+func TestGroupCommit(t *testing.T) {
+	const attempts, workers = 256, 32
+	for _, tc := range []struct {
+		name   string
+		failID int64 // 0: no outcome fails
+	}{
+		{"every outcome recorded, many per transaction", 0},
+		{"one failing outcome does not hold back the others", 77},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			st := storetest.SQLite(t)
+			require.NoError(t, loadtest.SeedOpenInvoices(ctx, st, attempts, t0))
+			claimed, err := st.ClaimNewAttempts(ctx, "test", t0, t0.Add(time.Hour), attempts)
+			require.NoError(t, err)
+			require.Len(t, claimed, attempts)
+
+			hook := &txCounter{txs: map[*store.Tx]int{}, failID: tc.failID}
+			eng := charge.New(charge.Options{Store: st, Gateway: &barrierGateway{width: workers, release: make(chan struct{})},
+				Clock: clock.NewFake(t0), Log: zerolog.Nop(), Hook: hook,
+				Retry: charge.RetryPolicy{InitialInterval: time.Second, MaxInterval: time.Second, MaxElapsedTime: time.Second}})
+			jobs := make(chan *models.ChargeAttempt)
+			errs := make([]error, attempts)
+			var wg sync.WaitGroup
+			for w := 0; w < workers; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for a := range jobs {
+						_, err := eng.Execute(ctx, a)
+						errs[a.ID-1] = err
+					}
+				}()
+			}
+			for i := range claimed {
+				jobs <- &claimed[i]
+			}
+			close(jobs)
+			wg.Wait()
+
+			var rows []models.ChargeAttempt
+			require.NoError(t, st.DB().Order("id").Find(&rows).Error)
+			for i, row := range rows {
+				a := claimed[i]
+				if row.ID == tc.failID {
+					require.Error(t, errs[i])
+					require.Equal(t, models.AttemptPending, row.Status, "the failed outcome leaves its attempt to be replayed")
+					require.Equal(t, models.AttemptPending, a.Status, "the caller's copy is restored to what is stored")
+					require.Equal(t, row.LeaseVersion, a.LeaseVersion)
+					continue
+				}
+				require.NoError(t, errs[i], "attempt %d", row.ID)
+				require.Equal(t, models.AttemptSucceeded, row.Status, "attempt %d", row.ID)
+				require.Equal(t, "pi_"+row.IdempotencyKey, row.PaymentIntentID)
+				require.Equal(t, models.AttemptSucceeded, a.Status)
+			}
+			var paid int64
+			require.NoError(t, st.DB().Model(&models.Invoice{}).Where("status = 'paid'").Count(&paid).Error)
+			want := int64(attempts)
+			if tc.failID != 0 {
+				want--
+			}
+			require.Equal(t, want, paid)
+			// With 32 outcomes ready at once, transactions carry several each.
+			require.Less(t, len(hook.txs), attempts/2, "outcomes should share transactions (group commit)")
+		})
+	}
+}
