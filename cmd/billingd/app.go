@@ -73,6 +73,9 @@ type app struct {
 	client  *wooshpay.Client
 	metrics *metrics.Metrics
 	owner   string
+	// observeAttempt, when set, receives each recorded attempt's duration (the
+	// load tool's percentiles).
+	observeAttempt func(time.Duration)
 }
 
 // openApp opens the database (taking the SQLite instance lock), applies
@@ -159,6 +162,10 @@ func (a *app) wire() {
 		Gateway: a.gw,
 		Clock:   a.clock,
 		Limiter: a.limiter,
+		// gateway.concurrency is a cap on requests at the gateway; the
+		// biller runs more workers than this so that recording outcomes
+		// does not leave the gateway idle.
+		MaxInFlight: cfg.Gateway.Concurrency,
 		Retry: charge.RetryPolicy{
 			InitialInterval: cfg.Retry.InitialInterval.D(),
 			MaxInterval:     cfg.Retry.MaxInterval.D(),
@@ -169,6 +176,7 @@ func (a *app) wire() {
 		Metrics:           a.metrics,
 		RecheckAfter:      cfg.Reconcile.Backoff[0].D(),
 		Hook:              a.dunning,
+		Observe:           a.observeAttempt,
 	})
 	loc, err := cfg.Schedule.Location()
 	if err != nil {

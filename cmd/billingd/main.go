@@ -62,6 +62,7 @@ Usage:
                                            import subscriptions from CSV (all or nothing)
   billingd demo [--dir DIR]                the whole flow on SQLite + the bundled simulator
   billingd sim  [flags]                    the WooshPay simulator as a server (sim -h)
+  billingd bench [flags]                   load test: one pass over N due subscriptions (bench -h)
 
 The config is read from -c/--config, else $BILLINGD_CONFIG, else ` + DefaultConfigPath + `.
 Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
@@ -98,6 +99,8 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		err = m.cmdDemo(ctx, rest)
 	case "sim":
 		err = m.cmdSim(ctx, rest)
+	case "bench":
+		err = m.cmdBench(ctx, rest)
 	case "help", "-h", "--help":
 		fmt.Fprint(m.Stdout, usage)
 		return exitOK

@@ -75,9 +75,21 @@ func (b *Biller) Pass(stop, abort context.Context, trigger string) (*models.Bill
 			log.Error().Err(err).Msg("waking dunning cases failed; the pass continues")
 		}
 	}
-	passErr := b.invoiceDue(stop, run, log)
+	// Invoicing and charging overlap: charges for the first page of invoices go
+	// out while later pages are still being invoiced, so a million-subscription
+	// day starts charging at once instead of after the whole sweep.
+	invoiced := make(chan struct{}, 1)
+	invoicingDone := make(chan struct{})
+	var invoiceErr error
+	go func() {
+		defer close(invoicingDone)
+		invoiceErr = b.invoiceDue(stop, run, log, invoiced)
+	}()
+	chargeErr := b.chargeDue(stop, abort, run, log, invoiced, invoicingDone)
+	<-invoicingDone
+	passErr := invoiceErr
 	if passErr == nil {
-		passErr = b.chargeDue(stop, abort, run, log)
+		passErr = chargeErr
 	}
 	run.Status = models.RunFinished
 	if passErr != nil {
@@ -114,7 +126,9 @@ func (b *Biller) recurrence(s *models.Subscription) (Recurrence, error) {
 // invoiceDue creates an invoice for every started, not yet invoiced period, page by
 // page, each page in one transaction together with the advance of its
 // subscriptions' next_billing_at: a period is invoiced exactly once, in order.
-func (b *Biller) invoiceDue(stop context.Context, run *models.BillingRun, log zerolog.Logger) error {
+// After each committed page it signals invoiced, so that charging can claim the
+// new invoices. It writes only run.SubscriptionsDue and run.InvoicesCreated.
+func (b *Biller) invoiceDue(stop context.Context, run *models.BillingRun, log zerolog.Logger, invoiced chan<- struct{}) error {
 	var cursor store.DueCursor
 	for {
 		if err := stop.Err(); err != nil {
@@ -164,6 +178,12 @@ func (b *Biller) invoiceDue(stop context.Context, run *models.BillingRun, log ze
 		// Counted once committed: a page rolled back created nothing.
 		run.InvoicesCreated += created
 		failpoint.Hit(failpoint.InvoiceAfterCommit)
+		if created > 0 {
+			select {
+			case invoiced <- struct{}{}:
+			default: // a signal is already pending
+			}
+		}
 		run.SubscriptionsDue += n
 		if n < b.PageSize {
 			return nil
@@ -171,14 +191,21 @@ func (b *Biller) invoiceDue(stop context.Context, run *models.BillingRun, log ze
 	}
 }
 
-// chargeDue claims and executes attempts until nothing is claimable: first
-// replays of attempts left pending/unknown (by a crash, or by a transient outcome
-// whose retry time has come), then new attempts for due invoices.
-func (b *Biller) chargeDue(stop, abort context.Context, run *models.BillingRun, log zerolog.Logger) error {
+// chargeDue claims and executes attempts until nothing is claimable and invoicing
+// has finished: first replays of attempts left pending/unknown (by a crash, or by
+// a transient outcome whose retry time has come), then new attempts for due
+// invoices. When nothing is claimable while invoicing goes on, it waits for the
+// next committed page.
+func (b *Biller) chargeDue(stop, abort context.Context, run *models.BillingRun, log zerolog.Logger, invoiced <-chan struct{}, invoicingDone <-chan struct{}) error {
 	jobs := make(chan models.ChargeAttempt)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for i := 0; i < b.Concurrency; i++ {
+	// Three times as many workers as requests in flight: the engine caps
+	// requests at the gateway (MaxInFlight), and the extra workers, each holding
+	// a claimed attempt, take a slot the moment one frees while others wait for
+	// their outcome to be committed. With twice as many, a burst of commits left
+	// slots idle (94-95% of the latency bound against 96-97% with three).
+	for i := 0; i < 3*b.Concurrency; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -198,6 +225,9 @@ func (b *Biller) chargeDue(stop, abort context.Context, run *models.BillingRun, 
 			claimErr = fmt.Errorf("stopped while charging: %w", stop.Err())
 			break
 		}
+		// Read before claiming: if invoicing had finished by then, an empty
+		// claim means the pass is done.
+		lastRound := closed(invoicingDone)
 		now := b.Clock.Now()
 		until := now.Add(b.LeaseFor)
 		batch, err := b.Store.ClaimReplayAttempts(context.WithoutCancel(stop), b.Owner, now, until, now.Add(-IdempotencyWindow), b.Concurrency)
@@ -216,7 +246,15 @@ func (b *Biller) chargeDue(stop, abort context.Context, run *models.BillingRun, 
 		run.AttemptsStarted += len(fresh)
 		mu.Unlock()
 		if len(batch) == 0 {
-			break
+			if lastRound || claimErr != nil {
+				break
+			}
+			select {
+			case <-invoiced:
+			case <-invoicingDone:
+			case <-stop.Done():
+			}
+			continue
 		}
 		failpoint.Hit(failpoint.AttemptAfterCommit)
 		// Claimed attempts are in flight: they are sent even if stop arrives now.
@@ -233,6 +271,15 @@ func (b *Biller) chargeDue(stop, abort context.Context, run *models.BillingRun, 
 		log.Error().Err(claimErr).Msg("claiming attempts failed")
 	}
 	return claimErr
+}
+
+func closed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 func tally(run *models.BillingRun, s models.AttemptStatus) {

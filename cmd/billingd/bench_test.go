@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// simAsTestChild makes bench start its simulator as this test binary
+// re-executed through TestMain, which then behaves like `billingd sim`.
+func simAsTestChild(t *testing.T) {
+	t.Helper()
+	orig := benchSimCommand
+	t.Cleanup(func() { benchSimCommand = orig })
+	benchSimCommand = func(ctx context.Context, args []string) (*exec.Cmd, error) {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		cmd := exec.CommandContext(ctx, exe)
+		cmd.Env = append(os.Environ(), "BILLINGD_TEST_MAIN=1", "BILLINGD_TEST_ARGS="+strings.Join(args, "\x1f"))
+		return cmd, nil
+	}
+}
+
+// benchFigure reads the billingd column of a row of the bench table.
+func benchFigure(t *testing.T, out, row string) string {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(row) + `\s+(\S+(?: / \S+)?)\s+(\S+(?: / \S+)?)\s*$`).FindStringSubmatch(out)
+	require.NotNil(t, m, "row %q in:\n%s", row, out)
+	return m[2]
+}
+
+func TestBenchChargesEveryDueSubscriptionOnce(t *testing.T) {
+	simAsTestChild(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		n    int
+	}{
+		{"raw ceiling and latency bound", []string{"--subscriptions", "400", "--concurrency", "16", "--latency", "5ms", "--raw"}, 400},
+		{"rate bound with the simulator enforcing the same limit", []string{"--subscriptions", "60", "--concurrency", "8", "--rate", "200"}, 60},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			code, out, errOut := runMain(t, nil, append([]string{"bench", "--dir", dir}, tc.args...)...)
+			require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
+			require.Contains(t, out, "check: "+strconv.Itoa(tc.n)+" invoices paid, "+strconv.Itoa(tc.n)+" charge attempts for "+strconv.Itoa(tc.n)+" due subscriptions")
+			require.Regexp(t, `simulator: \d+ API requests, 0 refused over its rate limit`, out)
+			require.Equal(t, strconv.Itoa(tc.n), benchFigure(t, out, "charges"))
+			rate, err := strconv.ParseFloat(benchFigure(t, out, "charges/s"), 64)
+			require.NoError(t, err)
+			require.Greater(t, rate, 0.0)
+			ratio := strings.TrimSuffix(benchFigure(t, out, "of the bound"), "%")
+			pct, err := strconv.ParseFloat(ratio, 64)
+			require.NoError(t, err, "of the bound: %q", ratio)
+			require.Greater(t, pct, 0.0)
+			require.LessOrEqual(t, pct, 101.0, "a run cannot beat its own bound by more than rounding")
+			require.Regexp(t, `peak RSS during the pass: \d+\.\d MB`, out)
+			require.Regexp(t, `database size: \d+\.\d MB`, out)
+			require.FileExists(t, dir+"/bench.db")
+			if strings.Contains(strings.Join(tc.args, " "), "--raw") {
+				require.Regexp(t, `billingd / raw: \d+\.\d%`, out)
+			}
+		})
+	}
+}
+
+func TestBenchRejectsBadSettings(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--subscriptions", "0"}, "--subscriptions must be at least 1, got 0"},
+		{[]string{"--concurrency", "0"}, "--concurrency must be between 1 and"},
+		{[]string{"--latency", "-1s"}, "--latency must not be negative, got -1s"},
+		{[]string{"--rate", "-5"}, "--rate must be 0 (no limit) or a positive number"},
+		{[]string{"--synchronous", "sometimes"}, "database.synchronous"},
+		{[]string{"stray"}, `unexpected argument "stray"`},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			simAsTestChild(t)
+			code, _, errOut := runMain(t, nil, append([]string{"bench", "--dir", t.TempDir()}, tc.args...)...)
+			require.Equal(t, 2, code, errOut)
+			require.Contains(t, errOut, tc.want)
+		})
+	}
+}
