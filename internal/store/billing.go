@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/billingd/billingd/internal/models"
@@ -147,7 +148,7 @@ const claimNewQuery = `SELECT * FROM invoices%s WHERE status = 'open' AND next_a
 	ORDER BY next_attempt_at, id LIMIT ?`
 
 // claimNewSQL is claimNewQuery for the transaction's dialect. Without table
-// statistics SQLite prefers invoices_status (status = 'open') and then sorts every
+// statistics SQLite preferred invoices_status (status = 'open') and then sorted every
 // open invoice for each claim — a full pass over the day's invoices per 64
 // charges. INDEXED BY pins the partial index (and fails loudly if it is ever
 // missing); PostgreSQL's planner has statistics and gets no hint.
@@ -232,7 +233,7 @@ func (s *Store) ClaimNewAttempts(ctx context.Context, owner string, now, leaseUn
 		if err := tx.db.Exec(`UPDATE invoices SET attempt_count = attempt_count + 1, next_attempt_at = NULL, updated_at = ? WHERE id IN ?`, now, chargeIDs).Error; err != nil {
 			return err
 		}
-		return tx.db.CreateInBatches(claimed, 200).Error
+		return tx.insertAttempts(claimed)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: claim new attempts: %w", err)
@@ -240,15 +241,72 @@ func (s *Store) ClaimNewAttempts(ctx context.Context, owner string, now, leaseUn
 	return claimed, nil
 }
 
-// claimReplayQuery finds the unresolved attempts a pass replays; the status index
-// charge_attempts_status (status, next_try_at) keeps it to the few unresolved rows
-// among millions of settled ones.
+// claimReplayQuery finds the unresolved attempts a pass replays; the partial index
+// charge_attempts_unresolved_age (created_at) holds only unresolved attempts, so the
+// query reads the few of them among millions of settled ones. Its first condition
+// repeats that index's WHERE clause word for word: SQLite uses a partial index only
+// when the query contains the index's condition itself.
 const claimReplayQuery = `SELECT * FROM charge_attempts%s
-	WHERE status IN ('pending','unknown') AND off_session
+	WHERE status IN ('pending','unknown','processing') AND status IN ('pending','unknown') AND off_session
 	  AND (lease_until IS NULL OR lease_until <= ?)
 	  AND (next_try_at IS NULL OR next_try_at <= ?)
 	  AND created_at >= ?
 	ORDER BY id LIMIT ?`
+
+// insertAttempts writes new attempts in one multi-row INSERT and sets their ids.
+// A claim inserts a whole batch at once; this is the hot path of every charge, so
+// the statement is built here instead of by GORM's reflection.
+func (tx *Tx) insertAttempts(as []models.ChargeAttempt) error {
+	const cols = `INSERT INTO charge_attempts (invoice_id, subscription_id, attempt_no, idempotency_key, merchant_order_id,
+		amount, currency, gateway_customer_id, gateway_payment_method_id, off_session, status,
+		lease_owner, lease_until, lease_version, created_at, updated_at) VALUES `
+	var q strings.Builder
+	q.WriteString(cols)
+	args := make([]any, 0, 16*len(as))
+	for i := range as {
+		a := &as[i]
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+		args = append(args, a.InvoiceID, a.SubscriptionID, a.AttemptNo, a.IdempotencyKey, a.MerchantOrderID,
+			a.Amount, a.Currency, a.GatewayCustomer, a.GatewayPM, a.OffSession, string(a.Status),
+			a.LeaseOwner, a.LeaseUntil, a.LeaseVersion, a.CreatedAt, a.UpdatedAt)
+	}
+	q.WriteString(" RETURNING id, idempotency_key")
+	sqlText := q.String()
+	if tx.dialect == Postgres {
+		sqlText = numberPlaceholders(sqlText)
+	}
+	rows, err := tx.db.Statement.ConnPool.QueryContext(tx.db.Statement.Context, sqlText, args...)
+	if err != nil {
+		if t, ok := tx.db.Dialector.(gorm.ErrorTranslator); ok {
+			err = t.Translate(err)
+		}
+		return err
+	}
+	defer rows.Close()
+	ids := make(map[string]int64, len(as))
+	for rows.Next() {
+		var id int64
+		var key string
+		if err := rows.Scan(&id, &key); err != nil {
+			return err
+		}
+		ids[key] = id
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for i := range as {
+		id, ok := ids[as[i].IdempotencyKey]
+		if !ok {
+			return fmt.Errorf("store: attempt %s was not inserted", as[i].IdempotencyKey)
+		}
+		as[i].ID = id
+	}
+	return nil
+}
 
 // ClaimReplayAttempts leases pending and unknown attempts whose lease has expired
 // and whose next_try_at has come, so they are sent again with their own key.
@@ -371,20 +429,17 @@ func (tx *Tx) writeAttemptResult(now time.Time, id int64, leaseVersion *int64, r
 		q += ` AND lease_version = ?`
 		args = append(args, *leaseVersion)
 	}
-	res := tx.db.Exec(q, args...)
-	if res.Error != nil {
-		return false, res.Error
-	}
-	return res.RowsAffected == 1, nil
+	n, err := tx.exec(q, args...)
+	return n == 1, err
 }
 
 // MarkInvoicePaid settles an open (or written-off but then paid) invoice with the
 // PaymentIntent that paid it. Returns false when it was not open or
 // uncollectible (already paid, or void).
 func (tx *Tx) MarkInvoicePaid(now time.Time, invoiceID int64, paymentIntentID string) (bool, error) {
-	res := tx.db.Exec(`UPDATE invoices SET status = 'paid', paid_at = ?, payment_intent_id = ?, next_attempt_at = NULL, updated_at = ?
+	n, err := tx.exec(`UPDATE invoices SET status = 'paid', paid_at = ?, payment_intent_id = ?, next_attempt_at = NULL, updated_at = ?
 	                    WHERE id = ? AND status IN ('open','uncollectible')`, now, paymentIntentID, now, invoiceID)
-	return res.RowsAffected == 1, res.Error
+	return n == 1, err
 }
 
 // MarkSubscriptionPastDue moves an active subscription to past_due because one of
@@ -397,10 +452,11 @@ func (tx *Tx) MarkSubscriptionPastDue(now time.Time, invoiceID int64) error {
 // ReactivateIfSettled moves a past_due subscription back to active once none of
 // its invoices that were tried is still open.
 func (tx *Tx) ReactivateIfSettled(now time.Time, invoiceID int64) error {
-	return tx.db.Exec(`UPDATE subscriptions SET status = 'active', updated_at = ?
+	_, err := tx.exec(`UPDATE subscriptions SET status = 'active', updated_at = ?
 	                    WHERE status = 'past_due' AND id = (SELECT subscription_id FROM invoices WHERE id = ?)
 	                      AND NOT EXISTS (SELECT 1 FROM invoices o WHERE o.subscription_id = subscriptions.id
-	                                         AND o.status = 'open' AND o.attempt_count > 0)`, now, invoiceID).Error
+	                                         AND o.status = 'open' AND o.attempt_count > 0)`, now, invoiceID)
+	return err
 }
 
 // AttemptByID loads one attempt.
@@ -453,11 +509,11 @@ func truncate(s string, n int) string {
 // claimReplaySQL is claimReplayQuery for the transaction's dialect. Once SQLite
 // has table statistics (an operator's ANALYZE or PRAGMA optimize) it prefers to
 // walk charge_attempts in id order, reading every settled attempt to find the
-// few unresolved ones; INDEXED BY keeps it on charge_attempts_status.
+// few unresolved ones; INDEXED BY keeps it on charge_attempts_unresolved_age.
 func (tx *Tx) claimReplaySQL() string {
 	hint := ""
 	if tx.dialect == SQLite {
-		hint = " INDEXED BY charge_attempts_status"
+		hint = " INDEXED BY charge_attempts_unresolved_age"
 	}
 	return fmt.Sprintf(claimReplayQuery, hint) + tx.forUpdateSkipLocked()
 }
