@@ -10,8 +10,14 @@ import (
 
 // CaseForInvoice returns the invoice's dunning case, or nil.
 func (tx *Tx) CaseForInvoice(invoiceID int64) (*models.DunningCase, error) {
+	// Most outcomes are for invoices without a case (a first charge that
+	// succeeded): a lean probe answers those.
+	id, found, err := tx.queryID(`SELECT id FROM dunning_cases WHERE invoice_id = ?`, invoiceID)
+	if err != nil || !found {
+		return nil, err
+	}
 	var c models.DunningCase
-	if err := tx.db.Where("invoice_id = ?", invoiceID).Limit(1).Find(&c).Error; err != nil {
+	if err := tx.db.Where("id = ?", id).Limit(1).Find(&c).Error; err != nil {
 		return nil, err
 	}
 	if c.ID == 0 {

@@ -237,6 +237,10 @@ func sqliteDSN(opts Options) (path, dsn string, err error) {
 	set("_txlock", "immediate")
 	set("_synchronous", sync)
 	set("_foreign_keys", "1")
+	// 16 MiB of page cache per connection instead of SQLite's 2 MiB: a pass
+	// touches the right edges of a dozen indexes in every transaction, and with
+	// the default the writer re-read them from the OS (an attempt's result
+	// UPDATE took 86µs instead of 47µs).
 	set("_cache_size", "-16384")
 	return path, "file:" + path + "?" + params.Encode(), nil
 }
@@ -393,6 +397,55 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *Tx) error) error {
 
 // DB exposes the transaction's GORM handle for queries the Tx methods do not cover.
 func (tx *Tx) DB() *gorm.DB { return tx.db }
+
+// exec runs one of the hot statements of a charge straight on the transaction's
+// connection, without GORM building the statement: q uses ? placeholders (turned
+// into $n for PostgreSQL) and args are plain driver values. On SQLite the writer
+// connection's statement cache still applies. Returns the rows affected.
+func (tx *Tx) exec(q string, args ...any) (int64, error) {
+	if tx.dialect == Postgres {
+		q = numberPlaceholders(q)
+	}
+	res, err := tx.db.Statement.ConnPool.ExecContext(tx.db.Statement.Context, q, args...)
+	if err != nil {
+		if t, ok := tx.db.Dialector.(gorm.ErrorTranslator); ok {
+			err = t.Translate(err)
+		}
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// queryID runs a hot single-value lookup like exec does; found is false when it
+// returned no row.
+func (tx *Tx) queryID(q string, args ...any) (id int64, found bool, err error) {
+	if tx.dialect == Postgres {
+		q = numberPlaceholders(q)
+	}
+	err = tx.db.Statement.ConnPool.QueryRowContext(tx.db.Statement.Context, q, args...).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	return id, err == nil, err
+}
+
+// numberPlaceholders rewrites ? as $1, $2, … (the statements passed to exec
+// have no ? inside string literals).
+func numberPlaceholders(q string) string {
+	var b strings.Builder
+	b.Grow(len(q) + 16)
+	n := 0
+	for i := 0; i < len(q); i++ {
+		if q[i] == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(q[i])
+	}
+	return b.String()
+}
 
 // forUpdateSkipLocked returns the locking clause for claims: PostgreSQL rows are
 // locked so concurrent instances skip each other's work; SQLite's IMMEDIATE
