@@ -201,6 +201,7 @@ func (m *Main) bench(ctx context.Context, o benchOptions) error {
 	a.observeAttempt = fig.attemptLat.Observe
 	a.wire()
 	runtime.GC()
+	seedPeak, _ := loadtest.PeakRSS()
 	rssNote := ""
 	if err := loadtest.ResetPeakRSS(); err != nil {
 		rssNote = " (peak of the whole process: " + err.Error() + ")"
@@ -259,7 +260,7 @@ func (m *Main) bench(ctx context.Context, o benchOptions) error {
 	if raw != nil {
 		fmt.Fprintf(out, "billingd / raw: %.1f%%\n", 100*fig.rate()/raw.rate())
 	}
-	fmt.Fprintf(out, "peak RSS during the pass: %.1f MB%s\n", float64(peak)/(1<<20), rssNote)
+	fmt.Fprintf(out, "peak RSS during the pass: %.1f MB%s (before it, seeding and the raw run: %.1f MB)\n", float64(peak)/(1<<20), rssNote, float64(seedPeak)/(1<<20))
 	fmt.Fprintf(out, "database size: %.1f MB (%s with its WAL)\n", float64(dbSize(dbPath))/(1<<20), dbPath)
 	if statsErr != nil {
 		fmt.Fprintf(out, "simulator stats: %v\n", statsErr)

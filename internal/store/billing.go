@@ -274,15 +274,8 @@ func (tx *Tx) insertAttempts(as []models.ChargeAttempt) error {
 			a.LeaseOwner, a.LeaseUntil, a.LeaseVersion, a.CreatedAt, a.UpdatedAt)
 	}
 	q.WriteString(" RETURNING id, idempotency_key")
-	sqlText := q.String()
-	if tx.dialect == Postgres {
-		sqlText = numberPlaceholders(sqlText)
-	}
-	rows, err := tx.db.Statement.ConnPool.QueryContext(tx.db.Statement.Context, sqlText, args...)
+	rows, err := tx.query(q.String(), args...)
 	if err != nil {
-		if t, ok := tx.db.Dialector.(gorm.ErrorTranslator); ok {
-			err = t.Translate(err)
-		}
 		return err
 	}
 	defer rows.Close()

@@ -403,30 +403,43 @@ func (tx *Tx) DB() *gorm.DB { return tx.db }
 // into $n for PostgreSQL) and args are plain driver values. On SQLite the writer
 // connection's statement cache still applies. Returns the rows affected.
 func (tx *Tx) exec(q string, args ...any) (int64, error) {
-	if tx.dialect == Postgres {
-		q = numberPlaceholders(q)
-	}
-	res, err := tx.db.Statement.ConnPool.ExecContext(tx.db.Statement.Context, q, args...)
+	res, err := tx.db.Statement.ConnPool.ExecContext(tx.db.Statement.Context, tx.dialectSQL(q), args...)
 	if err != nil {
-		if t, ok := tx.db.Dialector.(gorm.ErrorTranslator); ok {
-			err = t.Translate(err)
-		}
-		return 0, err
+		return 0, tx.translate(err)
 	}
 	return res.RowsAffected()
+}
+
+// query is exec for a statement that returns rows; the caller closes them.
+func (tx *Tx) query(q string, args ...any) (*sql.Rows, error) {
+	rows, err := tx.db.Statement.ConnPool.QueryContext(tx.db.Statement.Context, tx.dialectSQL(q), args...)
+	return rows, tx.translate(err)
 }
 
 // queryID runs a hot single-value lookup like exec does; found is false when it
 // returned no row.
 func (tx *Tx) queryID(q string, args ...any) (id int64, found bool, err error) {
-	if tx.dialect == Postgres {
-		q = numberPlaceholders(q)
-	}
-	err = tx.db.Statement.ConnPool.QueryRowContext(tx.db.Statement.Context, q, args...).Scan(&id)
+	err = tx.db.Statement.ConnPool.QueryRowContext(tx.db.Statement.Context, tx.dialectSQL(q), args...).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, false, nil
 	}
 	return id, err == nil, err
+}
+
+func (tx *Tx) dialectSQL(q string) string {
+	if tx.dialect == Postgres {
+		return numberPlaceholders(q)
+	}
+	return q
+}
+
+// translate maps a driver error to GORM's (ErrDuplicatedKey…), as GORM does for
+// the statements it runs.
+func (tx *Tx) translate(err error) error {
+	if t, ok := tx.db.Dialector.(gorm.ErrorTranslator); err != nil && ok {
+		return t.Translate(err)
+	}
+	return err
 }
 
 // numberPlaceholders rewrites ? as $1, $2, … (the statements passed to exec
