@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -71,7 +72,10 @@ func (f benchFigures) rate() float64 {
 // prints throughput against the bound, CPU, memory and latency figures; --raw
 // first measures the same requests without billingd's database work.
 func (m *Main) cmdBench(ctx context.Context, args []string) error {
-	fs, _ := m.newFlagSet("bench")
+	// No -c: the bench builds its own config (printed in its output) around a
+	// fresh database and the simulator it starts.
+	fs := flag.NewFlagSet("billingd bench", flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
 	var o benchOptions
 	fs.IntVar(&o.subscriptions, "subscriptions", 10000, "due subscriptions to seed and bill")
 	fs.DurationVar(&o.latency, "latency", 0, "the simulator answers each API request no sooner than this")

@@ -131,3 +131,74 @@ func TestGroupCommit(t *testing.T) {
 		})
 	}
 }
+
+// holdGateway holds every request until released, signals full once `width`
+// requests are inside at the same time, and records the most it ever held.
+type holdGateway struct {
+	*scripted
+	mu       sync.Mutex
+	inside   int
+	most     int
+	width    int
+	full     chan struct{}
+	fullOnce sync.Once
+	release  chan struct{}
+}
+
+func (g *holdGateway) CreatePaymentIntent(_ context.Context, req gateway.PaymentIntentRequest) gateway.Result {
+	g.mu.Lock()
+	g.inside++
+	if g.inside > g.most {
+		g.most = g.inside
+	}
+	if g.inside >= g.width {
+		g.fullOnce.Do(func() { close(g.full) })
+	}
+	g.mu.Unlock()
+	<-g.release
+	g.mu.Lock()
+	g.inside--
+	g.mu.Unlock()
+	return intent("pi_"+req.IdempotencyKey, gateway.IntentSucceeded)
+}
+
+// TestMaxInFlightCapsRequestsNotWorkers: gateway.concurrency bounds requests at
+// the gateway however many workers execute attempts. The first requests are held
+// at the gateway; while they are, no other worker may get a request in.
+func TestMaxInFlightCapsRequestsNotWorkers(t *testing.T) {
+	const attempts, workers, slots = 60, 24, 4
+	ctx := context.Background()
+	st := storetest.SQLite(t)
+	require.NoError(t, loadtest.SeedOpenInvoices(ctx, st, attempts, t0))
+	claimed, err := st.ClaimNewAttempts(ctx, "test", t0, t0.Add(time.Hour), attempts)
+	require.NoError(t, err)
+	gw := &holdGateway{scripted: &scripted{}, width: slots, full: make(chan struct{}), release: make(chan struct{})}
+	eng := charge.New(charge.Options{Store: st, Gateway: gw, Clock: clock.NewFake(t0), Log: zerolog.Nop(), MaxInFlight: slots,
+		Retry: charge.RetryPolicy{InitialInterval: time.Second, MaxInterval: time.Second, MaxElapsedTime: time.Second}})
+	jobs := make(chan *models.ChargeAttempt)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for a := range jobs {
+				status, err := eng.Execute(ctx, a)
+				require.NoError(t, err)
+				require.Equal(t, models.AttemptSucceeded, status)
+			}
+		}()
+	}
+	go func() {
+		for i := range claimed {
+			jobs <- &claimed[i]
+		}
+		close(jobs)
+	}()
+	<-gw.full
+	// Give workers without a slot the chance to (wrongly) reach the gateway;
+	// a correct cap passes however long this is.
+	time.Sleep(50 * time.Millisecond)
+	close(gw.release)
+	wg.Wait()
+	require.Equal(t, slots, gw.most, "requests in flight at once")
+}
