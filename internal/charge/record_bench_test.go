@@ -3,18 +3,13 @@ package charge_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/billingd/billingd/internal/charge"
 	"github.com/billingd/billingd/internal/clock"
 	"github.com/billingd/billingd/internal/gateway"
-	"github.com/billingd/billingd/internal/loadtest"
 	"github.com/billingd/billingd/internal/models"
-	"github.com/billingd/billingd/internal/store/storetest"
 	"github.com/rs/zerolog"
-	"github.com/stretchr/testify/require"
 )
 
 // instantGateway succeeds at once: what is left of Execute is the result write.
@@ -31,35 +26,15 @@ func (instantGateway) CreatePaymentIntent(_ context.Context, req gateway.Payment
 func BenchmarkResultWrite(b *testing.B) {
 	for _, workers := range []int{1, 64} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
-			ctx := context.Background()
-			t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
-			st := storetest.SQLite(b)
-			require.NoError(b, loadtest.SeedOpenInvoices(ctx, st, b.N, t0))
-			claimed, err := st.ClaimNewAttempts(ctx, "bench", t0, t0.Add(time.Hour), b.N)
-			require.NoError(b, err)
-			require.Len(b, claimed, b.N)
-			eng := charge.New(charge.Options{Store: st, Gateway: instantGateway{&scripted{}}, Clock: clock.NewFake(t0), Log: zerolog.Nop(),
-				Retry: charge.RetryPolicy{InitialInterval: time.Second, MaxInterval: time.Second, MaxElapsedTime: time.Second}})
-			jobs := make(chan *models.ChargeAttempt)
-			var wg sync.WaitGroup
+			st, claimed := claimedAttempts(b, b.N)
+			eng := charge.New(charge.Options{Store: st, Gateway: instantGateway{&scripted{}}, Clock: clock.NewFake(t0), Log: zerolog.Nop(), Retry: fastRetry})
 			b.ReportAllocs()
 			b.ResetTimer()
-			for w := 0; w < workers; w++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for a := range jobs {
-						if status, err := eng.Execute(ctx, a); err != nil || status != models.AttemptSucceeded {
-							b.Errorf("attempt %d: %s %v", a.ID, status, err)
-						}
-					}
-				}()
-			}
-			for i := range claimed {
-				jobs <- &claimed[i]
-			}
-			close(jobs)
-			wg.Wait()
+			executeAll(eng, claimed, workers, func(a *models.ChargeAttempt, status models.AttemptStatus, err error) {
+				if err != nil || status != models.AttemptSucceeded {
+					b.Errorf("attempt %d: %s %v", a.ID, status, err)
+				}
+			})
 		})
 	}
 }
