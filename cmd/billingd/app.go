@@ -310,10 +310,24 @@ func openStore(ctx context.Context, cfg *config.Config, exclusive bool) (*store.
 	return st, namedDBError(cfg, err)
 }
 
+// processStarted tells this process apart from an earlier one that had the same
+// pid (in a container billingd is often pid 1 after every restart).
+var processStarted = time.Now().UTC()
+
+// instanceName names this process in leases and billing_runs: host, pid and
+// start time. With host and pid alone a restarted daemon that got the same pid
+// would take its dead predecessor's "running" runs for its own and never mark
+// them interrupted. (It also makes a claimed attempt row at least as long as the
+// finished one, which drops the owner: the result UPDATE then rewrites the row in
+// place instead of splitting a full page — docs/performance.md.)
 func instanceName() string {
-	host, _ := os.Hostname()
+	return instanceNameOf(os.Hostname, os.Getpid(), processStarted)
+}
+
+func instanceNameOf(hostname func() (string, error), pid int, started time.Time) string {
+	host, _ := hostname()
 	if host == "" {
 		host = "billingd"
 	}
-	return fmt.Sprintf("%s:%d", host, os.Getpid())
+	return fmt.Sprintf("%s:%d:%s", host, pid, started.UTC().Format("20060102T150405Z"))
 }

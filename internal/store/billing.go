@@ -12,7 +12,6 @@ import (
 
 	"github.com/billingd/billingd/internal/models"
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 )
 
 // ErrLeaseLost means the attempt's lease was taken over (or its outcome already
@@ -63,36 +62,47 @@ func (tx *Tx) CreateInvoices(now time.Time, invs []NewInvoice) (int, error) {
 	if len(invs) == 0 {
 		return 0, nil
 	}
-	rows := make([]models.Invoice, len(invs))
-	for i, n := range invs {
-		id, err := NewPublicID("inv")
+	const cols = `INSERT INTO invoices (public_id, subscription_id, period_index, period_start, period_end, amount,
+		currency, status, next_attempt_at, created_at, updated_at) VALUES `
+	created := 0
+	for start := 0; start < len(invs); start += invoiceInsertBatch {
+		page := invs[start:min(start+invoiceInsertBatch, len(invs))]
+		var q strings.Builder
+		q.WriteString(cols)
+		args := make([]any, 0, 11*len(page))
+		for i, n := range page {
+			id, err := NewPublicID("inv")
+			if err != nil {
+				return created, err
+			}
+			if i > 0 {
+				q.WriteByte(',')
+			}
+			q.WriteString("(?,?,?,?,?,?,?,?,?,?,?)")
+			// An invoice is due to be charged from its period's start.
+			args = append(args, id, n.SubscriptionID, n.PeriodIndex, n.PeriodStart, n.PeriodEnd, n.Amount,
+				n.Currency, string(models.InvoiceOpen), n.PeriodStart, now, now)
+		}
+		q.WriteString(" ON CONFLICT DO NOTHING")
+		n, err := tx.exec(q.String(), args...)
 		if err != nil {
-			return 0, err
+			return created, err
 		}
-		due := n.PeriodStart
-		rows[i] = models.Invoice{
-			PublicID:       id,
-			SubscriptionID: n.SubscriptionID,
-			PeriodIndex:    n.PeriodIndex,
-			PeriodStart:    n.PeriodStart,
-			PeriodEnd:      n.PeriodEnd,
-			Amount:         n.Amount,
-			Currency:       n.Currency,
-			Status:         models.InvoiceOpen,
-			NextAttemptAt:  &due,
-			CreatedAt:      now,
-			UpdatedAt:      now,
-		}
+		created += int(n)
 	}
-	res := tx.db.Clauses(clause.OnConflict{DoNothing: true}).CreateInBatches(rows, 200)
-	return int(res.RowsAffected), res.Error
+	return created, nil
 }
+
+// invoiceInsertBatch keeps one invoice INSERT well under both databases' limits
+// on bound parameters (11 per invoice).
+const invoiceInsertBatch = 200
 
 // AdvanceSubscription records that periods before nextPeriod are invoiced. The
 // guard on the old value makes a concurrent sweep's stale write a no-op.
 func (tx *Tx) AdvanceSubscription(now time.Time, id int64, oldNext, newNext int, nextBillingAt time.Time) error {
-	return tx.db.Exec(`UPDATE subscriptions SET next_period = ?, next_billing_at = ?, updated_at = ?
-	                    WHERE id = ? AND next_period = ?`, newNext, nextBillingAt, now, id, oldNext).Error
+	_, err := tx.exec(`UPDATE subscriptions SET next_period = ?, next_billing_at = ?, updated_at = ?
+	                    WHERE id = ? AND next_period = ?`, newNext, nextBillingAt, now, id, oldNext)
+	return err
 }
 
 // publicIDEncoding is base32 with its alphabet in ASCII order, so that ids sort
