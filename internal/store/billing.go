@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/billingd/billingd/internal/models"
-	"gorm.io/gorm"
 )
 
 // ErrLeaseLost means the attempt's lease was taken over (or its outcome already
@@ -338,15 +337,20 @@ func (s *Store) ReleaseAllLeases(ctx context.Context, now time.Time) (int64, err
 	if !s.Exclusive() {
 		return 0, errors.New("store: releasing all leases needs the exclusive instance lock")
 	}
-	res := s.db.WithContext(ctx).Exec(`UPDATE charge_attempts SET lease_owner = '', lease_until = NULL, lease_version = lease_version + 1, updated_at = ?
-	                                   WHERE lease_until IS NOT NULL AND status IN ('pending','unknown','processing')`, now)
-	if res.Error != nil {
-		return 0, res.Error
-	}
-	// Emails a dead process was sending are sent again (same Message-ID).
-	err := s.db.WithContext(ctx).Exec(`UPDATE emails SET lease_owner = '', lease_until = NULL, lease_version = lease_version + 1, updated_at = ?
-	                                    WHERE lease_until IS NOT NULL AND status = 'pending'`, now).Error
-	return res.RowsAffected, err
+	var released int64
+	err := s.InTx(ctx, func(tx *Tx) error {
+		var err error
+		released, err = tx.exec(`UPDATE charge_attempts SET lease_owner = '', lease_until = NULL, lease_version = lease_version + 1, updated_at = ?
+		                          WHERE lease_until IS NOT NULL AND status IN ('pending','unknown','processing')`, now)
+		if err != nil {
+			return err
+		}
+		// Emails a dead process was sending are sent again (same Message-ID).
+		_, err = tx.exec(`UPDATE emails SET lease_owner = '', lease_until = NULL, lease_version = lease_version + 1, updated_at = ?
+		                   WHERE lease_until IS NOT NULL AND status = 'pending'`, now)
+		return err
+	})
+	return released, err
 }
 
 // AttemptResult is what one gateway exchange established about an attempt.
@@ -481,7 +485,7 @@ func (s *Store) AttemptsByStatus(ctx context.Context, limit int, statuses ...mod
 // StartRun records the start of a billing pass.
 func (s *Store) StartRun(ctx context.Context, trigger, owner string, now time.Time) (*models.BillingRun, error) {
 	run := &models.BillingRun{Trigger: trigger, Owner: owner, Status: models.RunRunning, StartedAt: now, CreatedAt: now, UpdatedAt: now}
-	if err := s.db.WithContext(ctx).Create(run).Error; err != nil {
+	if err := s.InTx(ctx, func(tx *Tx) error { return tx.db.Create(run).Error }); err != nil {
 		return nil, fmt.Errorf("store: start run: %w", err)
 	}
 	return run, nil
@@ -493,13 +497,16 @@ func (s *Store) FinishRun(ctx context.Context, run *models.BillingRun, now time.
 	run.DurationMS = now.Sub(run.StartedAt).Milliseconds()
 	run.UpdatedAt = now
 	run.Error = truncate(run.Error, 500)
-	return s.db.WithContext(ctx).Session(&gorm.Session{}).Save(run).Error
+	return s.InTx(ctx, func(tx *Tx) error { return tx.db.Save(run).Error })
 }
 
 // InterruptStaleRuns marks runs left "running" by a dead process as interrupted.
 func (s *Store) InterruptStaleRuns(ctx context.Context, now time.Time, owner string) error {
-	return s.db.WithContext(ctx).Exec(`UPDATE billing_runs SET status = 'interrupted', error = 'process ended before the run finished', updated_at = ?
-	                                   WHERE status = 'running' AND owner <> ?`, now, owner).Error
+	return s.InTx(ctx, func(tx *Tx) error {
+		_, err := tx.exec(`UPDATE billing_runs SET status = 'interrupted', error = 'process ended before the run finished', updated_at = ?
+		                    WHERE status = 'running' AND owner <> ?`, now, owner)
+		return err
+	})
 }
 
 func truncate(s string, n int) string {

@@ -224,11 +224,16 @@ func (s *Store) finishEmail(ctx context.Context, now time.Time, e *models.Email,
 	q := `UPDATE emails SET ` + set + `, lease_owner = '', lease_until = NULL, lease_version = lease_version + 1, updated_at = ?
 	       WHERE id = ? AND status = 'pending' AND lease_version = ?`
 	args = append(args, now, e.ID, e.LeaseVersion)
-	res := s.db.WithContext(ctx).Exec(q, args...)
-	if res.Error != nil {
-		return res.Error
+	var n int64
+	err := s.InTx(ctx, func(tx *Tx) error {
+		var err error
+		n, err = tx.exec(q, args...)
+		return err
+	})
+	if err != nil {
+		return err
 	}
-	if res.RowsAffected != 1 {
+	if n != 1 {
 		return ErrLeaseLost
 	}
 	e.LeaseOwner, e.LeaseUntil = "", nil

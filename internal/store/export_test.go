@@ -34,3 +34,10 @@ func SQLFor(st *Store) (q PlannedSQL, err error) {
 func DueSubscriptionsArgs(now time.Time, after DueCursor, limit int) []any {
 	return []any{now, after.NextBillingAt, after.ID, limit}
 }
+
+// LeaveWriterInTransaction opens a transaction on the SQLite writer connection
+// and leaves it open, as a ROLLBACK that failed would.
+func LeaveWriterInTransaction(st *Store) error {
+	_, err := st.writer.ExecContext(context.Background(), "BEGIN")
+	return err
+}

@@ -172,10 +172,10 @@ func (s *Store) openWriter(ctx context.Context) error {
 	return nil
 }
 
-// translate maps a driver error to GORM's (ErrDuplicatedKey…), as errors of
+// translateError maps a driver error to GORM's (ErrDuplicatedKey…), as errors of
 // statements run through GORM already are.
-func (s *Store) translate(err error) error {
-	if t, ok := s.wdb.Dialector.(gorm.ErrorTranslator); ok {
+func translateError(d gorm.Dialector, err error) error {
+	if t, ok := d.(gorm.ErrorTranslator); err != nil && ok {
 		return t.Translate(err)
 	}
 	return err
@@ -185,8 +185,8 @@ func (s *Store) translate(err error) error {
 // statements stay prepared from one transaction to the next. The caller holds
 // writeMu.
 func (s *Store) inSQLiteTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
-	if _, err := s.writer.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		return s.translate(err)
+	if err := s.begin(ctx); err != nil {
+		return translateError(s.wdb.Dialector, err)
 	}
 	done := false
 	defer func() {
@@ -199,10 +199,26 @@ func (s *Store) inSQLiteTx(ctx context.Context, fn func(tx *Tx) error) (err erro
 		return err
 	}
 	if _, err := s.writer.ExecContext(ctx, "COMMIT"); err != nil {
-		return s.translate(err)
+		return translateError(s.wdb.Dialector, err)
 	}
 	done = true
 	return nil
+}
+
+// begin opens the writer's transaction. If an earlier transaction was left open
+// (its ROLLBACK failed, say on an I/O error), nothing of it was committed and its
+// caller was told so: roll it back and begin again, instead of failing every
+// write from then on with "cannot start a transaction within a transaction".
+func (s *Store) begin(ctx context.Context) error {
+	_, err := s.writer.ExecContext(ctx, "BEGIN IMMEDIATE")
+	if err == nil || !strings.Contains(err.Error(), "within a transaction") {
+		return err
+	}
+	if _, rerr := s.writer.ExecContext(ctx, "ROLLBACK"); rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	_, err = s.writer.ExecContext(ctx, "BEGIN IMMEDIATE")
+	return err
 }
 
 // sqliteDSN turns a file path (optionally with its own query) into a go-sqlite3 DSN
@@ -383,7 +399,9 @@ type Tx struct {
 }
 
 // InTx runs fn in a transaction (BEGIN IMMEDIATE on SQLite) and commits if it
-// returns nil. No HTTP call may happen inside fn.
+// returns nil. No HTTP call may happen inside fn, and fn must not call Store
+// methods that write: on SQLite every write of this process queues on one writer,
+// so such a call would wait for itself. Writes inside fn go through tx.
 func (s *Store) InTx(ctx context.Context, fn func(tx *Tx) error) error {
 	if s.dialect == SQLite {
 		s.writeMu.Lock()
@@ -405,7 +423,7 @@ func (tx *Tx) DB() *gorm.DB { return tx.db }
 func (tx *Tx) exec(q string, args ...any) (int64, error) {
 	res, err := tx.db.Statement.ConnPool.ExecContext(tx.db.Statement.Context, tx.dialectSQL(q), args...)
 	if err != nil {
-		return 0, tx.translate(err)
+		return 0, translateError(tx.db.Dialector, err)
 	}
 	return res.RowsAffected()
 }
@@ -413,7 +431,7 @@ func (tx *Tx) exec(q string, args ...any) (int64, error) {
 // query is exec for a statement that returns rows; the caller closes them.
 func (tx *Tx) query(q string, args ...any) (*sql.Rows, error) {
 	rows, err := tx.db.Statement.ConnPool.QueryContext(tx.db.Statement.Context, tx.dialectSQL(q), args...)
-	return rows, tx.translate(err)
+	return rows, translateError(tx.db.Dialector, err)
 }
 
 // queryID runs a hot single-value lookup like exec does; found is false when it
@@ -431,15 +449,6 @@ func (tx *Tx) dialectSQL(q string) string {
 		return numberPlaceholders(q)
 	}
 	return q
-}
-
-// translate maps a driver error to GORM's (ErrDuplicatedKey…), as GORM does for
-// the statements it runs.
-func (tx *Tx) translate(err error) error {
-	if t, ok := tx.db.Dialector.(gorm.ErrorTranslator); err != nil && ok {
-		return t.Translate(err)
-	}
-	return err
 }
 
 // numberPlaceholders rewrites ? as $1, $2, … (the statements passed to exec
