@@ -102,6 +102,11 @@ func New(opts Options) *Engine {
 	return e
 }
 
+// MaxInFlight is the cap on requests at the gateway (Options.MaxInFlight), 0 if
+// none: a caller sizing its worker pool reads it here, so that the pool and the
+// cap cannot disagree.
+func (e *Engine) MaxInFlight() int { return e.opts.MaxInFlight }
+
 // Request is the frozen gateway request of an attempt. It is derived only from the
 // attempt row, so every replay sends identical parameters.
 func Request(a *models.ChargeAttempt) gateway.PaymentIntentRequest {

@@ -200,12 +200,7 @@ func (b *Biller) chargeDue(stop, abort context.Context, run *models.BillingRun, 
 	jobs := make(chan models.ChargeAttempt)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	// Three times as many workers as requests in flight: the engine caps
-	// requests at the gateway (MaxInFlight), and the extra workers, each holding
-	// a claimed attempt, take a slot the moment one frees while others wait for
-	// their outcome to be committed. With twice as many, a burst of commits left
-	// slots idle (94-95% of the latency bound against 96-97% with three).
-	for i := 0; i < 3*b.Concurrency; i++ {
+	for i := 0; i < b.workers(); i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -271,6 +266,19 @@ func (b *Biller) chargeDue(stop, abort context.Context, run *models.BillingRun, 
 		log.Error().Err(claimErr).Msg("claiming attempts failed")
 	}
 	return claimErr
+}
+
+// workers sizes the charging pool. When the engine caps requests at the gateway
+// (MaxInFlight), three workers per request slot: the extra workers, each holding
+// a claimed attempt, take a slot the moment one frees while others wait for
+// their outcome to be committed (with two per slot a burst of commits left slots
+// idle: 94-95% of the latency bound against 96-97% with three). Without a cap
+// the pool itself is the cap, one worker per allowed request.
+func (b *Biller) workers() int {
+	if n := b.Engine.MaxInFlight(); n > 0 {
+		return 3 * n
+	}
+	return b.Concurrency
 }
 
 func closed(c <-chan struct{}) bool {
