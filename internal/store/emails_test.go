@@ -3,7 +3,6 @@ package store_test
 import (
 	"context"
 	"regexp"
-	"sync"
 	"testing"
 	"time"
 
@@ -236,31 +235,14 @@ func TestConcurrentEmailClaimsNeverShareARow(t *testing.T) {
 			e := &models.Email{DedupeKey: "k" + time.Duration(i).String(), Kind: models.EmailRecovered, InvoiceID: inv.ID, ToAddress: "a@example.com"}
 			require.True(t, enqueue(t, st, now, e))
 		}
-		var mu sync.Mutex
-		seen := map[int64]int{}
-		var wg sync.WaitGroup
-		for w := 0; w < 4; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					got, err := st.ClaimDueEmails(ctx, "w", now, now.Add(time.Minute), 5)
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					if len(got) == 0 {
-						return
-					}
-					mu.Lock()
-					for _, e := range got {
-						seen[e.ID]++
-					}
-					mu.Unlock()
-				}
-			}()
-		}
-		wg.Wait()
+		seen := claimAllConcurrently(t, 4, func() ([]int64, error) {
+			got, err := st.ClaimDueEmails(ctx, "w", now, now.Add(time.Minute), 5)
+			ids := make([]int64, len(got))
+			for i, e := range got {
+				ids[i] = e.ID
+			}
+			return ids, err
+		})
 		require.Len(t, seen, 60)
 		for id, n := range seen {
 			require.Equal(t, 1, n, "email %d claimed %d times", id, n)

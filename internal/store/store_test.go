@@ -166,31 +166,14 @@ func TestConcurrentClaimsNeverShareAnInvoice(t *testing.T) {
 		}
 		storetest.Seed(t, st, t0, subs...)
 		invoiceAll(t, st, t0)
-		var mu sync.Mutex
-		seen := map[int64]int{}
-		var wg sync.WaitGroup
-		for w := 0; w < 4; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					got, err := st.ClaimNewAttempts(ctx, "w", t0, t0.Add(time.Minute), 7)
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					if len(got) == 0 {
-						return
-					}
-					mu.Lock()
-					for _, a := range got {
-						seen[a.InvoiceID]++
-					}
-					mu.Unlock()
-				}
-			}()
-		}
-		wg.Wait()
+		seen := claimAllConcurrently(t, 4, func() ([]int64, error) {
+			got, err := st.ClaimNewAttempts(ctx, "w", t0, t0.Add(time.Minute), 7)
+			ids := make([]int64, len(got))
+			for i, a := range got {
+				ids[i] = a.InvoiceID
+			}
+			return ids, err
+		})
 		require.Len(t, seen, 200)
 		for id, n := range seen {
 			require.Equal(t, 1, n, "invoice %d claimed %d times", id, n)
@@ -313,4 +296,36 @@ func TestRecordPaymentMethodRefusesAnotherCustomersCard(t *testing.T) {
 		require.False(t, ok)
 		return nil
 	}))
+}
+
+// claimAllConcurrently runs claim on `workers` goroutines until it returns
+// nothing, and counts how often each id was claimed.
+func claimAllConcurrently(t *testing.T, workers int, claim func() ([]int64, error)) map[int64]int {
+	t.Helper()
+	var mu sync.Mutex
+	seen := map[int64]int{}
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				ids, err := claim()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if len(ids) == 0 {
+					return
+				}
+				mu.Lock()
+				for _, id := range ids {
+					seen[id]++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return seen
 }
