@@ -235,14 +235,9 @@ func TestConcurrentEmailClaimsNeverShareARow(t *testing.T) {
 			e := &models.Email{DedupeKey: "k" + time.Duration(i).String(), Kind: models.EmailRecovered, InvoiceID: inv.ID, ToAddress: "a@example.com"}
 			require.True(t, enqueue(t, st, now, e))
 		}
-		seen := claimAllConcurrently(t, 4, func() ([]int64, error) {
-			got, err := st.ClaimDueEmails(ctx, "w", now, now.Add(time.Minute), 5)
-			ids := make([]int64, len(got))
-			for i, e := range got {
-				ids[i] = e.ID
-			}
-			return ids, err
-		})
+		seen := claimAllConcurrently(t, 4, func() ([]models.Email, error) {
+			return st.ClaimDueEmails(ctx, "w", now, now.Add(time.Minute), 5)
+		}, func(e models.Email) int64 { return e.ID })
 		require.Len(t, seen, 60)
 		for id, n := range seen {
 			require.Equal(t, 1, n, "email %d claimed %d times", id, n)

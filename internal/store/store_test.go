@@ -166,14 +166,9 @@ func TestConcurrentClaimsNeverShareAnInvoice(t *testing.T) {
 		}
 		storetest.Seed(t, st, t0, subs...)
 		invoiceAll(t, st, t0)
-		seen := claimAllConcurrently(t, 4, func() ([]int64, error) {
-			got, err := st.ClaimNewAttempts(ctx, "w", t0, t0.Add(time.Minute), 7)
-			ids := make([]int64, len(got))
-			for i, a := range got {
-				ids[i] = a.InvoiceID
-			}
-			return ids, err
-		})
+		seen := claimAllConcurrently(t, 4, func() ([]models.ChargeAttempt, error) {
+			return st.ClaimNewAttempts(ctx, "w", t0, t0.Add(time.Minute), 7)
+		}, func(a models.ChargeAttempt) int64 { return a.InvoiceID })
 		require.Len(t, seen, 200)
 		for id, n := range seen {
 			require.Equal(t, 1, n, "invoice %d claimed %d times", id, n)
@@ -299,8 +294,8 @@ func TestRecordPaymentMethodRefusesAnotherCustomersCard(t *testing.T) {
 }
 
 // claimAllConcurrently runs claim on `workers` goroutines until it returns
-// nothing, and counts how often each id was claimed.
-func claimAllConcurrently(t *testing.T, workers int, claim func() ([]int64, error)) map[int64]int {
+// nothing, and counts how often each row (by key) was claimed.
+func claimAllConcurrently[T any](t *testing.T, workers int, claim func() ([]T, error), key func(T) int64) map[int64]int {
 	t.Helper()
 	var mu sync.Mutex
 	seen := map[int64]int{}
@@ -310,17 +305,17 @@ func claimAllConcurrently(t *testing.T, workers int, claim func() ([]int64, erro
 		go func() {
 			defer wg.Done()
 			for {
-				ids, err := claim()
+				rows, err := claim()
 				if err != nil {
 					t.Error(err)
 					return
 				}
-				if len(ids) == 0 {
+				if len(rows) == 0 {
 					return
 				}
 				mu.Lock()
-				for _, id := range ids {
-					seen[id]++
+				for _, r := range rows {
+					seen[key(r)]++
 				}
 				mu.Unlock()
 			}
