@@ -20,9 +20,11 @@ import (
 	"time"
 
 	"github.com/billingd/billingd/internal/config"
+	"github.com/billingd/billingd/internal/daemon"
 	"github.com/billingd/billingd/internal/gateway"
 	"github.com/billingd/billingd/internal/gateway/wooshpay"
 	"github.com/billingd/billingd/internal/loadtest"
+	"github.com/billingd/billingd/internal/models"
 	"golang.org/x/time/rate"
 )
 
@@ -167,16 +169,22 @@ func (m *Main) bench(ctx context.Context, o benchOptions) error {
 		return err
 	}
 	defer logFile.Close()
-	log := newLogger(cfg.Log, logFile)
-
-	a, err := openApp(ctx, cfg, log, nil)
+	// The pass's gateway requests are timed by a wrapper that changes no answer.
+	fig := benchFigures{gatewayLat: &loadtest.Histogram{}, attemptLat: &loadtest.Histogram{}}
+	d, err := daemon.New(ctx, cfg, daemon.Options{
+		Log: logFile,
+		WrapGateway: func(g gateway.Gateway) gateway.Gateway {
+			return loadtest.TimedGateway{Gateway: g, Latency: fig.gatewayLat}
+		},
+		ObserveAttempt: fig.attemptLat.Observe,
+	})
 	if err != nil {
 		return err
 	}
-	defer a.Close()
+	defer d.Close()
 	now := time.Now().UTC()
 	seedStart := time.Now()
-	if err := loadtest.SeedDueSubscriptions(ctx, a.store, cards, o.subscriptions, 1999, "USD", now.Add(-time.Hour), now); err != nil {
+	if err := loadtest.SeedDueSubscriptions(ctx, d.Store(), cards, o.subscriptions, 1999, "USD", now.Add(-time.Hour), now); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "billingd bench: %d due subscriptions seeded in %s (%s)\n", o.subscriptions, time.Since(seedStart).Round(time.Millisecond), o.dir)
@@ -189,7 +197,7 @@ func (m *Main) bench(ctx context.Context, o benchOptions) error {
 		if o.rate > 0 {
 			limiter = rate.NewLimiter(rate.Limit(o.rate), 1)
 		}
-		r, err := loadtest.RunRaw(ctx, a.client, limiter, o.concurrency, o.subscriptions, cards, 1999, "USD")
+		r, err := loadtest.RunRaw(ctx, client, limiter, o.concurrency, o.subscriptions, cards, 1999, "USD")
 		if err != nil {
 			return fmt.Errorf("raw run: %w", err)
 		}
@@ -200,10 +208,6 @@ func (m *Main) bench(ctx context.Context, o benchOptions) error {
 	}
 
 	// billingd: the same requests through a real billing pass.
-	fig := benchFigures{gatewayLat: &loadtest.Histogram{}, attemptLat: &loadtest.Histogram{}}
-	a.gw = loadtest.TimedGateway{Gateway: a.gw, Latency: fig.gatewayLat}
-	a.observeAttempt = fig.attemptLat.Observe
-	a.wire()
 	runtime.GC()
 	seedPeak, _ := loadtest.PeakRSS()
 	rssNote := ""
@@ -221,7 +225,7 @@ func (m *Main) bench(ctx context.Context, o benchOptions) error {
 		}
 	}
 	cpu0, start := loadtest.CPUTime(), time.Now()
-	run, passErr := a.biller.Pass(ctx, ctx, "bench")
+	run, passErr := d.Pass(ctx, ctx, "bench")
 	fig.elapsed, fig.cpu = time.Since(start), loadtest.CPUTime()-cpu0
 	if o.cpuProfile != "" {
 		pprof.StopCPUProfile()
@@ -232,11 +236,12 @@ func (m *Main) bench(ctx context.Context, o benchOptions) error {
 	}
 	fig.charges = run.AttemptsStarted + run.AttemptsReplayed
 
-	var paid, attempts int64
-	if err := a.store.DB().WithContext(ctx).Raw(`SELECT COUNT(*) FROM invoices WHERE status = 'paid'`).Scan(&paid).Error; err != nil {
+	paid, err := d.Store().CountInvoices(ctx, models.InvoicePaid)
+	if err != nil {
 		return err
 	}
-	if err := a.store.DB().WithContext(ctx).Raw(`SELECT COUNT(*) FROM charge_attempts`).Scan(&attempts).Error; err != nil {
+	attempts, err := d.Store().CountAttempts(ctx)
+	if err != nil {
 		return err
 	}
 	stats, statsErr := fetchSimStats(ctx, simURL)

@@ -12,8 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/billingd/billingd/internal/clock"
 	"github.com/billingd/billingd/internal/config"
+	"github.com/billingd/billingd/internal/daemon"
 	"github.com/billingd/billingd/internal/gateway/sim"
 	"github.com/billingd/billingd/internal/money"
 	"github.com/billingd/billingd/internal/store"
@@ -77,21 +77,16 @@ func (m *Main) cmdOnce(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg.Log, m.Stderr)
 	if *dryRun {
 		return m.dryRun(ctx, cfg)
 	}
-	a, err := openApp(ctx, cfg, log, nil)
+	d, err := daemon.New(ctx, cfg, daemon.Options{Log: m.Stderr})
 	if err != nil {
 		return err
 	}
-	defer a.Close()
-	stop, abort := m.shutdownContexts(ctx, a, nil)
-	run, err := a.biller.Pass(stop, abort, "once")
-	if err != nil && !errors.Is(err, context.Canceled) {
-		// A pass fails on its database (locked, full, read-only): say which.
-		err = namedDBError(cfg, err)
-	}
+	defer d.Close()
+	stop, abort := m.shutdownContexts(ctx, d.Log(), func() time.Duration { return cfg.Schedule.DrainTimeout.D() }, nil)
+	run, err := d.Pass(stop, abort, "once")
 	if run != nil {
 		fmt.Fprintln(m.Stdout, runSummary(run))
 	}
@@ -101,14 +96,7 @@ func (m *Main) cmdOnce(ctx context.Context, args []string) error {
 // dryRun prints what a pass would charge, reading the database without the
 // instance lock and writing nothing.
 func (m *Main) dryRun(ctx context.Context, cfg *config.Config) error {
-	st, err := openStore(ctx, cfg, false)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	a := &app{cfg: cfg, store: st, clock: clock.Real{}}
-	a.wire()
-	plan, err := a.biller.Plan(ctx, 10000)
+	plan, err := daemon.Plan(ctx, cfg, nil, 100000)
 	if err != nil {
 		return err
 	}

@@ -15,12 +15,12 @@ import (
 	"time"
 
 	"github.com/billingd/billingd/internal/config"
+	"github.com/billingd/billingd/internal/daemon"
 	"github.com/billingd/billingd/internal/gateway/sim"
 	"github.com/billingd/billingd/internal/gateway/wooshpay"
 	"github.com/billingd/billingd/internal/mail/smtpcapture"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/money"
-	"github.com/billingd/billingd/internal/web"
 )
 
 // demoCard is one simulator test card and what DESIGN §5 says an off-session
@@ -141,7 +141,6 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 		return err
 	}
 	defer logFile.Close()
-	log := newLogger(cfg.Log, logFile)
 
 	// 3. Customers save their cards through the gateway's save-card flow
 	//    (SetupIntent with payment_method_data); billingd only ever sees pm_ ids.
@@ -182,51 +181,44 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(out, "3. Imported %d subscriptions (all due now)\n", n)
 
-	// 5. One billing pass.
-	a, err := openApp(ctx, cfg, log, nil)
+	// 5. One billing pass, by the same assembly `billingd run` uses.
+	d, err := daemon.New(ctx, cfg, daemon.Options{Log: logFile})
 	if err != nil {
 		return err
 	}
-	defer a.Close()
-	webSrv := web.New()
-	if err := a.mountCustomerRoutes(webSrv, nil); err != nil {
-		return err
-	}
-	billingSrv := &http.Server{Handler: webSrv, ReadHeaderTimeout: 5 * time.Second}
+	defer d.Close()
+	billingSrv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = billingSrv.Serve(billingLn) }()
 	defer billingSrv.Close()
 
-	run, err := a.biller.Pass(ctx, ctx, "demo")
+	run, err := d.Pass(ctx, ctx, "demo")
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "4. %s\n", runSummary(run))
 
 	// 6. Processing charges settle later: the gateway's webhook says so.
-	if err := settleProcessing(ctx, a, out, *settle+15*time.Second); err != nil {
+	if err := settleProcessing(ctx, d, out, *settle+15*time.Second); err != nil {
 		return err
 	}
-	var hooks []struct {
-		Result string
-		N      int
-	}
-	if err := a.store.DB().WithContext(ctx).Raw(`SELECT result, COUNT(*) AS n FROM webhook_events GROUP BY result ORDER BY result`).Scan(&hooks).Error; err != nil {
+	hooks, err := d.Store().WebhookResults(ctx)
+	if err != nil {
 		return err
 	}
 	parts := make([]string, 0, len(hooks))
 	for _, h := range hooks {
-		parts = append(parts, fmt.Sprintf("%d %s", h.N, h.Result))
+		parts = append(parts, fmt.Sprintf("%d %s", h.N, h.Status))
 	}
 	fmt.Fprintf(out, "6. Webhooks received from the gateway: %s\n", strings.Join(parts, ", "))
 
 	// 7. What happened, from the database.
-	mismatches, err := printDemoTable(ctx, a, out)
+	mismatches, err := printDemoTable(ctx, d, out)
 	if err != nil {
 		return err
 	}
 
 	// 8. Dunning emails, from the outbox through SMTP.
-	sum, err := a.mailer.RunOnce(ctx)
+	sum, err := d.SendMail(ctx)
 	if err != nil {
 		return err
 	}
@@ -261,8 +253,8 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 			// and sending what dunning queues.
 			for ctx.Err() == nil {
 				time.Sleep(2 * time.Second)
-				_, _ = a.biller.Pass(ctx, ctx, "demo")
-				_, _ = a.mailer.RunOnce(ctx)
+				_, _ = d.Pass(ctx, ctx, "demo")
+				_, _ = d.SendMail(ctx)
 			}
 		}()
 		select {
@@ -279,30 +271,28 @@ var payLinkPattern = regexp.MustCompile(`https?://[^\s"<>]+/pay/[A-Za-z0-9_-]+`)
 // settleProcessing waits for the webhooks that settle processing charges. If
 // they have not come within limit, it reads the PaymentIntents instead, as the
 // reconciler would.
-func settleProcessing(ctx context.Context, a *app, out io.Writer, limit time.Duration) error {
+func settleProcessing(ctx context.Context, d *daemon.Daemon, out io.Writer, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	announced := false
 	for {
-		pending, err := a.store.AttemptsByStatus(ctx, 1000, models.UnresolvedAttemptStatuses...)
+		pending, err := d.Store().CountAttempts(ctx, models.UnresolvedAttemptStatuses...)
 		if err != nil {
 			return err
 		}
-		if len(pending) == 0 {
+		if pending == 0 {
 			if announced {
 				fmt.Fprintln(out, "   settled by the gateway's payment_intent.succeeded webhook")
 			}
 			return nil
 		}
 		if !announced {
-			fmt.Fprintf(out, "5. Waiting for %d processing charge(s) to settle...\n", len(pending))
+			fmt.Fprintf(out, "5. Waiting for %d processing charge(s) to settle...\n", pending)
 			announced = true
 		}
 		if time.Now().After(deadline) {
 			fmt.Fprintln(out, "   no webhook yet: reading the PaymentIntents instead")
-			for i := range pending {
-				if _, err := a.engine.Resolve(ctx, &pending[i]); err != nil {
-					return err
-				}
+			if err := d.ResolveUnsettled(ctx); err != nil {
+				return err
 			}
 			deadline = time.Now().Add(limit)
 		}
@@ -316,27 +306,8 @@ func settleProcessing(ctx context.Context, a *app, out io.Writer, limit time.Dur
 
 // printDemoTable prints one row per card from the database and counts the rows
 // whose outcome differs from the test-card table.
-func printDemoTable(ctx context.Context, a *app, out io.Writer) (int, error) {
-	type row struct {
-		Reference   string
-		Amount      int64
-		Currency    string
-		Invoice     string
-		InvStatus   string
-		SubStatus   string
-		Attempts    int
-		AttStatus   string
-		DeclineCode string
-		HardDecline bool
-	}
-	var rows []row
-	err := a.store.DB().WithContext(ctx).Raw(`
-		SELECT s.reference, i.amount, i.currency, i.public_id AS invoice, i.status AS inv_status, s.status AS sub_status,
-		       i.attempt_count AS attempts, ca.status AS att_status, ca.decline_code, ca.hard_decline
-		  FROM subscriptions s
-		  JOIN invoices i ON i.subscription_id = s.id
-		  LEFT JOIN charge_attempts ca ON ca.invoice_id = i.id AND ca.attempt_no = i.attempt_count
-		 ORDER BY s.id, i.period_index`).Scan(&rows).Error
+func printDemoTable(ctx context.Context, d *daemon.Daemon, out io.Writer) (int, error) {
+	rows, err := d.Store().InvoiceOutcomes(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -353,13 +324,13 @@ func printDemoTable(ctx context.Context, a *app, out io.Writer) (int, error) {
 		if r.DeclineCode != "" {
 			decline += map[bool]string{true: " (hard)", false: " (soft)"}[r.HardDecline]
 		}
-		ok := models.AttemptStatus(r.AttStatus) == c.Expected && r.DeclineCode == c.Decline
+		ok := r.AttStatus == c.Expected && r.DeclineCode == c.Decline
 		mark := "yes"
 		if !ok {
 			mark = "NO (expected " + string(c.Expected) + ")"
 			mismatches++
 		}
-		outcome := r.AttStatus
+		outcome := string(r.AttStatus)
 		if c.Via != "" {
 			outcome = string(c.Via) + " → " + outcome
 		}

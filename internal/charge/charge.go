@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/billingd/billingd/internal/clock"
@@ -79,9 +80,12 @@ type Hook interface {
 
 // Engine executes claimed attempts.
 type Engine struct {
-	opts  Options
-	rec   recorder
-	slots chan struct{} // one token per request in flight; nil: no cap
+	opts Options
+	rec  recorder
+	// slots holds one token per request in flight (nil: no cap); tune holds
+	// what a reload may change. Both are swapped whole by Reconfigure.
+	slots atomic.Pointer[chan struct{}]
+	tune  atomic.Pointer[Tunables]
 }
 
 // New returns an Engine.
@@ -96,16 +100,14 @@ func New(opts Options) *Engine {
 		opts.RecheckAfter = 5 * time.Minute
 	}
 	e := &Engine{opts: opts}
-	if opts.MaxInFlight > 0 {
-		e.slots = make(chan struct{}, opts.MaxInFlight)
-	}
+	e.Reconfigure(Tunables{Retry: opts.Retry, MaxInFlight: opts.MaxInFlight, UnknownRetryDelay: opts.UnknownRetryDelay, RecheckAfter: opts.RecheckAfter})
 	return e
 }
 
 // MaxInFlight is the cap on requests at the gateway (Options.MaxInFlight), 0 if
 // none: a caller sizing its worker pool reads it here, so that the pool and the
 // cap cannot disagree.
-func (e *Engine) MaxInFlight() int { return e.opts.MaxInFlight }
+func (e *Engine) MaxInFlight() int { return e.tune.Load().MaxInFlight }
 
 // Request is the frozen gateway request of an attempt. It is derived only from the
 // attempt row, so every replay sends identical parameters.
@@ -144,7 +146,7 @@ func Logger(base zerolog.Logger, a *models.ChargeAttempt) zerolog.Logger {
 // unknown and is replayed later with the same key. It returns the attempt's new
 // status.
 func (e *Engine) Execute(ctx context.Context, a *models.ChargeAttempt) (models.AttemptStatus, error) {
-	status, _, err := e.exchange(ctx, a, Request(a), e.opts.Retry)
+	status, _, err := e.exchange(ctx, a, Request(a), e.tune.Load().Retry)
 	return status, err
 }
 
@@ -175,7 +177,7 @@ func (e *Engine) exchange(ctx context.Context, a *models.ChargeAttempt, req gate
 	result := ResultOf(res)
 	result.Tries = tries
 	if result.Status == models.AttemptUnknown {
-		next := now.Add(e.opts.UnknownRetryDelay)
+		next := now.Add(e.tune.Load().UnknownRetryDelay)
 		result.NextTryAt = &next
 	}
 	warning, err := e.record(ctx, a, result, now)
@@ -198,7 +200,7 @@ func (e *Engine) exchange(ctx context.Context, a *models.ChargeAttempt, req gate
 	if warning != "" {
 		log.Error().Str("payment_intent", result.PaymentIntentID).Msg(warning)
 	}
-	e.opts.Metrics.Attempt(string(result.Status), now.Sub(start))
+	e.opts.Metrics.AttemptLatency(now.Sub(start))
 	if e.opts.Observe != nil {
 		e.opts.Observe(e.opts.Clock.Now().Sub(start))
 	}
@@ -252,10 +254,10 @@ func (e *Engine) send(ctx context.Context, req gateway.PaymentIntentRequest, pol
 // lets it and the limiter's spacing reaches the gateway intact. sent is false
 // when ctx ended before the request could be sent.
 func (e *Engine) request(ctx context.Context, req gateway.PaymentIntentRequest) (res gateway.Result, sent bool) {
-	if e.slots != nil {
+	if slots := e.slots.Load(); slots != nil {
 		select {
-		case e.slots <- struct{}{}:
-			defer func() { <-e.slots }()
+		case *slots <- struct{}{}:
+			defer func() { <-*slots }()
 		case <-ctx.Done():
 			return gateway.Result{Kind: gateway.Transient, Err: ctx.Err()}, false
 		}
@@ -429,7 +431,7 @@ func (e *Engine) Resolve(ctx context.Context, a *models.ChargeAttempt) (Resoluti
 	}
 	now := e.opts.Clock.Now()
 	if result.Status.Unresolved() {
-		next := now.Add(e.opts.RecheckAfter)
+		next := now.Add(e.tune.Load().RecheckAfter)
 		result.NextReconcileAt = &next
 	}
 	failpoint.Hit(failpoint.ReconcileAfterRead)

@@ -188,6 +188,10 @@ type DunningConfig struct {
 	FinalAction string `yaml:"final_action"`
 	// LinkTTL is how long an emailed pay / card-update link stays valid.
 	LinkTTL Duration `yaml:"link_ttl"`
+	// WakeEvery is how often the daemon wakes dunning cases whose next step has
+	// come (reminders, retries the card cap held back, exhaustion), on its own
+	// clock, so a case never waits for a billing pass to advance.
+	WakeEvery Duration `yaml:"wake_every"`
 }
 
 // HTTPConfig is the listener for webhooks, pay pages, health and metrics.
@@ -264,6 +268,7 @@ func Default() *Config {
 				Duration(168 * time.Hour),
 			},
 			FinalAction: FinalActionCancel,
+			WakeEvery:   Duration(time.Minute),
 			LinkTTL:     Duration(168 * time.Hour),
 		},
 		Reconcile: ReconcileConfig{
@@ -366,15 +371,22 @@ func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
 // MarshalJSON redacts the secret in structured logs.
 func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
 
-// Redacted returns a copy safe to print: secrets already redact themselves,
-// and a password inside database.dsn is masked.
-func (c *Config) Redacted() *Config {
+// Clone returns a deep copy (slices included), so a reload can adjust a
+// config without touching the one it came from.
+func (c *Config) Clone() *Config {
 	cp := *c
 	cp.Dunning.RetrySchedule = append([]Duration(nil), c.Dunning.RetrySchedule...)
 	cp.Reconcile.Backoff = append([]Duration(nil), c.Reconcile.Backoff...)
+	return &cp
+}
+
+// Redacted returns a copy safe to print: secrets already redact themselves,
+// and a password inside database.dsn is masked.
+func (c *Config) Redacted() *Config {
+	cp := c.Clone()
 	cp.Database.DSN = RedactDSN(c.Database.DSN)
 	cp.lines = nil
-	return &cp
+	return cp
 }
 
 // String renders the configuration as YAML with secrets redacted, for

@@ -271,6 +271,7 @@ func (c *Config) checkDunning(v *validator) {
 	}
 	v.oneOf("dunning.final_action", d.FinalAction, FinalActionCancel, FinalActionUnpaid, FinalActionPastDue)
 	v.positive("dunning.link_ttl", d.LinkTTL)
+	v.positive("dunning.wake_every", d.WakeEvery)
 }
 
 func (c *Config) checkReconcile(v *validator) {

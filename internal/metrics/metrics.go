@@ -29,7 +29,7 @@ func New() *Metrics {
 		Registry: prometheus.NewRegistry(),
 		charges: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "billingd_charge_attempts_total",
-			Help: "Charge attempt exchanges with the gateway, by the attempt status they ended in.",
+			Help: "Charge attempts that reached an outcome, by outcome, whichever path settled them (the gateway's answer, a webhook, the reconciler, a pay page). An attempt that succeeded after it required action counts under both.",
 		}, []string{"outcome"}),
 		attemptLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "billingd_charge_attempt_duration_seconds",
@@ -67,12 +67,22 @@ func (m *Metrics) GaugeFunc(name, help string, fn func() float64) {
 	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn))
 }
 
-// Attempt records one finished exchange.
-func (m *Metrics) Attempt(outcome string, latency time.Duration) {
+// AttemptSettled counts one attempt reaching an outcome. The store calls it
+// after the commit that recorded the outcome (store.Options.OnAttemptSettled),
+// so every path that settles an attempt is counted, once.
+func (m *Metrics) AttemptSettled(outcome string) {
 	if m == nil {
 		return
 	}
 	m.charges.WithLabelValues(outcome).Inc()
+}
+
+// AttemptLatency records how long one exchange with the gateway took, from
+// sending to recording its answer.
+func (m *Metrics) AttemptLatency(latency time.Duration) {
+	if m == nil {
+		return
+	}
 	m.attemptLatency.Observe(latency.Seconds())
 }
 

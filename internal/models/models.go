@@ -76,6 +76,11 @@ const (
 // start (a partial unique index enforces it).
 var UnresolvedAttemptStatuses = []AttemptStatus{AttemptPending, AttemptUnknown, AttemptProcessing}
 
+// AttentionAttemptStatuses are the states in which an attempt waits for a human:
+// its outcome could not be established, or the gateway refused billingd's own
+// request. `billingd status`, /metrics and the README's queries read this list.
+var AttentionAttemptStatuses = []AttemptStatus{AttemptNeedsReview, AttemptFailed}
+
 // Unresolved reports whether the attempt's outcome is still open.
 func (s AttemptStatus) Unresolved() bool {
 	for _, u := range UnresolvedAttemptStatuses {

@@ -413,6 +413,9 @@ func (tx *Tx) SettleSucceeded(now time.Time, attemptID int64, r AttemptResult) (
 	          next_try_at = NULL, next_reconcile_at = NULL, finished_at = ?, lease_owner = '', lease_until = NULL,
 	          lease_version = lease_version + 1, updated_at = ?
 	    WHERE id = ? AND status <> 'succeeded'`, r.PaymentIntentID, r.PaymentIntentID, now, now, attemptID)
+	if res.Error == nil && res.RowsAffected == 1 {
+		tx.attemptMoved(models.AttemptSucceeded)
+	}
 	return res.RowsAffected == 1, res.Error
 }
 
@@ -437,6 +440,9 @@ func (tx *Tx) writeAttemptResult(now time.Time, id int64, leaseVersion *int64, r
 		args = append(args, *leaseVersion)
 	}
 	n, err := tx.exec(q, args...)
+	if err == nil && n == 1 {
+		tx.attemptMoved(r.Status)
+	}
 	return n == 1, err
 }
 

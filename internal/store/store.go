@@ -53,6 +53,12 @@ type Options struct {
 	// on a SQLite file, because SQLite claims cannot fence a second writer the way
 	// PostgreSQL's row locks do. Read-only tools (status) leave it false.
 	Exclusive bool
+	// OnAttemptSettled, when set, is told of every charge attempt that moved into
+	// a new status, after the transaction that moved it committed — whichever
+	// path moved it (the attempt's own answer, a webhook, the reconciler, a pay
+	// page). It is the one place outcomes are counted (the /metrics counter), so
+	// that a count can never miss a path or count a rolled-back write.
+	OnAttemptSettled func(models.AttemptStatus)
 }
 
 // Store is an open database.
@@ -73,6 +79,8 @@ type Store struct {
 	// statements again for every charge was a quarter of billingd's CPU.
 	writer *sql.Conn
 	wdb    *gorm.DB
+	// onSettled is Options.OnAttemptSettled.
+	onSettled func(models.AttemptStatus)
 }
 
 // ErrLocked means another billingd process holds the SQLite instance lock.
@@ -80,7 +88,7 @@ var ErrLocked = errors.New("database is in use by another billingd process")
 
 // Open connects to the database. It does not migrate.
 func Open(ctx context.Context, opts Options) (*Store, error) {
-	s := &Store{dialect: opts.Driver}
+	s := &Store{dialect: opts.Driver, onSettled: opts.OnAttemptSettled}
 	var dialector gorm.Dialector
 	switch opts.Driver {
 	case SQLite, "":
@@ -195,13 +203,15 @@ func (s *Store) inSQLiteTx(ctx context.Context, fn func(tx *Tx) error) (err erro
 			_, _ = s.writer.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
 		}
 	}()
-	if err := fn(&Tx{db: s.wdb.WithContext(ctx), dialect: s.dialect}); err != nil {
+	tx := &Tx{db: s.wdb.WithContext(ctx), dialect: s.dialect}
+	if err := fn(tx); err != nil {
 		return err
 	}
 	if _, err := s.writer.ExecContext(ctx, "COMMIT"); err != nil {
 		return translateError(s.wdb.Dialector, err)
 	}
 	done = true
+	s.committed(tx)
 	return nil
 }
 
@@ -396,6 +406,28 @@ func baseName(p string) string {
 type Tx struct {
 	db      *gorm.DB
 	dialect string
+	// settled collects the statuses attempts moved into, reported to
+	// Options.OnAttemptSettled once the transaction committed.
+	settled []models.AttemptStatus
+}
+
+// attemptMoved notes that an attempt moved into status in this transaction.
+// Only outcomes count: pending, unknown and processing are on the way to one.
+func (tx *Tx) attemptMoved(status models.AttemptStatus) {
+	if status.Unresolved() {
+		return
+	}
+	tx.settled = append(tx.settled, status)
+}
+
+// committed reports the transaction's attempt transitions after its commit.
+func (s *Store) committed(tx *Tx) {
+	if s.onSettled == nil {
+		return
+	}
+	for _, st := range tx.settled {
+		s.onSettled(st)
+	}
 }
 
 // InTx runs fn in a transaction (BEGIN IMMEDIATE on SQLite) and commits if it
@@ -408,9 +440,15 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *Tx) error) error {
 		defer s.writeMu.Unlock()
 		return s.inSQLiteTx(ctx, fn)
 	}
-	return s.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
-		return fn(&Tx{db: db, dialect: s.dialect})
+	var tx *Tx
+	err := s.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
+		tx = &Tx{db: db, dialect: s.dialect}
+		return fn(tx)
 	})
+	if err == nil && tx != nil {
+		s.committed(tx)
+	}
+	return err
 }
 
 // DB exposes the transaction's GORM handle for queries the Tx methods do not cover.

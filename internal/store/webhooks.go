@@ -114,5 +114,8 @@ func (tx *Tx) DeferReconcile(now time.Time, a *models.ChargeAttempt, next time.T
 	          lease_owner = '', lease_until = NULL, lease_version = lease_version + 1, updated_at = ?
 	    WHERE id = ? AND lease_version = ? AND status IN ('pending','unknown','processing')`,
 		status, next, finished, truncate(msg, 500), now, a.ID, a.LeaseVersion)
+	if res.Error == nil && res.RowsAffected == 1 && review {
+		tx.attemptMoved(status)
+	}
 	return res.RowsAffected == 1, res.Error
 }

@@ -1,0 +1,317 @@
+// Package daemon is billingd's assembly: New builds the whole running system
+// from a config — store, gateway client, charge engine, billing passes,
+// reconciler, dunning, mail worker, web routes, metrics, scheduler and
+// watchdog health — and Run, Tick and Reload drive it.
+//
+// Every way billingd runs goes through New: `billingd run`, `once`, `demo`,
+// `bench`, and every end-to-end test. A caller may swap the clock (Options) and,
+// through the config, the gateway URL and the SMTP server — nothing else — so
+// that what the tests prove is what the daemon does.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/billingd/billingd/internal/charge"
+	"github.com/billingd/billingd/internal/clock"
+	"github.com/billingd/billingd/internal/config"
+	"github.com/billingd/billingd/internal/gateway"
+	"github.com/billingd/billingd/internal/gateway/wooshpay"
+	"github.com/billingd/billingd/internal/mail"
+	"github.com/billingd/billingd/internal/metrics"
+	"github.com/billingd/billingd/internal/models"
+	"github.com/billingd/billingd/internal/store"
+	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
+)
+
+// Options are what a caller may change about the assembled daemon besides its
+// config.
+type Options struct {
+	// Clock is the time every component reads; nil is the wall clock. Tests
+	// and `billingd demo --months` pass a clock.Fake and drive the daemon with
+	// Tick.
+	Clock clock.Clock
+	// Log is where the JSON (or console) log goes; nil is stdout.
+	Log io.Writer
+	// Listener, when set, is served instead of listening on http.listen: a
+	// caller that must know the address first (the demo hands it to the
+	// simulator as its webhook URL) listens on port 0 itself.
+	Listener net.Listener
+	// WrapGateway, when set, wraps the configured gateway client; the load
+	// tool uses it to time each request. It must not change any answer.
+	WrapGateway func(gateway.Gateway) gateway.Gateway
+	// ObserveAttempt, when set, receives each recorded attempt's duration (the
+	// load tool's percentiles).
+	ObserveAttempt func(time.Duration)
+}
+
+// Daemon is the running system. Its long-lived parts (store, gateway client,
+// engine, metrics) live as long as the process; the parts a reload rebuilds
+// (dunning policy, reconciler, biller, mail worker, customer routes) are
+// swapped whole, so a request or job always sees one consistent config.
+type Daemon struct {
+	opts    Options
+	log     zerolog.Logger
+	sink    *logSink
+	clock   clock.Clock
+	store   *store.Store
+	gw      gateway.Gateway
+	client  *wooshpay.Client
+	limiter *rate.Limiter
+	engine  *charge.Engine
+	metrics *metrics.Metrics
+	owner   string
+
+	cur   atomic.Pointer[parts]
+	sched *scheduler
+	// handler serves http.listen: health, readiness, metrics and the current
+	// parts' customer routes.
+	handler http.Handler
+}
+
+// New opens the database (taking the SQLite instance lock), applies
+// migrations, rescues the leases of a dead predecessor and builds every
+// component from cfg. It starts nothing: Run serves and schedules; Tick runs
+// what is due once.
+func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error) {
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if opts.Log == nil {
+		opts.Log = os.Stdout
+	}
+	sink := &logSink{out: opts.Log}
+	sink.setFormat(cfg.Log.Format)
+	setLogLevel(cfg.Log.Level)
+	d := &Daemon{
+		opts:    opts,
+		sink:    sink,
+		log:     zerolog.New(sink).With().Timestamp().Logger(),
+		clock:   opts.Clock,
+		metrics: metrics.New(),
+		owner:   InstanceName(),
+	}
+	st, err := OpenStore(ctx, cfg, true, func(s models.AttemptStatus) { d.metrics.AttemptSettled(string(s)) })
+	if err != nil {
+		return nil, err
+	}
+	d.store = st
+	if err := d.prepareDatabase(ctx, cfg); err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	client, err := wooshpay.New(wooshpay.Options{
+		BaseURL:   cfg.Gateway.BaseURL,
+		SecretKey: cfg.Gateway.SecretKey.Reveal(),
+		Timeout:   cfg.Gateway.Timeout.D(),
+	})
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	d.client, d.gw = client, client
+	if opts.WrapGateway != nil {
+		d.gw = opts.WrapGateway(client)
+	}
+	d.limiter = rate.NewLimiter(rate.Limit(cfg.Gateway.RateLimit), 1)
+	d.engine = charge.New(charge.Options{
+		Store:   st,
+		Gateway: d.gw,
+		Clock:   d.clock,
+		Limiter: d.limiter,
+		// gateway.concurrency caps requests at the gateway; the biller runs
+		// more workers than this so that recording outcomes does not leave
+		// the gateway idle.
+		MaxInFlight:       cfg.Gateway.Concurrency,
+		Retry:             retryPolicy(cfg),
+		UnknownRetryDelay: cfg.Retry.MaxInterval.D(),
+		Log:               d.log,
+		Metrics:           d.metrics,
+		RecheckAfter:      cfg.Reconcile.Backoff[0].D(),
+		Hook:              dunningHook{d},
+		Observe:           opts.ObserveAttempt,
+	})
+	p, err := d.build(cfg)
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	d.cur.Store(p)
+	d.sched = newScheduler(d)
+	d.handler = d.newHandler()
+	d.registerGauges()
+	if !cfg.Mail.Enabled() {
+		d.log.Warn().Msg("mail.host is empty: dunning emails are queued in the outbox and sent once mail is configured")
+	}
+	return d, nil
+}
+
+// prepareDatabase migrates and, when this process holds the SQLite instance
+// lock, takes back what a dead predecessor left leased.
+func (d *Daemon) prepareDatabase(ctx context.Context, cfg *config.Config) error {
+	st := d.store
+	if applied, err := st.Migrate(ctx); err != nil {
+		return NamedDBError(cfg, err)
+	} else if len(applied) > 0 {
+		d.log.Info().Strs("migrations", applied).Msg("database migrated")
+	}
+	if !st.Exclusive() {
+		return nil
+	}
+	now := d.clock.Now()
+	n, err := st.ReleaseAllLeases(ctx, now)
+	if err != nil {
+		return NamedDBError(cfg, err)
+	}
+	if n > 0 {
+		d.log.Warn().Int64("attempts", n).Msg("reclaimed attempts leased by a previous process that did not stop cleanly; they will be replayed with their own idempotency keys")
+	}
+	return NamedDBError(cfg, st.InterruptStaleRuns(ctx, now, d.owner))
+}
+
+// Close releases the database (and the SQLite instance lock).
+func (d *Daemon) Close() error { return d.store.Close() }
+
+// Config is the config in force (after the last successful Reload). Keys that
+// need a restart keep the values the process started with.
+func (d *Daemon) Config() *config.Config { return d.cur.Load().cfg }
+
+// Store is the daemon's database, for the callers that report on it (the
+// demo's summary, tests' assertions).
+func (d *Daemon) Store() *store.Store { return d.store }
+
+// Log is the daemon's logger.
+func (d *Daemon) Log() zerolog.Logger { return d.log }
+
+// Clock is the daemon's clock.
+func (d *Daemon) Clock() clock.Clock { return d.clock }
+
+// Handler serves everything on http.listen: /healthz, /readyz, /metrics, the
+// gateway's webhooks and the customers' pay pages.
+func (d *Daemon) Handler() http.Handler { return d.handler }
+
+// Owner names this process in leases and billing_runs.
+func (d *Daemon) Owner() string { return d.owner }
+
+// Pass runs one billing pass (reconciler, due dunning steps, invoicing,
+// charging) and records it in billing_runs. stop ends it at a safe point;
+// abort cuts in-flight requests (their attempts are replayed with the same
+// key later).
+func (d *Daemon) Pass(stop, abort context.Context, trigger string) (*models.BillingRun, error) {
+	run, err := d.cur.Load().biller.Pass(stop, abort, trigger)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		err = NamedDBError(d.Config(), err)
+	}
+	return run, err
+}
+
+// WakeDunning runs the steps of dunning cases whose time has come.
+func (d *Daemon) WakeDunning(ctx context.Context) (int, error) {
+	return d.cur.Load().dunning.Wake(ctx, d.clock.Now())
+}
+
+// SendMail runs the outbox worker once. With mail disabled it sends nothing.
+func (d *Daemon) SendMail(ctx context.Context) (mail.Summary, error) {
+	m := d.cur.Load().mailer
+	if m == nil {
+		return mail.Summary{}, nil
+	}
+	return m.RunOnce(ctx)
+}
+
+// Reconcile runs the reconciler once over attempts left unresolved.
+func (d *Daemon) Reconcile(ctx context.Context) error {
+	_, err := d.cur.Load().recon.Run(ctx)
+	return err
+}
+
+// ResolveUnsettled reads the gateway's record of every unresolved attempt now,
+// without the reconciler's waiting period (the demo uses it when a webhook is
+// slow). It changes only attempts the gateway has an answer for.
+func (d *Daemon) ResolveUnsettled(ctx context.Context) error {
+	pending, err := d.store.AttemptsByStatus(ctx, 1000, models.UnresolvedAttemptStatuses...)
+	if err != nil {
+		return err
+	}
+	for i := range pending {
+		if _, err := d.engine.Resolve(ctx, &pending[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func retryPolicy(cfg *config.Config) charge.RetryPolicy {
+	return charge.RetryPolicy{
+		InitialInterval: cfg.Retry.InitialInterval.D(),
+		MaxInterval:     cfg.Retry.MaxInterval.D(),
+		MaxElapsedTime:  cfg.Retry.MaxElapsedTime.D(),
+	}
+}
+
+// OpenStore opens cfg's database. exclusive takes the SQLite instance lock
+// (commands that only read leave it, so they run beside the daemon).
+// onSettled receives every attempt outcome after its commit (the metrics).
+func OpenStore(ctx context.Context, cfg *config.Config, exclusive bool, onSettled func(models.AttemptStatus)) (*store.Store, error) {
+	st, err := store.Open(ctx, store.Options{
+		Driver:           cfg.Database.Driver,
+		DSN:              cfg.Database.DSN,
+		Synchronous:      cfg.Database.Synchronous,
+		BusyTimeout:      cfg.Database.BusyTimeout.D(),
+		MaxOpenConns:     cfg.Database.MaxOpenConns,
+		Exclusive:        exclusive,
+		OnAttemptSettled: onSettled,
+	})
+	return st, NamedDBError(cfg, err)
+}
+
+// NamedDBError prefixes err with the database it came from (the SQLite path, or
+// the PostgreSQL DSN without its password) unless the error names it already:
+// "database is locked" alone does not say which database.
+func NamedDBError(cfg *config.Config, err error) error {
+	if err == nil {
+		return nil
+	}
+	name := cfg.Database.DSN
+	if cfg.Database.Driver == config.DriverPostgres {
+		name = config.RedactDSN(name)
+	} else if path, _, _ := strings.Cut(strings.TrimPrefix(name, "file:"), "?"); path != "" {
+		name = path
+	}
+	if strings.Contains(err.Error(), name) {
+		return err
+	}
+	return fmt.Errorf("%s database %s: %w", cfg.Database.Driver, name, err)
+}
+
+// processStarted tells this process apart from an earlier one that had the same
+// pid (in a container billingd is often pid 1 after every restart).
+var processStarted = time.Now().UTC()
+
+// InstanceName names this process in leases and billing_runs: host, pid and
+// start time. With host and pid alone a restarted daemon that got the same pid
+// would take its dead predecessor's "running" runs for its own and never mark
+// them interrupted. (It also makes a claimed attempt row at least as long as the
+// finished one, which drops the owner: the result UPDATE then rewrites the row in
+// place instead of splitting a full page — docs/performance.md.)
+func InstanceName() string {
+	return instanceNameOf(os.Hostname, os.Getpid(), processStarted)
+}
+
+func instanceNameOf(hostname func() (string, error), pid int, started time.Time) string {
+	host, _ := hostname()
+	if host == "" {
+		host = "billingd"
+	}
+	return fmt.Sprintf("%s:%d:%s", host, pid, started.UTC().Format("20060102T150405Z"))
+}

@@ -1,0 +1,215 @@
+// Package daemontest builds the assembled daemon for end-to-end tests, around
+// the real constructor daemon.New: a fresh database (SQLite in t.TempDir, or a
+// PostgreSQL schema), the bundled simulator in-process, a real SMTP server
+// that keeps what it receives, and a simulated clock. A test changes only what
+// a user can change — the clock, the gateway URL, the SMTP server and config
+// keys — and drives the daemon with Tick, so that what it proves is what
+// `billingd run` does.
+package daemontest
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/billingd/billingd/internal/clock"
+	"github.com/billingd/billingd/internal/config"
+	"github.com/billingd/billingd/internal/daemon"
+	"github.com/billingd/billingd/internal/gateway/sim"
+	"github.com/billingd/billingd/internal/gateway/wooshpay"
+	"github.com/billingd/billingd/internal/mail/smtpcapture"
+	"github.com/billingd/billingd/internal/store"
+	"github.com/billingd/billingd/internal/store/storetest"
+	"github.com/stretchr/testify/require"
+)
+
+// Test secrets of the simulator and its webhooks.
+const (
+	SecretKey     = "sk_test_daemontest"
+	WebhookSecret = "whsec_daemontest"
+)
+
+// Options shape a bundle. Zero values give a working daemon at a fixed start
+// time on SQLite.
+type Options struct {
+	// Start is the simulated clock's first instant.
+	Start time.Time
+	// Postgres runs on a fresh PostgreSQL schema (skipped without a server).
+	Postgres bool
+	// Sim overrides the simulator's options (its key, seed, clock and webhook
+	// target are always set by the bundle).
+	Sim sim.Options
+	// Configure adjusts the config before the daemon is built, as a user
+	// would edit config.yaml.
+	Configure func(*config.Config)
+	// NoMail leaves mail.host empty (emails wait in the outbox).
+	NoMail bool
+}
+
+// Bundle is one assembled daemon and the fakes around it.
+type Bundle struct {
+	D      *daemon.Daemon
+	Clock  *clock.Fake
+	Sim    *sim.Server
+	Client *wooshpay.Client
+	SMTP   *smtpcapture.Server
+	Config *config.Config
+	Store  *store.Store
+	// URL serves the daemon's handler (webhooks, pay pages, metrics).
+	URL string
+}
+
+// New builds a bundle; everything is closed when the test ends.
+func New(t testing.TB, o Options) *Bundle {
+	t.Helper()
+	if o.Start.IsZero() {
+		o.Start = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	}
+	clk := clock.NewFake(o.Start)
+	b := &Bundle{Clock: clk}
+
+	// billingd's HTTP side comes first: the simulator needs its webhook URL.
+	var handler atomic.Pointer[http.Handler]
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := handler.Load()
+		if h == nil {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		(*h).ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	b.URL = front.URL
+
+	so := o.Sim
+	if so.ProcessingDelay == 0 {
+		so.ProcessingDelay = time.Millisecond
+	}
+	if so.Webhook.Retry == nil {
+		so.Webhook.Retry = []time.Duration{20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond}
+	}
+	so.SecretKey, so.Seed, so.Now = SecretKey, 42, clk.Now
+	so.Webhook.URL, so.Webhook.Secret = front.URL+"/webhooks/wooshpay", WebhookSecret
+	if so.Seed == 0 {
+		so.Seed = 42
+	}
+	gw := sim.New(so)
+	ctx, cancel := context.WithCancel(context.Background())
+	gw.Start(ctx)
+	simSrv := httptest.NewServer(gw)
+	t.Cleanup(func() { simSrv.Close(); cancel(); gw.Close() })
+	b.Sim = gw
+
+	client, err := wooshpay.New(wooshpay.Options{BaseURL: simSrv.URL, SecretKey: SecretKey, Timeout: 5 * time.Second})
+	require.NoError(t, err)
+	b.Client = client
+
+	cfg := config.Default()
+	if o.Postgres {
+		cfg.Database.Driver = config.DriverPostgres
+		cfg.Database.DSN = storetest.PostgresDSN(t)
+	} else {
+		cfg.Database.DSN = filepath.Join(t.TempDir(), "billingd.db")
+	}
+	cfg.Gateway.BaseURL = simSrv.URL
+	cfg.Gateway.SecretKey = config.Secret(SecretKey)
+	cfg.Gateway.WebhookSecret = config.Secret(WebhookSecret)
+	cfg.Gateway.Timeout = config.Duration(5 * time.Second)
+	cfg.Gateway.RateLimit = 1000
+	cfg.Gateway.Concurrency = 16
+	cfg.Retry.InitialInterval = config.Duration(10 * time.Millisecond)
+	cfg.Retry.MaxInterval = config.Duration(200 * time.Millisecond)
+	cfg.Retry.MaxElapsedTime = config.Duration(5 * time.Second)
+	cfg.HTTP.PublicBaseURL = front.URL
+	cfg.Mail.From = "Acme Billing <billing@example.com>"
+	if !o.NoMail {
+		smtp, err := smtpcapture.Start("127.0.0.1:0", "")
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = smtp.Close() })
+		b.SMTP = smtp
+		cfg.Mail.Host, cfg.Mail.Port, cfg.Mail.TLS = smtp.Host(), smtp.Port(), "none"
+		cfg.Mail.Username, cfg.Mail.Password = "", ""
+	} else {
+		cfg.Mail.Host = ""
+	}
+	if o.Configure != nil {
+		o.Configure(cfg)
+	}
+	require.NoError(t, cfg.Validate())
+	b.Config = cfg
+
+	d, err := daemon.New(context.Background(), cfg, daemon.Options{Clock: clk, Log: testWriter{t}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = d.Close() })
+	b.D, b.Store = d, d.Store()
+	h := d.Handler()
+	handler.Store(&h)
+	return b
+}
+
+// Each runs fn on SQLite and, when a server is configured, PostgreSQL.
+func Each(t *testing.T, o Options, fn func(t *testing.T, b *Bundle)) {
+	t.Helper()
+	t.Run("sqlite", func(t *testing.T) { o := o; o.Postgres = false; fn(t, New(t, o)) })
+	t.Run("postgres", func(t *testing.T) { o := o; o.Postgres = true; fn(t, New(t, o)) })
+}
+
+// SaveCard runs the gateway's save-card flow (a customer, then a SetupIntent
+// with the card) and returns the gateway ids billingd is given.
+func (b *Bundle) SaveCard(t testing.TB, number string) (customer, paymentMethod string) {
+	t.Helper()
+	ctx := context.Background()
+	c, err := b.Client.CreateCustomer(ctx, wooshpay.CustomerParams{Email: "c" + number[len(number)-4:] + "@example.com"}, "")
+	require.NoError(t, err)
+	seti, err := b.Client.CreateSetupIntent(ctx, wooshpay.SetupIntentParams{Customer: c.ID,
+		Card: wooshpay.CardData{Number: number, ExpMonth: "12", ExpYear: "2035", CVC: "123"}, Usage: "off_session"}, "")
+	require.NoError(t, err)
+	return c.ID, seti.PaymentMethod
+}
+
+// Seed imports subscriptions through the store's import path, as
+// `billingd subscriptions import` does.
+func (b *Bundle) Seed(t testing.TB, subs ...storetest.Subscription) {
+	t.Helper()
+	storetest.Seed(t, b.Store, b.Clock.Now(), subs...)
+}
+
+// Run advances the simulated clock by step until total has passed, running
+// the daemon's due jobs (Tick) at the start and after every step, and letting
+// the simulator settle processing charges and deliver webhooks in between.
+func (b *Bundle) Run(t testing.TB, total, step time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	end := b.Clock.Now().Add(total)
+	for {
+		b.settleGateway()
+		b.D.Tick(ctx)
+		if !b.Clock.Now().Before(end) {
+			return
+		}
+		b.Clock.Advance(step)
+	}
+}
+
+// settleGateway lets processing charges settle and gives the simulator's
+// webhooks (delivered on the wall clock) a moment to arrive.
+func (b *Bundle) settleGateway() {
+	b.Sim.SettleDue()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = b.Sim.WaitWebhooks(ctx)
+}
+
+type testWriter struct{ t testing.TB }
+
+// Write sends the daemon's log to the test log only on failure (-v shows all).
+func (w testWriter) Write(p []byte) (int, error) {
+	if testing.Verbose() {
+		w.t.Log(string(p))
+	}
+	return len(p), nil
+}

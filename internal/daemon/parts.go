@@ -1,0 +1,191 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/billingd/billingd/internal/charge"
+	"github.com/billingd/billingd/internal/clock"
+	"github.com/billingd/billingd/internal/metrics"
+	"github.com/rs/zerolog"
+
+	"github.com/billingd/billingd/internal/config"
+	"github.com/billingd/billingd/internal/dunning"
+	"github.com/billingd/billingd/internal/gateway"
+	"github.com/billingd/billingd/internal/gateway/wooshpay"
+	"github.com/billingd/billingd/internal/mail"
+	"github.com/billingd/billingd/internal/models"
+	"github.com/billingd/billingd/internal/schedule"
+	"github.com/billingd/billingd/internal/store"
+	"github.com/billingd/billingd/internal/web"
+)
+
+// parts are the components built from one config. A reload builds a new set
+// and swaps it in whole; a job or request that started with the old set
+// finishes with it.
+type parts struct {
+	cfg     *config.Config
+	dunning *dunning.Service
+	recon   *schedule.Reconciler
+	biller  *schedule.Biller
+	mailer  *mail.Worker // nil when mail.host is empty: emails wait in the outbox
+	// routes serves the gateway's webhooks and the customers' pay pages.
+	routes *web.Server
+}
+
+// build makes the parts of cfg around the daemon's long-lived store, engine
+// and gateway client. It fails without side effects (a broken template
+// directory, an unusable SMTP or webhook setting), so a bad reload keeps the
+// running parts.
+func (d *Daemon) build(cfg *config.Config) (*parts, error) {
+	p := &parts{cfg: cfg}
+	p.dunning = &dunning.Service{
+		Store:         d.store,
+		Policy:        dunning.Policy{Schedule: cfg.Dunning.RetryDelays(), FinalAction: cfg.Dunning.FinalAction},
+		LinkTTL:       cfg.Dunning.LinkTTL.D(),
+		PublicBaseURL: cfg.HTTP.PublicBaseURL,
+		MailDomain:    mail.AddressDomain(cfg.Mail.From),
+		Log:           d.log.With().Str("component", "dunning").Logger(),
+	}
+	p.recon = &schedule.Reconciler{
+		Store:    d.store,
+		Engine:   d.engine,
+		Clock:    d.clock,
+		After:    cfg.Reconcile.After.D(),
+		Backoff:  cfg.Reconcile.Delays(),
+		Owner:    d.owner,
+		LeaseFor: 2*cfg.Gateway.Timeout.D() + time.Minute,
+		Log:      d.log.With().Str("component", "reconciler").Logger(),
+		Metrics:  d.metrics,
+	}
+	p.biller = newBiller(cfg, d.store, d.engine, d.clock, d.owner, d.log, p.recon, p.dunning, d.metrics)
+	// A broken template is a config error now, not a failed send at night.
+	templates, err := mail.LoadTemplates(cfg.Mail.TemplatesDir)
+	if err != nil {
+		return nil, &config.FieldError{Key: "mail.templates_dir", Value: cfg.Mail.TemplatesDir, Message: err.Error()}
+	}
+	if cfg.Mail.Enabled() {
+		sender, err := mail.NewSMTPSender(cfg.Mail, 30*time.Second)
+		if err != nil {
+			return nil, fmt.Errorf("mail: %w", err)
+		}
+		p.mailer = &mail.Worker{Store: d.store, Sender: sender, Templates: templates, Links: p.dunning, Clock: d.clock,
+			From: cfg.Mail.From, Owner: d.owner, Log: d.log.With().Str("component", "mail").Logger(), Metrics: d.metrics}
+	}
+	verifier, err := wooshpay.NewWebhookVerifier(wooshpay.WebhookOptions{
+		Secrets:   []string{cfg.Gateway.WebhookSecret.Reveal()},
+		Tolerance: cfg.Gateway.WebhookTolerance.D(),
+	})
+	if err != nil {
+		return nil, &config.FieldError{Key: "gateway.webhook_secret", Message: err.Error()}
+	}
+	p.routes = web.New()
+	receiver := &web.WebhookReceiver{Store: d.store, Engine: d.engine, Verifier: verifier, Clock: d.clock,
+		Log: d.log.With().Str("component", "webhooks").Logger(), Metrics: d.metrics,
+		// A new card saved for an invoice in dunning is retried at once.
+		RetryNow: func() { d.sched.poke(jobBilling) }}
+	p.routes.Handle("POST /webhooks/wooshpay", receiver)
+	pay := &web.PayPages{Store: d.store, Dunning: p.dunning, Engine: d.engine, Clock: d.clock,
+		Merchant: mail.MerchantName(cfg.Mail.From), PublicBaseURL: cfg.HTTP.PublicBaseURL, Owner: d.owner,
+		Log: d.log.With().Str("component", "pay").Logger()}
+	if d.client != nil {
+		pay.Sessions = d.client
+	}
+	pay.Register(p.routes)
+	return p, nil
+}
+
+// newBiller builds the billing pass of cfg; the dry-run plan builds the same
+// one, so that it plans with the pass's own queries.
+func newBiller(cfg *config.Config, st *store.Store, engine *charge.Engine, clk clock.Clock, owner string, log zerolog.Logger,
+	recon *schedule.Reconciler, dun *dunning.Service, m *metrics.Metrics) *schedule.Biller {
+	return &schedule.Biller{
+		Store:       st,
+		Engine:      engine,
+		Clock:       clk,
+		Location:    location(cfg),
+		PageSize:    cfg.Schedule.PageSize,
+		Concurrency: cfg.Gateway.Concurrency,
+		Owner:       owner,
+		// A lease outlives the longest exchange: the whole backoff window
+		// plus one more request timeout and a margin.
+		LeaseFor:   cfg.Retry.MaxElapsedTime.D() + 2*cfg.Gateway.Timeout.D() + time.Minute,
+		Log:        log,
+		Reconciler: recon,
+		Dunning:    dun,
+		Metrics:    m,
+	}
+}
+
+// Plan lists what a billing pass started now would charge, from the pass's
+// own queries, writing nothing (`billingd once --dry-run`). It opens the
+// database without the instance lock, beside a running daemon, and needs no
+// gateway or mail secrets.
+func Plan(ctx context.Context, cfg *config.Config, clk clock.Clock, limit int) ([]schedule.Planned, error) {
+	if clk == nil {
+		clk = clock.Real{}
+	}
+	st, err := OpenStore(ctx, cfg, false, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	if ok, err := st.MigrationsCurrent(ctx); err != nil {
+		return nil, NamedDBError(cfg, err)
+	} else if !ok {
+		return nil, errors.New("the database schema is not current: run `billingd migrate`")
+	}
+	return newBiller(cfg, st, nil, clk, "", zerolog.Nop(), nil, nil, nil).Plan(ctx, limit)
+}
+
+func location(cfg *config.Config) *time.Location {
+	loc, err := cfg.Schedule.Location()
+	if err != nil {
+		return time.UTC // Validate already rejected bad zones
+	}
+	return loc
+}
+
+// dunningHook hands every outcome to the dunning service in force, so that a
+// reload's new schedule applies from an open case's next step on.
+type dunningHook struct{ d *Daemon }
+
+// AfterOutcome implements charge.Hook.
+func (h dunningHook) AfterOutcome(tx *store.Tx, now time.Time, a *models.ChargeAttempt, r store.AttemptResult) error {
+	return h.d.cur.Load().dunning.AfterOutcome(tx, now, a, r)
+}
+
+// AfterPaymentMethodSaved implements charge.Hook.
+func (h dunningHook) AfterPaymentMethodSaved(tx *store.Tx, now time.Time, si *gateway.SetupIntent) (bool, string, bool, error) {
+	return h.d.cur.Load().dunning.AfterPaymentMethodSaved(tx, now, si)
+}
+
+// registerGauges exposes database-derived gauges on /metrics, read at scrape
+// time so they are right across restarts and instances.
+func (d *Daemon) registerGauges() {
+	gauge := func(fn func(ctx context.Context) (int64, error)) func() float64 {
+		return func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			n, err := fn(ctx)
+			if err != nil {
+				return -1
+			}
+			return float64(n)
+		}
+	}
+	d.metrics.GaugeFunc("billingd_unresolved_attempts", "Charge attempts whose outcome is not known yet (pending, unknown, processing).",
+		gauge(func(ctx context.Context) (int64, error) {
+			return d.store.CountAttempts(ctx, models.UnresolvedAttemptStatuses...)
+		}))
+	d.metrics.GaugeFunc("billingd_attempts_needing_review", "Charge attempts a human must look at (needs_review, failed).",
+		gauge(func(ctx context.Context) (int64, error) {
+			return d.store.CountAttempts(ctx, models.AttentionAttemptStatuses...)
+		}))
+	d.metrics.GaugeFunc("billingd_due_subscriptions", "Billable subscriptions whose next period has started.",
+		gauge(func(ctx context.Context) (int64, error) { return d.store.CountDueSubscriptions(ctx, d.clock.Now()) }))
+	d.metrics.GaugeFunc("billingd_open_dunning_cases", "Dunning cases still trying to collect their invoice.",
+		gauge(func(ctx context.Context) (int64, error) { return d.store.CountOpenCases(ctx) }))
+}
