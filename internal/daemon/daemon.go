@@ -315,3 +315,19 @@ func instanceNameOf(hostname func() (string, error), pid int, started time.Time)
 	}
 	return fmt.Sprintf("%s:%d:%s", host, pid, started.UTC().Format("20060102T150405Z"))
 }
+
+// Settings are the values in force of what a reload can change under a
+// running process, for operators (the startup and reload log lines) and tests.
+type Settings struct {
+	RateLimit   float64
+	Concurrency int
+	Retry       charge.RetryPolicy
+	// NextRuns is when each job (billing, dunning, reconcile, mail) runs next.
+	NextRuns map[string]time.Time
+}
+
+// Settings reports the settings in force.
+func (d *Daemon) Settings() Settings {
+	t := d.engine.Settings()
+	return Settings{RateLimit: float64(d.limiter.Limit()), Concurrency: t.MaxInFlight, Retry: t.Retry, NextRuns: d.sched.nextRuns()}
+}

@@ -302,3 +302,14 @@ func (s *scheduler) mailSoon() {
 	default:
 	}
 }
+
+// nextRuns is when each job is due next (the zero time: now).
+func (s *scheduler) nextRuns() map[string]time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]time.Time, len(s.jobs))
+	for _, j := range s.jobs {
+		out[j.name] = j.next
+	}
+	return out
+}
