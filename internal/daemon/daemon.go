@@ -244,7 +244,7 @@ func (d *Daemon) ResolveUnsettled(ctx context.Context) error {
 		return err
 	}
 	for i := range pending {
-		if _, err := d.engine.Resolve(ctx, &pending[i]); err != nil {
+		if _, err := d.Resolve(ctx, &pending[i]); err != nil {
 			return err
 		}
 	}
@@ -330,4 +330,10 @@ type Settings struct {
 func (d *Daemon) Settings() Settings {
 	t := d.engine.Settings()
 	return Settings{RateLimit: float64(d.limiter.Limit()), Concurrency: t.MaxInFlight, Retry: t.Retry, NextRuns: d.sched.nextRuns()}
+}
+
+// Resolve reads the gateway's record of one unresolved attempt and records
+// what it says, as the reconciler does.
+func (d *Daemon) Resolve(ctx context.Context, a *models.ChargeAttempt) (charge.Resolution, error) {
+	return d.engine.Resolve(ctx, a)
 }
