@@ -90,7 +90,20 @@ func (m *Main) cmdOnce(ctx context.Context, args []string) error {
 	if run != nil {
 		fmt.Fprintln(m.Stdout, runSummary(run))
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	// The emails the pass queued go out now; a broken SMTP server leaves them
+	// in the outbox for the next run, never drops them.
+	sum, err := d.SendMail(stop)
+	if err != nil {
+		fmt.Fprintf(m.Stderr, "billingd once: emails wait in the outbox for the next run: %v\n", err)
+		return nil
+	}
+	if sum.Sent+sum.Retried+sum.Failed > 0 {
+		fmt.Fprintf(m.Stdout, "emails: %d sent, %d to retry, %d failed\n", sum.Sent, sum.Retried, sum.Failed)
+	}
+	return nil
 }
 
 // dryRun prints what a pass would charge, reading the database without the
