@@ -199,7 +199,7 @@ func TestImportBadCSVs(t *testing.T) {
 		return fmt.Sprintf("%s,%s,%s,%s,1999,USD,month,1,%s\n", ref, email, cus, pm, anchor)
 	}
 	good := writeFile(t, dir, "good.csv", csvHeader+row("existing-1", "a@example.com", "cus_a", "pm_a")+row("existing-2", "b@example.com", "cus_b", "pm_b"))
-	code, out, errOut := runMain(t, nil, "subscriptions", "import", good, "-c", cfg)
+	code, out, errOut := runMain(t, nil, "subscriptions", "import", good, "-c", cfg, "--no-verify")
 	require.Equal(t, exitOK, code, "stdout %s stderr %s", out, errOut)
 	require.Contains(t, out, "imported 2 subscription(s)")
 	counts, digest := dbDigest(t, dbPath)
@@ -248,7 +248,7 @@ func TestImportBadCSVs(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := writeFile(t, t.TempDir(), "subs.csv", tc.body)
-			code, out, errOut := runMain(t, nil, "subscriptions", "import", f, "-c", cfg)
+			code, out, errOut := runMain(t, nil, "subscriptions", "import", f, "-c", cfg, "--no-verify")
 			require.Equal(t, exitUsage, code, "stdout %s stderr %s", out, errOut)
 			require.Contains(t, errOut, f, "the error names the file")
 			for _, l := range tc.lines {
@@ -264,7 +264,7 @@ func TestImportBadCSVs(t *testing.T) {
 		})
 	}
 	t.Run("missing file", func(t *testing.T) {
-		code, _, errOut := runMain(t, nil, "subscriptions", "import", filepath.Join(dir, "nope.csv"), "-c", cfg)
+		code, _, errOut := runMain(t, nil, "subscriptions", "import", filepath.Join(dir, "nope.csv"), "-c", cfg, "--no-verify")
 		require.Equal(t, exitUsage, code)
 		require.Contains(t, errOut, "nope.csv")
 	})

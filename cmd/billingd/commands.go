@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -15,9 +16,12 @@ import (
 	"github.com/billingd/billingd/internal/config"
 	"github.com/billingd/billingd/internal/daemon"
 	"github.com/billingd/billingd/internal/gateway/sim"
+	"github.com/billingd/billingd/internal/gateway/wooshpay"
+	"github.com/billingd/billingd/internal/importcheck"
 	"github.com/billingd/billingd/internal/money"
 	"github.com/billingd/billingd/internal/store"
 	"github.com/billingd/billingd/internal/subscriptioncsv"
+	"golang.org/x/time/rate"
 )
 
 // parseConfigOnly parses a command that takes -c and no positional arguments and
@@ -196,18 +200,19 @@ func printStatus(ctx context.Context, out interface{ Write([]byte) (int, error) 
 func (m *Main) cmdImport(ctx context.Context, args []string) error {
 	fs, path := m.newFlagSet("subscriptions import")
 	backfill := fs.Bool("backfill", false, "allow anchors more than one period in the past (every missed period is billed)")
+	noVerify := fs.Bool("no-verify", false, "do not check the customer and payment method ids with the gateway")
 	rest, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(rest) != 1 {
-		return usagef("usage: billingd subscriptions import FILE [--backfill] [-c FILE]")
+		return usagef("usage: billingd subscriptions import FILE [--backfill] [--no-verify] [-c FILE]")
 	}
 	cfg, err := m.loadConfig(m.configPath(*path))
 	if err != nil {
 		return err
 	}
-	n, err := importFile(ctx, cfg, rest[0], *backfill, time.Now().UTC())
+	n, err := importFile(ctx, cfg, rest[0], *backfill, time.Now().UTC(), importOptions{NoVerify: *noVerify, Progress: m.Stderr})
 	if err != nil {
 		return err
 	}
@@ -215,9 +220,30 @@ func (m *Main) cmdImport(ctx context.Context, args []string) error {
 	return nil
 }
 
-// importFile checks the whole CSV, then imports it in one transaction. Bad rows
-// are a usage error (exit 2): nothing was written.
-func importFile(ctx context.Context, cfg *config.Config, file string, backfill bool, now time.Time) (int, error) {
+// importOptions tune importFile; the zero value verifies with the gateway
+// and prints progress on os.Stderr.
+type importOptions struct {
+	// NoVerify skips the gateway check: the import makes no gateway call.
+	NoVerify bool
+	// Progress receives verification progress and warnings (default os.Stderr).
+	Progress io.Writer
+	// Accounts replaces the gateway client built from cfg.Gateway (tests).
+	Accounts importcheck.Gateway
+}
+
+// importFile checks the whole CSV, verifies its new gateway ids with the
+// gateway (unless opts says not to), then imports it in one transaction. Bad
+// rows and ids the gateway does not know are a usage error (exit 2): nothing
+// was written. A gateway that cannot be asked is a runtime failure (exit 1),
+// and nothing was written either.
+func importFile(ctx context.Context, cfg *config.Config, file string, backfill bool, now time.Time, options ...importOptions) (int, error) {
+	var opts importOptions
+	if len(options) > 0 {
+		opts = options[0]
+	}
+	if opts.Progress == nil {
+		opts.Progress = os.Stderr
+	}
 	f, err := os.Open(file)
 	if err != nil {
 		return 0, usageError{err}
@@ -239,12 +265,66 @@ func importFile(ctx context.Context, cfg *config.Config, file string, backfill b
 	if _, err := st.Migrate(ctx); err != nil {
 		return 0, err
 	}
+	var verified importcheck.Result
+	if !opts.NoVerify {
+		verified, err = verifyImport(ctx, cfg, st, rows, opts)
+		var ie store.ImportErrors
+		if errors.As(err, &ie) {
+			return 0, usageError{fmt.Errorf("%s: %w", file, err)}
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
 	n, err := st.ImportSubscriptions(ctx, rows, now)
 	var ie store.ImportErrors
 	if errors.As(err, &ie) {
 		return 0, usageError{fmt.Errorf("%s: %w", file, err)}
 	}
-	return n, err
+	if err != nil {
+		return 0, err
+	}
+	if err := st.MarkVerified(ctx, now, verified.Customers, verified.PaymentMethods); err != nil {
+		// The subscriptions are in; only the memory that their ids were
+		// checked is missing. A card that disappears later then reads as a
+		// data error for a human instead of a card-update email: safe.
+		fmt.Fprintf(opts.Progress, "warning: imported, but could not record that the gateway verified the ids: %v\n", err)
+	}
+	return n, nil
+}
+
+// verifyImport checks the rows' not yet verified ids with the gateway, within
+// gateway.rate_limit and gateway.concurrency.
+func verifyImport(ctx context.Context, cfg *config.Config, st *store.Store, rows []store.ImportRow, opts importOptions) (importcheck.Result, error) {
+	customers := make([]string, 0, len(rows))
+	methods := make([]string, 0, len(rows))
+	for _, r := range rows {
+		customers = append(customers, r.Customer)
+		methods = append(methods, r.PaymentMethod)
+	}
+	known, err := st.VerifiedIDs(ctx, customers, methods)
+	if err != nil {
+		return importcheck.Result{}, err
+	}
+	gw := opts.Accounts
+	if gw == nil {
+		client, err := wooshpay.New(wooshpay.Options{
+			BaseURL:   cfg.Gateway.BaseURL,
+			SecretKey: cfg.Gateway.SecretKey.Reveal(),
+			Timeout:   cfg.Gateway.Timeout.D(),
+		})
+		if err != nil {
+			return importcheck.Result{}, usageError{fmt.Errorf("gateway: %w", err)}
+		}
+		gw = client
+	}
+	var limiter *rate.Limiter
+	if cfg.Gateway.RateLimit > 0 {
+		limiter = rate.NewLimiter(rate.Limit(cfg.Gateway.RateLimit), 1)
+	}
+	return importcheck.Check(ctx, gw, rows, importcheck.Options{
+		Verified: known, Limiter: limiter, Workers: cfg.Gateway.Concurrency, Progress: opts.Progress,
+	})
 }
 
 func (m *Main) cmdSim(ctx context.Context, args []string) error {

@@ -13,7 +13,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -175,6 +174,9 @@ func (e *Engine) exchange(ctx context.Context, a *models.ChargeAttempt, req gate
 	}
 	now := e.opts.Clock.Now()
 	result := ResultOf(res)
+	if res.Kind == gateway.OurDataError {
+		result = e.ourData(ctx, a, res, result, log)
+	}
 	result.Tries = tries
 	if result.Status == models.AttemptUnknown {
 		next := now.Add(e.tune.Load().UnknownRetryDelay)
@@ -303,11 +305,21 @@ func ResultOf(res gateway.Result) store.AttemptResult {
 		r.Status = models.AttemptCanceled
 	case gateway.Invalid:
 		r.Status = models.AttemptFailed
-		if isIdempotencyConflict(res) {
+		if res.IdempotencyConflict {
 			// The key was used before with other parameters: the first use may
 			// have charged. Only a human can tell.
 			r.Status = models.AttemptNeedsReview
 		}
+		if d := res.Decline; d != nil {
+			r.DeclineCode = d.Reason()
+		}
+	case gateway.OurDataError:
+		// The gateway refused what billingd sent (an id it does not know, a
+		// request it calls invalid): not the customer's decline. A human fixes
+		// the data; no dunning case opens and no email goes out. The charge
+		// path turns it into a hard decline instead when its database shows
+		// the card was verified or charged before (see ourData).
+		r.Status = models.AttemptNeedsReview
 		if d := res.Decline; d != nil {
 			r.DeclineCode = d.Reason()
 		}
@@ -317,11 +329,40 @@ func ResultOf(res gateway.Result) store.AttemptResult {
 	return r
 }
 
-func isIdempotencyConflict(res gateway.Result) bool {
-	if res.Decline != nil && res.Decline.Type == "idempotency_error" {
-		return true
+// ourData decides whose problem an OurDataError is. The gateway saying that a
+// card (or its customer) does not exist, or is not the customer's, means
+// billingd's data is wrong when billingd never verified that id — the
+// attempt stays needs_review with the gateway's message. When the id was
+// verified with the gateway, or the card charged successfully before, the
+// customer removed it since: that is the customer's hard decline, and dunning
+// asks for a new card. A database error leaves the conservative answer
+// (needs_review: a human looks, the customer is not emailed).
+func (e *Engine) ourData(ctx context.Context, a *models.ChargeAttempt, res gateway.Result, r store.AttemptResult, log zerolog.Logger) store.AttemptResult {
+	var (
+		known bool
+		err   error
+	)
+	switch res.Param {
+	case "payment_method":
+		known, err = e.opts.Store.PaymentMethodKnown(context.WithoutCancel(ctx), a.GatewayPM)
+	case "customer":
+		known, err = e.opts.Store.CustomerKnown(context.WithoutCancel(ctx), a.GatewayCustomer)
+	default:
+		// A parameter other than the card or its customer (amount, currency,
+		// a malformed request): billingd's request is wrong, whoever's card.
+		return r
 	}
-	return res.Err != nil && strings.Contains(res.Err.Error(), "idempotency_error")
+	if err != nil {
+		log.Error().Err(err).Msg("could not tell whether the refused card was verified before; the attempt needs review")
+		return r
+	}
+	if !known {
+		return r
+	}
+	r.Status = models.AttemptDeclined
+	r.HardDecline = true
+	r.DeclineCode = gateway.CodePaymentMethodGone
+	return r
 }
 
 // ApplyToInvoice makes the invoice and subscription follow an attempt's new state,

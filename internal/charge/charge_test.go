@@ -138,7 +138,7 @@ func TestExecuteOutcomes(t *testing.T) {
 		{"soft decline", []gateway.Result{declined("insufficient_funds")}, models.AttemptDeclined, models.InvoiceOpen, models.SubscriptionPastDue, false, 1, false},
 		{"hard decline", []gateway.Result{declined("stolen_card")}, models.AttemptDeclined, models.InvoiceOpen, models.SubscriptionPastDue, true, 1, false},
 		{"invalid request", []gateway.Result{{Kind: gateway.Invalid, HTTPStatus: 400, Err: errors.New("no such payment_method")}}, models.AttemptFailed, models.InvoiceOpen, models.SubscriptionPastDue, false, 1, false},
-		{"idempotency conflict needs review", []gateway.Result{{Kind: gateway.Invalid, HTTPStatus: 400, Err: errors.New("wooshpay: 400 idempotency_error: keys reused")}}, models.AttemptNeedsReview, models.InvoiceOpen, models.SubscriptionPastDue, false, 1, false},
+		{"idempotency conflict needs review", []gateway.Result{{Kind: gateway.Invalid, HTTPStatus: 400, IdempotencyConflict: true, Err: errors.New("wooshpay: 400 idempotency_error: keys reused")}}, models.AttemptNeedsReview, models.InvoiceOpen, models.SubscriptionPastDue, false, 1, false},
 		{"transient then success", []gateway.Result{transient(500, 0), transient(0, 0), transient(409, 0), intent("pi_ok", gateway.IntentSucceeded)}, models.AttemptSucceeded, models.InvoicePaid, models.SubscriptionActive, false, 4, false},
 		{"transient past the window stays unknown", []gateway.Result{transient(503, 0)}, models.AttemptUnknown, models.InvoiceOpen, models.SubscriptionActive, false, 0, true},
 	} {

@@ -93,16 +93,20 @@ type Decision struct {
 }
 
 // ClassifyFailure maps an attempt's outcome to a case reason: authentication
-// needed, a card that cannot be charged again, or a temporary refusal.
+// needed, a card that cannot be charged again, or a temporary refusal. It
+// returns "" — no case, no email — for outcomes that are not the customer's
+// failure: the gateway refusing billingd's own request (failed) or an outcome a
+// human must establish (needs_review). Emailing "update your card" because
+// billingd sent a wrong id would send the customer after a problem they cannot
+// fix. A card the gateway no longer knows although it was verified or charged
+// before reaches this as a hard decline, as the charge path records it so.
 func ClassifyFailure(status models.AttemptStatus, hardDecline bool) models.DunningReason {
 	switch {
+	case status == models.AttemptFailed, status == models.AttemptNeedsReview:
+		return ""
 	case status == models.AttemptRequiresAction:
 		return models.ReasonActionRequired
 	case hardDecline:
-		return models.ReasonHardDecline
-	case status == models.AttemptFailed:
-		// The gateway refused the request itself (say, the payment method is
-		// gone): retrying the same card cannot help; ask for a new one.
 		return models.ReasonHardDecline
 	}
 	return models.ReasonSoftDecline

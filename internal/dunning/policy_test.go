@@ -63,10 +63,23 @@ func TestDecide(t *testing.T) {
 }
 
 func TestClassifyFailure(t *testing.T) {
-	require.Equal(t, models.ReasonActionRequired, ClassifyFailure(models.AttemptRequiresAction, false))
-	require.Equal(t, models.ReasonHardDecline, ClassifyFailure(models.AttemptDeclined, true))
-	require.Equal(t, models.ReasonSoftDecline, ClassifyFailure(models.AttemptDeclined, false))
-	require.Equal(t, models.ReasonHardDecline, ClassifyFailure(models.AttemptFailed, false))
+	for _, tc := range []struct {
+		name   string
+		status models.AttemptStatus
+		hard   bool
+		want   models.DunningReason
+	}{
+		{"authentication needed", models.AttemptRequiresAction, false, models.ReasonActionRequired},
+		{"hard decline", models.AttemptDeclined, true, models.ReasonHardDecline},
+		{"soft decline", models.AttemptDeclined, false, models.ReasonSoftDecline},
+		{"gateway refused billingd's request: no case", models.AttemptFailed, false, ""},
+		{"failed stays billingd's even if flagged hard", models.AttemptFailed, true, ""},
+		{"billingd's data error for a human: no case", models.AttemptNeedsReview, false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, ClassifyFailure(tc.status, tc.hard))
+		})
+	}
 }
 
 // Walking a soft decline through the whole schedule never retries more often

@@ -39,6 +39,9 @@ func (s *Service) AfterOutcome(tx *store.Tx, now time.Time, a *models.ChargeAtte
 			return nil
 		}
 		ev = Event{Kind: Failed, Reason: ClassifyFailure(r.Status, r.HardDecline), DeclineCode: r.DeclineCode}
+		if ev.Reason == "" {
+			return nil // not the customer's failure: no case, no email
+		}
 		n, err := tx.CountCardAttempts(a.GatewayPM, now.Add(-30*24*time.Hour))
 		if err != nil {
 			return err

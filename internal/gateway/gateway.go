@@ -116,13 +116,23 @@ const (
 	// idempotency_error). Definite, no money moved, retrying will not help; it
 	// needs a human.
 	Invalid Kind = "invalid"
+	// OurDataError: the gateway refused a charge because of what billingd sent,
+	// not because of the card: an id it does not know (a customer or payment
+	// method resource_missing), or a request it calls invalid
+	// (invalid_request_error that is not a card problem). Definite, no money
+	// moved. Result.Param names the parameter the gateway blamed. Whether it
+	// is the customer's problem after all — a card that was verified with the
+	// gateway or charged before and is gone now — only the charge path can
+	// tell, from its database; otherwise a human must fix billingd's data and
+	// the customer hears nothing.
+	OurDataError Kind = "our_data_error"
 )
 
 // Definite reports whether a result of this kind settles the attempt's fate, so
 // that a new attempt number may later be created.
 func (k Kind) Definite() bool {
 	switch k {
-	case Succeeded, RequiresAction, Declined, Canceled, Invalid:
+	case Succeeded, RequiresAction, Declined, Canceled, Invalid, OurDataError:
 		return true
 	}
 	return false
@@ -139,6 +149,16 @@ type Result struct {
 	RetryAfter time.Duration
 	// HTTPStatus is the response status, 0 when no response was read.
 	HTTPStatus int
+	// Param is the request parameter the gateway's error named (customer,
+	// payment_method, amount…), "" when it named none. For OurDataError it
+	// tells an unknown card or customer from a malformed request.
+	Param string
+	// IdempotencyConflict is set when the gateway refused the request because
+	// its idempotency key was used before with other parameters. The key's
+	// first use may have charged, so the attempt needs a human rather than a
+	// verdict. The provider sets it where it reads the answer, so nobody
+	// matches error text.
+	IdempotencyConflict bool
 	// Err explains a Transient or Invalid result. It never contains card data.
 	Err error
 }
@@ -164,46 +184,6 @@ func (d *Decline) Reason() string {
 		return d.DeclineCode
 	}
 	return d.Code
-}
-
-// hardDeclineCodes are the issuer answers for which another try on the same card
-// cannot succeed (or, under card-network rules, must not be made).
-var hardDeclineCodes = map[string]bool{
-	"expired_card":                     true,
-	"lost_card":                        true,
-	"stolen_card":                      true,
-	"incorrect_number":                 true,
-	"invalid_number":                   true,
-	"invalid_account":                  true,
-	"pickup_card":                      true,
-	"restricted_card":                  true,
-	"do_not_try_again":                 true,
-	"revocation_of_authorization":      true,
-	"revocation_of_all_authorizations": true,
-	"stop_payment_order":               true,
-	"fraudulent":                       true,
-	"card_not_supported":               true,
-	"currency_not_supported":           true,
-}
-
-// doNotRetryAdvice are advice codes that forbid a retry whatever the decline code.
-var doNotRetryAdvice = map[string]bool{
-	"do_not_try_again": true,
-	"do_not_retry":     true,
-	"stop_recurring":   true,
-}
-
-// IsHardDecline classifies a decline. Unknown codes are soft: a soft decline is
-// retried on the dunning schedule (bounded by the per-card cap), while a wrong
-// "hard" would stop collecting money the customer may well have.
-func IsHardDecline(code, declineCode, adviceCode string) bool {
-	if doNotRetryAdvice[adviceCode] {
-		return true
-	}
-	if hardDeclineCodes[declineCode] {
-		return true
-	}
-	return hardDeclineCodes[code]
 }
 
 // NewDecline builds a Decline with its hard/soft class filled in.
@@ -322,4 +302,52 @@ type CheckoutSession struct {
 // dunning. Kept apart from Gateway so the charge path needs nothing more.
 type SetupSessions interface {
 	CreateSetupCheckoutSession(ctx context.Context, req SetupSessionRequest) (*CheckoutSession, error)
+}
+
+// Accounts reads the gateway's customers and saved payment methods. An import
+// uses it to check, before anything is written, that every id in the file exists
+// at the gateway and that each payment method belongs to its row's customer.
+// Kept apart from Gateway so the charge path needs nothing more.
+type Accounts interface {
+	// RetrieveCustomer reads a customer; an unknown id is an error for which
+	// errors.Is(err, ErrNotFound) holds.
+	RetrieveCustomer(ctx context.Context, id string) (*Customer, error)
+	// RetrievePaymentMethod reads a saved payment method; an unknown id is an
+	// error for which errors.Is(err, ErrNotFound) holds.
+	RetrievePaymentMethod(ctx context.Context, id string) (*PaymentMethod, error)
+}
+
+// Customer is the provider-neutral view of a gateway customer.
+type Customer struct {
+	ID       string
+	Email    string
+	Name     string
+	Metadata map[string]string
+	// Deleted is set when the gateway still answers for the id but the customer
+	// was deleted: it can no longer be charged.
+	Deleted bool
+	Created time.Time
+}
+
+// PaymentMethod is a saved card as the gateway describes it: enough to show the
+// customer which card will be charged, to notice expiry and to check whose it
+// is, never the number.
+type PaymentMethod struct {
+	ID   string
+	Type string // "card"
+	// Customer is the customer the method is attached to, "" when detached.
+	Customer string
+	Card     *CardDetails // nil for non-card methods
+	Metadata map[string]string
+	Created  time.Time
+}
+
+// CardDetails are the non-sensitive facts of a saved card.
+type CardDetails struct {
+	Brand    string
+	Last4    string
+	ExpMonth int
+	ExpYear  int
+	Country  string
+	Funding  string
 }

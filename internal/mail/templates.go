@@ -15,6 +15,7 @@ import (
 	texttemplate "text/template"
 	"time"
 
+	"github.com/billingd/billingd/internal/gateway"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/money"
 )
@@ -336,31 +337,12 @@ func timeOf(v any) (time.Time, bool) {
 	}
 }
 
-// declineReasons turn gateway decline codes into words a customer understands.
-// Codes that could sound like an accusation (lost_card, stolen_card) are worded
-// neutrally.
-var declineReasons = map[string]string{
-	"insufficient_funds":          "your bank reported insufficient funds",
-	"generic_decline":             "your bank declined the payment",
-	"do_not_honor":                "your bank declined the payment",
-	"card_declined":               "your bank declined the payment",
-	"processing_error":            "your bank had a temporary processing problem",
-	"try_again_later":             "your bank asked us to try again later",
-	"expired_card":                "the card has expired",
-	"lost_card":                   "the card is no longer active",
-	"stolen_card":                 "the card is no longer active",
-	"pickup_card":                 "the card is no longer active",
-	"incorrect_number":            "the card number is no longer valid",
-	"invalid_number":              "the card number is no longer valid",
-	"do_not_try_again":            "your bank asked us not to charge this card again",
-	"revocation_of_authorization": "your bank asked us not to charge this card again",
-	"authentication_required":     "your bank asked you to confirm the payment",
-}
-
 // DeclineReason explains a decline code in plain words, or returns "" for codes
-// it does not know (a raw code would only confuse the customer).
+// it does not know (a raw code would only confuse the customer). The words come
+// from the decline catalogue in internal/gateway, which the pay pages use too,
+// so an email and the page it links to never explain one decline two ways.
 func DeclineReason(code string) string {
-	return declineReasons[strings.ToLower(strings.TrimSpace(code))]
+	return gateway.DeclineWords(code)
 }
 
 // MerchantName is the display name customers see: the name part of mail.from

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/billingd/billingd/internal/gateway"
 	"github.com/billingd/billingd/internal/mail"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/stretchr/testify/require"
@@ -214,4 +215,14 @@ func TestDeclineReason(t *testing.T) {
 	require.Equal(t, "the card is no longer active", mail.DeclineReason("stolen_card"), "never accuse the customer")
 	require.Empty(t, mail.DeclineReason("weird_code_42"), "unknown codes are not shown")
 	require.True(t, strings.HasPrefix(mail.DeclineReason("insufficient_funds"), "your bank"))
+}
+
+func TestDeclineReasonIsTheCatalogues(t *testing.T) {
+	for _, code := range []string{"insufficient_funds", "generic_decline", "do_not_honor", "processing_error", "try_again_later",
+		"expired_card", "lost_card", "stolen_card", "incorrect_number", "do_not_try_again", "revocation_of_authorization", gateway.CodePaymentMethodGone} {
+		t.Run(code, func(t *testing.T) {
+			require.NotEmpty(t, mail.DeclineReason(code))
+			require.Equal(t, gateway.DeclineWords(code), mail.DeclineReason(code), "emails and pay pages share one wording")
+		})
+	}
 }

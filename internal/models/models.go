@@ -108,8 +108,13 @@ type Customer struct {
 	ID        int64  `gorm:"primaryKey"`
 	GatewayID string `gorm:"column:gateway_customer_id"`
 	Email     string
-	CreatedAt time.Time
-	UpdatedAt time.Time
+	// VerifiedAt is when the gateway confirmed the id exists (an import with
+	// verification); nil when never checked. A charge refused because the
+	// gateway does not know a verified customer is the customer's problem, an
+	// unverified one billingd's.
+	VerifiedAt *time.Time `gorm:"column:verified_at"`
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
 }
 
 // PaymentMethod is a card saved at the gateway. billingd keeps only the gateway's id
@@ -120,6 +125,11 @@ type PaymentMethod struct {
 	GatewayID  string `gorm:"column:gateway_payment_method_id"`
 	Brand      string
 	Last4      string `gorm:"column:last4"`
+	// VerifiedAt is when the gateway confirmed the card exists and belongs to
+	// the customer (an import with verification); nil when never checked. A
+	// verified card the gateway no longer knows was removed by the customer: a
+	// hard decline and a card-update email, not a data error for a human.
+	VerifiedAt *time.Time `gorm:"column:verified_at"`
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
 }

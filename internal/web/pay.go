@@ -178,11 +178,7 @@ func (p *PayPages) pay(w http.ResponseWriter, r *http.Request, l *dunning.Link, 
 	case status == models.AttemptDeclined || status == models.AttemptFailed || status == models.AttemptCanceled:
 		d := p.dataFor(l, r.PathValue("token"))
 		d.State = "failed"
-		d.Message = "Your bank declined this payment"
-		if res.Decline != nil && res.Decline.Reason() != "" {
-			d.Message += " (" + humanDecline(res.Decline.Reason()) + ")"
-		}
-		d.Message += ". You can try another card."
+		d.Message = declineMessage(status, res)
 		p.render(w, "pay.html", d)
 	default:
 		http.Redirect(w, r, base+"/return", http.StatusSeeOther)
@@ -264,20 +260,18 @@ func (p *PayPages) returned(w http.ResponseWriter, r *http.Request) {
 	p.render(w, "return.html", d)
 }
 
-func humanDecline(code string) string {
-	switch code {
-	case "insufficient_funds":
-		return "insufficient funds"
-	case "expired_card":
-		return "the card has expired"
-	case "lost_card", "stolen_card", "pickup_card":
-		return "the card cannot be used"
-	case "authentication_failure", "authentication_required":
-		return "authentication failed"
-	case "do_not_honor", "generic_decline", "card_declined":
-		return "declined by the bank"
-	case "processing_error", "try_again_later":
-		return "a temporary problem at the bank"
+// declineMessage is what the pay page says about a refused payment. A decline
+// is explained with the decline catalogue's words (the same the emails use);
+// a refusal of billingd's own request is not blamed on the customer's bank.
+func declineMessage(status models.AttemptStatus, res gateway.Result) string {
+	if status == models.AttemptFailed {
+		return "We could not take this payment because of a problem on our side. Nothing was charged; please try again later."
 	}
-	return "declined"
+	msg := "Your bank declined this payment"
+	if res.Decline != nil {
+		if words := gateway.DeclineWords(res.Decline.Reason()); words != "" {
+			msg = "This payment did not go through: " + words
+		}
+	}
+	return msg + ". You can try another card."
 }

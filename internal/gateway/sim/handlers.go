@@ -2,6 +2,7 @@ package sim
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -18,6 +19,7 @@ func (s *Server) apiRoutes() *http.ServeMux {
 	m.HandleFunc("GET /v1/setup_intents/{id}", s.route(s.getSetupIntent))
 	m.HandleFunc("POST /v1/setup_intents/{id}/confirm", s.route(s.confirmSetupIntent))
 	m.HandleFunc("GET /v1/payment_methods/{id}", s.route(s.getPaymentMethod))
+	m.HandleFunc("POST /v1/payment_methods/{id}/detach", s.route(s.detachPaymentMethod))
 	m.HandleFunc("POST /v1/payment_intents", s.route(s.createPaymentIntent))
 	m.HandleFunc("GET /v1/payment_intents/search", s.route(s.searchPaymentIntents))
 	m.HandleFunc("GET /v1/payment_intents/{id}", s.route(s.getPaymentIntent))
@@ -184,6 +186,57 @@ func (s *Server) getPaymentMethod(c *call) result {
 		return notFound("payment_method", "id", id)
 	}
 	return ok(pm.wire())
+}
+
+// detachPaymentMethod removes a saved card from its customer, as a customer
+// deleting a card in the merchant's app does. The method still reads by id
+// (customer null), but charging it for the customer is refused: 400
+// invalid_request_error on payment_method.
+func (s *Server) detachPaymentMethod(c *call) result {
+	var p struct{}
+	if res := decodeParams(c.body, &p); res != nil {
+		return *res
+	}
+	id := c.r.PathValue("id")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pm := s.methods[id]
+	if pm == nil {
+		return notFound("payment_method", "id", id)
+	}
+	if pm.customer == "" {
+		return invalidState(apiError{Code: "payment_method_unexpected_state", Param: "payment_method",
+			Message: "The payment method " + id + " is not attached to a customer."})
+	}
+	s.detachLocked(pm)
+	return ok(pm.wire())
+}
+
+// detachLocked takes a payment method off its customer's list.
+func (s *Server) detachLocked(pm *paymentMethod) {
+	if cu := s.customers[pm.customer]; cu != nil {
+		kept := cu.methods[:0]
+		for _, m := range cu.methods {
+			if m != pm.id {
+				kept = append(kept, m)
+			}
+		}
+		cu.methods = kept
+	}
+	pm.customer = ""
+}
+
+// DetachPaymentMethod is the detach call for tests that drive the simulator
+// in-process: the customer removed the card at the gateway.
+func (s *Server) DetachPaymentMethod(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pm := s.methods[id]
+	if pm == nil || pm.customer == "" {
+		return fmt.Errorf("sim: no attached payment method %q", id)
+	}
+	s.detachLocked(pm)
+	return nil
 }
 
 // cardParams is payment_method_data.card. The number lives here only for the

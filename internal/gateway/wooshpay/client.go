@@ -77,7 +77,10 @@ type Client struct {
 	now       func() time.Time // for Retry-After dates; replaced in tests
 }
 
-var _ gateway.Gateway = (*Client)(nil)
+var (
+	_ gateway.Gateway  = (*Client)(nil)
+	_ gateway.Accounts = (*Client)(nil)
+)
 
 // New validates opts and returns a Client. It fails on a BaseURL that is not an
 // absolute http(s) URL, that embeds credentials, query or fragment, or that uses
@@ -198,6 +201,10 @@ type call struct {
 	query          url.Values // optional
 	body           any        // JSON-encoded when non-nil
 	idempotencyKey string
+	// charge marks a request that may move money (create or confirm a
+	// PaymentIntent): its refusals of billingd's own data are classified as
+	// gateway.OurDataError, so the charge path can tell them from a decline.
+	charge bool
 }
 
 // op names the call in error messages: method and path, never query or body.
@@ -325,6 +332,13 @@ func checkID(kind, id string) error {
 
 // invalidLocally is the Result of a call refused before any request was sent:
 // definite, nothing reached the gateway.
+//
+// For a charge, a request billingd could not even build (an empty key, a
+// non-positive amount) is an error in billingd's data: OurDataError.
 func invalidLocally(cl call, err error) gateway.Result {
-	return gateway.Result{Kind: gateway.Invalid, Err: fmt.Errorf("wooshpay: %s: %w", cl.op(), err)}
+	kind := gateway.Invalid
+	if cl.charge {
+		kind = gateway.OurDataError
+	}
+	return gateway.Result{Kind: kind, Err: fmt.Errorf("wooshpay: %s: %w", cl.op(), err)}
 }

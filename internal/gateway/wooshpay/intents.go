@@ -20,9 +20,9 @@ const cancellationReason = "abandoned"
 
 // CreatePaymentIntent creates and confirms (confirm=true) a PaymentIntent in one
 // request. req.IdempotencyKey is required: without it a retry after a timeout could
-// charge twice, so the call is refused locally (Invalid, HTTPStatus 0) instead.
+// charge twice, so the call is refused locally (OurDataError, HTTPStatus 0) instead.
 func (c *Client) CreatePaymentIntent(ctx context.Context, req gateway.PaymentIntentRequest) gateway.Result {
-	cl := call{method: http.MethodPost, path: "/v1/payment_intents", idempotencyKey: req.IdempotencyKey}
+	cl := call{method: http.MethodPost, path: "/v1/payment_intents", idempotencyKey: req.IdempotencyKey, charge: true}
 	if err := checkIdempotencyKey(req.IdempotencyKey, true); err != nil {
 		return invalidLocally(cl, err)
 	}
@@ -62,7 +62,7 @@ func (c *Client) RetrievePaymentIntent(ctx context.Context, id string) gateway.R
 // ConfirmPaymentIntent confirms an existing intent, e.g. an on-session retry with
 // the saved card. Like create, it may move money, so an idempotency key is required.
 func (c *Client) ConfirmPaymentIntent(ctx context.Context, id string, req gateway.ConfirmRequest) gateway.Result {
-	cl := call{method: http.MethodPost, path: "/v1/payment_intents/" + id + "/confirm", idempotencyKey: req.IdempotencyKey}
+	cl := call{method: http.MethodPost, path: "/v1/payment_intents/" + id + "/confirm", idempotencyKey: req.IdempotencyKey, charge: true}
 	if err := checkID("payment intent", id); err != nil {
 		cl.path = "/v1/payment_intents/{id}/confirm"
 		return invalidLocally(cl, err)

@@ -120,26 +120,12 @@ type SetupIntent struct {
 	Created   time.Time
 }
 
-// PaymentMethod is a saved card as the gateway describes it: enough to show the
-// customer which card will be charged and to notice expiry, never the number.
-type PaymentMethod struct {
-	ID       string
-	Type     string // "card"
-	Customer string
-	Card     *CardDetails // nil for non-card methods
-	Metadata map[string]string
-	Created  time.Time
-}
+// PaymentMethod is a saved card as the gateway describes it (the
+// provider-neutral type, so the client serves gateway.Accounts directly).
+type PaymentMethod = gateway.PaymentMethod
 
 // CardDetails are the non-sensitive facts of a saved card.
-type CardDetails struct {
-	Brand    string
-	Last4    string
-	ExpMonth int
-	ExpYear  int
-	Country  string
-	Funding  string
-}
+type CardDetails = gateway.CardDetails
 
 // CreateCustomer creates a gateway customer. idempotencyKey may be empty, but a
 // caller that retries should pass one so a retry does not create a twin.
@@ -221,8 +207,33 @@ func (c *Client) setupIntentFromWire(w *wireSetupIntent) *SetupIntent {
 	}
 }
 
+// RetrieveCustomer reads a customer (GET /v1/customers/{id}): an import checks
+// with it that a customer id exists before billingd charges it. A deleted
+// customer comes back with Deleted set; an unknown id is an *Error for which
+// errors.Is(err, gateway.ErrNotFound) holds.
+func (c *Client) RetrieveCustomer(ctx context.Context, id string) (*gateway.Customer, error) {
+	cl := call{method: http.MethodGet, path: "/v1/customers/" + id}
+	if err := checkID("customer", id); err != nil {
+		cl.path = "/v1/customers/{id}"
+		return nil, asError(cl, invalidLocally(cl, err))
+	}
+	var w wireCustomer
+	if r := c.exchange(ctx, cl, &w); r.Kind != gateway.Succeeded {
+		return nil, asError(cl, r)
+	}
+	return &gateway.Customer{
+		ID:       w.ID,
+		Email:    w.Email,
+		Name:     w.Name,
+		Metadata: map[string]string(w.Metadata),
+		Deleted:  w.Deleted,
+		Created:  w.Created.Time,
+	}, nil
+}
+
 // RetrievePaymentMethod reads a saved payment method, e.g. to record its brand,
-// last four digits and expiry next to a subscription.
+// last four digits and expiry next to a subscription, or to check at import that
+// it belongs to the customer it will be charged for.
 func (c *Client) RetrievePaymentMethod(ctx context.Context, id string) (*PaymentMethod, error) {
 	cl := call{method: http.MethodGet, path: "/v1/payment_methods/" + id}
 	if err := checkID("payment method", id); err != nil {

@@ -35,7 +35,7 @@ func (c *Client) decide(ctx context.Context, cl call, a answer, into wireObject)
 	r := gateway.Result{HTTPStatus: a.status}
 
 	if a.notSent {
-		r.Kind = gateway.Invalid
+		r.Kind = invalidLocally(cl, nil).Kind
 		r.Err = fmt.Errorf("wooshpay: %s: %w", cl.op(), a.err)
 		return r
 	}
@@ -101,14 +101,17 @@ func (c *Client) decide(ctx context.Context, cl call, a answer, into wireObject)
 		r.RetryAfter = c.retryAfter(a.header)
 		r.Err = errors.New(desc)
 	case a.status == http.StatusNotFound:
-		r.Kind = gateway.Invalid
+		r.Kind = refusalKind(cl, a.status, e)
 		r.Decline = declineFromError(e)
+		r.Param = paramOf(e)
 		r.Err = fmt.Errorf("%s: %w", desc, gateway.ErrNotFound)
 	case a.status >= 400:
 		// 400 (including idempotency_error), 401, 403 and other refusals of the
 		// request itself: definite, no money moved, a human must look.
-		r.Kind = gateway.Invalid
+		r.Kind = refusalKind(cl, a.status, e)
 		r.Decline = declineFromError(e)
+		r.Param = paramOf(e)
+		r.IdempotencyConflict = e != nil && e.Type == "idempotency_error"
 		r.Err = errors.New(desc)
 	default:
 		// 1xx/3xx: not an API answer (a redirecting proxy, a misconfigured base
@@ -117,6 +120,27 @@ func (c *Client) decide(ctx context.Context, cl call, a answer, into wireObject)
 		r.Err = errors.New(desc)
 	}
 	return r
+}
+
+// refusalKind classifies a 4xx refusal other than 402/409/429. For a charge, a
+// 400 or 404 invalid_request_error (an unknown customer or payment method, a
+// parameter the gateway rejects) is about billingd's data, not the card:
+// OurDataError. Anything else — 401 and 403 (the account's key or permissions,
+// which WooshPay also types invalid_request_error), an idempotency_error, a
+// refusal without an error object — stays Invalid.
+func refusalKind(cl call, status int, e *wireError) gateway.Kind {
+	if cl.charge && (status == http.StatusBadRequest || status == http.StatusNotFound) &&
+		e != nil && e.Type == "invalid_request_error" {
+		return gateway.OurDataError
+	}
+	return gateway.Invalid
+}
+
+func paramOf(e *wireError) string {
+	if e == nil {
+		return ""
+	}
+	return e.Param
 }
 
 func (c *Client) transient(r gateway.Result, cl call, msg string) gateway.Result {

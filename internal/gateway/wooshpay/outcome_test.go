@@ -58,6 +58,8 @@ func TestErrorTable(t *testing.T) {
 		notFound     bool
 		intentStatus gateway.IntentStatus // "" means no Intent
 		errContains  string               // "" means Err must be nil
+		param        string
+		conflict     bool
 	}
 	tests := []struct {
 		name    string
@@ -68,14 +70,14 @@ func TestErrorTable(t *testing.T) {
 	}{
 		{"400 invalid_request_error", 400, nil,
 			apiErrorJSON("invalid_request_error", "parameter_missing", "Missing required param: amount."),
-			want{kind: gateway.Invalid, code: "parameter_missing", errContains: "400 invalid_request_error parameter_missing: Missing required param: amount."}},
+			want{kind: gateway.OurDataError, code: "parameter_missing", errContains: "400 invalid_request_error parameter_missing: Missing required param: amount."}},
 		{"400 idempotency_error", 400, nil,
 			apiErrorJSON("idempotency_error", "idempotency_key_reused", "Keys for idempotent requests can only be used with the same parameters."),
-			want{kind: gateway.Invalid, code: "idempotency_key_reused", errContains: "400 idempotency_error"}},
+			want{kind: gateway.Invalid, code: "idempotency_key_reused", conflict: true, errContains: "400 idempotency_error"}},
 		{"400 cancel of a succeeded intent carries the intent", 400, nil,
 			`{"error":{"type":"invalid_request_error","code":"payment_intent_unexpected_state","message":"This PaymentIntent could not be canceled.","payment_intent":` +
 				intentJSON("pi_ok", "succeeded", "") + `}}`,
-			want{kind: gateway.Invalid, code: "payment_intent_unexpected_state", intentStatus: gateway.IntentSucceeded, errContains: "payment_intent_unexpected_state"}},
+			want{kind: gateway.OurDataError, code: "payment_intent_unexpected_state", intentStatus: gateway.IntentSucceeded, errContains: "payment_intent_unexpected_state"}},
 		{"401 bad key, key echoed back", 401, nil,
 			apiErrorJSON("invalid_request_error", "api_key_invalid", "Invalid API Key provided: "+testKey),
 			want{kind: gateway.Invalid, code: "api_key_invalid", errContains: "401 invalid_request_error api_key_invalid: Invalid API Key provided: [redacted]"}},
@@ -112,7 +114,15 @@ func TestErrorTable(t *testing.T) {
 			want{kind: gateway.Declined, code: "card_declined"}},
 		{"404 resource_missing", 404, nil,
 			apiErrorJSON("invalid_request_error", "resource_missing", "No such payment_intent: 'pi_nope'"),
-			want{kind: gateway.Invalid, code: "resource_missing", notFound: true, errContains: "404 invalid_request_error resource_missing"}},
+			want{kind: gateway.OurDataError, code: "resource_missing", notFound: true, errContains: "404 invalid_request_error resource_missing"}},
+		{"404 unknown customer names the parameter", 404, nil,
+			`{"error":{"type":"invalid_request_error","code":"resource_missing","param":"customer","message":"No such customer: 'cus_nope'"}}`,
+			want{kind: gateway.OurDataError, code: "resource_missing", param: "customer", notFound: true, errContains: "param=customer: No such customer"}},
+		{"400 detached payment method names the parameter", 400, nil,
+			`{"error":{"type":"invalid_request_error","code":"parameter_invalid","param":"payment_method","message":"The payment method pm_1 does not belong to customer cus_1."}}`,
+			want{kind: gateway.OurDataError, code: "parameter_invalid", param: "payment_method", errContains: "param=payment_method"}},
+		{"400 without an error object is not classified as our data", 400, nil, "",
+			want{kind: gateway.Invalid, errContains: "400 bad request"}},
 		{"404 html", 404, []string{"Content-Type", "text/html"}, "<html>not found</html>",
 			want{kind: gateway.Invalid, notFound: true, errContains: "404 not found (no error object in body)"}},
 		{"409 idempotency_key_in_use", 409, nil,
@@ -175,6 +185,8 @@ func TestErrorTable(t *testing.T) {
 			require.Equal(t, tt.want.kind, r.Kind, "err: %v", r.Err)
 			require.Equal(t, tt.status, r.HTTPStatus)
 			require.Equal(t, tt.want.retryAfter, r.RetryAfter)
+			require.Equal(t, tt.want.param, r.Param)
+			require.Equal(t, tt.want.conflict, r.IdempotencyConflict)
 			if tt.want.errContains == "" {
 				require.NoError(t, r.Err)
 			} else {

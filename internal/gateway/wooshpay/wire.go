@@ -273,6 +273,9 @@ type wireCustomer struct {
 	Email    string    `json:"email"`
 	Name     string    `json:"name"`
 	Metadata stringMap `json:"metadata"`
+	// Deleted: the gateway answers for a deleted customer with its id and
+	// deleted=true (HTTP 200), as Stripe-shaped APIs do.
+	Deleted bool `json:"deleted"`
 }
 
 func (w *wireCustomer) validate() error { return checkObject(w.Object, "customer", w.ID) }
