@@ -188,24 +188,29 @@ log:       { level: %s }
 		t.Fatalf(format+"\n--- billingd log (tail):\n%s\n--- sim log (tail):\n%s", append(args, readFile(runLog), readFile(simLog))...)
 	}
 
-	// The customer of bb-recover tops up right after the first decline, before
-	// the retry 2 s later.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		s := bbRead(t, ro, "bb-recover")
-		if len(s.attempts) > 0 && s.attempts[0].Status == models.AttemptDeclined {
-			require.Len(t, s.attempts, 1, "the retry must not have started yet")
-			bbControl(t, http.MethodPost, simURL+"/_sim/payment_methods/"+pms["bb-recover"]+"/behaviour", "4242424242424242")
-			break
+	// A topped-up customer's card is switched to a succeeding one right after
+	// the first decline, before the retry 2 s later.
+	for _, c := range bbCards {
+		if !c.topUp {
+			continue
 		}
-		if time.Now().After(deadline) {
-			failf("bb-recover's first attempt was never declined: %s", s)
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			s := bbRead(t, ro, c.ref)
+			if len(s.attempts) > 0 && s.attempts[0].Status == models.AttemptDeclined {
+				require.Len(t, s.attempts, 1, "%s: the retry must not have started yet", c.ref)
+				bbControl(t, http.MethodPost, simURL+"/_sim/payment_methods/"+pms[c.ref]+"/behaviour", "4242424242424242")
+				break
+			}
+			if time.Now().After(deadline) {
+				failf("%s: the first attempt was never declined: %s", c.ref, s)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 
 	// Every path reaches its end state.
-	deadline = time.Now().Add(40 * time.Second)
+	deadline := time.Now().Add(40 * time.Second)
 	for {
 		var waiting []string
 		for _, c := range bbCards {
@@ -241,12 +246,17 @@ log:       { level: %s }
 		bbCheckMail(t, ro, smtp.Messages())
 	})
 	t.Run("the processing card was settled by its webhook", func(t *testing.T) {
-		s := bbRead(t, ro, "bb-processing")
-		var applied int64
-		require.NoError(t, ro.DB().Model(&models.WebhookEvent{}).
-			Where("type = ? AND object_id = ? AND result = ?", "payment_intent.succeeded", s.attempts[0].PaymentIntentID, models.WebhookApplied).
-			Count(&applied).Error)
-		require.Equal(t, int64(1), applied, "payment_intent.succeeded for %s applied once", s.attempts[0].PaymentIntentID)
+		for _, c := range bbCards {
+			if !c.webhook {
+				continue
+			}
+			pi := bbRead(t, ro, c.ref).attempts[0].PaymentIntentID
+			var applied int64
+			require.NoError(t, ro.DB().Model(&models.WebhookEvent{}).
+				Where("type = ? AND object_id = ? AND result = ?", "payment_intent.succeeded", pi, models.WebhookApplied).
+				Count(&applied).Error)
+			require.Equal(t, int64(1), applied, "%s: payment_intent.succeeded for %s applied once, before the reconciler looked", c.ref, pi)
+		}
 	})
 	t.Run("no double charge, no missed period", func(t *testing.T) {
 		rep, err := invariant.Check(ctx, ro, ledger, invariant.Options{Now: time.Now().UTC()})
