@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 )
 
 // controlRoutes serves everything outside /v1/: the /_sim/ control plane (no
@@ -40,6 +41,7 @@ func (s *Server) controlRoutes() *http.ServeMux {
 		writeJSON(w, http.StatusOK, []byte(`{"ok":true}`))
 	})
 	m.HandleFunc("POST /_sim/payment_intents/{id}/challenge", s.postChallenge)
+	m.HandleFunc("POST /_sim/payment_methods/{id}/behaviour", s.postCardBehaviour)
 	m.HandleFunc("GET /3ds/{id}", s.challengePage)
 	m.HandleFunc("POST /3ds/{id}", s.challengeSubmit)
 	m.HandleFunc("GET /checkout/setup/{id}", s.setupPage)
@@ -130,6 +132,38 @@ func (s *Server) postChallenge(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(w, http.StatusOK, s.intentJSON(id))
 	}
+}
+
+// postCardBehaviour serves POST /_sim/payment_methods/{id}/behaviour: the body
+// is a test card number (plain text, spaces and dashes allowed) whose outcome
+// the saved payment method takes from its next charge on (SetCardBehaviour).
+// It is how a test that runs the simulator as a separate process tops up a
+// customer's account between a decline and its retry. The number must be one
+// the simulator would accept when saving a card (digits, Luhn-valid); the answer
+// is the payment method, whose id, brand and last 4 do not change, and the
+// number is not echoed.
+func (s *Server) postCardBehaviour(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<10))
+	if err != nil {
+		controlError(w, http.StatusBadRequest, "could not read body")
+		return
+	}
+	number := normalizeCardNumber(strings.TrimSpace(string(raw)))
+	if !allDigits(number) || len(number) < 12 || len(number) > 19 || !luhnValid(number) {
+		controlError(w, http.StatusBadRequest, "the body must be a test card number, such as 4242424242424242")
+		return
+	}
+	// Unknown payment methods are SetCardBehaviour's only error.
+	if err := s.SetCardBehaviour(id, number); err != nil {
+		controlError(w, http.StatusNotFound, "No such payment_method: '"+id+"'")
+		return
+	}
+	s.logf("sim: payment method %s now charges like a card ending %s", id, number[len(number)-4:])
+	s.mu.Lock()
+	body := mustJSON(s.methods[id].wire())
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, body)
 }
 
 func (s *Server) intentJSON(id string) []byte {
