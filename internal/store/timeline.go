@@ -67,9 +67,13 @@ type TimelineEvent struct {
 	Text string
 	// To is the email's recipient.
 	To string `gorm:"column:to_address"`
-	// ByWebhook says a gateway webhook, not the charge's own answer, settled
-	// the attempt as succeeded (a processing charge that settled later).
-	ByWebhook bool
+	// FinalAction is, on a step, the final action its case applied when it
+	// was exhausted (cancel, unpaid, past_due).
+	FinalAction string
+	// Created is when the row was written: for an attempt, when the charge
+	// started (At is when its outcome was recorded, later for a charge the
+	// gateway settled afterwards); for an email, when it was queued.
+	Created time.Time `gorm:"-"`
 }
 
 // Timeline lists what happened to every invoice — charge attempts, dunning
@@ -89,10 +93,7 @@ func (s *Store) Timeline(ctx context.Context) ([]TimelineEvent, error) {
 		SELECT 'attempt' AS source, ca.id, ca.finished_at AS at, ca.created_at AS created_at, s.reference,
 		       i.public_id AS invoice, i.period_index, i.period_start, ca.amount, ca.currency,
 		       ca.status, ca.decline_code AS code, ca.hard_decline, ca.attempt_no AS no, ca.off_session,
-		       ca.error_message AS text, '' AS to_address,
-		       EXISTS (SELECT 1 FROM webhook_events w
-		                WHERE ca.payment_intent_id <> '' AND w.object_id = ca.payment_intent_id
-		                  AND w.type = 'payment_intent.succeeded' AND w.result = 'applied') AS by_webhook
+		       ca.error_message AS text, '' AS to_address, '' AS final_action
 		  FROM charge_attempts ca
 		  JOIN invoices i ON i.id = ca.invoice_id
 		  JOIN subscriptions s ON s.id = i.subscription_id
@@ -100,7 +101,7 @@ func (s *Store) Timeline(ctx context.Context) ([]TimelineEvent, error) {
 		SELECT 'step', st.id, st.at, st.at, s.reference,
 		       i.public_id, i.period_index, i.period_start, i.amount, i.currency,
 		       st.action, dc.reason, FALSE, st.step, FALSE,
-		       st.detail, '', FALSE
+		       st.detail, '', dc.final_action
 		  FROM dunning_steps st
 		  JOIN dunning_cases dc ON dc.id = st.case_id
 		  JOIN invoices i ON i.id = dc.invoice_id
@@ -109,7 +110,7 @@ func (s *Store) Timeline(ctx context.Context) ([]TimelineEvent, error) {
 		SELECT 'invoice', i.id, i.updated_at, i.updated_at, s.reference,
 		       i.public_id, i.period_index, i.period_start, i.amount, i.currency,
 		       i.status, '', FALSE, 0, FALSE,
-		       '', '', FALSE
+		       '', '', ''
 		  FROM invoices i
 		  JOIN subscriptions s ON s.id = i.subscription_id
 		 WHERE NOT EXISTS (SELECT 1 FROM charge_attempts ca WHERE ca.invoice_id = i.id)
@@ -117,7 +118,7 @@ func (s *Store) Timeline(ctx context.Context) ([]TimelineEvent, error) {
 		SELECT 'email', e.id, e.sent_at, e.created_at, s.reference,
 		       i.public_id, i.period_index, i.period_start, i.amount, i.currency,
 		       e.status, e.kind, FALSE, 0, FALSE,
-		       e.subject, e.to_address, FALSE
+		       e.subject, e.to_address, ''
 		  FROM emails e
 		  JOIN invoices i ON i.id = e.invoice_id
 		  JOIN subscriptions s ON s.id = i.subscription_id`).Scan(&raw).Error
@@ -127,7 +128,8 @@ func (s *Store) Timeline(ctx context.Context) ([]TimelineEvent, error) {
 	rows := make([]TimelineEvent, len(raw))
 	for i, r := range raw {
 		rows[i] = r.TimelineEvent
-		rows[i].At = r.CreatedAt.UTC()
+		rows[i].Created = r.CreatedAt.UTC()
+		rows[i].At = rows[i].Created
 		if r.At != nil {
 			rows[i].At = r.At.UTC()
 		}

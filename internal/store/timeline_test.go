@@ -37,14 +37,8 @@ func TestTimelineListsEveryEventInTimeOrder(t *testing.T) {
 		// Inserted out of time order: the timeline sorts.
 		attempt(2, models.AttemptSucceeded, "", "pi_2", day)
 		attempt(1, models.AttemptDeclined, "insufficient_funds", "pi_1", t0)
-		create(&models.WebhookEvent{GatewayEventID: "evt_1", Type: "payment_intent.succeeded", ObjectID: "pi_2",
-			Result: models.WebhookApplied, CreatedAt: day, UpdatedAt: day})
-		// A succeeded webhook that changed nothing does not make an attempt "settled by webhook".
-		create(&models.WebhookEvent{GatewayEventID: "evt_2", Type: "payment_intent.payment_failed", ObjectID: "pi_1",
-			Result: models.WebhookApplied, CreatedAt: t0, UpdatedAt: t0})
-
 		c := &models.DunningCase{InvoiceID: acme.ID, SubscriptionID: acme.SubscriptionID, Reason: models.ReasonSoftDecline,
-			Status: models.CaseRecovered, Step: 1, OpenedAt: t0, CreatedAt: t0, UpdatedAt: day}
+			Status: models.CaseRecovered, Step: 1, FinalAction: "cancel", OpenedAt: t0, CreatedAt: t0, UpdatedAt: day}
 		create(c)
 		create(&models.DunningStep{CaseID: c.ID, Step: 1, Action: "recovered", Detail: "invoice paid", At: day, CreatedAt: day, UpdatedAt: day})
 		create(&models.DunningStep{CaseID: c.ID, Step: 1, Action: "opened", Detail: "off-session retry scheduled", At: t0, CreatedAt: t0, UpdatedAt: t0})
@@ -82,12 +76,12 @@ func TestTimelineListsEveryEventInTimeOrder(t *testing.T) {
 			{store.TimelineEmail, day, "acme", "pending", "recovered", 0},
 		}, got)
 
-		byWebhook := map[int]bool{}
+		started := map[int]time.Time{}
 		for _, e := range events {
 			require.Equal(t, time.UTC, e.At.Location())
 			switch e.Source {
 			case store.TimelineAttempt:
-				byWebhook[e.No] = e.ByWebhook
+				started[e.No] = e.Created
 				require.True(t, e.OffSession)
 				require.Equal(t, acme.PublicID, e.Invoice)
 				require.EqualValues(t, 990, e.Amount)
@@ -97,9 +91,11 @@ func TestTimelineListsEveryEventInTimeOrder(t *testing.T) {
 				require.Equal(t, "acme@example.com", e.To)
 			case store.TimelineStep:
 				require.NotEmpty(t, e.Text, "the step's detail")
+				require.Equal(t, "cancel", e.FinalAction)
 			}
 		}
-		require.Equal(t, map[int]bool{1: false, 2: true}, byWebhook, "only the retry was settled by a webhook")
+		require.Equal(t, map[int]time.Time{1: t0.Add(-time.Second), 2: day.Add(-time.Second)}, started, "when each charge started")
+		require.True(t, events[6].Created.Equal(day), "a pending email is shown when it was queued")
 		require.Equal(t, "Your payment of 9.90 GBP didn't go through", events[2].Text)
 
 		totals, err := st.PaidTotals(ctx)
