@@ -29,9 +29,10 @@ const maxDemoMonths = 36
 
 // demoStep is how far the simulated clock moves between two ticks of the
 // daemon. The default dunning schedule works in whole days and the demo's
-// subscriptions renew at the same time of day, so six hours loses no event and
-// keeps three years under a few thousand ticks.
-const demoStep = 6 * time.Hour
+// subscriptions renew at the same time of day, so half a day loses no event
+// (a processing charge settles at the next tick) and keeps three years near
+// two thousand ticks.
+const demoStep = 12 * time.Hour
 
 // demoTopUp is the soft-declined card whose customer tops up the account
 // during the run, and when: after its first two retries were declined, before
