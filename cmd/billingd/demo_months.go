@@ -64,6 +64,18 @@ type demoNote struct {
 func (m *Main) demoMonths(ctx context.Context, dir string, months int, settle time.Duration, started time.Time) error {
 	out := m.Stdout
 	dbPath := filepath.Join(dir, "billingd.db")
+	// Ctrl-C (or SIGTERM) stops the run between two ticks.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if m.Signals != nil {
+		go func() {
+			select {
+			case <-m.Signals:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
 	// Whole hours read better in the timeline than the second the demo started.
 	start := time.Now().UTC().Truncate(24 * time.Hour).Add(9 * time.Hour)
 	clk := clock.NewFake(start)
@@ -219,12 +231,12 @@ func intervalMix() string {
 		counts[c.Interval]++
 	}
 	var parts []string
-	for _, iv := range []string{"day", "week", "month", "year"} {
-		if n := counts[iv]; n > 0 {
-			parts = append(parts, fmt.Sprintf("%d %sly", n, iv))
+	for _, iv := range []struct{ unit, name string }{{"day", "daily"}, {"week", "weekly"}, {"month", "monthly"}, {"year", "yearly"}} {
+		if n := counts[iv.unit]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, iv.name))
 		}
 	}
-	return strings.ReplaceAll(strings.Join(parts, ", "), "dayly", "daily")
+	return strings.Join(parts, ", ")
 }
 
 // printTimeline prints one line per event, in time order, with the demo's own

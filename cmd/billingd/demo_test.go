@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -187,4 +190,17 @@ func TestDemoMonthsBadValues(t *testing.T) {
 			require.NoDirExists(t, dir, "a usage error starts nothing")
 		})
 	}
+}
+
+// TestDemoMonthsStopsOnSignal: Ctrl-C during a long simulated run stops it
+// (exit 1) instead of running the remaining months.
+func TestDemoMonthsStopsOnSignal(t *testing.T) {
+	signals := make(chan os.Signal, 1)
+	signals <- syscall.SIGINT
+	var out, errb bytes.Buffer
+	m := &Main{Stdout: &out, Stderr: &errb, Signals: signals, Getenv: func(string) string { return "" }}
+	code := m.Run(context.Background(), []string{"demo", "--months", "36", "--dir", filepath.Join(t.TempDir(), "demo")})
+	require.Equal(t, exitRuntime, code, "stdout: %s", out.String())
+	require.Contains(t, errb.String(), "context canceled")
+	require.NotContains(t, out.String(), "Summary:")
 }
