@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -23,8 +24,8 @@ import (
 	"github.com/billingd/billingd/internal/money"
 )
 
-// demoCard is one simulator test card and what DESIGN §5 says an off-session
-// charge on it does.
+// demoCard is one simulator test card and what an off-session charge on it
+// does (the test-card table in docs/gateway-wooshpay.md).
 type demoCard struct {
 	Number   string
 	Expected models.AttemptStatus
@@ -61,10 +62,20 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 	dir := fs.String("dir", "", "keep the database (DIR/billingd.db), log and mail here (default: a new temporary directory)")
 	settle := fs.Duration("processing-delay", 2*time.Second, "how long the simulator takes to settle a processing charge")
 	serve := fs.Bool("serve", false, "keep billingd and the simulator running afterwards, so the emailed links can be opened in a browser (Ctrl-C to stop)")
+	months := fs.Int("months", 0, fmt.Sprintf("run `N` months (1..%d) on a simulated clock and print their timeline", maxDemoMonths))
 	if rest, err := parseArgs(fs, args); err != nil {
 		return err
 	} else if len(rest) > 0 {
 		return usagef("unexpected argument %q", rest[0])
+	}
+	simulated := flagSet(fs, "months")
+	if simulated {
+		if *months < 1 || *months > maxDemoMonths {
+			return usagef("--months must be between 1 and %d, got %d", maxDemoMonths, *months)
+		}
+		if *serve {
+			return usagef("--serve cannot be combined with --months: nothing advances the simulated clock afterwards")
+		}
 	}
 	started := time.Now()
 	if *dir == "" {
@@ -83,6 +94,9 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 	}
 	out := m.Stdout
 	fmt.Fprintf(out, "billingd demo — working in %s\n\n", *dir)
+	if simulated {
+		return m.demoMonths(ctx, *dir, *months, *settle, started)
+	}
 
 	// billingd's own HTTP listener comes first: the simulator needs its webhook URL.
 	billingLn, err := net.Listen("tcp", "127.0.0.1:0")
@@ -118,23 +132,9 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 	fmt.Fprintf(out, "1. WooshPay simulator on %s; billingd on %s (webhooks to /webhooks/wooshpay)\n", simURL, billingURL)
 
 	// 2. The config every billingd command reads, written where ops would look.
-	cfg := config.Default()
-	cfg.Database.DSN = dbPath
-	cfg.Gateway.BaseURL = simURL
-	cfg.Gateway.SecretKey = config.Secret(demoSecretKey)
-	cfg.Gateway.WebhookSecret = config.Secret(demoWebhookSecret)
-	cfg.Gateway.Concurrency = 8
-	cfg.Gateway.RateLimit = 100
-	cfg.Gateway.Timeout = config.Duration(5 * time.Second)
-	cfg.Retry.InitialInterval = config.Duration(100 * time.Millisecond)
-	cfg.Retry.MaxInterval = config.Duration(time.Second)
-	cfg.Retry.MaxElapsedTime = config.Duration(10 * time.Second)
-	cfg.HTTP.Listen = billingLn.Addr().String()
-	cfg.HTTP.PublicBaseURL = billingURL
-	cfg.Mail.Host, cfg.Mail.Port, cfg.Mail.TLS = smtp.Host(), smtp.Port(), "none"
-	cfg.Mail.From = "Acme Billing <billing@example.com>"
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("demo config: %w", err)
+	cfg, err := demoConfig(dbPath, simURL, billingURL, billingLn.Addr().String(), smtp)
+	if err != nil {
+		return err
 	}
 	logFile, err := os.Create(filepath.Join(*dir, "billingd.log"))
 	if err != nil {
@@ -149,27 +149,8 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 		return err
 	}
 	now := time.Now().UTC().Truncate(time.Second)
-	var csv strings.Builder
-	csv.WriteString("reference,email,customer,payment_method,amount,currency,interval,interval_count,anchor,description\n")
-	for i, c := range demoCards {
-		email := fmt.Sprintf("customer%02d@example.com", i+1)
-		cus, err := client.CreateCustomer(ctx, wooshpay.CustomerParams{Email: email, Name: fmt.Sprintf("Demo Customer %d", i+1)}, fmt.Sprintf("demo-cus-%d", i))
-		if err != nil {
-			return fmt.Errorf("create customer: %w", err)
-		}
-		seti, err := client.CreateSetupIntent(ctx, wooshpay.SetupIntentParams{
-			Customer: cus.ID,
-			Card:     wooshpay.CardData{Number: c.Number, ExpMonth: "12", ExpYear: fmt.Sprint(now.Year() + 3), CVC: "123", Name: "Demo Customer"},
-			Usage:    "off_session",
-		}, fmt.Sprintf("demo-seti-%d", i))
-		if err != nil {
-			return fmt.Errorf("save card %s: %w", last4(c.Number), err)
-		}
-		fmt.Fprintf(&csv, "demo-%02d-%s,%s,%s,%s,%d,%s,%s,1,%s,Plan for card ending %s\n",
-			i+1, last4(c.Number), email, cus.ID, seti.PaymentMethod, c.Amount, c.Currency, c.Interval, now.Add(-time.Minute).Format(time.RFC3339), last4(c.Number))
-	}
-	csvPath := filepath.Join(*dir, "subscriptions.csv")
-	if err := os.WriteFile(csvPath, []byte(csv.String()), 0o644); err != nil {
+	csvPath, _, err := saveDemoCards(ctx, client, *dir, now, now.Year()+3)
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "2. Saved %d test cards through SetupIntents; subscriptions written to %s\n", len(demoCards), csvPath)
@@ -244,7 +225,7 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 	fmt.Fprintf(out, "Database: %s\n  sqlite3 %s \"SELECT status, COUNT(*) FROM invoices GROUP BY status\"\n", dbPath, dbPath)
 	fmt.Fprintf(out, "Log: %s\nFinished in %s.\n", logFile.Name(), time.Since(started).Round(10*time.Millisecond))
 	if mismatches > 0 {
-		return fmt.Errorf("%d card(s) did not end as DESIGN §5 says", mismatches)
+		return fmt.Errorf("%d card(s) did not end as the test-card table in docs/gateway-wooshpay.md says", mismatches)
 	}
 	if *serve {
 		fmt.Fprintf(out, "\nServing: open the links above in a browser (the 3-D Secure link, the card-update link). Ctrl-C stops.\n")
@@ -356,4 +337,76 @@ func spaced(n string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// flagSet reports whether the command line set the named flag (a flag given
+// as its zero value is still given, and still checked).
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// demoConfig is the config both demos run billingd with: SQLite at dbPath,
+// the simulator at simURL, billingd's pages at billingURL (served on listen)
+// and the capturing SMTP server.
+func demoConfig(dbPath, simURL, billingURL, listen string, smtp *smtpcapture.Server) (*config.Config, error) {
+	cfg := config.Default()
+	cfg.Database.DSN = dbPath
+	cfg.Gateway.BaseURL = simURL
+	cfg.Gateway.SecretKey = config.Secret(demoSecretKey)
+	cfg.Gateway.WebhookSecret = config.Secret(demoWebhookSecret)
+	cfg.Gateway.Concurrency = 8
+	cfg.Gateway.RateLimit = 100
+	cfg.Gateway.Timeout = config.Duration(5 * time.Second)
+	cfg.Retry.InitialInterval = config.Duration(100 * time.Millisecond)
+	cfg.Retry.MaxInterval = config.Duration(time.Second)
+	cfg.Retry.MaxElapsedTime = config.Duration(10 * time.Second)
+	cfg.HTTP.Listen = listen
+	cfg.HTTP.PublicBaseURL = billingURL
+	cfg.Mail.Host, cfg.Mail.Port, cfg.Mail.TLS = smtp.Host(), smtp.Port(), "none"
+	cfg.Mail.From = "Acme Billing <billing@example.com>"
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("demo config: %w", err)
+	}
+	return cfg, nil
+}
+
+// saveDemoCards saves every demo card through the gateway's save-card flow
+// (a customer, then a SetupIntent with payment_method_data; billingd only ever
+// sees pm_ ids) and writes DIR/subscriptions.csv, every subscription due at
+// now. It returns the CSV's path and the payment method of each card, in
+// demoCards order.
+func saveDemoCards(ctx context.Context, client *wooshpay.Client, dir string, now time.Time, expYear int) (string, []string, error) {
+	var csv strings.Builder
+	csv.WriteString("reference,email,customer,payment_method,amount,currency,interval,interval_count,anchor,description\n")
+	pms := make([]string, 0, len(demoCards))
+	for i, c := range demoCards {
+		email := fmt.Sprintf("customer%02d@example.com", i+1)
+		cus, err := client.CreateCustomer(ctx, wooshpay.CustomerParams{Email: email, Name: fmt.Sprintf("Demo Customer %d", i+1)}, fmt.Sprintf("demo-cus-%d", i))
+		if err != nil {
+			return "", nil, fmt.Errorf("create customer: %w", err)
+		}
+		seti, err := client.CreateSetupIntent(ctx, wooshpay.SetupIntentParams{
+			Customer: cus.ID,
+			Card:     wooshpay.CardData{Number: c.Number, ExpMonth: "12", ExpYear: fmt.Sprint(expYear), CVC: "123", Name: "Demo Customer"},
+			Usage:    "off_session",
+		}, fmt.Sprintf("demo-seti-%d", i))
+		if err != nil {
+			return "", nil, fmt.Errorf("save card %s: %w", last4(c.Number), err)
+		}
+		pms = append(pms, seti.PaymentMethod)
+		fmt.Fprintf(&csv, "%s,%s,%s,%s,%d,%s,%s,1,%s,Plan for card ending %s\n",
+			demoReference(i), email, cus.ID, seti.PaymentMethod, c.Amount, c.Currency, c.Interval, now.Add(-time.Minute).Format(time.RFC3339), last4(c.Number))
+	}
+	csvPath := filepath.Join(dir, "subscriptions.csv")
+	if err := os.WriteFile(csvPath, []byte(csv.String()), 0o644); err != nil {
+		return "", nil, err
+	}
+	return csvPath, pms, nil
+}
+
+// demoReference is the subscription reference of demoCards[i].
+func demoReference(i int) string {
+	return fmt.Sprintf("demo-%02d-%s", i+1, last4(demoCards[i].Number))
 }

@@ -86,7 +86,8 @@ Usage:
   billingd status              [-c FILE]   counts by state, on one screen
   billingd subscriptions import FILE [--backfill] [-c FILE]
                                            import subscriptions from CSV (all or nothing)
-  billingd demo [--dir DIR]                the whole flow on SQLite + the bundled simulator
+  billingd demo [--dir DIR] [--months N]   the whole flow on SQLite + the bundled simulator
+                                           (--months: N months on a simulated clock)
   billingd sim  [flags]                    the WooshPay simulator as a server (sim -h)
   billingd bench [flags]                   load test: one pass over N due subscriptions (bench -h)
 

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/billingd/billingd/internal/config"
+	"github.com/billingd/billingd/internal/models"
+	"github.com/stretchr/testify/require"
+)
+
+// TestDemoOnePass runs the plain demo (one pass on the wall clock) and checks
+// that every card ended as the test-card table says.
+func TestDemoOnePass(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "demo")
+	code, out, errOut := runMain(t, nil, "demo", "--dir", dir, "--processing-delay", "50ms")
+	require.Equal(t, exitOK, code, "stderr: %s\nstdout: %s", errOut, out)
+	require.Contains(t, out, "AS DESIGNED")
+	require.NotContains(t, out, "NO (expected")
+	require.Contains(t, out, "4. billing run 1 finished")
+	require.FileExists(t, filepath.Join(dir, "billingd.db"))
+	emls, err := filepath.Glob(filepath.Join(dir, "mail", "*.eml"))
+	require.NoError(t, err)
+	require.NotEmpty(t, emls)
+}
+
+// timelineLine matches one timeline row: date, subscription, event, text.
+var timelineLine = regexp.MustCompile(`^(\d{4}-\d\d-\d\d \d\d:\d\d)\s+(demo-\d\d-\d{4})\s+(\S+(?: \S+)?)\s{2,}(.*)$`)
+
+// TestDemoMonths runs `billingd demo --months 3` end to end: the assembled
+// daemon and the simulator on one simulated clock, driven by the daemon's own
+// ticks. Its timeline shows each kind of event, in time order, and its summary
+// agrees with the database it leaves in --dir.
+func TestDemoMonths(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "demo")
+	began := time.Now()
+	code, out, errOut := runMain(t, nil, "demo", "--months", "3", "--dir", dir)
+	require.Equal(t, exitOK, code, "stderr: %s\nstdout: %s", errOut, out)
+	t.Logf("demo --months 3 took %s", time.Since(began))
+
+	type event struct {
+		at        time.Time
+		ref, kind string
+		what      string
+	}
+	var events []event
+	for _, l := range strings.Split(out, "\n") {
+		m := timelineLine.FindStringSubmatch(l)
+		if m == nil {
+			continue
+		}
+		at, err := time.Parse("2006-01-02 15:04", m[1])
+		require.NoError(t, err)
+		events = append(events, event{at, m[2], m[3], m[4]})
+	}
+	require.NotEmpty(t, events, out)
+	first, last := events[0].at, events[len(events)-1].at
+	for i := 1; i < len(events); i++ {
+		require.False(t, events[i].at.Before(events[i-1].at), "timeline out of order at %v", events[i])
+	}
+	require.GreaterOrEqual(t, last.Sub(first), 80*24*time.Hour, "three months of events, from %s to %s", first, last)
+
+	has := func(what string, match func(e event) bool) {
+		t.Helper()
+		for _, e := range events {
+			if match(e) {
+				return
+			}
+		}
+		require.Failf(t, "no "+what+" in the timeline", "%s", out)
+	}
+	refOf := func(number string) string {
+		for i, c := range demoCards {
+			if c.Number == number {
+				return demoReference(i)
+			}
+		}
+		t.Fatalf("no demo card %s", number)
+		return ""
+	}
+	has("renewal", func(e event) bool { return e.kind == "renewal" && strings.HasPrefix(e.what, "paid ") })
+	has("weekly renewal", func(e event) bool {
+		return e.kind == "renewal" && e.ref == refOf("4242424242424242") && strings.Contains(e.what, "period 5,")
+	})
+	has("soft-decline retry", func(e event) bool {
+		return e.kind == "retry" && strings.Contains(e.what, "declined") && strings.Contains(e.what, "(soft)")
+	})
+	has("hard-decline reminder", func(e event) bool { return e.kind == "reminder" && strings.HasPrefix(e.what, "hard decline") })
+	has("exhaustion", func(e event) bool {
+		return e.kind == "exhausted" && strings.Contains(e.what, "uncollectible") && strings.Contains(e.what, "subscription canceled")
+	})
+	topUp := refOf(demoTopUpCard)
+	has("top-up", func(e event) bool { return e.kind == "top-up" && e.ref == topUp })
+	has("recovering retry", func(e event) bool { return e.kind == "retry" && e.ref == topUp && strings.HasPrefix(e.what, "paid ") })
+	has("recovery", func(e event) bool { return e.kind == "recovered" && e.ref == topUp })
+	has("processing charge settled later", func(e event) bool {
+		return e.ref == refOf("4000000000000259") && strings.Contains(e.what, "settled by the gateway")
+	})
+	for _, subject := range []string{
+		`"Payment received: 9.90 GBP, thank you"`,
+		`"Your payment of 15.00 USD didn't go through"`,
+		`"Please update your card to keep Plan for card ending 0069 active"`,
+		`"Your bank needs you to confirm your payment of 25.00 USD"`,
+		`"Your subscription has been canceled"`,
+	} {
+		has("email "+subject, func(e event) bool { return e.kind == "email" && strings.HasPrefix(e.what, subject+" to customer") })
+	}
+	// The recovery comes after the top-up, and its receipt with it.
+	var toppedUp, recovered time.Time
+	for _, e := range events {
+		switch {
+		case e.kind == "top-up":
+			toppedUp = e.at
+		case e.kind == "recovered" && e.ref == topUp:
+			recovered = e.at
+		}
+	}
+	require.True(t, recovered.After(toppedUp), "recovered %s, topped up %s", recovered, toppedUp)
+
+	// The database in --dir agrees with what was printed.
+	cfg := config.Default()
+	cfg.Database.DSN = filepath.Join(dir, "billingd.db")
+	st, err := openStore(context.Background(), cfg, false)
+	require.NoError(t, err)
+	defer st.Close()
+	r, err := st.Status(context.Background(), time.Now())
+	require.NoError(t, err)
+	parts := make([]string, 0, len(r.Invoices))
+	var invoices int64
+	for _, c := range r.Invoices {
+		parts = append(parts, fmt.Sprintf("%s %d", c.Status, c.N))
+		invoices += c.N
+	}
+	require.Regexp(t, `(?m)^  invoices\s+`+regexp.QuoteMeta(strings.Join(parts, ", "))+`$`, out)
+	renewals, attempts := 0, 0
+	for _, e := range events {
+		if e.kind == "renewal" || e.kind == "charge" || e.kind == "retry" {
+			attempts++
+		}
+		if e.kind == "renewal" {
+			renewals++
+		}
+	}
+	n, err := st.CountAttempts(context.Background())
+	require.NoError(t, err)
+	require.EqualValues(t, n, attempts, "one timeline line per charge attempt")
+	require.Less(t, int64(renewals), invoices, "every renewal has its own invoice")
+
+	sent, err := st.CountEmails(context.Background(), models.EmailSent)
+	require.NoError(t, err)
+	emails := 0
+	for _, e := range events {
+		if e.kind == "email" {
+			emails++
+		}
+	}
+	require.EqualValues(t, sent, emails, "one timeline line per sent email")
+	emls, err := filepath.Glob(filepath.Join(dir, "mail", "*.eml"))
+	require.NoError(t, err)
+	require.Len(t, emls, int(sent), "every sent email was captured in DIR/mail")
+	require.Contains(t, out, fmt.Sprintf("emails sent     %d (", sent))
+	require.Contains(t, out, "books and gateway agree")
+}
+
+func TestDemoMonthsBadValues(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"zero", []string{"--months", "0"}, "--months must be between 1 and 36, got 0"},
+		{"too many", []string{"--months", "37"}, "--months must be between 1 and 36, got 37"},
+		{"negative", []string{"--months=-1"}, "--months must be between 1 and 36, got -1"},
+		{"not a number", []string{"--months", "three"}, "-months"},
+		{"with serve", []string{"--months", "1", "--serve"}, "--serve cannot be combined with --months"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "demo")
+			code, out, errOut := runMain(t, nil, append([]string{"demo", "--dir", dir}, tc.args...)...)
+			require.Equal(t, exitUsage, code, "stdout: %s", out)
+			require.Contains(t, errOut, tc.want)
+			require.NoDirExists(t, dir, "a usage error starts nothing")
+		})
+	}
+}
+
+// TestDemoMonthsStopsOnSignal: Ctrl-C during a long simulated run stops it
+// (exit 1) instead of running the remaining months.
+func TestDemoMonthsStopsOnSignal(t *testing.T) {
+	signals := make(chan os.Signal, 1)
+	signals <- syscall.SIGINT
+	var out, errb bytes.Buffer
+	m := &Main{Stdout: &out, Stderr: &errb, Signals: signals, Getenv: func(string) string { return "" }}
+	code := m.Run(context.Background(), []string{"demo", "--months", "36", "--dir", filepath.Join(t.TempDir(), "demo")})
+	require.Equal(t, exitRuntime, code, "stdout: %s", out.String())
+	require.Contains(t, errb.String(), "context canceled")
+	require.NotContains(t, out.String(), "Summary:")
+}
