@@ -12,15 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/billingd/billingd/internal/charge"
-	"github.com/billingd/billingd/internal/clock"
+	"github.com/billingd/billingd/internal/config"
+	"github.com/billingd/billingd/internal/daemon/daemontest"
 	"github.com/billingd/billingd/internal/gateway/sim"
-	"github.com/billingd/billingd/internal/gateway/wooshpay"
 	"github.com/billingd/billingd/internal/models"
-	"github.com/billingd/billingd/internal/schedule"
 	"github.com/billingd/billingd/internal/store"
 	"github.com/billingd/billingd/internal/store/storetest"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 )
 
@@ -74,27 +71,28 @@ func (s *syncBuffer) String() string {
 }
 
 // newGarbledStack is newStack with the garbler between billingd and the
-// simulator, and a captured log. unknownRetry is how long a pass waits before
-// replaying an attempt left unknown.
+// simulator (gateway.base_url points at it), no webhooks, and the daemon's log
+// captured. unknownRetry is how long a pass waits before replaying an attempt
+// left unknown: retry.max_interval, which also caps the engine's backoff (the
+// retry budget, retry.max_elapsed_time, is 300ms).
 func newGarbledStack(t *testing.T, st *store.Store, start time.Time, unknownRetry time.Duration) (*stack, *garbler, *syncBuffer) {
 	t.Helper()
-	clk := clock.NewFake(start)
-	gw := sim.New(sim.Options{SecretKey: "sk_test_garbage", Seed: 42, Now: clk.Now, ProcessingDelay: time.Millisecond})
-	ctx, cancel := context.WithCancel(context.Background())
-	gw.Start(ctx)
-	g := &garbler{next: gw}
-	srv := httptest.NewServer(g)
-	t.Cleanup(func() { srv.Close(); cancel(); gw.Close() })
-	client, err := wooshpay.New(wooshpay.Options{BaseURL: srv.URL, SecretKey: "sk_test_garbage", Timeout: 5 * time.Second})
-	require.NoError(t, err)
+	g := &garbler{}
 	logs := &syncBuffer{}
-	log := zerolog.New(logs)
-	eng := charge.New(charge.Options{Store: st, Gateway: client, Clock: clk, UnknownRetryDelay: unknownRetry,
-		Retry: charge.RetryPolicy{InitialInterval: 10 * time.Millisecond, MaxInterval: 50 * time.Millisecond, MaxElapsedTime: 300 * time.Millisecond},
-		Log:   log})
-	b := &schedule.Biller{Store: st, Engine: eng, Clock: clk, Location: time.UTC, PageSize: 100, Concurrency: 4,
-		Owner: "garbage", LeaseFor: time.Minute, Log: log}
-	return &stack{st: st, gw: gw, client: client, clk: clk, engine: eng, biller: b, cards: map[string]string{}}, g, logs
+	s := stackWith(t, st, daemontest.Options{
+		Start:      start,
+		Sim:        sim.Options{ProcessingDelay: time.Millisecond},
+		NoWebhooks: true,
+		Front:      func(h http.Handler) http.Handler { g.next = h; return g },
+		Log:        logs,
+		Configure: func(c *config.Config) {
+			c.Retry.InitialInterval = config.Duration(10 * time.Millisecond)
+			c.Retry.MaxInterval = config.Duration(unknownRetry)
+			c.Retry.MaxElapsedTime = config.Duration(300 * time.Millisecond)
+			c.Gateway.Concurrency = 4
+		},
+	})
+	return s, g, logs
 }
 
 // TestGatewayAnsweringGarbage: the gateway records the charge, then answers
@@ -139,10 +137,10 @@ func TestGatewayAnsweringGarbage(t *testing.T) {
 					require.NotZero(t, g.hits.Load())
 					require.Len(t, s.gw.Ledger(), 10, "the gateway recorded every charge")
 					var statuses []string
-					require.NoError(t, st.DB().Model(&models.ChargeAttempt{}).Distinct().Pluck("status", &statuses).Error)
+					require.NoError(t, s.st.DB().Model(&models.ChargeAttempt{}).Distinct().Pluck("status", &statuses).Error)
 					require.Equal(t, []string{string(models.AttemptUnknown)}, statuses, "never failed, never declined on garbage")
 					var inv int64
-					require.NoError(t, st.DB().Model(&models.Invoice{}).Where("status <> ?", models.InvoiceOpen).Count(&inv).Error)
+					require.NoError(t, s.st.DB().Model(&models.Invoice{}).Where("status <> ?", models.InvoiceOpen).Count(&inv).Error)
 					require.Zero(t, inv, "no invoice changed on garbage")
 					out := logs.String()
 					require.Contains(t, out, `"status":"unknown"`)
@@ -180,7 +178,7 @@ func TestGatewayAnsweringGarbage(t *testing.T) {
 					require.Equal(t, rep.Succeeded, rep.PaidInvoices)
 					require.Zero(t, rep.DoubleCharges)
 					var ones int64
-					require.NoError(t, st.DB().Model(&models.ChargeAttempt{}).Where("attempt_no > 1").Count(&ones).Error)
+					require.NoError(t, s.st.DB().Model(&models.ChargeAttempt{}).Where("attempt_no > 1").Count(&ones).Error)
 					require.Zero(t, ones, "no new attempt number was created for a garbled answer")
 				})
 			})

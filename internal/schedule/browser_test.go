@@ -88,7 +88,7 @@ func TestBrowserPaysThroughThreeDSecure(t *testing.T) {
 	_, err := p.biller.Pass(context.Background(), context.Background(), "test")
 	require.NoError(t, err)
 	p.settleWebhooks(t)
-	require.Equal(t, models.EmailActionRequired, emailsOf(t, st)[0].Kind)
+	require.Equal(t, models.EmailActionRequired, emailsOf(t, p.st)[0].Kind)
 	link := p.link(t)
 
 	do(t, ctx, chromedp.Navigate(link))
@@ -118,7 +118,7 @@ func TestBrowserReplacesHardDeclinedCard(t *testing.T) {
 	seedCard(t, p.stack, "4000000000009979", start) // stolen_card: hard
 	_, err := p.biller.Pass(context.Background(), context.Background(), "test")
 	require.NoError(t, err)
-	require.Equal(t, models.EmailCardUpdate, emailsOf(t, st)[0].Kind)
+	require.Equal(t, models.EmailCardUpdate, emailsOf(t, p.st)[0].Kind)
 	link := p.link(t)
 
 	do(t, ctx, chromedp.Navigate(link), chromedp.Click(chromedp.CSS("#update-card")), chromedp.WaitVisible(chromedp.CSS("#card_number")))

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/billingd/billingd/internal/charge"
+	"github.com/billingd/billingd/internal/config"
 	"github.com/billingd/billingd/internal/dunning"
 	"github.com/billingd/billingd/internal/gateway/sim"
 	"github.com/billingd/billingd/internal/gateway/wooshpay"
@@ -13,21 +13,29 @@ import (
 	"github.com/billingd/billingd/internal/schedule"
 	"github.com/billingd/billingd/internal/store"
 	"github.com/billingd/billingd/internal/store/storetest"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 )
 
 var dunningSchedule = []time.Duration{24 * time.Hour, 72 * time.Hour, 120 * time.Hour}
 
-// withDunning rewires the stack's engine and biller with the dunning hook.
-func withDunning(s *stack, final string) *dunning.Service {
-	svc := &dunning.Service{Store: s.st, Policy: dunning.Policy{Schedule: dunningSchedule, FinalAction: final},
-		LinkTTL: 7 * 24 * time.Hour, PublicBaseURL: "https://billing.example.com", MailDomain: "example.com", Log: zerolog.Nop()}
-	s.engine = charge.New(charge.Options{Store: s.st, Gateway: s.client, Clock: s.clk, Hook: svc,
-		Retry: charge.RetryPolicy{InitialInterval: 10 * time.Millisecond, MaxInterval: 100 * time.Millisecond, MaxElapsedTime: time.Second}, Log: zerolog.Nop()})
-	s.biller.Engine = s.engine
-	s.biller.Dunning = svc
-	return svc
+// withDunning sets the daemon's dunning policy: the test schedule, final as
+// the final action and a seven-day pay link, with quick charge retries. The
+// assembled daemon always runs dunning; this changes its config keys
+// (dunning.retry_schedule, dunning.final_action, dunning.link_ttl, retry.*)
+// and reloads, as an operator would.
+func withDunning(s *stack, final string) {
+	s.t.Helper()
+	s.reload(s.t, func(c *config.Config) {
+		c.Dunning.RetrySchedule = make([]config.Duration, len(dunningSchedule))
+		for i, d := range dunningSchedule {
+			c.Dunning.RetrySchedule[i] = config.Duration(d)
+		}
+		c.Dunning.FinalAction = final
+		c.Dunning.LinkTTL = config.Duration(7 * 24 * time.Hour)
+		c.Retry.InitialInterval = config.Duration(10 * time.Millisecond)
+		c.Retry.MaxInterval = config.Duration(100 * time.Millisecond)
+		c.Retry.MaxElapsedTime = config.Duration(time.Second)
+	})
 }
 
 func seedCard(t *testing.T, s *stack, number string, anchor time.Time) (customer string) {
@@ -58,7 +66,7 @@ func TestSoftDeclineRunsTheWholeSchedule(t *testing.T) {
 		}
 
 		var attempts []models.ChargeAttempt
-		require.NoError(t, st.DB().Order("attempt_no").Find(&attempts).Error)
+		require.NoError(t, s.st.DB().Order("attempt_no").Find(&attempts).Error)
 		require.Len(t, attempts, 4, "the first charge and one retry per schedule step")
 		wantAt := []time.Duration{0, 24 * time.Hour, 96 * time.Hour, 216 * time.Hour}
 		for i, a := range attempts {
@@ -69,20 +77,20 @@ func TestSoftDeclineRunsTheWholeSchedule(t *testing.T) {
 		}
 
 		var c models.DunningCase
-		require.NoError(t, st.DB().First(&c).Error)
+		require.NoError(t, s.st.DB().First(&c).Error)
 		require.Equal(t, models.CaseExhausted, c.Status)
 		require.Equal(t, models.ReasonSoftDecline, c.Reason)
 		require.Equal(t, "cancel", c.FinalAction)
 		require.Equal(t, start.Add(216*time.Hour), c.ClosedAt.UTC())
 
 		var inv models.Invoice
-		require.NoError(t, st.DB().First(&inv).Error)
+		require.NoError(t, s.st.DB().First(&inv).Error)
 		require.Equal(t, models.InvoiceUncollectible, inv.Status)
 		var sub models.Subscription
-		require.NoError(t, st.DB().First(&sub).Error)
+		require.NoError(t, s.st.DB().First(&sub).Error)
 		require.Equal(t, models.SubscriptionCanceled, sub.Status)
 
-		es := emailsOf(t, st)
+		es := emailsOf(t, s.st)
 		kinds := make([]models.EmailKind, len(es))
 		for i, e := range es {
 			kinds[i] = e.Kind
@@ -93,7 +101,7 @@ func TestSoftDeclineRunsTheWholeSchedule(t *testing.T) {
 		require.Equal(t, models.LinkPay, es[0].LinkPurpose)
 
 		var steps []models.DunningStep
-		require.NoError(t, st.DB().Order("id").Find(&steps).Error)
+		require.NoError(t, s.st.DB().Order("id").Find(&steps).Error)
 		actions := make([]string, len(steps))
 		for i, st := range steps {
 			actions[i] = st.Action
@@ -112,14 +120,14 @@ func TestRecoveryOnRetryReactivatesAndSendsAReceipt(t *testing.T) {
 	_, err := s.biller.Pass(ctx, ctx, "test")
 	require.NoError(t, err)
 	var sub models.Subscription
-	require.NoError(t, st.DB().First(&sub).Error)
+	require.NoError(t, s.st.DB().First(&sub).Error)
 	require.Equal(t, models.SubscriptionPastDue, sub.Status)
 
 	// Before the retry, the customer's working card becomes the subscription's.
 	seti, err := s.client.CreateSetupIntent(ctx, wooshpay.SetupIntentParams{Customer: cus,
 		Card: wooshpay.CardData{Number: "4242424242424242", ExpMonth: "12", ExpYear: "2035", CVC: "123"}}, "")
 	require.NoError(t, err)
-	require.NoError(t, st.InTx(ctx, func(tx *store.Tx) error {
+	require.NoError(t, s.st.InTx(ctx, func(tx *store.Tx) error {
 		if _, err := tx.RecordPaymentMethod(start, cus, seti.PaymentMethod); err != nil {
 			return err
 		}
@@ -135,11 +143,11 @@ func TestRecoveryOnRetryReactivatesAndSendsAReceipt(t *testing.T) {
 	require.Equal(t, 1, run.Succeeded, "the scheduled retry charges the new card")
 
 	var c models.DunningCase
-	require.NoError(t, st.DB().First(&c).Error)
+	require.NoError(t, s.st.DB().First(&c).Error)
 	require.Equal(t, models.CaseRecovered, c.Status)
-	require.NoError(t, st.DB().First(&sub).Error)
+	require.NoError(t, s.st.DB().First(&sub).Error)
 	require.Equal(t, models.SubscriptionActive, sub.Status, "recovery makes the subscription active again")
-	es := emailsOf(t, st)
+	es := emailsOf(t, s.st)
 	require.Equal(t, []models.EmailKind{models.EmailPaymentFailed, models.EmailRecovered}, []models.EmailKind{es[0].Kind, es[1].Kind})
 
 	// Billing goes on from the anchor: the next period starts a month after it.
@@ -149,7 +157,7 @@ func TestRecoveryOnRetryReactivatesAndSendsAReceipt(t *testing.T) {
 	require.Equal(t, 1, run.InvoicesCreated)
 	require.Equal(t, 1, run.Succeeded)
 	var starts []time.Time
-	require.NoError(t, st.DB().Raw(`SELECT period_start FROM invoices ORDER BY period_index`).Scan(&starts).Error)
+	require.NoError(t, s.st.DB().Raw(`SELECT period_start FROM invoices ORDER BY period_index`).Scan(&starts).Error)
 	require.Equal(t, time.Date(2026, 4, 2, 9, 0, 0, 0, time.UTC), starts[1].UTC())
 }
 
@@ -168,15 +176,15 @@ func TestHardDeclineAndActionRequiredAreNeverRetriedOffSession(t *testing.T) {
 				s.clk.Advance(time.Hour)
 			}
 			var n int64
-			require.NoError(t, st.DB().Model(&models.ChargeAttempt{}).Count(&n).Error)
+			require.NoError(t, s.st.DB().Model(&models.ChargeAttempt{}).Count(&n).Error)
 			require.EqualValues(t, 1, n, "no blind retry")
 			var c models.DunningCase
-			require.NoError(t, st.DB().First(&c).Error)
+			require.NoError(t, s.st.DB().First(&c).Error)
 			require.Equal(t, models.CaseExhausted, c.Status)
 			var sub models.Subscription
-			require.NoError(t, st.DB().First(&sub).Error)
+			require.NoError(t, s.st.DB().First(&sub).Error)
 			require.Equal(t, models.SubscriptionUnpaid, sub.Status)
-			es := emailsOf(t, st)
+			es := emailsOf(t, s.st)
 			require.Len(t, es, 4, "an email per step (opening + 2 reminders) and the ending")
 			require.Equal(t, models.EmailSubscriptionEnded, es[3].Kind)
 		})

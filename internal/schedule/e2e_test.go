@@ -3,12 +3,14 @@ package schedule_test
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/billingd/billingd/internal/charge"
 	"github.com/billingd/billingd/internal/clock"
+	"github.com/billingd/billingd/internal/config"
+	"github.com/billingd/billingd/internal/daemon"
+	"github.com/billingd/billingd/internal/daemon/daemontest"
 	"github.com/billingd/billingd/internal/gateway/sim"
 	"github.com/billingd/billingd/internal/gateway/wooshpay"
 	"github.com/billingd/billingd/internal/invariant"
@@ -16,45 +18,90 @@ import (
 	"github.com/billingd/billingd/internal/schedule"
 	"github.com/billingd/billingd/internal/store"
 	"github.com/billingd/billingd/internal/store/storetest"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 )
 
-// stack is billingd wired to an in-process simulator, with an injected clock for
-// billing (the simulator keeps real time).
+// stack is the assembled daemon (daemon.New, through daemontest) on a fresh
+// database, with the in-process simulator and a simulated clock the simulator
+// shares. Its fields are thin views of the bundle, so that tests read like
+// they drive the parts, while everything runs as `billingd run` assembles it.
 type stack struct {
+	t      *testing.T
+	b      *daemontest.Bundle
 	st     *store.Store
 	gw     *sim.Server
 	client *wooshpay.Client
 	clk    *clock.Fake
-	engine *charge.Engine
-	biller *schedule.Biller
+	engine *engine
+	biller *biller
 	cards  map[string]string // card number -> "cus_…/pm_…"
 }
 
-// newStack wires billingd to a fresh simulator. The simulator shares the fake
-// clock; opts may override its options (the key and seed are fixed).
+// biller runs the daemon's billing pass (reconciler, due dunning steps,
+// invoicing, charging), as its billing job does.
+type biller struct{ d *daemon.Daemon }
+
+// Pass runs one billing pass of the assembled daemon.
+func (b *biller) Pass(stop, abort context.Context, trigger string) (*models.BillingRun, error) {
+	return b.d.Pass(stop, abort, trigger)
+}
+
+// Plan lists what a pass started now would charge, as `billingd once
+// --dry-run` plans it (the pass's own queries, writing nothing).
+func (b *biller) Plan(ctx context.Context, limit int) ([]schedule.Planned, error) {
+	return daemon.Plan(ctx, b.d.Config(), b.d.Clock(), limit)
+}
+
+// engine reads the gateway's record of an attempt through the daemon's engine.
+type engine struct{ d *daemon.Daemon }
+
+// Resolve settles one attempt from the gateway's record, as the reconciler does.
+func (e *engine) Resolve(ctx context.Context, a *models.ChargeAttempt) (charge.Resolution, error) {
+	return e.d.Resolve(ctx, a)
+}
+
+// daemonWebhooks, as a simulator option's Webhook.URL, asks newStack for
+// webhooks; the bundle delivers them to the daemon's /webhooks/wooshpay.
+const daemonWebhooks = "(the daemon's /webhooks/wooshpay)"
+
+// newStack assembles the daemon for a test that got st from storetest.Each or
+// storetest.SQLite: the daemon opens a fresh database of st's dialect itself
+// (daemon.New migrates it), and st is closed, so that a test reading st instead
+// of s.st fails loudly instead of passing on an empty database. The simulator
+// shares the fake clock; opts may override its options (the key, seed and
+// clock are fixed). Webhooks reach the daemon only when opts[0].Webhook.URL is
+// set (to any value: the bundle points it at the daemon), as before the
+// simulator delivered only when given a URL.
 func newStack(t *testing.T, st *store.Store, start time.Time, opts ...sim.Options) *stack {
 	t.Helper()
-	clk := clock.NewFake(start)
 	o := sim.Options{ProcessingDelay: time.Millisecond, Faults: sim.Faults{RetryAfter: time.Second}}
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	o.SecretKey, o.Seed, o.Now = "sk_test_e2e", 42, clk.Now
-	gw := sim.New(o)
-	ctx, cancel := context.WithCancel(context.Background())
-	gw.Start(ctx)
-	srv := httptest.NewServer(gw)
-	t.Cleanup(func() { srv.Close(); cancel(); gw.Close() })
-	client, err := wooshpay.New(wooshpay.Options{BaseURL: srv.URL, SecretKey: "sk_test_e2e", Timeout: 5 * time.Second})
+	return stackWith(t, st, daemontest.Options{Start: start, Sim: o, NoWebhooks: o.Webhook.URL == ""})
+}
+
+// stackWith is newStack with the bundle's options spelled out (Start, Sim,
+// Configure, Front, Log, …); Postgres follows st.
+func stackWith(t *testing.T, st *store.Store, o daemontest.Options) *stack {
+	t.Helper()
+	o.Postgres = st.Dialect() == store.Postgres
+	require.NoError(t, st.Close())
+	b := daemontest.New(t, o)
+	return &stack{t: t, b: b, st: b.Store, gw: b.Sim, client: b.Client, clk: b.Clock,
+		engine: &engine{b.D}, biller: &biller{b.D}, cards: map[string]string{}}
+}
+
+// reload applies fn to a copy of the daemon's config and reloads it, as an
+// operator's SIGHUP after editing config.yaml.
+func (s *stack) reload(t *testing.T, fn func(*config.Config)) {
+	t.Helper()
+	cfg := s.b.D.Config().Clone()
+	fn(cfg)
+	require.NoError(t, cfg.Validate())
+	res, err := s.b.D.Reload(cfg)
 	require.NoError(t, err)
-	eng := charge.New(charge.Options{Store: st, Gateway: client, Clock: clk,
-		Retry:             charge.RetryPolicy{InitialInterval: 10 * time.Millisecond, MaxInterval: 200 * time.Millisecond, MaxElapsedTime: 5 * time.Second},
-		UnknownRetryDelay: time.Minute, Log: zerolog.Nop()})
-	b := &schedule.Biller{Store: st, Engine: eng, Clock: clk, Location: time.UTC, PageSize: 100, Concurrency: 16,
-		Owner: "e2e", LeaseFor: time.Minute, Log: zerolog.Nop()}
-	return &stack{st: st, gw: gw, client: client, clk: clk, engine: eng, biller: b, cards: map[string]string{}}
+	require.Empty(t, res.NeedRestart, "a test may only change keys a running daemon applies")
 }
 
 // saveCard runs the gateway's save-card flow and returns the gateway ids.
@@ -153,7 +200,7 @@ func TestThousandSubscriptionsUnderGatewayFaults(t *testing.T) {
 			PublicID string
 			Status   string
 		}
-		require.NoError(t, st.DB().Raw(`SELECT i.public_id, ca.status FROM invoices i
+		require.NoError(t, s.st.DB().Raw(`SELECT i.public_id, ca.status FROM invoices i
 			LEFT JOIN charge_attempts ca ON ca.invoice_id = i.id WHERE i.status = 'open'`).Scan(&open).Error)
 		for _, o := range open {
 			require.Contains(t, []string{"declined", "requires_action", "processing", "unknown", "pending"}, o.Status, "invoice %s", o.PublicID)
@@ -183,7 +230,7 @@ func TestCatchUpBillsEachMissedPeriodOnceInOrder(t *testing.T) {
 		require.Equal(t, 20, run.InvoicesCreated)
 
 		var starts []time.Time
-		require.NoError(t, st.DB().Raw(`SELECT period_start FROM invoices WHERE subscription_id = 1 ORDER BY period_index`).Scan(&starts).Error)
+		require.NoError(t, s.st.DB().Raw(`SELECT period_start FROM invoices WHERE subscription_id = 1 ORDER BY period_index`).Scan(&starts).Error)
 		want := []time.Time{anchor, time.Date(2026, 2, 28, 9, 0, 0, 0, time.UTC), time.Date(2026, 3, 31, 9, 0, 0, 0, time.UTC), time.Date(2026, 4, 30, 9, 0, 0, 0, time.UTC)}
 		require.Len(t, starts, 4)
 		for i := range want {
@@ -202,5 +249,34 @@ func TestCatchUpBillsEachMissedPeriodOnceInOrder(t *testing.T) {
 		rep := s.check(t, false)
 		require.Zero(t, rep.MissedPeriods)
 		require.Equal(t, 25, rep.Invoices)
+	})
+}
+
+// The dry-run plan (`billingd once --dry-run`, read beside the running daemon)
+// lists the periods the next pass bills, and after that pass no period is left.
+func TestDryRunPlanListsWhatThePassBills(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		anchor := time.Date(2026, 1, 31, 9, 0, 0, 0, time.UTC)
+		s := newStack(t, st, anchor)
+		s.seedMixed(t, 5, anchor, "month")
+		s.clk.Set(time.Date(2026, 5, 15, 0, 0, 0, 0, time.UTC))
+		ctx := context.Background()
+
+		plan, err := s.biller.Plan(ctx, 100)
+		require.NoError(t, err)
+		require.Len(t, plan, 20, "four missed periods of five subscriptions")
+		for _, p := range plan {
+			require.Equal(t, "new-period", p.Kind)
+			require.Equal(t, "(new)", p.Invoice)
+		}
+
+		run, err := s.biller.Pass(ctx, ctx, "test")
+		require.NoError(t, err)
+		require.Equal(t, len(plan), run.InvoicesCreated)
+		plan, err = s.biller.Plan(ctx, 100)
+		require.NoError(t, err)
+		for _, p := range plan {
+			require.NotEqual(t, "new-period", p.Kind, "%+v was billed by the pass", p)
+		}
 	})
 }

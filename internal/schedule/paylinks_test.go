@@ -11,48 +11,43 @@ import (
 
 	"github.com/billingd/billingd/internal/dunning"
 	"github.com/billingd/billingd/internal/gateway/sim"
-	"github.com/billingd/billingd/internal/gateway/wooshpay"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/store"
 	"github.com/billingd/billingd/internal/store/storetest"
-	"github.com/billingd/billingd/internal/web"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 )
 
-// payStack is billingd's HTTP surface (webhooks + pay pages) on the stack, with
-// the simulator delivering webhooks to it.
+// payStack is the daemon's HTTP surface (webhooks + pay pages, its Handler
+// served at the bundle's URL) on the stack, with the simulator delivering
+// webhooks to it and dunning ending in cancel.
 type payStack struct {
 	*stack
-	svc  *dunning.Service
 	base string
 	http *http.Client
 }
 
 func newPayStack(t *testing.T, st *store.Store, start time.Time) *payStack {
-	rcv := newReceiverSlot(t)
-	s := newStack(t, st, start, sim.Options{Webhook: sim.WebhookOptions{URL: rcv.srv.URL + "/webhooks/wooshpay", Secret: webhookSecret,
+	t.Helper()
+	s := newStack(t, st, start, sim.Options{Webhook: sim.WebhookOptions{URL: daemonWebhooks,
 		Retry: []time.Duration{5 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond}}})
-	svc := withDunning(s, dunning.FinalCancel)
-	svc.PublicBaseURL = rcv.srv.URL
-	v, err := wooshpay.NewWebhookVerifier(wooshpay.WebhookOptions{Secrets: []string{webhookSecret}})
-	require.NoError(t, err)
-	srv := web.New()
-	srv.Handle("POST /webhooks/wooshpay", &web.WebhookReceiver{Store: st, Engine: s.engine, Verifier: v, Clock: s.clk, Log: zerolog.Nop()})
-	(&web.PayPages{Store: st, Dunning: svc, Engine: s.engine, Sessions: s.client, Clock: s.clk, Merchant: "Acme Billing",
-		PublicBaseURL: rcv.srv.URL, Owner: "pay", Log: zerolog.Nop()}).Register(srv)
-	var h http.Handler = srv
-	rcv.handler.Store(&h)
+	withDunning(s, dunning.FinalCancel)
 	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	return &payStack{stack: s, svc: svc, base: rcv.srv.URL, http: noRedirect}
+	return &payStack{stack: s, base: s.b.URL, http: noRedirect}
 }
 
-// link mints the pay link of the case's first email, as the mail worker would.
+// link sends the queued emails through the daemon's mail worker (which mints
+// each pay link right before sending) and returns the pay link of the case's
+// first email, read from the message the SMTP server received.
 func (p *payStack) link(t *testing.T) string {
+	t.Helper()
 	es := emailsOf(t, p.st)
 	require.NotEmpty(t, es)
-	u, err := p.svc.Mint(context.Background(), &es[0], p.clk.Now())
+	sum, err := p.b.D.SendMail(context.Background())
 	require.NoError(t, err)
+	require.Positive(t, sum.Sent, "the mail worker sent the queued email")
+	links := p.b.PayLinks(t)
+	require.NotEmpty(t, links, "the first email carries a pay link")
+	u := links[0]
 	require.True(t, strings.HasPrefix(u, p.base+"/pay/"))
 	return u
 }
@@ -95,7 +90,7 @@ func TestPayLinkThreeDSecure(t *testing.T) {
 		_, err := p.biller.Pass(ctx, ctx, "test")
 		require.NoError(t, err)
 		p.settleWebhooks(t)
-		require.Equal(t, models.EmailActionRequired, emailsOf(t, st)[0].Kind)
+		require.Equal(t, models.EmailActionRequired, emailsOf(t, p.st)[0].Kind)
 		link := p.link(t)
 
 		resp, body := p.do(t, http.MethodGet, link, nil)
@@ -123,14 +118,14 @@ func TestPayLinkThreeDSecure(t *testing.T) {
 		require.Contains(t, body, "Payment received")
 
 		var attempts []models.ChargeAttempt
-		require.NoError(t, st.DB().Order("attempt_no").Find(&attempts).Error)
+		require.NoError(t, p.st.DB().Order("attempt_no").Find(&attempts).Error)
 		require.Len(t, attempts, 2)
 		require.True(t, attempts[0].OffSession)
 		require.Equal(t, models.AttemptRequiresAction, attempts[0].Status)
 		require.False(t, attempts[1].OffSession, "the pay link charges on-session")
 		require.Equal(t, models.AttemptSucceeded, attempts[1].Status)
 		var c models.DunningCase
-		require.NoError(t, st.DB().First(&c).Error)
+		require.NoError(t, p.st.DB().First(&c).Error)
 		require.Equal(t, models.CaseRecovered, c.Status)
 
 		// The link is used up: the invoice is settled.
@@ -149,7 +144,7 @@ func TestPayLinkReplacesHardDeclinedCard(t *testing.T) {
 	ctx := context.Background()
 	_, err := p.biller.Pass(ctx, ctx, "test")
 	require.NoError(t, err)
-	require.Equal(t, models.EmailCardUpdate, emailsOf(t, st)[0].Kind)
+	require.Equal(t, models.EmailCardUpdate, emailsOf(t, p.st)[0].Kind)
 	link := p.link(t)
 
 	resp, _ := p.do(t, http.MethodPost, link, url.Values{"action": {"update_card"}})
@@ -168,7 +163,7 @@ func TestPayLinkReplacesHardDeclinedCard(t *testing.T) {
 	// immediate retry; the next pass makes it.
 	p.settleWebhooks(t)
 	var inv models.Invoice
-	require.NoError(t, st.DB().First(&inv).Error)
+	require.NoError(t, p.st.DB().First(&inv).Error)
 	require.NotNil(t, inv.NextAttemptAt)
 	require.False(t, inv.NextAttemptAt.After(p.clk.Now()))
 	run, err := p.biller.Pass(ctx, ctx, "retry-now")
@@ -176,7 +171,7 @@ func TestPayLinkReplacesHardDeclinedCard(t *testing.T) {
 	require.Equal(t, 1, run.Succeeded)
 	require.Equal(t, models.InvoicePaid, p.invoice(t).Status)
 	var a models.ChargeAttempt
-	require.NoError(t, st.DB().Order("attempt_no DESC").First(&a).Error)
+	require.NoError(t, p.st.DB().Order("attempt_no DESC").First(&a).Error)
 	require.True(t, a.OffSession, "the retry with the new card is off-session")
 	require.NotEqual(t, "", a.GatewayPM)
 }
@@ -203,7 +198,7 @@ func TestPayLinkErrors(t *testing.T) {
 	require.Equal(t, http.StatusGone, resp.StatusCode)
 	require.Contains(t, body, "expired")
 	var links []models.PayLink
-	require.NoError(t, st.DB().Find(&links).Error)
+	require.NoError(t, p.st.DB().Find(&links).Error)
 	require.Len(t, links, 1)
 	require.Len(t, links[0].TokenHash, 64, "only the SHA-256 of the token is stored")
 	require.NotContains(t, link, links[0].TokenHash)

@@ -2,31 +2,88 @@ package schedule_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strconv"
 	"testing"
 	"time"
 
-	"github.com/billingd/billingd/internal/charge"
+	"github.com/billingd/billingd/internal/config"
+	"github.com/billingd/billingd/internal/daemon/daemontest"
 	"github.com/billingd/billingd/internal/gateway/sim"
 	"github.com/billingd/billingd/internal/models"
-	"github.com/billingd/billingd/internal/schedule"
 	"github.com/billingd/billingd/internal/store"
 	"github.com/billingd/billingd/internal/store/storetest"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 )
 
-func reconcilerFor(s *stack, backoff ...time.Duration) *schedule.Reconciler {
-	return &schedule.Reconciler{Store: s.st, Engine: s.engine, Clock: s.clk, After: time.Hour,
-		Backoff: backoff, Owner: "reconciler", LeaseFor: time.Minute, Log: zerolog.Nop()}
+// reconciler runs the daemon's reconciler (its reconcile job) and reports
+// what one run did.
+type reconciler struct{ s *stack }
+
+// reconcilerFor sets the daemon's reconciler config — an attempt is first looked
+// at an hour after it was made (reconcile.after), then after each of backoff
+// (reconcile.backoff) — and returns a handle that runs it.
+func reconcilerFor(s *stack, backoff ...time.Duration) *reconciler {
+	s.t.Helper()
+	s.reload(s.t, func(c *config.Config) {
+		c.Reconcile.After = config.Duration(time.Hour)
+		c.Reconcile.Backoff = make([]config.Duration, len(backoff))
+		for i, d := range backoff {
+			c.Reconcile.Backoff[i] = config.Duration(d)
+		}
+	})
+	return &reconciler{s}
 }
 
-// noReplays rewires the stack so that attempts left unknown are not replayed
-// by later passes for a day: only the reconciler may settle them. (The engine's
-// backoff sleeps advance the shared fake clock, by minutes over a faulty pass.)
+// reconcileSummary counts what one reconciler run did, from the daemon's
+// billingd_reconciler_actions_total counters (an attempt it examined that was
+// settled meanwhile by another path is counted in none of them).
+type reconcileSummary struct {
+	Examined, Resolved, Deferred, NeedsReview, Errors int
+}
+
+// Run runs the daemon's reconciler once (daemon.Reconcile).
+func (r *reconciler) Run(ctx context.Context) (reconcileSummary, error) {
+	before := reconcilerActions(r.s.t, r.s.b)
+	err := r.s.b.D.Reconcile(ctx)
+	after := reconcilerActions(r.s.t, r.s.b)
+	d := func(action string) int { return after[action] - before[action] }
+	sum := reconcileSummary{Resolved: d("resolved"), Deferred: d("deferred"), NeedsReview: d("needs_review"), Errors: d("error")}
+	sum.Examined = sum.Resolved + sum.Deferred + sum.NeedsReview + sum.Errors
+	return sum, err
+}
+
+// reconcilerActions reads the reconciler's action counters from the daemon's
+// /metrics, as Prometheus would scrape them.
+func reconcilerActions(t *testing.T, b *daemontest.Bundle) map[string]int {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	b.D.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	require.Equal(t, http.StatusOK, rec.Code)
+	out := map[string]int{}
+	re := regexp.MustCompile(`(?m)^billingd_reconciler_actions_total\{action="([a-z_]+)"\} ([0-9.e+]+)$`)
+	for _, m := range re.FindAllStringSubmatch(rec.Body.String(), -1) {
+		v, err := strconv.ParseFloat(m[2], 64)
+		require.NoError(t, err)
+		out[m[1]] = int(v)
+	}
+	return out
+}
+
+// noReplays sets retry.max_interval — also how long a pass waits before it
+// replays an attempt left unknown — to a day, with a one-second retry budget:
+// attempts left unknown are not replayed by later passes for a day, so only the
+// reconciler may settle them. (The engine's backoff sleeps advance the shared
+// fake clock, by minutes over a faulty pass.)
 func noReplays(s *stack) {
-	s.engine = charge.New(charge.Options{Store: s.st, Gateway: s.client, Clock: s.clk, UnknownRetryDelay: 24 * time.Hour,
-		Retry: charge.RetryPolicy{InitialInterval: 10 * time.Millisecond, MaxInterval: 100 * time.Millisecond, MaxElapsedTime: time.Second}, Log: zerolog.Nop()})
-	s.biller.Engine = s.engine
+	s.t.Helper()
+	s.reload(s.t, func(c *config.Config) {
+		c.Retry.InitialInterval = config.Duration(10 * time.Millisecond)
+		c.Retry.MaxInterval = config.Duration(24 * time.Hour)
+		c.Retry.MaxElapsedTime = config.Duration(time.Second)
+	})
 }
 
 // With no webhooks at all and answers lost to dropped connections, the reconciler
@@ -84,7 +141,7 @@ func TestReconcilerGivesUpToNeedsReview(t *testing.T) {
 	s.seedMixed(t, 10, start, "month") // one processing card among them
 	_, err := s.biller.Pass(context.Background(), context.Background(), "test")
 	require.NoError(t, err)
-	processing, err := st.AttemptsByStatus(context.Background(), 10, models.AttemptProcessing)
+	processing, err := s.st.AttemptsByStatus(context.Background(), 10, models.AttemptProcessing)
 	require.NoError(t, err)
 	require.Len(t, processing, 1)
 
@@ -99,13 +156,13 @@ func TestReconcilerGivesUpToNeedsReview(t *testing.T) {
 		}
 	}
 	require.Len(t, looks, 3, "first look, then one per backoff step")
-	a, err := st.AttemptByID(context.Background(), processing[0].ID)
+	a, err := s.st.AttemptByID(context.Background(), processing[0].ID)
 	require.NoError(t, err)
 	require.Equal(t, models.AttemptNeedsReview, a.Status)
 	require.Equal(t, 3, a.ReconcileCount)
 	require.Contains(t, a.ErrorMessage, "processing")
 	var sub models.Subscription
-	require.NoError(t, st.DB().First(&sub, a.SubscriptionID).Error)
+	require.NoError(t, s.st.DB().First(&sub, a.SubscriptionID).Error)
 	require.Equal(t, models.SubscriptionPastDue, sub.Status)
 
 	// A later pass never replays it.

@@ -2,52 +2,15 @@ package schedule_test
 
 import (
 	"context"
-	"net/http"
-	"net/http/httptest"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/billingd/billingd/internal/gateway/sim"
-	"github.com/billingd/billingd/internal/gateway/wooshpay"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/store"
 	"github.com/billingd/billingd/internal/store/storetest"
-	"github.com/billingd/billingd/internal/web"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 )
-
-const webhookSecret = "whsec_e2e"
-
-// receiverSlot is an HTTP server whose handler is plugged in later: the simulator
-// needs the receiver's URL when it is built, the receiver needs the stack.
-type receiverSlot struct {
-	srv     *httptest.Server
-	handler atomic.Pointer[http.Handler]
-}
-
-func newReceiverSlot(t *testing.T) *receiverSlot {
-	r := &receiverSlot{}
-	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		h := r.handler.Load()
-		if h == nil {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		(*h).ServeHTTP(w, req)
-	}))
-	t.Cleanup(r.srv.Close)
-	return r
-}
-
-// plug installs billingd's webhook receiver for the stack.
-func (r *receiverSlot) plug(t *testing.T, s *stack) {
-	v, err := wooshpay.NewWebhookVerifier(wooshpay.WebhookOptions{Secrets: []string{webhookSecret}})
-	require.NoError(t, err)
-	var h http.Handler = &web.WebhookReceiver{Store: s.st, Engine: s.engine, Verifier: v, Clock: s.clk, Log: zerolog.Nop()}
-	r.handler.Store(&h)
-}
 
 // wantStatus is the attempt status a PaymentIntent status at the gateway means.
 var wantStatus = map[string]models.AttemptStatus{
@@ -95,14 +58,12 @@ func requireMatchesLedger(t *testing.T, s *stack) {
 func TestWebhooksDuplicatedReorderedForgedAndLost(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, st *store.Store) {
 		start := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
-		rcv := newReceiverSlot(t)
 		s := newStack(t, st, start, sim.Options{ProcessingDelay: 30 * time.Minute, Webhook: sim.WebhookOptions{
-			URL: rcv.srv.URL, Secret: webhookSecret,
+			URL:   daemonWebhooks,
 			Retry: []time.Duration{5 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond},
 			Delivery: sim.Delivery{Workers: 8, Duplicates: 0.66, MaxCopies: 3, MaxDelay: 20 * time.Millisecond,
 				BadSignature: 0.10, Lose: 0.05},
 		}})
-		rcv.plug(t, s)
 		s.seedMixed(t, 1000, start, "month")
 		// Some answers are lost too: only webhooks tell billingd about those.
 		s.gw.SetFaults(sim.Faults{Drop: 0.10})
@@ -131,12 +92,12 @@ func TestWebhooksDuplicatedReorderedForgedAndLost(t *testing.T) {
 		rep := s.check(t, false)
 		require.Equal(t, 600, rep.PaidInvoices)
 		var processingPaidByWebhook int64
-		require.NoError(t, st.DB().Raw(`SELECT COUNT(*) FROM charge_attempts a JOIN webhook_events w ON w.object_id = a.payment_intent_id
+		require.NoError(t, s.st.DB().Raw(`SELECT COUNT(*) FROM charge_attempts a JOIN webhook_events w ON w.object_id = a.payment_intent_id
 			WHERE a.status = 'succeeded' AND w.type = 'payment_intent.succeeded' AND w.result = 'applied'
 			  AND EXISTS (SELECT 1 FROM webhook_events p WHERE p.object_id = a.payment_intent_id AND p.type = 'payment_intent.processing')`).Scan(&processingPaidByWebhook).Error)
 		require.EqualValues(t, 100, processingPaidByWebhook, "each processing charge was paid by its webhook")
 		var dupRows int64
-		require.NoError(t, st.DB().Raw(`SELECT COUNT(*) FROM (SELECT gateway_event_id FROM webhook_events GROUP BY gateway_event_id HAVING COUNT(*) > 1) d`).Scan(&dupRows).Error)
+		require.NoError(t, s.st.DB().Raw(`SELECT COUNT(*) FROM (SELECT gateway_event_id FROM webhook_events GROUP BY gateway_event_id HAVING COUNT(*) > 1) d`).Scan(&dupRows).Error)
 		require.Zero(t, dupRows)
 	})
 }

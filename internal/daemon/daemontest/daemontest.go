@@ -8,10 +8,19 @@
 package daemontest
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"io"
+	"mime"
+	"mime/multipart"
+	"mime/quotedprintable"
 	"net/http"
 	"net/http/httptest"
+	"net/mail"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -48,6 +57,19 @@ type Options struct {
 	Configure func(*config.Config)
 	// NoMail leaves mail.host empty (emails wait in the outbox).
 	NoMail bool
+	// NoWebhooks configures no webhook endpoint at the simulator, as a
+	// merchant who never registered one: billingd learns outcomes only from
+	// its own requests and the reconciler. Tests of those paths need it, or a
+	// webhook would settle what they mean to settle.
+	NoWebhooks bool
+	// Front, when set, wraps the simulator's HTTP API as billingd (and
+	// Client) reach it: a proxy in front of the gateway that breaks answers
+	// the way a real network or load balancer can. The simulator still
+	// records what reached it.
+	Front func(http.Handler) http.Handler
+	// Log, when set, also receives the daemon's log (JSON lines), for tests
+	// that assert what an operator would read.
+	Log io.Writer
 }
 
 // Bundle is one assembled daemon and the fakes around it.
@@ -94,13 +116,17 @@ func New(t testing.TB, o Options) *Bundle {
 	}
 	so.SecretKey, so.Seed, so.Now = SecretKey, 42, clk.Now
 	so.Webhook.URL, so.Webhook.Secret = front.URL+"/webhooks/wooshpay", WebhookSecret
-	if so.Seed == 0 {
-		so.Seed = 42
+	if o.NoWebhooks {
+		so.Webhook.URL = ""
 	}
 	gw := sim.New(so)
 	ctx, cancel := context.WithCancel(context.Background())
 	gw.Start(ctx)
-	simSrv := httptest.NewServer(gw)
+	var api http.Handler = gw
+	if o.Front != nil {
+		api = o.Front(gw)
+	}
+	simSrv := httptest.NewServer(api)
 	t.Cleanup(func() { simSrv.Close(); cancel(); gw.Close() })
 	b.Sim = gw
 
@@ -142,7 +168,11 @@ func New(t testing.TB, o Options) *Bundle {
 	require.NoError(t, cfg.Validate())
 	b.Config = cfg
 
-	d, err := daemon.New(context.Background(), cfg, daemon.Options{Clock: clk, Log: testWriter{t}})
+	var log io.Writer = testWriter{t}
+	if o.Log != nil {
+		log = io.MultiWriter(log, o.Log)
+	}
+	d, err := daemon.New(context.Background(), cfg, daemon.Options{Clock: clk, Log: log})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = d.Close() })
 	b.D, b.Store = d, d.Store()
@@ -202,6 +232,70 @@ func (b *Bundle) settleGateway() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = b.Sim.WaitWebhooks(ctx)
+}
+
+// PayLinks returns the pay-page URLs (http.public_base_url + "/pay/" + the raw
+// token) in the emails the SMTP server received, in arrival order, each once.
+// The raw token exists only in the email, so a test reaches the pay page the
+// way the customer does: from the message.
+func (b *Bundle) PayLinks(t testing.TB) []string {
+	t.Helper()
+	require.NotNil(t, b.SMTP, "PayLinks needs mail (Options.NoMail is set)")
+	re := regexp.MustCompile(regexp.QuoteMeta(b.Config.HTTP.PublicBaseURL) + `/pay/[A-Za-z0-9_-]+`)
+	var out []string
+	seen := map[string]bool{}
+	for _, m := range b.SMTP.Messages() {
+		for _, text := range messageTexts(t, m.Raw) {
+			for _, u := range re.FindAllString(text, -1) {
+				if !seen[u] {
+					seen[u] = true
+					out = append(out, u)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// messageTexts decodes the text parts of a MIME message (quoted-printable
+// would otherwise break a long URL across soft line breaks).
+func messageTexts(t testing.TB, raw []byte) []string {
+	t.Helper()
+	msg, err := mail.ReadMessage(bytes.NewReader(raw))
+	require.NoError(t, err)
+	return partTexts(t, msg.Header.Get("Content-Type"), msg.Header.Get("Content-Transfer-Encoding"), msg.Body)
+}
+
+func partTexts(t testing.TB, contentType, encoding string, body io.Reader) []string {
+	t.Helper()
+	mediaType, params, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		mediaType = "text/plain"
+	}
+	if strings.HasPrefix(mediaType, "multipart/") {
+		var out []string
+		r := multipart.NewReader(body, params["boundary"])
+		for {
+			p, err := r.NextRawPart()
+			if err == io.EOF {
+				return out
+			}
+			require.NoError(t, err)
+			out = append(out, partTexts(t, p.Header.Get("Content-Type"), p.Header.Get("Content-Transfer-Encoding"), p)...)
+		}
+	}
+	if !strings.HasPrefix(mediaType, "text/") {
+		return nil
+	}
+	switch strings.ToLower(strings.TrimSpace(encoding)) {
+	case "quoted-printable":
+		body = quotedprintable.NewReader(body)
+	case "base64":
+		body = base64.NewDecoder(base64.StdEncoding, body)
+	}
+	b, err := io.ReadAll(body)
+	require.NoError(t, err)
+	return []string{string(b)}
 }
 
 type testWriter struct{ t testing.TB }
