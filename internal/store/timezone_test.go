@@ -24,7 +24,8 @@ func zones(t *testing.T, st *store.Store) map[string]string {
 }
 
 func TestMigrationGivesExistingSubscriptionsTheConfiguredZone(t *testing.T) {
-	storetest.EachUnmigrated(t, store.Options{DefaultTimezone: "America/New_York"}, func(t *testing.T, st *store.Store) {
+	storetest.EachUnmigrated(t, func(t *testing.T, open func(store.Options) *store.Store) {
+		st := open(store.Options{DefaultTimezone: "America/New_York", Exclusive: true})
 		ctx := context.Background()
 		applied, err := st.MigrateTo(ctx, 4)
 		require.NoError(t, err)
@@ -55,7 +56,8 @@ func TestMigrationRefusesToGuessAZone(t *testing.T) {
 		{"unknown zone", "Mars/Olympus_Mons", "unknown time zone"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			storetest.EachUnmigrated(t, store.Options{DefaultTimezone: tc.zone}, func(t *testing.T, st *store.Store) {
+			storetest.EachUnmigrated(t, func(t *testing.T, open func(store.Options) *store.Store) {
+				st := open(store.Options{DefaultTimezone: tc.zone, Exclusive: true})
 				ctx := context.Background()
 				_, err := st.MigrateTo(ctx, 4)
 				require.NoError(t, err)
@@ -71,8 +73,8 @@ func TestMigrationRefusesToGuessAZone(t *testing.T) {
 	}
 
 	t.Run("an empty database needs no zone", func(t *testing.T) {
-		storetest.EachUnmigrated(t, store.Options{}, func(t *testing.T, st *store.Store) {
-			_, err := st.Migrate(context.Background())
+		storetest.EachUnmigrated(t, func(t *testing.T, open func(store.Options) *store.Store) {
+			_, err := open(store.Options{Exclusive: true}).Migrate(context.Background())
 			require.NoError(t, err)
 		})
 	})
@@ -97,7 +99,8 @@ func TestImportStoresEachSubscriptionsZone(t *testing.T) {
 		})
 	})
 	t.Run("with a default zone", func(t *testing.T) {
-		storetest.EachUnmigrated(t, store.Options{DefaultTimezone: "Asia/Tokyo"}, func(t *testing.T, st *store.Store) {
+		storetest.EachUnmigrated(t, func(t *testing.T, open func(store.Options) *store.Store) {
+			st := open(store.Options{DefaultTimezone: "Asia/Tokyo", Exclusive: true})
 			_, err := st.Migrate(context.Background())
 			require.NoError(t, err)
 			_, err = st.ImportSubscriptions(context.Background(), []store.ImportRow{row(2, "a", "")}, t0)

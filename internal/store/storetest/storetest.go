@@ -90,27 +90,24 @@ func Each(t *testing.T, fn func(t *testing.T, st *store.Store)) {
 	t.Run("postgres", func(t *testing.T) { fn(t, Postgres(t)) })
 }
 
-// EachUnmigrated is Each for tests of migrations themselves: fn gets a store
-// opened with opts (Driver and DSN are filled in) on an empty database, not
-// migrated, and migrates it as far as it wants.
-func EachUnmigrated(t *testing.T, opts store.Options, fn func(t *testing.T, st *store.Store)) {
+// EachUnmigrated is Each for tests of migrations themselves. fn gets open, which
+// opens a store with opts (Driver and DSN filled in) on the subtest's one
+// database, empty and not migrated at first; fn migrates it as far as it wants.
+// Calling open again opens the same database once more, as a second process
+// (an older billingd, say) would: pass Exclusive only to one of them.
+func EachUnmigrated(t *testing.T, fn func(t *testing.T, open func(opts store.Options) *store.Store)) {
 	t.Helper()
-	open := func(t *testing.T, o store.Options) *store.Store {
-		st, err := store.Open(context.Background(), o)
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = st.Close() })
-		return st
+	opener := func(t *testing.T, driver, dsn string) func(store.Options) *store.Store {
+		return func(opts store.Options) *store.Store {
+			opts.Driver, opts.DSN = driver, dsn
+			st, err := store.Open(context.Background(), opts)
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = st.Close() })
+			return st
+		}
 	}
-	t.Run("sqlite", func(t *testing.T) {
-		o := opts
-		o.Driver, o.DSN, o.Exclusive = store.SQLite, filepath.Join(t.TempDir(), "billingd.db"), true
-		fn(t, open(t, o))
-	})
-	t.Run("postgres", func(t *testing.T) {
-		o := opts
-		o.Driver, o.DSN = store.Postgres, PostgresDSN(t)
-		fn(t, open(t, o))
-	})
+	t.Run("sqlite", func(t *testing.T) { fn(t, opener(t, store.SQLite, filepath.Join(t.TempDir(), "billingd.db"))) })
+	t.Run("postgres", func(t *testing.T) { fn(t, opener(t, store.Postgres, PostgresDSN(t))) })
 }
 
 // Subscription describes a subscription to seed; zero fields get defaults.
@@ -198,12 +195,13 @@ func SeedBeforeTimezones(t testing.TB, st *store.Store, now time.Time, subs ...S
 		if s.Anchor.IsZero() {
 			s.Anchor = now
 		}
-		require.NoError(t, db.Exec(`INSERT INTO customers (gateway_customer_id, email, created_at, updated_at) VALUES (?, ?, ?, ?)`,
-			s.Customer, s.Reference+"@example.com", now, now).Error)
+		// Subscriptions may share a customer and card, as imported ones do.
+		require.NoError(t, db.Exec(`INSERT INTO customers (gateway_customer_id, email, created_at, updated_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT (gateway_customer_id) DO NOTHING`, s.Customer, s.Reference+"@example.com", now, now).Error)
 		var cus int64
 		require.NoError(t, db.Raw(`SELECT id FROM customers WHERE gateway_customer_id = ?`, s.Customer).Scan(&cus).Error)
-		require.NoError(t, db.Exec(`INSERT INTO payment_methods (customer_id, gateway_payment_method_id, created_at, updated_at) VALUES (?, ?, ?, ?)`,
-			cus, s.PaymentMethod, now, now).Error)
+		require.NoError(t, db.Exec(`INSERT INTO payment_methods (customer_id, gateway_payment_method_id, created_at, updated_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT (gateway_payment_method_id) DO NOTHING`, cus, s.PaymentMethod, now, now).Error)
 		var pm int64
 		require.NoError(t, db.Raw(`SELECT id FROM payment_methods WHERE gateway_payment_method_id = ?`, s.PaymentMethod).Scan(&pm).Error)
 		require.NoError(t, db.Exec(`INSERT INTO subscriptions (reference, customer_id, payment_method_id, amount, currency, interval_unit,
