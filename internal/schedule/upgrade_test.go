@@ -162,3 +162,32 @@ func TestUpgradeKeepsEachSubscriptionsCalendar(t *testing.T) {
 		require.Greater(t, differs, 20)
 	})
 }
+
+// TestSubscriptionWithoutAValidZoneIsNotBilled: a subscription whose stored
+// zone cannot be loaded is never billed in a guessed one (the configured zone,
+// or UTC); it waits, due, while the others are billed.
+func TestSubscriptionWithoutAValidZoneIsNotBilled(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		start := time.Date(2026, 3, 31, 9, 0, 0, 0, time.UTC)
+		s := newStack(t, st, start)
+		cus, pm := s.saveCard(t, "4242424242424242")
+		storetest.Seed(t, st, start,
+			storetest.Subscription{Reference: "good", Customer: cus, PaymentMethod: pm, Timezone: "Europe/Berlin"},
+			storetest.Subscription{Reference: "empty", Customer: cus, PaymentMethod: pm},
+			storetest.Subscription{Reference: "unknown", Customer: cus, PaymentMethod: pm})
+		for ref, zone := range map[string]string{"empty": "", "unknown": "Mars/Olympus_Mons"} {
+			require.NoError(t, st.DB().Model(&models.Subscription{}).Where("reference = ?", ref).Update("timezone", zone).Error)
+		}
+		run, err := s.biller.Pass(ctx, ctx, "test")
+		require.NoError(t, err)
+		require.Equal(t, 1, run.InvoicesCreated)
+		var subs []models.Subscription
+		require.NoError(t, st.DB().Order("id").Find(&subs).Error)
+		next := map[string]int{}
+		for _, sub := range subs {
+			next[sub.Reference] = sub.NextPeriod
+		}
+		require.Equal(t, map[string]int{"good": 1, "empty": 0, "unknown": 0}, next)
+	})
+}
