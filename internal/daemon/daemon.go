@@ -271,6 +271,7 @@ func OpenStore(ctx context.Context, cfg *config.Config, exclusive bool, onSettle
 		MaxOpenConns:     cfg.Database.MaxOpenConns,
 		Exclusive:        exclusive,
 		OnAttemptSettled: onSettled,
+		DefaultTimezone:  cfg.Schedule.Timezone,
 	})
 	return st, NamedDBError(cfg, err)
 }

@@ -1,8 +1,10 @@
 // Package invariant checks billingd's money-safety promises against the gateway's
 // own record (the simulator's ledger): at most one successful charge per invoice,
-// every due period invoiced exactly once, every invoice paid or visibly in some
-// other state, and paid totals equal to what the gateway captured. Tests, the
-// restart test and the kill soak all use this one checker.
+// every due period invoiced exactly once and with the bounds the subscription's
+// own calendar gives it (no gap or overlap between consecutive invoices), every
+// invoice paid or visibly in some other state, and paid totals equal to what the
+// gateway captured. Tests, the restart test and the kill soak all use this one
+// checker.
 package invariant
 
 import (
@@ -14,7 +16,7 @@ import (
 
 	"github.com/billingd/billingd/internal/gateway/sim"
 	"github.com/billingd/billingd/internal/models"
-	"github.com/billingd/billingd/internal/schedule"
+	"github.com/billingd/billingd/internal/schedule/period"
 	"github.com/billingd/billingd/internal/store"
 )
 
@@ -28,6 +30,9 @@ type Report struct {
 	ChargedNotPaid  int            // succeeded PaymentIntents whose invoice is not paid
 	PaidNotCharged  int            // paid invoices without exactly one matching succeeded PaymentIntent
 	MissedPeriods   int            // due periods without an invoice
+	WrongPeriods    int            // invoices whose bounds are not their period's in the subscription's zone
+	PeriodGaps      int            // consecutive invoices with time between one's end and the next's start
+	PeriodOverlaps  int            // consecutive invoices where one ends after the next starts
 	Unaccounted     int            // open invoices with neither an attempt nor a scheduled one
 	Unresolved      int            // attempts pending/unknown/processing
 	NeedsReview     int            // attempts needs_review/failed
@@ -42,8 +47,8 @@ func (r *Report) OK() bool { return len(r.Violations) == 0 }
 
 func (r *Report) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "invoices %d (paid %d), ledger succeeded %d, double charges %d, charged-not-paid %d, paid-not-charged %d, missed periods %d, unaccounted %d, unresolved %d, needs review %d",
-		r.Invoices, r.PaidInvoices, r.Succeeded, r.DoubleCharges, r.ChargedNotPaid, r.PaidNotCharged, r.MissedPeriods, r.Unaccounted, r.Unresolved, r.NeedsReview)
+	fmt.Fprintf(&b, "invoices %d (paid %d), ledger succeeded %d, double charges %d, charged-not-paid %d, paid-not-charged %d, missed periods %d, wrong periods %d, gaps %d, overlaps %d, unaccounted %d, unresolved %d, needs review %d",
+		r.Invoices, r.PaidInvoices, r.Succeeded, r.DoubleCharges, r.ChargedNotPaid, r.PaidNotCharged, r.MissedPeriods, r.WrongPeriods, r.PeriodGaps, r.PeriodOverlaps, r.Unaccounted, r.Unresolved, r.NeedsReview)
 	for i, v := range r.Violations {
 		if i == 20 {
 			fmt.Fprintf(&b, "\n  … and %d more", len(r.Violations)-20)
@@ -56,7 +61,11 @@ func (r *Report) String() string {
 
 // Options say what "due" means for the missed-period check.
 type Options struct {
-	Now      time.Time
+	Now time.Time
+	// Location is ignored: every subscription's periods are checked in its own
+	// stored time zone, as the billing pass computes them.
+	//
+	// Deprecated: kept so existing callers compile; remove it from them.
 	Location *time.Location
 	// AllowUnresolved tolerates attempts still pending/unknown/processing (for a
 	// check taken mid-flight); otherwise a charged-but-unpaid invoice whose attempt
@@ -66,9 +75,6 @@ type Options struct {
 
 // Check compares the database with the gateway's ledger.
 func Check(ctx context.Context, st *store.Store, ledger []sim.LedgerEntry, opts Options) (*Report, error) {
-	if opts.Location == nil {
-		opts.Location = time.UTC
-	}
 	db := st.DB().WithContext(ctx)
 	r := &Report{AttemptsByState: map[string]int{}, PaidTotals: map[string]int64{}, LedgerTotals: map[string]int64{}}
 	violate := func(format string, args ...any) { r.Violations = append(r.Violations, fmt.Sprintf(format, args...)) }
@@ -165,26 +171,23 @@ func Check(ctx context.Context, st *store.Store, ledger []sim.LedgerEntry, opts 
 		}
 	}
 
-	invoicedPeriods := map[int64][]int{}
+	bySub := map[int64][]models.Invoice{}
 	for _, inv := range invoices {
-		invoicedPeriods[inv.SubscriptionID] = append(invoicedPeriods[inv.SubscriptionID], inv.PeriodIndex)
+		bySub[inv.SubscriptionID] = append(bySub[inv.SubscriptionID], inv)
 	}
 	for i := range subs {
 		s := &subs[i]
-		iv, err := schedule.ParseInterval(s.Interval)
+		rec, err := period.New(s.AnchorAt, s.Interval, s.IntervalCount, s.Timezone)
 		if err != nil {
 			violate("subscription %s: %v", s.Reference, err)
 			continue
 		}
-		rec := schedule.Recurrence{Anchor: s.AnchorAt, Interval: iv, Count: s.IntervalCount, Location: opts.Location}
-		got := invoicedPeriods[s.ID]
-		sort.Ints(got)
-		for k, idx := range got {
-			if idx != k {
-				r.MissedPeriods++
-				violate("subscription %s: period %d has no invoice (or one is doubled)", s.Reference, k)
-				break
-			}
+		got := bySub[s.ID]
+		sort.SliceStable(got, func(a, b int) bool { return got[a].PeriodIndex < got[b].PeriodIndex })
+		checkPeriods(r, violate, s, rec, got)
+		if len(got) != s.NextPeriod {
+			r.MissedPeriods++
+			violate("subscription %s: next_period is %d but %d period(s) are invoiced", s.Reference, s.NextPeriod, len(got))
 		}
 		if s.Status.Billable() {
 			due := rec.IndexAt(opts.Now)
@@ -195,4 +198,40 @@ func Check(ctx context.Context, st *store.Store, ledger []sim.LedgerEntry, opts 
 		}
 	}
 	return r, nil
+}
+
+// checkPeriods checks one subscription's invoices, sorted by period index: they
+// are periods 0, 1, 2, … each once; each covers exactly its period of the
+// subscription's calendar in its own zone; and each ends where the next begins.
+// The last two are reported separately from the calendar check so that a report
+// says whether customers were billed for time twice (overlap) or not at all (gap).
+func checkPeriods(r *Report, violate func(string, ...any), s *models.Subscription, rec period.Recurrence, invs []models.Invoice) {
+	for k, inv := range invs {
+		if inv.PeriodIndex != k {
+			r.MissedPeriods++
+			violate("subscription %s: period %d has no invoice (or one is doubled)", s.Reference, k)
+			return
+		}
+		start, end := rec.Period(k)
+		if !inv.PeriodStart.Equal(start) || !inv.PeriodEnd.Equal(end) {
+			r.WrongPeriods++
+			violate("subscription %s: invoice %s (period %d) covers [%s, %s), its calendar in %s says [%s, %s)", s.Reference, inv.PublicID, k,
+				inv.PeriodStart.UTC().Format(time.RFC3339Nano), inv.PeriodEnd.UTC().Format(time.RFC3339Nano), s.Timezone,
+				start.Format(time.RFC3339Nano), end.Format(time.RFC3339Nano))
+		}
+		if k == 0 {
+			continue
+		}
+		prev := invs[k-1]
+		switch {
+		case prev.PeriodEnd.Before(inv.PeriodStart):
+			r.PeriodGaps++
+			violate("subscription %s: gap between period %d (ends %s) and period %d (starts %s)", s.Reference, k-1,
+				prev.PeriodEnd.UTC().Format(time.RFC3339Nano), k, inv.PeriodStart.UTC().Format(time.RFC3339Nano))
+		case prev.PeriodEnd.After(inv.PeriodStart):
+			r.PeriodOverlaps++
+			violate("subscription %s: period %d (ends %s) overlaps period %d (starts %s)", s.Reference, k-1,
+				prev.PeriodEnd.UTC().Format(time.RFC3339Nano), k, inv.PeriodStart.UTC().Format(time.RFC3339Nano))
+		}
+	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/billingd/billingd/internal/gateway/sim"
 	"github.com/billingd/billingd/internal/models"
+	"github.com/billingd/billingd/internal/schedule/period"
 	"github.com/billingd/billingd/internal/store"
 	"github.com/billingd/billingd/internal/store/storetest"
 	"github.com/stretchr/testify/require"
@@ -76,6 +77,55 @@ func TestCheckCatchesEachViolation(t *testing.T) {
 			require.NoError(t, err)
 			require.False(t, rep.OK())
 			require.True(t, strings.Contains(rep.String(), tc.want), rep.String())
+		})
+	}
+}
+
+func TestCheckComparesInvoicesWithEachSubscriptionsCalendar(t *testing.T) {
+	berlin, err := period.LoadZone("Europe/Berlin")
+	require.NoError(t, err)
+	// Monthly on the 31st at 00:30 Berlin: in UTC that is the 30th at 22:30 or
+	// 23:30, so a calendar read in UTC gives different period starts.
+	anchor := time.Date(2026, 1, 31, 0, 30, 0, 0, berlin)
+	inBerlin := period.Recurrence{Anchor: anchor, Interval: period.Month, Count: 1, Location: berlin}
+	inUTC := period.Recurrence{Anchor: anchor, Interval: period.Month, Count: 1, Location: time.UTC}
+	s0, s1, s2, s3 := inBerlin.PeriodStart(0), inBerlin.PeriodStart(1), inBerlin.PeriodStart(2), inBerlin.PeriodStart(3)
+	require.False(t, s1.Equal(inUTC.PeriodStart(1)), "the two calendars must differ for this test to mean anything")
+	tests := []struct {
+		name        string
+		bounds      [][2]time.Time // invoices 0, 1, … as [start, end)
+		next        int
+		wrong, gaps int
+		overlaps    int
+		missed      int
+	}{
+		{"its own calendar", [][2]time.Time{{s0, s1}, {s1, s2}, {s2, s3}}, 3, 0, 0, 0, 0},
+		{"computed in another zone", [][2]time.Time{{s0, inUTC.PeriodStart(1)}, {inUTC.PeriodStart(1), inUTC.PeriodStart(2)}}, 2, 2, 0, 0, 0},
+		{"a gap", [][2]time.Time{{s0, s1.Add(-time.Hour)}, {s1, s2}}, 2, 1, 1, 0, 0},
+		{"an overlap", [][2]time.Time{{s0, s1}, {s1.Add(-time.Hour), s2}}, 2, 1, 0, 1, 0},
+		{"a period skipped by next_period", [][2]time.Time{{s0, s1}, {s1, s2}}, 3, 0, 0, 0, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st := storetest.SQLite(t)
+			ctx := context.Background()
+			storetest.Seed(t, st, anchor, storetest.Subscription{Reference: "s1", Anchor: anchor, Timezone: "Europe/Berlin"})
+			var invs []store.NewInvoice
+			for k, b := range tc.bounds {
+				invs = append(invs, store.NewInvoice{SubscriptionID: 1, PeriodIndex: k, PeriodStart: b[0], PeriodEnd: b[1], Amount: 1000, Currency: "USD"})
+			}
+			require.NoError(t, st.InTx(ctx, func(tx *store.Tx) error {
+				if _, err := tx.CreateInvoices(anchor, invs); err != nil {
+					return err
+				}
+				return tx.AdvanceSubscription(anchor, 1, 0, tc.next, inBerlin.PeriodStart(tc.next))
+			}))
+			rep, err := Check(ctx, st, nil, Options{Now: s2.Add(-time.Nanosecond), AllowUnresolved: true})
+			require.NoError(t, err)
+			require.Equal(t, tc.wrong, rep.WrongPeriods, rep.String())
+			require.Equal(t, tc.gaps, rep.PeriodGaps, rep.String())
+			require.Equal(t, tc.overlaps, rep.PeriodOverlaps, rep.String())
+			require.Equal(t, tc.missed, rep.MissedPeriods, rep.String())
 		})
 	}
 }

@@ -19,7 +19,7 @@ type Card struct {
 }
 
 // seedRowsPerStatement keeps one multi-row INSERT under SQLite's 32,766 bound
-// parameters (14 per subscription).
+// parameters (15 per subscription).
 const seedRowsPerStatement = 2000
 
 // seedStatementsPerTx bounds one seeding transaction to 20,000 subscriptions, so
@@ -28,7 +28,8 @@ const seedStatementsPerTx = 10
 
 // SeedDueSubscriptions writes n active monthly subscriptions of amount (minor
 // units) in currency, anchored at anchor (so their first period is due from
-// then), spread round-robin over cards. It writes straight to the tables, in
+// then), spread round-robin over cards, each with the UTC calendar (a
+// subscription without a zone is never billed). It writes straight to the tables, in
 // batches, because importing a million rows through the CSV path would measure
 // the import, not billing. References are bench-0000001….
 func SeedDueSubscriptions(ctx context.Context, st *store.Store, cards []Card, n int, amount int64, currency string, anchor, now time.Time) error {
@@ -55,15 +56,15 @@ func SeedDueSubscriptions(ctx context.Context, st *store.Store, cards []Card, n 
 		return fmt.Errorf("loadtest: seed customers: %w", err)
 	}
 	const cols = `INSERT INTO subscriptions (reference, customer_id, payment_method_id, description, amount, currency,
-		interval_unit, interval_count, anchor_at, next_period, next_billing_at, status, created_at, updated_at) VALUES `
-	const row = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+		interval_unit, interval_count, anchor_at, timezone, next_period, next_billing_at, status, created_at, updated_at) VALUES `
+	const row = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 	for done := 0; done < n; {
 		err := st.InTx(ctx, func(tx *store.Tx) error {
 			for s := 0; s < seedStatementsPerTx && done < n; s++ {
 				k := min(seedRowsPerStatement, n-done)
 				var sql strings.Builder
 				sql.WriteString(cols)
-				args := make([]any, 0, 14*k)
+				args := make([]any, 0, 15*k)
 				for j := 0; j < k; j++ {
 					if j > 0 {
 						sql.WriteByte(',')
@@ -72,7 +73,7 @@ func SeedDueSubscriptions(ctx context.Context, st *store.Store, cards []Card, n 
 					i := done + j
 					c := refs[i%len(refs)]
 					args = append(args, fmt.Sprintf("bench-%07d", i+1), c.customer, c.pm, "bench plan", amount, currency,
-						"month", 1, anchor, 0, anchor, "active", now, now)
+						"month", 1, anchor, "UTC", 0, anchor, "active", now, now)
 				}
 				if err := tx.DB().Exec(sql.String(), args...).Error; err != nil {
 					return err

@@ -138,6 +138,11 @@ type PaymentMethod struct {
 //
 // NextPeriod is the index of the next period to invoice (periods 0…NextPeriod-1 have
 // invoices) and NextBillingAt is that period's start: the sweep selects on it.
+//
+// Timezone is the IANA zone the subscription's calendar is read in (the anchor's
+// day of month and wall-clock time), fixed when the subscription is created, so
+// that changing the configured default zone never moves the periods of a
+// subscription that already exists.
 type Subscription struct {
 	ID              int64  `gorm:"primaryKey"`
 	Reference       string // the merchant's unique id
@@ -149,6 +154,7 @@ type Subscription struct {
 	Interval        string `gorm:"column:interval_unit"`
 	IntervalCount   int
 	AnchorAt        time.Time
+	Timezone        string `gorm:"column:timezone"`
 	NextPeriod      int
 	NextBillingAt   time.Time
 	Status          SubscriptionStatus

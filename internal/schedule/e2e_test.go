@@ -87,7 +87,11 @@ func stackWith(t *testing.T, st *store.Store, o daemontest.Options) *stack {
 	t.Helper()
 	o.Postgres = st.Dialect() == store.Postgres
 	require.NoError(t, st.Close())
-	b := daemontest.New(t, o)
+	return stackOf(t, daemontest.New(t, o))
+}
+
+// stackOf is the stack of a bundle built by the test itself.
+func stackOf(t *testing.T, b *daemontest.Bundle) *stack {
 	return &stack{t: t, b: b, st: b.Store, gw: b.Sim, client: b.Client, clk: b.Clock,
 		engine: &engine{b.D}, biller: &biller{b.D}, cards: map[string]string{}}
 }

@@ -113,14 +113,12 @@ func (b *Biller) Pass(stop, abort context.Context, trigger string) (*models.Bill
 	return run, passErr
 }
 
-// recurrence builds the period math of a subscription.
+// recurrence builds the period math of a subscription, in the subscription's
+// own time zone: b.Location (the configured zone) is the cron's and the default
+// for new imports, and never moves an existing subscription's periods. A
+// subscription without a valid zone is an error, never billed in a guessed one.
 func (b *Biller) recurrence(s *models.Subscription) (Recurrence, error) {
-	iv, err := ParseInterval(s.Interval)
-	if err != nil {
-		return Recurrence{}, err
-	}
-	r := Recurrence{Anchor: s.AnchorAt, Interval: iv, Count: s.IntervalCount, Location: b.Location}
-	return r, r.Validate()
+	return NewRecurrence(s.AnchorAt, s.Interval, s.IntervalCount, s.Timezone)
 }
 
 // invoiceDue creates an invoice for every started, not yet invoiced period, page by

@@ -27,6 +27,7 @@ import (
 	"gorm.io/gorm/logger"
 
 	"github.com/billingd/billingd/internal/models"
+	"github.com/billingd/billingd/internal/schedule/period"
 )
 
 // Dialects billingd supports.
@@ -59,6 +60,12 @@ type Options struct {
 	// page). It is the one place outcomes are counted (the /metrics counter), so
 	// that a count can never miss a path or count a rolled-back write.
 	OnAttemptSettled func(models.AttemptStatus)
+	// DefaultTimezone is the configured default zone (schedule.timezone), an
+	// IANA name. Each subscription keeps its own zone; this one is given to
+	// subscriptions that existed before they had one (Migrate, once: their
+	// periods were computed in the configured zone until then) and to imported
+	// rows that name none (UTC when this is empty).
+	DefaultTimezone string
 }
 
 // Store is an open database.
@@ -81,6 +88,8 @@ type Store struct {
 	wdb    *gorm.DB
 	// onSettled is Options.OnAttemptSettled.
 	onSettled func(models.AttemptStatus)
+	// defaultZone is Options.DefaultTimezone.
+	defaultZone string
 }
 
 // ErrLocked means another billingd process holds the SQLite instance lock.
@@ -88,7 +97,7 @@ var ErrLocked = errors.New("database is in use by another billingd process")
 
 // Open connects to the database. It does not migrate.
 func Open(ctx context.Context, opts Options) (*Store, error) {
-	s := &Store{dialect: opts.Driver, onSettled: opts.OnAttemptSettled}
+	s := &Store{dialect: opts.Driver, onSettled: opts.OnAttemptSettled, defaultZone: opts.DefaultTimezone}
 	var dialector gorm.Dialector
 	switch opts.Driver {
 	case SQLite, "":
@@ -362,13 +371,36 @@ func (s *Store) migrationProvider() (*goose.Provider, error) {
 	return goose.NewProvider(dialect, s.sqlDB, sub, opts...)
 }
 
-// Migrate applies every pending migration of this dialect.
+// Migrate applies every pending migration of this dialect, then gives the
+// subscriptions that have no time zone yet the configured default
+// (Options.DefaultTimezone; see fillTimezones). It returns what it did, one line
+// per migration and one for the time zone fill, if any.
 func (s *Store) Migrate(ctx context.Context) ([]string, error) {
+	return s.migrate(ctx, 0)
+}
+
+// MigrateTo is Migrate stopping after the given migration version. It brings a
+// database to the schema an older billingd left, so that upgrades can be tested
+// from the real starting point.
+func (s *Store) MigrateTo(ctx context.Context, version int64) ([]string, error) {
+	if version <= 0 {
+		return nil, fmt.Errorf("store: migrate to version %d: versions start at 1", version)
+	}
+	return s.migrate(ctx, version)
+}
+
+// migrate runs goose up to version (0: the latest), then fillTimezones.
+func (s *Store) migrate(ctx context.Context, version int64) ([]string, error) {
 	p, err := s.migrationProvider()
 	if err != nil {
 		return nil, fmt.Errorf("store: migrations: %w", err)
 	}
-	results, err := p.Up(ctx)
+	var results []*goose.MigrationResult
+	if version == 0 {
+		results, err = p.Up(ctx)
+	} else {
+		results, err = p.UpTo(ctx, version)
+	}
 	var applied []string
 	for _, r := range results {
 		if r != nil && r.Source != nil {
@@ -378,7 +410,55 @@ func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return applied, fmt.Errorf("store: migrate: %w", err)
 	}
+	current, err := p.GetDBVersion(ctx)
+	if err != nil {
+		return applied, fmt.Errorf("store: migrate: %w", err)
+	}
+	if current >= timezoneMigration {
+		n, err := s.fillTimezones(ctx)
+		if err != nil {
+			return applied, err
+		}
+		if n > 0 {
+			applied = append(applied, fmt.Sprintf("%d existing subscription(s) given time zone %s", n, s.defaultZone))
+		}
+	}
 	return applied, nil
+}
+
+// timezoneMigration is the migration that adds subscriptions.timezone.
+const timezoneMigration = 5
+
+// fillTimezones gives every subscription whose timezone is still empty (it existed
+// before migration 00005, or an older billingd inserted it since) the configured
+// default zone: until now its periods were computed in the configured zone, so
+// that zone keeps its calendar where it was. From then on the subscription's
+// zone is its own and a change of the configured zone no longer moves it. It
+// runs after every migration, so a process that died between the migration and
+// the fill leaves nothing unfilled for long; a row without a zone is never billed. With
+// no DefaultTimezone configured it refuses rather than guess a zone, because a
+// wrong zone would move every existing subscription's periods.
+func (s *Store) fillTimezones(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.InTx(ctx, func(tx *Tx) error {
+		if err := tx.db.Raw(`SELECT COUNT(*) FROM subscriptions WHERE timezone = ''`).Scan(&n).Error; err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+		if s.defaultZone == "" {
+			return fmt.Errorf("store: %d subscription(s) have no time zone yet; the store needs the configured zone (schedule.timezone) their periods were computed in to fill it", n)
+		}
+		if _, err := period.LoadZone(s.defaultZone); err != nil {
+			return fmt.Errorf("store: default time zone for existing subscriptions: %w", err)
+		}
+		return tx.db.Exec(`UPDATE subscriptions SET timezone = ?, updated_at = ? WHERE timezone = ''`, s.defaultZone, time.Now().UTC()).Error
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: fill subscriptions.timezone: %w", err)
+	}
+	return n, nil
 }
 
 // MigrationsCurrent reports whether every embedded migration has been applied.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/billingd/billingd/internal/models"
+	"github.com/billingd/billingd/internal/schedule/period"
 )
 
 // ImportRow is one validated line of a subscription import.
@@ -24,6 +25,9 @@ type ImportRow struct {
 	Anchor        time.Time
 	FirstBilling  time.Time // start of period 0, in UTC
 	Description   string
+	// Timezone is the IANA zone the subscription's calendar is read in, fixed
+	// at import; "" takes the store's DefaultTimezone (UTC if that is unset).
+	Timezone string
 }
 
 // RowError names what is wrong with one line of an import.
@@ -101,10 +105,18 @@ func (s *Store) ImportSubscriptions(ctx context.Context, rows []ImportRow, now t
 				problems = append(problems, RowError{Line: r.Line, Column: "payment_method", Value: r.PaymentMethod, Message: "belongs to a different customer"})
 				continue
 			}
+			zone := r.Timezone
+			if zone == "" {
+				zone = s.importZone()
+			}
+			if _, err := period.LoadZone(zone); err != nil {
+				problems = append(problems, RowError{Line: r.Line, Column: "timezone", Value: zone, Message: err.Error()})
+				continue
+			}
 			sub := models.Subscription{
 				Reference: r.Reference, CustomerID: custID, PaymentMethodID: pm.ID, Description: r.Description,
 				Amount: r.Amount, Currency: r.Currency, Interval: r.Interval, IntervalCount: r.IntervalCount,
-				AnchorAt: r.Anchor.UTC(), NextPeriod: 0, NextBillingAt: r.FirstBilling.UTC(),
+				AnchorAt: r.Anchor.UTC(), Timezone: zone, NextPeriod: 0, NextBillingAt: r.FirstBilling.UTC(),
 				Status: models.SubscriptionActive, CreatedAt: now, UpdatedAt: now,
 			}
 			if err := tx.db.Create(&sub).Error; err != nil {
@@ -127,6 +139,14 @@ func (s *Store) ImportSubscriptions(ctx context.Context, rows []ImportRow, now t
 		return 0, fmt.Errorf("store: import: %w", err)
 	}
 	return imported, nil
+}
+
+// importZone is the zone given to imported rows that name none.
+func (s *Store) importZone() string {
+	if s.defaultZone == "" {
+		return "UTC"
+	}
+	return s.defaultZone
 }
 
 func (tx *Tx) upsertCustomer(now time.Time, gatewayID, email string) (int64, error) {

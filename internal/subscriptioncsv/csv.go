@@ -1,6 +1,7 @@
-// Package subscriptioncsv reads the subscription import file (DESIGN §9) and checks
-// every line before anything is written, so an import is all-or-nothing and ops get
-// every problem, with its line and column, in one go.
+// Package subscriptioncsv reads the subscription import file (its columns are
+// listed in the README) and checks every line before anything is written, so an
+// import is all-or-nothing and ops get every problem, with its line and column, in
+// one go.
 package subscriptioncsv
 
 import (
@@ -16,22 +17,26 @@ import (
 	"time"
 
 	"github.com/billingd/billingd/internal/money"
-	"github.com/billingd/billingd/internal/schedule"
+	"github.com/billingd/billingd/internal/schedule/period"
 	"github.com/billingd/billingd/internal/store"
 )
 
 // Columns is the required header, in the documented order (any order is accepted).
 var Columns = []string{"reference", "email", "customer", "payment_method", "amount", "currency", "interval", "interval_count", "anchor"}
 
-// OptionalColumns may be present too.
-var OptionalColumns = []string{"description"}
+// OptionalColumns may be present too. timezone is the IANA zone the
+// subscription's calendar is read in; an empty or missing one takes
+// Options.Location.
+var OptionalColumns = []string{"description", "timezone"}
 
 // maxErrors stops reporting after this many problems; a file that bad is the wrong file.
 const maxErrors = 200
 
 // Options tune the checks.
 type Options struct {
-	// Location is the billing timezone (schedule.timezone).
+	// Location is the default zone (schedule.timezone) for rows without a
+	// timezone. It must be an IANA zone (its String is stored with each row
+	// that takes it); nil means UTC.
 	Location *time.Location
 	// Now is the import time: anchors are compared with it.
 	Now time.Time
@@ -45,6 +50,10 @@ type Options struct {
 func Parse(r io.Reader, opts Options) ([]store.ImportRow, error) {
 	if opts.Location == nil {
 		opts.Location = time.UTC
+	}
+	defaultZone := opts.Location.String()
+	if _, err := period.LoadZone(defaultZone); err != nil {
+		return nil, fmt.Errorf("subscriptioncsv: default time zone: %w", err)
 	}
 	br := bufio.NewReader(r)
 	if b, err := br.Peek(3); err == nil && bytes.Equal(b, []byte{0xEF, 0xBB, 0xBF}) {
@@ -151,7 +160,7 @@ func Parse(r io.Reader, opts Options) ([]store.ImportRow, error) {
 		if !money.Valid(row.Currency) {
 			add(line, "currency", row.Currency, "must be an upper-case ISO 4217 code such as USD")
 		}
-		iv, err := schedule.ParseInterval(row.Interval)
+		iv, err := period.ParseInterval(row.Interval)
 		if err != nil {
 			add(line, "interval", row.Interval, "must be one of day, week, month, year")
 		}
@@ -161,14 +170,24 @@ func Parse(r io.Reader, opts Options) ([]store.ImportRow, error) {
 		} else {
 			row.IntervalCount = count
 		}
+		// The anchor is the instant written, offset included; which calendar
+		// day and wall-clock time it stands for is read in the row's zone.
 		anchor, aerr := time.Parse(time.RFC3339, get("anchor"))
 		if aerr != nil {
 			add(line, "anchor", get("anchor"), "must be an RFC 3339 time such as 2026-01-31T09:00:00Z")
 		} else {
 			row.Anchor = anchor.UTC()
 		}
+		row.Timezone = get("timezone")
+		if row.Timezone == "" {
+			row.Timezone = defaultZone
+		}
+		loc, zerr := period.LoadZone(row.Timezone)
+		if zerr != nil {
+			add(line, "timezone", row.Timezone, "must be an IANA time zone name such as UTC or Europe/Berlin")
+		}
 		if len(problems) == before {
-			rec := schedule.Recurrence{Anchor: row.Anchor, Interval: iv, Count: row.IntervalCount, Location: opts.Location}
+			rec := period.Recurrence{Anchor: row.Anchor, Interval: iv, Count: row.IntervalCount, Location: loc}
 			if err := rec.Validate(); err != nil {
 				add(line, "interval_count", get("interval_count"), err.Error())
 			} else {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/billingd/billingd/internal/schedule/period"
 	"github.com/billingd/billingd/internal/store"
 	"github.com/stretchr/testify/require"
 )
@@ -40,7 +41,7 @@ func TestParseValidFile(t *testing.T) {
 	require.Equal(t, store.ImportRow{Line: 2, Reference: "gold-1", Email: "a@example.com", Customer: "cus_1", PaymentMethod: "pm_1",
 		Amount: 1999, Currency: "USD", Interval: "month", IntervalCount: 1,
 		Anchor: time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC), FirstBilling: time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC),
-		Description: "Gold plan"}, rows[0])
+		Description: "Gold plan", Timezone: "UTC"}, rows[0])
 	require.Equal(t, 3, rows[1].Line)
 	require.Equal(t, "b@example.com", rows[1].Email)
 	require.Equal(t, time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC), rows[1].Anchor, "anchors are stored in UTC")
@@ -113,6 +114,7 @@ func FuzzParse(f *testing.F) {
 	f.Add(header + "r1,\"x\"\"y\",cus_1,pm_1,1e3,USD,year,99999,2026-02-29T00:00:00Z\n")
 	f.Add("\ufeff" + header)
 	f.Add("a,b\n\"unterminated\n")
+	f.Add(strings.TrimSuffix(header, "\n") + ",timezone\nr1,a@example.com,cus_1,pm_1,100,USD,month,1,2026-03-29T02:30:00+01:00,Europe/Berlin\n")
 	f.Fuzz(func(t *testing.T, body string) {
 		rows, err := Parse(strings.NewReader(body), Options{Location: time.UTC, Now: now, Backfill: true})
 		if err != nil {
@@ -124,6 +126,133 @@ func FuzzParse(f *testing.F) {
 			require.Positive(t, r.Amount)
 			require.GreaterOrEqual(t, r.IntervalCount, 1)
 			require.NotEmpty(t, r.Reference)
+			_, err := period.New(r.Anchor, r.Interval, r.IntervalCount, r.Timezone)
+			require.NoError(t, err, "an accepted row's terms load again from the database")
 		}
 	})
+}
+
+func mustZone(t *testing.T, name string) *time.Location {
+	t.Helper()
+	loc, err := period.LoadZone(name)
+	require.NoError(t, err)
+	return loc
+}
+
+func TestTimezoneColumn(t *testing.T) {
+	berlin := mustZone(t, "Europe/Berlin")
+	const tzHeader = "reference,email,customer,payment_method,amount,currency,interval,interval_count,anchor,timezone\n"
+	line := func(ref, anchor, tz string) string {
+		return ref + ",a@example.com,cus_1,pm_1,100,USD,month,1," + anchor + "," + tz + "\n"
+	}
+	tests := []struct {
+		name     string
+		body     string
+		def      *time.Location
+		wantZone string
+	}{
+		{"named zone", tzHeader + line("r1", "2026-12-01T09:00:00+01:00", "America/New_York"), berlin, "America/New_York"},
+		{"empty cell takes the default", tzHeader + line("r1", "2026-12-01T09:00:00+01:00", ""), berlin, "Europe/Berlin"},
+		{"blank cell takes the default", tzHeader + line("r1", "2026-12-01T09:00:00+01:00", "  "), berlin, "Europe/Berlin"},
+		{"no timezone column takes the default", header + "r1,a@example.com,cus_1,pm_1,100,USD,month,1,2026-12-01T09:00:00Z\n", berlin, "Europe/Berlin"},
+		{"nil default is UTC", header + "r1,a@example.com,cus_1,pm_1,100,USD,month,1,2026-12-01T09:00:00Z\n", nil, "UTC"},
+		{"column header in capitals", strings.Replace(tzHeader, "timezone", "Timezone", 1) + line("r1", "2026-12-01T09:00:00Z", "Asia/Tokyo"), time.UTC, "Asia/Tokyo"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rows, errs := parse(t, tc.body, func(o *Options) { o.Location = tc.def })
+			require.Nil(t, errs)
+			require.Len(t, rows, 1)
+			require.Equal(t, tc.wantZone, rows[0].Timezone)
+		})
+	}
+
+	t.Run("bad names are errors naming line and column", func(t *testing.T) {
+		body := tzHeader +
+			line("ok", "2026-12-01T09:00:00Z", "Europe/Berlin") + // line 2
+			line("r3", "2026-12-01T09:00:00Z", "Mars/Olympus_Mons") + // 3 unknown
+			line("r4", "2026-12-01T09:00:00Z", "Local") + // 4 the host's zone
+			line("r5", "2026-12-01T09:00:00Z", "europe/berlin") + // 5 names are case-sensitive
+			line("r6", "2026-12-01T09:00:00Z", "+01:00") // 6 an offset is not a zone
+		_, errs := parse(t, body)
+		require.Len(t, errs, 4)
+		for i, want := range []struct {
+			line  int
+			value string
+		}{{3, "Mars/Olympus_Mons"}, {4, "Local"}, {5, "europe/berlin"}, {6, "+01:00"}} {
+			require.Equal(t, want.line, errs[i].Line)
+			require.Equal(t, "timezone", errs[i].Column)
+			require.Equal(t, want.value, errs[i].Value)
+			require.Contains(t, errs[i].Message, "IANA")
+		}
+		require.Contains(t, errs.Error(), `line 3: timezone: must be an IANA time zone name such as UTC or Europe/Berlin (got "Mars/Olympus_Mons")`)
+	})
+
+	t.Run("a default that is not an IANA zone is refused", func(t *testing.T) {
+		_, err := Parse(strings.NewReader(header+"r1,a@example.com,cus_1,pm_1,100,USD,month,1,2026-12-01T09:00:00Z\n"), Options{Location: time.Local, Now: now})
+		require.ErrorContains(t, err, "default time zone")
+		_, err = Parse(strings.NewReader(header+"r1,a@example.com,cus_1,pm_1,100,USD,month,1,2026-12-01T09:00:00Z\n"), Options{Location: time.FixedZone("X", 3600), Now: now})
+		require.ErrorContains(t, err, "default time zone")
+	})
+}
+
+// TestAnchorIsTheInstantWritten pins how the anchor's written offset is read:
+// the instant is exactly the one written (offset included), and the row's zone
+// alone decides which calendar day and wall-clock time later periods keep.
+func TestAnchorIsTheInstantWritten(t *testing.T) {
+	tests := []struct {
+		name      string
+		anchor    string
+		zone      string
+		instant   string // the anchor, in UTC
+		nextLocal string // period 1's start, in the row's zone
+	}{
+		{"Z anchor in UTC", "2026-12-31T09:00:00Z", "UTC", "2026-12-31T09:00:00Z", "2027-01-31T09:00:00Z"},
+		{"offset matches the zone", "2026-12-31T23:30:00-05:00", "America/New_York", "2027-01-01T04:30:00Z", "2027-01-31T23:30:00-05:00"},
+		{"same instant, UTC calendar: the 1st", "2026-12-31T23:30:00-05:00", "UTC", "2027-01-01T04:30:00Z", "2027-02-01T04:30:00Z"},
+		{"Z anchor read in Tokyo", "2026-12-30T15:30:00Z", "Asia/Tokyo", "2026-12-30T15:30:00Z", "2027-01-31T00:30:00+09:00"},
+		{"offset unlike the zone's", "2026-12-31T09:00:00+05:30", "Europe/Berlin", "2026-12-31T03:30:00Z", "2027-01-31T04:30:00+01:00"},
+		{"fraction of a second kept", "2026-12-31T09:00:00.25+01:00", "Europe/Berlin", "2026-12-31T08:00:00.25Z", "2027-01-31T09:00:00.25+01:00"},
+		{"anchor in Berlin summer, next period in winter", "2026-10-24T09:00:00+02:00", "Europe/Berlin", "2026-10-24T07:00:00Z", "2026-11-24T09:00:00+01:00"},
+	}
+	now := time.Date(2026, 10, 20, 0, 0, 0, 0, time.UTC)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			body := "reference,email,customer,payment_method,amount,currency,interval,interval_count,anchor,timezone\n" +
+				"r1,a@example.com,cus_1,pm_1,100,USD,month,1," + tc.anchor + "," + tc.zone + "\n"
+			rows, err := Parse(strings.NewReader(body), Options{Location: time.UTC, Now: now})
+			require.NoError(t, err)
+			want, err := time.Parse(time.RFC3339Nano, tc.instant)
+			require.NoError(t, err)
+			require.True(t, want.Equal(rows[0].Anchor), "anchor %s, want %s", rows[0].Anchor, want)
+			require.Equal(t, time.UTC, rows[0].Anchor.Location())
+			require.True(t, want.Equal(rows[0].FirstBilling), "period 0 starts at the anchor")
+
+			rec, err := period.New(rows[0].Anchor, rows[0].Interval, rows[0].IntervalCount, rows[0].Timezone)
+			require.NoError(t, err)
+			require.Equal(t, tc.nextLocal, rec.PeriodStart(1).In(mustZone(t, tc.zone)).Format(time.RFC3339Nano))
+		})
+	}
+}
+
+func TestPastAnchorsAreCountedInTheRowsZone(t *testing.T) {
+	// Monthly from Oct 31 23:30 New York (Nov 1 03:30Z). In New York period 1
+	// starts Nov 30 23:30 EST (Dec 1 04:30Z); read in UTC it would start Dec 1
+	// 03:30Z. At Dec 1 04:00Z the row is one period old in its own zone (a
+	// normal import) and would be two periods old in UTC (refused).
+	now := time.Date(2026, 12, 1, 4, 0, 0, 0, time.UTC)
+	body := func(zone string) string {
+		return "reference,email,customer,payment_method,amount,currency,interval,interval_count,anchor,timezone\n" +
+			"r1,a@example.com,cus_1,pm_1,100,USD,month,1,2026-10-31T23:30:00-04:00," + zone + "\n"
+	}
+	rows, err := Parse(strings.NewReader(body("America/New_York")), Options{Location: time.UTC, Now: now})
+	require.NoError(t, err)
+	require.Len(t, rows, 1)
+
+	_, err = Parse(strings.NewReader(body("UTC")), Options{Location: time.UTC, Now: now})
+	var ie store.ImportErrors
+	require.True(t, errors.As(err, &ie), "got %v", err)
+	require.Len(t, ie, 1)
+	require.Equal(t, "anchor", ie[0].Column)
+	require.Contains(t, ie[0].Message, "is 2 periods in the past")
 }

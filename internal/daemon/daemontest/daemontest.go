@@ -57,6 +57,12 @@ type Options struct {
 	Configure func(*config.Config)
 	// NoMail leaves mail.host empty (emails wait in the outbox).
 	NoMail bool
+	// Prepare runs after the simulator, the gateway client and the config
+	// exist and before daemon.New opens the database: an upgrade test writes
+	// an older schema's database there (Configure points database.dsn at it)
+	// with cards saved at the simulator, and the daemon then migrates it as
+	// a new binary started on it would.
+	Prepare func(b *Bundle)
 	// NoWebhooks configures no webhook endpoint at the simulator, as a
 	// merchant who never registered one: billingd learns outcomes only from
 	// its own requests and the reconciler. Tests of those paths need it, or a
@@ -167,6 +173,9 @@ func New(t testing.TB, o Options) *Bundle {
 	}
 	require.NoError(t, cfg.Validate())
 	b.Config = cfg
+	if o.Prepare != nil {
+		o.Prepare(b)
+	}
 
 	var log io.Writer = testWriter{t}
 	if o.Log != nil {

@@ -90,6 +90,26 @@ func Each(t *testing.T, fn func(t *testing.T, st *store.Store)) {
 	t.Run("postgres", func(t *testing.T) { fn(t, Postgres(t)) })
 }
 
+// EachUnmigrated is Each for tests of migrations themselves. fn gets open, which
+// opens a store with opts (Driver and DSN filled in) on the subtest's one
+// database, empty and not migrated at first; fn migrates it as far as it wants.
+// Calling open again opens the same database once more, as a second process
+// (an older billingd, say) would: pass Exclusive only to one of them.
+func EachUnmigrated(t *testing.T, fn func(t *testing.T, open func(opts store.Options) *store.Store)) {
+	t.Helper()
+	opener := func(t *testing.T, driver, dsn string) func(store.Options) *store.Store {
+		return func(opts store.Options) *store.Store {
+			opts.Driver, opts.DSN = driver, dsn
+			st, err := store.Open(context.Background(), opts)
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = st.Close() })
+			return st
+		}
+	}
+	t.Run("sqlite", func(t *testing.T) { fn(t, opener(t, store.SQLite, filepath.Join(t.TempDir(), "billingd.db"))) })
+	t.Run("postgres", func(t *testing.T) { fn(t, opener(t, store.Postgres, PostgresDSN(t))) })
+}
+
 // Subscription describes a subscription to seed; zero fields get defaults.
 type Subscription struct {
 	Reference     string
@@ -100,6 +120,8 @@ type Subscription struct {
 	Interval      string
 	IntervalCount int
 	Anchor        time.Time
+	// Timezone is the subscription's IANA zone; "" takes the store's default.
+	Timezone string
 }
 
 // Seed imports subscriptions through the real import path.
@@ -133,8 +155,60 @@ func Seed(t testing.TB, st *store.Store, now time.Time, subs ...Subscription) {
 		}
 		rows[i] = store.ImportRow{Line: i + 2, Reference: s.Reference, Email: s.Reference + "@example.com", Customer: s.Customer,
 			PaymentMethod: s.PaymentMethod, Amount: s.Amount, Currency: s.Currency, Interval: s.Interval,
-			IntervalCount: s.IntervalCount, Anchor: s.Anchor, FirstBilling: s.Anchor}
+			IntervalCount: s.IntervalCount, Anchor: s.Anchor, FirstBilling: s.Anchor, Timezone: s.Timezone}
 	}
 	_, err := st.ImportSubscriptions(context.Background(), rows, now)
 	require.NoError(t, err)
+}
+
+// SeedBeforeTimezones inserts subscriptions the way billingd did before
+// subscriptions had their own time zone (schema version 4): only the columns
+// that version has, so it works on a database migrated with MigrateTo(4). Upgrade
+// tests use it to start from the rows an older billingd left. It returns the
+// subscriptions' ids, in order.
+func SeedBeforeTimezones(t testing.TB, st *store.Store, now time.Time, subs ...Subscription) []int64 {
+	t.Helper()
+	db := st.DB()
+	ids := make([]int64, len(subs))
+	for i, s := range subs {
+		if s.Reference == "" {
+			s.Reference = fmt.Sprintf("old-%d", i+1)
+		}
+		if s.Customer == "" {
+			s.Customer = "cus_" + s.Reference
+		}
+		if s.PaymentMethod == "" {
+			s.PaymentMethod = "pm_" + s.Reference
+		}
+		if s.Amount == 0 {
+			s.Amount = 1000
+		}
+		if s.Currency == "" {
+			s.Currency = "USD"
+		}
+		if s.Interval == "" {
+			s.Interval = "month"
+		}
+		if s.IntervalCount == 0 {
+			s.IntervalCount = 1
+		}
+		if s.Anchor.IsZero() {
+			s.Anchor = now
+		}
+		// Subscriptions may share a customer and card, as imported ones do.
+		require.NoError(t, db.Exec(`INSERT INTO customers (gateway_customer_id, email, created_at, updated_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT (gateway_customer_id) DO NOTHING`, s.Customer, s.Reference+"@example.com", now, now).Error)
+		var cus int64
+		require.NoError(t, db.Raw(`SELECT id FROM customers WHERE gateway_customer_id = ?`, s.Customer).Scan(&cus).Error)
+		require.NoError(t, db.Exec(`INSERT INTO payment_methods (customer_id, gateway_payment_method_id, created_at, updated_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT (gateway_payment_method_id) DO NOTHING`, cus, s.PaymentMethod, now, now).Error)
+		var pm int64
+		require.NoError(t, db.Raw(`SELECT id FROM payment_methods WHERE gateway_payment_method_id = ?`, s.PaymentMethod).Scan(&pm).Error)
+		require.NoError(t, db.Exec(`INSERT INTO subscriptions (reference, customer_id, payment_method_id, amount, currency, interval_unit,
+			interval_count, anchor_at, next_period, next_billing_at, status, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 'active', ?, ?)`,
+			s.Reference, cus, pm, s.Amount, s.Currency, s.Interval, s.IntervalCount, s.Anchor.UTC(), s.Anchor.UTC(), now, now).Error)
+		require.NoError(t, db.Raw(`SELECT id FROM subscriptions WHERE reference = ?`, s.Reference).Scan(&ids[i]).Error)
+	}
+	return ids
 }

@@ -1,4 +1,4 @@
-package schedule
+package period
 
 import (
 	"fmt"
@@ -74,6 +74,60 @@ func TestRecurrenceValidate(t *testing.T) {
 			for _, want := range tc.wantErr {
 				require.ErrorContains(t, err, want)
 			}
+		})
+	}
+}
+
+func TestLoadZone(t *testing.T) {
+	for _, name := range []string{"UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Etc/GMT+5"} {
+		t.Run(name, func(t *testing.T) {
+			loc, err := LoadZone(name)
+			require.NoError(t, err)
+			require.Equal(t, name, loc.String())
+			again, err := LoadZone(name)
+			require.NoError(t, err)
+			require.Same(t, loc, again, "loaded once, then cached")
+		})
+	}
+	for _, tc := range []struct{ name, want string }{
+		{"", "time zone is required"},
+		{"Local", "depends on the host"},
+		{"Mars/Olympus_Mons", `unknown time zone "Mars/Olympus_Mons"`},
+		{"europe/berlin", "unknown time zone"},
+		{"+01:00", "unknown time zone"},
+		{"../../etc/passwd", "unknown time zone"},
+	} {
+		t.Run("invalid "+tc.name, func(t *testing.T) {
+			_, err := LoadZone(tc.name)
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+}
+
+func TestNew(t *testing.T) {
+	anchor := mustTime(t, "2024-01-31T23:30:00-05:00")
+	t.Run("valid terms read the calendar in the zone", func(t *testing.T) {
+		r, err := New(anchor, "month", 1, "America/New_York")
+		require.NoError(t, err)
+		require.Equal(t, "America/New_York", r.Location.String())
+		require.Equal(t, "2024-02-29T23:30:00-05:00", r.PeriodStart(1).In(r.Location).Format(time.RFC3339))
+		utc, err := New(anchor, "month", 1, "UTC")
+		require.NoError(t, err)
+		require.Equal(t, "2024-03-01T04:30:00Z", utc.PeriodStart(1).Format(time.RFC3339), "the same instant on UTC's calendar is the 1st")
+	})
+	for _, tc := range []struct {
+		name, interval string
+		count          int
+		zone, want     string
+	}{
+		{"bad interval", "monthly", 1, "UTC", "interval: invalid interval"},
+		{"bad count", "month", 0, "UTC", "interval_count: 0 outside 1..36"},
+		{"missing zone", "month", 1, "", "timezone: time zone is required"},
+		{"bad zone", "month", 1, "Nowhere/Land", "timezone: unknown time zone"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New(anchor, tc.interval, tc.count, tc.zone)
+			require.ErrorContains(t, err, tc.want)
 		})
 	}
 }
