@@ -1,4 +1,4 @@
-// Package subscriptioncsv reads the subscription import file (DESIGN §9) and checks
+// Package subscriptioncsv reads the subscription import file (see README.md) and checks
 // every line before anything is written, so an import is all-or-nothing and ops get
 // every problem, with its line and column, in one go.
 package subscriptioncsv
