@@ -91,6 +91,7 @@ Usage:
   billingd sim  [flags]                    the WooshPay simulator as a server (sim -h)
   billingd bench [flags]                   load test: one pass over N due subscriptions (bench -h)
 
+Run "billingd COMMAND -h" for what a command is for, an example and its flags.
 The config is read from -c/--config, else $BILLINGD_CONFIG, else ` + DefaultConfigPath + `.
 Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
 `
