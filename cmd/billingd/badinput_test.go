@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/billingd/billingd/internal/config"
 	"github.com/billingd/billingd/internal/gateway/sim"
 	"github.com/billingd/billingd/internal/gateway/wooshpay"
 	"github.com/billingd/billingd/internal/invariant"
@@ -143,7 +144,15 @@ func TestBadConfigsThroughTheCLI(t *testing.T) {
 				writeFile(t, dir, name, body)
 			}
 			before := dirFiles(t, dir)
-			for _, cmd := range []string{"check-config", "run", "once", "migrate"} {
+			cmds := []string{"check-config", "run", "once"}
+			// migrate reads only the database and log sections (and the file's
+			// shape): a bad value elsewhere is not its business, and it needs no
+			// gateway or SMTP secret. A problem in those sections it must refuse.
+			_, err := config.LoadFor(p, config.NeedDatabase)
+			if err != nil || strings.HasPrefix(tc.want[0], "database.") || strings.HasPrefix(tc.want[0], "log.") {
+				cmds = append(cmds, "migrate")
+			}
+			for _, cmd := range cmds {
 				code, out, errOut := runWithTimeout(t, cmd, "-c", p)
 				require.Equal(t, exitUsage, code, "%s: stdout %s stderr %s", cmd, out, errOut)
 				for _, w := range tc.want {

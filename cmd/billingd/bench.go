@@ -78,6 +78,7 @@ func (m *Main) cmdBench(ctx context.Context, args []string) error {
 	// fresh database and the simulator it starts.
 	fs := flag.NewFlagSet("billingd bench", flag.ContinueOnError)
 	fs.SetOutput(m.Stderr)
+	fs.Usage = usageFor(fs, "bench")
 	var o benchOptions
 	fs.IntVar(&o.subscriptions, "subscriptions", 10000, "due subscriptions to seed and bill")
 	fs.DurationVar(&o.latency, "latency", 0, "the simulator answers each API request no sooner than this")

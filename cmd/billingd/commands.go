@@ -51,7 +51,7 @@ func (m *Main) cmdCheckConfig(args []string) error {
 }
 
 func (m *Main) cmdMigrate(ctx context.Context, args []string) error {
-	cfg, _, err := m.parseConfigOnly("migrate", args, nil)
+	cfg, _, err := m.parseConfigFor("migrate", args, config.NeedDatabase, nil)
 	if err != nil {
 		return err
 	}
@@ -132,7 +132,7 @@ func (m *Main) dryRun(ctx context.Context, cfg *config.Config) error {
 }
 
 func (m *Main) cmdStatus(ctx context.Context, args []string) error {
-	cfg, _, err := m.parseConfigOnly("status", args, nil)
+	cfg, _, err := m.parseConfigFor("status", args, config.NeedDatabase, nil)
 	if err != nil {
 		return err
 	}

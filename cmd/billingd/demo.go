@@ -24,8 +24,8 @@ import (
 	"github.com/billingd/billingd/internal/money"
 )
 
-// demoCard is one simulator test card and what an off-session charge on it
-// does (the test-card table in docs/gateway-wooshpay.md).
+// demoCard is one simulator test card and what docs/simulator.md says an off-session
+// charge on it does.
 type demoCard struct {
 	Number   string
 	Expected models.AttemptStatus
@@ -225,7 +225,7 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 	fmt.Fprintf(out, "Database: %s\n  sqlite3 %s \"SELECT status, COUNT(*) FROM invoices GROUP BY status\"\n", dbPath, dbPath)
 	fmt.Fprintf(out, "Log: %s\nFinished in %s.\n", logFile.Name(), time.Since(started).Round(10*time.Millisecond))
 	if mismatches > 0 {
-		return fmt.Errorf("%d card(s) did not end as the test-card table in docs/gateway-wooshpay.md says", mismatches)
+		return fmt.Errorf("%d card(s) did not end as the simulator's test-card table says (docs/simulator.md)", mismatches)
 	}
 	if *serve {
 		fmt.Fprintf(out, "\nServing: open the links above in a browser (the 3-D Secure link, the card-update link). Ctrl-C stops.\n")

@@ -17,7 +17,8 @@ import (
 	"syscall"
 )
 
-// Exit codes are part of the public contract (DESIGN §9).
+// Exit codes are part of the public contract: scripts and systemd's
+// RestartPreventExitStatus= rely on them, so they never change meaning.
 const (
 	exitOK      = 0
 	exitRuntime = 1
@@ -91,6 +92,7 @@ Usage:
   billingd sim  [flags]                    the WooshPay simulator as a server (sim -h)
   billingd bench [flags]                   load test: one pass over N due subscriptions (bench -h)
 
+Run "billingd COMMAND -h" for what a command is for, an example and its flags.
 The config is read from -c/--config, else $BILLINGD_CONFIG, else ` + DefaultConfigPath + `.
 Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
 `
@@ -153,14 +155,77 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 	return exitRuntime
 }
 
-// newFlagSet returns a flag set whose errors come back as usage errors and whose
-// -c/--config flag is registered.
+// commandHelp is each subcommand's `-h` header: what it is for, in one line,
+// its synopsis and an example to copy. An operator reaching for -h on a box in
+// an incident wants the command line, not only the flag list. Every command in
+// usage has an entry (a test checks it).
+var commandHelp = map[string]struct{ purpose, synopsis, example string }{
+	"run": {
+		"run the daemon: billing passes on schedule.billing, the reconciler, dunning, webhooks and pay pages over HTTP",
+		"billingd run [-c FILE]",
+		"billingd run -c /etc/billingd/config.yaml",
+	},
+	"once": {
+		"run one billing pass, then exit (--dry-run lists what it would charge and changes nothing)",
+		"billingd once [--dry-run] [-c FILE]",
+		"billingd once --dry-run -c /etc/billingd/config.yaml",
+	},
+	"migrate": {
+		"apply the embedded database migrations (needs only the database settings, no gateway or SMTP secret)",
+		"billingd migrate [-c FILE]",
+		"billingd migrate -c /etc/billingd/config.yaml",
+	},
+	"check-config": {
+		"validate the config file: every problem is printed at once, each naming its key (exit 2 if there is any)",
+		"billingd check-config [-c FILE]",
+		"CREDENTIALS_DIRECTORY=/etc/billingd/credentials billingd check-config -c /etc/billingd/config.yaml",
+	},
+	"status": {
+		"print counts by state on one screen; safe while the daemon runs, needs no gateway or SMTP secret",
+		"billingd status [-c FILE]",
+		"billingd status -c /etc/billingd/config.yaml",
+	},
+	"subscriptions import": {
+		"import subscriptions from a CSV file, all or nothing (columns: reference,email,customer,payment_method,amount,currency,interval,interval_count,anchor)",
+		"billingd subscriptions import FILE [--backfill] [-c FILE]",
+		"billingd subscriptions import subscriptions.csv -c /etc/billingd/config.yaml",
+	},
+	"demo": {
+		"run the whole flow on SQLite and the bundled simulator, and print what the database says",
+		"billingd demo [--dir DIR] [--serve]",
+		"billingd demo --dir /tmp/billingd-demo --serve",
+	},
+	"bench": {
+		"load test: seed N due subscriptions, run one pass against the simulator, print throughput against the bound",
+		"billingd bench [flags]",
+		"billingd bench --subscriptions 20000 --latency 50ms --concurrency 64 --raw",
+	},
+}
+
+// usageFor returns a FlagSet.Usage that prints the command's purpose, synopsis
+// and example (from commandHelp) above its flags.
+func usageFor(fs *flag.FlagSet, name string) func() {
+	return func() {
+		w := fs.Output()
+		if h, ok := commandHelp[name]; ok {
+			fmt.Fprintf(w, "billingd %s — %s\n\nUsage:\n  %s\n\nExample:\n  %s\n\nFlags:\n", name, h.purpose, h.synopsis, h.example)
+		} else {
+			fmt.Fprintf(w, "Usage of billingd %s:\n", name)
+		}
+		fs.PrintDefaults()
+	}
+}
+
+// newFlagSet returns a flag set whose errors come back as usage errors, whose
+// -c/--config flag is registered and whose -h prints the command's purpose and
+// an example.
 func (m *Main) newFlagSet(name string) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet("billingd "+name, flag.ContinueOnError)
 	fs.SetOutput(m.Stderr)
+	fs.Usage = usageFor(fs, name)
 	path := new(string)
-	fs.StringVar(path, "c", "", "config file (default $BILLINGD_CONFIG or "+DefaultConfigPath+")")
-	fs.StringVar(path, "config", "", "config file (same as -c)")
+	fs.StringVar(path, "c", "", "config `file` (default $BILLINGD_CONFIG or "+DefaultConfigPath+")")
+	fs.StringVar(path, "config", "", "config `file` (same as -c)")
 	return fs, path
 }
 

@@ -134,14 +134,15 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestConfigExampleValidates(t *testing.T) {
-	code, out, errOut := runMain(t, nil, "check-config", "-c", "../../config.example.yaml")
-	if code != exitOK {
-		// The example reads its secrets from the environment.
-		t.Setenv("WOOSHPAY_SECRET_KEY", "sk_test_example")
-		t.Setenv("WOOSHPAY_WEBHOOK_SECRET", "whsec_example")
-		t.Setenv("SMTP_PASSWORD", "example")
-		code, out, errOut = runMain(t, nil, "check-config", "-c", "../../config.example.yaml")
+	// The example reads its secrets from the service's systemd credentials.
+	creds := t.TempDir()
+	for name, v := range map[string]string{
+		"wooshpay_secret_key": "sk_test_example", "wooshpay_webhook_secret": "whsec_example", "smtp_password": "example",
+	} {
+		writeFile(t, creds, name, v+"\n")
 	}
+	t.Setenv("CREDENTIALS_DIRECTORY", creds)
+	code, out, errOut := runMain(t, nil, "check-config", "-c", "../../config.example.yaml")
 	require.Equal(t, exitOK, code, "stdout %s stderr %s", out, errOut)
 }
 

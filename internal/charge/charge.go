@@ -3,7 +3,7 @@
 // the same key, and turns the gateway's answer into one transaction over the
 // attempt, its invoice and its subscription.
 //
-// The protocol (DESIGN §2): the attempt row is committed before this package sees
+// The protocol (docs/protocol.md): the attempt row is committed before this package sees
 // it; no transaction is open during an HTTP call; an indefinite outcome leaves the
 // attempt unknown, to be replayed with the same key; result writes are fenced by
 // the lease version the attempt was claimed with.

@@ -1,6 +1,6 @@
 // Package config loads billingd's YAML configuration.
 //
-// The file is the contract between finance ops and the daemon (DESIGN §9), so the
+// The file is the contract between finance ops and the daemon, so the
 // package is deliberately unforgiving: unknown keys are errors (a misspelled
 // "timout" must not silently fall back to a default while money moves), every
 // problem names its dotted key, and secrets never appear in an error or a log line.

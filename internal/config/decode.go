@@ -111,6 +111,12 @@ type parser struct {
 	lines map[string]int
 	// work counts visited nodes against maxWork.
 	work int
+	// written records the keys whose value was written non-empty, even if it
+	// was then rejected, so a key set alongside its *_file is noticed.
+	written map[string]bool
+	// need says which keys a command uses; the values of the others are not
+	// expanded (see Need).
+	need Need
 }
 
 // spend charges one node against the work budget and reports whether the walk
@@ -252,6 +258,14 @@ func (p *parser) value(n *yaml.Node, t reflect.Type, key string) *yaml.Node {
 		p.fail(key, "", fmt.Sprintf("must be %s, not %s", what, kindName(n)), line)
 		return nil
 	}
+	if n.Value != "" {
+		p.written[key] = true
+	}
+	if !p.need.uses(key) && strings.Contains(n.Value, "$") {
+		// Not this command's business: its environment may lack the
+		// variable, and the key keeps its default.
+		return nil
+	}
 	s, expanded, ok := p.expand(n, key)
 	if !ok {
 		return nil
@@ -311,6 +325,10 @@ func (p *parser) durationList(n *yaml.Node, key string) *yaml.Node {
 			good = false
 			continue
 		}
+		if !p.need.uses(ik) && strings.Contains(item.Value, "$") {
+			good = false
+			continue
+		}
 		s, _, ok := p.expand(item, ik)
 		if !ok {
 			good = false
@@ -346,6 +364,11 @@ func (p *parser) expand(n *yaml.Node, key string) (s string, expanded, ok bool) 
 	}
 	return s, true, len(problems) == 0
 }
+
+// credentialsHint explains the one variable billingd's own example config
+// refers to that no shell sets: systemd sets it for a unit with
+// LoadCredential=, so a check run by hand has to name the directory.
+const credentialsHint = "; systemd sets it for the service's credentials (LoadCredential=): by hand, run with CREDENTIALS_DIRECTORY=/etc/billingd/credentials"
 
 type envProblem struct {
 	msg   string
@@ -386,7 +409,11 @@ func expandEnv(in string, lookup func(string) (string, bool)) (string, []envProb
 			}
 			v, ok := lookup(name)
 			if !ok {
-				problems = append(problems, envProblem{msg: fmt.Sprintf("environment variable %s is not set", name), unset: true})
+				msg := fmt.Sprintf("environment variable %s is not set", name)
+				if name == "CREDENTIALS_DIRECTORY" {
+					msg += credentialsHint
+				}
+				problems = append(problems, envProblem{msg: msg, unset: true})
 				continue
 			}
 			b.WriteString(v)

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -13,14 +14,29 @@ import (
 
 const examplePath = "../../config.example.yaml"
 
-var exampleEnv = map[string]string{
-	"WOOSHPAY_SECRET_KEY":     testSecretKey,
-	"WOOSHPAY_WEBHOOK_SECRET": testWebhookSecret,
-	"SMTP_PASSWORD":           testSMTPPassword,
+// exampleCredentials writes the three credentials the example config reads
+// (systemd/billingd.service's LoadCredential= names) into a new directory and
+// returns it, to stand in for $CREDENTIALS_DIRECTORY.
+func exampleCredentials(t *testing.T, names ...string) string {
+	t.Helper()
+	values := map[string]string{
+		"wooshpay_secret_key":     testSecretKey,
+		"wooshpay_webhook_secret": testWebhookSecret,
+		"smtp_password":           testSMTPPassword,
+	}
+	if names == nil {
+		names = []string{"wooshpay_secret_key", "wooshpay_webhook_secret", "smtp_password"}
+	}
+	dir := t.TempDir()
+	for _, n := range names {
+		writeFile(t, filepath.Join(dir, n), values[n]+"\n")
+	}
+	return dir
 }
 
 func TestExampleConfigValidates(t *testing.T) {
-	cfg, err := opts(exampleEnv).LoadAndValidate(examplePath)
+	creds := exampleCredentials(t)
+	cfg, err := opts(map[string]string{"CREDENTIALS_DIRECTORY": creds}).LoadAndValidate(examplePath)
 	require.NoError(t, err)
 
 	// Apart from the values an operator must choose, the example shows the
@@ -28,20 +44,108 @@ func TestExampleConfigValidates(t *testing.T) {
 	want := Default()
 	want.Gateway.BaseURL = "https://apitest.wooshpay.com"
 	want.Gateway.SecretKey = testSecretKey
+	want.Gateway.SecretKeyFile = filepath.Join(creds, "wooshpay_secret_key")
 	want.Gateway.WebhookSecret = testWebhookSecret
+	want.Gateway.WebhookSecretFile = filepath.Join(creds, "wooshpay_webhook_secret")
 	want.HTTP.PublicBaseURL = "https://billing.example.com"
 	want.Mail.Host = "smtp.example.com"
 	want.Mail.Username = "billing@example.com"
 	want.Mail.Password = testSMTPPassword
+	want.Mail.PasswordFile = filepath.Join(creds, "smtp_password")
 	want.Mail.From = "Billing <billing@example.com>"
 	require.Equal(t, want, stripLines(cfg))
 }
 
-func TestExampleConfigNeedsItsEnvironment(t *testing.T) {
-	_, err := opts(nil).LoadAndValidate(examplePath)
-	errs := fieldErrors(t, err)
-	require.Equal(t, []string{"gateway.secret_key", "gateway.webhook_secret", "mail.password"}, errs.Keys())
-	require.Contains(t, err.Error(), "gateway.secret_key: environment variable WOOSHPAY_SECRET_KEY is not set")
+func TestExampleConfigNeedsItsCredentials(t *testing.T) {
+	t.Run("without CREDENTIALS_DIRECTORY each *_file is named, with the way out", func(t *testing.T) {
+		_, err := opts(nil).LoadAndValidate(examplePath)
+		errs := fieldErrors(t, err)
+		require.Equal(t, []string{"gateway.secret_key_file", "gateway.webhook_secret_file", "mail.password_file"}, errs.Keys(),
+			"no extra \"is required\" for the secrets themselves")
+		require.Contains(t, err.Error(), "gateway.secret_key_file: environment variable CREDENTIALS_DIRECTORY is not set")
+		require.Contains(t, err.Error(), "CREDENTIALS_DIRECTORY=/etc/billingd/credentials")
+	})
+	t.Run("a missing credential names its file", func(t *testing.T) {
+		creds := exampleCredentials(t, "wooshpay_secret_key", "wooshpay_webhook_secret")
+		_, err := opts(map[string]string{"CREDENTIALS_DIRECTORY": creds}).LoadAndValidate(examplePath)
+		require.Equal(t, []string{"mail.password_file"}, fieldErrors(t, err).Keys())
+		require.Contains(t, err.Error(), filepath.Join(creds, "smtp_password"))
+	})
+}
+
+// exampleWith returns the example config with dotted keys replaced.
+func exampleWith(t *testing.T, set map[string]any) []byte {
+	t.Helper()
+	data, err := os.ReadFile(examplePath)
+	require.NoError(t, err)
+	var doc map[string]map[string]any
+	require.NoError(t, yaml.Unmarshal(data, &doc))
+	for key, v := range set {
+		section, name, _ := strings.Cut(key, ".")
+		doc[section][name] = v
+	}
+	out, err := yaml.Marshal(doc)
+	require.NoError(t, err)
+	return out
+}
+
+func TestExampleWithEnvironmentVariables(t *testing.T) {
+	// The variant the comments describe: secrets from the environment.
+	out := exampleWith(t, map[string]any{
+		"gateway.secret_key":          "${WOOSHPAY_SECRET_KEY}",
+		"gateway.secret_key_file":     "",
+		"gateway.webhook_secret":      "${WOOSHPAY_WEBHOOK_SECRET}",
+		"gateway.webhook_secret_file": "",
+		"mail.password":               "${SMTP_PASSWORD}",
+		"mail.password_file":          "",
+	})
+	cfg, err := opts(map[string]string{
+		"WOOSHPAY_SECRET_KEY":     testSecretKey,
+		"WOOSHPAY_WEBHOOK_SECRET": testWebhookSecret,
+		"SMTP_PASSWORD":           testSMTPPassword,
+	}).ParseAndValidate(out, "/etc/billingd")
+	require.NoError(t, err)
+	require.Equal(t, testSecretKey, cfg.Gateway.SecretKey.Reveal())
+	require.Equal(t, testWebhookSecret, cfg.Gateway.WebhookSecret.Reveal())
+	require.Equal(t, testSMTPPassword, cfg.Mail.Password.Reveal())
+}
+
+func TestExampleSecretAndItsFileBothSet(t *testing.T) {
+	// An environment reference left beside the *_file an operator pointed at
+	// the credentials: the error says to keep one, not that the variable is
+	// unset (which would send them to set it, and then fail again).
+	out := exampleWith(t, map[string]any{"gateway.secret_key": "${WOOSHPAY_SECRET_KEY}"})
+	creds := exampleCredentials(t)
+	for _, env := range []map[string]string{
+		{"CREDENTIALS_DIRECTORY": creds},
+		{"CREDENTIALS_DIRECTORY": creds, "WOOSHPAY_SECRET_KEY": testSecretKey},
+	} {
+		_, err := opts(env).ParseAndValidate(out, "/etc/billingd")
+		errs := fieldErrors(t, err)
+		require.Equal(t, []string{"gateway.secret_key"}, errs.Keys())
+		require.Contains(t, err.Error(), "set either gateway.secret_key or gateway.secret_key_file, not both")
+		require.NotContains(t, err.Error(), "is not set")
+		requireNoSecret(t, err.Error())
+	}
+}
+
+func TestExampleForReadOnlyCommands(t *testing.T) {
+	t.Run("the database alone needs no secret and no credentials directory", func(t *testing.T) {
+		cfg, err := opts(nil).LoadFor(examplePath, NeedDatabase)
+		require.NoError(t, err)
+		require.Equal(t, DefaultSQLiteDSN, cfg.Database.DSN)
+		require.Empty(t, cfg.Gateway.SecretKey)
+		require.Empty(t, cfg.Gateway.WebhookSecret)
+		require.Empty(t, cfg.Mail.Password)
+	})
+	t.Run("database and gateway key need only the key's credential", func(t *testing.T) {
+		creds := exampleCredentials(t, "wooshpay_secret_key")
+		cfg, err := opts(map[string]string{"CREDENTIALS_DIRECTORY": creds}).LoadFor(examplePath, NeedDatabaseAndGatewayKey)
+		require.NoError(t, err)
+		require.Equal(t, testSecretKey, cfg.Gateway.SecretKey.Reveal())
+		require.Empty(t, cfg.Gateway.WebhookSecret)
+		require.Empty(t, cfg.Mail.Password)
+	})
 }
 
 func TestExampleConfigShowsEveryKey(t *testing.T) {

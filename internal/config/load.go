@@ -83,20 +83,7 @@ func (o Options) LoadAndValidate(path string) (*Config, error) {
 
 // ParseAndValidate is the package-level ParseAndValidate with these options.
 func (o Options) ParseAndValidate(data []byte, baseDir string) (*Config, error) {
-	res := o.parse(data, baseDir)
-	if res.cfg == nil {
-		return nil, res.errs.asError()
-	}
-	all := res.errs
-	for _, e := range res.cfg.check() {
-		if !res.covers(e.Key) {
-			all = append(all, e)
-		}
-	}
-	if len(all) > 0 {
-		return nil, all.asError()
-	}
-	return res.cfg, nil
+	return o.ParseFor(data, baseDir, NeedAll)
 }
 
 func readConfigFile(path string) (data []byte, baseDir string, err error) {
@@ -142,12 +129,16 @@ func (r parseResult) covers(key string) bool {
 }
 
 func (o Options) parse(data []byte, baseDir string) parseResult {
+	return o.parseFor(data, baseDir, NeedAll)
+}
+
+func (o Options) parseFor(data []byte, baseDir string, need Need) parseResult {
 	root, errs := readDocument(data)
 	if len(errs) > 0 {
 		return parseResult{errs: errs}
 	}
 
-	p := &parser{lookupEnv: o.LookupEnv, lines: map[string]int{}}
+	p := &parser{lookupEnv: o.LookupEnv, lines: map[string]int{}, written: map[string]bool{}, need: need}
 	if p.lookupEnv == nil {
 		p.lookupEnv = os.LookupEnv
 	}
@@ -184,6 +175,7 @@ func (o Options) parse(data []byte, baseDir string) parseResult {
 		cfg.Mail.TemplatesDir = filepath.Join(baseDir, d)
 	}
 
+	need.clearUnused(cfg)
 	res.errs = append(res.errs, p.errs...)
 	return res
 }
@@ -227,13 +219,27 @@ func (p *parser) readSecretFiles(cfg *Config, baseDir string, read func(string) 
 			&cfg.Mail.PasswordFile},
 	}
 	for _, s := range specs {
-		if *s.path == "" {
+		if !p.need.uses(s.key) {
 			continue
 		}
-		if s.value() != "" {
+		if *s.path == "" {
+			if p.written[s.fileKey] {
+				// The *_file value was written but rejected (say, an unset
+				// ${CREDENTIALS_DIRECTORY}): that error is the one to fix, and
+				// the secret is not "required" on top of it.
+				res.suppress = append(res.suppress, s.key)
+			}
+			continue
+		}
+		if s.value() != "" || p.written[s.key] {
+			// Both were written. Which one was meant cannot be guessed, and
+			// an error about the key's own ${NAME} (typically an unset
+			// variable of the example file) would send the operator after
+			// the wrong fix, so this is the only error for the key.
+			p.dropErrors(s.key)
 			p.errs = append(p.errs, FieldError{
 				Key:     s.key,
-				Message: fmt.Sprintf("set either %s or %s, not both", s.key, s.fileKey),
+				Message: fmt.Sprintf("set either %s or %s, not both (leave %s empty or remove it)", s.key, s.fileKey, s.key),
 				Line:    p.lines[s.key],
 			})
 			res.suppress = append(res.suppress, s.fileKey)
@@ -270,6 +276,17 @@ func (p *parser) readSecretFiles(cfg *Config, baseDir string, read func(string) 
 		}
 		s.set(v)
 	}
+}
+
+// dropErrors removes the problems already recorded for key.
+func (p *parser) dropErrors(key string) {
+	kept := p.errs[:0]
+	for _, e := range p.errs {
+		if e.Key != key {
+			kept = append(kept, e)
+		}
+	}
+	p.errs = kept
 }
 
 // readSecretFile reads at most maxSecretFileSize bytes.

@@ -95,16 +95,31 @@ func (v *validator) required(key, value, hint string) bool {
 	return false
 }
 
-func (c *Config) check() Errors {
+func (c *Config) check() Errors { return c.checkFor(NeedAll) }
+
+func (c *Config) checkFor(need Need) Errors {
 	v := &validator{lines: c.lines}
 	c.checkDatabase(v)
-	c.checkGateway(v)
-	c.checkSchedule(v)
-	c.checkRetry(v)
-	c.checkDunning(v)
-	c.checkReconcile(v)
-	c.checkHTTP(v)
-	c.checkMail(v)
+	if need.Gateway {
+		c.checkGatewayAPI(v)
+	}
+	if need.Webhooks {
+		c.checkWebhooks(v)
+	}
+	if need.Schedule {
+		c.checkSchedule(v)
+	}
+	if need.Billing {
+		c.checkRetry(v)
+		c.checkDunning(v)
+		c.checkReconcile(v)
+	}
+	if need.HTTP {
+		c.checkHTTP(v)
+	}
+	if need.Mail {
+		c.checkMail(v)
+	}
 	v.oneOf("log.level", c.Log.Level, LogLevelDebug, LogLevelInfo, LogLevelWarn, LogLevelError)
 	v.oneOf("log.format", c.Log.Format, LogFormatJSON, LogFormatConsole)
 	return v.errs
@@ -140,7 +155,7 @@ func (c *Config) checkDatabase(v *validator) {
 	}
 }
 
-func (c *Config) checkGateway(v *validator) {
+func (c *Config) checkGatewayAPI(v *validator) {
 	g := c.Gateway
 	v.oneOf("gateway.provider", g.Provider, ProviderWooshPay)
 	if v.required("gateway.base_url", g.BaseURL, "") {
@@ -149,15 +164,19 @@ func (c *Config) checkGateway(v *validator) {
 	if v.required("gateway.secret_key", string(g.SecretKey), ` (for example secret_key: "${WOOSHPAY_SECRET_KEY}"), or set gateway.secret_key_file`) {
 		v.token("gateway.secret_key", string(g.SecretKey))
 	}
-	if v.required("gateway.webhook_secret", string(g.WebhookSecret), ` (for example webhook_secret: "${WOOSHPAY_WEBHOOK_SECRET}"), or set gateway.webhook_secret_file`) {
-		v.token("gateway.webhook_secret", string(g.WebhookSecret))
-	}
-	v.positive("gateway.webhook_tolerance", g.WebhookTolerance)
 	v.positive("gateway.timeout", g.Timeout)
 	v.intRange("gateway.concurrency", g.Concurrency, 1, MaxConcurrency)
 	if !(g.RateLimit > 0) || math.IsInf(g.RateLimit, 0) {
 		v.add("gateway.rate_limit", strconv.FormatFloat(g.RateLimit, 'g', -1, 64), "must be a positive number of requests per second")
 	}
+}
+
+func (c *Config) checkWebhooks(v *validator) {
+	g := c.Gateway
+	if v.required("gateway.webhook_secret", string(g.WebhookSecret), ` (for example webhook_secret: "${WOOSHPAY_WEBHOOK_SECRET}"), or set gateway.webhook_secret_file`) {
+		v.token("gateway.webhook_secret", string(g.WebhookSecret))
+	}
+	v.positive("gateway.webhook_tolerance", g.WebhookTolerance)
 }
 
 // token rejects whitespace and control characters in a credential: they

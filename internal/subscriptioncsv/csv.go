@@ -1,7 +1,6 @@
-// Package subscriptioncsv reads the subscription import file (its columns are
-// listed in the README) and checks every line before anything is written, so an
-// import is all-or-nothing and ops get every problem, with its line and column, in
-// one go.
+// Package subscriptioncsv reads the subscription import file (see README.md) and checks
+// every line before anything is written, so an import is all-or-nothing and ops get
+// every problem, with its line and column, in one go.
 package subscriptioncsv
 
 import (

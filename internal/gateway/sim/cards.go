@@ -47,21 +47,7 @@ var (
 	authenticationFailure = &cardError{Type: "card_error", Code: "payment_intent_authentication_failure", DeclineCode: "authentication_failure", Message: "The provided payment method has failed authentication. Provide a new payment method to attempt to fulfill this payment intent again."}
 )
 
-// testCards is the table of docs/gateway-wooshpay.md. Any other Luhn-valid number
-// succeeds.
-var testCards = map[string]cardRule{
-	"4111111111111111": {outcome: outcomeSucceed},
-	"4761344136141390": {outcome: outcomeSucceed},
-	"4242424242424242": {outcome: outcomeSucceed},
-	"4462030000000000": {outcome: outcomeChallenge},
-	"4000000000009995": {outcome: outcomeDecline, decline: declineInsufficientFunds},
-	"4000000000000002": {outcome: outcomeDecline, decline: declineGeneric},
-	"4000000000000119": {outcome: outcomeDecline, decline: declineProcessingError},
-	"4000000000000069": {outcome: outcomeDecline, decline: declineExpiredCard},
-	"4000000000009987": {outcome: outcomeDecline, decline: declineLostCard},
-	"4000000000009979": {outcome: outcomeDecline, decline: declineStolenCard},
-	"4000000000000259": {outcome: outcomeProcessing},
-}
+// The test-card table itself is TestCards (testcards.go).
 
 func ruleFor(number string) cardRule {
 	if r, ok := testCards[number]; ok {

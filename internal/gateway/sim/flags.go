@@ -58,6 +58,24 @@ func flagError(err error) error {
 	return err
 }
 
+// simUsageHeader opens `billingd sim -h`: what the simulator is for, how it is
+// usually started, and (followed by TestCardTable) the cards that pick each
+// outcome, which is what a tester needs first.
+const simUsageHeader = `billingd sim — a WooshPay simulator on loopback, for demos, tests and staging
+
+usage: billingd sim [flags]
+
+example:
+  billingd sim --listen 127.0.0.1:12111 --secret-key sk_test_x \
+    --webhook-url http://127.0.0.1:8080/webhooks/wooshpay --webhook-secret whsec_x
+  (then gateway.base_url: http://127.0.0.1:12111 in billingd's config)
+
+GET /_sim/ledger lists every PaymentIntent; PUT /_sim/faults and PUT /_sim/webhooks
+switch faults and webhook delivery modes at run time (docs/simulator.md).
+
+test cards (save one, then charge it off-session):
+`
+
 // ParseFlags parses the arguments of `billingd sim` (without the subcommand name)
 // and validates them; every error names the offending flag. When --seed is not
 // given the seed is taken from the clock, so that a restarted simulator hands out
@@ -103,7 +121,9 @@ func ParseFlags(args []string) (Config, error) {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			var b bytes.Buffer
-			b.WriteString("usage: billingd sim [flags]\n\nflags:\n")
+			b.WriteString(simUsageHeader)
+			b.WriteString(TestCardTable())
+			b.WriteString("\nflags:\n")
 			fs.SetOutput(&b)
 			fs.PrintDefaults()
 			return Config{}, fmt.Errorf("%w\n%s", flag.ErrHelp, b.String())

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// secretsFromNowhere is a config whose gateway and SMTP secrets come from an
+// environment variable and a credentials directory that are not there, as in
+// an operator's shell on the service's host.
+const secretsFromNowhere = `
+database: { driver: sqlite, dsn: %DIR%/billingd.db }
+gateway:
+  base_url: "http://127.0.0.1:12111"
+  secret_key: "${BILLINGD_TEST_UNSET_SECRET_KEY}"
+  webhook_secret_file: "${BILLINGD_TEST_UNSET_CREDENTIALS}/wooshpay_webhook_secret"
+http: { public_base_url: "https://billing.example.com" }
+mail: { host: smtp.example.com, from: "Billing <billing@example.com>", password_file: /nonexistent/smtp_password }
+`
+
+func TestReadOnlyCommandsNeedNoSecrets(t *testing.T) {
+	dir := t.TempDir()
+	p := writeFile(t, dir, "c.yaml", strings.ReplaceAll(secretsFromNowhere, "%DIR%", dir))
+
+	code, out, errOut := runMain(t, nil, "migrate", "-c", p)
+	require.Equal(t, exitOK, code, "stdout %s stderr %s", out, errOut)
+	require.Contains(t, out, "applied")
+
+	code, out, errOut = runMain(t, nil, "status", "-c", p)
+	require.Equal(t, exitOK, code, "stdout %s stderr %s", out, errOut)
+	require.Contains(t, out, "subscriptions")
+
+	// The same file is not enough for the daemon, and check-config says why.
+	code, _, errOut = runMain(t, nil, "check-config", "-c", p)
+	require.Equal(t, exitUsage, code)
+	for _, key := range []string{"gateway.secret_key:", "gateway.webhook_secret_file:", "mail.password_file:"} {
+		require.Contains(t, errOut, key)
+	}
+}
+
+func TestReadOnlyCommandsStillRejectABadFile(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ name, body, key string }{
+		{"unknown key in a section they do not use", "\nmail: { hots: smtp.example.com }\n", "mail.hots"},
+		{"bad database driver", "\ndatabase: { driver: mysql }\n", "database.driver"},
+	} {
+		for _, cmd := range []string{"status", "migrate"} {
+			t.Run(cmd+" "+tc.name, func(t *testing.T) {
+				p := writeFile(t, dir, "c.yaml", tc.body)
+				code, _, errOut := runMain(t, nil, cmd, "-c", p)
+				require.Equal(t, exitUsage, code)
+				require.Contains(t, errOut, tc.key)
+			})
+		}
+	}
+}
