@@ -74,10 +74,20 @@ func (m *Main) cmdMigrate(ctx context.Context, args []string) error {
 }
 
 func (m *Main) cmdOnce(ctx context.Context, args []string) error {
-	var dryRun *bool
-	cfg, _, err := m.parseConfigOnly("once", args, func(fs *flag.FlagSet) {
-		dryRun = fs.Bool("dry-run", false, "list what would be charged; change nothing")
-	})
+	fs, path := m.newFlagSet("once")
+	dryRun := fs.Bool("dry-run", false, "list what would be charged; change nothing")
+	if rest, err := parseArgs(fs, args); err != nil {
+		return err
+	} else if len(rest) > 0 {
+		return usagef("unexpected argument %q", rest[0])
+	}
+	// A dry run only reads the database: it needs no gateway, webhook or SMTP
+	// secret.
+	need := config.NeedAll
+	if *dryRun {
+		need = config.Need{Schedule: true, Billing: true}
+	}
+	cfg, err := m.loadConfigFor(m.configPath(*path), need)
 	if err != nil {
 		return err
 	}
@@ -208,7 +218,13 @@ func (m *Main) cmdImport(ctx context.Context, args []string) error {
 	if len(rest) != 1 {
 		return usagef("usage: billingd subscriptions import FILE [--backfill] [--no-verify] [-c FILE]")
 	}
-	cfg, err := m.loadConfig(m.configPath(*path))
+	// Verifying ids needs the gateway's key, and nothing else secret; an
+	// import without verification needs no secret at all.
+	need := config.NeedDatabaseAndGatewayKey
+	if *noVerify {
+		need = config.Need{Schedule: true}
+	}
+	cfg, err := m.loadConfigFor(m.configPath(*path), need)
 	if err != nil {
 		return err
 	}

@@ -32,6 +32,17 @@ func TestReadOnlyCommandsNeedNoSecrets(t *testing.T) {
 	require.Equal(t, exitOK, code, "stdout %s stderr %s", out, errOut)
 	require.Contains(t, out, "subscriptions")
 
+	code, out, errOut = runMain(t, nil, "once", "--dry-run", "-c", p)
+	require.Equal(t, exitOK, code, "stdout %s stderr %s", out, errOut)
+	require.Contains(t, out, "nothing was changed (dry run)")
+
+	// An import that does not ask the gateway needs no secret either.
+	csv := writeFile(t, dir, "subs.csv", "reference,email,customer,payment_method,amount,currency,interval,interval_count,anchor\n"+
+		"ns-1,a@example.com,cus_1,pm_1,1000,USD,month,1,2030-01-01T00:00:00Z\n")
+	code, out, errOut = runMain(t, nil, "subscriptions", "import", csv, "--no-verify", "-c", p)
+	require.Equal(t, exitOK, code, "stdout %s stderr %s", out, errOut)
+	require.Contains(t, out, "imported 1 subscription(s)")
+
 	// The same file is not enough for the daemon, and check-config says why.
 	code, _, errOut = runMain(t, nil, "check-config", "-c", p)
 	require.Equal(t, exitUsage, code)
