@@ -115,6 +115,14 @@ type PaymentMethod struct {
 	GatewayID  string `gorm:"column:gateway_payment_method_id"`
 	Brand      string
 	Last4      string `gorm:"column:last4"`
+	// DeadAt is when the gateway called the card dead (a hard decline such as
+	// expired, lost or stolen); nil while it may be charged. Charging a dead card
+	// again cannot succeed and counts against the merchant with the card
+	// networks, so no off-session charge uses it until the subscription gets
+	// another payment method.
+	DeadAt *time.Time `gorm:"column:dead_at"`
+	// DeadReason is the decline code that killed the card ("" while alive).
+	DeadReason string `gorm:"column:dead_reason"`
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
 }

@@ -14,6 +14,7 @@ type PlannedSQL struct {
 	DueSubscriptions string // args: DueSubscriptionsArgs
 	ClaimNew         string // args: now, limit
 	ClaimReplay      string // args: now, now, notBefore, limit
+	CardReattempts   string // args: gateway payment method id, since
 }
 
 // SQLFor builds the statements inside a transaction of st, as the real code does.
@@ -23,6 +24,7 @@ func SQLFor(st *Store) (q PlannedSQL, err error) {
 			DueSubscriptions: dueSubscriptionsQuery + tx.forUpdateSkipLocked(),
 			ClaimNew:         tx.claimNewSQL(),
 			ClaimReplay:      tx.claimReplaySQL(),
+			CardReattempts:   cardReattemptsQuery,
 		}
 		return nil
 	})
