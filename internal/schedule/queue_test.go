@@ -314,8 +314,11 @@ func TestPlanListsExactlyTheChargesThePassStarts(t *testing.T) {
 			return err
 		}))
 
-		// A new subscription starts at t1.
+		// Two new subscriptions start at t1, one on the dead card (the same
+		// saved card as dead's): it is invoiced and waits.
 		daily("new", "4242424242424242", t1)
+		daily("dead-2", "4000000000009987", t1)
+		require.Equal(t, pms["dead"], pms["dead-2"])
 
 		s.clk.Set(t1)
 		plan, err := s.biller.Plan(ctx, 0)
