@@ -261,9 +261,13 @@ func (s *Store) LatestAttempt(ctx context.Context, invoiceID int64) (*models.Cha
 
 // NewOnSessionAttempt commits an on-session attempt for an invoice the customer
 // is paying through a pay link, before anything is sent (same protocol as the
-// off-session path). It returns nil when the invoice is not open or an attempt
-// for it is still unresolved.
+// off-session path). It returns nil when the invoice is not open, an attempt
+// for it is still unresolved, or the card is one the gateway called dead (a
+// link never charges a dead card: the customer must save another).
 func (tx *Tx) NewOnSessionAttempt(now time.Time, ic *InvoiceContact, owner string, leaseUntil time.Time) (*models.ChargeAttempt, error) {
+	if _, dead, err := tx.queryID(`SELECT id FROM payment_methods WHERE gateway_payment_method_id = ? AND dead_at IS NOT NULL`, ic.GatewayPM); err != nil || dead {
+		return nil, err
+	}
 	var inv models.Invoice
 	if err := tx.db.Raw(`SELECT * FROM invoices WHERE id = ?`+tx.forUpdateSkipLocked(), ic.InvoiceID).Scan(&inv).Error; err != nil {
 		return nil, err

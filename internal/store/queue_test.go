@@ -72,6 +72,19 @@ func TestClaimSkipsWaitingInvoicesBeforeItsLimit(t *testing.T) {
 		require.NoError(t, err)
 		require.Empty(t, claimed, "nothing else may be charged")
 
+		// A pay link does not charge the dead card either.
+		require.NoError(t, st.InTx(ctx, func(tx *store.Tx) error {
+			var head int64
+			require.NoError(t, tx.DB().Raw(`SELECT id FROM invoices WHERE subscription_id = ? AND period_index = 0`, subID(t, st, "dead")).Scan(&head).Error)
+			ic, err := tx.InvoiceContact(head)
+			if err != nil {
+				return err
+			}
+			a, err := tx.NewOnSessionAttempt(t0, ic, "web", t0.Add(time.Minute))
+			require.Nil(t, a)
+			return err
+		}))
+
 		var pm models.PaymentMethod
 		require.NoError(t, st.DB().Where("gateway_payment_method_id = ?", "pm_dead").First(&pm).Error)
 		require.Equal(t, "lost_card", pm.DeadReason)
