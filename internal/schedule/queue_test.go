@@ -285,9 +285,10 @@ func TestPlanListsExactlyTheChargesThePassStarts(t *testing.T) {
 
 		// Three hours before t1: two first charges whose answers are lost
 		// (5xx before the gateway did anything): they stay unknown.
+		// Both are a day into their subscription: period 1 starts at t1.
 		s.clk.Set(t1.Add(-3 * time.Hour))
-		daily("unknown", "4761344136141390", s.clk.Now())
-		daily("leased", "5555555555554444", s.clk.Now())
+		daily("unknown", "4761344136141390", t0)
+		daily("leased", "5555555555554444", t0)
 		s.gw.SetFaults(sim.Faults{Error5xxBefore: 1})
 		_, err = s.biller.Pass(ctx, ctx, "test")
 		require.NoError(t, err)
@@ -337,7 +338,7 @@ func TestPlanListsExactlyTheChargesThePassStarts(t *testing.T) {
 		unknown := attemptsOfRef(t, st, "unknown")
 		require.Len(t, unknown, 1)
 		require.ElementsMatch(t, []string{
-			"replay " + unknown[0].Key,
+			"replay " + unknown[0].Key, "follow unknown/1",
 			"charge paid/1",
 			"charge soft-due/0", "follow soft-due/1",
 			"charge catch-up/4",

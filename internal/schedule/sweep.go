@@ -398,10 +398,6 @@ func (b *Biller) Plan(ctx context.Context, limit int) ([]Planned, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []Planned
-	for _, a := range p.Replays {
-		out = append(out, Planned{Invoice: a.MerchantOrderID, Amount: a.Amount, Currency: a.Currency, Kind: PlanReplay, Key: a.IdempotencyKey})
-	}
 	// follows lists what waits behind a head charged now: its open invoices
 	// in order while each could be claimed once the one before is paid.
 	// It reports whether the whole queue follows, so that new periods do too.
@@ -419,8 +415,29 @@ func (b *Biller) Plan(ctx context.Context, limit int) ([]Planned, error) {
 		}
 		return fs, true
 	}
+	var out []Planned
 	headOf := map[int64]bool{} // subscriptions whose queue has a head charged now
 	queueFollows := map[int64]bool{}
+	// A replay is its invoice's charge: if it succeeds, the periods behind it
+	// follow.
+	for _, a := range p.Replays {
+		var inv *store.PlannedInvoice
+		for i, q := range p.Queues[a.SubscriptionID] {
+			if q.ID == a.InvoiceID {
+				inv = &p.Queues[a.SubscriptionID][i]
+			}
+		}
+		out = append(out, Planned{Reference: p.References[a.SubscriptionID], Invoice: a.MerchantOrderID, Amount: a.Amount,
+			Currency: a.Currency, Kind: PlanReplay, Key: a.IdempotencyKey})
+		if inv == nil {
+			continue
+		}
+		out[len(out)-1].PeriodIndex, out[len(out)-1].PeriodStart = inv.PeriodIndex, inv.PeriodStart
+		fs, all := follows(a.SubscriptionID, inv.Invoice)
+		out = append(out, fs...)
+		headOf[a.SubscriptionID] = true
+		queueFollows[a.SubscriptionID] = all
+	}
 	for _, h := range p.Heads {
 		out = append(out, Planned{Reference: p.References[h.SubscriptionID], Invoice: h.PublicID, PeriodIndex: h.PeriodIndex,
 			PeriodStart: h.PeriodStart, Amount: h.Amount, Currency: h.Currency, Kind: PlanCharge})
@@ -435,7 +452,7 @@ func (b *Biller) Plan(ctx context.Context, limit int) ([]Planned, error) {
 		if err != nil {
 			continue
 		}
-		due := rec.Due(s.NextPeriod, now, 0)
+		due := rec.Due(s.NextPeriod, now, limit)
 		if len(due) == 0 {
 			continue
 		}

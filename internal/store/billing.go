@@ -620,12 +620,12 @@ type PassPlan struct {
 	// Heads are the invoices the new-attempt claim would charge, in claim order:
 	// each is the head of its subscription's queue.
 	Heads []models.Invoice
-	// Queues hold, per subscription of Heads and of Due, its open invoices in
-	// period order (the head first).
+	// Queues hold, per subscription of Replays, Heads and Due, its open
+	// invoices in period order (the head first).
 	Queues map[int64][]PlannedInvoice
 	// Due are the subscriptions the sweep would invoice, in sweep order.
 	Due []models.Subscription
-	// References name the subscriptions of Heads and Due.
+	// References name the subscriptions of Replays, Heads and Due.
 	References map[int64]string
 	// DeadCard holds the subscriptions (of Due) whose payment method the
 	// gateway called dead: their new periods are invoiced and wait.
@@ -645,7 +645,8 @@ type PlannedInvoice struct {
 const planPage = 1000
 
 // PlanPass reads what a pass started at now would charge, without writing or
-// locking anything. Replays and heads are capped at limit each (0: no cap).
+// locking anything. Replays, heads and due subscriptions are each read up to
+// limit rows (0: no cap), which bounds the memory of a dry run on a big day.
 func (s *Store) PlanPass(ctx context.Context, now, notBefore time.Time, limit int) (*PassPlan, error) {
 	if limit <= 0 {
 		limit = 1 << 30
@@ -656,6 +657,21 @@ func (s *Store) PlanPass(ctx context.Context, now, notBefore time.Time, limit in
 		var err error
 		if p.Replays, err = tx.selectReplays(now, notBefore, limit, false); err != nil {
 			return err
+		}
+		if len(p.Replays) > 0 {
+			// A replay that succeeds lets the periods behind its invoice
+			// through, like a head's charge.
+			var replayed []models.Invoice
+			for _, a := range p.Replays {
+				replayed = append(replayed, models.Invoice{ID: a.InvoiceID, SubscriptionID: a.SubscriptionID})
+			}
+			targets, err := tx.chargeTargets(replayed)
+			if err != nil {
+				return err
+			}
+			for id, t := range targets {
+				p.References[id] = t.Reference
+			}
 		}
 		heads, err := tx.selectChargeable(now, limit, false)
 		if err != nil {
@@ -686,7 +702,7 @@ func (s *Store) PlanPass(ctx context.Context, now, notBefore time.Time, limit in
 				p.References[sub.ID] = sub.Reference
 			}
 			p.Due = append(p.Due, page...)
-			if len(page) < planPage {
+			if len(page) < planPage || len(p.Due) >= limit {
 				break
 			}
 		}
