@@ -308,9 +308,10 @@ func (s *Store) ClaimNewAttempts(ctx context.Context, owner string, now, leaseUn
 
 // claimReplayQuery finds the unresolved attempts a pass replays; the partial index
 // charge_attempts_unresolved_age (created_at) holds only unresolved attempts, so the
-// query reads the few of them among millions of settled ones. An attempt on a
-// card the gateway has since called dead is not sent again (the reconciler reads
-// what became of it). Its first condition
+// query reads the few of them among millions of settled ones. A replay is the
+// same request under the same key — the completion of an attempt already started,
+// which the gateway answers from its first result — so it is sent even if the card
+// was called dead meanwhile (by another subscription's charge, say). Its first condition
 // repeats that index's WHERE clause word for word: SQLite uses a partial index only
 // when the query contains the index's condition itself.
 const claimReplayQuery = `SELECT * FROM charge_attempts%s
@@ -318,8 +319,6 @@ const claimReplayQuery = `SELECT * FROM charge_attempts%s
 	  AND (lease_until IS NULL OR lease_until <= ?)
 	  AND (next_try_at IS NULL OR next_try_at <= ?)
 	  AND created_at >= ?
-	  AND NOT EXISTS (SELECT 1 FROM payment_methods pm WHERE pm.gateway_payment_method_id = charge_attempts.gateway_payment_method_id
-	                    AND pm.dead_at IS NOT NULL)
 	ORDER BY id LIMIT ?`
 
 // insertAttempts writes new attempts in one multi-row INSERT and sets their ids.
