@@ -133,28 +133,69 @@ func (b *Biller) recurrence(s *models.Subscription) (Recurrence, error) {
 // invoiced, so that charging can claim the new invoices. It writes only
 // run.SubscriptionsDue (counted by the first scan: later ones only revisit
 // subscriptions it saw) and run.InvoicesCreated.
+//
+// On PostgreSQL the scan skips rows another transaction holds; a subscription
+// left over by one round that the next round did not meet, and that is still
+// due, is looked for again (up to maxSkippedRounds times), so that a short
+// lock never leaves a catch-up to a later pass.
 func (b *Biller) invoiceDue(stop context.Context, run *models.BillingRun, log zerolog.Logger, invoiced chan<- struct{}) error {
+	var pending map[int64]bool
+	skipped := 0
 	for round := 0; ; round++ {
-		more, err := b.invoiceRound(stop, run, log, invoiced, round == 0)
-		if err != nil || !more {
+		seen := map[int64]bool{}
+		left, err := b.invoiceRound(stop, run, log, invoiced, round == 0, pending, seen)
+		if err != nil {
 			return err
+		}
+		var unseen []int64
+		for id := range pending {
+			if !seen[id] {
+				unseen = append(unseen, id)
+			}
+		}
+		if len(unseen) > 0 && skipped < maxSkippedRounds {
+			still, err := b.Store.StillDue(context.WithoutCancel(stop), b.Clock.Now(), unseen)
+			if err != nil {
+				return fmt.Errorf("invoicing: %w", err)
+			}
+			if len(still) > 0 {
+				skipped++
+				left = append(left, still...)
+				select {
+				case <-time.After(5 * time.Millisecond): // the holder's transaction is short
+				case <-stop.Done():
+				}
+			}
+		}
+		if len(left) == 0 {
+			return nil
+		}
+		pending = make(map[int64]bool, len(left))
+		for _, id := range left {
+			pending[id] = true
 		}
 	}
 }
 
-// invoiceRound is one scan of the due subscriptions; more reports that some
-// subscription had more missed periods than one page invoices.
-func (b *Biller) invoiceRound(stop context.Context, run *models.BillingRun, log zerolog.Logger, invoiced chan<- struct{}, count bool) (more bool, _ error) {
+// maxSkippedRounds bounds how often invoiceDue scans again for subscriptions
+// that a concurrent transaction's lock hid from it.
+const maxSkippedRounds = 100
+
+// invoiceRound is one scan of the due subscriptions. It returns the
+// subscriptions that had more missed periods than one page invoices, and marks
+// in seen those of expect it met.
+func (b *Biller) invoiceRound(stop context.Context, run *models.BillingRun, log zerolog.Logger, invoiced chan<- struct{}, count bool,
+	expect, seen map[int64]bool) (left []int64, _ error) {
 	var cursor store.DueCursor
 	for {
 		if err := stop.Err(); err != nil {
-			return false, fmt.Errorf("stopped while invoicing: %w", err)
+			return nil, fmt.Errorf("stopped while invoicing: %w", err)
 		}
 		now := b.Clock.Now()
 		var n, created int
-		var pageMore bool
+		var pageLeft, pageSeen []int64
 		err := b.Store.InTx(context.WithoutCancel(stop), func(tx *store.Tx) error {
-			pageMore = false
+			pageLeft, pageSeen = pageLeft[:0], pageSeen[:0]
 			subs, err := tx.DueSubscriptions(now, cursor, b.PageSize)
 			if err != nil {
 				return err
@@ -164,6 +205,9 @@ func (b *Biller) invoiceRound(stop context.Context, run *models.BillingRun, log 
 			for i := range subs {
 				s := &subs[i]
 				cursor = store.DueCursor{NextBillingAt: s.NextBillingAt, ID: s.ID}
+				if expect[s.ID] {
+					pageSeen = append(pageSeen, s.ID)
+				}
 				rec, err := b.recurrence(s)
 				if err != nil {
 					log.Error().Err(err).Int64("subscription_id", s.ID).Msg("subscription has invalid billing terms; not invoiced")
@@ -187,14 +231,14 @@ func (b *Biller) invoiceRound(stop context.Context, run *models.BillingRun, log 
 					return err
 				}
 				if len(due) == maxCatchUpPerPage && !rec.PeriodStart(last+1).After(now) {
-					pageMore = true
+					pageLeft = append(pageLeft, s.ID)
 				}
 			}
 			created, err = tx.CreateInvoices(now, invs)
 			return err
 		})
 		if err != nil {
-			return false, fmt.Errorf("invoicing: %w", err)
+			return nil, fmt.Errorf("invoicing: %w", err)
 		}
 		// Counted once committed: a page rolled back created nothing.
 		run.InvoicesCreated += created
@@ -208,9 +252,12 @@ func (b *Biller) invoiceRound(stop context.Context, run *models.BillingRun, log 
 		if count {
 			run.SubscriptionsDue += n
 		}
-		more = more || pageMore
+		left = append(left, pageLeft...)
+		for _, id := range pageSeen {
+			seen[id] = true
+		}
 		if n < b.PageSize {
-			return more, nil
+			return left, nil
 		}
 	}
 }

@@ -49,11 +49,36 @@ func (tx *Tx) DueSubscriptions(now time.Time, after DueCursor, limit int) ([]mod
 func (tx *Tx) selectDueSubscriptions(now time.Time, after DueCursor, limit int, lock bool) ([]models.Subscription, error) {
 	q := dueSubscriptionsQuery
 	if lock {
-		q += tx.forUpdateSkipLocked()
+		q += tx.dueLockSuffix()
 	}
 	var subs []models.Subscription
 	err := tx.db.Raw(q, now, after.NextBillingAt, after.ID, limit).Scan(&subs).Error
 	return subs, err
+}
+
+// dueLockSuffix locks the due page on PostgreSQL. FOR NO KEY UPDATE, not FOR
+// UPDATE: the sweep changes no key of a subscription, and FOR UPDATE would also
+// skip every subscription whose row a concurrent insert of an invoice or an
+// attempt holds FOR KEY SHARE (its foreign-key check) — a charge in flight
+// would make the sweep pass over its subscription.
+func (tx *Tx) dueLockSuffix() string {
+	if tx.dialect == Postgres {
+		return " FOR NO KEY UPDATE SKIP LOCKED"
+	}
+	return ""
+}
+
+// StillDue returns which of the given subscriptions are still due at now,
+// without locking them: the sweep asks about subscriptions it expected to meet
+// again and did not (a row another transaction held, skipped by SKIP LOCKED).
+func (s *Store) StillDue(ctx context.Context, now time.Time, ids []int64) ([]int64, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	var out []int64
+	err := s.db.WithContext(ctx).Raw(`SELECT id FROM subscriptions WHERE id IN ? AND status IN ('active','past_due') AND next_billing_at <= ?`,
+		ids, now).Scan(&out).Error
+	return out, err
 }
 
 // NewInvoice is one period to invoice.

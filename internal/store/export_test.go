@@ -21,7 +21,7 @@ type PlannedSQL struct {
 func SQLFor(st *Store) (q PlannedSQL, err error) {
 	err = st.InTx(context.Background(), func(tx *Tx) error {
 		q = PlannedSQL{
-			DueSubscriptions: dueSubscriptionsQuery + tx.forUpdateSkipLocked(),
+			DueSubscriptions: dueSubscriptionsQuery + tx.dueLockSuffix(),
 			ClaimNew:         tx.claimNewSQL(),
 			ClaimReplay:      tx.claimReplaySQL(),
 			CardReattempts:   cardReattemptsQuery,
