@@ -341,7 +341,12 @@ func waitSettled(t *testing.T, st *store.Store, c fpCase, logPath string) {
 		var invoices, attempted, unresolved, pendingMail, mails int64
 		db := st.DB()
 		require.NoError(t, db.Raw(`SELECT COUNT(*) FROM invoices`).Scan(&invoices).Error)
-		require.NoError(t, db.Raw(`SELECT COUNT(DISTINCT invoice_id) FROM charge_attempts`).Scan(&attempted).Error)
+		// An invoice on a card the gateway called dead (the subscriptions here
+		// share one saved card per test number) is never charged: it waits
+		// for a new card, which counts as settled.
+		require.NoError(t, db.Raw(`SELECT COUNT(*) FROM invoices i WHERE EXISTS (SELECT 1 FROM charge_attempts a WHERE a.invoice_id = i.id)
+		   OR EXISTS (SELECT 1 FROM subscriptions s JOIN payment_methods pm ON pm.id = s.payment_method_id
+		               WHERE s.id = i.subscription_id AND pm.dead_at IS NOT NULL)`).Scan(&attempted).Error)
 		require.NoError(t, db.Raw(`SELECT COUNT(*) FROM charge_attempts WHERE status IN ('pending','unknown','processing')`).Scan(&unresolved).Error)
 		require.NoError(t, db.Raw(`SELECT COUNT(*) FROM emails WHERE status = 'pending'`).Scan(&pendingMail).Error)
 		require.NoError(t, db.Raw(`SELECT COUNT(*) FROM emails`).Scan(&mails).Error)

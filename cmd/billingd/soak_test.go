@@ -397,7 +397,11 @@ func soakUnsettled(t *testing.T, ro *store.Store, gw *sim.Server, invoices int) 
 	}
 	err := ro.DB().Raw(`SELECT
 		(SELECT COUNT(*) FROM invoices) AS invoices,
-		(SELECT COUNT(*) FROM invoices i WHERE i.status = 'open' AND NOT EXISTS (SELECT 1 FROM charge_attempts a WHERE a.invoice_id = i.id)) AS unattempted,
+		(SELECT COUNT(*) FROM invoices i WHERE i.status = 'open' AND NOT EXISTS (SELECT 1 FROM charge_attempts a WHERE a.invoice_id = i.id)
+		    AND NOT EXISTS (SELECT 1 FROM invoices prev WHERE prev.subscription_id = i.subscription_id
+		                      AND prev.period_index < i.period_index AND prev.status = 'open')
+		    AND NOT EXISTS (SELECT 1 FROM subscriptions s JOIN payment_methods pm ON pm.id = s.payment_method_id
+		                     WHERE s.id = i.subscription_id AND pm.dead_at IS NOT NULL)) AS unattempted,
 		(SELECT COUNT(*) FROM charge_attempts WHERE status IN ('pending','unknown','processing')) AS unresolved,
 		(SELECT COUNT(*) FROM emails WHERE status = 'pending') AS emails`).Scan(&c).Error
 	if err != nil {

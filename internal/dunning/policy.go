@@ -55,8 +55,9 @@ type Event struct {
 	Reason models.DunningReason
 	// DeclineCode is recorded on the case for ops.
 	DeclineCode string
-	// CardRetries30d counts off-session attempts on the subscription's current
-	// card in the last 30 days (the one about to be retried).
+	// CardRetries30d counts reattempts (off-session attempts after an earlier
+	// attempt of the same invoice) on the subscription's current card in the
+	// last 30 days: the card networks' cap counts those, not first attempts.
 	CardRetries30d int
 }
 

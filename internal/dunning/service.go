@@ -35,6 +35,13 @@ func (s *Service) AfterOutcome(tx *store.Tx, now time.Time, a *models.ChargeAtte
 	case models.AttemptSucceeded:
 		ev = Event{Kind: Succeeded}
 	case models.AttemptDeclined, models.AttemptRequiresAction, models.AttemptFailed:
+		if r.Status == models.AttemptDeclined && r.HardDecline {
+			// The gateway called the card dead, on- or off-session: remembered in
+			// this same transaction, so no claim charges it again.
+			if _, err := tx.MarkPaymentMethodDead(now, a.GatewayPM, r.DeclineCode); err != nil {
+				return err
+			}
+		}
 		if !a.OffSession {
 			return nil
 		}
@@ -42,12 +49,12 @@ func (s *Service) AfterOutcome(tx *store.Tx, now time.Time, a *models.ChargeAtte
 		if ev.Reason == "" {
 			return nil // not the customer's failure: no case, no email
 		}
-		n, err := tx.CountCardAttempts(a.GatewayPM, now.Add(-30*24*time.Hour))
+		n, err := tx.CountCardReattempts(a.GatewayPM, now.Add(-30*24*time.Hour))
 		if err != nil {
 			return err
 		}
-		// The attempt that just failed is one of them; the question is whether
-		// the next one may be made.
+		// Reattempts already made on the card (this one included if it was
+		// one); the question is whether the next one may be made.
 		ev.CardRetries30d = n
 	default:
 		return nil
@@ -123,7 +130,7 @@ func (s *Service) Wake(ctx context.Context, now time.Time) (int, error) {
 				}
 				retries := 0
 				if ic != nil {
-					if retries, err = tx.CountCardAttempts(ic.GatewayPM, now.Add(-30*24*time.Hour)); err != nil {
+					if retries, err = tx.CountCardReattempts(ic.GatewayPM, now.Add(-30*24*time.Hour)); err != nil {
 						return err
 					}
 				}
@@ -203,6 +210,9 @@ func (s *Service) apply(tx *store.Tx, now time.Time, invoiceID int64, c *models.
 		if err := tx.ApplyFinalAction(now, ic.SubscriptionID, d.FinalAction); err != nil {
 			return err
 		}
+		if err := s.settleQueue(tx, now, c, invoiceID, ic.SubscriptionID, d.FinalAction); err != nil {
+			return err
+		}
 	}
 	if d.Email != "" {
 		if err := s.enqueue(tx, now, c, ic, d.Email); err != nil {
@@ -211,6 +221,39 @@ func (s *Service) apply(tx *store.Tx, now time.Time, invoiceID int64, c *models.
 	}
 	log.Info().Int64("case_id", c.ID).Str("reason", string(c.Reason)).Str("action", action).Int("step", c.Step).
 		Str("status", string(c.Status)).Str("email", string(d.Email)).Str("detail", detail).Msg("dunning step")
+	return nil
+}
+
+// settleQueue settles the invoices that waited behind an exhausted one. One
+// subscription is one queue: its later periods were never charged while this
+// one was in dunning. When the final action ends the subscription (cancel,
+// unpaid), nothing will ever charge them, so they are written off with it, each
+// one recorded as a step of the exhausted case. With past_due the subscription
+// is still billed: the written-off invoice leaves the queue and the next period
+// becomes its head, charged by the next claim (unless the card is dead: then it
+// waits for a new card like the rest).
+func (s *Service) settleQueue(tx *store.Tx, now time.Time, c *models.DunningCase, invoiceID, subscriptionID int64, final string) error {
+	if final != FinalCancel && final != FinalUnpaid {
+		return nil
+	}
+	k, err := tx.InvoicePeriodIndex(invoiceID)
+	if err != nil {
+		return err
+	}
+	off, err := tx.WriteOffQueue(now, subscriptionID, k)
+	if err != nil {
+		return err
+	}
+	for _, q := range off {
+		detail := fmt.Sprintf("invoice %s (period %d) written off with the exhausted invoice: the subscription is %s", q.PublicID, q.PeriodIndex, final)
+		if err := tx.AddCaseStep(now, c.ID, c.Step, "queue_written_off", detail); err != nil {
+			return err
+		}
+	}
+	if len(off) > 0 {
+		s.Log.Info().Int64("case_id", c.ID).Int64("subscription_id", subscriptionID).Int("invoices", len(off)).
+			Msg("invoices waiting behind the exhausted one written off")
+	}
 	return nil
 }
 

@@ -130,6 +130,14 @@ type PaymentMethod struct {
 	// verified card the gateway no longer knows was removed by the customer: a
 	// hard decline and a card-update email, not a data error for a human.
 	VerifiedAt *time.Time `gorm:"column:verified_at"`
+	// DeadAt is when the gateway called the card dead (a hard decline such as
+	// expired, lost or stolen); nil while it may be charged. Charging a dead card
+	// again cannot succeed and counts against the merchant with the card
+	// networks, so no off-session charge uses it until the subscription gets
+	// another payment method.
+	DeadAt *time.Time `gorm:"column:dead_at"`
+	// DeadReason is the decline code that killed the card ("" while alive).
+	DeadReason string `gorm:"column:dead_reason"`
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
 }

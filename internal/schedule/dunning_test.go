@@ -54,6 +54,7 @@ func TestSoftDeclineRunsTheWholeSchedule(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, st *store.Store) {
 		start := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 		s := newStack(t, st, start, sim.Options{})
+		st = s.st // the assembled daemon's database
 		withDunning(s, dunning.FinalCancel)
 		seedCard(t, s, "4000000000009995", start) // insufficient_funds, every time
 		ctx := context.Background()

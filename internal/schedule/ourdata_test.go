@@ -36,6 +36,7 @@ func TestUnverifiedBadIDsNeedReviewAndEmailNobody(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, st *store.Store) {
 		start := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 		s := newStack(t, st, start, sim.Options{})
+		st = s.st // the assembled daemon's database
 		withDunning(s, dunning.FinalCancel)
 		cusA, pmA := s.saveCard(t, "4242424242424242")
 		_, pmB := s.saveCard(t, "4111111111111111")
@@ -78,6 +79,7 @@ func TestVerifiedCardGoneIsAHardDecline(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, st *store.Store) {
 		start := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 		s := newStack(t, st, start, sim.Options{})
+		st = s.st // the assembled daemon's database
 		withDunning(s, dunning.FinalCancel)
 		cus, pm := s.saveCard(t, "4242424242424242")
 		rows := []store.ImportRow{{Line: 2, Reference: "verified", Email: "v@example.com", Customer: cus, PaymentMethod: pm,
@@ -119,6 +121,7 @@ func TestCardThatChargedBeforeAndIsGoneIsAHardDecline(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, st *store.Store) {
 		start := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 		s := newStack(t, st, start, sim.Options{})
+		st = s.st // the assembled daemon's database
 		withDunning(s, dunning.FinalCancel)
 		cus, pm := s.saveCard(t, "4242424242424242")
 		storetest.Seed(t, st, start, storetest.Subscription{Reference: "daily", Customer: cus, PaymentMethod: pm, Interval: "day"})

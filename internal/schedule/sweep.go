@@ -25,7 +25,7 @@ const IdempotencyWindow = 23 * time.Hour
 
 // maxCatchUpPerPage bounds how many missed periods of one subscription one page
 // invoices, so a long outage cannot make one transaction huge; the rest follow
-// on the next pages of the same pass.
+// in later rounds of the same pass (see invoiceDue).
 const maxCatchUpPerPage = 64
 
 // Biller runs billing passes: invoice every started period, then charge what is
@@ -124,17 +124,76 @@ func (b *Biller) recurrence(s *models.Subscription) (Recurrence, error) {
 // invoiceDue creates an invoice for every started, not yet invoiced period, page by
 // page, each page in one transaction together with the advance of its
 // subscriptions' next_billing_at: a period is invoiced exactly once, in order.
-// After each committed page it signals invoiced, so that charging can claim the
-// new invoices. It writes only run.SubscriptionsDue and run.InvoicesCreated.
+// A subscription further behind than maxCatchUpPerPage periods is still due
+// after its page; when the scan reaches its end, it starts again from the
+// beginning until no subscription had periods left over, so one pass invoices
+// every missed period however many. After each committed page it signals
+// invoiced, so that charging can claim the new invoices. It writes only
+// run.SubscriptionsDue (counted by the first scan: later ones only revisit
+// subscriptions it saw) and run.InvoicesCreated.
+//
+// On PostgreSQL the scan skips rows another transaction holds; a subscription
+// left over by one round that the next round did not meet, and that is still
+// due, is looked for again (up to maxSkippedRounds times), so that a short
+// lock never leaves a catch-up to a later pass.
 func (b *Biller) invoiceDue(stop context.Context, run *models.BillingRun, log zerolog.Logger, invoiced chan<- struct{}) error {
+	var pending map[int64]bool
+	skipped := 0
+	for round := 0; ; round++ {
+		seen := map[int64]bool{}
+		left, err := b.invoiceRound(stop, run, log, invoiced, round == 0, pending, seen)
+		if err != nil {
+			return err
+		}
+		var unseen []int64
+		for id := range pending {
+			if !seen[id] {
+				unseen = append(unseen, id)
+			}
+		}
+		if len(unseen) > 0 && skipped < maxSkippedRounds {
+			still, err := b.Store.StillDue(context.WithoutCancel(stop), b.Clock.Now(), unseen)
+			if err != nil {
+				return fmt.Errorf("invoicing: %w", err)
+			}
+			if len(still) > 0 {
+				skipped++
+				left = append(left, still...)
+				select {
+				case <-time.After(5 * time.Millisecond): // the holder's transaction is short
+				case <-stop.Done():
+				}
+			}
+		}
+		if len(left) == 0 {
+			return nil
+		}
+		pending = make(map[int64]bool, len(left))
+		for _, id := range left {
+			pending[id] = true
+		}
+	}
+}
+
+// maxSkippedRounds bounds how often invoiceDue scans again for subscriptions
+// that a concurrent transaction's lock hid from it.
+const maxSkippedRounds = 100
+
+// invoiceRound is one scan of the due subscriptions. It returns the
+// subscriptions that had more missed periods than one page invoices, and marks
+// in seen those of expect it met.
+func (b *Biller) invoiceRound(stop context.Context, run *models.BillingRun, log zerolog.Logger, invoiced chan<- struct{}, count bool,
+	expect, seen map[int64]bool) (left []int64, _ error) {
 	var cursor store.DueCursor
 	for {
 		if err := stop.Err(); err != nil {
-			return fmt.Errorf("stopped while invoicing: %w", err)
+			return nil, fmt.Errorf("stopped while invoicing: %w", err)
 		}
 		now := b.Clock.Now()
 		var n, created int
+		var pageLeft, pageSeen []int64
 		err := b.Store.InTx(context.WithoutCancel(stop), func(tx *store.Tx) error {
+			pageLeft, pageSeen = pageLeft[:0], pageSeen[:0]
 			subs, err := tx.DueSubscriptions(now, cursor, b.PageSize)
 			if err != nil {
 				return err
@@ -144,6 +203,9 @@ func (b *Biller) invoiceDue(stop context.Context, run *models.BillingRun, log ze
 			for i := range subs {
 				s := &subs[i]
 				cursor = store.DueCursor{NextBillingAt: s.NextBillingAt, ID: s.ID}
+				if expect[s.ID] {
+					pageSeen = append(pageSeen, s.ID)
+				}
 				rec, err := b.recurrence(s)
 				if err != nil {
 					log.Error().Err(err).Int64("subscription_id", s.ID).Msg("subscription has invalid billing terms; not invoiced")
@@ -166,12 +228,15 @@ func (b *Biller) invoiceDue(stop context.Context, run *models.BillingRun, log ze
 				if err := tx.AdvanceSubscription(now, s.ID, s.NextPeriod, last+1, rec.PeriodStart(last+1)); err != nil {
 					return err
 				}
+				if len(due) == maxCatchUpPerPage && !rec.PeriodStart(last+1).After(now) {
+					pageLeft = append(pageLeft, s.ID)
+				}
 			}
 			created, err = tx.CreateInvoices(now, invs)
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("invoicing: %w", err)
+			return nil, fmt.Errorf("invoicing: %w", err)
 		}
 		// Counted once committed: a page rolled back created nothing.
 		run.InvoicesCreated += created
@@ -182,21 +247,36 @@ func (b *Biller) invoiceDue(stop context.Context, run *models.BillingRun, log ze
 			default: // a signal is already pending
 			}
 		}
-		run.SubscriptionsDue += n
+		if count {
+			run.SubscriptionsDue += n
+		}
+		left = append(left, pageLeft...)
+		for _, id := range pageSeen {
+			seen[id] = true
+		}
 		if n < b.PageSize {
-			return nil
+			return left, nil
 		}
 	}
 }
 
-// chargeDue claims and executes attempts until nothing is claimable and invoicing
-// has finished: first replays of attempts left pending/unknown (by a crash, or by
-// a transient outcome whose retry time has come), then new attempts for due
-// invoices. When nothing is claimable while invoicing goes on, it waits for the
-// next committed page.
+// chargeDue claims and executes attempts until nothing is claimable, invoicing
+// has finished and no attempt this pass started is still settling: first replays
+// of attempts left pending/unknown (by a crash, or by a transient outcome whose
+// retry time has come), then new attempts for due invoices. A subscription's
+// invoices are claimed one at a time in period order (the claim only offers the
+// head of each queue), so the outcome of an attempt in flight can make the next
+// period claimable: when nothing is claimable, it waits for the next committed
+// page of invoices or the next recorded outcome, and claims again. A catch-up of
+// many periods is thus charged in order within one pass, each period after the
+// one before it was paid; the first decline stops the rest.
 func (b *Biller) chargeDue(stop, abort context.Context, run *models.BillingRun, log zerolog.Logger, invoiced <-chan struct{}, invoicingDone <-chan struct{}) error {
 	jobs := make(chan models.ChargeAttempt)
+	// settled receives a signal after each outcome is recorded; one pending
+	// signal is enough to make the claim loop look again.
+	settled := make(chan struct{}, 1)
 	var mu sync.Mutex
+	inFlight := 0
 	var wg sync.WaitGroup
 	for i := 0; i < b.workers(); i++ {
 		wg.Add(1)
@@ -208,7 +288,12 @@ func (b *Biller) chargeDue(stop, abort context.Context, run *models.BillingRun, 
 				if err == nil {
 					tally(run, status)
 				}
+				inFlight--
 				mu.Unlock()
+				select {
+				case settled <- struct{}{}:
+				default:
+				}
 			}
 		}()
 	}
@@ -218,9 +303,13 @@ func (b *Biller) chargeDue(stop, abort context.Context, run *models.BillingRun, 
 			claimErr = fmt.Errorf("stopped while charging: %w", stop.Err())
 			break
 		}
-		// Read before claiming: if invoicing had finished by then, an empty
-		// claim means the pass is done.
+		// Read before claiming: if invoicing had finished by then and no
+		// attempt was in flight, an empty claim means the pass is done (an
+		// outcome recorded after this point signals settled).
 		lastRound := closed(invoicingDone)
+		mu.Lock()
+		idle := inFlight == 0
+		mu.Unlock()
 		now := b.Clock.Now()
 		until := now.Add(b.LeaseFor)
 		batch, err := b.Store.ClaimReplayAttempts(context.WithoutCancel(stop), b.Owner, now, until, now.Add(-IdempotencyWindow), b.Concurrency)
@@ -237,14 +326,22 @@ func (b *Biller) chargeDue(stop, abort context.Context, run *models.BillingRun, 
 		mu.Lock()
 		run.AttemptsReplayed += replays
 		run.AttemptsStarted += len(fresh)
+		inFlight += len(batch)
 		mu.Unlock()
 		if len(batch) == 0 {
-			if lastRound || claimErr != nil {
+			if (lastRound && idle) || claimErr != nil {
 				break
+			}
+			// Once invoicing is over only an outcome can make more claimable
+			// (a closed channel would make this loop spin).
+			pages := invoicingDone
+			if lastRound {
+				pages = nil
 			}
 			select {
 			case <-invoiced:
-			case <-invoicingDone:
+			case <-pages:
+			case <-settled:
 			case <-stop.Done():
 			}
 			continue
@@ -305,54 +402,129 @@ func tally(run *models.BillingRun, s models.AttemptStatus) {
 	}
 }
 
+// Kinds of planned charge.
+const (
+	// PlanReplay: an unresolved attempt sent again with its own key.
+	PlanReplay = "replay"
+	// PlanCharge: a new attempt the pass starts at once (the head of its
+	// subscription's queue).
+	PlanCharge = "charge"
+	// PlanFollow: a new attempt the pass starts once every charge before it in
+	// the subscription's queue has succeeded; a decline (or an outcome still
+	// processing) leaves it waiting.
+	PlanFollow = "follow"
+)
+
 // Planned is one charge a pass would make, for `once --dry-run`.
 type Planned struct {
 	Reference   string
 	Invoice     string // public id, or "(new)" for a period not yet invoiced
+	PeriodIndex int
 	PeriodStart time.Time
 	Amount      int64
 	Currency    string
-	Kind        string // new-period | open-invoice | replay
+	Kind        string // PlanReplay, PlanCharge or PlanFollow
+	// Key is the idempotency key a replay sends again ("" otherwise).
+	Key string
 }
 
 // Plan lists what a pass started now would charge, without writing anything.
+// It reads the state with the pass's own selections (the store's PlanPass):
+// replays, then for each subscription's queue its head, charged at once, and the
+// invoices and new periods behind it, which follow one at a time as outcomes
+// arrive (PlanFollow). With a fixed clock, no other writer and every charge
+// succeeding, the pass starts exactly these charges. The dunning wake and the
+// reconciler, which a pass runs first when they are configured, are not
+// simulated: a retry they would schedule for now is not listed. limit caps the
+// list (0: no cap).
 func (b *Biller) Plan(ctx context.Context, limit int) ([]Planned, error) {
 	now := b.Clock.Now()
-	db := b.Store.DB().WithContext(ctx)
+	p, err := b.Store.PlanPass(ctx, now, now.Add(-IdempotencyWindow), limit)
+	if err != nil {
+		return nil, err
+	}
+	// follows lists what waits behind a head charged now: its open invoices
+	// in order while each could be claimed once the one before is paid.
+	// It reports whether the whole queue follows, so that new periods do too.
+	follows := func(subID int64, head models.Invoice) ([]Planned, bool) {
+		var fs []Planned
+		for _, q := range p.Queues[subID] {
+			if q.PeriodIndex <= head.PeriodIndex {
+				continue
+			}
+			if q.Unresolved || q.NextAttemptAt == nil || q.NextAttemptAt.After(now) {
+				return fs, false
+			}
+			fs = append(fs, Planned{Reference: p.References[subID], Invoice: q.PublicID, PeriodIndex: q.PeriodIndex,
+				PeriodStart: q.PeriodStart, Amount: q.Amount, Currency: q.Currency, Kind: PlanFollow})
+		}
+		return fs, true
+	}
 	var out []Planned
-	var replays []models.ChargeAttempt
-	if err := db.Where("status IN ? AND created_at >= ?", []string{"pending", "unknown"}, now.Add(-IdempotencyWindow)).Order("id").Limit(limit).Find(&replays).Error; err != nil {
-		return nil, err
+	headOf := map[int64]bool{} // subscriptions whose queue has a head charged now
+	queueFollows := map[int64]bool{}
+	// A replay is its invoice's charge: if it succeeds, the periods behind it
+	// follow.
+	for _, a := range p.Replays {
+		var inv *store.PlannedInvoice
+		for i, q := range p.Queues[a.SubscriptionID] {
+			if q.ID == a.InvoiceID {
+				inv = &p.Queues[a.SubscriptionID][i]
+			}
+		}
+		out = append(out, Planned{Reference: p.References[a.SubscriptionID], Invoice: a.MerchantOrderID, Amount: a.Amount,
+			Currency: a.Currency, Kind: PlanReplay, Key: a.IdempotencyKey})
+		if inv == nil {
+			continue
+		}
+		out[len(out)-1].PeriodIndex, out[len(out)-1].PeriodStart = inv.PeriodIndex, inv.PeriodStart
+		fs, all := follows(a.SubscriptionID, inv.Invoice)
+		out = append(out, fs...)
+		headOf[a.SubscriptionID] = true
+		queueFollows[a.SubscriptionID] = all
 	}
-	for _, a := range replays {
-		out = append(out, Planned{Invoice: a.MerchantOrderID, Amount: a.Amount, Currency: a.Currency, Kind: "replay " + a.IdempotencyKey})
+	for _, h := range p.Heads {
+		out = append(out, Planned{Reference: p.References[h.SubscriptionID], Invoice: h.PublicID, PeriodIndex: h.PeriodIndex,
+			PeriodStart: h.PeriodStart, Amount: h.Amount, Currency: h.Currency, Kind: PlanCharge})
+		fs, all := follows(h.SubscriptionID, h)
+		out = append(out, fs...)
+		headOf[h.SubscriptionID] = true
+		queueFollows[h.SubscriptionID] = all
 	}
-	var open []struct {
-		models.Invoice
-		Reference string
-	}
-	if err := db.Raw(`SELECT i.*, s.reference FROM invoices i JOIN subscriptions s ON s.id = i.subscription_id
-	                   WHERE i.status = 'open' AND i.next_attempt_at IS NOT NULL AND i.next_attempt_at <= ? ORDER BY i.next_attempt_at, i.id LIMIT ?`, now, limit).Scan(&open).Error; err != nil {
-		return nil, err
-	}
-	for _, i := range open {
-		out = append(out, Planned{Reference: i.Reference, Invoice: i.PublicID, PeriodStart: i.PeriodStart, Amount: i.Amount, Currency: i.Currency, Kind: "open-invoice"})
-	}
-	var subs []models.Subscription
-	if err := db.Where("status IN ? AND next_billing_at <= ?", []string{"active", "past_due"}, now).Order("next_billing_at, id").Limit(limit).Find(&subs).Error; err != nil {
-		return nil, err
-	}
-	for i := range subs {
-		s := &subs[i]
+	for i := range p.Due {
+		s := &p.Due[i]
 		rec, err := b.recurrence(s)
 		if err != nil {
 			continue
 		}
-		for _, k := range rec.Due(s.NextPeriod, now, limit) {
-			out = append(out, Planned{Reference: s.Reference, Invoice: "(new)", PeriodStart: rec.PeriodStart(k), Amount: s.Amount, Currency: s.Currency, Kind: "new-period"})
+		due := rec.Due(s.NextPeriod, now, limit)
+		if len(due) == 0 {
+			continue
+		}
+		// The new periods join the end of the queue. They are charged in this
+		// pass only if the queue ahead of them is: empty (the first new period
+		// is the head, unless the card is dead) or headed by a charge now
+		// with every invoice behind it following.
+		kind := PlanFollow
+		switch {
+		case headOf[s.ID]:
+			if !queueFollows[s.ID] {
+				continue
+			}
+		case len(p.Queues[s.ID]) > 0 || p.DeadCard[s.ID]:
+			continue
+		default:
+			kind = PlanCharge
+		}
+		for j, k := range due {
+			if j > 0 {
+				kind = PlanFollow
+			}
+			out = append(out, Planned{Reference: s.Reference, Invoice: "(new)", PeriodIndex: k, PeriodStart: rec.PeriodStart(k),
+				Amount: s.Amount, Currency: s.Currency, Kind: kind})
 		}
 	}
-	if len(out) > limit {
+	if limit > 0 && len(out) > limit {
 		out = out[:limit]
 	}
 	return out, nil

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/base32"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/billingd/billingd/internal/models"
+	"gorm.io/gorm"
 )
 
 // ErrLeaseLost means the attempt's lease was taken over (or its outcome already
@@ -39,9 +41,44 @@ const dueSubscriptionsQuery = `SELECT * FROM subscriptions
 // started by now, after the cursor, in (next_billing_at, id) order. On PostgreSQL the
 // rows are locked so that concurrent sweeps split the work instead of racing.
 func (tx *Tx) DueSubscriptions(now time.Time, after DueCursor, limit int) ([]models.Subscription, error) {
+	return tx.selectDueSubscriptions(now, after, limit, true)
+}
+
+// selectDueSubscriptions is the sweep's selection, shared by the sweep (which
+// locks the rows it invoices) and the plan of a pass (which only reads).
+func (tx *Tx) selectDueSubscriptions(now time.Time, after DueCursor, limit int, lock bool) ([]models.Subscription, error) {
+	q := dueSubscriptionsQuery
+	if lock {
+		q += tx.dueLockSuffix()
+	}
 	var subs []models.Subscription
-	err := tx.db.Raw(dueSubscriptionsQuery+tx.forUpdateSkipLocked(), now, after.NextBillingAt, after.ID, limit).Scan(&subs).Error
+	err := tx.db.Raw(q, now, after.NextBillingAt, after.ID, limit).Scan(&subs).Error
 	return subs, err
+}
+
+// dueLockSuffix locks the due page on PostgreSQL. FOR NO KEY UPDATE, not FOR
+// UPDATE: the sweep changes no key of a subscription, and FOR UPDATE would also
+// skip every subscription whose row a concurrent insert of an invoice or an
+// attempt holds FOR KEY SHARE (its foreign-key check) — a charge in flight
+// would make the sweep pass over its subscription.
+func (tx *Tx) dueLockSuffix() string {
+	if tx.dialect == Postgres {
+		return " FOR NO KEY UPDATE SKIP LOCKED"
+	}
+	return ""
+}
+
+// StillDue returns which of the given subscriptions are still due at now,
+// without locking them: the sweep asks about subscriptions it expected to meet
+// again and did not (a row another transaction held, skipped by SKIP LOCKED).
+func (s *Store) StillDue(ctx context.Context, now time.Time, ids []int64) ([]int64, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	var out []int64
+	err := s.db.WithContext(ctx).Raw(`SELECT id FROM subscriptions WHERE id IN ? AND status IN ('active','past_due') AND next_billing_at <= ?`,
+		ids, now).Scan(&out).Error
+	return out, err
 }
 
 // NewInvoice is one period to invoice.
@@ -143,17 +180,34 @@ func IdempotencyKey(invoicePublicID string, attemptNo int) string {
 type chargeTarget struct {
 	SubscriptionID  int64
 	Status          models.SubscriptionStatus
+	Reference       string
 	GatewayCustomer string
 	GatewayPM       string
 }
 
 // claimNewQuery finds the invoices a claim starts attempts for: invoices_chargeable
-// (next_attempt_at, id) serves the filter and the order, and the unresolved check is
-// a probe of charge_attempts_one_unresolved. %s is where SQLite is told to use
-// that index (see claimNewSQL).
+// (next_attempt_at, id) serves the filter and the order; each candidate is then
+// checked by probes of unique indexes:
+//   - no attempt of it is unresolved (charge_attempts_one_unresolved): one open
+//     customer payment per invoice;
+//   - no earlier period of its subscription is still open (UNIQUE
+//     (subscription_id, period_index)): one subscription, one queue — a
+//     subscription's invoices are charged in period order, each after the one
+//     before it was paid (or written off), so a period in dunning holds the
+//     later ones back and a catch-up stops at its first decline;
+//   - its subscription's payment method is not dead (primary keys): a card the
+//     gateway declined hard is never charged off-session again.
+//
+// The conditions are part of the query, before its LIMIT, so invoices that
+// wait never take the places of chargeable ones. %s is where SQLite is told to
+// use the partial index (see claimNewSQL).
 const claimNewQuery = `SELECT * FROM invoices%s WHERE status = 'open' AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?
 	  AND NOT EXISTS (SELECT 1 FROM charge_attempts ca WHERE ca.invoice_id = invoices.id
 	                    AND ca.status IN ('pending','unknown','processing'))
+	  AND NOT EXISTS (SELECT 1 FROM invoices prev WHERE prev.subscription_id = invoices.subscription_id
+	                    AND prev.period_index < invoices.period_index AND prev.status = 'open')
+	  AND NOT EXISTS (SELECT 1 FROM subscriptions s JOIN payment_methods pm ON pm.id = s.payment_method_id
+	                   WHERE s.id = invoices.subscription_id AND pm.dead_at IS NOT NULL)
 	ORDER BY next_attempt_at, id LIMIT ?`
 
 // claimNewSQL is claimNewQuery for the transaction's dialect. Without table
@@ -162,11 +216,50 @@ const claimNewQuery = `SELECT * FROM invoices%s WHERE status = 'open' AND next_a
 // charges. INDEXED BY pins the partial index (and fails loudly if it is ever
 // missing); PostgreSQL's planner has statistics and gets no hint.
 func (tx *Tx) claimNewSQL() string {
+	return tx.chargeableSQL(true)
+}
+
+func (tx *Tx) chargeableSQL(lock bool) string {
 	hint := ""
 	if tx.dialect == SQLite {
 		hint = " INDEXED BY invoices_chargeable"
 	}
-	return fmt.Sprintf(claimNewQuery, hint) + tx.forUpdateSkipLocked()
+	q := fmt.Sprintf(claimNewQuery, hint)
+	if lock {
+		q += tx.forUpdateSkipLocked()
+	}
+	return q
+}
+
+// selectChargeable is the new-attempt claim's selection: the invoices whose
+// next attempt may start now, in claim order. The claim locks them; the plan of
+// a pass only reads them.
+func (tx *Tx) selectChargeable(now time.Time, limit int, lock bool) ([]models.Invoice, error) {
+	var invs []models.Invoice
+	err := tx.db.Raw(tx.chargeableSQL(lock), now, limit).Scan(&invs).Error
+	return invs, err
+}
+
+// chargeTargets loads what attempts on invs need from their subscriptions,
+// keyed by subscription id.
+func (tx *Tx) chargeTargets(invs []models.Invoice) (map[int64]chargeTarget, error) {
+	subIDs := make([]int64, 0, len(invs))
+	for _, inv := range invs {
+		subIDs = append(subIDs, inv.SubscriptionID)
+	}
+	var targets []chargeTarget
+	if err := tx.db.Raw(`SELECT s.id AS subscription_id, s.status, s.reference, c.gateway_customer_id AS gateway_customer, pm.gateway_payment_method_id AS gateway_pm
+	                       FROM subscriptions s
+	                       JOIN customers c ON c.id = s.customer_id
+	                       JOIN payment_methods pm ON pm.id = s.payment_method_id
+	                      WHERE s.id IN ?`, subIDs).Scan(&targets).Error; err != nil {
+		return nil, err
+	}
+	bySub := make(map[int64]chargeTarget, len(targets))
+	for _, t := range targets {
+		bySub[t.SubscriptionID] = t
+	}
+	return bySub, nil
 }
 
 // ClaimNewAttempts starts attempts for open invoices whose next_attempt_at has come:
@@ -176,32 +269,20 @@ func (tx *Tx) claimNewSQL() string {
 func (s *Store) ClaimNewAttempts(ctx context.Context, owner string, now, leaseUntil time.Time, limit int) ([]models.ChargeAttempt, error) {
 	var claimed []models.ChargeAttempt
 	err := s.InTx(ctx, func(tx *Tx) error {
-		var invs []models.Invoice
 		// An invoice whose earlier attempt is still unresolved (an on-session
 		// payment through a pay link, say) waits: its scheduled attempt runs once
 		// that outcome is known, and the claim never trips the one-unresolved
 		// index (which would fail the whole batch).
-		if err := tx.db.Raw(tx.claimNewSQL(), now, limit).Scan(&invs).Error; err != nil {
+		invs, err := tx.selectChargeable(now, limit, true)
+		if err != nil {
 			return err
 		}
 		if len(invs) == 0 {
 			return nil
 		}
-		subIDs := make([]int64, 0, len(invs))
-		for _, inv := range invs {
-			subIDs = append(subIDs, inv.SubscriptionID)
-		}
-		var targets []chargeTarget
-		if err := tx.db.Raw(`SELECT s.id AS subscription_id, s.status, c.gateway_customer_id AS gateway_customer, pm.gateway_payment_method_id AS gateway_pm
-		                       FROM subscriptions s
-		                       JOIN customers c ON c.id = s.customer_id
-		                       JOIN payment_methods pm ON pm.id = s.payment_method_id
-		                      WHERE s.id IN ?`, subIDs).Scan(&targets).Error; err != nil {
+		bySub, err := tx.chargeTargets(invs)
+		if err != nil {
 			return err
-		}
-		bySub := make(map[int64]chargeTarget, len(targets))
-		for _, t := range targets {
-			bySub[t.SubscriptionID] = t
 		}
 		var chargeIDs, voidIDs []int64
 		for _, inv := range invs {
@@ -252,7 +333,10 @@ func (s *Store) ClaimNewAttempts(ctx context.Context, owner string, now, leaseUn
 
 // claimReplayQuery finds the unresolved attempts a pass replays; the partial index
 // charge_attempts_unresolved_age (created_at) holds only unresolved attempts, so the
-// query reads the few of them among millions of settled ones. Its first condition
+// query reads the few of them among millions of settled ones. A replay is the
+// same request under the same key — the completion of an attempt already started,
+// which the gateway answers from its first result — so it is sent even if the card
+// was called dead meanwhile (by another subscription's charge, say). Its first condition
 // repeats that index's WHERE clause word for word: SQLite uses a partial index only
 // when the query contains the index's condition itself.
 const claimReplayQuery = `SELECT * FROM charge_attempts%s
@@ -320,8 +404,16 @@ func (s *Store) ClaimReplayAttempts(ctx context.Context, owner string, now, leas
 	var claimed []models.ChargeAttempt
 	err := s.InTx(ctx, func(tx *Tx) error {
 		var err error
-		claimed, err = claimRows[models.ChargeAttempt](tx, "charge_attempts", tx.claimReplaySQL(), []any{now, now, notBefore, limit}, owner, leaseUntil, now)
-		return err
+		if claimed, err = tx.selectReplays(now, notBefore, limit, true); err != nil || len(claimed) == 0 {
+			return err
+		}
+		ids := make([]int64, len(claimed))
+		for i := range claimed {
+			ids[i] = claimed[i].ID
+			claimed[i].TakeLease(owner, leaseUntil)
+		}
+		return tx.db.Exec(`UPDATE charge_attempts SET lease_owner = ?, lease_until = ?, lease_version = lease_version + 1, updated_at = ?
+		                    WHERE id IN ?`, owner, leaseUntil, now, ids).Error
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: claim replays: %w", err)
@@ -527,9 +619,152 @@ func truncate(s string, n int) string {
 // walk charge_attempts in id order, reading every settled attempt to find the
 // few unresolved ones; INDEXED BY keeps it on charge_attempts_unresolved_age.
 func (tx *Tx) claimReplaySQL() string {
+	return tx.replaySQL(true)
+}
+
+func (tx *Tx) replaySQL(lock bool) string {
 	hint := ""
 	if tx.dialect == SQLite {
 		hint = " INDEXED BY charge_attempts_unresolved_age"
 	}
-	return fmt.Sprintf(claimReplayQuery, hint) + tx.forUpdateSkipLocked()
+	q := fmt.Sprintf(claimReplayQuery, hint)
+	if lock {
+		q += tx.forUpdateSkipLocked()
+	}
+	return q
+}
+
+// selectReplays is the replay claim's selection, shared with the plan of a pass.
+func (tx *Tx) selectReplays(now, notBefore time.Time, limit int, lock bool) ([]models.ChargeAttempt, error) {
+	var as []models.ChargeAttempt
+	err := tx.db.Raw(tx.replaySQL(lock), now, now, notBefore, limit).Scan(&as).Error
+	return as, err
+}
+
+// PassPlan is what a billing pass started now would find, read with the pass's
+// own selections (the claims' and the sweep's queries, without their locks), for
+// `billingd once --dry-run`.
+type PassPlan struct {
+	// Replays are the unresolved attempts the replay claim would send again.
+	Replays []models.ChargeAttempt
+	// Heads are the invoices the new-attempt claim would charge, in claim order:
+	// each is the head of its subscription's queue.
+	Heads []models.Invoice
+	// Queues hold, per subscription of Replays, Heads and Due, its open
+	// invoices in period order (the head first).
+	Queues map[int64][]PlannedInvoice
+	// Due are the subscriptions the sweep would invoice, in sweep order.
+	Due []models.Subscription
+	// References name the subscriptions of Replays, Heads and Due.
+	References map[int64]string
+	// DeadCard holds the subscriptions (of Due) whose payment method the
+	// gateway called dead: their new periods are invoiced and wait.
+	DeadCard map[int64]bool
+}
+
+// PlannedInvoice is an open invoice in a subscription's queue, with what the
+// claim would check about it once the invoices before it are paid.
+type PlannedInvoice struct {
+	models.Invoice
+	// Unresolved: one of its attempts is still unresolved, so no new one may
+	// start for it.
+	Unresolved bool
+}
+
+// planPage is how many due subscriptions the plan reads per query.
+const planPage = 1000
+
+// PlanPass reads what a pass started at now would charge, without writing or
+// locking anything. Replays, heads and due subscriptions are each read up to
+// limit rows (0: no cap), which bounds the memory of a dry run on a big day.
+func (s *Store) PlanPass(ctx context.Context, now, notBefore time.Time, limit int) (*PassPlan, error) {
+	if limit <= 0 {
+		limit = 1 << 30
+	}
+	p := &PassPlan{Queues: map[int64][]PlannedInvoice{}, References: map[int64]string{}, DeadCard: map[int64]bool{}}
+	err := s.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
+		tx := &Tx{db: db, dialect: s.dialect}
+		var err error
+		if p.Replays, err = tx.selectReplays(now, notBefore, limit, false); err != nil {
+			return err
+		}
+		if len(p.Replays) > 0 {
+			// A replay that succeeds lets the periods behind its invoice
+			// through, like a head's charge.
+			var replayed []models.Invoice
+			for _, a := range p.Replays {
+				replayed = append(replayed, models.Invoice{ID: a.InvoiceID, SubscriptionID: a.SubscriptionID})
+			}
+			targets, err := tx.chargeTargets(replayed)
+			if err != nil {
+				return err
+			}
+			for id, t := range targets {
+				p.References[id] = t.Reference
+			}
+		}
+		heads, err := tx.selectChargeable(now, limit, false)
+		if err != nil {
+			return err
+		}
+		if len(heads) > 0 {
+			targets, err := tx.chargeTargets(heads)
+			if err != nil {
+				return err
+			}
+			// The claim voids, not charges, an invoice whose subscription can
+			// no longer be billed.
+			for _, inv := range heads {
+				if t, ok := targets[inv.SubscriptionID]; ok && t.Status.Billable() {
+					p.Heads = append(p.Heads, inv)
+					p.References[inv.SubscriptionID] = t.Reference
+				}
+			}
+		}
+		var cursor DueCursor
+		for {
+			page, err := tx.selectDueSubscriptions(now, cursor, planPage, false)
+			if err != nil {
+				return err
+			}
+			for _, sub := range page {
+				cursor = DueCursor{NextBillingAt: sub.NextBillingAt, ID: sub.ID}
+				p.References[sub.ID] = sub.Reference
+			}
+			p.Due = append(p.Due, page...)
+			if len(page) < planPage || len(p.Due) >= limit {
+				break
+			}
+		}
+		subIDs := make([]int64, 0, len(p.References))
+		for id := range p.References {
+			subIDs = append(subIDs, id)
+		}
+		for start := 0; start < len(subIDs); start += planPage {
+			ids := subIDs[start:min(start+planPage, len(subIDs))]
+			var open []PlannedInvoice
+			if err := db.Raw(`SELECT i.*, EXISTS (SELECT 1 FROM charge_attempts ca WHERE ca.invoice_id = i.id
+			                                   AND ca.status IN ('pending','unknown','processing')) AS unresolved
+			                    FROM invoices i WHERE i.subscription_id IN ? AND i.status = 'open'
+			                   ORDER BY i.subscription_id, i.period_index`, ids).Scan(&open).Error; err != nil {
+				return err
+			}
+			for _, inv := range open {
+				p.Queues[inv.SubscriptionID] = append(p.Queues[inv.SubscriptionID], inv)
+			}
+			var dead []int64
+			if err := db.Raw(`SELECT s.id FROM subscriptions s JOIN payment_methods pm ON pm.id = s.payment_method_id
+			                   WHERE s.id IN ? AND pm.dead_at IS NOT NULL`, ids).Scan(&dead).Error; err != nil {
+				return err
+			}
+			for _, id := range dead {
+				p.DeadCard[id] = true
+			}
+		}
+		return nil
+	}, &sql.TxOptions{ReadOnly: s.dialect == Postgres})
+	if err != nil {
+		return nil, fmt.Errorf("store: plan pass: %w", err)
+	}
+	return p, nil
 }

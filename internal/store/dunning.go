@@ -54,13 +54,73 @@ func (tx *Tx) SetInvoiceNextAttempt(now time.Time, invoiceID int64, at *time.Tim
 	return tx.db.Exec(`UPDATE invoices SET next_attempt_at = ?, updated_at = ? WHERE id = ? AND status = 'open'`, at, now, invoiceID).Error
 }
 
-// CountCardAttempts counts off-session attempts on a gateway payment method since
-// a time, for the card networks' reattempt cap.
-func (tx *Tx) CountCardAttempts(gatewayPaymentMethodID string, since time.Time) (int, error) {
+// CountCardReattempts counts the reattempts made on a gateway payment method
+// since a time, for the card networks' cap (at most 15 per card in 30 days): an
+// off-session attempt of an invoice that had an attempt before it — a retry
+// after a decline. An invoice's first attempt is not a reattempt, so a daily
+// subscription's paid periods never use the cap up.
+func (tx *Tx) CountCardReattempts(gatewayPaymentMethodID string, since time.Time) (int, error) {
 	var n int64
-	err := tx.db.Raw(`SELECT COUNT(*) FROM charge_attempts WHERE gateway_payment_method_id = ? AND off_session AND created_at >= ?`,
-		gatewayPaymentMethodID, since).Scan(&n).Error
+	err := tx.db.Raw(cardReattemptsQuery, gatewayPaymentMethodID, since).Scan(&n).Error
 	return int(n), err
+}
+
+// cardReattemptsQuery reads charge_attempts_card_reattempts, which holds only
+// reattempts; its first conditions repeat that index's WHERE clause so that
+// SQLite uses the partial index.
+const cardReattemptsQuery = `SELECT COUNT(*) FROM charge_attempts WHERE attempt_no > 1 AND off_session
+	AND gateway_payment_method_id = ? AND created_at >= ?`
+
+// MarkPaymentMethodDead remembers that the gateway declined a card hard
+// (expired, lost, stolen, …): from this transaction on, no claim starts an
+// off-session attempt on it, for any invoice of any subscription, until the
+// subscription gets another payment method. The first reason is kept. Returns
+// false when the card was already dead or is not known.
+func (tx *Tx) MarkPaymentMethodDead(now time.Time, gatewayPaymentMethodID, reason string) (bool, error) {
+	n, err := tx.exec(`UPDATE payment_methods SET dead_at = ?, dead_reason = ?, updated_at = ?
+	                    WHERE gateway_payment_method_id = ? AND dead_at IS NULL`, now, truncate(reason, 100), now, gatewayPaymentMethodID)
+	return n == 1, err
+}
+
+// QueuedInvoice is an open invoice waiting in its subscription's queue.
+type QueuedInvoice struct {
+	ID          int64
+	PublicID    string
+	PeriodIndex int
+}
+
+// WriteOffQueue writes off (uncollectible) every open invoice of a
+// subscription after the given period: the invoices that waited behind an
+// exhausted one when the final action ends the subscription. Invoices with an
+// attempt still unresolved are left alone (their outcome is not known yet). It
+// returns the invoices written off, in period order, so that the caller can
+// record each transition.
+func (tx *Tx) WriteOffQueue(now time.Time, subscriptionID int64, afterPeriod int) ([]QueuedInvoice, error) {
+	var qs []QueuedInvoice
+	if err := tx.db.Raw(`SELECT id, public_id, period_index FROM invoices
+	                      WHERE subscription_id = ? AND period_index > ? AND status = 'open'
+	                        AND NOT EXISTS (SELECT 1 FROM charge_attempts ca WHERE ca.invoice_id = invoices.id
+	                                          AND ca.status IN ('pending','unknown','processing'))
+	                      ORDER BY period_index`, subscriptionID, afterPeriod).Scan(&qs).Error; err != nil {
+		return nil, err
+	}
+	if len(qs) == 0 {
+		return nil, nil
+	}
+	ids := make([]int64, len(qs))
+	for i, q := range qs {
+		ids[i] = q.ID
+	}
+	err := tx.db.Exec(`UPDATE invoices SET status = 'uncollectible', next_attempt_at = NULL, updated_at = ?
+	                    WHERE id IN ? AND status = 'open'`, now, ids).Error
+	return qs, err
+}
+
+// InvoicePeriodIndex returns an invoice's period index.
+func (tx *Tx) InvoicePeriodIndex(invoiceID int64) (int, error) {
+	var k int
+	err := tx.db.Raw(`SELECT period_index FROM invoices WHERE id = ?`, invoiceID).Scan(&k).Error
+	return k, err
 }
 
 // MarkInvoiceUncollectible writes an open invoice off after dunning.
@@ -201,9 +261,13 @@ func (s *Store) LatestAttempt(ctx context.Context, invoiceID int64) (*models.Cha
 
 // NewOnSessionAttempt commits an on-session attempt for an invoice the customer
 // is paying through a pay link, before anything is sent (same protocol as the
-// off-session path). It returns nil when the invoice is not open or an attempt
-// for it is still unresolved.
+// off-session path). It returns nil when the invoice is not open, an attempt
+// for it is still unresolved, or the card is one the gateway called dead (a
+// link never charges a dead card: the customer must save another).
 func (tx *Tx) NewOnSessionAttempt(now time.Time, ic *InvoiceContact, owner string, leaseUntil time.Time) (*models.ChargeAttempt, error) {
+	if _, dead, err := tx.queryID(`SELECT id FROM payment_methods WHERE gateway_payment_method_id = ? AND dead_at IS NOT NULL`, ic.GatewayPM); err != nil || dead {
+		return nil, err
+	}
 	var inv models.Invoice
 	if err := tx.db.Raw(`SELECT * FROM invoices WHERE id = ?`+tx.forUpdateSkipLocked(), ic.InvoiceID).Scan(&inv).Error; err != nil {
 		return nil, err

@@ -14,15 +14,17 @@ type PlannedSQL struct {
 	DueSubscriptions string // args: DueSubscriptionsArgs
 	ClaimNew         string // args: now, limit
 	ClaimReplay      string // args: now, now, notBefore, limit
+	CardReattempts   string // args: gateway payment method id, since
 }
 
 // SQLFor builds the statements inside a transaction of st, as the real code does.
 func SQLFor(st *Store) (q PlannedSQL, err error) {
 	err = st.InTx(context.Background(), func(tx *Tx) error {
 		q = PlannedSQL{
-			DueSubscriptions: dueSubscriptionsQuery + tx.forUpdateSkipLocked(),
+			DueSubscriptions: dueSubscriptionsQuery + tx.dueLockSuffix(),
 			ClaimNew:         tx.claimNewSQL(),
 			ClaimReplay:      tx.claimReplaySQL(),
+			CardReattempts:   cardReattemptsQuery,
 		}
 		return nil
 	})

@@ -15,7 +15,7 @@ import (
 )
 
 // The query-plan tests prove, on each dialect's real planner, that the sweep's due
-// page and the two claim queries stay on their indexes once the tables are big:
+// page, the two claim queries and the card-network cap's count stay on their indexes once the tables are big:
 // no full scan of subscriptions, invoices or charge_attempts, and no sort step for
 // the due page. They seed a realistic volume (most subscriptions not due, most
 // invoices paid, most attempts settled) with set-based INSERTs, gather statistics,
@@ -170,16 +170,24 @@ func planQueries(t *testing.T, st *store.Store) []planQuery {
 			{name: "due later page", sql: q.DueSubscriptions, args: laterPage,
 				want:   []string{`Index Scan using subscriptions_due on subscriptions\b`, cursorBound},
 				forbid: []string{`Seq Scan`, `Bitmap`, noSort}},
+			// The queue and dead-card conditions are probes: the previous
+			// period by UNIQUE (subscription_id, period_index), the card by
+			// primary keys.
 			{name: "claim new", sql: q.ClaimNew, args: []any{planNow, 8},
 				want: []string{`Index Scan using invoices_chargeable on invoices\b`,
-					`(Index Scan|Index Only Scan) using charge_attempts_\w+ on charge_attempts ca\b|Bitmap Index Scan on charge_attempts_\w+`},
-				forbid: []string{`Seq Scan`, `_pkey`, noSort}},
+					`(Index Scan|Index Only Scan) using charge_attempts_\w+ on charge_attempts ca\b|Bitmap Index Scan on charge_attempts_\w+`,
+					`(Index Scan|Index Only Scan) using invoices_subscription_id_period_index_key on invoices prev\b`,
+					`(Index Scan|Index Only Scan) using payment_methods_pkey on payment_methods pm\b`},
+				forbid: []string{`Seq Scan`, `invoices_pkey`, `charge_attempts_pkey`, noSort}},
 			// Unresolved attempts are few: reading them through the status or
 			// unresolved-age index and sorting them is the plan; walking the
 			// primary key in id order would read the settled millions.
 			{name: "claim replay", sql: q.ClaimReplay, args: []any{planNow, planNow, notBefore, 8},
 				want:   []string{`(Index Scan using|Bitmap Index Scan on) (charge_attempts_status|charge_attempts_unresolved_age|charge_attempts_one_unresolved)\b`},
 				forbid: []string{`Seq Scan`, `charge_attempts_pkey`}},
+			{name: "card reattempts", sql: q.CardReattempts, args: []any{"pm_4", notBefore},
+				want:   []string{`(Index Scan using|Index Only Scan using|Bitmap Index Scan on) charge_attempts_card_reattempts\b`},
+				forbid: []string{`Seq Scan`}},
 		}
 	}
 	// SQLite: "SEARCH t USING INDEX i (col<?)" is a range or point lookup; "SCAN t"
@@ -195,10 +203,15 @@ func planQueries(t *testing.T, st *store.Store) []planQuery {
 			forbid: []string{`SCAN subscriptions\b`, `USE TEMP B-TREE`}},
 		{name: "claim new", sql: q.ClaimNew, args: []any{planNow, 8},
 			want: []string{`^SEARCH invoices USING INDEX invoices_chargeable \(next_attempt_at`,
-				`^SEARCH (ca|charge_attempts) USING (COVERING )?INDEX \w+ \(invoice_id=\?`},
-			forbid: []string{`SCAN invoices\b`, `SCAN (ca|charge_attempts)\b`, `USE TEMP B-TREE FOR ORDER BY`}},
+				`^SEARCH (ca|charge_attempts) USING (COVERING )?INDEX \w+ \(invoice_id=\?`,
+				`^SEARCH prev USING (COVERING )?INDEX \w+ \(subscription_id=\? AND period_index<\?\)`,
+				`^SEARCH pm USING INTEGER PRIMARY KEY`},
+			forbid: []string{`SCAN invoices\b`, `SCAN (ca|charge_attempts|prev|s|pm)\b`, `USE TEMP B-TREE FOR ORDER BY`}},
 		{name: "claim replay", sql: q.ClaimReplay, args: []any{planNow, planNow, notBefore, 8},
 			want:   []string{`^SEARCH charge_attempts USING INDEX (charge_attempts_status \(status=\?|charge_attempts_unresolved_age \(created_at>\?)`},
+			forbid: []string{`SCAN charge_attempts\b`}},
+		{name: "card reattempts", sql: q.CardReattempts, args: []any{"pm_4", notBefore},
+			want:   []string{`^SEARCH charge_attempts USING (COVERING )?INDEX charge_attempts_card_reattempts \(gateway_payment_method_id=\?`},
 			forbid: []string{`SCAN charge_attempts\b`}},
 	}
 }
@@ -255,6 +268,8 @@ func explainGeneric(t *testing.T, st *store.Store, q string, args []any) []strin
 		switch v := a.(type) {
 		case time.Time:
 			lits[i] = "'" + v.UTC().Format("2006-01-02 15:04:05.999999Z07:00") + "'"
+		case string:
+			lits[i] = "'" + strings.ReplaceAll(v, "'", "''") + "'"
 		default:
 			lits[i] = fmt.Sprint(v)
 		}

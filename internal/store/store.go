@@ -92,6 +92,10 @@ type Store struct {
 	defaultZone string
 }
 
+// ErrClosed means the store was closed (the process is shutting down): the
+// write did not happen.
+var ErrClosed = errors.New("store: database closed")
+
 // ErrLocked means another billingd process holds the SQLite instance lock.
 var ErrLocked = errors.New("database is in use by another billingd process")
 
@@ -313,6 +317,10 @@ func (s *Store) releaseInstanceLock() {
 // Close closes the pool and releases the instance lock.
 func (s *Store) Close() error {
 	var err error
+	// A write still running finishes first; a write that comes later gets
+	// ErrClosed instead of a closed connection.
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	if s.wdb != nil {
 		if p, ok := s.wdb.ConnPool.(*gorm.PreparedStmtDB); ok {
 			// GORM closes evicted statements in goroutines; close them here
@@ -518,6 +526,9 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *Tx) error) error {
 	if s.dialect == SQLite {
 		s.writeMu.Lock()
 		defer s.writeMu.Unlock()
+		if s.writer == nil {
+			return ErrClosed
+		}
 		return s.inSQLiteTx(ctx, fn)
 	}
 	var tx *Tx

@@ -99,6 +99,13 @@ func New(t testing.TB, o Options) *Bundle {
 	}
 	clk := clock.NewFake(o.Start)
 	b := &Bundle{Clock: clk}
+	// The daemon closes last, after the simulator stopped delivering webhooks
+	// and the HTTP side stopped serving, as `billingd run` shuts down.
+	t.Cleanup(func() {
+		if b.D != nil {
+			_ = b.D.Close()
+		}
+	})
 
 	// billingd's HTTP side comes first: the simulator needs its webhook URL.
 	var handler atomic.Pointer[http.Handler]
@@ -183,7 +190,6 @@ func New(t testing.TB, o Options) *Bundle {
 	}
 	d, err := daemon.New(context.Background(), cfg, daemon.Options{Clock: clk, Log: log})
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = d.Close() })
 	b.D, b.Store = d, d.Store()
 	h := d.Handler()
 	handler.Store(&h)
