@@ -43,7 +43,7 @@ func (d *Daemon) build(cfg *config.Config) (*parts, error) {
 	p := &parts{cfg: cfg}
 	p.dunning = &dunning.Service{
 		Store:         d.store,
-		Policy:        dunning.Policy{Schedule: cfg.Dunning.RetryDelays(), FinalAction: cfg.Dunning.FinalAction},
+		Policy:        dunning.Policy{Schedule: cfg.Dunning.RetryDelays(), FinalAction: models.FinalAction(cfg.Dunning.FinalAction)},
 		LinkTTL:       cfg.Dunning.LinkTTL.D(),
 		PublicBaseURL: cfg.HTTP.PublicBaseURL,
 		MailDomain:    mail.AddressDomain(cfg.Mail.From),

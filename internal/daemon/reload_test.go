@@ -156,3 +156,13 @@ func onlyInvoice(t *testing.T, b *daemontest.Bundle) models.Invoice {
 	require.NotNil(t, invs[0].NextAttemptAt)
 	return invs[0]
 }
+
+// The config's final actions are the ones the dunning policy knows: a value
+// check-config accepts is one the daemon applies.
+func TestConfigFinalActionsAreTheModels(t *testing.T) {
+	var want []string
+	for _, a := range models.FinalActions {
+		want = append(want, string(a))
+	}
+	require.Equal(t, want, []string{config.FinalActionCancel, config.FinalActionUnpaid, config.FinalActionPastDue})
+}

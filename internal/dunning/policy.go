@@ -17,9 +17,9 @@ const MaxRetriesPerCard30d = 15
 
 // Final actions applied to a subscription when its case is exhausted.
 const (
-	FinalCancel  = "cancel"
-	FinalUnpaid  = "unpaid"
-	FinalPastDue = "past_due"
+	FinalCancel  = models.FinalCancel
+	FinalUnpaid  = models.FinalUnpaid
+	FinalPastDue = models.FinalPastDue
 )
 
 // Policy is the configured dunning behaviour.
@@ -29,7 +29,7 @@ type Policy struct {
 	// reminder email. After the last step the case is exhausted.
 	Schedule []time.Duration
 	// FinalAction is cancel, unpaid or past_due.
-	FinalAction string
+	FinalAction models.FinalAction
 	// MaxRetriesPerCard30d caps off-session retries on one card (default 15).
 	MaxRetriesPerCard30d int
 }
@@ -88,7 +88,7 @@ type Decision struct {
 	// Close ends the case: recovered or exhausted.
 	Close models.CaseStatus
 	// FinalAction applies to the subscription when the case is exhausted.
-	FinalAction string
+	FinalAction models.FinalAction
 	// Note explains the decision in the case's step log.
 	Note string
 }
@@ -135,7 +135,7 @@ func Decide(c *Case, ev Event, now time.Time, p Policy) Decision {
 	exhausted := func(d Decision, note string) Decision {
 		d.Close, d.FinalAction, d.RetryAt, d.NextStepAt = models.CaseExhausted, p.FinalAction, nil, nil
 		d.Email = ""
-		if p.FinalAction == FinalCancel || p.FinalAction == FinalUnpaid {
+		if p.FinalAction.EndsSubscription() {
 			d.Email = models.EmailSubscriptionEnded
 		}
 		d.Note = note

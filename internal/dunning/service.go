@@ -219,7 +219,7 @@ func (s *Service) apply(tx *store.Tx, now time.Time, invoiceID int64, c *models.
 			return err
 		}
 	}
-	log.Info().Int64("case_id", c.ID).Str("reason", string(c.Reason)).Str("action", action).Int("step", c.Step).
+	log.Info().Int64("case_id", c.ID).Str("reason", string(c.Reason)).Str("action", string(action)).Int("step", c.Step).
 		Str("status", string(c.Status)).Str("email", string(d.Email)).Str("detail", detail).Msg("dunning step")
 	return nil
 }
@@ -232,8 +232,8 @@ func (s *Service) apply(tx *store.Tx, now time.Time, invoiceID int64, c *models.
 // is still billed: the written-off invoice leaves the queue and the next period
 // becomes its head, charged by the next claim (unless the card is dead: then it
 // waits for a new card like the rest).
-func (s *Service) settleQueue(tx *store.Tx, now time.Time, c *models.DunningCase, invoiceID, subscriptionID int64, final string) error {
-	if final != FinalCancel && final != FinalUnpaid {
+func (s *Service) settleQueue(tx *store.Tx, now time.Time, c *models.DunningCase, invoiceID, subscriptionID int64, final models.FinalAction) error {
+	if !final.EndsSubscription() {
 		return nil
 	}
 	k, err := tx.InvoicePeriodIndex(invoiceID)
@@ -246,7 +246,7 @@ func (s *Service) settleQueue(tx *store.Tx, now time.Time, c *models.DunningCase
 	}
 	for _, q := range off {
 		detail := fmt.Sprintf("invoice %s (period %d) written off with the exhausted invoice: the subscription is %s", q.PublicID, q.PeriodIndex, final)
-		if err := tx.AddCaseStep(now, c.ID, c.Step, "queue_written_off", detail); err != nil {
+		if err := tx.AddCaseStep(now, c.ID, c.Step, models.StepQueueWrittenOff, detail); err != nil {
 			return err
 		}
 	}
@@ -257,20 +257,20 @@ func (s *Service) settleQueue(tx *store.Tx, now time.Time, c *models.DunningCase
 	return nil
 }
 
-func actionName(ev Event, d Decision) string {
+func actionName(ev Event, d Decision) models.StepAction {
 	switch {
 	case d.Close == models.CaseRecovered:
-		return "recovered"
+		return models.StepRecovered
 	case d.Close == models.CaseExhausted:
-		return "exhausted"
+		return models.StepExhausted
 	case d.Open:
-		return "opened"
+		return models.StepOpened
 	case ev.Kind == PaymentMethodUpdated:
-		return "payment_method_updated"
+		return models.StepPaymentMethodUpdated
 	case d.RetryAt != nil:
-		return "retry_scheduled"
+		return models.StepRetryScheduled
 	}
-	return "reminder"
+	return models.StepReminder
 }
 
 // enqueue writes the step's email into the outbox; its dedupe key makes a second

@@ -31,6 +31,48 @@ const (
 	CaseExhausted CaseStatus = "exhausted"
 )
 
+// FinalAction is what an exhausted case does to its subscription
+// (dunning.final_action).
+type FinalAction string
+
+const (
+	// FinalCancel cancels the subscription: it is never billed again.
+	FinalCancel FinalAction = "cancel"
+	// FinalUnpaid keeps the subscription as unpaid: not billed until
+	// reactivated.
+	FinalUnpaid FinalAction = "unpaid"
+	// FinalPastDue leaves the subscription past_due: it keeps being billed.
+	FinalPastDue FinalAction = "past_due"
+)
+
+// FinalActions lists every final action, in the order the config documents them.
+var FinalActions = []FinalAction{FinalCancel, FinalUnpaid, FinalPastDue}
+
+// EndsSubscription reports whether the action stops billing the subscription
+// (and so writes off the invoices waiting behind the exhausted one).
+func (a FinalAction) EndsSubscription() bool { return a == FinalCancel || a == FinalUnpaid }
+
+// StepAction names one recorded transition of a dunning case (dunning_steps.action).
+type StepAction string
+
+const (
+	// StepOpened: the case opened after the invoice's first failed attempt.
+	StepOpened StepAction = "opened"
+	// StepRetryScheduled: an off-session retry was scheduled (soft decline).
+	StepRetryScheduled StepAction = "retry_scheduled"
+	// StepReminder: a reminder email went out (or a retry the card cap held back).
+	StepReminder StepAction = "reminder"
+	// StepPaymentMethodUpdated: the customer saved a new card; it is retried at once.
+	StepPaymentMethodUpdated StepAction = "payment_method_updated"
+	// StepRecovered: the invoice was paid.
+	StepRecovered StepAction = "recovered"
+	// StepExhausted: the schedule ran out; the final action was applied.
+	StepExhausted StepAction = "exhausted"
+	// StepQueueWrittenOff: a later invoice of the subscription, waiting behind
+	// the exhausted one, was written off with it.
+	StepQueueWrittenOff StepAction = "queue_written_off"
+)
+
 // DunningCase tracks the recovery of one unpaid invoice. Step is the number of
 // schedule steps used (retries for a soft decline, reminders otherwise);
 // NextStepAt is when the case wakes up on its own (a reminder or exhaustion).
@@ -44,7 +86,7 @@ type DunningCase struct {
 	Retries         int
 	NextStepAt      *time.Time
 	LastDeclineCode string
-	FinalAction     string
+	FinalAction     FinalAction
 	OpenedAt        time.Time
 	ClosedAt        *time.Time
 	CreatedAt       time.Time
@@ -56,7 +98,7 @@ type DunningStep struct {
 	ID        int64 `gorm:"primaryKey"`
 	CaseID    int64
 	Step      int
-	Action    string
+	Action    StepAction
 	Detail    string
 	At        time.Time
 	CreatedAt time.Time

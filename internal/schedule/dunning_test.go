@@ -23,14 +23,14 @@ var dunningSchedule = []time.Duration{24 * time.Hour, 72 * time.Hour, 120 * time
 // assembled daemon always runs dunning; this changes its config keys
 // (dunning.retry_schedule, dunning.final_action, dunning.link_ttl, retry.*)
 // and reloads, as an operator would.
-func withDunning(s *stack, final string) {
+func withDunning(s *stack, final models.FinalAction) {
 	s.t.Helper()
 	s.reload(s.t, func(c *config.Config) {
 		c.Dunning.RetrySchedule = make([]config.Duration, len(dunningSchedule))
 		for i, d := range dunningSchedule {
 			c.Dunning.RetrySchedule[i] = config.Duration(d)
 		}
-		c.Dunning.FinalAction = final
+		c.Dunning.FinalAction = string(final)
 		c.Dunning.LinkTTL = config.Duration(7 * 24 * time.Hour)
 		c.Retry.InitialInterval = config.Duration(10 * time.Millisecond)
 		c.Retry.MaxInterval = config.Duration(100 * time.Millisecond)
@@ -105,7 +105,7 @@ func TestSoftDeclineRunsTheWholeSchedule(t *testing.T) {
 		require.NoError(t, s.st.DB().Order("id").Find(&steps).Error)
 		actions := make([]string, len(steps))
 		for i, st := range steps {
-			actions[i] = st.Action
+			actions[i] = string(st.Action)
 		}
 		require.Equal(t, []string{"opened", "retry_scheduled", "retry_scheduled", "exhausted"}, actions)
 	})

@@ -150,7 +150,7 @@ func TestCardCapCountsReattemptsNotPaidPeriods(t *testing.T) {
 				writtenOff++
 				continue
 			}
-			actions = append(actions, step.Action)
+			actions = append(actions, string(step.Action))
 		}
 		require.Equal(t, []string{"opened", "retry_scheduled", "retry_scheduled", "exhausted"}, actions,
 			"no retry was skipped for the card-network cap")

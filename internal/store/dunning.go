@@ -35,7 +35,7 @@ func (tx *Tx) SaveCase(c *models.DunningCase) error {
 }
 
 // AddCaseStep appends to a case's step log.
-func (tx *Tx) AddCaseStep(now time.Time, caseID int64, step int, action, detail string) error {
+func (tx *Tx) AddCaseStep(now time.Time, caseID int64, step int, action models.StepAction, detail string) error {
 	return tx.db.Create(&models.DunningStep{CaseID: caseID, Step: step, Action: action, Detail: truncate(detail, 500), At: now, CreatedAt: now, UpdatedAt: now}).Error
 }
 
@@ -130,11 +130,11 @@ func (tx *Tx) MarkInvoiceUncollectible(now time.Time, invoiceID int64) error {
 
 // ApplyFinalAction applies dunning's final action to a subscription: cancel
 // (never billed again), unpaid (kept but not billed), or past_due (left as is).
-func (tx *Tx) ApplyFinalAction(now time.Time, subscriptionID int64, action string) error {
+func (tx *Tx) ApplyFinalAction(now time.Time, subscriptionID int64, action models.FinalAction) error {
 	switch action {
-	case "cancel":
+	case models.FinalCancel:
 		return tx.db.Exec(`UPDATE subscriptions SET status = 'canceled', canceled_at = ?, updated_at = ? WHERE id = ? AND status IN ('active','past_due','unpaid')`, now, now, subscriptionID).Error
-	case "unpaid":
+	case models.FinalUnpaid:
 		return tx.db.Exec(`UPDATE subscriptions SET status = 'unpaid', updated_at = ? WHERE id = ? AND status IN ('active','past_due')`, now, subscriptionID).Error
 	}
 	return nil
