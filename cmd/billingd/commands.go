@@ -19,6 +19,7 @@ import (
 	"github.com/billingd/billingd/internal/gateway/wooshpay"
 	"github.com/billingd/billingd/internal/importcheck"
 	"github.com/billingd/billingd/internal/money"
+	"github.com/billingd/billingd/internal/schedule"
 	"github.com/billingd/billingd/internal/store"
 	"github.com/billingd/billingd/internal/subscriptioncsv"
 	"golang.org/x/time/rate"
@@ -123,7 +124,7 @@ func (m *Main) cmdOnce(ctx context.Context, args []string) error {
 // dryRun prints what a pass would charge, reading the database without the
 // instance lock and writing nothing.
 func (m *Main) dryRun(ctx context.Context, cfg *config.Config) error {
-	plan, err := daemon.Plan(ctx, cfg, nil, 100000)
+	plan, err := daemon.Plan(ctx, cfg, nil, 0)
 	if err != nil {
 		return err
 	}
@@ -137,7 +138,15 @@ func (m *Main) dryRun(ctx context.Context, cfg *config.Config) error {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", p.Kind, p.Reference, p.Invoice, start, money.Format(p.Amount, p.Currency))
 	}
 	_ = w.Flush()
-	fmt.Fprintf(m.Stdout, "%d charge(s) would be attempted; nothing was changed (dry run)\n", len(plan))
+	now, follow := 0, 0
+	for _, p := range plan {
+		if p.Kind == schedule.PlanFollow {
+			follow++
+		} else {
+			now++
+		}
+	}
+	fmt.Fprintf(m.Stdout, "%d charge(s) would start now and %d more follow, one at a time in period order, as the ones before them succeed; nothing was changed (dry run)\n", now, follow)
 	return nil
 }
 
