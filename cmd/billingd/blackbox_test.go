@@ -571,7 +571,7 @@ func bbCheckPath(t *testing.T, s bbState, c bbCard, pm string, ledger []sim.Ledg
 	require.WithinDuration(t, *s.attempts[0].FinishedAt, s.emails[0].CreatedAt, time.Second, "the first email comes with the failure")
 	switch c.caseStatus {
 	case models.CaseExhausted:
-		require.Equal(t, "cancel", cs.FinalAction)
+		require.Equal(t, models.FinalCancel, cs.FinalAction)
 		require.NotNil(t, s.sub.CanceledAt)
 		require.Equal(t, len(s.emails)-1, cs.Step, "every schedule step used")
 	case models.CaseRecovered:

@@ -26,20 +26,9 @@ import (
 )
 
 // parseConfigOnly parses a command that takes -c and no positional arguments and
-// loads its config. extra registers more flags before parsing.
+// loads its whole config. extra registers more flags before parsing.
 func (m *Main) parseConfigOnly(name string, args []string, extra func(*flag.FlagSet)) (*config.Config, string, error) {
-	fs, path := m.newFlagSet(name)
-	if extra != nil {
-		extra(fs)
-	}
-	if rest, err := parseArgs(fs, args); err != nil {
-		return nil, "", err
-	} else if len(rest) > 0 {
-		return nil, "", usagef("unexpected argument %q", rest[0])
-	}
-	p := m.configPath(*path)
-	cfg, err := m.loadConfig(p)
-	return cfg, p, err
+	return m.parseConfigFor(name, args, config.NeedAll, extra)
 }
 
 func (m *Main) cmdCheckConfig(args []string) error {

@@ -107,20 +107,12 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 
 	// 1. The gateway: the bundled WooshPay simulator, in-process, on loopback,
 	//    delivering signed webhooks to billingd.
-	gw := sim.New(sim.Options{SecretKey: demoSecretKey, Seed: 1, ProcessingDelay: *settle,
+	gw, simURL, stopSim, err := startDemoSim(ctx, sim.Options{SecretKey: demoSecretKey, Seed: 1, ProcessingDelay: *settle,
 		Webhook: sim.WebhookOptions{URL: billingURL + "/webhooks/wooshpay", Secret: demoWebhookSecret}})
-	simCtx, stopSim := context.WithCancel(ctx)
-	defer stopSim()
-	gw.Start(simCtx)
-	defer gw.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	simSrv := &http.Server{Handler: gw, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = simSrv.Serve(ln) }()
-	defer simSrv.Close()
-	simURL := "http://" + ln.Addr().String()
+	defer stopSim()
 
 	// The mail server: a real SMTP server in-process that writes what billingd
 	// sends to DIR/mail/*.eml.
@@ -244,6 +236,23 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 		}
 	}
 	return nil
+}
+
+// startDemoSim serves the simulator in-process on a loopback port; stop ends
+// its deliveries and its server.
+func startDemoSim(ctx context.Context, o sim.Options) (gw *sim.Server, url string, stop func(), err error) {
+	gw = sim.New(o)
+	simCtx, cancel := context.WithCancel(ctx)
+	gw.Start(simCtx)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		cancel()
+		gw.Close()
+		return nil, "", nil, err
+	}
+	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return gw, "http://" + ln.Addr().String(), func() { _ = srv.Close(); cancel(); gw.Close() }, nil
 }
 
 // payLinkPattern finds the pay link in an email's text.

@@ -89,21 +89,13 @@ func (m *Main) demoMonths(ctx context.Context, dir string, months int, settle ti
 
 	// The simulator reads the same clock, so a processing charge settles, and
 	// webhooks are signed, in simulated time.
-	gw := sim.New(sim.Options{SecretKey: demoSecretKey, Seed: 1, ProcessingDelay: settle, Now: clk.Now,
+	gw, simURL, stopSim, err := startDemoSim(ctx, sim.Options{SecretKey: demoSecretKey, Seed: 1, ProcessingDelay: settle, Now: clk.Now,
 		Webhook: sim.WebhookOptions{URL: billingURL + "/webhooks/wooshpay", Secret: demoWebhookSecret,
 			Retry: []time.Duration{20 * time.Millisecond, 100 * time.Millisecond, 500 * time.Millisecond}}})
-	simCtx, stopSim := context.WithCancel(ctx)
-	defer stopSim()
-	gw.Start(simCtx)
-	defer gw.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	simSrv := &http.Server{Handler: gw, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = simSrv.Serve(ln) }()
-	defer simSrv.Close()
-	simURL := "http://" + ln.Addr().String()
+	defer stopSim()
 
 	mailDir := filepath.Join(dir, "mail")
 	smtp, err := smtpcapture.Start("127.0.0.1:0", mailDir)

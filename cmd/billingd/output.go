@@ -17,11 +17,7 @@ import (
 // loadConfig reads and validates the config; any problem is a usage error (exit 2)
 // listing every bad key.
 func (m *Main) loadConfig(path string) (*config.Config, error) {
-	cfg, err := config.LoadAndValidate(path)
-	if err != nil {
-		return nil, usageError{fmt.Errorf("config %s:\n%w", path, indentErr(err))}
-	}
-	return cfg, nil
+	return m.loadConfigFor(path, config.NeedAll)
 }
 
 func indentErr(err error) error {

@@ -81,7 +81,7 @@ func TestSoftDeclineRunsTheWholeSchedule(t *testing.T) {
 		require.NoError(t, s.st.DB().First(&c).Error)
 		require.Equal(t, models.CaseExhausted, c.Status)
 		require.Equal(t, models.ReasonSoftDecline, c.Reason)
-		require.Equal(t, "cancel", c.FinalAction)
+		require.Equal(t, models.FinalCancel, c.FinalAction)
 		require.Equal(t, start.Add(216*time.Hour), c.ClosedAt.UTC())
 
 		var inv models.Invoice
