@@ -24,9 +24,20 @@ const (
 	SubscriptionCanceled SubscriptionStatus = "canceled"
 )
 
+// BillableSubscriptionStatuses are the states in which the sweep creates invoices
+// for a subscription. It is the one definition of that list: Billable reads it, and
+// the store builds its due queries and the subscriptions_due partial index's
+// condition from it.
+var BillableSubscriptionStatuses = []SubscriptionStatus{SubscriptionActive, SubscriptionPastDue}
+
 // Billable reports whether the sweep creates invoices for a subscription in this state.
 func (s SubscriptionStatus) Billable() bool {
-	return s == SubscriptionActive || s == SubscriptionPastDue
+	for _, b := range BillableSubscriptionStatuses {
+		if s == b {
+			return true
+		}
+	}
+	return false
 }
 
 // InvoiceStatus is the state of one billing period's invoice.

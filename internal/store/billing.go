@@ -28,8 +28,8 @@ type DueCursor struct {
 // dueSubscriptionsQuery is the keyset page of the sweep; the partial index
 // subscriptions_due (next_billing_at, id) serves both the filter and the order, so a
 // page costs the same at the start and at the end of a million due rows.
-const dueSubscriptionsQuery = `SELECT * FROM subscriptions
-	WHERE status IN ('active','past_due') AND next_billing_at <= ?
+var dueSubscriptionsQuery = `SELECT * FROM subscriptions
+	WHERE status IN ` + sqlBillable + ` AND next_billing_at <= ?
 	  AND (next_billing_at, id) > (?, ?)
 	ORDER BY next_billing_at, id LIMIT ?`
 
@@ -76,7 +76,7 @@ func (s *Store) StillDue(ctx context.Context, now time.Time, ids []int64) ([]int
 		return nil, nil
 	}
 	var out []int64
-	err := s.db.WithContext(ctx).Raw(`SELECT id FROM subscriptions WHERE id IN ? AND status IN ('active','past_due') AND next_billing_at <= ?`,
+	err := s.db.WithContext(ctx).Raw(`SELECT id FROM subscriptions WHERE id IN ? AND status IN `+sqlBillable+` AND next_billing_at <= ?`,
 		ids, now).Scan(&out).Error
 	return out, err
 }
@@ -201,9 +201,9 @@ type chargeTarget struct {
 // The conditions are part of the query, before its LIMIT, so invoices that
 // wait never take the places of chargeable ones. %s is where SQLite is told to
 // use the partial index (see claimNewSQL).
-const claimNewQuery = `SELECT * FROM invoices%s WHERE status = 'open' AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?
+var claimNewQuery = `SELECT * FROM invoices%s WHERE status = 'open' AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?
 	  AND NOT EXISTS (SELECT 1 FROM charge_attempts ca WHERE ca.invoice_id = invoices.id
-	                    AND ca.status IN ('pending','unknown','processing'))
+	                    AND ca.status IN ` + sqlUnresolved + `)
 	  AND NOT EXISTS (SELECT 1 FROM invoices prev WHERE prev.subscription_id = invoices.subscription_id
 	                    AND prev.period_index < invoices.period_index AND prev.status = 'open')
 	  AND NOT EXISTS (SELECT 1 FROM subscriptions s JOIN payment_methods pm ON pm.id = s.payment_method_id
@@ -339,8 +339,8 @@ func (s *Store) ClaimNewAttempts(ctx context.Context, owner string, now, leaseUn
 // was called dead meanwhile (by another subscription's charge, say). Its first condition
 // repeats that index's WHERE clause word for word: SQLite uses a partial index only
 // when the query contains the index's condition itself.
-const claimReplayQuery = `SELECT * FROM charge_attempts%s
-	WHERE status IN ('pending','unknown','processing') AND status IN ('pending','unknown') AND off_session
+var claimReplayQuery = `SELECT * FROM charge_attempts%s
+	WHERE status IN ` + sqlUnresolved + ` AND status IN ` + sqlReplayable + ` AND off_session
 	  AND (lease_until IS NULL OR lease_until <= ?)
 	  AND (next_try_at IS NULL OR next_try_at <= ?)
 	  AND created_at >= ?
@@ -433,7 +433,7 @@ func (s *Store) ReleaseAllLeases(ctx context.Context, now time.Time) (int64, err
 	err := s.InTx(ctx, func(tx *Tx) error {
 		var err error
 		released, err = tx.exec(`UPDATE charge_attempts SET lease_owner = '', lease_until = NULL, lease_version = lease_version + 1, updated_at = ?
-		                          WHERE lease_until IS NOT NULL AND status IN ('pending','unknown','processing')`, now)
+		                          WHERE lease_until IS NOT NULL AND status IN `+sqlUnresolved, now)
 		if err != nil {
 			return err
 		}
@@ -524,7 +524,7 @@ func (tx *Tx) writeAttemptResult(now time.Time, id int64, leaseVersion *int64, r
 	          tries = tries + ?, last_http_status = CASE WHEN ? <> 0 THEN ? ELSE last_http_status END,
 	          next_try_at = ?, next_reconcile_at = ?, finished_at = ?, lease_owner = '', lease_until = NULL,
 	          lease_version = lease_version + 1, updated_at = ?
-	    WHERE id = ? AND status IN ('pending','unknown','processing')`
+	    WHERE id = ? AND status IN ` + sqlUnresolved
 	args := []any{r.Status, r.PaymentIntentID, r.PaymentIntentID, r.DeclineCode, r.AdviceCode, r.HardDecline, r.ActionURL,
 		truncate(r.ErrorMessage, 500), r.Tries, r.LastHTTPStatus, r.LastHTTPStatus, r.NextTryAt, r.NextReconcileAt, finished, now, id}
 	if leaseVersion != nil {
@@ -543,7 +543,7 @@ func (tx *Tx) writeAttemptResult(now time.Time, id int64, leaseVersion *int64, r
 // uncollectible (already paid, or void).
 func (tx *Tx) MarkInvoicePaid(now time.Time, invoiceID int64, paymentIntentID string) (bool, error) {
 	n, err := tx.exec(`UPDATE invoices SET status = 'paid', paid_at = ?, payment_intent_id = ?, next_attempt_at = NULL, updated_at = ?
-	                    WHERE id = ? AND status IN ('open','uncollectible')`, now, paymentIntentID, now, invoiceID)
+	                    WHERE id = ? AND status IN `+sqlPayableInvoice, now, paymentIntentID, now, invoiceID)
 	return n == 1, err
 }
 
@@ -744,7 +744,7 @@ func (s *Store) PlanPass(ctx context.Context, now, notBefore time.Time, limit in
 			ids := subIDs[start:min(start+planPage, len(subIDs))]
 			var open []PlannedInvoice
 			if err := db.Raw(`SELECT i.*, EXISTS (SELECT 1 FROM charge_attempts ca WHERE ca.invoice_id = i.id
-			                                   AND ca.status IN ('pending','unknown','processing')) AS unresolved
+			                                   AND ca.status IN `+sqlUnresolved+`) AS unresolved
 			                    FROM invoices i WHERE i.subscription_id IN ? AND i.status = 'open'
 			                   ORDER BY i.subscription_id, i.period_index`, ids).Scan(&open).Error; err != nil {
 				return err

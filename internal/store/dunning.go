@@ -100,7 +100,7 @@ func (tx *Tx) WriteOffQueue(now time.Time, subscriptionID int64, afterPeriod int
 	if err := tx.db.Raw(`SELECT id, public_id, period_index FROM invoices
 	                      WHERE subscription_id = ? AND period_index > ? AND status = 'open'
 	                        AND NOT EXISTS (SELECT 1 FROM charge_attempts ca WHERE ca.invoice_id = invoices.id
-	                                          AND ca.status IN ('pending','unknown','processing'))
+	                                          AND ca.status IN `+sqlUnresolved+`)
 	                      ORDER BY period_index`, subscriptionID, afterPeriod).Scan(&qs).Error; err != nil {
 		return nil, err
 	}
@@ -133,9 +133,9 @@ func (tx *Tx) MarkInvoiceUncollectible(now time.Time, invoiceID int64) error {
 func (tx *Tx) ApplyFinalAction(now time.Time, subscriptionID int64, action models.FinalAction) error {
 	switch action {
 	case models.FinalCancel:
-		return tx.db.Exec(`UPDATE subscriptions SET status = 'canceled', canceled_at = ?, updated_at = ? WHERE id = ? AND status IN ('active','past_due','unpaid')`, now, now, subscriptionID).Error
+		return tx.db.Exec(`UPDATE subscriptions SET status = 'canceled', canceled_at = ?, updated_at = ? WHERE id = ? AND status IN `+sqlCancelable, now, now, subscriptionID).Error
 	case models.FinalUnpaid:
-		return tx.db.Exec(`UPDATE subscriptions SET status = 'unpaid', updated_at = ? WHERE id = ? AND status IN ('active','past_due')`, now, subscriptionID).Error
+		return tx.db.Exec(`UPDATE subscriptions SET status = 'unpaid', updated_at = ? WHERE id = ? AND status IN `+sqlBillable, now, subscriptionID).Error
 	}
 	return nil
 }

@@ -35,7 +35,7 @@ func (s *Store) CountInvoices(ctx context.Context, statuses ...models.InvoiceSta
 func (s *Store) CountDueSubscriptions(ctx context.Context, now time.Time) (int64, error) {
 	var n int64
 	err := s.db.WithContext(ctx).Model(&models.Subscription{}).
-		Where("status IN ? AND next_billing_at <= ?", billableStatuses(), now).Count(&n).Error
+		Where("status IN ? AND next_billing_at <= ?", models.BillableSubscriptionStatuses, now).Count(&n).Error
 	return n, err
 }
 
@@ -51,9 +51,4 @@ func (s *Store) CountEmails(ctx context.Context, statuses ...models.EmailStatus)
 	var n int64
 	err := s.db.WithContext(ctx).Model(&models.Email{}).Where("status IN ?", statuses).Count(&n).Error
 	return n, err
-}
-
-// billableStatuses are the subscription states the sweep invoices.
-func billableStatuses() []models.SubscriptionStatus {
-	return []models.SubscriptionStatus{models.SubscriptionActive, models.SubscriptionPastDue}
 }

@@ -228,13 +228,13 @@ func (s *Store) Status(ctx context.Context, now time.Time) (*StatusReport, error
 			return nil, err
 		}
 	}
-	if err := db.Raw(`SELECT COUNT(*) FROM subscriptions WHERE status IN ('active','past_due') AND next_billing_at <= ?`, now).Scan(&r.DueNow).Error; err != nil {
+	if err := db.Raw(`SELECT COUNT(*) FROM subscriptions WHERE status IN `+sqlBillable+` AND next_billing_at <= ?`, now).Scan(&r.DueNow).Error; err != nil {
 		return nil, err
 	}
-	if err := db.Raw(`SELECT COUNT(*) FROM charge_attempts WHERE status IN ('pending','unknown','processing')`).Scan(&r.Unresolved).Error; err != nil {
+	if err := db.Raw(`SELECT COUNT(*) FROM charge_attempts WHERE status IN ` + sqlUnresolved).Scan(&r.Unresolved).Error; err != nil {
 		return nil, err
 	}
-	if err := db.Raw(`SELECT COUNT(*) FROM charge_attempts WHERE status IN ('needs_review','failed')`).Scan(&r.NeedsReview).Error; err != nil {
+	if err := db.Raw(`SELECT COUNT(*) FROM charge_attempts WHERE status IN ` + sqlAttention).Scan(&r.NeedsReview).Error; err != nil {
 		return nil, err
 	}
 	dayStart := now.Truncate(24 * time.Hour)
