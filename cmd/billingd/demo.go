@@ -303,7 +303,7 @@ func printDemoTable(ctx context.Context, d *daemon.Daemon, out io.Writer) (int, 
 	}
 	fmt.Fprintln(out)
 	w := tabwriter.NewWriter(out, 0, 2, 2, ' ', 0)
-	fmt.Fprintln(w, "CARD\tAMOUNT\tOUTCOME\tDECLINE\tINVOICE\tSTATUS\tSUBSCRIPTION\tATTEMPTS\tAS DESIGNED")
+	fmt.Fprintln(w, "CARD\tAMOUNT\tOUTCOME\tDECLINE\tINVOICE\tSTATUS\tSUBSCRIPTION\tATTEMPTS\tAS EXPECTED")
 	mismatches := 0
 	for i, r := range rows {
 		if i >= len(demoCards) {

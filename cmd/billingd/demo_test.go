@@ -23,7 +23,7 @@ func TestDemoOnePass(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "demo")
 	code, out, errOut := runMain(t, nil, "demo", "--dir", dir, "--processing-delay", "50ms")
 	require.Equal(t, exitOK, code, "stderr: %s\nstdout: %s", errOut, out)
-	require.Contains(t, out, "AS DESIGNED")
+	require.Contains(t, out, "AS EXPECTED")
 	require.NotContains(t, out, "NO (expected")
 	require.Contains(t, out, "4. billing run 1 finished")
 	require.FileExists(t, filepath.Join(dir, "billingd.db"))
