@@ -124,6 +124,34 @@ type Subscription struct {
 	Timezone string
 }
 
+// withDefaults fills the zero fields of a seeded subscription (its reference
+// must be set): gateway ids derived from the reference, 10.00 USD monthly from
+// now.
+func (s Subscription) withDefaults(now time.Time) Subscription {
+	if s.Customer == "" {
+		s.Customer = "cus_" + s.Reference
+	}
+	if s.PaymentMethod == "" {
+		s.PaymentMethod = "pm_" + s.Reference
+	}
+	if s.Amount == 0 {
+		s.Amount = 1000
+	}
+	if s.Currency == "" {
+		s.Currency = "USD"
+	}
+	if s.Interval == "" {
+		s.Interval = "month"
+	}
+	if s.IntervalCount == 0 {
+		s.IntervalCount = 1
+	}
+	if s.Anchor.IsZero() {
+		s.Anchor = now
+	}
+	return s
+}
+
 // Seed imports subscriptions through the real import path.
 func Seed(t testing.TB, st *store.Store, now time.Time, subs ...Subscription) {
 	t.Helper()
@@ -132,27 +160,7 @@ func Seed(t testing.TB, st *store.Store, now time.Time, subs ...Subscription) {
 		if s.Reference == "" {
 			s.Reference = fmt.Sprintf("sub-%d", i+1)
 		}
-		if s.Customer == "" {
-			s.Customer = fmt.Sprintf("cus_%s", s.Reference)
-		}
-		if s.PaymentMethod == "" {
-			s.PaymentMethod = fmt.Sprintf("pm_%s", s.Reference)
-		}
-		if s.Amount == 0 {
-			s.Amount = 1000
-		}
-		if s.Currency == "" {
-			s.Currency = "USD"
-		}
-		if s.Interval == "" {
-			s.Interval = "month"
-		}
-		if s.IntervalCount == 0 {
-			s.IntervalCount = 1
-		}
-		if s.Anchor.IsZero() {
-			s.Anchor = now
-		}
+		s = s.withDefaults(now)
 		rows[i] = store.ImportRow{Line: i + 2, Reference: s.Reference, Email: s.Reference + "@example.com", Customer: s.Customer,
 			PaymentMethod: s.PaymentMethod, Amount: s.Amount, Currency: s.Currency, Interval: s.Interval,
 			IntervalCount: s.IntervalCount, Anchor: s.Anchor, FirstBilling: s.Anchor, Timezone: s.Timezone}
@@ -174,27 +182,7 @@ func SeedBeforeTimezones(t testing.TB, st *store.Store, now time.Time, subs ...S
 		if s.Reference == "" {
 			s.Reference = fmt.Sprintf("old-%d", i+1)
 		}
-		if s.Customer == "" {
-			s.Customer = "cus_" + s.Reference
-		}
-		if s.PaymentMethod == "" {
-			s.PaymentMethod = "pm_" + s.Reference
-		}
-		if s.Amount == 0 {
-			s.Amount = 1000
-		}
-		if s.Currency == "" {
-			s.Currency = "USD"
-		}
-		if s.Interval == "" {
-			s.Interval = "month"
-		}
-		if s.IntervalCount == 0 {
-			s.IntervalCount = 1
-		}
-		if s.Anchor.IsZero() {
-			s.Anchor = now
-		}
+		s = s.withDefaults(now)
 		// Subscriptions may share a customer and card, as imported ones do.
 		require.NoError(t, db.Exec(`INSERT INTO customers (gateway_customer_id, email, created_at, updated_at) VALUES (?, ?, ?, ?)
 			ON CONFLICT (gateway_customer_id) DO NOTHING`, s.Customer, s.Reference+"@example.com", now, now).Error)
