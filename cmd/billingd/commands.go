@@ -41,7 +41,9 @@ func (m *Main) cmdCheckConfig(args []string) error {
 }
 
 func (m *Main) cmdMigrate(ctx context.Context, args []string) error {
-	cfg, _, err := m.parseConfigFor("migrate", args, config.NeedDatabase, nil)
+	// schedule.timezone is read too: the migration that gives subscriptions
+	// their own zone gives existing ones the configured zone.
+	cfg, _, err := m.parseConfigFor("migrate", args, config.Need{Schedule: true}, nil)
 	if err != nil {
 		return err
 	}

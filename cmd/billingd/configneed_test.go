@@ -1,8 +1,15 @@
 package main
 
 import (
+	"context"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/billingd/billingd/internal/models"
+	"github.com/billingd/billingd/internal/store"
+	"github.com/billingd/billingd/internal/store/storetest"
 
 	"github.com/stretchr/testify/require"
 )
@@ -66,4 +73,29 @@ func TestReadOnlyCommandsStillRejectABadFile(t *testing.T) {
 			})
 		}
 	}
+}
+
+// An upgrade with `billingd migrate` gives existing subscriptions the zone the
+// config names, not a default: their periods were computed there.
+func TestMigrateGivesExistingSubscriptionsTheConfiguredZone(t *testing.T) {
+	dir := t.TempDir()
+	dbPath := filepath.Join(dir, "billingd.db")
+	ctx := context.Background()
+	old, err := store.Open(ctx, store.Options{Driver: store.SQLite, DSN: dbPath})
+	require.NoError(t, err)
+	_, err = old.MigrateTo(ctx, 4)
+	require.NoError(t, err)
+	storetest.SeedBeforeTimezones(t, old, time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC), storetest.Subscription{Reference: "old-1"})
+	require.NoError(t, old.Close())
+
+	p := writeFile(t, dir, "c.yaml", strings.ReplaceAll(secretsFromNowhere, "%DIR%", dir)+"schedule: { timezone: Europe/Berlin }\n")
+	code, out, errOut := runMain(t, nil, "migrate", "-c", p)
+	require.Equal(t, exitOK, code, "stdout %s stderr %s", out, errOut)
+
+	st, err := store.Open(ctx, store.Options{Driver: store.SQLite, DSN: dbPath})
+	require.NoError(t, err)
+	defer st.Close()
+	var sub models.Subscription
+	require.NoError(t, st.DB().Where("reference = ?", "old-1").First(&sub).Error)
+	require.Equal(t, "Europe/Berlin", sub.Timezone)
 }
