@@ -114,32 +114,18 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 	}
 	defer stopSim()
 
-	// The mail server: a real SMTP server in-process that writes what billingd
-	// sends to DIR/mail/*.eml.
-	smtp, err := smtpcapture.Start("127.0.0.1:0", filepath.Join(*dir, "mail"))
+	// The mail server (a real SMTP server in-process that writes what billingd
+	// sends to DIR/mail/*.eml), the config every billingd command reads, the
+	// log, and the client customers' save-card flow goes through (SetupIntent
+	// with payment_method_data; billingd only ever sees pm_ ids).
+	env, err := newDemoEnv(*dir, dbPath, simURL, billingURL, billingLn.Addr().String())
 	if err != nil {
 		return err
 	}
-	defer smtp.Close()
+	defer env.Close()
+	smtp, cfg, logFile, client := env.smtp, env.cfg, env.log, env.client
 	fmt.Fprintf(out, "1. WooshPay simulator on %s; billingd on %s (webhooks to /webhooks/wooshpay)\n", simURL, billingURL)
 
-	// 2. The config every billingd command reads, written where ops would look.
-	cfg, err := demoConfig(dbPath, simURL, billingURL, billingLn.Addr().String(), smtp)
-	if err != nil {
-		return err
-	}
-	logFile, err := os.Create(filepath.Join(*dir, "billingd.log"))
-	if err != nil {
-		return err
-	}
-	defer logFile.Close()
-
-	// 3. Customers save their cards through the gateway's save-card flow
-	//    (SetupIntent with payment_method_data); billingd only ever sees pm_ ids.
-	client, err := wooshpay.New(wooshpay.Options{BaseURL: simURL, SecretKey: demoSecretKey, Timeout: 5 * time.Second})
-	if err != nil {
-		return err
-	}
 	now := time.Now().UTC().Truncate(time.Second)
 	csvPath, _, err := saveDemoCards(ctx, client, *dir, now, now.Year()+3)
 	if err != nil {
@@ -236,6 +222,45 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 		}
 	}
 	return nil
+}
+
+// demoEnv is what both demos run beside the simulator: a real SMTP server
+// writing DIR/mail/*.eml, the config pointing at it and at the simulator, the
+// log file, and a gateway client to save the test cards with.
+type demoEnv struct {
+	smtp   *smtpcapture.Server
+	cfg    *config.Config
+	log    *os.File
+	client *wooshpay.Client
+}
+
+func newDemoEnv(dir, dbPath, simURL, billingURL, listen string) (*demoEnv, error) {
+	smtp, err := smtpcapture.Start("127.0.0.1:0", filepath.Join(dir, "mail"))
+	if err != nil {
+		return nil, err
+	}
+	env := &demoEnv{smtp: smtp}
+	if env.cfg, err = demoConfig(dbPath, simURL, billingURL, listen, smtp); err != nil {
+		env.Close()
+		return nil, err
+	}
+	if env.log, err = os.Create(filepath.Join(dir, "billingd.log")); err != nil {
+		env.Close()
+		return nil, err
+	}
+	if env.client, err = wooshpay.New(wooshpay.Options{BaseURL: simURL, SecretKey: demoSecretKey, Timeout: 5 * time.Second}); err != nil {
+		env.Close()
+		return nil, err
+	}
+	return env, nil
+}
+
+// Close stops the SMTP server and closes the log.
+func (e *demoEnv) Close() {
+	if e.log != nil {
+		_ = e.log.Close()
+	}
+	_ = e.smtp.Close()
 }
 
 // startDemoSim serves the simulator in-process on a loopback port; stop ends

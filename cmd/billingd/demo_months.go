@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -16,7 +15,6 @@ import (
 	"github.com/billingd/billingd/internal/clock"
 	"github.com/billingd/billingd/internal/daemon"
 	"github.com/billingd/billingd/internal/gateway/sim"
-	"github.com/billingd/billingd/internal/gateway/wooshpay"
 	"github.com/billingd/billingd/internal/mail/smtpcapture"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/money"
@@ -97,28 +95,15 @@ func (m *Main) demoMonths(ctx context.Context, dir string, months int, settle ti
 	}
 	defer stopSim()
 
-	mailDir := filepath.Join(dir, "mail")
-	smtp, err := smtpcapture.Start("127.0.0.1:0", mailDir)
+	env, err := newDemoEnv(dir, dbPath, simURL, billingURL, billingLn.Addr().String())
 	if err != nil {
 		return err
 	}
-	defer smtp.Close()
+	defer env.Close()
+	smtp, cfg, logFile, client := env.smtp, env.cfg, env.log, env.client
+	mailDir := filepath.Join(dir, "mail")
 	fmt.Fprintf(out, "1. WooshPay simulator on %s; billingd on %s; both on one simulated clock\n", simURL, billingURL)
 
-	cfg, err := demoConfig(dbPath, simURL, billingURL, billingLn.Addr().String(), smtp)
-	if err != nil {
-		return err
-	}
-	logFile, err := os.Create(filepath.Join(dir, "billingd.log"))
-	if err != nil {
-		return err
-	}
-	defer logFile.Close()
-
-	client, err := wooshpay.New(wooshpay.Options{BaseURL: simURL, SecretKey: demoSecretKey, Timeout: 5 * time.Second})
-	if err != nil {
-		return err
-	}
 	// The cards outlive the longest run.
 	csvPath, pms, err := saveDemoCards(ctx, client, dir, start, end.Year()+1)
 	if err != nil {
