@@ -132,8 +132,11 @@ const (
 	// EmailFailed: the SMTP server permanently refused it (bad address); kept
 	// for ops, never silently dropped.
 	EmailFailed EmailStatus = "failed"
-	// EmailCanceled: no longer relevant when its turn came (the invoice was
-	// paid before a "payment failed" email went out).
+	// EmailCanceled: no longer relevant when its turn came: it asked the
+	// customer to pay or to update the card for an invoice that was no longer
+	// open by then (paid, or written off when its case ran out while the SMTP
+	// server was down). The reason is in LastError; the email of what happened
+	// instead (the receipt, the subscription-ended email) is sent.
 	EmailCanceled EmailStatus = "canceled"
 )
 
