@@ -36,9 +36,6 @@ func openStore(ctx context.Context, cfg *config.Config, exclusive bool) (*store.
 	return daemon.OpenStore(ctx, cfg, exclusive, nil)
 }
 
-// namedDBError says which database an error came from.
-func namedDBError(cfg *config.Config, err error) error { return daemon.NamedDBError(cfg, err) }
-
 // runSummary is the one line that says what a billing pass did.
 func runSummary(run *models.BillingRun) string {
 	return fmt.Sprintf("billing run %d %s in %dms: %d due, %d invoiced, %d attempts (%d replayed): %d succeeded, %d processing, %d requires_action, %d declined, %d failed, %d unknown",

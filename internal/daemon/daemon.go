@@ -200,9 +200,6 @@ func (d *Daemon) Clock() clock.Clock { return d.clock }
 // gateway's webhooks and the customers' pay pages.
 func (d *Daemon) Handler() http.Handler { return d.handler }
 
-// Owner names this process in leases and billing_runs.
-func (d *Daemon) Owner() string { return d.owner }
-
 // Pass runs one billing pass (reconciler, due dunning steps, invoicing,
 // charging) and records it in billing_runs. stop ends it at a safe point;
 // abort cuts in-flight requests (their attempts are replayed with the same

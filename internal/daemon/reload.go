@@ -63,10 +63,9 @@ func (d *Daemon) Reload(cfg *config.Config) (ReloadResult, error) {
 	// What cannot change keeps its running value, so that Config() tells
 	// the truth about the process.
 	eff := cfg.Clone()
-	eff.Database = old.Database
-	eff.Gateway.Provider, eff.Gateway.BaseURL, eff.Gateway.Timeout = old.Gateway.Provider, old.Gateway.BaseURL, old.Gateway.Timeout
-	eff.Gateway.SecretKey, eff.Gateway.SecretKeyFile = old.Gateway.SecretKey, old.Gateway.SecretKeyFile
-	eff.HTTP.Listen = old.HTTP.Listen
+	for _, key := range res.NeedRestart {
+		copyKey(eff, old, key)
+	}
 
 	p, err := d.build(eff)
 	if err != nil {
@@ -119,6 +118,29 @@ func diffValues(prefix string, a, b reflect.Value, out *[]string) {
 		}
 		diffValues(key, a.Field(i), b.Field(i), out)
 	}
+}
+
+// copyKey sets the value of the dotted key (as ChangedKeys names it) in dst
+// to its value in src.
+func copyKey(dst, src *config.Config, key string) {
+	d, s := reflect.ValueOf(dst).Elem(), reflect.ValueOf(src).Elem()
+	for _, name := range strings.Split(key, ".") {
+		i := fieldByYAMLName(d.Type(), name)
+		if i < 0 {
+			return
+		}
+		d, s = d.Field(i), s.Field(i)
+	}
+	d.Set(s)
+}
+
+func fieldByYAMLName(t reflect.Type, name string) int {
+	for i := 0; i < t.NumField(); i++ {
+		if f := t.Field(i); f.IsExported() && strings.Split(f.Tag.Get("yaml"), ",")[0] == name {
+			return i
+		}
+	}
+	return -1
 }
 
 // isLeafStruct tells structs that are one value (none today besides times) from

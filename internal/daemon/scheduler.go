@@ -77,14 +77,14 @@ func newScheduler(d *Daemon) *scheduler {
 	return s
 }
 
-// CronSchedule parses schedule.billing in schedule.timezone, as the daemon
+// cronSchedule parses schedule.billing in schedule.timezone, as the daemon
 // fires it.
-func CronSchedule(cfg config.ScheduleConfig) (cron.Schedule, error) {
+func cronSchedule(cfg config.ScheduleConfig) (cron.Schedule, error) {
 	return cron.ParseStandard("CRON_TZ=" + cfg.Timezone + " " + cfg.Billing)
 }
 
 func nextBilling(cfg *config.Config, t time.Time) time.Time {
-	sched, err := CronSchedule(cfg.Schedule)
+	sched, err := cronSchedule(cfg.Schedule)
 	if err != nil {
 		// Validate rejected bad specs; never stop billing over it.
 		return t.Add(5 * time.Minute)
@@ -105,10 +105,15 @@ func (s *scheduler) job(name string) *job {
 // once more after it ends.
 func (s *scheduler) poke(name string) {
 	j := s.job(name)
+	j.again.Store(true)
+	s.dueNow(j)
+}
+
+// dueNow makes j due now and wakes Run's loop.
+func (s *scheduler) dueNow(j *job) {
 	s.mu.Lock()
 	j.next = time.Time{}
 	s.mu.Unlock()
-	j.again.Store(true)
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -292,16 +297,7 @@ func (s *scheduler) sendMail(stop, _ context.Context, _ string) {
 
 // mailSoon makes the mail job due now (emails a pass or dunning step queued
 // go out at once), without asking a running mail job to run again.
-func (s *scheduler) mailSoon() {
-	j := s.job(jobMail)
-	s.mu.Lock()
-	j.next = time.Time{}
-	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-}
+func (s *scheduler) mailSoon() { s.dueNow(s.job(jobMail)) }
 
 // nextRuns is when each job is due next (the zero time: now).
 func (s *scheduler) nextRuns() map[string]time.Time {
