@@ -45,9 +45,15 @@ func seedCard(t *testing.T, s *stack, number string, anchor time.Time) (customer
 }
 
 func emailsOf(t *testing.T, st *store.Store) []models.Email {
-	var es []models.Email
-	require.NoError(t, st.DB().Order("id").Find(&es).Error)
-	return es
+	return rowsOf[models.Email](t, st)
+}
+
+// rowsOf reads every row of a table, in id order.
+func rowsOf[T any](t *testing.T, st *store.Store) []T {
+	t.Helper()
+	var rows []T
+	require.NoError(t, st.DB().Order("id").Find(&rows).Error)
+	return rows
 }
 
 func TestSoftDeclineRunsTheWholeSchedule(t *testing.T) {

@@ -16,17 +16,11 @@ import (
 )
 
 func attemptsOf(t *testing.T, st *store.Store) []models.ChargeAttempt {
-	t.Helper()
-	var as []models.ChargeAttempt
-	require.NoError(t, st.DB().Order("id").Find(&as).Error)
-	return as
+	return rowsOf[models.ChargeAttempt](t, st)
 }
 
 func casesOf(t *testing.T, st *store.Store) []models.DunningCase {
-	t.Helper()
-	var cs []models.DunningCase
-	require.NoError(t, st.DB().Order("id").Find(&cs).Error)
-	return cs
+	return rowsOf[models.DunningCase](t, st)
 }
 
 // An import without verification that names an unknown customer (line 2) and
