@@ -184,6 +184,7 @@ func printStatus(ctx context.Context, out interface{ Write([]byte) (int, error) 
 	fmt.Fprintf(w, "due now\t%d subscription(s)\n", r.DueNow)
 	fmt.Fprintf(w, "unresolved attempts\t%d (pending/unknown/processing)\n", r.Unresolved)
 	fmt.Fprintf(w, "needs a human\t%d (needs_review/failed attempts)\n", r.NeedsReview)
+	fmt.Fprintf(w, "queues held\t%d (invoices nothing will charge: an attempt to resolve, or a dead card with no case asking for a new one)\n", r.Held)
 	paid := make([]string, 0, len(r.PaidToday))
 	for _, t := range r.PaidToday {
 		paid = append(paid, fmt.Sprintf("%s (%d)", money.Format(t.Amount, t.Currency), t.N))

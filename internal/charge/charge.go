@@ -92,12 +92,8 @@ func New(opts Options) *Engine {
 	if opts.Clock == nil {
 		opts.Clock = clock.Real{}
 	}
-	if opts.UnknownRetryDelay <= 0 {
-		opts.UnknownRetryDelay = time.Minute
-	}
-	if opts.RecheckAfter <= 0 {
-		opts.RecheckAfter = 5 * time.Minute
-	}
+	// The tunables live in e.tune from here on (Reconfigure gives them their
+	// defaults); the copies in opts are not read again.
 	e := &Engine{opts: opts}
 	e.Reconfigure(Tunables{Retry: opts.Retry, MaxInFlight: opts.MaxInFlight, UnknownRetryDelay: opts.UnknownRetryDelay, RecheckAfter: opts.RecheckAfter})
 	return e

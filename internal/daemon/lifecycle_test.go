@@ -202,3 +202,26 @@ func emailSubjects(b *daemontest.Bundle) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// A queue nothing will charge without a person is counted where ops look: a
+// customer's second subscription on a card that the first one's decline
+// killed has no case of its own, so it waits — and /metrics says so.
+func TestHeldQueuesAreCounted(t *testing.T) {
+	daemontest.Each(t, daemontest.Options{}, func(t *testing.T, b *daemontest.Bundle) {
+		cus, pm := b.SaveCard(t, "4000000000009987") // lost card
+		b.Seed(t, storetest.Subscription{Reference: "first", Customer: cus, PaymentMethod: pm})
+		b.Run(t, 0, 0)
+		require.Zero(t, scrape(t, b)["billingd_invoices_held"], "the first subscription's invoice is in dunning")
+
+		b.Clock.Advance(time.Hour)
+		b.Seed(t, storetest.Subscription{Reference: "second", Customer: cus, PaymentMethod: pm})
+		b.Run(t, 0, 0)
+		var n int64
+		require.NoError(t, b.Store.DB().Model(&models.ChargeAttempt{}).Count(&n).Error)
+		require.EqualValues(t, 1, n, "the dead card is not charged for the second subscription")
+		require.Equal(t, 1.0, scrape(t, b)["billingd_invoices_held"])
+		rep, err := b.Store.Status(context.Background(), b.Clock.Now())
+		require.NoError(t, err)
+		require.EqualValues(t, 1, rep.Held)
+	})
+}

@@ -186,6 +186,8 @@ func (d *Daemon) registerGauges() {
 		}))
 	d.metrics.GaugeFunc("billingd_due_subscriptions", "Billable subscriptions whose next period has started.",
 		gauge(func(ctx context.Context) (int64, error) { return d.store.CountDueSubscriptions(ctx, d.clock.Now()) }))
+	d.metrics.GaugeFunc("billingd_invoices_held", "Invoices at the head of their subscription's queue that nothing will charge without a person (an attempt to resolve, a dead card with no case); the periods behind them wait too.",
+		gauge(d.store.CountHeldInvoices))
 	d.metrics.GaugeFunc("billingd_open_dunning_cases", "Dunning cases still trying to collect their invoice.",
 		gauge(func(ctx context.Context) (int64, error) { return d.store.CountOpenCases(ctx) }))
 }

@@ -52,3 +52,28 @@ func (s *Store) CountEmails(ctx context.Context, statuses ...models.EmailStatus)
 	err := s.db.WithContext(ctx).Model(&models.Email{}).Where("status IN ?", statuses).Count(&n).Error
 	return n, err
 }
+
+// heldInvoicesQuery counts the invoices nothing will charge without a person:
+// the head of a billable subscription's queue, open, with no open dunning case
+// and no attempt in flight, that the claim will not take — no attempt is
+// scheduled (its last attempt ended needs_review, failed or canceled), or its
+// card was called dead while no case of its own asks the customer for a new
+// one (another subscription's decline killed the shared card). The periods
+// behind it wait too.
+var heldInvoicesQuery = `SELECT COUNT(*) FROM invoices i
+	  JOIN subscriptions s ON s.id = i.subscription_id
+	  JOIN payment_methods pm ON pm.id = s.payment_method_id
+	 WHERE i.status = 'open' AND s.status IN ` + sqlBillable + `
+	   AND NOT EXISTS (SELECT 1 FROM invoices e WHERE e.subscription_id = i.subscription_id AND e.status = 'open' AND e.period_index < i.period_index)
+	   AND NOT EXISTS (SELECT 1 FROM dunning_cases c WHERE c.invoice_id = i.id AND c.status = 'open')
+	   AND NOT EXISTS (SELECT 1 FROM charge_attempts ca WHERE ca.invoice_id = i.id AND ca.status IN ` + sqlUnresolved + `)
+	   AND (i.next_attempt_at IS NULL OR pm.dead_at IS NOT NULL)`
+
+// CountHeldInvoices counts the queues that wait for a person (see
+// heldInvoicesQuery): `billingd status` and the billingd_invoices_held gauge
+// show them, so that no subscription stops being billed unseen.
+func (s *Store) CountHeldInvoices(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.db.WithContext(ctx).Raw(heldInvoicesQuery).Scan(&n).Error
+	return n, err
+}

@@ -203,8 +203,10 @@ type StatusReport struct {
 	DueNow        int64
 	Unresolved    int64
 	NeedsReview   int64
-	LastRuns      []models.BillingRun
-	PaidToday     []CurrencyTotal
+	// Held counts queues nothing will charge without a person (CountHeldInvoices).
+	Held      int64
+	LastRuns  []models.BillingRun
+	PaidToday []CurrencyTotal
 }
 
 // CurrencyTotal is a sum of minor units in one currency.
@@ -235,6 +237,9 @@ func (s *Store) Status(ctx context.Context, now time.Time) (*StatusReport, error
 		return nil, err
 	}
 	if err := db.Raw(`SELECT COUNT(*) FROM charge_attempts WHERE status IN ` + sqlAttention).Scan(&r.NeedsReview).Error; err != nil {
+		return nil, err
+	}
+	if err := db.Raw(heldInvoicesQuery).Scan(&r.Held).Error; err != nil {
 		return nil, err
 	}
 	dayStart := now.Truncate(24 * time.Hour)
