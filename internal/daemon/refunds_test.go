@@ -14,7 +14,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/billingd/billingd/internal/charge"
 	"github.com/billingd/billingd/internal/daemon/daemontest"
+	"github.com/billingd/billingd/internal/gateway"
 	"github.com/billingd/billingd/internal/gateway/sim"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/store"
@@ -284,5 +286,57 @@ func TestConcurrentRefundsNeverExceedThePayment(t *testing.T) {
 		require.ErrorIs(t, err, store.ErrRefundExceedsPayment)
 		require.True(t, strings.Contains(metricsText(t, b),
 			`billingd_refunds_total{reason="requested_by_customer",status="succeeded"} `+strconv.Itoa(3)))
+	})
+}
+
+// Two attempts of one invoice whose intents both succeed (an off-session
+// charge waiting for 3-D Secure and an on-session one, each authenticated):
+// the second success is refunded automatically through the attempt's own
+// outcome (charge.ApplyToInvoice), not only through a gateway's copy.
+func TestSecondAttemptSuccessIsRefunded(t *testing.T) {
+	daemontest.Each(t, daemontest.Options{}, func(t *testing.T, b *daemontest.Bundle) {
+		ctx := context.Background()
+		cus, pm := b.SaveCard(t, "4462030000000000")
+		b.Seed(t, storetest.Subscription{Reference: "sub-3ds", Customer: cus, PaymentMethod: pm, Amount: 1500, Currency: "EUR", Anchor: b.Clock.Now()})
+		b.Run(t, time.Second, time.Second)
+		var first models.ChargeAttempt
+		require.NoError(t, b.Store.DB().Where("status = ?", models.AttemptRequiresAction).First(&first).Error)
+
+		// The customer starts a second, on-session payment, as a pay page does.
+		var second *models.ChargeAttempt
+		require.NoError(t, b.Store.InTx(ctx, func(tx *store.Tx) error {
+			ic, err := tx.InvoiceContact(first.InvoiceID)
+			if err != nil {
+				return err
+			}
+			second, err = tx.NewOnSessionAttempt(b.Clock.Now(), ic, "test", b.Clock.Now().Add(time.Hour))
+			return err
+		}))
+		require.NotNil(t, second)
+		req := charge.Request(second)
+		req.ReturnURL = b.URL + "/return"
+		res := b.Client.CreatePaymentIntent(ctx, req)
+		require.Equal(t, gateway.RequiresAction, res.Kind, "%v", res.Err)
+
+		// Both challenges pass: the gateway took two payments.
+		require.NoError(t, b.Sim.PassChallenge(first.PaymentIntentID))
+		require.NoError(t, b.Sim.PassChallenge(res.Intent.ID))
+		b.Run(t, 30*time.Second, 10*time.Second)
+
+		rows := refundRows(t, b)
+		require.Len(t, rows, 1)
+		require.Equal(t, models.RefundSucceeded, rows[0].Status, "error: %s", rows[0].ErrorMessage)
+		require.Equal(t, res.Intent.ID, rows[0].PaymentIntentID)
+		require.Equal(t, first.PaymentIntentID, rows[0].OriginalPaymentIntentID)
+		require.Equal(t, second.ID, *rows[0].AttemptID)
+		require.EqualValues(t, 1500, rows[0].Amount)
+		require.Equal(t, "EUR", rows[0].Currency)
+		refunds := b.Sim.Refunds()
+		require.Len(t, refunds, 1)
+		require.Equal(t, res.Intent.ID, refunds[0].PaymentIntent)
+		var inv models.Invoice
+		require.NoError(t, b.Store.DB().First(&inv, first.InvoiceID).Error)
+		require.Equal(t, models.InvoicePaid, inv.Status)
+		require.Equal(t, first.PaymentIntentID, inv.PaymentIntentID)
 	})
 }
