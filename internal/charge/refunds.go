@@ -170,7 +170,7 @@ func (e *Engine) workRefund(ctx context.Context, rf *models.Refund) {
 				ErrorMessage: "no definite answer within the gateway's idempotency window; check the gateway's refunds of " + rf.PaymentIntentID}, log)
 			return
 		}
-		res, tries = e.sendRefund(ctx, RefundRequest(rf), log)
+		res, tries = e.sendRefund(ctx, RefundRequest(rf), rf.LeaseUntil, log)
 	}
 	if ctx.Err() != nil && res.Kind == gateway.Transient {
 		log.Warn().Msg("refund interrupted by shutdown; it will be replayed with the same key")
@@ -246,8 +246,9 @@ func (e *Engine) finishRefund(ctx context.Context, rf *models.Refund, r store.Re
 }
 
 // sendRefund creates the refund, retrying transient failures with backoff
-// and always with the row's own key.
-func (e *Engine) sendRefund(ctx context.Context, req gateway.RefundRequest, log zerolog.Logger) (gateway.Result, int) {
+// and always with the row's own key. Nothing is sent once the claim's lease
+// (leaseUntil) has run out: another worker may hold the refund by then.
+func (e *Engine) sendRefund(ctx context.Context, req gateway.RefundRequest, leaseUntil *time.Time, log zerolog.Logger) (gateway.Result, int) {
 	policy := e.tune.Load().Retry
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = policy.InitialInterval
@@ -257,6 +258,9 @@ func (e *Engine) sendRefund(ctx context.Context, req gateway.RefundRequest, log 
 	b.Reset()
 	tries := 0
 	for {
+		if leaseUntil != nil && !e.opts.Clock.Now().Before(*leaseUntil) {
+			return gateway.Result{Kind: gateway.Transient, Err: errors.New("the refund's lease ran out; nothing more is sent under it")}, tries
+		}
 		if e.opts.Limiter != nil {
 			if err := e.opts.Limiter.Wait(ctx); err != nil {
 				return gateway.Result{Kind: gateway.Transient, Err: err}, tries
