@@ -193,6 +193,16 @@ func printStatus(ctx context.Context, out interface{ Write([]byte) (int, error) 
 		paid = append(paid, "nothing")
 	}
 	fmt.Fprintf(w, "collected today (UTC)\t%s\n", strings.Join(paid, ", "))
+	line("refunds", r.Refunds)
+	line("duplicate payments", r.DuplicateRefunds)
+	refunded := make([]string, 0, len(r.Refunded))
+	for _, t := range r.Refunded {
+		refunded = append(refunded, fmt.Sprintf("%s (%d)", money.Format(t.Amount, t.Currency), t.N))
+	}
+	if len(refunded) == 0 {
+		refunded = append(refunded, "nothing")
+	}
+	fmt.Fprintf(w, "refunded (all time)\t%s\n", strings.Join(refunded, ", "))
 	_ = w.Flush()
 	if len(r.LastRuns) > 0 {
 		fmt.Fprintln(out, "\nlast billing runs:")

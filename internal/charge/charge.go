@@ -60,6 +60,11 @@ type Options struct {
 	RecheckAfter time.Duration
 	// Hook runs inside every transaction that settles an attempt (dunning).
 	Hook Hook
+	// Refunds sends refunds (the gateway client); nil leaves refund rows
+	// waiting.
+	Refunds gateway.Refunds
+	// RefundOwner is the lease owner the refund job writes (the instance).
+	RefundOwner string
 	// Observe, when set, receives the time from a worker taking an attempt to
 	// its outcome committed, rate-limiter waits and retries included: the load
 	// tool's attempt latency.
@@ -364,7 +369,9 @@ func (e *Engine) ourData(ctx context.Context, a *models.ChargeAttempt, res gatew
 // ApplyToInvoice makes the invoice and subscription follow an attempt's new state,
 // inside the caller's transaction. Paid invoices stay paid whatever arrives later.
 // A non-empty warning means the gateway reports a second successful charge for an
-// invoice already paid by another PaymentIntent: money to refund, for a human.
+// invoice already paid by another PaymentIntent: it is recorded in this
+// transaction as a refund to confirm and send (recordSecondPayment), and the
+// warning is logged at error level.
 func ApplyToInvoice(tx *store.Tx, now time.Time, invoiceID int64, r store.AttemptResult) (warning string, err error) {
 	switch r.Status {
 	case models.AttemptSucceeded:
@@ -377,8 +384,10 @@ func ApplyToInvoice(tx *store.Tx, now time.Time, invoiceID int64, r store.Attemp
 			if err != nil {
 				return "", err
 			}
-			if status == models.InvoicePaid && by != r.PaymentIntentID {
-				warning = fmt.Sprintf("SECOND SUCCESSFUL CHARGE: invoice %d was already paid by %s; refund %s at the gateway", invoiceID, by, r.PaymentIntentID)
+			if (status == models.InvoicePaid || status == models.InvoiceVoid) && by != "" && by != r.PaymentIntentID {
+				if warning, err = recordSecondPayment(tx, now, invoiceID, by, r.PaymentIntentID, 0, ""); err != nil {
+					return "", err
+				}
 			} else if status == models.InvoiceVoid {
 				warning = fmt.Sprintf("charge succeeded for void invoice %d; refund %s or reopen the invoice", invoiceID, r.PaymentIntentID)
 			}

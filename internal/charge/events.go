@@ -31,6 +31,8 @@ func (e *Engine) ApplyEvent(tx *store.Tx, now time.Time, ev *gateway.Event) (Eve
 	switch {
 	case ev.PaymentIntent != nil:
 		return e.applyIntentEvent(tx, now, ev.PaymentIntent)
+	case ev.Refund != nil:
+		return e.applyRefundEvent(tx, now, ev.Refund)
 	case ev.SetupIntent != nil && ev.Type == gateway.EventSetupIntentSucceeded:
 		si := ev.SetupIntent
 		ok, err := tx.RecordPaymentMethod(now, si.Customer, si.PaymentMethod)
@@ -63,6 +65,9 @@ func (e *Engine) applyIntentEvent(tx *store.Tx, now time.Time, pi *gateway.Payme
 	}
 	if a == nil {
 		return EventOutcome{Result: models.WebhookIgnored, Detail: "payment intent " + pi.ID + " was not created by billingd"}, nil
+	}
+	if out, handled, err := secondPaymentOfAttempt(tx, now, a, pi); handled || err != nil {
+		return out, err
 	}
 	res := gateway.ResultFromIntent(pi, 0)
 	if !res.Kind.Definite() && res.Kind != gateway.Processing {

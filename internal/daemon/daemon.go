@@ -106,6 +106,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 		return nil, err
 	}
 	d.store = st
+	st.SetOnRefundSettled(func(r models.RefundReason, s models.RefundStatus) { d.metrics.RefundSettled(string(r), string(s)) })
 	if err := d.prepareDatabase(ctx, cfg); err != nil {
 		_ = st.Close()
 		return nil, err
@@ -140,6 +141,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 		RecheckAfter:      cfg.Reconcile.Backoff[0].D(),
 		Hook:              dunningHook{d},
 		Observe:           opts.ObserveAttempt,
+		Refunds:           client,
+		RefundOwner:       d.owner,
 	})
 	p, err := d.build(cfg)
 	if err != nil {
@@ -224,6 +227,20 @@ func (d *Daemon) SendMail(ctx context.Context) (mail.Summary, error) {
 		return mail.Summary{}, nil
 	}
 	return m.RunOnce(ctx)
+}
+
+// RunRefunds runs the refund job once: duplicates read back and refunded,
+// pending and unknown refunds sent or replayed with their own keys,
+// processing ones read.
+func (d *Daemon) RunRefunds(ctx context.Context) (int, error) {
+	return d.engine.RunRefunds(ctx, 100)
+}
+
+// Refund reserves and sends a refund of an invoice's payment (the machinery
+// the operator's `invoices refund` builds on): amount minor units (0: what is
+// left) for reason, under key.
+func (d *Daemon) Refund(ctx context.Context, invoiceID, amount int64, reason models.RefundReason, key string) (*models.Refund, error) {
+	return d.engine.Refund(ctx, invoiceID, amount, reason, key)
 }
 
 // Reconcile runs the reconciler once over attempts left unresolved.

@@ -188,6 +188,12 @@ func (d *Daemon) registerGauges() {
 		gauge(func(ctx context.Context) (int64, error) { return d.store.CountDueSubscriptions(ctx, d.clock.Now()) }))
 	d.metrics.GaugeFunc("billingd_invoices_held", "Invoices at the head of their subscription's queue that nothing will charge without a person (an attempt to resolve, a dead card with no case); the periods behind them wait too.",
 		gauge(d.store.CountHeldInvoices))
+	d.metrics.GaugeFunc("billingd_refunds_open", "Refunds not yet final (confirming, pending, unknown, processing): money billingd is giving back.",
+		gauge(func(ctx context.Context) (int64, error) {
+			return d.store.CountRefunds(ctx, models.OpenRefundStatuses...)
+		}))
+	d.metrics.GaugeFunc("billingd_refunds_needing_review", "Refunds a human must look at (needs_review).",
+		gauge(func(ctx context.Context) (int64, error) { return d.store.CountRefunds(ctx, models.RefundNeedsReview) }))
 	d.metrics.GaugeFunc("billingd_open_dunning_cases", "Dunning cases still trying to collect their invoice.",
 		gauge(func(ctx context.Context) (int64, error) { return d.store.CountOpenCases(ctx) }))
 }

@@ -17,8 +17,13 @@ const (
 	jobReconcile = "reconcile"
 	jobDunning   = "dunning"
 	jobBilling   = "billing"
+	jobRefunds   = "refunds"
 	jobMail      = "mail"
 )
+
+// refundsEvery is how often the refund job looks for refunds to confirm, send,
+// replay or read (docs/protocol.md, "Refunds").
+const refundsEvery = 10 * time.Second
 
 // mailEvery is how often the outbox is swept between the sweeps that billing
 // passes and dunning steps trigger themselves; a failed send waits for its own
@@ -61,6 +66,7 @@ func newScheduler(d *Daemon) *scheduler {
 		{name: jobReconcile, every: func(cfg *config.Config, t time.Time) time.Time { return t.Add(cfg.Reconcile.Every.D()) }, run: s.reconcile},
 		{name: jobDunning, every: func(cfg *config.Config, t time.Time) time.Time { return t.Add(cfg.Dunning.WakeEvery.D()) }, run: s.wakeDunning},
 		{name: jobBilling, every: nextBilling, run: s.billing},
+		{name: jobRefunds, every: func(_ *config.Config, t time.Time) time.Time { return t.Add(refundsEvery) }, run: s.refunds},
 		{name: jobMail, every: func(_ *config.Config, t time.Time) time.Time { return t.Add(mailEvery) }, run: s.sendMail},
 	}
 	now := d.clock.Now()
@@ -282,6 +288,16 @@ func (s *scheduler) reconcile(stop, _ context.Context, _ string) {
 	}
 	if err := s.d.Reconcile(stop); err != nil && stop.Err() == nil {
 		s.d.log.Error().Err(err).Msg("reconciler run failed")
+	}
+}
+
+// refunds runs the refund job.
+func (s *scheduler) refunds(stop, _ context.Context, _ string) {
+	if stop.Err() != nil {
+		return
+	}
+	if _, err := s.d.RunRefunds(stop); err != nil && stop.Err() == nil {
+		s.d.log.Error().Err(err).Msg("refund job run failed")
 	}
 }
 

@@ -143,6 +143,8 @@ type Result struct {
 	Kind Kind
 	// Intent is the PaymentIntent the gateway returned, when it returned one.
 	Intent *PaymentIntent
+	// Refund is the refund the gateway returned (refund calls only).
+	Refund *Refund
 	// Decline is set for Declined (and for Invalid when the gateway gave codes).
 	Decline *Decline
 	// RetryAfter is the gateway's requested wait before the next try (429/503).
@@ -233,8 +235,8 @@ func ResultFromIntent(pi *PaymentIntent, httpStatus int) Result {
 // ErrNotFound is returned (wrapped) when the gateway has no such object.
 var ErrNotFound = errors.New("gateway: not found")
 
-// Event is a verified webhook event, provider-neutral. Exactly one of
-// PaymentIntent and SetupIntent is set for the event types billingd acts on.
+// Event is a verified webhook event, provider-neutral. At most one of
+// PaymentIntent, SetupIntent and Refund is set for the event types billingd acts on.
 type Event struct {
 	ID      string // the gateway's event id: the inbox's unique key
 	Type    string // e.g. payment_intent.succeeded
@@ -243,6 +245,8 @@ type Event struct {
 	PaymentIntent *PaymentIntent
 	// SetupIntent is the event's object for setup_intent.* events.
 	SetupIntent *SetupIntent
+	// Refund is the event's object for charge.refund.updated.
+	Refund *Refund
 }
 
 // SetupIntent is the provider-neutral view of a saved-card setup.

@@ -20,6 +20,7 @@ type Metrics struct {
 	reconcileAction *prometheus.CounterVec
 	passes          *prometheus.CounterVec
 	emails          *prometheus.CounterVec
+	refunds         *prometheus.CounterVec
 }
 
 // New registers billingd's collectors (plus the Go and process collectors) on a
@@ -52,8 +53,12 @@ func New() *Metrics {
 			Name: "billingd_emails_total",
 			Help: "Outbox emails handled by the mail worker, by outcome (sent, retried, failed, canceled, lease_lost).",
 		}, []string{"outcome"}),
+		refunds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "billingd_refunds_total",
+			Help: "Refunds that reached a final status (succeeded, failed, canceled, needs_review), by reason (duplicate: the automatic refund of a second payment for one invoice) and status, whichever path settled them.",
+		}, []string{"reason", "status"}),
 	}
-	m.Registry.MustRegister(m.charges, m.attemptLatency, m.webhookEvents, m.reconcileAction, m.passes, m.emails,
+	m.Registry.MustRegister(m.charges, m.attemptLatency, m.webhookEvents, m.reconcileAction, m.passes, m.emails, m.refunds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -119,4 +124,13 @@ func (m *Metrics) Pass(status string) {
 		return
 	}
 	m.passes.WithLabelValues(status).Inc()
+}
+
+// RefundSettled counts one refund reaching a final status. The store calls it
+// after the commit that recorded it (store.Options.OnRefundSettled).
+func (m *Metrics) RefundSettled(reason, status string) {
+	if m == nil {
+		return
+	}
+	m.refunds.WithLabelValues(reason, status).Inc()
 }

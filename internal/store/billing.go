@@ -440,6 +440,12 @@ func (s *Store) ReleaseAllLeases(ctx context.Context, now time.Time) (int64, err
 		// Emails a dead process was sending are sent again (same Message-ID).
 		_, err = tx.exec(`UPDATE emails SET lease_owner = '', lease_until = NULL, lease_version = lease_version + 1, updated_at = ?
 		                   WHERE lease_until IS NOT NULL AND status = 'pending'`, now)
+		if err != nil {
+			return err
+		}
+		// Refunds a dead process was sending are replayed with their own keys.
+		_, err = tx.exec(`UPDATE refunds SET lease_owner = '', lease_until = NULL, lease_version = lease_version + 1, updated_at = ?
+		                   WHERE lease_until IS NOT NULL AND status IN `+sqlOpenRefund, now)
 		return err
 	})
 	return released, err

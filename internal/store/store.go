@@ -60,6 +60,10 @@ type Options struct {
 	// page). It is the one place outcomes are counted (the /metrics counter), so
 	// that a count can never miss a path or count a rolled-back write.
 	OnAttemptSettled func(models.AttemptStatus)
+	// OnRefundSettled, like OnAttemptSettled, is told of every refund that
+	// moved into a final status (succeeded, failed, canceled, needs_review),
+	// after the commit: the /metrics refund counter.
+	OnRefundSettled func(models.RefundReason, models.RefundStatus)
 	// DefaultTimezone is the configured default zone (schedule.timezone), an
 	// IANA name. Each subscription keeps its own zone; this one is given to
 	// subscriptions that existed before they had one (Migrate, once: their
@@ -88,6 +92,8 @@ type Store struct {
 	wdb    *gorm.DB
 	// onSettled is Options.OnAttemptSettled.
 	onSettled func(models.AttemptStatus)
+	// onRefund is Options.OnRefundSettled.
+	onRefund func(models.RefundReason, models.RefundStatus)
 	// defaultZone is Options.DefaultTimezone.
 	defaultZone string
 }
@@ -101,7 +107,7 @@ var ErrLocked = errors.New("database is in use by another billingd process")
 
 // Open connects to the database. It does not migrate.
 func Open(ctx context.Context, opts Options) (*Store, error) {
-	s := &Store{dialect: opts.Driver, onSettled: opts.OnAttemptSettled, defaultZone: opts.DefaultTimezone}
+	s := &Store{dialect: opts.Driver, onSettled: opts.OnAttemptSettled, onRefund: opts.OnRefundSettled, defaultZone: opts.DefaultTimezone}
 	var dialector gorm.Dialector
 	switch opts.Driver {
 	case SQLite, "":
@@ -497,6 +503,23 @@ type Tx struct {
 	// settled collects the statuses attempts moved into, reported to
 	// Options.OnAttemptSettled once the transaction committed.
 	settled []models.AttemptStatus
+	// refunds collects the refunds that reached a final status, reported to
+	// Options.OnRefundSettled once the transaction committed.
+	refunds []refundMove
+}
+
+type refundMove struct {
+	reason models.RefundReason
+	status models.RefundStatus
+}
+
+// refundMoved notes that a refund moved into status in this transaction; only
+// final statuses count.
+func (tx *Tx) refundMoved(reason models.RefundReason, status models.RefundStatus) {
+	if status.Open() {
+		return
+	}
+	tx.refunds = append(tx.refunds, refundMove{reason, status})
 }
 
 // attemptMoved notes that an attempt moved into status in this transaction.
@@ -510,6 +533,11 @@ func (tx *Tx) attemptMoved(status models.AttemptStatus) {
 
 // committed reports the transaction's attempt transitions after its commit.
 func (s *Store) committed(tx *Tx) {
+	if s.onRefund != nil {
+		for _, m := range tx.refunds {
+			s.onRefund(m.reason, m.status)
+		}
+	}
 	if s.onSettled == nil {
 		return
 	}

@@ -207,6 +207,12 @@ type StatusReport struct {
 	Held      int64
 	LastRuns  []models.BillingRun
 	PaidToday []CurrencyTotal
+	// Refunds counts refunds by status; DuplicateRefunds those of second
+	// payments (reason duplicate), and Refunded sums what succeeded refunds
+	// gave back, by currency.
+	Refunds          []Count
+	DuplicateRefunds []Count
+	Refunded         []CurrencyTotal
 }
 
 // CurrencyTotal is a sum of minor units in one currency.
@@ -244,6 +250,9 @@ func (s *Store) Status(ctx context.Context, now time.Time) (*StatusReport, error
 	}
 	dayStart := now.Truncate(24 * time.Hour)
 	if err := db.Raw(`SELECT currency, SUM(amount) AS amount, COUNT(*) AS n FROM invoices WHERE status = 'paid' AND paid_at >= ? GROUP BY currency ORDER BY currency`, dayStart).Scan(&r.PaidToday).Error; err != nil {
+		return nil, err
+	}
+	if err := s.refundStatus(ctx, r); err != nil {
 		return nil, err
 	}
 	if err := db.Order("id DESC").Limit(5).Find(&r.LastRuns).Error; err != nil {

@@ -137,6 +137,8 @@ func objectID(ev *gateway.Event) string {
 		return ev.PaymentIntent.ID
 	case ev.SetupIntent != nil:
 		return ev.SetupIntent.ID
+	case ev.Refund != nil:
+		return ev.Refund.ID
 	}
 	return ""
 }

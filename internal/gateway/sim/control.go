@@ -41,6 +41,10 @@ func (s *Server) controlRoutes() *http.ServeMux {
 		writeJSON(w, http.StatusOK, []byte(`{"ok":true}`))
 	})
 	m.HandleFunc("POST /_sim/payment_intents/{id}/challenge", s.postChallenge)
+	m.HandleFunc("POST /_sim/payment_intents/{id}/duplicate", s.postDuplicate)
+	m.HandleFunc("GET /_sim/refunds", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, mustJSON(s.Refunds()))
+	})
 	m.HandleFunc("POST /_sim/payment_methods/{id}/behaviour", s.postCardBehaviour)
 	m.HandleFunc("GET /3ds/{id}", s.challengePage)
 	m.HandleFunc("POST /3ds/{id}", s.challengeSubmit)
@@ -110,6 +114,23 @@ func (s *Server) putWebhooks(w http.ResponseWriter, r *http.Request) {
 	d = s.WebhookDelivery()
 	s.logf("sim: webhook delivery set to %s", mustJSON(d))
 	writeJSON(w, http.StatusOK, mustJSON(d))
+}
+
+// postDuplicate serves POST /_sim/payment_intents/{id}/duplicate: a second
+// payment succeeds for the order of the succeeded intent id
+// (DuplicateSuccess); the answer is the new intent.
+func (s *Server) postDuplicate(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	dup, err := s.DuplicateSuccess(id)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		controlError(w, http.StatusNotFound, "No such payment_intent: '"+id+"'")
+	case err != nil:
+		controlError(w, http.StatusConflict, err.Error())
+	default:
+		s.logf("sim: second payment %s succeeded for the order of %s", dup, id)
+		writeJSON(w, http.StatusOK, s.intentJSON(dup))
+	}
 }
 
 func (s *Server) postChallenge(w http.ResponseWriter, r *http.Request) {

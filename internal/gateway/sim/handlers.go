@@ -25,6 +25,8 @@ func (s *Server) apiRoutes() *http.ServeMux {
 	m.HandleFunc("GET /v1/payment_intents/{id}", s.route(s.getPaymentIntent))
 	m.HandleFunc("POST /v1/payment_intents/{id}/confirm", s.route(s.confirmPaymentIntent))
 	m.HandleFunc("POST /v1/payment_intents/{id}/cancel", s.route(s.cancelPaymentIntent))
+	m.HandleFunc("POST /v1/refunds", s.route(s.createRefund))
+	m.HandleFunc("GET /v1/refunds/{id}", s.route(s.getRefund))
 	m.HandleFunc("POST /v1/checkout/sessions/setup", s.route(s.createSetupCheckoutSession(false)))
 	m.HandleFunc("POST /v1/checkout/sessions", s.route(s.createSetupCheckoutSession(true)))
 	m.HandleFunc("GET /v1/checkout/sessions/{id}", s.route(s.getCheckoutSession))

@@ -270,6 +270,8 @@ type LedgerEntry struct {
 	Created     time.Time `json:"created"`
 	// SucceededAt is when money moved; zero unless Status is succeeded.
 	SucceededAt time.Time `json:"succeeded_at,omitzero"`
+	// AmountRefunded is how much of Amount refunds gave back (minor units).
+	AmountRefunded int64 `json:"amount_refunded,omitempty"`
 }
 
 func (pi *paymentIntent) ledger() LedgerEntry {

@@ -40,22 +40,25 @@ type Server struct {
 	limiter     *rate.Limiter
 	rateLimited atomic.Int64 // Stats.RateLimited, counted without mu
 
-	mu         sync.Mutex
-	idBase     uint64
-	idSeq      uint64
-	secretRNG  *rand.Rand
-	customers  map[string]*customer
-	methods    map[string]*paymentMethod
-	setups     map[string]*setupIntent
-	intents    map[string]*paymentIntent
-	sessions   map[string]*checkoutSession // setup-mode checkout sessions
-	intentList []*paymentIntent            // creation order, for Ledger
-	byOrder    map[string][]*paymentIntent // merchant_order_id → intents, oldest first
-	processing map[string]*paymentIntent   // intents waiting for SettleDue
-	idem       map[idemKey]*idemEntry
-	idemQueue  []idemQueued // stored entries in first-use order, for expiry
-	events     []Event
-	stats      Stats
+	mu              sync.Mutex
+	idBase          uint64
+	idSeq           uint64
+	secretRNG       *rand.Rand
+	customers       map[string]*customer
+	methods         map[string]*paymentMethod
+	setups          map[string]*setupIntent
+	intents         map[string]*paymentIntent
+	sessions        map[string]*checkoutSession // setup-mode checkout sessions
+	intentList      []*paymentIntent            // creation order, for Ledger
+	byOrder         map[string][]*paymentIntent // merchant_order_id → intents, oldest first
+	processing      map[string]*paymentIntent   // intents waiting for SettleDue
+	refunds         map[string]*refund
+	refundList      []*refund            // creation order, for Refunds
+	refundsByIntent map[string][]*refund // payment intent → its refunds
+	idem            map[idemKey]*idemEntry
+	idemQueue       []idemQueued // stored entries in first-use order, for expiry
+	events          []Event
+	stats           Stats
 
 	// testHookExecuting, when set by a test, runs after an idempotency key has
 	// been reserved and before the request executes, to hold a request in flight.
@@ -145,6 +148,8 @@ var (
 	ErrNotFound = errors.New("sim: no such payment intent")
 	// ErrUnexpectedState means the PaymentIntent is not waiting for a challenge.
 	ErrUnexpectedState = errors.New("sim: payment intent is not in requires_action")
+	// ErrNotSucceeded means the PaymentIntent has not succeeded (DuplicateSuccess).
+	ErrNotSucceeded = errors.New("sim: payment intent has not succeeded")
 )
 
 // New builds a Server. Call Start to run settlement and webhook delivery in the
@@ -153,20 +158,22 @@ func New(opts Options) *Server {
 	opts = opts.withDefaults()
 	seed := uint64(opts.Seed)
 	s := &Server{
-		opts:       opts,
-		now:        opts.Now,
-		rng:        rand.New(rand.NewPCG(seed, 0x5eed_fa17)),
-		faults:     opts.Faults,
-		secretRNG:  rand.New(rand.NewPCG(seed, 0x5ec2e7)),
-		idBase:     idBase(seed),
-		customers:  map[string]*customer{},
-		methods:    map[string]*paymentMethod{},
-		setups:     map[string]*setupIntent{},
-		intents:    map[string]*paymentIntent{},
-		sessions:   map[string]*checkoutSession{},
-		byOrder:    map[string][]*paymentIntent{},
-		processing: map[string]*paymentIntent{},
-		idem:       map[idemKey]*idemEntry{},
+		opts:            opts,
+		now:             opts.Now,
+		rng:             rand.New(rand.NewPCG(seed, 0x5eed_fa17)),
+		faults:          opts.Faults,
+		secretRNG:       rand.New(rand.NewPCG(seed, 0x5ec2e7)),
+		idBase:          idBase(seed),
+		customers:       map[string]*customer{},
+		methods:         map[string]*paymentMethod{},
+		setups:          map[string]*setupIntent{},
+		intents:         map[string]*paymentIntent{},
+		sessions:        map[string]*checkoutSession{},
+		byOrder:         map[string][]*paymentIntent{},
+		processing:      map[string]*paymentIntent{},
+		refunds:         map[string]*refund{},
+		refundsByIntent: map[string][]*refund{},
+		idem:            map[idemKey]*idemEntry{},
 	}
 	if opts.RateLimit > 0 {
 		s.limiter = rate.NewLimiter(rate.Limit(opts.RateLimit), opts.RateBurst)
@@ -329,6 +336,7 @@ func (s *Server) Ledger() []LedgerEntry {
 	out := make([]LedgerEntry, len(s.intentList))
 	for i, pi := range s.intentList {
 		out[i] = pi.ledger()
+		out[i].AmountRefunded = s.refundedLocked(pi.id)
 	}
 	return out
 }

@@ -336,7 +336,7 @@ var eventScrubber = &Client{}
 
 // DecodeEvent decodes an event body that has already been authenticated.
 // payment_intent.* events carry a gateway.PaymentIntent and setup_intent.* a
-// gateway.SetupIntent, decoded with the same rules as API answers; any other
+// gateway.SetupIntent and charge.refund.* a gateway.Refund, decoded with the same rules as API answers; any other
 // type yields an Event with neither set, which billingd records and ignores, so
 // that a new event type from the gateway is never answered with an error (the
 // gateway would retry it for days).
@@ -368,6 +368,12 @@ func DecodeEvent(body []byte) (*gateway.Event, error) {
 			return nil, malformedEvent(w.Type, err)
 		}
 		ev.SetupIntent = si
+	case strings.HasPrefix(w.Type, refundEventPrefix):
+		rf, err := decodeEventRefund(raw)
+		if err != nil {
+			return nil, malformedEvent(w.Type, err)
+		}
+		ev.Refund = rf
 	}
 	return ev, nil
 }

@@ -224,7 +224,7 @@ func TestVerifyWebhookAuthentication(t *testing.T) {
 }
 
 func TestVerifyWebhookCustomTolerance(t *testing.T) {
-	body := []byte(whEvent("evt_1", "charge.refund.updated", `{"id":"re_1","object":"refund"}`))
+	body := []byte(whEvent("evt_1", "charge.dispute.created", `{"id":"dp_1","object":"dispute"}`))
 	v, err := NewWebhookVerifier(WebhookOptions{Secrets: []string{whCurrent}, Tolerance: 10 * time.Second})
 	require.NoError(t, err)
 	_, err = v.VerifyWebhook(body, whHeader(Sign(whCurrent, fixedNow.Unix()-10, body)), fixedNow)
@@ -321,7 +321,7 @@ func TestVerifyWebhookEvents(t *testing.T) {
 					Metadata: map[string]string{"subscription": "sub_1"},
 				}, ev.SetupIntent)
 			}},
-		{"unknown type", "charge.refund.updated", `{"id":"re_1","object":"refund","amount":100}`,
+		{"unknown type", "charge.dispute.created", `{"id":"dp_1","object":"dispute","amount":100}`,
 			func(t *testing.T, ev *gateway.Event) {
 				require.Nil(t, ev.PaymentIntent)
 				require.Nil(t, ev.SetupIntent)
@@ -526,7 +526,7 @@ func independentlyVerified(header string, body []byte, secrets ...string) bool {
 func FuzzVerifyWebhook(f *testing.F) {
 	goodBody := []byte(whEvent("evt_1", gateway.EventPaymentIntentSucceeded, intentJSON("pi_1", "succeeded", "")))
 	siBody := []byte(whEvent("evt_2", gateway.EventSetupIntentSucceeded, whSetupIntentJSON("seti_1", "succeeded")))
-	otherBody := []byte(whEvent("evt_3", "charge.refund.updated", `{"id":"re_1"}`))
+	otherBody := []byte(whEvent("evt_3", "charge.dispute.created", `{"id":"dp_1"}`))
 	seeds := []struct {
 		body   []byte
 		header string
