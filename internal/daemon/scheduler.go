@@ -17,8 +17,14 @@ const (
 	jobReconcile = "reconcile"
 	jobDunning   = "dunning"
 	jobBilling   = "billing"
+	jobIntents   = "intents"
 	jobMail      = "mail"
 )
+
+// intentsEvery is how often the intents job looks for waiting intents to
+// cancel (challenges abandoned past dunning.challenge_timeout, intents of
+// invoices settled otherwise) and retries cancels that got no answer.
+const intentsEvery = 30 * time.Second
 
 // mailEvery is how often the outbox is swept between the sweeps that billing
 // passes and dunning steps trigger themselves; a failed send waits for its own
@@ -61,6 +67,7 @@ func newScheduler(d *Daemon) *scheduler {
 		{name: jobReconcile, every: func(cfg *config.Config, t time.Time) time.Time { return t.Add(cfg.Reconcile.Every.D()) }, run: s.reconcile},
 		{name: jobDunning, every: func(cfg *config.Config, t time.Time) time.Time { return t.Add(cfg.Dunning.WakeEvery.D()) }, run: s.wakeDunning},
 		{name: jobBilling, every: nextBilling, run: s.billing},
+		{name: jobIntents, every: func(_ *config.Config, t time.Time) time.Time { return t.Add(intentsEvery) }, run: s.cancelIntents},
 		{name: jobMail, every: func(_ *config.Config, t time.Time) time.Time { return t.Add(mailEvery) }, run: s.sendMail},
 	}
 	now := d.clock.Now()
@@ -282,6 +289,17 @@ func (s *scheduler) reconcile(stop, _ context.Context, _ string) {
 	}
 	if err := s.d.Reconcile(stop); err != nil && stop.Err() == nil {
 		s.d.log.Error().Err(err).Msg("reconciler run failed")
+	}
+}
+
+// cancelIntents runs the intents job; a gateway that does not answer only
+// delays the cancels (and keeps their invoices waiting).
+func (s *scheduler) cancelIntents(stop, _ context.Context, _ string) {
+	if stop.Err() != nil {
+		return
+	}
+	if _, err := s.d.CancelWaitingIntents(stop); err != nil && stop.Err() == nil {
+		s.d.log.Error().Err(err).Msg("canceling waiting payment intents failed")
 	}
 }
 

@@ -99,7 +99,7 @@ func TestBrowserPaysThroughThreeDSecure(t *testing.T) {
 	screenshot(t, ctx, "2-challenge")
 	do(t, ctx, chromedp.Click(chromedp.CSS("#pass")), chromedp.WaitVisible(chromedp.CSS("#title")))
 	url := get(t, ctx, chromedp.Location())
-	require.True(t, strings.HasPrefix(url, link+"/return"), url)
+	require.True(t, strings.HasPrefix(url, p.base+"/return/"), url)
 	p.settleWebhooks(t)
 	// The return page shows what the database says, now that the webhook came.
 	do(t, ctx, chromedp.Navigate(url))
