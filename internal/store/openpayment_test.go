@@ -156,3 +156,43 @@ func TestWaitingIntentsAreMarkedForCancel(t *testing.T) {
 }
 
 func p0(ids []int64) int64 { return ids[len(ids)-1] }
+
+// Migration 00008 can only create the one-open index if no invoice holds two
+// open attempts: an older intent left waiting beside a newer open attempt (two
+// tabs before this rule) needs review, and intents waiting on invoices already
+// settled are marked for cancel.
+func TestMigrationResolvesInvoicesWithSeveralWaitingIntents(t *testing.T) {
+	storetest.EachUnmigrated(t, func(t *testing.T, open func(store.Options) *store.Store) {
+		ctx := context.Background()
+		st := open(store.Options{})
+		_, err := st.MigrateTo(ctx, 7)
+		require.NoError(t, err)
+		storetest.Seed(t, st, t0, storetest.Subscription{Reference: "tabs"}, storetest.Subscription{Reference: "paid"})
+		require.Equal(t, 2, invoiceAll(t, st, t0))
+		var invs []models.Invoice
+		require.NoError(t, st.DB().Order("id").Find(&invs).Error)
+		insert := func(inv models.Invoice, no int, status string) {
+			require.NoError(t, st.DB().Exec(`INSERT INTO charge_attempts (invoice_id, subscription_id, attempt_no, idempotency_key, merchant_order_id, amount, currency,
+			        gateway_customer_id, gateway_payment_method_id, off_session, status, payment_intent_id, finished_at, created_at, updated_at)
+			        VALUES (?, ?, ?, ?, ?, 1, 'USD', 'c', 'p', FALSE, ?, ?, ?, ?, ?)`,
+				inv.ID, inv.SubscriptionID, no, store.IdempotencyKey(inv.PublicID, no), inv.PublicID, status, "pi_"+store.IdempotencyKey(inv.PublicID, no), t0, t0, t0).Error)
+		}
+		insert(invs[0], 1, "requires_action")
+		insert(invs[0], 2, "requires_action")
+		insert(invs[1], 1, "requires_action")
+		insert(invs[1], 2, "succeeded")
+		require.NoError(t, st.DB().Exec(`UPDATE invoices SET status = 'paid' WHERE id = ?`, invs[1].ID).Error)
+
+		_, err = st.Migrate(ctx)
+		require.NoError(t, err)
+		var as []models.ChargeAttempt
+		require.NoError(t, st.DB().Order("invoice_id, attempt_no").Find(&as).Error)
+		require.Equal(t, models.AttemptNeedsReview, as[0].Status, "the older of two waiting intents")
+		require.Contains(t, as[0].ErrorMessage, "cancel its payment intent at the gateway")
+		require.Equal(t, models.AttemptRequiresAction, as[1].Status, "the newest keeps its place")
+		require.Nil(t, as[1].CancelRequestedAt)
+		require.Equal(t, models.AttemptRequiresAction, as[2].Status)
+		require.NotNil(t, as[2].CancelRequestedAt, "a waiting intent of a paid invoice is to be canceled")
+		require.Equal(t, models.CancelInvoiceSettled, as[2].CancelReason)
+	})
+}
