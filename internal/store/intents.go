@@ -123,8 +123,23 @@ type Press struct {
 // dead is never charged from a link. At most perHour customer charges start
 // per invoice and per card in any rolling hour (perHour <= 0: no cap).
 func (tx *Tx) StartOnSessionAttempt(now time.Time, ic *InvoiceContact, owner string, leaseUntil time.Time, perHour int) (Press, error) {
-	if _, dead, err := tx.queryID(`SELECT id FROM payment_methods WHERE gateway_payment_method_id = ? AND dead_at IS NOT NULL`, ic.GatewayPM); err != nil || dead {
-		return Press{Refused: PressDeadCard}, err
+	// The card's row is locked first (PostgreSQL): presses on two invoices of
+	// one card count the card's charges one after the other. A press waits
+	// for no lock while it holds one (the invoice row is taken with SKIP
+	// LOCKED), so this order cannot deadlock.
+	lock := ""
+	if tx.dialect == Postgres {
+		lock = " FOR UPDATE"
+	}
+	var card struct {
+		ID   int64
+		Dead bool
+	}
+	if err := tx.db.Raw(`SELECT id, dead_at IS NOT NULL AS dead FROM payment_methods WHERE gateway_payment_method_id = ?`+lock, ic.GatewayPM).Scan(&card).Error; err != nil {
+		return Press{}, err
+	}
+	if card.Dead {
+		return Press{Refused: PressDeadCard}, nil
 	}
 	var inv models.Invoice
 	if err := tx.db.Raw(`SELECT * FROM invoices WHERE id = ?`+tx.forUpdateSkipLocked(), ic.InvoiceID).Scan(&inv).Error; err != nil {

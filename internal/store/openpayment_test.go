@@ -196,3 +196,54 @@ func TestMigrationResolvesInvoicesWithSeveralWaitingIntents(t *testing.T) {
 		require.Equal(t, models.CancelInvoiceSettled, as[2].CancelReason)
 	})
 }
+
+// The hourly cap per card holds under concurrent presses on two invoices of
+// one card from several instances: the card's row serializes their counts.
+func TestCardCapUnderConcurrentPressesOnPostgres(t *testing.T) {
+	dsn := storetest.PostgresDSN(t)
+	ctx := context.Background()
+	var stores []*store.Store
+	for i := 0; i < 4; i++ {
+		st, err := store.Open(ctx, store.Options{Driver: store.Postgres, DSN: dsn})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = st.Close() })
+		if i == 0 {
+			_, err = st.Migrate(ctx)
+			require.NoError(t, err)
+		}
+		stores = append(stores, st)
+	}
+	st := stores[0]
+	storetest.Seed(t, st, t0, storetest.Subscription{Reference: "a", Customer: "cus_shared", PaymentMethod: "pm_shared"},
+		storetest.Subscription{Reference: "b", Customer: "cus_shared", PaymentMethod: "pm_shared"})
+	require.Equal(t, 2, invoiceAll(t, st, t0))
+	var invs []models.Invoice
+	require.NoError(t, st.DB().Order("id").Find(&invs).Error)
+	var ics []*store.InvoiceContact
+	for _, inv := range invs {
+		ic, err := st.InvoiceContact(ctx, inv.ID)
+		require.NoError(t, err)
+		ics = append(ics, ic)
+	}
+	now := t0.Add(time.Hour)
+	for round := 0; round < 4; round++ {
+		var wg sync.WaitGroup
+		for g := 0; g < 8; g++ {
+			wg.Add(1)
+			go func(g int) {
+				defer wg.Done()
+				require.NoError(t, stores[g%4].InTx(ctx, func(tx *store.Tx) error {
+					_, err := tx.StartOnSessionAttempt(now, ics[g%2], "press", now.Add(time.Minute), 3)
+					return err
+				}))
+			}(g)
+		}
+		wg.Wait()
+		// Each press's charge was declined: the invoices are free again.
+		require.NoError(t, st.DB().Exec(`UPDATE charge_attempts SET status = 'declined' WHERE status = 'pending'`).Error)
+		now = now.Add(time.Second)
+	}
+	var n int64
+	require.NoError(t, st.DB().Model(&models.ChargeAttempt{}).Where("NOT off_session").Count(&n).Error)
+	require.EqualValues(t, 3, n, "dunning.link_charges_per_hour = 3 per card across its invoices")
+}
