@@ -192,6 +192,15 @@ type DunningConfig struct {
 	// come (reminders, retries the card cap held back, exhaustion), on its own
 	// clock, so a case never waits for a billing pass to advance.
 	WakeEvery Duration `yaml:"wake_every"`
+	// ChallengeTimeout is how long a payment waiting for the customer to
+	// authenticate (3-D Secure) stays open: after it, billingd cancels the
+	// intent at the gateway, and the invoice is free for the next retry or
+	// press once the cancel is definite.
+	ChallengeTimeout Duration `yaml:"challenge_timeout"`
+	// LinkChargesPerHour caps the customer (on-session) charges pay links
+	// start per invoice and per card in any rolling hour, whatever link was
+	// used.
+	LinkChargesPerHour int `yaml:"link_charges_per_hour"`
 }
 
 // HTTPConfig is the listener for webhooks, pay pages, health and metrics.
@@ -270,6 +279,9 @@ func Default() *Config {
 			FinalAction: FinalActionCancel,
 			WakeEvery:   Duration(time.Minute),
 			LinkTTL:     Duration(168 * time.Hour),
+			// A 3-D Secure challenge normally takes a minute or two.
+			ChallengeTimeout:   Duration(30 * time.Minute),
+			LinkChargesPerHour: 3,
 		},
 		Reconcile: ReconcileConfig{
 			Every: Duration(time.Minute),

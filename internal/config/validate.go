@@ -291,6 +291,10 @@ func (c *Config) checkDunning(v *validator) {
 	v.oneOf("dunning.final_action", d.FinalAction, FinalActionCancel, FinalActionUnpaid, FinalActionPastDue)
 	v.positive("dunning.link_ttl", d.LinkTTL)
 	v.positive("dunning.wake_every", d.WakeEvery)
+	if d.ChallengeTimeout < Duration(time.Minute) || d.ChallengeTimeout > Duration(24*time.Hour) {
+		v.add("dunning.challenge_timeout", d.ChallengeTimeout.String(), "must be between 1m and 24h")
+	}
+	v.intRange("dunning.link_charges_per_hour", d.LinkChargesPerHour, 1, 100)
 }
 
 func (c *Config) checkReconcile(v *validator) {

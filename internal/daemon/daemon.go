@@ -249,6 +249,37 @@ func (d *Daemon) Reconcile(ctx context.Context) error {
 	return err
 }
 
+// CancelWaitingIntents is the intents job: it marks the intents that have
+// waited for the customer's 3-D Secure check longer than
+// dunning.challenge_timeout for cancel, then cancels at the gateway every
+// waiting intent whose cancel was decided (abandoned challenges, invoices paid
+// by another intent, written off or voided) and records each answer. It
+// returns how many cancels it sent.
+func (d *Daemon) CancelWaitingIntents(ctx context.Context) (int, error) {
+	cfg := d.Config()
+	now := d.clock.Now()
+	if _, err := d.store.RequestAbandonedCancels(ctx, now, now.Add(-cfg.Dunning.ChallengeTimeout.D())); err != nil {
+		return 0, err
+	}
+	sent := 0
+	for ctx.Err() == nil {
+		due, err := d.store.CancelsDue(ctx, d.clock.Now(), 100)
+		if err != nil || len(due) == 0 {
+			return sent, err
+		}
+		for i := range due {
+			sent++
+			if _, err := d.engine.CancelWaiting(ctx, &due[i]); err != nil {
+				return sent, err
+			}
+		}
+		if len(due) < 100 {
+			return sent, nil
+		}
+	}
+	return sent, ctx.Err()
+}
+
 // ResolveUnsettled reads the gateway's record of every unresolved attempt now,
 // without the reconciler's waiting period (the demo uses it when a webhook is
 // slow). It changes only attempts the gateway has an answer for.

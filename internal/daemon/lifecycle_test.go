@@ -157,9 +157,11 @@ func TestDunningLifecycleInTheAssembledDaemon(t *testing.T) {
 		require.Equal(t, ledgerTotal, paidTotal)
 
 		// /metrics counts each outcome once, whichever path settled it (the
-		// processing card's success arrived by webhook).
+		// processing card's success arrived by webhook; the 3-D Secure card's
+		// intent, never authenticated, was canceled after
+		// dunning.challenge_timeout).
 		metrics := scrape(t, b)
-		for _, status := range []models.AttemptStatus{models.AttemptSucceeded, models.AttemptDeclined, models.AttemptRequiresAction} {
+		for _, status := range []models.AttemptStatus{models.AttemptSucceeded, models.AttemptDeclined, models.AttemptCanceled} {
 			var n int64
 			require.NoError(t, b.Store.DB().WithContext(ctx).Model(&models.ChargeAttempt{}).Where("status = ?", status).Count(&n).Error)
 			require.Positive(t, n)

@@ -89,7 +89,8 @@ func (d *Daemon) build(cfg *config.Config) (*parts, error) {
 	p.routes.Handle("POST /webhooks/wooshpay", receiver)
 	pay := &web.PayPages{Store: d.store, Dunning: p.dunning, Engine: d.engine, Clock: d.clock,
 		Merchant: mail.MerchantName(cfg.Mail.From), PublicBaseURL: cfg.HTTP.PublicBaseURL, Owner: d.owner,
-		Log: d.log.With().Str("component", "pay").Logger()}
+		ChargesPerHour: cfg.Dunning.LinkChargesPerHour,
+		Log:            d.log.With().Str("component", "pay").Logger()}
 	if d.client != nil {
 		pay.Sessions = d.client
 	}

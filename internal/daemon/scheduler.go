@@ -18,12 +18,18 @@ const (
 	jobDunning   = "dunning"
 	jobBilling   = "billing"
 	jobRefunds   = "refunds"
+	jobIntents   = "intents"
 	jobMail      = "mail"
 )
 
 // refundsEvery is how often the refund job looks for refunds to confirm, send,
 // replay or read (docs/protocol.md, "Refunds").
 const refundsEvery = 10 * time.Second
+
+// intentsEvery is how often the intents job looks for waiting intents to
+// cancel (challenges abandoned past dunning.challenge_timeout, intents of
+// invoices settled otherwise) and retries cancels that got no answer.
+const intentsEvery = 30 * time.Second
 
 // mailEvery is how often the outbox is swept between the sweeps that billing
 // passes and dunning steps trigger themselves; a failed send waits for its own
@@ -67,6 +73,7 @@ func newScheduler(d *Daemon) *scheduler {
 		{name: jobDunning, every: func(cfg *config.Config, t time.Time) time.Time { return t.Add(cfg.Dunning.WakeEvery.D()) }, run: s.wakeDunning},
 		{name: jobBilling, every: nextBilling, run: s.billing},
 		{name: jobRefunds, every: func(_ *config.Config, t time.Time) time.Time { return t.Add(refundsEvery) }, run: s.refunds},
+		{name: jobIntents, every: func(_ *config.Config, t time.Time) time.Time { return t.Add(intentsEvery) }, run: s.cancelIntents},
 		{name: jobMail, every: func(_ *config.Config, t time.Time) time.Time { return t.Add(mailEvery) }, run: s.sendMail},
 	}
 	now := d.clock.Now()
@@ -298,6 +305,17 @@ func (s *scheduler) refunds(stop, _ context.Context, _ string) {
 	}
 	if _, err := s.d.RunRefunds(stop); err != nil && stop.Err() == nil {
 		s.d.log.Error().Err(err).Msg("refund job run failed")
+	}
+}
+
+// cancelIntents runs the intents job; a gateway that does not answer only
+// delays the cancels (and keeps their invoices waiting).
+func (s *scheduler) cancelIntents(stop, _ context.Context, _ string) {
+	if stop.Err() != nil {
+		return
+	}
+	if _, err := s.d.CancelWaitingIntents(stop); err != nil && stop.Err() == nil {
+		s.d.log.Error().Err(err).Msg("canceling waiting payment intents failed")
 	}
 }
 

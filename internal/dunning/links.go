@@ -33,6 +33,16 @@ func HashToken(token string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// ReturnID is the link's return id: the value the return, success and cancel
+// URLs handed to the gateway carry instead of the token. It is derived from
+// the token (so nothing but its hash needs storing) and cannot be turned back
+// into it; it opens only a page showing the payment's state, never the pay
+// page.
+func ReturnID(token string) string {
+	sum := sha256.Sum256([]byte("billingd pay-link return id\x00" + token))
+	return base64.RawURLEncoding.EncodeToString(sum[:24])
+}
+
 // NewToken returns a fresh URL-safe random token.
 func NewToken() (string, error) {
 	b := make([]byte, tokenBytes)
@@ -54,7 +64,7 @@ func (s *Service) Mint(ctx context.Context, e *models.Email, now time.Time) (str
 		return "", err
 	}
 	emailID := e.ID
-	link := &models.PayLink{TokenHash: HashToken(token), InvoiceID: e.InvoiceID, CaseID: e.CaseID, EmailID: &emailID,
+	link := &models.PayLink{TokenHash: HashToken(token), ReturnHash: HashToken(ReturnID(token)), InvoiceID: e.InvoiceID, CaseID: e.CaseID, EmailID: &emailID,
 		Purpose: e.LinkPurpose, ExpiresAt: now.Add(s.LinkTTL), CreatedAt: now, UpdatedAt: now}
 	if err := s.Store.InTx(ctx, func(tx *store.Tx) error { return tx.InsertPayLink(link) }); err != nil {
 		return "", err
@@ -93,6 +103,35 @@ func (s *Service) Lookup(ctx context.Context, token string, now time.Time) (*Lin
 		return out, ErrLinkSettled
 	}
 	if !now.Before(l.ExpiresAt) {
+		return out, ErrLinkExpired
+	}
+	return out, nil
+}
+
+// LookupReturn resolves a return id (the page the gateway sends the customer
+// back to) to its link and invoice. It never opens the pay page: it shows a
+// state. Unknown ids are ErrLinkUnknown; an expired link whose invoice is
+// still open is ErrLinkExpired.
+func (s *Service) LookupReturn(ctx context.Context, returnID string, now time.Time) (*Link, error) {
+	if len(returnID) != 32 {
+		return nil, ErrLinkUnknown
+	}
+	l, err := s.Store.PayLinkByReturnHash(ctx, HashToken(returnID))
+	if err != nil {
+		return nil, err
+	}
+	if l == nil {
+		return nil, ErrLinkUnknown
+	}
+	ic, err := s.Store.InvoiceContact(ctx, l.InvoiceID)
+	if err != nil {
+		return nil, err
+	}
+	if ic == nil {
+		return nil, ErrLinkUnknown
+	}
+	out := &Link{PayLink: *l, Invoice: ic}
+	if ic.Status == models.InvoiceOpen && !now.Before(l.ExpiresAt) {
 		return out, ErrLinkExpired
 	}
 	return out, nil

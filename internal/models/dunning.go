@@ -178,8 +178,12 @@ type Email struct {
 // PayLink is an emailed link to pay or replace the card for one invoice. Only
 // the SHA-256 of its token is stored.
 type PayLink struct {
-	ID         int64 `gorm:"primaryKey"`
-	TokenHash  string
+	ID        int64 `gorm:"primaryKey"`
+	TokenHash string
+	// ReturnHash is the SHA-256 of the link's return id, the value the
+	// return, success and cancel URLs handed to the gateway carry instead of
+	// the token: it opens only a page showing the payment's state.
+	ReturnHash string
 	InvoiceID  int64
 	CaseID     *int64
 	EmailID    *int64

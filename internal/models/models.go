@@ -87,6 +87,15 @@ const (
 // start (a partial unique index enforces it).
 var UnresolvedAttemptStatuses = []AttemptStatus{AttemptPending, AttemptUnknown, AttemptProcessing}
 
+// OpenAttemptStatuses are the states in which an attempt could still take the
+// customer's money: its outcome is not known yet, or its intent waits for the
+// customer to authenticate (requires_action, begun on- or off-session; it
+// leaves this list when the intent is canceled at the gateway or fails). One
+// open customer payment per invoice: while an invoice has an attempt in one of
+// them, no other attempt for it may start (the charge_attempts_one_open
+// partial unique index enforces it).
+var OpenAttemptStatuses = []AttemptStatus{AttemptPending, AttemptUnknown, AttemptProcessing, AttemptRequiresAction}
+
 // AttentionAttemptStatuses are the states in which an attempt waits for a human:
 // its outcome could not be established, or the gateway refused billingd's own
 // request. `billingd status`, /metrics and the README's queries read this list.
@@ -239,9 +248,32 @@ type ChargeAttempt struct {
 	ReconcileCount  int
 	NextReconcileAt *time.Time
 	FinishedAt      *time.Time
-	CreatedAt       time.Time
-	UpdatedAt       time.Time
+	// CancelRequestedAt is set when billingd decided to cancel the attempt's
+	// intent at the gateway (CancelReason says why: a challenge abandoned
+	// past dunning.challenge_timeout, or the invoice paid, written off or
+	// voided otherwise); the intents job performs the cancel, CancelTries
+	// counts its failed tries and CancelNextTryAt is when it tries again.
+	CancelRequestedAt *time.Time
+	CancelReason      string
+	CancelTries       int
+	CancelNextTryAt   *time.Time
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
 }
+
+// Why billingd cancels an attempt's intent at the gateway.
+const (
+	// CancelChallengeTimeout: the customer left the 3-D Secure challenge
+	// unanswered past dunning.challenge_timeout.
+	CancelChallengeTimeout = "challenge_timeout"
+	// CancelInvoiceSettled: the invoice was paid (by another intent), written
+	// off or voided while the intent still waited.
+	CancelInvoiceSettled = "invoice_settled"
+	// CancelSuperseded: the customer pressed Pay on a link while an
+	// off-session intent waited for authentication; it is canceled before
+	// the on-session one starts.
+	CancelSuperseded = "superseded"
+)
 
 // BillingRun is one sweep, kept so ops can see when billing ran and what it did.
 type BillingRun struct {

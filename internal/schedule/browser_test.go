@@ -99,7 +99,7 @@ func TestBrowserPaysThroughThreeDSecure(t *testing.T) {
 	screenshot(t, ctx, "2-challenge")
 	do(t, ctx, chromedp.Click(chromedp.CSS("#pass")), chromedp.WaitVisible(chromedp.CSS("#title")))
 	url := get(t, ctx, chromedp.Location())
-	require.True(t, strings.HasPrefix(url, link+"/return"), url)
+	require.True(t, strings.HasPrefix(url, p.base+"/return/"), url)
 	p.settleWebhooks(t)
 	// The return page shows what the database says, now that the webhook came.
 	do(t, ctx, chromedp.Navigate(url))
@@ -141,4 +141,98 @@ func TestBrowserReplacesHardDeclinedCard(t *testing.T) {
 	require.Equal(t, "Payment received", get(t, ctx, chromedp.Text(chromedp.CSS("#title"))))
 	screenshot(t, ctx, "5-paid")
 	require.Equal(t, models.InvoicePaid, p.invoice(t).Status)
+}
+
+// tab opens a second tab of the browser (its own page, same cookies).
+func tab(t *testing.T, ctx context.Context) context.Context {
+	t.Helper()
+	c, cancel := chromedp.NewContext(ctx)
+	t.Cleanup(cancel)
+	require.NoError(t, chromedp.Do(c, chromedp.Navigate("about:blank")), "open a tab")
+	return c
+}
+
+// succeededFor counts the simulator's succeeded charges for an invoice.
+func succeededFor(p *payStack, publicID string) int {
+	n := 0
+	for _, e := range p.gw.Ledger() {
+		if e.MerchantOrderID == publicID && e.Status == "succeeded" {
+			n++
+		}
+	}
+	return n
+}
+
+// Two tabs on 3-D Secure links of one invoice both press Pay and both pass the
+// bank's challenge: the second press went back to the first one's challenge,
+// so the gateway's ledger has one succeeded charge for the invoice. Once with
+// one link open twice, once with the first email's link beside a reminder's.
+func TestBrowserTwoTabsPassTheChallenge(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		reminder bool
+	}{{"one link in two tabs", false}, {"the first email's link and a reminder's", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := browser(t)
+			st := storetest.SQLite(t)
+			start := time.Now().UTC().Truncate(time.Second)
+			p := newPayStack(t, st, start)
+			seedCard(t, p.stack, "4462030000000000", start)
+			_, err := p.biller.Pass(context.Background(), context.Background(), "test")
+			require.NoError(t, err)
+			p.settleWebhooks(t)
+			first := p.link(t)
+			second := first
+			if tc.reminder {
+				p.b.Run(t, 25*time.Hour, time.Hour)
+				links := p.b.PayLinks(t)
+				require.Len(t, links, 2, "the reminder carries a link of its own")
+				second = links[1]
+			}
+			inv := p.invoice(t)
+			one, two := ctx, tab(t, ctx)
+			do(t, one, chromedp.Navigate(first), chromedp.Click(chromedp.CSS("#pay")), chromedp.WaitVisible(chromedp.CSS("#pass")))
+			do(t, two, chromedp.Navigate(second), chromedp.Click(chromedp.CSS("#pay")), chromedp.WaitVisible(chromedp.CSS("#pass")))
+			require.Equal(t, get(t, one, chromedp.Location()), get(t, two, chromedp.Location()), "both tabs are on the same challenge")
+			do(t, one, chromedp.Click(chromedp.CSS("#pass")), chromedp.WaitVisible(chromedp.CSS("#title")))
+			do(t, two, chromedp.Click(chromedp.CSS("#pass")), chromedp.WaitReady(chromedp.CSS("body")))
+			screenshot(t, two, "6-second-tab")
+			p.settleWebhooks(t)
+			require.Equal(t, models.InvoicePaid, p.invoice(t).Status)
+			require.Equal(t, 1, succeededFor(p, inv.PublicID), "one succeeded charge in the gateway's ledger")
+			do(t, one, chromedp.Reload())
+			require.Equal(t, "Payment received", get(t, one, chromedp.Text(chromedp.CSS("#title"))))
+		})
+	}
+}
+
+// After a link's Pay, the off-session intent's own challenge URL (begun by
+// the billing pass) is opened and passed in another tab: that intent was
+// canceled before the on-session one started, so it takes nothing; the
+// customer passes the link's challenge and is charged once.
+func TestBrowserOffSessionChallengeAfterPay(t *testing.T) {
+	ctx := browser(t)
+	st := storetest.SQLite(t)
+	start := time.Now().UTC().Truncate(time.Second)
+	p := newPayStack(t, st, start)
+	seedCard(t, p.stack, "4462030000000000", start)
+	_, err := p.biller.Pass(context.Background(), context.Background(), "test")
+	require.NoError(t, err)
+	p.settleWebhooks(t)
+	link := p.link(t)
+	offSession := attemptsOf(t, p.st)[0]
+	require.True(t, offSession.OffSession)
+	require.Contains(t, offSession.ActionURL, "/3ds/")
+	inv := p.invoice(t)
+
+	one, two := ctx, tab(t, ctx)
+	do(t, one, chromedp.Navigate(link), chromedp.Click(chromedp.CSS("#pay")), chromedp.WaitVisible(chromedp.CSS("#pass")))
+	require.NotEqual(t, offSession.ActionURL, get(t, one, chromedp.Location()))
+	do(t, two, chromedp.Navigate(offSession.ActionURL), chromedp.WaitReady(chromedp.CSS("body")))
+	require.Contains(t, get(t, two, chromedp.Text(chromedp.CSS("body"))), "Nothing to authenticate", "the off-session intent was canceled")
+	screenshot(t, two, "7-off-session-challenge")
+	do(t, one, chromedp.Click(chromedp.CSS("#pass")), chromedp.WaitVisible(chromedp.CSS("#title")))
+	p.settleWebhooks(t)
+	require.Equal(t, models.InvoicePaid, p.invoice(t).Status)
+	require.Equal(t, 1, succeededFor(p, inv.PublicID))
 }

@@ -108,7 +108,8 @@ func TestPayLinkThreeDSecure(t *testing.T) {
 		resp, _ = p.do(t, http.MethodPost, challenge, url.Values{"result": {"pass"}})
 		require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 		back := resp.Header.Get("Location")
-		require.True(t, strings.HasPrefix(back, link+"/return"), back)
+		require.True(t, strings.HasPrefix(back, p.base+"/return/"), back)
+		require.NotContains(t, back, strings.TrimPrefix(link, p.base+"/pay/"), "the return URL carries no token")
 
 		p.settleWebhooks(t)
 		inv := p.invoice(t)
@@ -121,7 +122,8 @@ func TestPayLinkThreeDSecure(t *testing.T) {
 		require.NoError(t, p.st.DB().Order("attempt_no").Find(&attempts).Error)
 		require.Len(t, attempts, 2)
 		require.True(t, attempts[0].OffSession)
-		require.Equal(t, models.AttemptRequiresAction, attempts[0].Status)
+		require.Equal(t, models.AttemptCanceled, attempts[0].Status, "the waiting off-session intent was canceled before the on-session one started")
+		require.Equal(t, models.CancelSuperseded, attempts[0].CancelReason)
 		require.False(t, attempts[1].OffSession, "the pay link charges on-session")
 		require.Equal(t, models.AttemptSucceeded, attempts[1].Status)
 		var c models.DunningCase
@@ -157,7 +159,7 @@ func TestPayLinkReplacesHardDeclinedCard(t *testing.T) {
 	require.Contains(t, body, `name="card_number"`)
 	resp, _ = p.do(t, http.MethodPost, hosted, url.Values{"card_number": {"4242424242424242"}, "exp_month": {"12"}, "exp_year": {"2031"}, "cvc": {"123"}})
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
-	require.True(t, strings.HasPrefix(resp.Header.Get("Location"), link+"/return"))
+	require.True(t, strings.HasPrefix(resp.Header.Get("Location"), p.base+"/return/"))
 
 	// setup_intent.succeeded makes the card the subscription's and schedules an
 	// immediate retry; the next pass makes it.

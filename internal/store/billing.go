@@ -188,8 +188,11 @@ type chargeTarget struct {
 // claimNewQuery finds the invoices a claim starts attempts for: invoices_chargeable
 // (next_attempt_at, id) serves the filter and the order; each candidate is then
 // checked by probes of unique indexes:
-//   - no attempt of it is unresolved (charge_attempts_one_unresolved): one open
-//     customer payment per invoice;
+//   - no attempt of it is open — unresolved, or its intent waiting for the
+//     customer to authenticate (charge_attempts_one_open) — and none is a
+//     waiting intent whose cancel billingd gave up on (needs_review with a
+//     cancel requested: it may still be paid): one open customer payment per
+//     invoice;
 //   - no earlier period of its subscription is still open (UNIQUE
 //     (subscription_id, period_index)): one subscription, one queue — a
 //     subscription's invoices are charged in period order, each after the one
@@ -203,7 +206,7 @@ type chargeTarget struct {
 // use the partial index (see claimNewSQL).
 var claimNewQuery = `SELECT * FROM invoices%s WHERE status = 'open' AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?
 	  AND NOT EXISTS (SELECT 1 FROM charge_attempts ca WHERE ca.invoice_id = invoices.id
-	                    AND ca.status IN ` + sqlUnresolved + `)
+	                    AND (ca.status IN ` + sqlOpen + ` OR (ca.status = 'needs_review' AND ca.cancel_requested_at IS NOT NULL)))
 	  AND NOT EXISTS (SELECT 1 FROM invoices prev WHERE prev.subscription_id = invoices.subscription_id
 	                    AND prev.period_index < invoices.period_index AND prev.status = 'open')
 	  AND NOT EXISTS (SELECT 1 FROM subscriptions s JOIN payment_methods pm ON pm.id = s.payment_method_id
@@ -314,6 +317,9 @@ func (s *Store) ClaimNewAttempts(ctx context.Context, owner string, now, leaseUn
 		}
 		if len(voidIDs) > 0 {
 			if err := tx.db.Exec(`UPDATE invoices SET status = 'void', next_attempt_at = NULL, updated_at = ? WHERE id IN ? AND status = 'open'`, now, voidIDs).Error; err != nil {
+				return err
+			}
+			if err := tx.RequestIntentCancels(now, voidIDs, ""); err != nil {
 				return err
 			}
 		}
@@ -530,12 +536,19 @@ func (tx *Tx) writeAttemptResult(now time.Time, id int64, leaseVersion *int64, r
 	          tries = tries + ?, last_http_status = CASE WHEN ? <> 0 THEN ? ELSE last_http_status END,
 	          next_try_at = ?, next_reconcile_at = ?, finished_at = ?, lease_owner = '', lease_until = NULL,
 	          lease_version = lease_version + 1, updated_at = ?
-	    WHERE id = ? AND status IN ` + sqlUnresolved
+	    WHERE id = ?`
 	args := []any{r.Status, r.PaymentIntentID, r.PaymentIntentID, r.DeclineCode, r.AdviceCode, r.HardDecline, r.ActionURL,
 		truncate(r.ErrorMessage, 500), r.Tries, r.LastHTTPStatus, r.LastHTTPStatus, r.NextTryAt, r.NextReconcileAt, finished, now, id}
 	if leaseVersion != nil {
-		q += ` AND lease_version = ?`
+		q += ` AND status IN ` + sqlUnresolved + ` AND lease_version = ?`
 		args = append(args, *leaseVersion)
+	} else if r.Status != models.AttemptRequiresAction {
+		// An authoritative outcome (webhook, a read of the intent) also moves
+		// an intent that waited for the customer: a failed or expired
+		// challenge, a cancel. Waiting again changes nothing.
+		q += ` AND status IN ` + sqlOpen
+	} else {
+		q += ` AND status IN ` + sqlUnresolved
 	}
 	n, err := tx.exec(q, args...)
 	if err == nil && n == 1 {
@@ -550,7 +563,13 @@ func (tx *Tx) writeAttemptResult(now time.Time, id int64, leaseVersion *int64, r
 func (tx *Tx) MarkInvoicePaid(now time.Time, invoiceID int64, paymentIntentID string) (bool, error) {
 	n, err := tx.exec(`UPDATE invoices SET status = 'paid', paid_at = ?, payment_intent_id = ?, next_attempt_at = NULL, updated_at = ?
 	                    WHERE id = ? AND status IN `+sqlPayableInvoice, now, paymentIntentID, now, invoiceID)
-	return n == 1, err
+	if err != nil || n != 1 {
+		return n == 1, err
+	}
+	// Every other intent of the invoice still waiting for the customer is
+	// canceled at the gateway: the wish is recorded here, in the paying
+	// transaction; the intents job sends the cancels after the commit.
+	return true, tx.RequestIntentCancels(now, []int64{invoiceID}, paymentIntentID)
 }
 
 // MarkSubscriptionPastDue moves an active subscription to past_due because one of

@@ -111,9 +111,11 @@ func (tx *Tx) WriteOffQueue(now time.Time, subscriptionID int64, afterPeriod int
 	for i, q := range qs {
 		ids[i] = q.ID
 	}
-	err := tx.db.Exec(`UPDATE invoices SET status = 'uncollectible', next_attempt_at = NULL, updated_at = ?
-	                    WHERE id IN ? AND status = 'open'`, now, ids).Error
-	return qs, err
+	if err := tx.db.Exec(`UPDATE invoices SET status = 'uncollectible', next_attempt_at = NULL, updated_at = ?
+	                    WHERE id IN ? AND status = 'open'`, now, ids).Error; err != nil {
+		return nil, err
+	}
+	return qs, tx.RequestIntentCancels(now, ids, "")
 }
 
 // InvoicePeriodIndex returns an invoice's period index.
@@ -125,7 +127,10 @@ func (tx *Tx) InvoicePeriodIndex(invoiceID int64) (int, error) {
 
 // MarkInvoiceUncollectible writes an open invoice off after dunning.
 func (tx *Tx) MarkInvoiceUncollectible(now time.Time, invoiceID int64) error {
-	return tx.db.Exec(`UPDATE invoices SET status = 'uncollectible', next_attempt_at = NULL, updated_at = ? WHERE id = ? AND status = 'open'`, now, invoiceID).Error
+	if err := tx.db.Exec(`UPDATE invoices SET status = 'uncollectible', next_attempt_at = NULL, updated_at = ? WHERE id = ? AND status = 'open'`, now, invoiceID).Error; err != nil {
+		return err
+	}
+	return tx.RequestIntentCancels(now, []int64{invoiceID}, "")
 }
 
 // ApplyFinalAction applies dunning's final action to a subscription: cancel
@@ -235,10 +240,11 @@ func (tx *Tx) TouchPayLink(now time.Time, id int64) error {
 	return tx.db.Exec(`UPDATE pay_links SET uses = uses + 1, last_used_at = ?, updated_at = ? WHERE id = ?`, now, now, id).Error
 }
 
-// OpenAttemptForInvoice returns the invoice's unresolved attempt, or nil.
+// OpenAttemptForInvoice returns the invoice's open attempt (unresolved, or
+// its intent waiting for the customer to authenticate), or nil.
 func (tx *Tx) OpenAttemptForInvoice(invoiceID int64) (*models.ChargeAttempt, error) {
 	var a models.ChargeAttempt
-	if err := tx.db.Where("invoice_id = ? AND status IN ?", invoiceID, []string{"pending", "unknown", "processing"}).Limit(1).Find(&a).Error; err != nil {
+	if err := tx.db.Where("invoice_id = ? AND status IN ?", invoiceID, models.OpenAttemptStatuses).Limit(1).Find(&a).Error; err != nil {
 		return nil, err
 	}
 	if a.ID == 0 {
@@ -259,35 +265,10 @@ func (s *Store) LatestAttempt(ctx context.Context, invoiceID int64) (*models.Cha
 	return &a, nil
 }
 
-// NewOnSessionAttempt commits an on-session attempt for an invoice the customer
-// is paying through a pay link, before anything is sent (same protocol as the
-// off-session path). It returns nil when the invoice is not open, an attempt
-// for it is still unresolved, or the card is one the gateway called dead (a
-// link never charges a dead card: the customer must save another).
+// NewOnSessionAttempt is StartOnSessionAttempt without the hourly cap: the
+// new attempt, or nil when none may start (the invoice is not open, an
+// attempt of it is open, the card is dead, a human must look first).
 func (tx *Tx) NewOnSessionAttempt(now time.Time, ic *InvoiceContact, owner string, leaseUntil time.Time) (*models.ChargeAttempt, error) {
-	if _, dead, err := tx.queryID(`SELECT id FROM payment_methods WHERE gateway_payment_method_id = ? AND dead_at IS NOT NULL`, ic.GatewayPM); err != nil || dead {
-		return nil, err
-	}
-	var inv models.Invoice
-	if err := tx.db.Raw(`SELECT * FROM invoices WHERE id = ?`+tx.forUpdateSkipLocked(), ic.InvoiceID).Scan(&inv).Error; err != nil {
-		return nil, err
-	}
-	if inv.ID == 0 || inv.Status != models.InvoiceOpen {
-		return nil, nil
-	}
-	if open, err := tx.OpenAttemptForInvoice(inv.ID); err != nil || open != nil {
-		return nil, err
-	}
-	until := leaseUntil
-	a := &models.ChargeAttempt{
-		InvoiceID: inv.ID, SubscriptionID: inv.SubscriptionID, AttemptNo: inv.AttemptCount + 1,
-		IdempotencyKey: IdempotencyKey(inv.PublicID, inv.AttemptCount+1), MerchantOrderID: inv.PublicID,
-		Amount: inv.Amount, Currency: inv.Currency, GatewayCustomer: ic.GatewayCustomer, GatewayPM: ic.GatewayPM,
-		OffSession: false, Status: models.AttemptPending, LeaseOwner: owner, LeaseUntil: &until, LeaseVersion: 1,
-		CreatedAt: now, UpdatedAt: now,
-	}
-	if err := tx.db.Exec(`UPDATE invoices SET attempt_count = attempt_count + 1, updated_at = ? WHERE id = ? AND attempt_count = ?`, now, inv.ID, inv.AttemptCount).Error; err != nil {
-		return nil, err
-	}
-	return a, tx.db.Create(a).Error
+	p, err := tx.StartOnSessionAttempt(now, ic, owner, leaseUntil, 0)
+	return p.Attempt, err
 }

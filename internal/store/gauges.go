@@ -55,7 +55,7 @@ func (s *Store) CountEmails(ctx context.Context, statuses ...models.EmailStatus)
 
 // heldInvoicesQuery counts the invoices nothing will charge without a person:
 // the head of a billable subscription's queue, open, with no open dunning case
-// and no attempt in flight, that the claim will not take — no attempt is
+// and no attempt in flight or waiting for the customer, that the claim will not take — no attempt is
 // scheduled (its last attempt ended needs_review, failed or canceled), or its
 // card was called dead while no case of its own asks the customer for a new
 // one (another subscription's decline killed the shared card). The periods
@@ -66,7 +66,7 @@ var heldInvoicesQuery = `SELECT COUNT(*) FROM invoices i
 	 WHERE i.status = 'open' AND s.status IN ` + sqlBillable + `
 	   AND NOT EXISTS (SELECT 1 FROM invoices e WHERE e.subscription_id = i.subscription_id AND e.status = 'open' AND e.period_index < i.period_index)
 	   AND NOT EXISTS (SELECT 1 FROM dunning_cases c WHERE c.invoice_id = i.id AND c.status = 'open')
-	   AND NOT EXISTS (SELECT 1 FROM charge_attempts ca WHERE ca.invoice_id = i.id AND ca.status IN ` + sqlUnresolved + `)
+	   AND NOT EXISTS (SELECT 1 FROM charge_attempts ca WHERE ca.invoice_id = i.id AND ca.status IN ` + sqlOpen + `)
 	   AND (i.next_attempt_at IS NULL OR pm.dead_at IS NOT NULL)`
 
 // CountHeldInvoices counts the queues that wait for a person (see

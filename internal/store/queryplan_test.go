@@ -183,7 +183,7 @@ func planQueries(t *testing.T, st *store.Store) []planQuery {
 			// unresolved-age index and sorting them is the plan; walking the
 			// primary key in id order would read the settled millions.
 			{name: "claim replay", sql: q.ClaimReplay, args: []any{planNow, planNow, notBefore, 8},
-				want:   []string{`(Index Scan using|Bitmap Index Scan on) (charge_attempts_status|charge_attempts_unresolved_age|charge_attempts_one_unresolved)\b`},
+				want:   []string{`(Index Scan using|Bitmap Index Scan on) (charge_attempts_status|charge_attempts_unresolved_age|charge_attempts_one_unresolved|charge_attempts_one_open)\b`},
 				forbid: []string{`Seq Scan`, `charge_attempts_pkey`}},
 			{name: "card reattempts", sql: q.CardReattempts, args: []any{"pm_4", notBefore},
 				want:   []string{`(Index Scan using|Index Only Scan using|Bitmap Index Scan on) charge_attempts_card_reattempts\b`},

@@ -16,6 +16,9 @@ var (
 	// sqlUnresolved: attempts whose outcome is not known yet (the
 	// charge_attempts_one_unresolved and charge_attempts_unresolved_age indexes).
 	sqlUnresolved = sqlList(models.UnresolvedAttemptStatuses)
+	// sqlOpen: attempts that could still take the customer's money — one open
+	// customer payment per invoice (the charge_attempts_one_open index).
+	sqlOpen = sqlList(models.OpenAttemptStatuses)
 	// sqlAttention: attempts waiting for a human (the charge_attempts_attention index).
 	sqlAttention = sqlList(models.AttentionAttemptStatuses)
 	// sqlBillable: subscriptions the sweep invoices (the subscriptions_due index).

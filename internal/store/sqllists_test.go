@@ -17,6 +17,7 @@ func TestSQLList(t *testing.T) {
 		want string
 	}{
 		{"unresolved", sqlUnresolved, "('pending','unknown','processing')"},
+		{"open", sqlOpen, "('pending','unknown','processing','requires_action')"},
 		{"attention", sqlAttention, "('needs_review','failed')"},
 		{"billable", sqlBillable, "('active','past_due')"},
 		{"replayable", sqlReplayable, "('pending','unknown')"},
@@ -49,6 +50,7 @@ var statusInRE = regexp.MustCompile(`(?i)\bstatus\s+IN\s*(\([^)]*\))`)
 func TestMigrationIndexListsMatchModels(t *testing.T) {
 	generated := map[string]string{
 		sqlUnresolved: "sqlUnresolved",
+		sqlOpen:       "sqlOpen",
 		sqlAttention:  "sqlAttention",
 		sqlBillable:   "sqlBillable",
 	}
@@ -57,6 +59,7 @@ func TestMigrationIndexListsMatchModels(t *testing.T) {
 		"subscriptions_due":              sqlBillable,
 		"charge_attempts_one_unresolved": sqlUnresolved,
 		"charge_attempts_unresolved_age": sqlUnresolved,
+		"charge_attempts_one_open":       sqlOpen,
 		"charge_attempts_attention":      sqlAttention,
 	}
 	for _, dialect := range []string{SQLite, Postgres} {
@@ -91,7 +94,7 @@ func TestMigrationIndexListsMatchModels(t *testing.T) {
 	}{
 		{dueSubscriptionsQuery, "status IN ('active','past_due')"},
 		{claimReplayQuery, "status IN ('pending','unknown','processing')"},
-		{claimNewQuery, "ca.status IN ('pending','unknown','processing')"},
+		{claimNewQuery, "ca.status IN ('pending','unknown','processing','requires_action')"},
 	} {
 		require.True(t, strings.Contains(tc.query, tc.cond), "query lost %q:\n%s", tc.cond, tc.query)
 	}
