@@ -106,6 +106,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 		return nil, err
 	}
 	d.store = st
+	for _, n := range st.FileNotices() {
+		d.log.Warn().Msg(n)
+	}
 	if err := d.prepareDatabase(ctx, cfg); err != nil {
 		_ = st.Close()
 		return nil, err

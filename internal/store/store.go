@@ -90,6 +90,8 @@ type Store struct {
 	onSettled func(models.AttemptStatus)
 	// defaultZone is Options.DefaultTimezone.
 	defaultZone string
+	// fileNotices say which database files Open tightened to 0600.
+	fileNotices []string
 }
 
 // ErrClosed means the store was closed (the process is shutting down): the
@@ -114,6 +116,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			return nil, err
 		}
 		s.path = path
+		notices, err := prepareSQLiteFiles(path, sqliteReadOnly(dsn))
+		if err != nil {
+			return nil, err
+		}
+		s.fileNotices = notices
 		if opts.Exclusive {
 			if err := s.takeInstanceLock(); err != nil {
 				return nil, err
@@ -284,13 +291,23 @@ func sqliteDSN(opts Options) (path, dsn string, err error) {
 	return path, "file:" + path + "?" + params.Encode(), nil
 }
 
+// sqliteReadOnly reports whether a go-sqlite3 DSN opens the file read-only.
+func sqliteReadOnly(dsn string) bool {
+	_, query, _ := strings.Cut(dsn, "?")
+	params, _ := url.ParseQuery(query)
+	return params.Get("mode") == "ro"
+}
+
 // takeInstanceLock holds an exclusive flock on "<db>.lock" for the life of the Store.
 func (s *Store) takeInstanceLock() error {
 	lockPath := s.path + ".lock"
-	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, FileMode)
 	if err != nil {
 		return fmt.Errorf("store: open lock file %s: %w", lockPath, err)
 	}
+	// Exactly 0600 whatever the umask (prepareSQLiteFiles tightened an older,
+	// looser lock file already).
+	_ = f.Chmod(FileMode)
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		holder, _ := os.ReadFile(lockPath)
 		_ = f.Close()
