@@ -92,6 +92,8 @@ type Store struct {
 	defaultZone string
 	// fileNotices say which database files Open tightened to 0600.
 	fileNotices []string
+	// health is the verdict on whether the database takes writes (health.go).
+	health writeHealth
 }
 
 // ErrClosed means the store was closed (the process is shutting down): the
@@ -539,7 +541,12 @@ func (s *Store) committed(tx *Tx) {
 // returns nil. No HTTP call may happen inside fn, and fn must not call Store
 // methods that write: on SQLite every write of this process queues on one writer,
 // so such a call would wait for itself. Writes inside fn go through tx.
-func (s *Store) InTx(ctx context.Context, fn func(tx *Tx) error) error {
+func (s *Store) InTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
+	defer func() {
+		if err != nil {
+			s.noteWriteFailure(err)
+		}
+	}()
 	if s.dialect == SQLite {
 		s.writeMu.Lock()
 		defer s.writeMu.Unlock()
@@ -549,7 +556,7 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *Tx) error) error {
 		return s.inSQLiteTx(ctx, fn)
 	}
 	var tx *Tx
-	err := s.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
+	err = s.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
 		tx = &Tx{db: db, dialect: s.dialect}
 		return fn(tx)
 	})
