@@ -230,7 +230,7 @@ func (w *Worker) handle(ctx context.Context, e *models.Email, leaseFor time.Dura
 	}
 }
 
-// Bounds of the backoff between tries of the "sent" write (SentWriteRetry).
+// Bounds of the backoff between tries of the "sent" write (recordSent).
 const (
 	sentRetryFirst = 100 * time.Millisecond
 	sentRetryMax   = 5 * time.Second
@@ -248,20 +248,27 @@ const (
 func (w *Worker) recordSent(ctx context.Context, log zerolog.Logger, sum *Summary, e *models.Email, leaseFor time.Duration) {
 	wait := sentRetryFirst
 	for try := 1; ; try++ {
-		_, err := w.record(ctx, log, sum, "sent", func(wctx context.Context) error {
-			return w.Store.MarkEmailSent(wctx, w.Clock.Now(), e)
-		})
-		if err == nil {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+		err := w.Store.MarkEmailSent(wctx, w.Clock.Now(), e)
+		cancel()
+		switch {
+		case err == nil:
+			sum.Sent++
+			w.count("sent")
 			if try > 1 {
-				log.Info().Int("tries", try).Msg("email marked sent after the write failed; it was not sent again")
+				log.Info().Int("tries", try).Msg("email sent; marking it sent took several tries, it was not sent again")
+			} else {
+				log.Info().Msg("email sent")
 			}
+			return
+		case errors.Is(err, store.ErrLeaseLost):
+			w.lostAfterSend(ctx, log, sum, e, try)
 			return
 		}
 		log.Error().Err(err).Int("try", try).Dur("next_try_in", wait).
 			Msg("the SMTP server accepted the email but marking it sent failed; retrying the write (the email is not sent again)")
-		if lost := w.keepLease(ctx, log, e, leaseFor); lost {
-			sum.LeaseLost++
-			w.count("lease_lost")
+		if w.keepLease(ctx, log, e, leaseFor) {
+			w.lostAfterSend(ctx, log, sum, e, try+1)
 			return
 		}
 		_ = w.wait(wait)
@@ -269,9 +276,35 @@ func (w *Worker) recordSent(ctx context.Context, log zerolog.Logger, sum *Summar
 	}
 }
 
+// lostAfterSend handles a "sent" write (or lease extension) that found the row
+// no longer under this worker's lease. After a failed try that may be this
+// worker's own earlier write, which committed although its answer was lost:
+// then the row is sent and all is well. Otherwise another worker took the row
+// over and may send it again.
+func (w *Worker) lostAfterSend(ctx context.Context, log zerolog.Logger, sum *Summary, e *models.Email, try int) {
+	if try > 1 {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+		row, err := w.Store.EmailByID(rctx, e.ID)
+		cancel()
+		if err == nil && row.Status == models.EmailSent && row.LeaseOwner == "" {
+			sum.Sent++
+			w.count("sent")
+			log.Info().Int("tries", try).Msg("email sent; an earlier try of marking it sent had landed although its answer was lost")
+			return
+		}
+	}
+	sum.LeaseLost++
+	w.count("lease_lost")
+	ev := log.Warn()
+	if try > 1 {
+		ev = log.Error()
+	}
+	ev.Msg("email lease was taken over by another worker after the SMTP server accepted it; outcome not recorded (the other worker may send it again, same Message-ID)")
+}
+
 // keepLease extends the lease of an accepted email whose "sent" write keeps
 // failing once less than half of leaseFor is left. It reports lost when the
-// row was taken over by another worker, which may send it again.
+// row is no longer under this worker's lease.
 func (w *Worker) keepLease(ctx context.Context, log zerolog.Logger, e *models.Email, leaseFor time.Duration) (lost bool) {
 	now := w.Clock.Now()
 	if e.LeaseUntil != nil && e.LeaseUntil.Sub(now) >= leaseFor/2 {
@@ -282,12 +315,9 @@ func (w *Worker) keepLease(ctx context.Context, log zerolog.Logger, e *models.Em
 	err := w.Store.ExtendEmailLease(wctx, now, now.Add(leaseFor), e)
 	switch {
 	case errors.Is(err, store.ErrLeaseLost):
-		log.Error().Msg("the SMTP server accepted the email, marking it sent kept failing and its lease was taken over by another worker: that worker may send it again (same Message-ID)")
 		return true
-	case err != nil:
-		if e.LeaseUntil != nil && !now.Before(*e.LeaseUntil) {
-			log.Error().Err(err).Time("lease_until", *e.LeaseUntil).Msg("the email's lease ran out while marking it sent kept failing; another instance may take it over and send it again (same Message-ID)")
-		}
+	case err != nil && e.LeaseUntil != nil && !now.Before(*e.LeaseUntil):
+		log.Error().Err(err).Time("lease_until", *e.LeaseUntil).Msg("the email's lease ran out while marking it sent kept failing; another instance may take it over and send it again (same Message-ID)")
 	}
 	return false
 }
