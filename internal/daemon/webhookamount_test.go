@@ -81,11 +81,22 @@ func TestSignedWebhookOfAnotherAmountPaysNothing(t *testing.T) {
 		require.Equal(t, 1.0, m["billingd_attempts_needing_review"])
 		require.Equal(t, 1.0, m[`billingd_webhook_events_total{result="needs_review",type="payment_intent.succeeded"}`])
 
+		// Its dunning case waits for the review, saying why.
+		var c models.DunningCase
+		require.NoError(t, b.Store.DB().Where("invoice_id = ?", a.InvoiceID).First(&c).Error)
+		require.Equal(t, models.CaseOpen, c.Status)
+		require.Nil(t, c.NextStepAt, "no further step until a human looked")
+		var held int64
+		require.NoError(t, b.Store.DB().Model(&models.DunningStep{}).Where("case_id = ? AND action = ?", c.ID, models.StepHeldForReview).Count(&held).Error)
+		require.EqualValues(t, 1, held)
+		emails := b.SMTP.Count()
+
 		// Days of dunning later nothing has charged the invoice off-session
-		// again, and the gateway holds no success for it.
+		// again, no reminder went out, and the gateway holds no success for it.
 		b.Run(t, 72*time.Hour, 12*time.Hour)
 		require.NoError(t, b.Store.DB().First(&inv, a.InvoiceID).Error)
 		require.Equal(t, models.InvoiceOpen, inv.Status)
+		require.Equal(t, emails, b.SMTP.Count(), "no reminder for a held case")
 		for _, e := range b.Sim.Ledger() {
 			require.NotEqual(t, "succeeded", e.Status, "no payment succeeded: %+v", e)
 		}

@@ -10,8 +10,9 @@ import (
 // FlagAttemptForReview makes an attempt needs_review because the gateway
 // reported something about its PaymentIntent that billingd must not apply (an
 // amount or currency other than the attempt's frozen request), with msg as its
-// error message, and holds its invoice: no automatic charge starts for it until
-// a human resolved the attempt. moneyMayHaveMoved (the report said succeeded)
+// error message, and holds its invoice: no automatic charge starts for it, and
+// its open dunning case takes no further step (a held_for_review step says
+// why), until a human resolved the attempt. moneyMayHaveMoved (the report said succeeded)
 // flags the attempt from any state but succeeded; otherwise only an unresolved
 // attempt moves, as any other outcome would. It returns false when the attempt
 // was not moved (already succeeded, or already past an unresolved state).
@@ -31,6 +32,20 @@ func (tx *Tx) FlagAttemptForReview(now time.Time, a *models.ChargeAttempt, payme
 	tx.attemptMoved(models.AttemptNeedsReview)
 	if _, err := tx.exec(`UPDATE invoices SET next_attempt_at = NULL, updated_at = ? WHERE id = ? AND status = 'open'`, now, a.InvoiceID); err != nil {
 		return false, err
+	}
+	// An open dunning case of the invoice waits too: its next step would
+	// retry the card, remind the customer or exhaust the case.
+	var c models.DunningCase
+	if err := tx.db.Where("invoice_id = ? AND status = 'open'", a.InvoiceID).Limit(1).Find(&c).Error; err != nil {
+		return false, err
+	}
+	if c.ID != 0 {
+		if _, err := tx.exec(`UPDATE dunning_cases SET next_step_at = NULL, updated_at = ? WHERE id = ?`, now, c.ID); err != nil {
+			return false, err
+		}
+		if err := tx.AddCaseStep(now, c.ID, c.Step, models.StepHeldForReview, "attempt "+a.IdempotencyKey+" needs review: "+msg); err != nil {
+			return false, err
+		}
 	}
 	return true, nil
 }
