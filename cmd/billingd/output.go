@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/billingd/billingd/internal/config"
@@ -31,9 +32,16 @@ func newLogger(cfg config.LogConfig, w io.Writer) zerolog.Logger {
 }
 
 // openStore opens the config's database for a command; exclusive takes the
-// SQLite instance lock.
+// SQLite instance lock. What opening did to the files' modes (tightened to
+// 0600) is said on stderr, where one-shot commands log.
 func openStore(ctx context.Context, cfg *config.Config, exclusive bool) (*store.Store, error) {
-	return daemon.OpenStore(ctx, cfg, exclusive, nil)
+	st, err := daemon.OpenStore(ctx, cfg, exclusive, nil)
+	if err == nil {
+		for _, n := range st.FileNotices() {
+			fmt.Fprintf(os.Stderr, "billingd: %s\n", n)
+		}
+	}
+	return st, err
 }
 
 // runSummary is the one line that says what a billing pass did.

@@ -77,9 +77,24 @@ func (e *Engine) CancelWaiting(ctx context.Context, a *models.ChargeAttempt) (Ca
 	case gateway.RequiresAction:
 		return e.cancelPending(ctx, a, fmt.Errorf("cancel refused while the intent still waits: %v", res.Err))
 	}
+	now := e.opts.Clock.Now()
+	if reason := AmountMismatch(a, read.Intent); reason != "" {
+		// The intent the gateway holds is not the payment billingd asked for:
+		// read, not applied (DESIGN §2.9); a human looks.
+		var moved bool
+		err := e.opts.Store.InTx(ctx, func(tx *store.Tx) error {
+			var err error
+			moved, err = e.flagMismatch(tx, now, a, read.Intent, reason)
+			return err
+		})
+		if err != nil {
+			return CancelPending, err
+		}
+		log.Error().Str("payment_intent", a.PaymentIntentID).Bool("moved", moved).Msg(reason)
+		return CancelMoved, nil
+	}
 	r := ResultOf(read)
 	r.LastHTTPStatus = 0
-	now := e.opts.Clock.Now()
 	if r.Status.Unresolved() {
 		next := now.Add(e.tune.Load().RecheckAfter)
 		r.NextReconcileAt = &next

@@ -175,6 +175,14 @@ func (e *Engine) exchange(ctx context.Context, a *models.ChargeAttempt, req gate
 	}
 	now := e.opts.Clock.Now()
 	result := ResultOf(res)
+	if res.Intent != nil && (res.Kind == gateway.Succeeded || res.Kind == gateway.Processing || res.Kind == gateway.RequiresAction) {
+		if reason := AmountMismatch(a, res.Intent); reason != "" {
+			// The answer to billingd's own request names another amount or
+			// currency: recorded as needs_review, not as its outcome.
+			result = store.AttemptResult{Status: models.AttemptNeedsReview, PaymentIntentID: res.Intent.ID,
+				ErrorMessage: reason, LastHTTPStatus: res.HTTPStatus}
+		}
+	}
 	if res.Kind == gateway.OurDataError {
 		result = e.ourData(ctx, a, res, result, log)
 	}
@@ -470,12 +478,29 @@ func (e *Engine) Resolve(ctx context.Context, a *models.ChargeAttempt) (Resoluti
 		return out, fmt.Errorf("charge: read payment intent of %s: %w", a.IdempotencyKey, res.Err)
 	}
 	out.Found = true
+	now := e.opts.Clock.Now()
+	if reason := AmountMismatch(a, res.Intent); reason != "" {
+		// Read, not applied: the gateway's payment is not the one billingd
+		// asked for. A human looks before anything else charges the invoice.
+		err := e.opts.Store.InTx(ctx, func(tx *store.Tx) error {
+			var err error
+			out.Moved, err = e.flagMismatch(tx, now, a, res.Intent, reason)
+			return err
+		})
+		if err != nil {
+			return out, err
+		}
+		log.Error().Str("payment_intent", res.Intent.ID).Bool("moved", out.Moved).Msg(reason)
+		if out.Moved {
+			out.Status, a.Status = models.AttemptNeedsReview, models.AttemptNeedsReview
+		}
+		return out, nil
+	}
 	result := ResultOf(res)
 	result.LastHTTPStatus = 0
 	if result.Status == a.Status {
 		return out, nil
 	}
-	now := e.opts.Clock.Now()
 	if result.Status.Unresolved() {
 		next := now.Add(e.tune.Load().RecheckAfter)
 		result.NextReconcileAt = &next

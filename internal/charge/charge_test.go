@@ -40,6 +40,17 @@ func (s *scripted) CreatePaymentIntent(_ context.Context, req gateway.PaymentInt
 	if len(s.answers) > 1 {
 		s.answers = s.answers[1:]
 	}
+	return echoAmount(r, req)
+}
+
+// echoAmount fills in the request's amount and currency where a scripted answer's
+// PaymentIntent leaves them out, as the gateway reports the intent it created.
+func echoAmount(r gateway.Result, req gateway.PaymentIntentRequest) gateway.Result {
+	if r.Intent != nil && r.Intent.Amount == 0 && r.Intent.Currency == "" {
+		pi := *r.Intent
+		pi.Amount, pi.Currency = req.Amount, req.Currency
+		r.Intent = &pi
+	}
 	return r
 }
 func (s *scripted) RetrievePaymentIntent(_ context.Context, id string) gateway.Result {
@@ -217,14 +228,14 @@ func TestResolveSettlesProcessingAndNeverUnpays(t *testing.T) {
 	require.NoError(t, err)
 	got, _ := b.st.AttemptByID(context.Background(), a.ID)
 
-	b.gw.intents = map[string]gateway.PaymentIntent{"pi_slow": {ID: "pi_slow", Status: gateway.IntentProcessing}}
+	b.gw.intents = map[string]gateway.PaymentIntent{"pi_slow": {ID: "pi_slow", Status: gateway.IntentProcessing, Amount: 1999, Currency: "USD"}}
 	res, err := b.eng.Resolve(context.Background(), got)
 	require.NoError(t, err)
 	require.Equal(t, models.AttemptProcessing, res.Status)
 	require.True(t, res.Found)
 	require.False(t, res.Moved)
 
-	b.gw.intents["pi_slow"] = gateway.PaymentIntent{ID: "pi_slow", Status: gateway.IntentSucceeded}
+	b.gw.intents["pi_slow"] = gateway.PaymentIntent{ID: "pi_slow", Status: gateway.IntentSucceeded, Amount: 1999, Currency: "USD"}
 	res, err = b.eng.Resolve(context.Background(), got)
 	require.NoError(t, err)
 	require.Equal(t, models.AttemptSucceeded, res.Status)
@@ -232,7 +243,7 @@ func TestResolveSettlesProcessingAndNeverUnpays(t *testing.T) {
 	require.Equal(t, models.InvoicePaid, b.invoice(t).Status)
 
 	// A late contrary answer cannot move a resolved attempt back.
-	b.gw.intents["pi_slow"] = gateway.PaymentIntent{ID: "pi_slow", Status: gateway.IntentRequiresPaymentMethod}
+	b.gw.intents["pi_slow"] = gateway.PaymentIntent{ID: "pi_slow", Status: gateway.IntentRequiresPaymentMethod, Amount: 1999, Currency: "USD"}
 	stale := *got
 	stale.Status = models.AttemptProcessing
 	_, err = b.eng.Resolve(context.Background(), &stale)
@@ -256,7 +267,7 @@ func TestResolveBySearchMatchesTheAttemptsKey(t *testing.T) {
 
 	b.gw.search = map[string][]gateway.PaymentIntent{a.MerchantOrderID: {
 		{ID: "pi_other_attempt", Status: gateway.IntentRequiresPaymentMethod, Metadata: map[string]string{"idempotency_key": a.MerchantOrderID + "-a9"}},
-		{ID: "pi_mine", Status: gateway.IntentSucceeded, Metadata: map[string]string{"idempotency_key": a.IdempotencyKey}},
+		{ID: "pi_mine", Status: gateway.IntentSucceeded, Amount: 1999, Currency: "USD", Metadata: map[string]string{"idempotency_key": a.IdempotencyKey}},
 	}}
 	res, err = b.eng.Resolve(context.Background(), got)
 	require.NoError(t, err)

@@ -21,6 +21,10 @@ type EventOutcome struct {
 	// RetryNow asks for a billing pass once the transaction has committed (a
 	// new card was saved for an invoice in dunning).
 	RetryNow bool
+	// NeedsReview: the event was stored, not applied, because a human must
+	// look at it (it reported another amount or currency than its attempt
+	// asked for; Detail says what). Its attempt is needs_review.
+	NeedsReview bool
 }
 
 // ApplyEvent applies a verified gateway event inside the caller's transaction
@@ -68,6 +72,17 @@ func (e *Engine) applyIntentEvent(tx *store.Tx, now time.Time, pi *gateway.Payme
 	}
 	if out, handled, err := secondPaymentOfAttempt(tx, now, a, pi); handled || err != nil {
 		return out, err
+	}
+	if reason := AmountMismatch(a, pi); reason != "" {
+		moved, err := e.flagMismatch(tx, now, a, pi, reason)
+		if err != nil {
+			return EventOutcome{}, err
+		}
+		detail := reason
+		if moved {
+			detail = fmt.Sprintf("attempt %s: %s -> needs_review: %s", a.IdempotencyKey, a.Status, reason)
+		}
+		return EventOutcome{Result: models.WebhookIgnored, NeedsReview: true, Attempt: a, Warning: reason, Detail: detail}, nil
 	}
 	res := gateway.ResultFromIntent(pi, 0)
 	if !res.Kind.Definite() && res.Kind != gateway.Processing {

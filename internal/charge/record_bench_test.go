@@ -16,7 +16,7 @@ import (
 type instantGateway struct{ *scripted }
 
 func (instantGateway) CreatePaymentIntent(_ context.Context, req gateway.PaymentIntentRequest) gateway.Result {
-	return intent("pi_"+req.IdempotencyKey, gateway.IntentSucceeded)
+	return echoAmount(intent("pi_"+req.IdempotencyKey, gateway.IntentSucceeded), req)
 }
 
 // BenchmarkResultWrite measures recording a succeeded outcome (attempt, invoice,

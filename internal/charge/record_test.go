@@ -77,7 +77,7 @@ func (g *barrierGateway) CreatePaymentIntent(_ context.Context, req gateway.Paym
 	}
 	g.mu.Unlock()
 	<-ch
-	return intent("pi_"+req.IdempotencyKey, gateway.IntentSucceeded)
+	return echoAmount(intent("pi_"+req.IdempotencyKey, gateway.IntentSucceeded), req)
 }
 
 // txCounter is a hook that counts the transactions outcomes were recorded in,
@@ -175,7 +175,7 @@ func (g *holdGateway) CreatePaymentIntent(_ context.Context, req gateway.Payment
 	g.mu.Lock()
 	g.inside--
 	g.mu.Unlock()
-	return intent("pi_"+req.IdempotencyKey, gateway.IntentSucceeded)
+	return echoAmount(intent("pi_"+req.IdempotencyKey, gateway.IntentSucceeded), req)
 }
 
 // TestMaxInFlightCapsRequestsNotWorkers: gateway.concurrency bounds requests at

@@ -107,6 +107,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 	}
 	d.store = st
 	st.SetOnRefundSettled(func(r models.RefundReason, s models.RefundStatus) { d.metrics.RefundSettled(string(r), string(s)) })
+	for _, n := range st.FileNotices() {
+		d.log.Warn().Msg(n)
+	}
 	if err := d.prepareDatabase(ctx, cfg); err != nil {
 		_ = st.Close()
 		return nil, err

@@ -20,6 +20,10 @@ import (
 func (d *Daemon) newHandler() http.Handler {
 	srv := web.New(
 		web.Check{Name: "database", Fn: d.store.Ping},
+		// A ping does not prove writes land (a full disk, a read-only
+		// database): at most every store.WriteProbeEvery a tiny committed
+		// write does, and a real write that failed for the storage counts.
+		web.Check{Name: "database_writes", Fn: d.store.CheckWritable},
 		web.Check{Name: "migrations", Fn: func(ctx context.Context) error {
 			ok, err := d.store.MigrationsCurrent(ctx)
 			if err == nil && !ok {

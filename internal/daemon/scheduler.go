@@ -268,7 +268,11 @@ func (s *scheduler) billing(stop, abort context.Context, trigger string) {
 	if stop.Err() != nil {
 		return
 	}
-	_, _ = s.d.Pass(stop, abort, trigger)
+	if run, err := s.d.Pass(stop, abort, trigger); err != nil && run == nil && stop.Err() == nil {
+		// A pass that could not even record its start (a full disk, a
+		// read-only database) logs nothing else; /readyz reports it too.
+		s.d.log.Error().Err(err).Str("trigger", trigger).Msg("billing pass could not start; the next one runs on schedule")
+	}
 	s.mailSoon()
 }
 

@@ -41,14 +41,83 @@
 //   - reconcile.after_read (charge, Engine.Resolve): the reconciler read the
 //     PaymentIntent of an unresolved attempt but did not record it; the attempt
 //     is still unresolved and leased, and is read again after the restart.
+//
+// Error points are the other kind: instead of killing the process, an armed
+// error point makes one write fail, a given number of times, as a dropped
+// database connection would, and the process goes on. They are armed as
+// NAME=N in the same variable (BILLINGD_FAILPOINT=store.mark_email_sent=3), or
+// from a Go test with FailTimes:
+//
+//   - store.mark_email_sent (store, MarkEmailSent): the transaction that
+//     records an email as sent — after the SMTP server accepted it — fails and
+//     rolls back. The mail worker retries that write; it never sends the email
+//     again.
 package failpoint
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
+
+// Error points, named <component>.<write>.
+const (
+	StoreMarkEmailSent = "store.mark_email_sent"
+)
+
+// ErrorNames lists every error point.
+func ErrorNames() []string { return []string{StoreMarkEmailSent} }
+
+// ErrInjected is what an armed error point returns.
+var ErrInjected = errors.New("failpoint: injected write failure")
+
+// failures holds how many more times each error point fails. The map is built
+// once, here, and only read afterwards; the counts are atomic.
+var failures = func() map[string]*atomic.Int64 {
+	m := map[string]*atomic.Int64{}
+	for _, n := range ErrorNames() {
+		m[n] = new(atomic.Int64)
+	}
+	return m
+}()
+
+// Err returns ErrInjected (wrapped with the point's name) while the error
+// point name has failures left, using one up, and nil otherwise. Disarmed it is
+// one map read and one atomic load.
+func Err(name string) error {
+	c := failures[name]
+	if c == nil || c.Load() <= 0 {
+		return nil
+	}
+	if c.Add(-1) < 0 {
+		c.Add(1)
+		return nil
+	}
+	return fmt.Errorf("%s: %w", name, ErrInjected)
+}
+
+// FailTimes arms the error point name to fail its next n writes, for a test;
+// the returned function disarms it. It panics on an unknown name.
+func FailTimes(name string, n int) (disarm func()) {
+	c := failures[name]
+	if c == nil {
+		panic("failpoint: unknown error point " + name)
+	}
+	c.Store(int64(n))
+	return func() { c.Store(0) }
+}
+
+// Remaining says how many more times the error point name will fail.
+func Remaining(name string) int {
+	if c := failures[name]; c != nil {
+		return int(c.Load())
+	}
+	return 0
+}
 
 // Env is the environment variable that arms failpoints: a comma-separated list
 // of names.
@@ -85,6 +154,9 @@ func init() { arm(os.Getenv(Env)) }
 // misspelt failpoint would otherwise make a crash test pass without crashing).
 func arm(list string) {
 	enabled, armed = false, nil
+	for _, c := range failures {
+		c.Store(0)
+	}
 	known := map[string]bool{}
 	for _, n := range Names() {
 		known[n] = true
@@ -92,6 +164,16 @@ func arm(list string) {
 	for _, n := range strings.Split(list, ",") {
 		n = strings.TrimSpace(n)
 		if n == "" {
+			continue
+		}
+		if name, count, ok := strings.Cut(n, "="); ok {
+			times, err := strconv.Atoi(count)
+			if c := failures[name]; c != nil && err == nil && times > 0 {
+				c.Store(int64(times))
+				fmt.Fprintf(os.Stderr, "billingd: error point %s armed from %s: its next %d write(s) fail\n", name, Env, times)
+				continue
+			}
+			fmt.Fprintf(os.Stderr, "billingd: %s names unknown error point or count %q (known: %s, as NAME=N)\n", Env, n, strings.Join(ErrorNames(), ", "))
 			continue
 		}
 		if !known[n] {

@@ -94,3 +94,26 @@ func BenchmarkHitArmedElsewhere(b *testing.B) {
 		Hit(ChargeAfterSend)
 	}
 }
+
+func TestErrorPointsFailTheirCountThenPass(t *testing.T) {
+	defer arm(os.Getenv(Env))
+	arm("")
+	require.NoError(t, Err(StoreMarkEmailSent), "disarmed")
+
+	arm("store.mark_email_sent=2, store.no_such=1, store.mark_email_sent=x")
+	require.False(t, enabled, "error points kill nothing")
+	require.Equal(t, 2, Remaining(StoreMarkEmailSent))
+	for i := 0; i < 2; i++ {
+		require.ErrorIs(t, Err(StoreMarkEmailSent), ErrInjected)
+	}
+	require.NoError(t, Err(StoreMarkEmailSent), "the count is used up")
+	require.Zero(t, Remaining(StoreMarkEmailSent))
+
+	disarm := FailTimes(StoreMarkEmailSent, 1)
+	require.ErrorIs(t, Err(StoreMarkEmailSent), ErrInjected)
+	require.NoError(t, Err(StoreMarkEmailSent))
+	FailTimes(StoreMarkEmailSent, 5)
+	disarm()
+	require.NoError(t, Err(StoreMarkEmailSent), "disarmed")
+	require.NoError(t, Err("no.such.point"))
+}

@@ -10,9 +10,14 @@
 // server accepted the message. A broken or unreachable server delays emails,
 // never drops them: temporary failures are retried with RetryDelay for as long as
 // it takes; only a permanent refusal of the recipient or message marks a row
-// failed. Delivery is at-least-once: a crash (or a lost database) between the
-// server's acceptance and the commit of "sent" sends the email again on the next
-// run, with the same Message-ID, which lets receiving systems deduplicate it. A
+// failed. Once the server accepted a message, a failed "sent" write (a dropped
+// database connection, a full disk) is retried — never the send — until it
+// lands or the process dies, with the row's lease kept alive meanwhile. What
+// can still send an email twice: the process dying (a crash, SIGKILL, a power
+// cut) between the server's acceptance and the commit of "sent" — the next run
+// sends it again — or, on PostgreSQL, the lease running out while this
+// process cannot reach the database but another instance can; both resends
+// carry the same Message-ID, which lets receiving systems deduplicate them. A
 // row recorded as sent is never sent again.
 package mail
 
@@ -64,6 +69,9 @@ type Worker struct {
 	Batch     int
 	Log       zerolog.Logger
 	Metrics   *metrics.Metrics // may be nil
+	// SentWriteWait, when set, replaces the real-time sleep between tries of
+	// the "sent" write after the SMTP server accepted an email (tests).
+	SentWriteWait func(time.Duration) error
 }
 
 // Summary counts what one RunOnce did.
@@ -204,10 +212,8 @@ func (w *Worker) handle(ctx context.Context, e *models.Email, leaseFor time.Dura
 	case err == nil:
 		failpoint.Hit(failpoint.MailAfterSend)
 		e.Subject = r.Subject
-		_, err := w.record(ctx, log, sum, "sent", func(wctx context.Context) error {
-			return w.Store.MarkEmailSent(wctx, w.Clock.Now(), e)
-		})
-		return err
+		w.recordSent(ctx, log, sum, e, leaseFor)
+		return nil
 	case Permanent(err):
 		msg := err.Error()
 		recorded, rerr := w.record(ctx, log, sum, "failed", func(wctx context.Context) error {
@@ -222,6 +228,109 @@ func (w *Worker) handle(ctx context.Context, e *models.Email, leaseFor time.Dura
 		loud := errors.As(err, &se) && se.Config
 		return w.retry(ctx, log, sum, e, err, loud)
 	}
+}
+
+// Bounds of the backoff between tries of the "sent" write (recordSent).
+const (
+	sentRetryFirst = 100 * time.Millisecond
+	sentRetryMax   = 5 * time.Second
+)
+
+// recordSent records that the SMTP server accepted e. The server has the
+// message now, so sending it again is never the answer to a failed write: the
+// write is retried, with backoff from sentRetryFirst doubling to sentRetryMax,
+// until it lands or the process dies — even through shutdown, since a row left
+// pending would be sent again by the next run. Meanwhile the worker keeps the
+// row's lease alive (ExtendEmailLease, whenever less than half of it is left),
+// so that no other worker reclaims the row and sends it a second time; only if
+// the lease could not be kept and another worker took the row over is a second
+// send possible, and that is logged at error level (same Message-ID).
+func (w *Worker) recordSent(ctx context.Context, log zerolog.Logger, sum *Summary, e *models.Email, leaseFor time.Duration) {
+	wait := sentRetryFirst
+	for try := 1; ; try++ {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+		err := w.Store.MarkEmailSent(wctx, w.Clock.Now(), e)
+		cancel()
+		switch {
+		case err == nil:
+			sum.Sent++
+			w.count("sent")
+			if try > 1 {
+				log.Info().Int("tries", try).Msg("email sent; marking it sent took several tries, it was not sent again")
+			} else {
+				log.Info().Msg("email sent")
+			}
+			return
+		case errors.Is(err, store.ErrLeaseLost):
+			w.lostAfterSend(ctx, log, sum, e, try)
+			return
+		}
+		log.Error().Err(err).Int("try", try).Dur("next_try_in", wait).
+			Msg("the SMTP server accepted the email but marking it sent failed; retrying the write (the email is not sent again)")
+		if w.keepLease(ctx, log, e, leaseFor) {
+			w.lostAfterSend(ctx, log, sum, e, try+1)
+			return
+		}
+		_ = w.wait(wait)
+		wait = min(2*wait, sentRetryMax)
+	}
+}
+
+// lostAfterSend handles a "sent" write (or lease extension) that found the row
+// no longer under this worker's lease. After a failed try that may be this
+// worker's own earlier write, which committed although its answer was lost:
+// then the row is sent and all is well. Otherwise another worker took the row
+// over and may send it again.
+func (w *Worker) lostAfterSend(ctx context.Context, log zerolog.Logger, sum *Summary, e *models.Email, try int) {
+	if try > 1 {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+		row, err := w.Store.EmailByID(rctx, e.ID)
+		cancel()
+		if err == nil && row.Status == models.EmailSent && row.LeaseOwner == "" {
+			sum.Sent++
+			w.count("sent")
+			log.Info().Int("tries", try).Msg("email sent; an earlier try of marking it sent had landed although its answer was lost")
+			return
+		}
+	}
+	sum.LeaseLost++
+	w.count("lease_lost")
+	ev := log.Warn()
+	if try > 1 {
+		ev = log.Error()
+	}
+	ev.Msg("email lease was taken over by another worker after the SMTP server accepted it; outcome not recorded (the other worker may send it again, same Message-ID)")
+}
+
+// keepLease extends the lease of an accepted email whose "sent" write keeps
+// failing once less than half of leaseFor is left. It reports lost when the
+// row is no longer under this worker's lease.
+func (w *Worker) keepLease(ctx context.Context, log zerolog.Logger, e *models.Email, leaseFor time.Duration) (lost bool) {
+	now := w.Clock.Now()
+	if e.LeaseUntil != nil && e.LeaseUntil.Sub(now) >= leaseFor/2 {
+		return false
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	defer cancel()
+	err := w.Store.ExtendEmailLease(wctx, now, now.Add(leaseFor), e)
+	switch {
+	case errors.Is(err, store.ErrLeaseLost):
+		return true
+	case err != nil && e.LeaseUntil != nil && !now.Before(*e.LeaseUntil):
+		log.Error().Err(err).Time("lease_until", *e.LeaseUntil).Msg("the email's lease ran out while marking it sent kept failing; another instance may take it over and send it again (same Message-ID)")
+	}
+	return false
+}
+
+// wait sleeps between tries of the "sent" write: on the real clock, because
+// the database it waits for lives on it, and without the caller's
+// cancellation (see recordSent).
+func (w *Worker) wait(d time.Duration) error {
+	if w.SentWriteWait != nil {
+		return w.SentWriteWait(d)
+	}
+	time.Sleep(d)
+	return nil
 }
 
 // asksToPay reports whether an email asks the customer to act on an unpaid

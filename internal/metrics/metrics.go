@@ -39,7 +39,7 @@ func New() *Metrics {
 		}),
 		webhookEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "billingd_webhook_events_total",
-			Help: "Webhook deliveries by event type and result (applied, ignored, duplicate, rejected, error).",
+			Help: "Webhook deliveries by event type and result (applied, ignored, needs_review, duplicate, rejected, error).",
 		}, []string{"type", "result"}),
 		reconcileAction: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "billingd_reconciler_actions_total",

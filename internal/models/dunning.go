@@ -71,6 +71,10 @@ const (
 	// StepQueueWrittenOff: a later invoice of the subscription, waiting behind
 	// the exhausted one, was written off with it.
 	StepQueueWrittenOff StepAction = "queue_written_off"
+	// StepHeldForReview: the gateway reported another amount or currency for
+	// one of the invoice's attempts; the case waits (no retry, no reminder,
+	// no exhaustion) until a human resolved the attempt.
+	StepHeldForReview StepAction = "held_for_review"
 )
 
 // DunningCase tracks the recovery of one unpaid invoice. Step is the number of

@@ -320,8 +320,11 @@ type WebhookEvent struct {
 	Detail           string
 	Payload          string
 	GatewayCreatedAt *time.Time
-	CreatedAt        time.Time
-	UpdatedAt        time.Time
+	// NeedsReview: the event reported an amount or currency other than its
+	// attempt's frozen request; it was stored, not applied (Detail says why).
+	NeedsReview bool
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
 }
 
 // TableName pins the table name.

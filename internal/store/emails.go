@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/billingd/billingd/internal/failpoint"
 	"github.com/billingd/billingd/internal/models"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
@@ -154,7 +155,7 @@ func (s *Store) ClaimDueEmails(ctx context.Context, owner string, now, leaseUnti
 // see what went out.
 func (s *Store) MarkEmailSent(ctx context.Context, now time.Time, e *models.Email) error {
 	now = now.UTC()
-	err := s.finishEmail(ctx, now, e, `status = 'sent', attempts = attempts + 1, sent_at = ?, last_error = '',
+	err := s.finishEmailWith(ctx, failpoint.StoreMarkEmailSent, now, e, `status = 'sent', attempts = attempts + 1, sent_at = ?, last_error = '',
 	          subject = CASE WHEN ? <> '' THEN ? ELSE subject END`, now, e.Subject, e.Subject)
 	if err != nil {
 		return fmt.Errorf("store: mark email %d sent: %w", e.ID, err)
@@ -164,6 +165,30 @@ func (s *Store) MarkEmailSent(ctx context.Context, now time.Time, e *models.Emai
 	e.SentAt = &now
 	e.LastError = ""
 	e.UpdatedAt = now
+	return nil
+}
+
+// ExtendEmailLease moves the lease of a claimed email to until, under the
+// version it was claimed with (which it keeps): the mail worker holds on to a
+// row the SMTP server accepted while it retries the "sent" write, so that no
+// other worker reclaims it and sends it again. ErrLeaseLost when the lease was
+// taken over or the row is no longer pending.
+func (s *Store) ExtendEmailLease(ctx context.Context, now, until time.Time, e *models.Email) error {
+	until = until.UTC()
+	var n int64
+	err := s.InTx(ctx, func(tx *Tx) error {
+		var err error
+		n, err = tx.exec(`UPDATE emails SET lease_until = ?, updated_at = ? WHERE id = ? AND status = 'pending' AND lease_version = ?`,
+			until, now.UTC(), e.ID, e.LeaseVersion)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: extend lease of email %d: %w", e.ID, err)
+	}
+	if n != 1 {
+		return ErrLeaseLost
+	}
+	e.LeaseUntil = &until
 	return nil
 }
 
@@ -221,14 +246,25 @@ func (s *Store) MarkEmailCanceled(ctx context.Context, now time.Time, e *models.
 // a pending row still under the caller's lease version, always releases the lease
 // and bumps the version, so a second write with the same claim fails too.
 func (s *Store) finishEmail(ctx context.Context, now time.Time, e *models.Email, set string, args ...any) error {
+	return s.finishEmailWith(ctx, "", now, e, set, args...)
+}
+
+// finishEmailWith is finishEmail whose transaction fails, after its UPDATE,
+// while the error point point is armed (a test's dropped connection).
+func (s *Store) finishEmailWith(ctx context.Context, point string, now time.Time, e *models.Email, set string, args ...any) error {
 	q := `UPDATE emails SET ` + set + `, lease_owner = '', lease_until = NULL, lease_version = lease_version + 1, updated_at = ?
 	       WHERE id = ? AND status = 'pending' AND lease_version = ?`
 	args = append(args, now, e.ID, e.LeaseVersion)
 	var n int64
 	err := s.InTx(ctx, func(tx *Tx) error {
 		var err error
-		n, err = tx.exec(q, args...)
-		return err
+		if n, err = tx.exec(q, args...); err != nil {
+			return err
+		}
+		if point != "" {
+			return failpoint.Err(point)
+		}
+		return nil
 	})
 	if err != nil {
 		return err

@@ -2,6 +2,9 @@ package store
 
 import (
 	"context"
+	"errors"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -42,4 +45,53 @@ func DueSubscriptionsArgs(now time.Time, after DueCursor, limit int) []any {
 func LeaveWriterInTransaction(st *Store) error {
 	_, err := st.writer.ExecContext(context.Background(), "BEGIN")
 	return err
+}
+
+// FillSQLite makes st's database full, as a full disk would for its writes:
+// the writer connection may not grow the file beyond its current size
+// (PRAGMA max_page_count), and rows are added until no free page is left, so
+// any write that needs a new page fails with SQLITE_FULL. empty gives the
+// room back.
+func FillSQLite(st *Store) (empty func() error, err error) {
+	ctx := context.Background()
+	var pages int64
+	if err := st.writer.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
+		return nil, err
+	}
+	if _, err := st.writer.ExecContext(ctx, "PRAGMA max_page_count = "+strconv.FormatInt(pages, 10)); err != nil {
+		return nil, err
+	}
+	pad := make([]byte, 512)
+	for i := 0; ; i++ {
+		err := st.InTx(ctx, func(tx *Tx) error {
+			_, err := tx.exec(`INSERT INTO readiness_probes (pad, created_at, updated_at) VALUES (?, ?, ?)`, pad, time.Now(), time.Now())
+			return err
+		})
+		if err != nil {
+			if !strings.Contains(err.Error(), "full") {
+				return nil, err
+			}
+			break
+		}
+		if i > 100000 {
+			return nil, errors.New("the database never filled")
+		}
+	}
+	return func() error {
+		if _, err := st.writer.ExecContext(ctx, "PRAGMA max_page_count = 4294967294"); err != nil {
+			return err
+		}
+		return st.InTx(ctx, func(tx *Tx) error {
+			_, err := tx.exec(`DELETE FROM readiness_probes`)
+			return err
+		})
+	}, nil
+}
+
+// ForgetWriteVerdict drops st's readiness verdict, so that the next
+// CheckWritable probes at once.
+func ForgetWriteVerdict(st *Store) {
+	st.health.mu.Lock()
+	st.health.at, st.health.err = time.Time{}, nil
+	st.health.mu.Unlock()
 }

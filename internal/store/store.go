@@ -96,6 +96,10 @@ type Store struct {
 	onRefund func(models.RefundReason, models.RefundStatus)
 	// defaultZone is Options.DefaultTimezone.
 	defaultZone string
+	// fileNotices say which database files Open tightened to 0600.
+	fileNotices []string
+	// health is the verdict on whether the database takes writes (health.go).
+	health writeHealth
 }
 
 // ErrClosed means the store was closed (the process is shutting down): the
@@ -120,6 +124,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			return nil, err
 		}
 		s.path = path
+		notices, err := prepareSQLiteFiles(path, sqliteReadOnly(dsn))
+		if err != nil {
+			return nil, err
+		}
+		s.fileNotices = notices
 		if opts.Exclusive {
 			if err := s.takeInstanceLock(); err != nil {
 				return nil, err
@@ -290,13 +299,23 @@ func sqliteDSN(opts Options) (path, dsn string, err error) {
 	return path, "file:" + path + "?" + params.Encode(), nil
 }
 
+// sqliteReadOnly reports whether a go-sqlite3 DSN opens the file read-only.
+func sqliteReadOnly(dsn string) bool {
+	_, query, _ := strings.Cut(dsn, "?")
+	params, _ := url.ParseQuery(query)
+	return params.Get("mode") == "ro"
+}
+
 // takeInstanceLock holds an exclusive flock on "<db>.lock" for the life of the Store.
 func (s *Store) takeInstanceLock() error {
 	lockPath := s.path + ".lock"
-	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, FileMode)
 	if err != nil {
 		return fmt.Errorf("store: open lock file %s: %w", lockPath, err)
 	}
+	// Exactly 0600 whatever the umask (prepareSQLiteFiles tightened an older,
+	// looser lock file already).
+	_ = f.Chmod(FileMode)
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		holder, _ := os.ReadFile(lockPath)
 		_ = f.Close()
@@ -550,7 +569,12 @@ func (s *Store) committed(tx *Tx) {
 // returns nil. No HTTP call may happen inside fn, and fn must not call Store
 // methods that write: on SQLite every write of this process queues on one writer,
 // so such a call would wait for itself. Writes inside fn go through tx.
-func (s *Store) InTx(ctx context.Context, fn func(tx *Tx) error) error {
+func (s *Store) InTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
+	defer func() {
+		if err != nil {
+			s.noteWriteFailure(err)
+		}
+	}()
 	if s.dialect == SQLite {
 		s.writeMu.Lock()
 		defer s.writeMu.Unlock()
@@ -560,7 +584,7 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *Tx) error) error {
 		return s.inSQLiteTx(ctx, fn)
 	}
 	var tx *Tx
-	err := s.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
+	err = s.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
 		tx = &Tx{db: db, dialect: s.dialect}
 		return fn(tx)
 	})

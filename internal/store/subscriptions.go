@@ -223,6 +223,11 @@ type CurrencyTotal struct {
 }
 
 // Status gathers the counts by state that ops look at first.
+// webhookResultColumn is what `billingd status` counts webhook events by: their
+// result, with the events stored but not applied for a human (needs_review)
+// counted apart.
+const webhookResultColumn = `CASE WHEN needs_review THEN 'needs_review' ELSE result END`
+
 func (s *Store) Status(ctx context.Context, now time.Time) (*StatusReport, error) {
 	db := s.db.WithContext(ctx)
 	r := &StatusReport{}
@@ -231,8 +236,8 @@ func (s *Store) Status(ctx context.Context, now time.Time) (*StatusReport, error
 		out    *[]Count
 		column string
 	}{{"subscriptions", &r.Subscriptions, "status"}, {"invoices", &r.Invoices, "status"}, {"charge_attempts", &r.Attempts, "status"},
-		{"dunning_cases", &r.DunningCases, "status"}, {"emails", &r.Emails, "status"}, {"webhook_events", &r.Webhooks, "result"}} {
-		if err := db.Raw(`SELECT ` + q.column + ` AS status, COUNT(*) AS n FROM ` + q.table + ` GROUP BY ` + q.column + ` ORDER BY ` + q.column).Scan(q.out).Error; err != nil {
+		{"dunning_cases", &r.DunningCases, "status"}, {"emails", &r.Emails, "status"}, {"webhook_events", &r.Webhooks, webhookResultColumn}} {
+		if err := db.Raw(`SELECT ` + q.column + ` AS status, COUNT(*) AS n FROM ` + q.table + ` GROUP BY 1 ORDER BY 1`).Scan(q.out).Error; err != nil {
 			return nil, err
 		}
 	}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/billingd/billingd/internal/models"
@@ -11,8 +12,12 @@ import (
 
 // InsertWebhookEvent stores an event in the inbox. It returns false when the
 // gateway's event id is already there (a duplicate delivery), in which case the
-// caller must do nothing else.
+// caller must do nothing else. An event without an id is refused
+// (ErrEmptyEventID) and nothing is stored.
 func (tx *Tx) InsertWebhookEvent(ev *models.WebhookEvent) (bool, error) {
+	if strings.TrimSpace(ev.GatewayEventID) == "" {
+		return false, ErrEmptyEventID
+	}
 	res := tx.db.Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "gateway_event_id"}}, DoNothing: true}).Create(ev)
 	return res.RowsAffected == 1, res.Error
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/billingd/billingd/internal/charge"
 	"github.com/billingd/billingd/internal/clock"
@@ -40,7 +41,7 @@ type WebhookReceiver struct {
 }
 
 // ServeHTTP answers 2xx when the event is stored (or was already), 400 for a
-// malformed delivery, 401 for a bad or stale signature, 413 for an oversized
+// malformed delivery or an event without an id, 401 for a bad or stale signature, 413 for an oversized
 // body, and 500 when storing or applying failed (so the gateway retries). Only a
 // 2xx changes anything.
 func (h *WebhookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -74,6 +75,12 @@ func (h *WebhookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.reject(w, log, http.StatusBadRequest, "", err.Error())
 		return
 	}
+	if strings.TrimSpace(ev.ID) == "" {
+		// The event id is the inbox's unique key: without one a redelivery
+		// could not be told from a new event. Refused; nothing is stored.
+		h.reject(w, log, http.StatusBadRequest, ev.Type, "event has no id")
+		return
+	}
 	log = log.With().Str("event_id", ev.ID).Str("event_type", ev.Type).Logger()
 
 	row := &models.WebhookEvent{GatewayEventID: ev.ID, Type: ev.Type, ObjectID: objectID(ev), Result: models.WebhookIgnored,
@@ -98,6 +105,9 @@ func (h *WebhookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		failpoint.Hit(failpoint.WebhookBeforeCommit)
+		if out.NeedsReview {
+			return tx.FlagWebhookForReview(row.ID, out.Detail)
+		}
 		return tx.SetWebhookResult(row.ID, out.Result, out.Detail)
 	})
 	if err != nil {
@@ -107,8 +117,11 @@ func (h *WebhookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	result := string(out.Result)
-	if duplicate {
+	switch {
+	case duplicate:
 		result = "duplicate"
+	case out.NeedsReview:
+		result = "needs_review"
 	}
 	h.Metrics.Webhook(ev.Type, result)
 	if out.Attempt != nil {

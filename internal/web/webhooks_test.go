@@ -91,7 +91,7 @@ func (f *fixture) state(t *testing.T) (models.AttemptStatus, models.InvoiceStatu
 }
 
 func (f *fixture) intentEvent(id, typ string, status gateway.IntentStatus) gateway.Event {
-	return gateway.Event{ID: id, Type: typ, PaymentIntent: &gateway.PaymentIntent{ID: "pi_1", Status: status, Customer: "cus_w1", PaymentMethod: "pm_new",
+	return gateway.Event{ID: id, Type: typ, PaymentIntent: &gateway.PaymentIntent{ID: "pi_1", Status: status, Amount: 900, Currency: "USD", Customer: "cus_w1", PaymentMethod: "pm_new",
 		Metadata: map[string]string{"idempotency_key": f.attempt.IdempotencyKey}}}
 }
 

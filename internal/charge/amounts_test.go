@@ -1,0 +1,70 @@
+package charge_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/billingd/billingd/internal/gateway"
+	"github.com/billingd/billingd/internal/models"
+	"github.com/stretchr/testify/require"
+)
+
+// TestReadsOfAnotherAmountAreNotApplied checks the other doors of DESIGN §2.9:
+// the reconciler's read of the PaymentIntent (by id and by search) and the
+// gateway's answer to the request itself. A succeeded intent of 1.00 USD, or of
+// 19.99 in another currency, for a 19.99 USD attempt pays nothing: the attempt
+// is needs_review with the reason, the invoice open and held.
+func TestReadsOfAnotherAmountAreNotApplied(t *testing.T) {
+	wrong := []struct {
+		name     string
+		amount   int64
+		currency string
+	}{{"amount", 100, "USD"}, {"currency", 1999, "JPY"}}
+	for _, w := range wrong {
+		t.Run("resolve by id: "+w.name, func(t *testing.T) {
+			b, a := setup(t, intent("pi_slow", gateway.IntentProcessing))
+			_, err := b.eng.Execute(context.Background(), &a)
+			require.NoError(t, err)
+			got, _ := b.st.AttemptByID(context.Background(), a.ID)
+			require.Equal(t, models.AttemptProcessing, got.Status)
+
+			b.gw.intents = map[string]gateway.PaymentIntent{"pi_slow": {ID: "pi_slow", Status: gateway.IntentSucceeded, Amount: w.amount, Currency: w.currency}}
+			res, err := b.eng.Resolve(context.Background(), got)
+			require.NoError(t, err)
+			require.True(t, res.Moved)
+			require.Equal(t, models.AttemptNeedsReview, res.Status)
+			final, _ := b.st.AttemptByID(context.Background(), a.ID)
+			require.Equal(t, models.AttemptNeedsReview, final.Status)
+			require.Contains(t, final.ErrorMessage, "amount mismatch")
+			require.Contains(t, final.ErrorMessage, "asked for 19.99 USD")
+			inv := b.invoice(t)
+			require.Equal(t, models.InvoiceOpen, inv.Status)
+			require.Nil(t, inv.NextAttemptAt)
+		})
+		t.Run("resolve by search: "+w.name, func(t *testing.T) {
+			b, a := setup(t, transient(0, 0))
+			_, err := b.eng.Execute(context.Background(), &a)
+			require.NoError(t, err)
+			got, _ := b.st.AttemptByID(context.Background(), a.ID)
+			require.Equal(t, models.AttemptUnknown, got.Status)
+			b.gw.search = map[string][]gateway.PaymentIntent{a.MerchantOrderID: {
+				{ID: "pi_mine", Status: gateway.IntentSucceeded, Amount: w.amount, Currency: w.currency, Metadata: map[string]string{"idempotency_key": a.IdempotencyKey}},
+			}}
+			res, err := b.eng.Resolve(context.Background(), got)
+			require.NoError(t, err)
+			require.Equal(t, models.AttemptNeedsReview, res.Status)
+			final, _ := b.st.AttemptByID(context.Background(), a.ID)
+			require.Equal(t, "pi_mine", final.PaymentIntentID)
+			require.Equal(t, models.InvoiceOpen, b.invoice(t).Status)
+		})
+		t.Run("answer to the request: "+w.name, func(t *testing.T) {
+			b, a := setup(t, gateway.ResultFromIntent(&gateway.PaymentIntent{ID: "pi_x", Status: gateway.IntentSucceeded, Amount: w.amount, Currency: w.currency}, 200))
+			status, err := b.eng.Execute(context.Background(), &a)
+			require.NoError(t, err)
+			require.Equal(t, models.AttemptNeedsReview, status)
+			final, _ := b.st.AttemptByID(context.Background(), a.ID)
+			require.Contains(t, final.ErrorMessage, "amount mismatch")
+			require.Equal(t, models.InvoiceOpen, b.invoice(t).Status)
+		})
+	}
+}
