@@ -187,12 +187,20 @@ func printStatus(ctx context.Context, out interface{ Write([]byte) (int, error) 
 	fmt.Fprintf(w, "queues held\t%d (invoices nothing will charge: an attempt to resolve, or a dead card with no case asking for a new one)\n", r.Held)
 	paid := make([]string, 0, len(r.PaidToday))
 	for _, t := range r.PaidToday {
-		paid = append(paid, fmt.Sprintf("%s (%d)", money.Format(t.Amount, t.Currency), t.N))
+		p := fmt.Sprintf("%s (%d)", money.Format(t.Amount, t.Currency), t.N)
+		if t.Unbounded > 0 {
+			p += fmt.Sprintf(" + %d invoice(s) above the amount bound, not summed", t.Unbounded)
+		}
+		paid = append(paid, p)
 	}
 	if len(paid) == 0 {
 		paid = append(paid, "nothing")
 	}
 	fmt.Fprintf(w, "collected today (UTC)\t%s\n", strings.Join(paid, ", "))
+	if r.UnboundedSubscriptions > 0 || r.UnboundedInvoices > 0 {
+		fmt.Fprintf(w, "amounts out of bounds\t%d subscription(s), %d invoice(s) (written before amounts were bounded; not invoiced, not summed: see docs/amounts.md)\n",
+			r.UnboundedSubscriptions, r.UnboundedInvoices)
+	}
 	_ = w.Flush()
 	if len(r.LastRuns) > 0 {
 		fmt.Fprintln(out, "\nlast billing runs:")
