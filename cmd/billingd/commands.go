@@ -278,7 +278,18 @@ func importFile(ctx context.Context, cfg *config.Config, file string, backfill b
 	if err != nil {
 		return 0, usageError{err}
 	}
-	rows, err := subscriptioncsv.Parse(f, subscriptioncsv.Options{Location: loc, Now: now, Backfill: backfill})
+	csvOpts := subscriptioncsv.Options{Location: loc, Now: now, Backfill: backfill}
+	// The first pass checks the whole file before anything is written; with
+	// verification it keeps the rows (the gateway check needs them), without
+	// it it keeps nothing, and the second pass streams the file again into
+	// the one import transaction, so memory stays bounded however long the
+	// file is.
+	var rows []store.ImportRow
+	if opts.NoVerify {
+		err = subscriptioncsv.Scan(f, csvOpts, func(store.ImportRow) error { return nil })
+	} else {
+		rows, err = subscriptioncsv.Parse(f, csvOpts)
+	}
 	if err != nil {
 		return 0, usageError{fmt.Errorf("%s: %w", file, err)}
 	}
@@ -301,7 +312,17 @@ func importFile(ctx context.Context, cfg *config.Config, file string, backfill b
 			return 0, err
 		}
 	}
-	n, err := st.ImportSubscriptions(ctx, rows, now)
+	var n int
+	if opts.NoVerify {
+		n, err = st.ImportStream(ctx, now, func(yield func(store.ImportRow) error) error {
+			if _, err := f.Seek(0, io.SeekStart); err != nil {
+				return err
+			}
+			return subscriptioncsv.Scan(f, csvOpts, yield)
+		})
+	} else {
+		n, err = st.ImportSubscriptions(ctx, rows, now)
+	}
 	var ie store.ImportErrors
 	if errors.As(err, &ie) {
 		return 0, usageError{fmt.Errorf("%s: %w", file, err)}

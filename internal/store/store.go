@@ -232,7 +232,39 @@ func (s *Store) inSQLiteTx(ctx context.Context, fn func(tx *Tx) error) (err erro
 // (its ROLLBACK failed, say on an I/O error), nothing of it was committed and its
 // caller was told so: roll it back and begin again, instead of failing every
 // write from then on with "cannot start a transaction within a transaction".
+//
+// A BEGIN that finds another process's transaction holding the lock past
+// database.busy_timeout (a subscription import: one transaction for the whole
+// file, about 40 s for a million rows) is tried again, until ctx ends or
+// writeLockWait has passed, so the daemon's writes wait for the import to
+// commit instead of failing with "database is locked". Nothing was written
+// before BEGIN, so trying again is safe.
 func (s *Store) begin(ctx context.Context) error {
+	deadline := time.Now().Add(writeLockWait)
+	for {
+		err := s.beginOnce(ctx)
+		if err == nil || !isBusy(err) || !time.Now().Before(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// writeLockWait bounds how long a SQLite write waits for the write lock in
+// all, each try waiting database.busy_timeout.
+const writeLockWait = 10 * time.Minute
+
+// isBusy reports SQLITE_BUSY ("database is locked"): another connection holds
+// the write lock.
+func isBusy(err error) bool {
+	return err != nil && (strings.Contains(err.Error(), "database is locked") || strings.Contains(err.Error(), "SQLITE_BUSY"))
+}
+
+func (s *Store) beginOnce(ctx context.Context) error {
 	_, err := s.writer.ExecContext(ctx, "BEGIN IMMEDIATE")
 	if err == nil || !strings.Contains(err.Error(), "within a transaction") {
 		return err
