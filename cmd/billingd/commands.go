@@ -187,7 +187,7 @@ func printStatus(ctx context.Context, out interface{ Write([]byte) (int, error) 
 	fmt.Fprintf(w, "queues held\t%d (invoices nothing will charge: an attempt to resolve, or a dead card with no case asking for a new one)\n", r.Held)
 	paid := make([]string, 0, len(r.PaidToday))
 	for _, t := range r.PaidToday {
-		p := fmt.Sprintf("%s (%d)", money.Format(t.Amount, t.Currency), t.N)
+		p := fmt.Sprintf("%s (%d)", money.Format(t.Amount, t.Currency), t.N-t.Unbounded)
 		if t.Unbounded > 0 {
 			p += fmt.Sprintf(" + %d invoice(s) above the amount bound, not summed", t.Unbounded)
 		}
