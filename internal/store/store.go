@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -80,6 +81,10 @@ type Store struct {
 	// its busy handler with sleeps of milliseconds, which under load costs more
 	// than the transactions themselves. PostgreSQL does not take it.
 	writeMu sync.Mutex
+	// lockWait is how long, in all, a SQLite BEGIN keeps trying when another
+	// process holds the write lock past busy_timeout (SetLockWait); 0 tries
+	// once.
+	lockWait atomic.Int64
 	// writer is the one SQLite connection transactions run on, and wdb the
 	// GORM handle over it that keeps its statements prepared: database/sql
 	// re-prepares a statement in every transaction, and parsing the same few
@@ -235,12 +240,12 @@ func (s *Store) inSQLiteTx(ctx context.Context, fn func(tx *Tx) error) (err erro
 //
 // A BEGIN that finds another process's transaction holding the lock past
 // database.busy_timeout (a subscription import: one transaction for the whole
-// file, about 40 s for a million rows) is tried again, until ctx ends or
-// writeLockWait has passed, so the daemon's writes wait for the import to
-// commit instead of failing with "database is locked". Nothing was written
-// before BEGIN, so trying again is safe.
+// file, about 40 s for a million rows) is tried again, until ctx ends or the
+// lock wait (SetLockWait) has passed, so the daemon's writes wait for the
+// import to commit instead of failing with "database is locked". Nothing was
+// written before BEGIN, so trying again is safe.
 func (s *Store) begin(ctx context.Context) error {
-	deadline := time.Now().Add(writeLockWait)
+	deadline := time.Now().Add(time.Duration(s.lockWait.Load()))
 	for {
 		err := s.beginOnce(ctx)
 		if err == nil || !isBusy(err) || !time.Now().Before(deadline) {
@@ -254,9 +259,16 @@ func (s *Store) begin(ctx context.Context) error {
 	}
 }
 
-// writeLockWait bounds how long a SQLite write waits for the write lock in
-// all, each try waiting database.busy_timeout.
-const writeLockWait = 10 * time.Minute
+// DaemonLockWait is the lock wait `billingd run` sets: long enough for a
+// million-row import to commit, short enough that a lock nobody releases
+// still ends in an error.
+const DaemonLockWait = 10 * time.Minute
+
+// SetLockWait makes SQLite write transactions of this Store keep trying to
+// begin, for up to d in all, while another process holds the write lock past
+// busy_timeout. The long-running daemon sets DaemonLockWait; one-shot commands
+// leave 0 (one try) and fail fast, naming the database, so a stuck lock shows.
+func (s *Store) SetLockWait(d time.Duration) { s.lockWait.Store(int64(d)) }
 
 // isBusy reports SQLITE_BUSY ("database is locked"): another connection holds
 // the write lock.

@@ -90,6 +90,7 @@ func TestDaemonWritesWaitForAnotherProcesssLongTransaction(t *testing.T) {
 	daemon, err := store.Open(ctx, store.Options{Driver: store.SQLite, DSN: path, Exclusive: true, BusyTimeout: busy})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = daemon.Close() })
+	daemon.SetLockWait(store.DaemonLockWait) // as billingd run does
 	_, err = daemon.Migrate(ctx)
 	require.NoError(t, err)
 	importer, err := store.Open(ctx, store.Options{Driver: store.SQLite, DSN: path, BusyTimeout: busy})
