@@ -134,6 +134,14 @@ func TestBadConfigsThroughTheCLI(t *testing.T) {
 		{"dunning schedule entry", badConfigBase + "dunning: { retry_schedule: [24h, 0s] }\n", nil, []string{"dunning.retry_schedule[1]"}},
 		// database
 		{"postgres without a dsn", replace("driver: sqlite, dsn: %DIR%/billingd.db", "driver: postgres"), nil, []string{"database.dsn"}},
+		// finding 12: what the drivers and the gateway would refuse later
+		{"postgres dsn with sslmode=nope", replace("driver: sqlite, dsn: %DIR%/billingd.db", "driver: postgres, dsn: 'postgres://billingd:pw_badcfg_secret@127.0.0.1:5432/billingd?sslmode=nope'"), nil, []string{"database.dsn", "sslmode is invalid"}},
+		{"postgres key=value dsn with a bad port", replace("driver: sqlite, dsn: %DIR%/billingd.db", "driver: postgres, dsn: 'host=127.0.0.1 port=fivefourthreetwo dbname=billingd'"), nil, []string{"database.dsn", "port"}},
+		{"sqlite in memory", replace("dsn: %DIR%/billingd.db", "dsn: ':memory:'"), nil, []string{"database.dsn", "file path"}},
+		{"sqlite dsn with a broken query", replace("dsn: %DIR%/billingd.db", "dsn: '%DIR%/billingd.db?_busy_timeout=%zz'"), nil, []string{"database.dsn", "query"}},
+		{"publishable key as secret_key", replace("secret_key: sk_test_badcfg_secret", "secret_key: pk_test_badcfg_secret"), nil, []string{"gateway.secret_key", "publishable"}},
+		{"malformed secret_key", replace("secret_key: sk_test_badcfg_secret", "secret_key: wooshpay-badcfg_secret"), nil, []string{"gateway.secret_key", "does not look like"}},
+		{"publishable key in secret_key_file", replace("secret_key: sk_test_badcfg_secret", "secret_key_file: key.txt"), map[string]string{"key.txt": "pk_live_badcfg_secret\n"}, []string{"gateway.secret_key_file", "publishable", "key.txt"}},
 	}
 	require.GreaterOrEqual(t, len(tests), 30)
 	for _, tc := range tests {
@@ -159,7 +167,7 @@ func TestBadConfigsThroughTheCLI(t *testing.T) {
 					require.Contains(t, errOut, w, "%s", cmd)
 				}
 				require.Contains(t, errOut, p, "%s: the error names the file", cmd)
-				for _, secret := range []string{"sk_test_badcfg_secret", "whsec_badcfg_secret", "sk_test_other", "pw2"} {
+				for _, secret := range []string{"badcfg_secret", "sk_test_other", "pw2"} {
 					require.NotContains(t, out+errOut, secret, "%s: secrets are never printed", cmd)
 				}
 				require.Equal(t, before, dirFiles(t, dir), "%s wrote next to the config (database, lock or WAL file)", cmd)

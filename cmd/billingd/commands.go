@@ -187,7 +187,11 @@ func printStatus(ctx context.Context, out interface{ Write([]byte) (int, error) 
 	fmt.Fprintf(w, "queues held\t%d (invoices nothing will charge: an attempt to resolve, or a dead card with no case asking for a new one)\n", r.Held)
 	paid := make([]string, 0, len(r.PaidToday))
 	for _, t := range r.PaidToday {
-		paid = append(paid, fmt.Sprintf("%s (%d)", money.Format(t.Amount, t.Currency), t.N))
+		p := fmt.Sprintf("%s (%d)", money.Format(t.Amount, t.Currency), t.N-t.Unbounded)
+		if t.Unbounded > 0 {
+			p += fmt.Sprintf(" + %d invoice(s) above the amount bound, not summed", t.Unbounded)
+		}
+		paid = append(paid, p)
 	}
 	if len(paid) == 0 {
 		paid = append(paid, "nothing")
@@ -203,6 +207,10 @@ func printStatus(ctx context.Context, out interface{ Write([]byte) (int, error) 
 		refunded = append(refunded, "nothing")
 	}
 	fmt.Fprintf(w, "refunded (all time)\t%s\n", strings.Join(refunded, ", "))
+	if r.UnboundedSubscriptions > 0 || r.UnboundedInvoices > 0 {
+		fmt.Fprintf(w, "amounts out of bounds\t%d subscription(s), %d invoice(s) (written before amounts were bounded; not invoiced, not summed: see docs/amounts.md)\n",
+			r.UnboundedSubscriptions, r.UnboundedInvoices)
+	}
 	_ = w.Flush()
 	if len(r.LastRuns) > 0 {
 		fmt.Fprintln(out, "\nlast billing runs:")
@@ -280,7 +288,18 @@ func importFile(ctx context.Context, cfg *config.Config, file string, backfill b
 	if err != nil {
 		return 0, usageError{err}
 	}
-	rows, err := subscriptioncsv.Parse(f, subscriptioncsv.Options{Location: loc, Now: now, Backfill: backfill})
+	csvOpts := subscriptioncsv.Options{Location: loc, Now: now, Backfill: backfill}
+	// The first pass checks the whole file before anything is written; with
+	// verification it keeps the rows (the gateway check needs them), without
+	// it it keeps nothing, and the second pass streams the file again into
+	// the one import transaction, so memory stays bounded however long the
+	// file is.
+	var rows []store.ImportRow
+	if opts.NoVerify {
+		err = subscriptioncsv.Scan(f, csvOpts, func(store.ImportRow) error { return nil })
+	} else {
+		rows, err = subscriptioncsv.Parse(f, csvOpts)
+	}
 	if err != nil {
 		return 0, usageError{fmt.Errorf("%s: %w", file, err)}
 	}
@@ -303,7 +322,17 @@ func importFile(ctx context.Context, cfg *config.Config, file string, backfill b
 			return 0, err
 		}
 	}
-	n, err := st.ImportSubscriptions(ctx, rows, now)
+	var n int
+	if opts.NoVerify {
+		n, err = st.ImportStream(ctx, now, func(yield func(store.ImportRow) error) error {
+			if _, err := f.Seek(0, io.SeekStart); err != nil {
+				return err
+			}
+			return subscriptioncsv.Scan(f, csvOpts, yield)
+		})
+	} else {
+		n, err = st.ImportSubscriptions(ctx, rows, now)
+	}
 	var ie store.ImportErrors
 	if errors.As(err, &ie) {
 		return 0, usageError{fmt.Errorf("%s: %w", file, err)}

@@ -617,7 +617,7 @@ gateway.timeout: must be a positive duration (got "-1s")`, errs.Error())
 
 func TestValidateExampleMessage(t *testing.T) {
 	cfg := Default()
-	cfg.Gateway.SecretKey = "sk"
+	cfg.Gateway.SecretKey = "sk_test_x"
 	cfg.Gateway.WebhookSecret = "wh"
 	cfg.HTTP.PublicBaseURL = "https://billing.example.com"
 	cfg.Gateway.Timeout = Duration(-time.Second)

@@ -120,6 +120,9 @@ mail:
 			var read []string
 			o := Options{LookupEnv: envMap(nil), ReadFile: func(path string) ([]byte, error) {
 				read = append(read, path)
+				if path == "/creds/key" {
+					return []byte("sk_test_s3cret"), nil
+				}
 				return []byte("s3cret"), nil
 			}}
 			_, err := o.ParseFor(doc, "", tt.need)

@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/robfig/cron/v3"
 
 	// The daemon validates and later loads schedule.timezone; embedding the
@@ -132,7 +133,11 @@ func (c *Config) checkDatabase(v *validator) {
 	v.oneOf("database.driver", d.Driver, DriverSQLite, DriverPostgres)
 	switch d.Driver {
 	case DriverSQLite:
-		v.required("database.dsn", d.DSN, " (a file path such as "+DefaultSQLiteDSN+")")
+		if v.required("database.dsn", d.DSN, " (a file path such as "+DefaultSQLiteDSN+")") {
+			if msg := sqliteDSNProblem(d.DSN); msg != "" {
+				v.add("database.dsn", d.DSN, "%s", msg)
+			}
+		}
 	case DriverPostgres:
 		if !v.required("database.dsn", d.DSN, " when database.driver is postgres (or set database.dsn_file)") {
 			break
@@ -146,6 +151,11 @@ func (c *Config) checkDatabase(v *validator) {
 		}
 		if !ok {
 			v.add("database.dsn", d.DSN, "must be a postgres URL (postgres://user@host:5432/billingd) or a key=value DSN (host=... dbname=...)")
+		} else if _, err := pgconn.ParseConfig(d.DSN); err != nil {
+			// The driver's own parser: what it refuses here, billingd run
+			// would refuse at start (sslmode=nope, a bad port, a missing
+			// sslrootcert file).
+			v.add("database.dsn", d.DSN, "is not accepted by the PostgreSQL driver: %s", pgParseMessage(err))
 		}
 	}
 	v.oneOf("database.synchronous", d.Synchronous, SynchronousFull, SynchronousNormal)
@@ -163,6 +173,7 @@ func (c *Config) checkGatewayAPI(v *validator) {
 	}
 	if v.required("gateway.secret_key", string(g.SecretKey), ` (for example secret_key: "${WOOSHPAY_SECRET_KEY}"), or set gateway.secret_key_file`) {
 		v.token("gateway.secret_key", string(g.SecretKey))
+		v.secretKey(string(g.SecretKey), g.SecretKeyFile)
 	}
 	v.positive("gateway.timeout", g.Timeout)
 	v.intRange("gateway.concurrency", g.Concurrency, 1, MaxConcurrency)
@@ -186,6 +197,51 @@ func (v *validator) token(key, s string) {
 	if strings.ContainsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
 		v.add(key, s, "must not contain whitespace or control characters")
 	}
+}
+
+// secretKeyShape is a WooshPay API secret or restricted key: sk_ or rk_, the
+// mode, then the key's characters.
+var secretKeyShape = regexp.MustCompile(`^(sk|rk)_(test|live)_[A-Za-z0-9_]+$`)
+
+// secretKey refuses a key the gateway would refuse at the first charge: a
+// publishable key (pk_…, meant for browsers) or anything not shaped like a
+// secret key. The error names gateway.secret_key, or gateway.secret_key_file
+// (with the file's path) when the key came from a file, and never shows the
+// key itself.
+func (v *validator) secretKey(s, file string) {
+	key, shown := "gateway.secret_key", s
+	if file != "" {
+		key, shown = "gateway.secret_key_file", file
+	}
+	switch {
+	case strings.HasPrefix(s, "pk_"):
+		v.add(key, shown, "holds a publishable key (pk_…); billingd needs the secret key (sk_test_… or sk_live_…)")
+	case !secretKeyShape.MatchString(s) && !strings.ContainsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }):
+		v.add(key, shown, "does not look like a WooshPay secret key (sk_test_…, sk_live_…, or a restricted rk_… key)")
+	}
+}
+
+// sqliteDSNProblem checks a SQLite DSN the way the store reads it: a file
+// path (optionally file:…) with an optional URL query of driver parameters.
+func sqliteDSNProblem(dsn string) string {
+	path, query, _ := strings.Cut(strings.TrimPrefix(dsn, "file:"), "?")
+	if path == "" || path == ":memory:" || strings.HasPrefix(path, ":memory:") {
+		return "must be a database file path (an in-memory database loses money state)"
+	}
+	if _, err := url.ParseQuery(query); err != nil {
+		return "has a query the SQLite driver cannot read: " + err.Error()
+	}
+	return ""
+}
+
+// pgParseMessage is pgconn's reason without the connection string it
+// quotes (whose password pgconn redacts only on a best-effort basis).
+func pgParseMessage(err error) string {
+	s := err.Error()
+	if i := strings.LastIndex(s, "`: "); i >= 0 {
+		s = s[i+3:]
+	}
+	return s
 }
 
 // url checks an absolute http(s) URL. Plain http is allowed only for

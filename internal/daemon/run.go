@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/billingd/billingd/internal/store"
 	"github.com/billingd/billingd/internal/web"
 	sd "github.com/coreos/go-systemd/v22/daemon"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -48,6 +49,9 @@ func (d *Daemon) newHandler() http.Handler {
 // lets in-flight charges finish (abort cuts them), and returns.
 func (d *Daemon) Run(stop, abort context.Context) error {
 	cfg := d.Config()
+	// A long-running daemon's writes wait out another process's long SQLite
+	// transaction (a subscription import) instead of failing.
+	d.store.SetLockWait(store.DaemonLockWait)
 	ln := d.opts.Listener
 	if ln == nil {
 		var err error

@@ -14,6 +14,7 @@ import (
 	"strings"
 	texttemplate "text/template"
 	"time"
+	"unicode"
 
 	"github.com/billingd/billingd/internal/gateway"
 	"github.com/billingd/billingd/internal/models"
@@ -270,7 +271,7 @@ func (t *Templates) Render(kind models.EmailKind, d TemplateData) (*Rendered, er
 	if err := kt.html.Execute(&html, d); err != nil {
 		return nil, fmt.Errorf("%s: %w", kt.html.Name(), err)
 	}
-	r := &Rendered{Subject: strings.Join(strings.Fields(subj.String()), " "), Text: tidyText(txt.String()), HTML: html.String()}
+	r := &Rendered{Subject: subjectLine(subj.String()), Text: tidyText(txt.String()), HTML: html.String()}
 	if r.Subject == "" {
 		return nil, fmt.Errorf("%s: renders an empty subject", kt.subject.Name())
 	}
@@ -278,6 +279,37 @@ func (t *Templates) Render(kind models.EmailKind, d TemplateData) (*Rendered, er
 		return nil, fmt.Errorf("%s: renders an empty body", kt.text.Name())
 	}
 	return r, nil
+}
+
+// MaxSubject is the longest subject billingd sends, in characters. RFC 5322
+// caps a header line at 998 characters and recommends 78; the sender's mail
+// library folds a subject at its spaces (and Q-encodes non-ASCII words in
+// short encoded-words), so with this bound even a subject that is one long
+// word (a description without spaces) keeps "Subject: " and itself well
+// under 998, and any other subject folds into lines of at most 78.
+const MaxSubject = 200
+
+// subjectLine makes a rendered subject one header's worth: whitespace runs
+// (line breaks included) become one space, control characters are dropped,
+// and a subject longer than MaxSubject is cut at a space where one is near,
+// ending in "…".
+func subjectLine(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) && !unicode.IsSpace(r) {
+			return -1
+		}
+		return r
+	}, strings.ToValidUTF8(s, "\uFFFD"))
+	s = strings.Join(strings.Fields(s), " ")
+	r := []rune(s)
+	if len(r) <= MaxSubject {
+		return s
+	}
+	cut := string(r[:MaxSubject-1])
+	if i := strings.LastIndex(cut, " "); i >= len(cut)*3/4 {
+		cut = cut[:i]
+	}
+	return strings.TrimRight(cut, " ") + "…"
 }
 
 // tidyText trims trailing spaces, collapses runs of blank lines into one and

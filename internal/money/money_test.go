@@ -38,3 +38,36 @@ func TestExponent(t *testing.T) {
 		require.False(t, Valid(bad), bad)
 	}
 }
+
+func TestCheckAmount(t *testing.T) {
+	for _, tc := range []struct {
+		amount int64
+		code   string
+		ok     bool
+	}{
+		{1, "USD", true},
+		{99_999_999, "USD", true},
+		{100_000_000, "USD", false},
+		{99_999_999_999, "USD", false},
+		{9223372036854775807, "USD", false},
+		{99_999_999, "JPY", true},
+		{99_999_999, "KWD", true},
+		{0, "USD", false},
+		{-5, "USD", false},
+		{100, "XXX", false},
+	} {
+		t.Run(Format(tc.amount, tc.code), func(t *testing.T) {
+			err := CheckAmount(tc.amount, tc.code)
+			if tc.ok {
+				require.NoError(t, err)
+			} else {
+				require.Error(t, err)
+			}
+		})
+	}
+	for _, code := range []string{"USD", "JPY", "KWD", "CLF"} {
+		require.LessOrEqual(t, Max(code), Ceiling(), code)
+	}
+	// No sum of in-bound amounts a database could hold overflows.
+	require.Less(t, Ceiling(), int64(9223372036854775807)/90_000_000_000)
+}

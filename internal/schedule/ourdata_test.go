@@ -137,3 +137,33 @@ func TestCardThatChargedBeforeAndIsGoneIsAHardDecline(t *testing.T) {
 		require.Equal(t, models.EmailCardUpdate, es[0].Kind)
 	})
 }
+
+// Finding 7: a subscription an older billingd imported with an amount above
+// every bound (int64's largest) is not invoiced, so never charged; the pass
+// goes on and bills the others.
+func TestUnboundedSubscriptionIsNotInvoiced(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		start := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+		s := newStack(t, st, start, sim.Options{})
+		st = s.st
+		cusA, pmA := s.saveCard(t, "4242424242424242")
+		cusB, pmB := s.saveCard(t, "4111111111111111")
+		storetest.Seed(t, st, start,
+			storetest.Subscription{Reference: "huge", Customer: cusA, PaymentMethod: pmA},
+			storetest.Subscription{Reference: "normal", Customer: cusB, PaymentMethod: pmB, Amount: 1500})
+		require.NoError(t, st.DB().Exec(`UPDATE subscriptions SET amount = ? WHERE reference = 'huge'`, int64(9223372036854775807)).Error)
+
+		ctx := context.Background()
+		for i := 0; i < 2; i++ {
+			_, err := s.biller.Pass(ctx, ctx, "test")
+			require.NoError(t, err)
+			s.clk.Advance(time.Hour)
+		}
+		invs := rowsOf[models.Invoice](t, st)
+		require.Len(t, invs, 1, "only the in-bound subscription is invoiced")
+		require.EqualValues(t, 1500, invs[0].Amount)
+		as := attemptsOf(t, st)
+		require.Len(t, as, 1)
+		require.Equal(t, models.AttemptSucceeded, as[0].Status)
+	})
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/billingd/billingd/internal/failpoint"
 	"github.com/billingd/billingd/internal/metrics"
 	"github.com/billingd/billingd/internal/models"
+	"github.com/billingd/billingd/internal/money"
 	"github.com/billingd/billingd/internal/store"
 	"github.com/rs/zerolog"
 )
@@ -207,6 +208,11 @@ func (b *Biller) invoiceRound(stop context.Context, run *models.BillingRun, log 
 					pageSeen = append(pageSeen, s.ID)
 				}
 				rec, err := b.recurrence(s)
+				if err == nil {
+					if aerr := money.CheckAmount(s.Amount, s.Currency); aerr != nil {
+						err = fmt.Errorf("amount %w", aerr)
+					}
+				}
 				if err != nil {
 					log.Error().Err(err).Int64("subscription_id", s.ID).Msg("subscription has invalid billing terms; not invoiced")
 					continue

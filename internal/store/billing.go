@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/billingd/billingd/internal/models"
+	"github.com/billingd/billingd/internal/money"
 	"gorm.io/gorm"
 )
 
@@ -107,6 +108,12 @@ func (tx *Tx) CreateInvoices(now time.Time, invs []NewInvoice) (int, error) {
 		q.WriteString(cols)
 		args := make([]any, 0, 11*len(page))
 		for i, n := range page {
+			// The last door an amount passes before it is charged: a
+			// subscription written before amounts were bounded is refused
+			// here, not billed (the sweep skips such subscriptions first).
+			if err := money.CheckAmount(n.Amount, n.Currency); err != nil {
+				return created, fmt.Errorf("store: invoice of subscription %d: amount %w", n.SubscriptionID, err)
+			}
 			id, err := NewPublicID("inv")
 			if err != nil {
 				return created, err

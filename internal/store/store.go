@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -84,6 +85,10 @@ type Store struct {
 	// its busy handler with sleeps of milliseconds, which under load costs more
 	// than the transactions themselves. PostgreSQL does not take it.
 	writeMu sync.Mutex
+	// lockWait is how long, in all, a SQLite BEGIN keeps trying when another
+	// process holds the write lock past busy_timeout (SetLockWait); 0 tries
+	// once.
+	lockWait atomic.Int64
 	// writer is the one SQLite connection transactions run on, and wdb the
 	// GORM handle over it that keeps its statements prepared: database/sql
 	// re-prepares a statement in every transaction, and parsing the same few
@@ -247,7 +252,46 @@ func (s *Store) inSQLiteTx(ctx context.Context, fn func(tx *Tx) error) (err erro
 // (its ROLLBACK failed, say on an I/O error), nothing of it was committed and its
 // caller was told so: roll it back and begin again, instead of failing every
 // write from then on with "cannot start a transaction within a transaction".
+//
+// A BEGIN that finds another process's transaction holding the lock past
+// database.busy_timeout (a subscription import: one transaction for the whole
+// file, about 40 s for a million rows) is tried again, until ctx ends or the
+// lock wait (SetLockWait) has passed, so the daemon's writes wait for the
+// import to commit instead of failing with "database is locked". Nothing was
+// written before BEGIN, so trying again is safe.
 func (s *Store) begin(ctx context.Context) error {
+	deadline := time.Now().Add(time.Duration(s.lockWait.Load()))
+	for {
+		err := s.beginOnce(ctx)
+		if err == nil || !isBusy(err) || !time.Now().Before(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// DaemonLockWait is the lock wait `billingd run` sets: long enough for a
+// million-row import to commit, short enough that a lock nobody releases
+// still ends in an error.
+const DaemonLockWait = 10 * time.Minute
+
+// SetLockWait makes SQLite write transactions of this Store keep trying to
+// begin, for up to d in all, while another process holds the write lock past
+// busy_timeout. The long-running daemon sets DaemonLockWait; one-shot commands
+// leave 0 (one try) and fail fast, naming the database, so a stuck lock shows.
+func (s *Store) SetLockWait(d time.Duration) { s.lockWait.Store(int64(d)) }
+
+// isBusy reports SQLITE_BUSY ("database is locked"): another connection holds
+// the write lock.
+func isBusy(err error) bool {
+	return err != nil && (strings.Contains(err.Error(), "database is locked") || strings.Contains(err.Error(), "SQLITE_BUSY"))
+}
+
+func (s *Store) beginOnce(ctx context.Context) error {
 	_, err := s.writer.ExecContext(ctx, "BEGIN IMMEDIATE")
 	if err == nil || !strings.Contains(err.Error(), "within a transaction") {
 		return err

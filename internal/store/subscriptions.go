@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/billingd/billingd/internal/models"
+	"github.com/billingd/billingd/internal/money"
 	"github.com/billingd/billingd/internal/schedule/period"
 )
 
@@ -61,77 +64,60 @@ func (es ImportErrors) Error() string {
 
 // ImportSubscriptions creates the subscriptions (and their customers and payment
 // methods) in one transaction: either every row is imported or none is, and every
-// conflicting row is reported with its line.
+// conflicting row is reported with its line. It is ImportStream over a slice.
 func (s *Store) ImportSubscriptions(ctx context.Context, rows []ImportRow, now time.Time) (int, error) {
-	var imported int
-	err := s.InTx(ctx, func(tx *Tx) error {
-		var problems ImportErrors
-		refs := make([]string, 0, len(rows))
+	return s.ImportStream(ctx, now, func(yield func(ImportRow) error) error {
 		for _, r := range rows {
-			refs = append(refs, r.Reference)
-		}
-		var existing []string
-		if err := tx.db.Raw(`SELECT reference FROM subscriptions WHERE reference IN ?`, refs).Scan(&existing).Error; err != nil {
-			return err
-		}
-		exists := make(map[string]bool, len(existing))
-		for _, r := range existing {
-			exists[r] = true
-		}
-		customers := map[string]int64{}
-		pms := map[string]models.PaymentMethod{}
-		for _, r := range rows {
-			if exists[r.Reference] {
-				problems = append(problems, RowError{Line: r.Line, Column: "reference", Value: r.Reference, Message: "a subscription with this reference already exists"})
-				continue
-			}
-			custID, ok := customers[r.Customer]
-			if !ok {
-				id, err := tx.upsertCustomer(now, r.Customer, r.Email)
-				if err != nil {
-					return err
-				}
-				custID, customers[r.Customer] = id, id
-			}
-			pm, ok := pms[r.PaymentMethod]
-			if !ok {
-				p, err := tx.upsertPaymentMethod(now, custID, r.PaymentMethod)
-				if err != nil {
-					return err
-				}
-				pm, pms[r.PaymentMethod] = p, p
-			}
-			if pm.CustomerID != custID {
-				problems = append(problems, RowError{Line: r.Line, Column: "payment_method", Value: r.PaymentMethod, Message: "belongs to a different customer"})
-				continue
-			}
-			zone := r.Timezone
-			if zone == "" {
-				zone = s.importZone()
-			}
-			if _, err := period.LoadZone(zone); err != nil {
-				problems = append(problems, RowError{Line: r.Line, Column: "timezone", Value: zone, Message: err.Error()})
-				continue
-			}
-			sub := models.Subscription{
-				Reference: r.Reference, CustomerID: custID, PaymentMethodID: pm.ID, Description: r.Description,
-				Amount: r.Amount, Currency: r.Currency, Interval: r.Interval, IntervalCount: r.IntervalCount,
-				AnchorAt: r.Anchor.UTC(), Timezone: zone, NextPeriod: 0, NextBillingAt: r.FirstBilling.UTC(),
-				Status: models.SubscriptionActive, CreatedAt: now, UpdatedAt: now,
-			}
-			if err := tx.db.Create(&sub).Error; err != nil {
+			if err := yield(r); err != nil {
 				return err
 			}
-			imported++
-		}
-		if len(problems) > 0 {
-			sort.SliceStable(problems, func(i, j int) bool { return problems[i].Line < problems[j].Line })
-			return problems
 		}
 		return nil
 	})
+}
+
+// importBatch is how many rows one lookup or INSERT covers: 15 bound
+// parameters per subscription make 7,500, under SQLite's 32,766 and
+// PostgreSQL's 65,535, and a batch's IN lists stay short.
+const importBatch = 500
+
+// maxImportProblems stops looking for conflicts after this many: a file that
+// bad is the wrong file.
+const maxImportProblems = 200
+
+// ImportStream imports the rows each yields, in batches of importBatch, in ONE
+// transaction: either every row is imported or none is. Memory stays bounded
+// by a batch, however long the file. each may return an error (ImportErrors
+// for a file that turned out bad) and the transaction rolls back. Conflicts
+// with the database (a reference that exists, a payment method of another
+// customer) are gathered, by line, and returned as ImportErrors after the
+// whole file was read. An existing customer takes the e-mail of the last row
+// that names it.
+func (s *Store) ImportStream(ctx context.Context, now time.Time, each func(yield func(ImportRow) error) error) (int, error) {
+	var imported int
+	err := s.InTx(ctx, func(tx *Tx) error {
+		imp := &importer{tx: tx, now: now, defaultZone: s.importZone(), zones: map[string]bool{}}
+		err := each(func(r ImportRow) error {
+			imp.batch = append(imp.batch, r)
+			if len(imp.batch) < importBatch {
+				return nil
+			}
+			return imp.flush()
+		})
+		if err != nil {
+			return err
+		}
+		if err := imp.flush(); err != nil {
+			return err
+		}
+		if len(imp.problems) > 0 {
+			sort.SliceStable(imp.problems, func(i, j int) bool { return imp.problems[i].Line < imp.problems[j].Line })
+			return imp.problems
+		}
+		imported = imp.imported
+		return nil
+	})
 	if err != nil {
-		imported = 0
 		var ie ImportErrors
 		if errors.As(err, &ie) {
 			return 0, ie
@@ -141,33 +127,200 @@ func (s *Store) ImportSubscriptions(ctx context.Context, rows []ImportRow, now t
 	return imported, nil
 }
 
+type importer struct {
+	tx          *Tx
+	now         time.Time
+	defaultZone string
+	zones       map[string]bool // zone name -> loads
+	batch       []ImportRow
+	problems    ImportErrors
+	imported    int
+}
+
+func (imp *importer) problem(r ImportRow, column, value, msg string) {
+	if len(imp.problems) < maxImportProblems {
+		imp.problems = append(imp.problems, RowError{Line: r.Line, Column: column, Value: value, Message: msg})
+	}
+}
+
+// flush writes the current batch: one lookup each of references, customers
+// and payment methods, one INSERT each of the new customers, payment methods
+// and subscriptions. Once a problem is found nothing more is written (the
+// transaction will roll back) but the rest of the file is still checked.
+func (imp *importer) flush() error {
+	batch := imp.batch
+	imp.batch = imp.batch[:0]
+	if len(batch) == 0 || len(imp.problems) >= maxImportProblems {
+		return nil
+	}
+	tx := imp.tx
+	refs := make([]string, 0, len(batch))
+	custIDs := make([]string, 0, len(batch))
+	pmIDs := make([]string, 0, len(batch))
+	emails := map[string]string{} // customer -> the last row's email
+	firstCustomer := map[string]string{}
+	for _, r := range batch {
+		refs = append(refs, r.Reference)
+		if _, ok := emails[r.Customer]; !ok {
+			custIDs = append(custIDs, r.Customer)
+		}
+		emails[r.Customer] = r.Email
+		if _, ok := firstCustomer[r.PaymentMethod]; !ok {
+			firstCustomer[r.PaymentMethod] = r.Customer
+			pmIDs = append(pmIDs, r.PaymentMethod)
+		}
+	}
+	var existing []string
+	if err := tx.db.Raw(`SELECT reference FROM subscriptions WHERE reference IN ?`, refs).Scan(&existing).Error; err != nil {
+		return err
+	}
+	exists := make(map[string]bool, len(existing))
+	for _, r := range existing {
+		exists[r] = true
+	}
+
+	// Customers: look the batch's up, create the missing, update changed emails.
+	type custRow struct {
+		ID        int64
+		GatewayID string `gorm:"column:gateway_customer_id"`
+		Email     string
+	}
+	customers := map[string]custRow{}
+	loadCustomers := func() error {
+		var found []custRow
+		if err := tx.db.Raw(`SELECT id, gateway_customer_id, email FROM customers WHERE gateway_customer_id IN ?`, custIDs).Scan(&found).Error; err != nil {
+			return err
+		}
+		for _, c := range found {
+			customers[c.GatewayID] = c
+		}
+		return nil
+	}
+	if err := loadCustomers(); err != nil {
+		return err
+	}
+	var newCust []any
+	n := 0
+	for _, id := range custIDs {
+		c, ok := customers[id]
+		switch {
+		case !ok:
+			newCust = append(newCust, id, emails[id], imp.now, imp.now)
+			n++
+		case emails[id] != "" && c.Email != emails[id]:
+			if _, err := tx.exec(`UPDATE customers SET email = ?, updated_at = ? WHERE id = ?`, emails[id], imp.now, c.ID); err != nil {
+				return err
+			}
+		}
+	}
+	if n > 0 {
+		if _, err := tx.exec(`INSERT INTO customers (gateway_customer_id, email, created_at, updated_at) VALUES `+placeholders(n, 4), newCust...); err != nil {
+			return err
+		}
+		if err := loadCustomers(); err != nil {
+			return err
+		}
+	}
+
+	// Payment methods: an existing one keeps its customer, so a row naming
+	// another customer's card is a conflict.
+	type pmRow struct {
+		ID         int64
+		CustomerID int64
+		GatewayID  string `gorm:"column:gateway_payment_method_id"`
+	}
+	pms := map[string]pmRow{}
+	loadPMs := func() error {
+		var found []pmRow
+		if err := tx.db.Raw(`SELECT id, customer_id, gateway_payment_method_id FROM payment_methods WHERE gateway_payment_method_id IN ?`, pmIDs).Scan(&found).Error; err != nil {
+			return err
+		}
+		for _, p := range found {
+			pms[p.GatewayID] = p
+		}
+		return nil
+	}
+	if err := loadPMs(); err != nil {
+		return err
+	}
+	var newPM []any
+	n = 0
+	for _, id := range pmIDs {
+		if _, ok := pms[id]; !ok {
+			newPM = append(newPM, customers[firstCustomer[id]].ID, id, imp.now, imp.now)
+			n++
+		}
+	}
+	if n > 0 {
+		if _, err := tx.exec(`INSERT INTO payment_methods (customer_id, gateway_payment_method_id, created_at, updated_at) VALUES `+placeholders(n, 4), newPM...); err != nil {
+			return err
+		}
+		if err := loadPMs(); err != nil {
+			return err
+		}
+	}
+
+	var subs []any
+	n = 0
+	for _, r := range batch {
+		bad := false
+		if exists[r.Reference] {
+			imp.problem(r, "reference", r.Reference, "a subscription with this reference already exists")
+			bad = true
+		}
+		cust, pm := customers[r.Customer], pms[r.PaymentMethod]
+		if pm.CustomerID != cust.ID {
+			imp.problem(r, "payment_method", r.PaymentMethod, "belongs to a different customer")
+			bad = true
+		}
+		if err := money.CheckAmount(r.Amount, r.Currency); err != nil {
+			imp.problem(r, "amount", strconv.FormatInt(r.Amount, 10), err.Error())
+			bad = true
+		}
+		zone := r.Timezone
+		if zone == "" {
+			zone = imp.defaultZone
+		}
+		ok, seen := imp.zones[zone]
+		if !seen {
+			_, err := period.LoadZone(zone)
+			ok = err == nil
+			imp.zones[zone] = ok
+		}
+		if !ok {
+			imp.problem(r, "timezone", zone, "is not an IANA time zone name such as UTC or Europe/Berlin")
+			bad = true
+		}
+		if bad || len(imp.problems) > 0 {
+			continue
+		}
+		subs = append(subs, r.Reference, cust.ID, pm.ID, r.Description, r.Amount, r.Currency, r.Interval, r.IntervalCount,
+			r.Anchor.UTC(), zone, 0, r.FirstBilling.UTC(), string(models.SubscriptionActive), imp.now, imp.now)
+		n++
+	}
+	if n == 0 || len(imp.problems) > 0 {
+		return nil
+	}
+	if _, err := tx.exec(`INSERT INTO subscriptions (reference, customer_id, payment_method_id, description, amount, currency,
+		interval_unit, interval_count, anchor_at, timezone, next_period, next_billing_at, status, created_at, updated_at) VALUES `+placeholders(n, 15), subs...); err != nil {
+		return err
+	}
+	imp.imported += n
+	return nil
+}
+
+// placeholders returns n rows of k "?" each: "(?,?),(?,?)".
+func placeholders(n, k int) string {
+	row := "(" + strings.TrimSuffix(strings.Repeat("?,", k), ",") + ")"
+	return strings.TrimSuffix(strings.Repeat(row+",", n), ",")
+}
+
 // importZone is the zone given to imported rows that name none.
 func (s *Store) importZone() string {
 	if s.defaultZone == "" {
 		return "UTC"
 	}
 	return s.defaultZone
-}
-
-func (tx *Tx) upsertCustomer(now time.Time, gatewayID, email string) (int64, error) {
-	var c models.Customer
-	err := tx.db.Where("gateway_customer_id = ?", gatewayID).Limit(1).Find(&c).Error
-	if err != nil {
-		return 0, err
-	}
-	if c.ID != 0 {
-		if email != "" && c.Email != email {
-			if err := tx.db.Model(&c).Updates(map[string]any{"email": email, "updated_at": now}).Error; err != nil {
-				return 0, err
-			}
-		}
-		return c.ID, nil
-	}
-	c = models.Customer{GatewayID: gatewayID, Email: email, CreatedAt: now, UpdatedAt: now}
-	if err := tx.db.Create(&c).Error; err != nil {
-		return 0, err
-	}
-	return c.ID, nil
 }
 
 // upsertPaymentMethod returns the payment method row for a gateway id, creating
@@ -213,6 +366,10 @@ type StatusReport struct {
 	Refunds          []Count
 	DuplicateRefunds []Count
 	Refunded         []CurrencyTotal
+	// Unbounded counts rows whose amount is outside every currency's bound
+	// (written before amounts were bounded): the sums leave them out, the
+	// sweep does not invoice such a subscription.
+	UnboundedSubscriptions, UnboundedInvoices int64
 }
 
 // CurrencyTotal is a sum of minor units in one currency.
@@ -220,14 +377,24 @@ type CurrencyTotal struct {
 	Currency string
 	Amount   int64
 	N        int64
+	// Unbounded is how many of the N rows were left out of Amount because
+	// their amount is outside the bounds (money.Ceiling): summing them could
+	// overflow.
+	Unbounded int64
 }
 
-// Status gathers the counts by state that ops look at first.
+// boundedSum sums amount over in-bound rows only and counts the rest, so that
+// no sum overflows even on a database written before amounts were bounded.
+// It takes money.Ceiling() twice as arguments.
+const boundedSum = `SUM(CASE WHEN amount BETWEEN 1 AND ? THEN amount ELSE 0 END) AS amount, COUNT(*) AS n,
+	SUM(CASE WHEN amount BETWEEN 1 AND ? THEN 0 ELSE 1 END) AS unbounded`
+
 // webhookResultColumn is what `billingd status` counts webhook events by: their
 // result, with the events stored but not applied for a human (needs_review)
 // counted apart.
 const webhookResultColumn = `CASE WHEN needs_review THEN 'needs_review' ELSE result END`
 
+// Status gathers the counts by state that ops look at first.
 func (s *Store) Status(ctx context.Context, now time.Time) (*StatusReport, error) {
 	db := s.db.WithContext(ctx)
 	r := &StatusReport{}
@@ -254,7 +421,14 @@ func (s *Store) Status(ctx context.Context, now time.Time) (*StatusReport, error
 		return nil, err
 	}
 	dayStart := now.Truncate(24 * time.Hour)
-	if err := db.Raw(`SELECT currency, SUM(amount) AS amount, COUNT(*) AS n FROM invoices WHERE status = 'paid' AND paid_at >= ? GROUP BY currency ORDER BY currency`, dayStart).Scan(&r.PaidToday).Error; err != nil {
+	ceiling := money.Ceiling()
+	if err := db.Raw(`SELECT currency, `+boundedSum+` FROM invoices WHERE status = 'paid' AND paid_at >= ? GROUP BY currency ORDER BY currency`, ceiling, ceiling, dayStart).Scan(&r.PaidToday).Error; err != nil {
+		return nil, err
+	}
+	if err := db.Raw(`SELECT COUNT(*) FROM subscriptions WHERE amount NOT BETWEEN 1 AND ?`, ceiling).Scan(&r.UnboundedSubscriptions).Error; err != nil {
+		return nil, err
+	}
+	if err := db.Raw(`SELECT COUNT(*) FROM invoices WHERE amount NOT BETWEEN 1 AND ?`, ceiling).Scan(&r.UnboundedInvoices).Error; err != nil {
 		return nil, err
 	}
 	if err := s.refundStatus(ctx, r); err != nil {

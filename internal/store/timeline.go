@@ -4,6 +4,8 @@ import (
 	"context"
 	"sort"
 	"time"
+
+	"github.com/billingd/billingd/internal/money"
 )
 
 // TimelineSource says which table a timeline event comes from.
@@ -153,7 +155,8 @@ func (s *Store) Timeline(ctx context.Context) ([]TimelineEvent, error) {
 // collected, to compare with the gateway's ledger.
 func (s *Store) PaidTotals(ctx context.Context) ([]CurrencyTotal, error) {
 	var out []CurrencyTotal
-	err := s.db.WithContext(ctx).Raw(`SELECT currency, SUM(amount) AS amount, COUNT(*) AS n FROM invoices
-		WHERE status = 'paid' GROUP BY currency ORDER BY currency`).Scan(&out).Error
+	ceiling := money.Ceiling()
+	err := s.db.WithContext(ctx).Raw(`SELECT currency, `+boundedSum+` FROM invoices
+		WHERE status = 'paid' GROUP BY currency ORDER BY currency`, ceiling, ceiling).Scan(&out).Error
 	return out, err
 }

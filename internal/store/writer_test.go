@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -76,4 +77,59 @@ func TestWriterRecoversFromATransactionLeftOpen(t *testing.T) {
 	var n int64
 	require.NoError(t, st.DB().Raw(`SELECT COUNT(*) FROM billing_runs WHERE id = ?`, run.ID).Scan(&n).Error)
 	require.EqualValues(t, 1, n, "the run is committed, visible to another connection")
+}
+
+// Finding 6: a subscription import is another process holding SQLite's write
+// lock for its whole file (one transaction; about 40 s for a million rows). The
+// daemon's writes wait for it to commit instead of failing with "database is
+// locked" once busy_timeout has passed.
+func TestDaemonWritesWaitForAnotherProcesssLongTransaction(t *testing.T) {
+	ctx := context.Background()
+	const busy = 50 * time.Millisecond
+	path := filepath.Join(t.TempDir(), "billingd.db")
+	daemon, err := store.Open(ctx, store.Options{Driver: store.SQLite, DSN: path, Exclusive: true, BusyTimeout: busy})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = daemon.Close() })
+	daemon.SetLockWait(store.DaemonLockWait) // as billingd run does
+	_, err = daemon.Migrate(ctx)
+	require.NoError(t, err)
+	importer, err := store.Open(ctx, store.Options{Driver: store.SQLite, DSN: path, BusyTimeout: busy})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = importer.Close() })
+
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	holding, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(free) // before the stores close, whatever fails
+	importDone := make(chan error, 1)
+	go func() {
+		importDone <- importer.InTx(ctx, func(tx *store.Tx) error {
+			if err := tx.DB().Exec(`UPDATE billing_runs SET error = 'x' WHERE id = -1`).Error; err != nil {
+				return err
+			}
+			close(holding)
+			<-release
+			return nil
+		})
+	}()
+	<-holding
+	wrote := make(chan error, 1)
+	go func() {
+		run, err := daemon.StartRun(ctx, "test", "owner", now)
+		if err == nil {
+			err = daemon.FinishRun(ctx, run, now.Add(time.Second))
+		}
+		wrote <- err
+	}()
+	// Many busy timeouts pass while the other process holds the lock.
+	time.Sleep(10 * busy)
+	select {
+	case err := <-wrote:
+		t.Fatalf("the write ended while the lock was held: %v", err)
+	default:
+	}
+	free()
+	require.NoError(t, <-importDone)
+	require.NoError(t, <-wrote, "the daemon's write waited for the other transaction")
 }

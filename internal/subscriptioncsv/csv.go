@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/billingd/billingd/internal/money"
 	"github.com/billingd/billingd/internal/schedule/period"
@@ -44,15 +46,50 @@ type Options struct {
 	Backfill bool
 }
 
+// Limits are the longest value, in characters, each column accepts; a longer
+// one is refused with its line and column (docs/amounts.md lists them). They
+// bound what one row can put into the database and into an email.
+var Limits = map[string]int{
+	"reference":      200,
+	"email":          254, // RFC 5321's longest forward path, less its brackets
+	"customer":       255,
+	"payment_method": 255,
+	"amount":         20,
+	"currency":       3,
+	"interval":       16,
+	"interval_count": 10,
+	"anchor":         64,
+	"description":    500,
+	"timezone":       64,
+}
+
 // Parse reads and checks a whole file. It returns the rows only when every line is
-// valid; otherwise store.ImportErrors lists every problem.
+// valid; otherwise store.ImportErrors lists every problem. It holds the whole
+// file's rows in memory; Scan does not.
 func Parse(r io.Reader, opts Options) ([]store.ImportRow, error) {
+	var rows []store.ImportRow
+	if err := Scan(r, opts, func(row store.ImportRow) error {
+		rows = append(rows, row)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return rows, nil
+}
+
+// Scan reads and checks a file line by line and calls fn with each valid row,
+// in file order, as soon as it is read: memory stays bounded by one row (and a
+// set of the references seen, to find duplicates). It returns store.ImportErrors
+// listing every problem of every row, after the whole file was read, if any
+// line was bad (fn has then seen only the good rows: the caller must not keep
+// what it wrote), and fn's error as soon as fn fails.
+func Scan(r io.Reader, opts Options, fn func(store.ImportRow) error) error {
 	if opts.Location == nil {
 		opts.Location = time.UTC
 	}
 	defaultZone := opts.Location.String()
 	if _, err := period.LoadZone(defaultZone); err != nil {
-		return nil, fmt.Errorf("subscriptioncsv: default time zone: %w", err)
+		return fmt.Errorf("subscriptioncsv: default time zone: %w", err)
 	}
 	br := bufio.NewReader(r)
 	if b, err := br.Peek(3); err == nil && bytes.Equal(b, []byte{0xEF, 0xBB, 0xBF}) {
@@ -61,23 +98,29 @@ func Parse(r io.Reader, opts Options) ([]store.ImportRow, error) {
 	cr := csv.NewReader(br)
 	cr.FieldsPerRecord = -1
 	cr.TrimLeadingSpace = true
+	cr.ReuseRecord = true
 	var problems store.ImportErrors
 	add := func(line int, col, val, msg string) {
 		if len(problems) < maxErrors {
-			problems = append(problems, store.RowError{Line: line, Column: col, Value: val, Message: msg})
+			problems = append(problems, store.RowError{Line: line, Column: col, Value: shown(val), Message: msg})
 		}
 	}
 
 	header, err := cr.Read()
 	if err == io.EOF {
-		return nil, store.ImportErrors{{Line: 1, Message: "the file is empty; it needs a header row: " + strings.Join(Columns, ",")}}
+		return store.ImportErrors{{Line: 1, Message: "the file is empty; it needs a header row: " + strings.Join(Columns, ",")}}
 	}
 	if err != nil {
-		return nil, store.ImportErrors{{Line: lineOf(err, 1), Message: "cannot read the header: " + err.Error()}}
+		return store.ImportErrors{{Line: lineOf(err, 1), Message: "cannot read the header: " + err.Error()}}
 	}
+	header = append([]string(nil), header...)
 	index := map[string]int{}
 	for i, h := range header {
 		h = strings.ToLower(strings.TrimSpace(h))
+		if msg := hygiene(h, 64); msg != "" {
+			add(1, fmt.Sprintf("column %d", i+1), h, msg)
+			continue
+		}
 		if _, dup := index[h]; dup {
 			add(1, h, "", "column appears twice in the header")
 			continue
@@ -94,10 +137,18 @@ func Parse(r io.Reader, opts Options) ([]store.ImportRow, error) {
 		}
 	}
 	if len(problems) > 0 {
-		return nil, problems
+		return problems
 	}
 
-	var rows []store.ImportRow
+	// order is the known columns in the header's order, so a row's problems
+	// are listed left to right.
+	order := make([]string, 0, len(index))
+	for _, h := range header {
+		if c := strings.ToLower(strings.TrimSpace(h)); index[c] >= 0 && known(c) && !contains(order, c) {
+			order = append(order, c)
+		}
+	}
+	rows := 0
 	seen := map[string]int{}
 	for {
 		rec, err := cr.Read()
@@ -113,82 +164,120 @@ func Parse(r io.Reader, opts Options) ([]store.ImportRow, error) {
 				}
 				continue
 			}
-			return nil, fmt.Errorf("subscriptioncsv: read: %w", err)
+			return fmt.Errorf("subscriptioncsv: read: %w", err)
 		}
 		line, _ := cr.FieldPos(0)
 		if len(rec) != len(header) {
 			add(line, "", "", fmt.Sprintf("has %d fields, the header has %d", len(rec), len(header)))
 			continue
 		}
+		before := len(problems)
+		// Every column is checked for encoding, control characters and
+		// length first; a column that fails is not read further, the
+		// others still are, so a row's every problem is reported.
+		clean := map[string]bool{}
+		for _, c := range order {
+			i := index[c]
+			if msg := hygiene(rec[i], Limits[c]); msg != "" {
+				add(line, c, rec[i], msg)
+			} else {
+				clean[c] = true
+			}
+		}
 		get := func(c string) string {
-			if i, ok := index[c]; ok {
+			if i, ok := index[c]; ok && clean[c] {
 				return strings.TrimSpace(rec[i])
 			}
 			return ""
 		}
-		before := len(problems)
 		row := store.ImportRow{Line: line, Reference: get("reference"), Email: get("email"), Customer: get("customer"),
 			PaymentMethod: get("payment_method"), Currency: get("currency"), Interval: get("interval"), Description: get("description")}
 
-		switch {
-		case row.Reference == "":
-			add(line, "reference", "", "is required")
-		case len(row.Reference) > 200:
-			add(line, "reference", row.Reference[:40]+"…", "is longer than 200 characters")
-		default:
-			if first, dup := seen[row.Reference]; dup {
-				add(line, "reference", row.Reference, fmt.Sprintf("duplicates line %d", first))
-			} else {
-				seen[row.Reference] = line
+		if clean["reference"] {
+			switch {
+			case row.Reference == "":
+				add(line, "reference", "", "is required")
+			default:
+				if first, dup := seen[row.Reference]; dup {
+					add(line, "reference", row.Reference, fmt.Sprintf("duplicates line %d", first))
+				} else {
+					seen[strings.Clone(row.Reference)] = line
+				}
 			}
 		}
-		if a, err := mail.ParseAddress(row.Email); err != nil || a.Address != row.Email {
-			add(line, "email", row.Email, "is not a plain e-mail address")
+		if clean["email"] {
+			if a, err := mail.ParseAddress(row.Email); err != nil || a.Address != row.Email {
+				add(line, "email", row.Email, "is not a plain e-mail address")
+			}
 		}
-		if !strings.HasPrefix(row.Customer, "cus_") || len(row.Customer) < 5 {
+		if clean["customer"] && (!strings.HasPrefix(row.Customer, "cus_") || len(row.Customer) < 5) {
 			add(line, "customer", row.Customer, "must be a gateway customer id (cus_…)")
 		}
-		if !strings.HasPrefix(row.PaymentMethod, "pm_") || len(row.PaymentMethod) < 4 {
+		if clean["payment_method"] && (!strings.HasPrefix(row.PaymentMethod, "pm_") || len(row.PaymentMethod) < 4) {
 			add(line, "payment_method", row.PaymentMethod, "must be a gateway payment method id (pm_…)")
 		}
-		if amt, err := strconv.ParseInt(get("amount"), 10, 64); err != nil || amt <= 0 {
-			add(line, "amount", get("amount"), "must be a positive whole number of minor units (1050 for 10.50 USD)")
-		} else {
-			row.Amount = amt
-		}
-		if !money.Valid(row.Currency) {
+		currencyOK := money.Valid(row.Currency)
+		if clean["currency"] && !currencyOK {
 			add(line, "currency", row.Currency, "must be an upper-case ISO 4217 code such as USD")
 		}
-		iv, err := period.ParseInterval(row.Interval)
-		if err != nil {
+		if clean["amount"] {
+			amt, err := strconv.ParseInt(get("amount"), 10, 64)
+			switch {
+			case err != nil && errors.Is(err, strconv.ErrRange) || err == nil && amt > money.Ceiling():
+				add(line, "amount", get("amount"), fmt.Sprintf("must be at most %d minor units (docs/amounts.md)", money.Ceiling()))
+			case err != nil || amt <= 0:
+				add(line, "amount", get("amount"), "must be a positive whole number of minor units (1050 for 10.50 USD)")
+			case currencyOK:
+				if err := money.CheckAmount(amt, row.Currency); err != nil {
+					add(line, "amount", get("amount"), err.Error())
+				} else {
+					row.Amount = amt
+				}
+			default:
+				row.Amount = amt
+			}
+		}
+		iv, ierr := period.ParseInterval(row.Interval)
+		if clean["interval"] && ierr != nil {
 			add(line, "interval", row.Interval, "must be one of day, week, month, year")
 		}
-		count, cerr := strconv.Atoi(get("interval_count"))
-		if cerr != nil || count < 1 {
-			add(line, "interval_count", get("interval_count"), "must be a whole number >= 1")
-		} else {
-			row.IntervalCount = count
+		if clean["interval_count"] {
+			count, cerr := strconv.Atoi(get("interval_count"))
+			switch {
+			case cerr != nil || count < 1:
+				add(line, "interval_count", get("interval_count"), "must be a whole number >= 1")
+			case ierr == nil && count > iv.MaxCount():
+				add(line, "interval_count", get("interval_count"), fmt.Sprintf("must be at most %d for interval %s", iv.MaxCount(), iv))
+			default:
+				row.IntervalCount = count
+			}
 		}
 		// The anchor is the instant written, offset included; which calendar
 		// day and wall-clock time it stands for is read in the row's zone.
-		anchor, aerr := time.Parse(time.RFC3339, get("anchor"))
-		if aerr != nil {
-			add(line, "anchor", get("anchor"), "must be an RFC 3339 time such as 2026-01-31T09:00:00Z")
-		} else {
-			row.Anchor = anchor.UTC()
+		if clean["anchor"] {
+			anchor, aerr := time.Parse(time.RFC3339, get("anchor"))
+			switch {
+			case aerr != nil:
+				add(line, "anchor", get("anchor"), "must be an RFC 3339 time such as 2026-01-31T09:00:00Z")
+			case anchor.UTC().Year() < 1 || anchor.UTC().Year() > 9999:
+				add(line, "anchor", get("anchor"), "must fall in the years 0001 to 9999 (UTC)")
+			default:
+				row.Anchor = anchor.UTC()
+			}
 		}
 		row.Timezone = get("timezone")
 		if row.Timezone == "" {
 			row.Timezone = defaultZone
 		}
 		loc, zerr := period.LoadZone(row.Timezone)
-		if zerr != nil {
+		if clean["timezone"] && zerr != nil {
 			add(line, "timezone", row.Timezone, "must be an IANA time zone name such as UTC or Europe/Berlin")
 		}
 		if len(problems) == before {
 			rec := period.Recurrence{Anchor: row.Anchor, Interval: iv, Count: row.IntervalCount, Location: loc}
 			if err := rec.Validate(); err != nil {
-				add(line, "interval_count", get("interval_count"), err.Error())
+				// The checks above cover Validate's; this is a backstop.
+				add(line, "", "", err.Error())
 			} else {
 				row.FirstBilling = rec.PeriodStart(0)
 				if due := len(rec.Due(0, opts.Now, 0)); due > 1 && !opts.Backfill {
@@ -197,19 +286,68 @@ func Parse(r io.Reader, opts Options) ([]store.ImportRow, error) {
 			}
 		}
 		if len(problems) == before {
-			rows = append(rows, row)
+			row.Reference, row.Email, row.Customer = strings.Clone(row.Reference), strings.Clone(row.Email), strings.Clone(row.Customer)
+			row.PaymentMethod, row.Description = strings.Clone(row.PaymentMethod), strings.Clone(row.Description)
+			rows++
+			if err := fn(row); err != nil {
+				return err
+			}
 		}
 		if len(problems) >= maxErrors {
 			break
 		}
 	}
 	if len(problems) > 0 {
-		return nil, problems
+		return problems
 	}
-	if len(rows) == 0 {
-		return nil, store.ImportErrors{{Line: 2, Message: "the file has a header but no subscriptions"}}
+	if rows == 0 {
+		return store.ImportErrors{{Line: 2, Message: "the file has a header but no subscriptions"}}
 	}
-	return rows, nil
+	return nil
+}
+
+// hygiene returns why a raw field is refused, or "": it must be valid UTF-8,
+// hold no control characters (a tab, a line break inside quotes, NUL, DEL, the
+// C1 set) and be at most limit characters long (limit 0: no bound).
+func hygiene(v string, limit int) string {
+	if !utf8.ValidString(v) {
+		for i := 0; i < len(v); {
+			r, size := utf8.DecodeRuneInString(v[i:])
+			if r == utf8.RuneError && size <= 1 {
+				return fmt.Sprintf("is not valid UTF-8 (byte %d)", i+1)
+			}
+			i += size
+		}
+	}
+	for i, r := range v {
+		if unicode.IsControl(r) {
+			return fmt.Sprintf("contains a control character (%U at byte %d)", r, i+1)
+		}
+	}
+	if n := utf8.RuneCountInString(v); limit > 0 && n > limit {
+		return fmt.Sprintf("is %d characters long; at most %d are allowed", n, limit)
+	}
+	return ""
+}
+
+// shown is how an error quotes a value: valid UTF-8 (invalid bytes become
+// U+FFFD, %q escapes control characters), cut to 40 characters.
+func shown(v string) string {
+	v = strings.ToValidUTF8(v, "\uFFFD")
+	if utf8.RuneCountInString(v) > 40 {
+		r := []rune(v)
+		v = string(r[:40]) + "…"
+	}
+	return v
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
 
 func known(col string) bool {

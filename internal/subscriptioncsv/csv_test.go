@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/billingd/billingd/internal/schedule/period"
 	"github.com/billingd/billingd/internal/store"
@@ -255,4 +256,98 @@ func TestPastAnchorsAreCountedInTheRowsZone(t *testing.T) {
 	require.Len(t, ie, 1)
 	require.Equal(t, "anchor", ie[0].Column)
 	require.Contains(t, ie[0].Message, "is 2 periods in the past")
+}
+
+// Finding 7: an amount no currency allows (int64's largest, Stripe's bound
+// times a thousand) is refused by line and column, before anything is written.
+func TestParseRefusesAmountsAboveTheBound(t *testing.T) {
+	for _, tc := range []struct{ amount, currency string }{
+		{"9223372036854775807", "USD"},
+		{"99999999999", "USD"},
+		{"100000000", "USD"},
+		{"100000000", "JPY"},
+		{"92233720368547758070", "USD"}, // beyond int64
+		{"99999999999", "usd"},          // a bad currency does not hide it
+	} {
+		t.Run(tc.amount+" "+tc.currency, func(t *testing.T) {
+			_, errs := parse(t, header+"big,a@example.com,cus_1,pm_1,"+tc.amount+","+tc.currency+",month,1,2026-12-01T00:00:00Z\n")
+			var amount *store.RowError
+			for i := range errs {
+				if errs[i].Column == "amount" {
+					amount = &errs[i]
+				}
+			}
+			require.NotNil(t, amount, "got %v", errs)
+			require.Equal(t, 2, amount.Line)
+			require.Contains(t, amount.Message, "at most")
+		})
+	}
+	rows, errs := parse(t, header+"max,a@example.com,cus_1,pm_1,99999999,USD,month,1,2026-12-01T00:00:00Z\n")
+	require.Nil(t, errs)
+	require.EqualValues(t, 99_999_999, rows[0].Amount)
+}
+
+// Finding 12: bytes that are not UTF-8, control characters and over-long
+// values are refused with line and column.
+func TestParseRefusesUnhygienicFields(t *testing.T) {
+	ok := []string{"r1", "a@example.com", "cus_1", "pm_1", "100", "USD", "month", "1", "2026-12-01T00:00:00Z", "Gold"}
+	cols := []string{"reference", "email", "customer", "payment_method", "amount", "currency", "interval", "interval_count", "anchor", "description"}
+	for _, tc := range []struct {
+		name, column, value, want string
+	}{
+		{"invalid UTF-8 in the description", "description", "caf\xe9", "not valid UTF-8"},
+		{"invalid UTF-8 in the reference", "reference", "r\xff1", "not valid UTF-8"},
+		{"NUL in the description", "description", "a\x00b", "control character"},
+		{"escape in the email", "email", "a\x1b@example.com", "control character"},
+		{"quoted line break in the description", "description", "\"two\nlines\"", "control character"},
+		{"C1 control in the customer", "customer", "cus_\u00851", "control character"},
+		{"DEL in the reference", "reference", "r\x7f", "control character"},
+		{"a 100 KB description", "description", strings.Repeat("x", 100_000), "at most 500"},
+		{"a 201-character reference", "reference", strings.Repeat("r", 201), "at most 200"},
+		{"a 300-character email", "email", strings.Repeat("a", 288) + "@example.com", "at most 254"},
+		{"a 300-character payment method", "payment_method", "pm_" + strings.Repeat("1", 297), "at most 255"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			row := append([]string(nil), ok...)
+			for i, c := range cols {
+				if c == tc.column {
+					row[i] = tc.value
+				}
+			}
+			_, errs := parse(t, strings.Join(cols, ",")+"\n"+strings.Join(row, ",")+"\n")
+			require.Len(t, errs, 1, "%v", errs)
+			require.Equal(t, 2, errs[0].Line)
+			require.Equal(t, tc.column, errs[0].Column)
+			require.Contains(t, errs[0].Message, tc.want)
+			require.True(t, utf8.ValidString(errs[0].Error()), "the error itself is printable")
+			require.LessOrEqual(t, len(errs[0].Error()), 300, "the error does not repeat a huge value")
+		})
+	}
+	// At the limit is fine.
+	row := append([]string(nil), ok...)
+	row[9] = strings.Repeat("é", 500)
+	rows, errs := parse(t, strings.Join(cols, ",")+"\n"+strings.Join(row, ",")+"\n")
+	require.Nil(t, errs)
+	require.Len(t, rows, 1)
+}
+
+// Finding 12: a bad currency no longer hides the same row's out-of-range
+// interval_count, and no message repeats its column name.
+func TestParseReportsEveryProblemOfARow(t *testing.T) {
+	_, errs := parse(t, header+"r1,a@example.com,cus_1,pm_1,100,usd,month,9999,2026-12-01T00:00:00Z\n")
+	cols := []string{}
+	for _, e := range errs {
+		cols = append(cols, e.Column)
+		require.NotContains(t, e.Message, e.Column+":", "no repeated prefix: %s", e.Error())
+	}
+	require.Equal(t, []string{"currency", "interval_count"}, cols, "%v", errs)
+	require.Contains(t, errs.Error(), "line 2: interval_count: must be at most")
+	require.NotContains(t, errs.Error(), "interval_count: interval_count")
+
+	_, errs = parse(t, header+"r1,nope,1234,card,-1,usd,fortnight,x,yesterday\n")
+	cols = cols[:0]
+	for _, e := range errs {
+		cols = append(cols, e.Column)
+	}
+	require.Equal(t, []string{"email", "customer", "payment_method", "currency", "amount", "interval", "interval_count", "anchor"}, cols)
 }

@@ -360,3 +360,7 @@ func floorDiv(a, b int) int {
 	}
 	return q
 }
+
+// MaxCount returns the largest Count accepted for i (Validate's bound), or 0
+// if i is not a valid interval.
+func (i Interval) MaxCount() int { return i.maxCount() }
