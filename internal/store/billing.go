@@ -272,6 +272,45 @@ func (tx *Tx) chargeTargets(invs []models.Invoice) (map[int64]chargeTarget, erro
 	return bySub, nil
 }
 
+// dropNewlyOpened removes from a claim's locked invoices those that got an open
+// attempt after the claim's statement took its snapshot. On PostgreSQL (READ
+// COMMITTED) a pay-link press can commit an attempt between that snapshot and
+// the row lock: the lock then waits for the press and re-checks only the
+// invoice's own columns, not the NOT EXISTS on charge_attempts, so the invoice
+// comes back as chargeable and the insert would trip charge_attempts_one_open,
+// failing the whole batch. Every path that starts an attempt locks the invoice
+// row first, so a fresh statement run while the claim holds the locks sees
+// every attempt that will ever race it. SQLite's single writer cannot
+// interleave and needs no second look.
+func (tx *Tx) dropNewlyOpened(invs []models.Invoice) ([]models.Invoice, error) {
+	if tx.dialect != Postgres || len(invs) == 0 {
+		return invs, nil
+	}
+	ids := make([]int64, len(invs))
+	for i, inv := range invs {
+		ids[i] = inv.ID
+	}
+	var busy []int64
+	if err := tx.db.Raw(`SELECT DISTINCT invoice_id FROM charge_attempts WHERE invoice_id IN ?
+	                       AND (status IN `+sqlOpen+` OR (status = 'needs_review' AND cancel_requested_at IS NOT NULL))`, ids).Scan(&busy).Error; err != nil {
+		return nil, err
+	}
+	if len(busy) == 0 {
+		return invs, nil
+	}
+	skip := make(map[int64]bool, len(busy))
+	for _, id := range busy {
+		skip[id] = true
+	}
+	kept := invs[:0]
+	for _, inv := range invs {
+		if !skip[inv.ID] {
+			kept = append(kept, inv)
+		}
+	}
+	return kept, nil
+}
+
 // ClaimNewAttempts starts attempts for open invoices whose next_attempt_at has come:
 // in one short transaction it commits, for each, a pending attempt with its frozen
 // request, its idempotency key and a lease for owner. Only then may the caller
@@ -285,6 +324,9 @@ func (s *Store) ClaimNewAttempts(ctx context.Context, owner string, now, leaseUn
 		// index (which would fail the whole batch).
 		invs, err := tx.selectChargeable(now, limit, true)
 		if err != nil {
+			return err
+		}
+		if invs, err = tx.dropNewlyOpened(invs); err != nil {
 			return err
 		}
 		if len(invs) == 0 {
