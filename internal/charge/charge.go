@@ -230,6 +230,17 @@ func (e *Engine) exchange(ctx context.Context, a *models.ChargeAttempt, req gate
 // send makes the request, retrying transient failures with exponential backoff and
 // jitter, honoring Retry-After, always with the attempt's own key.
 func (e *Engine) send(ctx context.Context, req gateway.PaymentIntentRequest, policy RetryPolicy, log zerolog.Logger) (gateway.Result, int) {
+	return e.retrySameKey(ctx, policy, log, "transient gateway failure; retrying with the same idempotency key",
+		func() (gateway.Result, bool) { return e.request(ctx, req) })
+}
+
+// retrySameKey runs try until it gives a definite answer, the backoff window of
+// policy closes or ctx ends: exponential backoff with jitter on the engine's
+// clock, never shorter than the gateway's Retry-After. try sends one request
+// under the caller's own idempotency key and reports whether it sent anything;
+// a try that sent nothing (no slot, a lease that ran out) ends the loop with
+// its result. It returns the last result and how many requests were sent.
+func (e *Engine) retrySameKey(ctx context.Context, policy RetryPolicy, log zerolog.Logger, retrying string, try func() (gateway.Result, bool)) (gateway.Result, int) {
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = policy.InitialInterval
 	b.MaxInterval = policy.MaxInterval
@@ -238,7 +249,7 @@ func (e *Engine) send(ctx context.Context, req gateway.PaymentIntentRequest, pol
 	b.Reset()
 	tries := 0
 	for {
-		res, sent := e.request(ctx, req)
+		res, sent := try()
 		if !sent {
 			return res, tries
 		}
@@ -253,7 +264,7 @@ func (e *Engine) send(ctx context.Context, req gateway.PaymentIntentRequest, pol
 		if res.RetryAfter > wait {
 			wait = res.RetryAfter
 		}
-		log.Debug().Err(res.Err).Int("http_status", res.HTTPStatus).Dur("wait", wait).Int("try", tries).Msg("transient gateway failure; retrying with the same idempotency key")
+		log.Debug().Err(res.Err).Int("http_status", res.HTTPStatus).Dur("wait", wait).Int("try", tries).Msg(retrying)
 		if err := e.opts.Clock.Sleep(ctx, wait); err != nil {
 			return res, tries
 		}

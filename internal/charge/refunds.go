@@ -10,7 +10,6 @@ import (
 	"github.com/billingd/billingd/internal/gateway"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/store"
-	"github.com/cenkalti/backoff/v4"
 	"github.com/rs/zerolog"
 )
 
@@ -249,40 +248,18 @@ func (e *Engine) finishRefund(ctx context.Context, rf *models.Refund, r store.Re
 // and always with the row's own key. Nothing is sent once the claim's lease
 // (leaseUntil) has run out: another worker may hold the refund by then.
 func (e *Engine) sendRefund(ctx context.Context, req gateway.RefundRequest, leaseUntil *time.Time, log zerolog.Logger) (gateway.Result, int) {
-	policy := e.tune.Load().Retry
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = policy.InitialInterval
-	b.MaxInterval = policy.MaxInterval
-	b.MaxElapsedTime = policy.MaxElapsedTime
-	b.Clock = e.opts.Clock
-	b.Reset()
-	tries := 0
-	for {
-		if leaseUntil != nil && !e.opts.Clock.Now().Before(*leaseUntil) {
-			return gateway.Result{Kind: gateway.Transient, Err: errors.New("the refund's lease ran out; nothing more is sent under it")}, tries
-		}
-		if e.opts.Limiter != nil {
-			if err := e.opts.Limiter.Wait(ctx); err != nil {
-				return gateway.Result{Kind: gateway.Transient, Err: err}, tries
+	return e.retrySameKey(ctx, e.tune.Load().Retry, log, "transient gateway failure on a refund; retrying with the same idempotency key",
+		func() (gateway.Result, bool) {
+			if leaseUntil != nil && !e.opts.Clock.Now().Before(*leaseUntil) {
+				return gateway.Result{Kind: gateway.Transient, Err: errors.New("the refund's lease ran out; nothing more is sent under it")}, false
 			}
-		}
-		res := e.opts.Refunds.CreateRefund(ctx, req)
-		tries++
-		if res.Kind != gateway.Transient {
-			return res, tries
-		}
-		wait := b.NextBackOff()
-		if wait == backoff.Stop || ctx.Err() != nil {
-			return res, tries
-		}
-		if res.RetryAfter > wait {
-			wait = res.RetryAfter
-		}
-		log.Debug().Err(res.Err).Int("http_status", res.HTTPStatus).Dur("wait", wait).Int("try", tries).Msg("transient gateway failure on a refund; retrying with the same idempotency key")
-		if err := e.opts.Clock.Sleep(ctx, wait); err != nil {
-			return res, tries
-		}
-	}
+			if e.opts.Limiter != nil {
+				if err := e.opts.Limiter.Wait(ctx); err != nil {
+					return gateway.Result{Kind: gateway.Transient, Err: err}, false
+				}
+			}
+			return e.opts.Refunds.CreateRefund(ctx, req), true
+		})
 }
 
 // confirmDuplicate reads both payments of a recorded duplicate back from the

@@ -84,25 +84,14 @@ func (s *Service) Lookup(ctx context.Context, token string, now time.Time) (*Lin
 	if len(token) < 40 || len(token) > 64 {
 		return nil, ErrLinkUnknown
 	}
-	l, err := s.Store.PayLinkByHash(ctx, HashToken(token))
+	out, err := s.withInvoice(ctx, s.Store.PayLinkByHash, HashToken(token))
 	if err != nil {
 		return nil, err
 	}
-	if l == nil {
-		return nil, ErrLinkUnknown
-	}
-	ic, err := s.Store.InvoiceContact(ctx, l.InvoiceID)
-	if err != nil {
-		return nil, err
-	}
-	if ic == nil {
-		return nil, ErrLinkUnknown
-	}
-	out := &Link{PayLink: *l, Invoice: ic}
-	if ic.Status != models.InvoiceOpen {
+	if out.Invoice.Status != models.InvoiceOpen {
 		return out, ErrLinkSettled
 	}
-	if !now.Before(l.ExpiresAt) {
+	if !now.Before(out.ExpiresAt) {
 		return out, ErrLinkExpired
 	}
 	return out, nil
@@ -116,7 +105,21 @@ func (s *Service) LookupReturn(ctx context.Context, returnID string, now time.Ti
 	if len(returnID) != 32 {
 		return nil, ErrLinkUnknown
 	}
-	l, err := s.Store.PayLinkByReturnHash(ctx, HashToken(returnID))
+	out, err := s.withInvoice(ctx, s.Store.PayLinkByReturnHash, HashToken(returnID))
+	if err != nil {
+		return nil, err
+	}
+	if out.Invoice.Status == models.InvoiceOpen && !now.Before(out.ExpiresAt) {
+		return out, ErrLinkExpired
+	}
+	return out, nil
+}
+
+// withInvoice finds a link by one of its stored hashes and loads its invoice.
+// A link without either is ErrLinkUnknown, so a token and a return id fail the
+// same way whatever is missing.
+func (s *Service) withInvoice(ctx context.Context, find func(context.Context, string) (*models.PayLink, error), hash string) (*Link, error) {
+	l, err := find(ctx, hash)
 	if err != nil {
 		return nil, err
 	}
@@ -130,9 +133,5 @@ func (s *Service) LookupReturn(ctx context.Context, returnID string, now time.Ti
 	if ic == nil {
 		return nil, ErrLinkUnknown
 	}
-	out := &Link{PayLink: *l, Invoice: ic}
-	if ic.Status == models.InvoiceOpen && !now.Before(l.ExpiresAt) {
-		return out, ErrLinkExpired
-	}
-	return out, nil
+	return &Link{PayLink: *l, Invoice: ic}, nil
 }
