@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/billingd/billingd/internal/config"
+	"github.com/billingd/billingd/internal/daemon/daemontest"
 	"github.com/billingd/billingd/internal/gateway/sim"
 	"github.com/billingd/billingd/internal/gateway/wooshpay"
 	"github.com/billingd/billingd/internal/invariant"
@@ -44,7 +45,7 @@ func runWithTimeout(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	out, errb := &lockedBuffer{}, &lockedBuffer{}
+	out, errb := &daemontest.LogBuffer{}, &daemontest.LogBuffer{}
 	m := &Main{Stdout: out, Stderr: errb, Getenv: func(k string) string { return "" }}
 	code := m.Run(ctx, args)
 	require.NoError(t, ctx.Err(), "billingd %v ran until the timeout; stderr: %s", args, errb.String())

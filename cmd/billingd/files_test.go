@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/billingd/billingd/internal/daemon/daemontest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -95,7 +96,7 @@ func TestEveryCommandCreatesPrivateDatabaseFiles(t *testing.T) {
 				dir := t.TempDir()
 				db := filepath.Join(dir, "billingd.db")
 				ctx, cancel := context.WithCancel(context.Background())
-				out, errb := &lockedBuffer{}, &lockedBuffer{}
+				out, errb := &daemontest.LogBuffer{}, &daemontest.LogBuffer{}
 				done := make(chan int, 1)
 				go func() {
 					m := &Main{Stdout: out, Stderr: errb, Getenv: func(string) string { return "" }}

@@ -9,31 +9,13 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/billingd/billingd/internal/daemon/daemontest"
 	"github.com/billingd/billingd/internal/gateway/wooshpay"
 	"github.com/stretchr/testify/require"
 )
-
-// lockedBuffer collects the daemon's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func freePort(t *testing.T) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -57,7 +39,7 @@ http:     { listen: %q, public_base_url: "https://billing.example.com" }
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	out := &lockedBuffer{}
+	out := &daemontest.LogBuffer{}
 	go func() {
 		m := &Main{Stdout: out, Stderr: out, Getenv: func(string) string { return "" }}
 		done <- m.Run(ctx, []string{"run", "-c", cfg})

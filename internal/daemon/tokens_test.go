@@ -1,7 +1,6 @@
 package daemon_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,7 +8,6 @@ import (
 	"net/url"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,23 +17,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // The raw token of a pay link lives only in the email and the customer's
 // browser: after pay-link round trips of every kind (a 3-D Secure payment
 // with its return page, a declined press, a card replaced on the gateway's
@@ -43,8 +24,8 @@ func (l *lockedBuffer) String() string {
 // `sqlite3 billingd.db .dump` (stored webhook payloads included), the daemon's
 // log, the simulator's request log or the events it sent.
 func TestNoLiveTokenIsStoredLoggedOrSentToTheGateway(t *testing.T) {
-	var logs lockedBuffer
-	var simLog lockedBuffer
+	var logs daemontest.LogBuffer
+	var simLog daemontest.LogBuffer
 	b := daemontest.New(t, daemontest.Options{Log: &logs, Sim: sim.Options{Logf: func(format string, args ...any) {
 		fmt.Fprintf(&simLog, format+"\n", args...)
 	}}})
