@@ -23,11 +23,16 @@ func AmountMismatch(a *models.ChargeAttempt, pi *gateway.PaymentIntent) string {
 		return ""
 	}
 	currency := strings.ToUpper(strings.TrimSpace(pi.Currency))
-	if pi.Amount == a.Amount && currency == strings.ToUpper(a.Currency) {
+	received := pi.Status != gateway.IntentSucceeded || pi.AmountReceived == nil || *pi.AmountReceived == a.Amount
+	if pi.Amount == a.Amount && currency == strings.ToUpper(a.Currency) && received {
 		return ""
 	}
 	reported := "no amount"
 	switch {
+	case !received && money.Valid(currency):
+		reported = money.Format(pi.Amount, currency) + ", of which it received " + money.Format(*pi.AmountReceived, currency)
+	case !received:
+		reported = fmt.Sprintf("%d minor units, of which it received %d", pi.Amount, *pi.AmountReceived)
 	case currency == "":
 		reported = fmt.Sprintf("%d minor units with no currency", pi.Amount)
 	case money.Valid(currency):

@@ -225,11 +225,18 @@ func (d *Daemon) WakeDunning(ctx context.Context) (int, error) {
 
 // SendMail runs the outbox worker once. With mail disabled it sends nothing.
 func (d *Daemon) SendMail(ctx context.Context) (mail.Summary, error) {
+	return d.sendMail(ctx, context.Background())
+}
+
+// sendMail runs the outbox worker once under the daemon's two-step shutdown:
+// stop ends sending, abort also ends the retries of a "sent" write after the
+// SMTP server accepted an email (mail.Worker.RunOnceUntil).
+func (d *Daemon) sendMail(stop, abort context.Context) (mail.Summary, error) {
 	m := d.cur.Load().mailer
 	if m == nil {
 		return mail.Summary{}, nil
 	}
-	return m.RunOnce(ctx)
+	return m.RunOnceUntil(stop, abort)
 }
 
 // RunRefunds runs the refund job once: duplicates read back and refunded,

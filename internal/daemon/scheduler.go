@@ -324,11 +324,11 @@ func (s *scheduler) cancelIntents(stop, _ context.Context, _ string) {
 }
 
 // sendMail runs the outbox worker; a broken SMTP server only delays emails.
-func (s *scheduler) sendMail(stop, _ context.Context, _ string) {
+func (s *scheduler) sendMail(stop, abort context.Context, _ string) {
 	if stop.Err() != nil {
 		return
 	}
-	if _, err := s.d.SendMail(stop); err != nil && stop.Err() == nil {
+	if _, err := s.d.sendMail(stop, abort); err != nil && stop.Err() == nil {
 		s.d.log.Error().Err(err).Msg("mail worker run failed")
 	}
 }

@@ -62,9 +62,13 @@ type ConfirmRequest struct {
 
 // PaymentIntent is the provider-neutral view of a gateway PaymentIntent.
 type PaymentIntent struct {
-	ID              string
-	Status          IntentStatus
-	Amount          int64
+	ID     string
+	Status IntentStatus
+	Amount int64
+	// AmountReceived is what the gateway says it collected, when it says so
+	// (nil otherwise). A succeeded intent that collected another amount than
+	// it was for is not the payment billingd asked for.
+	AmountReceived  *int64
 	Currency        string
 	Customer        string
 	PaymentMethod   string

@@ -77,3 +77,43 @@ func TestAcceptedEmailKeepsItsLeaseWhileTheSentWriteFails(t *testing.T) {
 		require.Equal(t, models.EmailSent, e.row(t, em.ID).Status)
 	})
 }
+
+// TestAbortEndsTheSentWriteRetries: the retries of a "sent" write go on through
+// the first shutdown signal (stop), but the second (abort) ends them, so the
+// process can exit; the row stays pending under its lease and nothing is sent
+// again by this run.
+func TestAbortEndsTheSentWriteRetries(t *testing.T) {
+	st := storetest.SQLite(t)
+	e := newEnv(t, st, 1, storetest.Subscription{})
+	em := e.enqueue(t, 0, models.EmailPaymentFailed, "", models.LinkPay)
+	stop, stopNow := context.WithCancel(context.Background())
+	abort, abortNow := context.WithCancel(context.Background())
+	waits := 0
+	e.w.SentWriteWait = func(time.Duration) error {
+		waits++
+		switch waits {
+		case 2:
+			stopNow() // first signal: the write is still retried
+		case 4:
+			abortNow() // second signal: the retries end
+		}
+		return nil
+	}
+	defer failpoint.FailTimes(failpoint.StoreMarkEmailSent, 100)()
+
+	done := make(chan mail.Summary, 1)
+	go func() {
+		sum, _ := e.w.RunOnceUntil(stop, abort)
+		done <- sum
+	}()
+	select {
+	case sum := <-done:
+		require.Equal(t, 4, waits, "retried through stop, ended by abort")
+		require.Zero(t, sum.Sent)
+		require.Equal(t, 1, sum.LeaseLost, "counted as an outcome not recorded")
+	case <-time.After(30 * time.Second):
+		t.Fatal("the worker kept retrying the sent write after abort")
+	}
+	require.Equal(t, 1, e.smtp.Count(), "sent once, never again in this run")
+	require.Equal(t, models.EmailPending, e.row(t, em.ID).Status)
+}

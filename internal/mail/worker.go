@@ -117,6 +117,15 @@ const writeTimeout = 15 * time.Second
 // fails; a row it could not finish keeps its lease and is picked up again after
 // the lease expires.
 func (w *Worker) RunOnce(ctx context.Context) (Summary, error) {
+	return w.RunOnceUntil(ctx, context.Background())
+}
+
+// RunOnceUntil is RunOnce under a shutdown with two steps: ctx (the first
+// signal) stops claiming and sending, abort (the second) also ends the retries
+// of a "sent" write for an email the SMTP server already accepted, which
+// otherwise go on through shutdown. An email left that way may be sent again
+// by the next run, with the same Message-ID; that is logged at error level.
+func (w *Worker) RunOnceUntil(ctx, abort context.Context) (Summary, error) {
 	var sum Summary
 	if w.Store == nil || w.Sender == nil || w.Templates == nil || w.Clock == nil {
 		return sum, errors.New("mail: worker needs Store, Sender, Templates and Clock")
@@ -141,7 +150,7 @@ func (w *Worker) RunOnce(ctx context.Context) (Summary, error) {
 			if err := ctx.Err(); err != nil {
 				return sum, err
 			}
-			if err := w.handle(ctx, &claimed[i], leaseFor, &sum); err != nil {
+			if err := w.handle(ctx, abort, &claimed[i], leaseFor, &sum); err != nil {
 				return sum, err
 			}
 		}
@@ -153,7 +162,7 @@ func (w *Worker) RunOnce(ctx context.Context) (Summary, error) {
 
 // handle processes one claimed row. It returns an error only for database
 // failures.
-func (w *Worker) handle(ctx context.Context, e *models.Email, leaseFor time.Duration, sum *Summary) error {
+func (w *Worker) handle(ctx, abort context.Context, e *models.Email, leaseFor time.Duration, sum *Summary) error {
 	// Never log bodies or links: they carry pay tokens. The Message-ID is safe and
 	// lets ops match a bounce to its row.
 	log := w.Log.With().Int64("email_id", e.ID).Str("kind", string(e.Kind)).Int64("invoice_id", e.InvoiceID).
@@ -212,7 +221,7 @@ func (w *Worker) handle(ctx context.Context, e *models.Email, leaseFor time.Dura
 	case err == nil:
 		failpoint.Hit(failpoint.MailAfterSend)
 		e.Subject = r.Subject
-		w.recordSent(ctx, log, sum, e, leaseFor)
+		w.recordSent(ctx, abort, log, sum, e, leaseFor)
 		return nil
 	case Permanent(err):
 		msg := err.Error()
@@ -239,13 +248,14 @@ const (
 // recordSent records that the SMTP server accepted e. The server has the
 // message now, so sending it again is never the answer to a failed write: the
 // write is retried, with backoff from sentRetryFirst doubling to sentRetryMax,
-// until it lands or the process dies — even through shutdown, since a row left
+// until it lands, the process dies or shutdown is aborted (a second signal or
+// the drain timeout) — through the first stop signal too, since a row left
 // pending would be sent again by the next run. Meanwhile the worker keeps the
 // row's lease alive (ExtendEmailLease, whenever less than half of it is left),
 // so that no other worker reclaims the row and sends it a second time; only if
 // the lease could not be kept and another worker took the row over is a second
 // send possible, and that is logged at error level (same Message-ID).
-func (w *Worker) recordSent(ctx context.Context, log zerolog.Logger, sum *Summary, e *models.Email, leaseFor time.Duration) {
+func (w *Worker) recordSent(ctx, abort context.Context, log zerolog.Logger, sum *Summary, e *models.Email, leaseFor time.Duration) {
 	wait := sentRetryFirst
 	for try := 1; ; try++ {
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
@@ -271,7 +281,12 @@ func (w *Worker) recordSent(ctx context.Context, log zerolog.Logger, sum *Summar
 			w.lostAfterSend(ctx, log, sum, e, try+1)
 			return
 		}
-		_ = w.wait(wait)
+		if w.wait(abort, wait) != nil {
+			sum.LeaseLost++
+			w.count("lease_lost")
+			log.Error().Int("tries", try).Msg("shutdown aborted while marking an accepted email sent; the next run may send it again (same Message-ID)")
+			return
+		}
 		wait = min(2*wait, sentRetryMax)
 	}
 }
@@ -324,13 +339,26 @@ func (w *Worker) keepLease(ctx context.Context, log zerolog.Logger, e *models.Em
 
 // wait sleeps between tries of the "sent" write: on the real clock, because
 // the database it waits for lives on it, and without the caller's
-// cancellation (see recordSent).
-func (w *Worker) wait(d time.Duration) error {
-	if w.SentWriteWait != nil {
-		return w.SentWriteWait(d)
+// cancellation (see recordSent) — only an abort (a second shutdown signal)
+// ends it, with the abort's error.
+func (w *Worker) wait(abort context.Context, d time.Duration) error {
+	if err := abort.Err(); err != nil {
+		return err
 	}
-	time.Sleep(d)
-	return nil
+	if w.SentWriteWait != nil {
+		if err := w.SentWriteWait(d); err != nil {
+			return err
+		}
+		return abort.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-abort.Done():
+		return abort.Err()
+	}
 }
 
 // asksToPay reports whether an email asks the customer to act on an unpaid

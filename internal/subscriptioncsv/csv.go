@@ -306,9 +306,24 @@ func Scan(r io.Reader, opts Options, fn func(store.ImportRow) error) error {
 	return nil
 }
 
+// isBidiControl reports the Unicode bidirectional formatting characters
+// (marks, embeddings, overrides and isolates). They are invisible, and in a
+// description — which reaches email subjects and pay pages — they can show a
+// customer text in another order than it is stored ("Trojan Source").
+func isBidiControl(r rune) bool {
+	switch {
+	case r == 0x061C, r == 0x200E, r == 0x200F:
+		return true
+	case r >= 0x202A && r <= 0x202E, r >= 0x2066 && r <= 0x2069:
+		return true
+	}
+	return false
+}
+
 // hygiene returns why a raw field is refused, or "": it must be valid UTF-8,
 // hold no control characters (a tab, a line break inside quotes, NUL, DEL, the
-// C1 set) and be at most limit characters long (limit 0: no bound).
+// C1 set) nor bidirectional formatting characters, and be at most limit
+// characters long (limit 0: no bound).
 func hygiene(v string, limit int) string {
 	if !utf8.ValidString(v) {
 		for i := 0; i < len(v); {
@@ -322,6 +337,9 @@ func hygiene(v string, limit int) string {
 	for i, r := range v {
 		if unicode.IsControl(r) {
 			return fmt.Sprintf("contains a control character (%U at byte %d)", r, i+1)
+		}
+		if isBidiControl(r) {
+			return fmt.Sprintf("contains a bidirectional formatting character (%U at byte %d), which can make text read differently than it is", r, i+1)
 		}
 	}
 	if n := utf8.RuneCountInString(v); limit > 0 && n > limit {

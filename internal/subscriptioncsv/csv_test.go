@@ -301,6 +301,8 @@ func TestParseRefusesUnhygienicFields(t *testing.T) {
 		{"escape in the email", "email", "a\x1b@example.com", "control character"},
 		{"quoted line break in the description", "description", "\"two\nlines\"", "control character"},
 		{"C1 control in the customer", "customer", "cus_\u00851", "control character"},
+		{"right-to-left override in the description", "description", "Plan \u202egnp.exe", "bidirectional formatting character (U+202E"},
+		{"isolate in the reference", "reference", "ref\u2066x", "bidirectional formatting character"},
 		{"DEL in the reference", "reference", "r\x7f", "control character"},
 		{"a 100 KB description", "description", strings.Repeat("x", 100_000), "at most 500"},
 		{"a 201-character reference", "reference", strings.Repeat("r", 201), "at most 200"},

@@ -256,11 +256,12 @@ func TestVerifyWebhookEvents(t *testing.T) {
 		obj   string
 		check func(t *testing.T, ev *gateway.Event)
 	}{
-		{"payment_intent.succeeded", gateway.EventPaymentIntentSucceeded, intentJSON("pi_1", "succeeded", ""),
+		{"payment_intent.succeeded", gateway.EventPaymentIntentSucceeded, intentJSON("pi_1", "succeeded", `"amount_received":2500`),
 			func(t *testing.T, ev *gateway.Event) {
 				require.Nil(t, ev.SetupIntent)
+				received := int64(2500)
 				require.Equal(t, &gateway.PaymentIntent{
-					ID: "pi_1", Status: gateway.IntentSucceeded, Amount: 2500, Currency: "USD",
+					ID: "pi_1", Status: gateway.IntentSucceeded, Amount: 2500, AmountReceived: &received, Currency: "USD",
 					Customer: "cus_123", PaymentMethod: "pm_456", MerchantOrderID: "inv_789",
 					Metadata: map[string]string{"invoice": "inv_789"}, Created: piCreated,
 				}, ev.PaymentIntent)

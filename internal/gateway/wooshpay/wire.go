@@ -160,6 +160,7 @@ type wireIntent struct {
 	Object           string          `json:"object"`
 	Created          msTime          `json:"created"`
 	Amount           int64           `json:"amount"`
+	AmountReceived   *int64          `json:"amount_received"`
 	Currency         string          `json:"currency"`
 	Status           string          `json:"status"`
 	Customer         idOrObject      `json:"customer"`
@@ -196,6 +197,7 @@ func (c *Client) intentFromWire(w *wireIntent) *gateway.PaymentIntent {
 		ID:              w.ID,
 		Status:          gateway.IntentStatus(w.Status),
 		Amount:          w.Amount,
+		AmountReceived:  w.AmountReceived,
 		Currency:        strings.ToUpper(w.Currency),
 		Customer:        string(w.Customer),
 		PaymentMethod:   string(w.PaymentMethod),
