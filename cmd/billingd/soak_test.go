@@ -343,7 +343,11 @@ log:       { level: info }
 	}
 	fig.SettleAfterRestart = time.Since(restarted)
 
-	// A graceful stop: SIGTERM, drain, exit 0.
+	// A graceful stop: SIGTERM, drain, exit 0. When the earlier incarnations
+	// settled everything, the loop above ends at once: wait until the last one
+	// is up (its signal handler installed) so the SIGTERM tests the drain, not
+	// the default action on a process still starting.
+	waitHTTP(t, "http://"+listen+"/healthz", final, logPath)
 	require.NoError(t, final.cmd.Process.Signal(syscall.SIGTERM))
 	select {
 	case <-final.done:
