@@ -30,6 +30,11 @@ import (
 // unknown needs a human (DESIGN §2.6, as for charges).
 const refundReplayWindow = 23 * time.Hour
 
+// duplicateReadPatience is how long a recorded second payment may wait for the
+// gateway to answer the reads that confirm it before it is handed to a human
+// (needs_review): money may be owed back, so it must not wait unseen.
+const duplicateReadPatience = 24 * time.Hour
+
 // DuplicateRefundKey is the idempotency key of the automatic refund of the
 // second payment paymentIntentID: one per payment, so the same report arriving
 // twice (a duplicate webhook, a webhook and a read) records one refund.
@@ -293,6 +298,10 @@ func (e *Engine) confirmDuplicate(ctx context.Context, rf *models.Refund, log ze
 			msg := "reading the payments back"
 			if r.Err != nil {
 				msg += ": " + r.Err.Error()
+			}
+			if e.opts.Clock.Now().Sub(rf.CreatedAt) > duplicateReadPatience {
+				return review(fmt.Sprintf("the gateway did not answer reads of both payments for %s (%s); nothing was refunded — check %s and %s at the gateway",
+					duplicateReadPatience, msg, kept, rf.PaymentIntentID))
 			}
 			e.deferRefund(ctx, rf, msg, log)
 			return false

@@ -23,24 +23,6 @@ import (
 	"github.com/billingd/billingd/internal/store/storetest"
 )
 
-// syncBuffer collects the daemon's log across goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // paidInvoice seeds one 10.00 USD subscription on a card that succeeds and
 // runs the daemon until its first invoice is paid.
 func paidInvoice(t *testing.T, b *daemontest.Bundle) models.Invoice {
@@ -88,7 +70,7 @@ func postEvent(t *testing.T, b *daemontest.Bundle, body []byte) int {
 // from the gateway, refunded in full (reason duplicate) and surfaced; the
 // invoice stays paid once, net, and a duplicate refund webhook changes nothing.
 func TestSecondSuccessIsRefundedAutomatically(t *testing.T) {
-	log := &syncBuffer{}
+	log := &daemontest.LogBuffer{}
 	daemontest.Each(t, daemontest.Options{Log: log}, func(t *testing.T, b *daemontest.Bundle) {
 		ctx := context.Background()
 		inv := paidInvoice(t, b)
@@ -351,5 +333,27 @@ func TestSecondAttemptSuccessIsRefunded(t *testing.T) {
 		refunds := b.Sim.Refunds()
 		require.Len(t, refunds, 1)
 		require.Equal(t, refunded, refunds[0].PaymentIntent)
+	})
+}
+
+// A recorded second payment whose reads the gateway keeps failing is not left
+// confirming unseen: after a day it needs a human, and nothing was refunded.
+func TestUnreadableSecondPaymentNeedsReviewAfterADay(t *testing.T) {
+	daemontest.Each(t, daemontest.Options{}, func(t *testing.T, b *daemontest.Bundle) {
+		inv := paidInvoice(t, b)
+		_, err := b.Sim.DuplicateSuccess(inv.PaymentIntentID)
+		require.NoError(t, err)
+		b.Sim.SetFaults(sim.Faults{Error5xxBefore: 1})
+		b.Run(t, time.Hour, 10*time.Minute)
+		rows := refundRows(t, b)
+		require.Len(t, rows, 1)
+		require.Equal(t, models.RefundConfirming, rows[0].Status, "an hour of failed reads: still waiting for the gateway")
+
+		b.Run(t, 24*time.Hour, time.Hour)
+		rows = refundRows(t, b)
+		require.Equal(t, models.RefundNeedsReview, rows[0].Status)
+		require.Contains(t, rows[0].ErrorMessage, "did not answer reads of both payments")
+		require.Empty(t, b.Sim.Refunds())
+		require.Contains(t, metricsText(t, b), "billingd_refunds_needing_review 1")
 	})
 }
