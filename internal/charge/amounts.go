@@ -12,7 +12,7 @@ import (
 )
 
 // AmountMismatch checks what the gateway reports about an attempt's
-// PaymentIntent against the attempt's frozen request (DESIGN §2.9: amounts are
+// PaymentIntent against the attempt's frozen request (docs/protocol.md: amounts are
 // checked at every door — the answer to the request, a webhook, a read by the
 // reconciler). It returns "" when the amount and the currency are the ones
 // billingd asked for, and otherwise the reason, for the attempt's error message

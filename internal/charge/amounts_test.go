@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestReadsOfAnotherAmountAreNotApplied checks the other doors of DESIGN §2.9:
+// TestReadsOfAnotherAmountAreNotApplied checks the other doors where amounts are checked:
 // the reconciler's read of the PaymentIntent (by id and by search) and the
 // gateway's answer to the request itself. A succeeded intent of 1.00 USD, or of
 // 19.99 in another currency, for a 19.99 USD attempt pays nothing: the attempt

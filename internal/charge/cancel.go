@@ -80,7 +80,7 @@ func (e *Engine) CancelWaiting(ctx context.Context, a *models.ChargeAttempt) (Ca
 	now := e.opts.Clock.Now()
 	if reason := AmountMismatch(a, read.Intent); reason != "" {
 		// The intent the gateway holds is not the payment billingd asked for:
-		// read, not applied (DESIGN §2.9); a human looks.
+		// read, not applied (docs/protocol.md); a human looks.
 		var moved bool
 		err := e.opts.Store.InTx(ctx, func(tx *store.Tx) error {
 			var err error

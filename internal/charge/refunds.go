@@ -27,7 +27,7 @@ import (
 
 // refundReplayWindow is how long after its row was committed a refund's key is
 // replayed; past it the gateway may have forgotten the key, so an answer still
-// unknown needs a human (DESIGN §2.6, as for charges).
+// unknown needs a human, as for charges (docs/protocol.md).
 const refundReplayWindow = 23 * time.Hour
 
 // duplicateReadPatience is how long a recorded second payment may wait for the

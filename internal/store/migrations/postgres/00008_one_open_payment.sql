@@ -1,5 +1,5 @@
 -- +goose Up
--- One open customer payment per invoice (DESIGN §2.8): an intent waiting for
+-- One open customer payment per invoice (docs/state-machines.md): an intent waiting for
 -- the customer to authenticate (requires_action, begun on- or off-session)
 -- could still take the money, so it blocks a second attempt like an
 -- unresolved one does, until billingd canceled it at the gateway (or it
