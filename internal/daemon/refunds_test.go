@@ -298,7 +298,8 @@ func TestSecondAttemptSuccessIsRefunded(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			second, err = tx.NewOnSessionAttempt(b.Clock.Now(), ic, "test", b.Clock.Now().Add(time.Hour))
+			press, err := tx.StartOnSessionAttempt(b.Clock.Now(), ic, "test", b.Clock.Now().Add(time.Hour), 0)
+			second = press.Attempt
 			return err
 		}))
 		require.NotNil(t, second)

@@ -315,7 +315,8 @@ func TestPlanListsExactlyTheChargesThePassStarts(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			a, err := tx.NewOnSessionAttempt(t0.Add(time.Hour), ic, "web", t0.Add(time.Hour+time.Minute))
+			press, err := tx.StartOnSessionAttempt(t0.Add(time.Hour), ic, "web", t0.Add(time.Hour+time.Minute), 0)
+			a := press.Attempt
 			require.NotNil(t, a)
 			return err
 		}))

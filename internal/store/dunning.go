@@ -264,11 +264,3 @@ func (s *Store) LatestAttempt(ctx context.Context, invoiceID int64) (*models.Cha
 	}
 	return &a, nil
 }
-
-// NewOnSessionAttempt is StartOnSessionAttempt without the hourly cap: the
-// new attempt, or nil when none may start (the invoice is not open, an
-// attempt of it is open, the card is dead, a human must look first).
-func (tx *Tx) NewOnSessionAttempt(now time.Time, ic *InvoiceContact, owner string, leaseUntil time.Time) (*models.ChargeAttempt, error) {
-	p, err := tx.StartOnSessionAttempt(now, ic, owner, leaseUntil, 0)
-	return p.Attempt, err
-}

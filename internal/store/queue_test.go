@@ -80,7 +80,8 @@ func TestClaimSkipsWaitingInvoicesBeforeItsLimit(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			a, err := tx.NewOnSessionAttempt(t0, ic, "web", t0.Add(time.Minute))
+			press, err := tx.StartOnSessionAttempt(t0, ic, "web", t0.Add(time.Minute), 0)
+			a := press.Attempt
 			require.Nil(t, a)
 			return err
 		}))

@@ -261,7 +261,8 @@ func TestClaimSkipsInvoicesWithAnUnresolvedAttempt(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			a, err := tx.NewOnSessionAttempt(t0, ic, "pay-page", t0.Add(time.Minute))
+			press, err := tx.StartOnSessionAttempt(t0, ic, "pay-page", t0.Add(time.Minute), 0)
+			a := press.Attempt
 			require.NotNil(t, a)
 			return err
 		}))
