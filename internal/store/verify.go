@@ -72,27 +72,26 @@ func (s *Store) MarkVerified(ctx context.Context, now time.Time, customers, paym
 // a known card is gone because the customer removed it (a hard decline), an
 // unknown one was never right (billingd's data, for a human).
 func (s *Store) PaymentMethodKnown(ctx context.Context, gatewayPaymentMethodID string) (bool, error) {
-	var n int64
-	err := s.db.WithContext(ctx).Raw(`SELECT
-		(SELECT COUNT(*) FROM payment_methods WHERE gateway_payment_method_id = ? AND verified_at IS NOT NULL) +
-		(SELECT COUNT(*) FROM (SELECT 1 FROM charge_attempts WHERE gateway_payment_method_id = ? AND status = 'succeeded' LIMIT 1) AS charged)`,
-		gatewayPaymentMethodID, gatewayPaymentMethodID).Scan(&n).Error
-	if err != nil {
-		return false, fmt.Errorf("store: payment method known: %w", err)
-	}
-	return n > 0, nil
+	return s.known(ctx, "payment_methods", "gateway_payment_method_id", gatewayPaymentMethodID)
 }
 
 // CustomerKnown is PaymentMethodKnown for a customer: verified with the
 // gateway, or charged successfully before.
 func (s *Store) CustomerKnown(ctx context.Context, gatewayCustomerID string) (bool, error) {
+	return s.known(ctx, "customers", "gateway_customer_id", gatewayCustomerID)
+}
+
+// known answers PaymentMethodKnown and CustomerKnown: table holds the id in
+// column, and charge_attempts names it in a column of the same name. Both
+// names are constants of this package, never input.
+func (s *Store) known(ctx context.Context, table, column, gatewayID string) (bool, error) {
 	var n int64
 	err := s.db.WithContext(ctx).Raw(`SELECT
-		(SELECT COUNT(*) FROM customers WHERE gateway_customer_id = ? AND verified_at IS NOT NULL) +
-		(SELECT COUNT(*) FROM (SELECT 1 FROM charge_attempts WHERE gateway_customer_id = ? AND status = 'succeeded' LIMIT 1) AS charged)`,
-		gatewayCustomerID, gatewayCustomerID).Scan(&n).Error
+		(SELECT COUNT(*) FROM `+table+` WHERE `+column+` = ? AND verified_at IS NOT NULL) +
+		(SELECT COUNT(*) FROM (SELECT 1 FROM charge_attempts WHERE `+column+` = ? AND status = 'succeeded' LIMIT 1) AS charged)`,
+		gatewayID, gatewayID).Scan(&n).Error
 	if err != nil {
-		return false, fmt.Errorf("store: customer known: %w", err)
+		return false, fmt.Errorf("store: %s known: %w", table, err)
 	}
 	return n > 0, nil
 }
