@@ -116,3 +116,29 @@ func TestStatusSurvivesUnboundedAmounts(t *testing.T) {
 		require.Equal(t, []store.CurrencyTotal{{Currency: "USD", Amount: 500, N: 3, Unbounded: 2}}, totals)
 	})
 }
+
+// A later import that names known customers with new emails updates them, in
+// one statement per batch; customers it names with their old email, or with
+// none, keep theirs.
+func TestImportUpdatesChangedEmails(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		row := func(ref, cus, email string) store.ImportRow {
+			return store.ImportRow{Line: 2, Reference: ref, Email: email, Customer: cus, PaymentMethod: "pm_" + cus,
+				Amount: 1000, Currency: "USD", Interval: "month", IntervalCount: 1, Anchor: t0, FirstBilling: t0}
+		}
+		_, err := st.ImportSubscriptions(ctx, []store.ImportRow{
+			row("a1", "cus_a", "a@old.example"), row("b1", "cus_b", "b@old.example"), row("c1", "cus_c", "c@old.example")}, t0)
+		require.NoError(t, err)
+		_, err = st.ImportSubscriptions(ctx, []store.ImportRow{
+			row("a2", "cus_a", "a@new.example"), row("b2", "cus_b", "b@old.example"), row("c2", "cus_c", "c@new.example")}, t0)
+		require.NoError(t, err)
+		got := map[string]string{}
+		var cs []models.Customer
+		require.NoError(t, st.DB().Find(&cs).Error)
+		for _, c := range cs {
+			got[c.GatewayID] = c.Email
+		}
+		require.Equal(t, map[string]string{"cus_a": "a@new.example", "cus_b": "b@old.example", "cus_c": "c@new.example"}, got)
+	})
+}

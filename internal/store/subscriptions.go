@@ -199,7 +199,8 @@ func (imp *importer) flush() error {
 	if err := loadCustomers(); err != nil {
 		return err
 	}
-	var newCust []any
+	var newCust, emailCases []any
+	var changed []int64
 	n := 0
 	for _, id := range custIDs {
 		c, ok := customers[id]
@@ -208,9 +209,16 @@ func (imp *importer) flush() error {
 			newCust = append(newCust, id, emails[id], imp.now, imp.now)
 			n++
 		case emails[id] != "" && c.Email != emails[id]:
-			if _, err := tx.exec(`UPDATE customers SET email = ?, updated_at = ? WHERE id = ?`, emails[id], imp.now, c.ID); err != nil {
-				return err
-			}
+			emailCases = append(emailCases, c.ID, emails[id])
+			changed = append(changed, c.ID)
+		}
+	}
+	if len(changed) > 0 {
+		// One statement for the batch's changed emails, not one per customer.
+		when := strings.Repeat(" WHEN ? THEN ?", len(changed))
+		args := append(append(emailCases, imp.now), anySlice(changed)...)
+		if _, err := tx.exec(`UPDATE customers SET email = CASE id`+when+` END, updated_at = ? WHERE id IN (`+strings.TrimSuffix(strings.Repeat("?,", len(changed)), ",")+`)`, args...); err != nil {
+			return err
 		}
 	}
 	if n > 0 {
@@ -438,4 +446,13 @@ func (s *Store) Status(ctx context.Context, now time.Time) (*StatusReport, error
 		return nil, err
 	}
 	return r, nil
+}
+
+// anySlice turns ids into bound arguments.
+func anySlice(ids []int64) []any {
+	out := make([]any, len(ids))
+	for i, id := range ids {
+		out[i] = id
+	}
+	return out
 }
