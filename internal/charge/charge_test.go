@@ -300,3 +300,5 @@ func TestProcessingWebhookFirstIsCountedAsProcessing(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, models.AttemptProcessing, status)
 }
+
+func (s *scripted) KeyPolicy() gateway.KeyPolicy { return gateway.KeyPolicy{Window: 23 * time.Hour} }

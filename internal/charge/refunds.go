@@ -166,7 +166,7 @@ func (e *Engine) workRefund(ctx context.Context, rf *models.Refund) {
 	var res gateway.Result
 	tries := 0
 	if rf.Status == models.RefundProcessing && rf.GatewayRefundID != "" {
-		res = e.opts.Refunds.RetrieveRefund(ctx, rf.GatewayRefundID)
+		res = e.opts.Refunds.RetrieveRefund(ctx, rf.PaymentIntentID, rf.GatewayRefundID)
 		tries = 0
 	} else {
 		if e.opts.Clock.Now().Sub(rf.CreatedAt) > refundReplayWindow && rf.GatewayRefundID == "" {

@@ -34,6 +34,25 @@ type Gateway interface {
 	// SearchPaymentIntentsByOrder finds PaymentIntents by merchant_order_id. The
 	// reconciler uses it when an attempt never learned its PaymentIntent id.
 	SearchPaymentIntentsByOrder(ctx context.Context, merchantOrderID string) ([]PaymentIntent, error)
+	// KeyPolicy says how the provider keeps idempotency keys.
+	KeyPolicy() KeyPolicy
+}
+
+// KeyPolicy is how a provider keeps idempotency keys, which decides how safe a
+// resend with the same key is. Providers differ: WooshPay (Stripe-shaped)
+// replays a key's first answer, whatever it was, for about a day; Checkout.com
+// keeps a result only for a request it processed and answered 2xx, so a 5xx
+// after the payment was made leaves no replay behind and a plain resend pays
+// twice.
+type KeyPolicy struct {
+	// Window is how long after its first use a key is trusted to replay
+	// (kept a little under the provider's documented retention). An attempt
+	// older than this is never resent; only a read of the gateway settles it.
+	Window time.Duration
+	// LookupBeforeResend is set when the provider keeps results only for
+	// requests it processed: the client then looks a possibly-sent request
+	// up (PaymentIntentRequest.Replay) before it sends it again.
+	LookupBeforeResend bool
 }
 
 // PaymentIntentRequest is the frozen request of one charge attempt. It is built from
@@ -50,6 +69,18 @@ type PaymentIntentRequest struct {
 	ReturnURL       string
 	Metadata        map[string]string
 	IdempotencyKey  string
+	// PreviousPaymentID is the first customer-initiated payment of the
+	// card's recurring series (Checkout.com's previous_payment_id), sent with
+	// every merchant-initiated charge on that card; it changes when the card
+	// changes. Providers that do not chain payments ignore it.
+	PreviousPaymentID string
+	// Replay is set when this request, under this key, may have reached the
+	// gateway before (a retry after an indefinite answer, an attempt taken
+	// over after a crash). A provider whose KeyPolicy has LookupBeforeResend
+	// first looks for a payment made under the key (by MerchantOrderID,
+	// matched by the key in the payment's metadata) and returns it instead of
+	// sending.
+	Replay bool
 }
 
 // ConfirmRequest carries the parameters of a confirm call.
@@ -253,13 +284,20 @@ type Event struct {
 	Refund *Refund
 }
 
-// SetupIntent is the provider-neutral view of a saved-card setup.
+// SetupIntent is the provider-neutral view of a saved-card setup: a WooshPay
+// setup intent, or a Checkout.com card verification on the hosted page.
 type SetupIntent struct {
 	ID            string
 	Status        string
 	Customer      string
 	PaymentMethod string
 	Metadata      map[string]string
+	// SeriesPaymentID is the customer-initiated payment that stored the card
+	// (Checkout.com): the previous_payment_id of every later recurring charge
+	// on it. Empty on providers that do not chain payments.
+	SeriesPaymentID string
+	// Card describes the saved card when the event carried it.
+	Card *CardDetails
 }
 
 // Webhook event types billingd acts on.
@@ -270,6 +308,11 @@ const (
 	EventPaymentIntentProcessing     = "payment_intent.processing"
 	EventPaymentIntentCanceled       = "payment_intent.canceled"
 	EventSetupIntentSucceeded        = "setup_intent.succeeded"
+	// EventPaymentCaptureDeclined: an approved (authorized) payment could not
+	// be captured, so no money moved after all. It reopens a paid invoice:
+	// the one recorded exception to forward-only (Checkout.com's
+	// payment_capture_declined).
+	EventPaymentCaptureDeclined = "payment.capture_declined"
 )
 
 // Webhook verification errors. A receiver answers 400 to ErrWebhookMalformed and

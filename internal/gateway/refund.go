@@ -16,8 +16,10 @@ type Refunds interface {
 	// says what the refund became (ResultFromRefund); Result.Refund is set
 	// whenever the gateway returned the refund.
 	CreateRefund(ctx context.Context, req RefundRequest) Result
-	// RetrieveRefund reads a refund's current state by its gateway id.
-	RetrieveRefund(ctx context.Context, id string) Result
+	// RetrieveRefund reads a refund's current state by its gateway id;
+	// paymentIntent is the payment it refunds (Checkout.com reads refunds
+	// as actions of their payment).
+	RetrieveRefund(ctx context.Context, paymentIntent, id string) Result
 }
 
 // RefundRequest is the frozen request of one refund row: a replay sends
@@ -29,6 +31,10 @@ type RefundRequest struct {
 	Reason         RefundReason
 	Metadata       map[string]string
 	IdempotencyKey string
+	// Replay is set when the refund may have reached the gateway before; a
+	// provider whose KeyPolicy has LookupBeforeResend looks for a refund
+	// made under the key (its reference) before it sends again.
+	Replay bool
 }
 
 // RefundReason is the reason sent with a refund, as Stripe-shaped gateways

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/billingd/billingd/internal/gateway"
 )
@@ -127,4 +128,11 @@ func (c *Client) SearchPaymentIntentsByOrder(ctx context.Context, merchantOrderI
 		out = append(out, *c.intentFromWire(&ws.Data[i]))
 	}
 	return out, nil
+}
+
+// KeyPolicy: WooshPay, like Stripe, replays a key's first answer whatever it
+// was; its retention is undocumented, so billingd trusts Stripe's 24 hours less
+// an hour's margin, and resends with the same key without looking first.
+func (c *Client) KeyPolicy() gateway.KeyPolicy {
+	return gateway.KeyPolicy{Window: 23 * time.Hour}
 }

@@ -42,7 +42,7 @@ func (c *Client) CreateRefund(ctx context.Context, req gateway.RefundRequest) ga
 }
 
 // RetrieveRefund reads a refund's current state.
-func (c *Client) RetrieveRefund(ctx context.Context, id string) gateway.Result {
+func (c *Client) RetrieveRefund(ctx context.Context, _ string, id string) gateway.Result {
 	cl := call{method: http.MethodGet, path: "/v1/refunds/" + id}
 	if err := checkID("refund", id); err != nil {
 		cl.path = "/v1/refunds/{id}"

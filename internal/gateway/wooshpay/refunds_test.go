@@ -51,7 +51,7 @@ func TestRefundRequestShape(t *testing.T) {
 	})
 
 	t.Run("retrieve", func(t *testing.T) {
-		r := c.RetrieveRefund(ctx, "re_1")
+		r := c.RetrieveRefund(ctx, "pi_1", "re_1")
 		require.Equal(t, gateway.Succeeded, r.Kind)
 		got := f.last()
 		require.Equal(t, http.MethodGet, got.Method)
@@ -70,7 +70,7 @@ func TestRefundRequestShape(t *testing.T) {
 			r := c.CreateRefund(ctx, req)
 			require.Equal(t, gateway.Invalid, r.Kind)
 		}
-		require.Equal(t, gateway.Invalid, c.RetrieveRefund(ctx, "../x").Kind)
+		require.Equal(t, gateway.Invalid, c.RetrieveRefund(ctx, "pi_1", "../x").Kind)
 		require.Len(t, f.requests(), n, "nothing may be sent")
 	})
 }
