@@ -16,7 +16,6 @@ import (
 	"github.com/billingd/billingd/internal/config"
 	"github.com/billingd/billingd/internal/daemon"
 	"github.com/billingd/billingd/internal/gateway/sim"
-	"github.com/billingd/billingd/internal/gateway/wooshpay"
 	"github.com/billingd/billingd/internal/importcheck"
 	"github.com/billingd/billingd/internal/money"
 	"github.com/billingd/billingd/internal/schedule"
@@ -288,7 +287,7 @@ func importFile(ctx context.Context, cfg *config.Config, file string, backfill b
 	if err != nil {
 		return 0, usageError{err}
 	}
-	csvOpts := subscriptioncsv.Options{Location: loc, Now: now, Backfill: backfill}
+	csvOpts := subscriptioncsv.Options{Location: loc, Now: now, Backfill: backfill, Provider: cfg.Gateway.Provider}
 	// The first pass checks the whole file before anything is written; with
 	// verification it keeps the rows (the gateway check needs them), without
 	// it it keeps nothing, and the second pass streams the file again into
@@ -364,11 +363,7 @@ func verifyImport(ctx context.Context, cfg *config.Config, st *store.Store, rows
 	}
 	gw := opts.Accounts
 	if gw == nil {
-		client, err := wooshpay.New(wooshpay.Options{
-			BaseURL:   cfg.Gateway.BaseURL,
-			SecretKey: cfg.Gateway.SecretKey.Reveal(),
-			Timeout:   cfg.Gateway.Timeout.D(),
-		})
+		client, err := daemon.NewGatewayClient(cfg)
 		if err != nil {
 			return importcheck.Result{}, usageError{fmt.Errorf("gateway: %w", err)}
 		}

@@ -125,8 +125,19 @@ func Request(a *models.ChargeAttempt) gateway.PaymentIntentRequest {
 			"attempt":         fmt.Sprint(a.AttemptNo),
 			"idempotency_key": a.IdempotencyKey,
 		},
-		IdempotencyKey: a.IdempotencyKey,
+		IdempotencyKey:    a.IdempotencyKey,
+		PreviousPaymentID: a.PreviousPaymentID,
+		Replay:            MaySentBefore(a),
 	}
+}
+
+// MaySentBefore reports whether an attempt's request may already have reached
+// the gateway: it was answered indefinitely, tried, or taken over from a
+// worker that held it (a crash between send and record). Such a request is
+// resent with Replay set, so a provider that keeps no result for a request it
+// answered with an error looks for the payment first.
+func MaySentBefore(a *models.ChargeAttempt) bool {
+	return a.Status != models.AttemptPending || a.Tries > 0 || a.LeaseVersion > 1
 }
 
 // Logger returns a logger whose every line names the attempt, its invoice and its
@@ -231,7 +242,13 @@ func (e *Engine) exchange(ctx context.Context, a *models.ChargeAttempt, req gate
 // jitter, honoring Retry-After, always with the attempt's own key.
 func (e *Engine) send(ctx context.Context, req gateway.PaymentIntentRequest, policy RetryPolicy, log zerolog.Logger) (gateway.Result, int) {
 	return e.retrySameKey(ctx, policy, log, "transient gateway failure; retrying with the same idempotency key",
-		func() (gateway.Result, bool) { return e.request(ctx, req) })
+		func() (gateway.Result, bool) {
+			res, sent := e.request(ctx, req)
+			// Whatever came back, the next try may find the first one's
+			// payment at the gateway.
+			req.Replay = true
+			return res, sent
+		})
 }
 
 // retrySameKey runs try until it gives a definite answer, the backoff window of

@@ -33,13 +33,19 @@ type EventOutcome struct {
 // late failures after a success change nothing.
 func (e *Engine) ApplyEvent(tx *store.Tx, now time.Time, ev *gateway.Event) (EventOutcome, error) {
 	switch {
+	case ev.Type == gateway.EventPaymentCaptureDeclined && ev.PaymentIntent != nil:
+		return e.applyCaptureDeclined(tx, now, ev.PaymentIntent)
 	case ev.PaymentIntent != nil:
 		return e.applyIntentEvent(tx, now, ev.PaymentIntent)
 	case ev.Refund != nil:
 		return e.applyRefundEvent(tx, now, ev.Refund)
 	case ev.SetupIntent != nil && ev.Type == gateway.EventSetupIntentSucceeded:
 		si := ev.SetupIntent
-		ok, err := tx.RecordPaymentMethod(now, si.Customer, si.PaymentMethod)
+		saved := store.SavedCard{SeriesPaymentID: si.SeriesPaymentID}
+		if si.Card != nil {
+			saved.Brand, saved.Last4 = si.Card.Brand, si.Card.Last4
+		}
+		ok, err := tx.RecordPaymentMethod(now, si.Customer, si.PaymentMethod, saved)
 		if err != nil {
 			return EventOutcome{}, err
 		}
@@ -94,7 +100,7 @@ func (e *Engine) applyIntentEvent(tx *store.Tx, now time.Time, pi *gateway.Payme
 		return EventOutcome{}, err
 	}
 	if r.Status == models.AttemptSucceeded {
-		if _, err := tx.RecordPaymentMethod(now, pi.Customer, pi.PaymentMethod); err != nil {
+		if _, err := tx.RecordPaymentMethod(now, pi.Customer, pi.PaymentMethod, store.SavedCard{}); err != nil {
 			return EventOutcome{}, err
 		}
 	}
@@ -104,4 +110,44 @@ func (e *Engine) applyIntentEvent(tx *store.Tx, now time.Time, pi *gateway.Payme
 	}
 	return EventOutcome{Result: models.WebhookApplied, Attempt: a, Warning: warning,
 		Detail: fmt.Sprintf("attempt %s: %s -> %s", a.IdempotencyKey, a.Status, r.Status)}, nil
+}
+
+// applyCaptureDeclined reopens the invoice a payment had paid when the
+// gateway reports that the approved payment could not be captured
+// (store.ReopenAfterCaptureDeclined), and lets dunning treat it as a soft
+// decline of a charge billingd made: a case opens (or reopens), the next
+// retry is scheduled and the customer is told. A second delivery, or one about
+// a payment that did not pay its invoice, changes nothing.
+func (e *Engine) applyCaptureDeclined(tx *store.Tx, now time.Time, pi *gateway.PaymentIntent) (EventOutcome, error) {
+	a, err := tx.AttemptForIntent(pi.ID, pi.Metadata["idempotency_key"])
+	if err != nil {
+		return EventOutcome{}, err
+	}
+	if a == nil {
+		return EventOutcome{Result: models.WebhookIgnored, Detail: "payment " + pi.ID + " was not created by billingd"}, nil
+	}
+	msg := "the gateway approved the payment, then declined its capture: no money moved"
+	moved, err := tx.ReopenAfterCaptureDeclined(now, a.ID, pi.ID, msg)
+	if err != nil {
+		return EventOutcome{}, err
+	}
+	if !moved {
+		return EventOutcome{Result: models.WebhookIgnored, Attempt: a,
+			Detail: fmt.Sprintf("attempt %s is %s, not paid by %s: nothing to reopen", a.IdempotencyKey, a.Status, pi.ID)}, nil
+	}
+	r := store.AttemptResult{Status: models.AttemptDeclined, PaymentIntentID: pi.ID, DeclineCode: store.DeclineCaptureDeclined, ErrorMessage: msg}
+	if err := tx.MarkSubscriptionPastDue(now, a.InvoiceID); err != nil {
+		return EventOutcome{}, err
+	}
+	if e.opts.Hook != nil {
+		// Dunning follows the invoice whichever session the payment was
+		// made in: the invoice is unpaid again and billingd collects it.
+		billed := *a
+		billed.OffSession = true
+		if err := e.opts.Hook.AfterOutcome(tx, now, &billed, r); err != nil {
+			return EventOutcome{}, err
+		}
+	}
+	return EventOutcome{Result: models.WebhookApplied, Attempt: a, Warning: fmt.Sprintf("invoice %s reopened: %s", a.MerchantOrderID, msg),
+		Detail: fmt.Sprintf("attempt %s: succeeded -> declined (capture declined); invoice reopened", a.IdempotencyKey)}, nil
 }

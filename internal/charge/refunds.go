@@ -52,6 +52,9 @@ func RefundRequest(rf *models.Refund) gateway.RefundRequest {
 			"refund_id":  strconv.FormatInt(rf.ID, 10),
 		},
 		IdempotencyKey: rf.IdempotencyKey,
+		// Tried before, answered indefinitely, or taken over from another
+		// worker: it may have reached the gateway.
+		Replay: rf.Status == models.RefundUnknown || rf.Tries > 0 || rf.LeaseVersion > 1,
 	}
 }
 
@@ -263,7 +266,9 @@ func (e *Engine) sendRefund(ctx context.Context, req gateway.RefundRequest, leas
 					return gateway.Result{Kind: gateway.Transient, Err: err}, false
 				}
 			}
-			return e.opts.Refunds.CreateRefund(ctx, req), true
+			res := e.opts.Refunds.CreateRefund(ctx, req)
+			req.Replay = true // the next try may find this one's refund
+			return res, true
 		})
 }
 

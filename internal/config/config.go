@@ -38,6 +38,7 @@ const (
 	SynchronousNormal = "normal"
 
 	ProviderWooshPay = "wooshpay"
+	ProviderCheckout = "checkout"
 
 	FinalActionCancel  = "cancel"
 	FinalActionUnpaid  = "unpaid"
@@ -60,6 +61,18 @@ const (
 // set. It is only applied for the sqlite driver: a postgres deployment without a
 // DSN is a configuration error, not a reason to quietly write to a local file.
 const DefaultSQLiteDSN = "/var/lib/billingd/billingd.db"
+
+// DefaultBaseURL is a provider's production API root, taken when
+// gateway.base_url is not set ("" for an unknown provider).
+func DefaultBaseURL(provider string) string {
+	switch provider {
+	case ProviderWooshPay:
+		return "https://api.wooshpay.com"
+	case ProviderCheckout:
+		return "https://api.checkout.com"
+	}
+	return ""
+}
 
 // Config is the whole configuration of the daemon. Its zero value is not
 // usable; start from Default, Load or Parse.
@@ -104,7 +117,8 @@ type DatabaseConfig struct {
 // GatewayConfig describes the payment gateway connection and how hard billingd
 // may push it.
 type GatewayConfig struct {
-	// Provider is the gateway implementation; only ProviderWooshPay for now.
+	// Provider is the gateway implementation: ProviderWooshPay or
+	// ProviderCheckout (Checkout.com).
 	Provider string `yaml:"provider"`
 	// BaseURL is the API root, without a trailing slash. Plain http is accepted
 	// only for loopback hosts (the bundled simulator), never for a real gateway.
@@ -118,6 +132,10 @@ type GatewayConfig struct {
 	// WebhookSecretFile, when set, names a file whose content becomes
 	// WebhookSecret.
 	WebhookSecretFile string `yaml:"webhook_secret_file"`
+	// WebhookSecretPrevious is also accepted while a webhook signing secret
+	// is rotated: the gateway signs with the new one, deliveries already
+	// queued with the old one still verify. Empty outside a rotation.
+	WebhookSecretPrevious Secret `yaml:"webhook_secret_previous"`
 	// WebhookTolerance bounds the age of a webhook signature timestamp, which
 	// limits how long a captured webhook can be replayed.
 	WebhookTolerance Duration `yaml:"webhook_tolerance"`
@@ -252,7 +270,7 @@ func Default() *Config {
 		},
 		Gateway: GatewayConfig{
 			Provider:         ProviderWooshPay,
-			BaseURL:          "https://api.wooshpay.com",
+			BaseURL:          DefaultBaseURL(ProviderWooshPay),
 			WebhookTolerance: Duration(5 * time.Minute),
 			Timeout:          Duration(30 * time.Second),
 			Concurrency:      8,

@@ -144,8 +144,9 @@ func (o Options) parseFor(data []byte, baseDir string, need Need) parseResult {
 	}
 	cfg := Default()
 	// The sqlite default path is applied after decoding, and only for sqlite:
-	// see DefaultSQLiteDSN.
+	// see DefaultSQLiteDSN. The gateway's default URL is the provider's.
 	cfg.Database.DSN = ""
+	cfg.Gateway.BaseURL = ""
 
 	if root != nil {
 		clean := p.section(root, configType, "")
@@ -168,6 +169,9 @@ func (o Options) parseFor(data []byte, baseDir string, need Need) parseResult {
 
 	if cfg.Database.DSN == "" && cfg.Database.DSNFile == "" && cfg.Database.Driver == DriverSQLite {
 		cfg.Database.DSN = DefaultSQLiteDSN
+	}
+	if _, present := p.lines["gateway.base_url"]; cfg.Gateway.BaseURL == "" && !present {
+		cfg.Gateway.BaseURL = DefaultBaseURL(cfg.Gateway.Provider)
 	}
 	cfg.Gateway.BaseURL = trimTrailingSlash(cfg.Gateway.BaseURL)
 	cfg.HTTP.PublicBaseURL = trimTrailingSlash(cfg.HTTP.PublicBaseURL)

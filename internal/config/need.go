@@ -68,7 +68,7 @@ func (n Need) uses(key string) bool {
 		case "":
 			// The section itself (for example "gateway: 5", a wrong shape).
 			return true
-		case "webhook_secret", "webhook_secret_file", "webhook_tolerance":
+		case "webhook_secret", "webhook_secret_file", "webhook_secret_previous", "webhook_tolerance":
 			return n.Webhooks
 		}
 		return n.Gateway
@@ -94,6 +94,7 @@ func (n Need) clearUnused(c *Config) {
 	}
 	if !n.Webhooks {
 		c.Gateway.WebhookSecret = ""
+		c.Gateway.WebhookSecretPrevious = ""
 	}
 	if !n.Mail {
 		c.Mail.Password = ""

@@ -32,10 +32,11 @@ const (
 // secretKeys are the keys whose values are never shown in an error.
 // database.dsn is included because a postgres DSN usually carries a password.
 var secretKeys = map[string]bool{
-	"database.dsn":           true,
-	"gateway.secret_key":     true,
-	"gateway.webhook_secret": true,
-	"mail.password":          true,
+	"database.dsn":                    true,
+	"gateway.secret_key":              true,
+	"gateway.webhook_secret":          true,
+	"gateway.webhook_secret_previous": true,
+	"mail.password":                   true,
 }
 
 // displayValue is the value an error may show for key.
@@ -167,13 +168,15 @@ func (c *Config) checkDatabase(v *validator) {
 
 func (c *Config) checkGatewayAPI(v *validator) {
 	g := c.Gateway
-	v.oneOf("gateway.provider", g.Provider, ProviderWooshPay)
-	if v.required("gateway.base_url", g.BaseURL, "") {
+	v.oneOf("gateway.provider", g.Provider, ProviderWooshPay, ProviderCheckout)
+	if g.BaseURL == "" && DefaultBaseURL(g.Provider) == "" {
+		// An unknown provider has no default URL; gateway.provider says so.
+	} else if v.required("gateway.base_url", g.BaseURL, "") {
 		v.url("gateway.base_url", g.BaseURL)
 	}
 	if v.required("gateway.secret_key", string(g.SecretKey), ` (for example secret_key: "${WOOSHPAY_SECRET_KEY}"), or set gateway.secret_key_file`) {
 		v.token("gateway.secret_key", string(g.SecretKey))
-		v.secretKey(string(g.SecretKey), g.SecretKeyFile)
+		v.secretKey(g.Provider, string(g.SecretKey), g.SecretKeyFile)
 	}
 	v.positive("gateway.timeout", g.Timeout)
 	v.intRange("gateway.concurrency", g.Concurrency, 1, MaxConcurrency)
@@ -187,6 +190,7 @@ func (c *Config) checkWebhooks(v *validator) {
 	if v.required("gateway.webhook_secret", string(g.WebhookSecret), ` (for example webhook_secret: "${WOOSHPAY_WEBHOOK_SECRET}"), or set gateway.webhook_secret_file`) {
 		v.token("gateway.webhook_secret", string(g.WebhookSecret))
 	}
+	v.token("gateway.webhook_secret_previous", string(g.WebhookSecretPrevious))
 	v.positive("gateway.webhook_tolerance", g.WebhookTolerance)
 }
 
@@ -199,25 +203,36 @@ func (v *validator) token(key, s string) {
 	}
 }
 
-// secretKeyShape is a WooshPay API secret or restricted key: sk_ or rk_, the
-// mode, then the key's characters.
-var secretKeyShape = regexp.MustCompile(`^(sk|rk)_(test|live)_[A-Za-z0-9_]+$`)
+// secretKeyShapes are the providers' API secret keys: WooshPay's sk_ or
+// rk_, the mode, then the key's characters; Checkout.com's sk_sbox_… (a
+// sandbox key), sk_… (production) or sk_test_… (a sandbox key of its older
+// accounts).
+var secretKeyShapes = map[string]struct {
+	re   *regexp.Regexp
+	hint string
+}{
+	ProviderWooshPay: {regexp.MustCompile(`^(sk|rk)_(test|live)_[A-Za-z0-9_]+$`), "a WooshPay secret key (sk_test_…, sk_live_…, or a restricted rk_… key)"},
+	ProviderCheckout: {regexp.MustCompile(`^sk_(sbox_|test_)?[A-Za-z0-9_-]{8,}$`), "a Checkout.com secret key (sk_sbox_… for the sandbox, sk_… for production, or sk_test_…)"},
+}
 
 // secretKey refuses a key the gateway would refuse at the first charge: a
 // publishable key (pk_…, meant for browsers) or anything not shaped like a
 // secret key. The error names gateway.secret_key, or gateway.secret_key_file
 // (with the file's path) when the key came from a file, and never shows the
 // key itself.
-func (v *validator) secretKey(s, file string) {
+func (v *validator) secretKey(provider, s, file string) {
 	key, shown := "gateway.secret_key", s
 	if file != "" {
 		key, shown = "gateway.secret_key_file", file
 	}
+	shape, ok := secretKeyShapes[provider]
 	switch {
+	case !ok:
+		// gateway.provider is reported on its own.
 	case strings.HasPrefix(s, "pk_"):
-		v.add(key, shown, "holds a publishable key (pk_…); billingd needs the secret key (sk_test_… or sk_live_…)")
-	case !secretKeyShape.MatchString(s) && !strings.ContainsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }):
-		v.add(key, shown, "does not look like a WooshPay secret key (sk_test_…, sk_live_…, or a restricted rk_… key)")
+		v.add(key, shown, "holds a publishable key (pk_…); billingd needs %s", shape.hint)
+	case !shape.re.MatchString(s) && !strings.ContainsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }):
+		v.add(key, shown, "does not look like %s", shape.hint)
 	}
 }
 

@@ -226,3 +226,36 @@ func TestValidateReportsEverythingSorted(t *testing.T) {
 	require.Equal(t, `database.driver: must be one of sqlite, postgres (got "oracle")`, lines[0])
 	requireNoSecret(t, err.Error())
 }
+
+// Checkout.com takes the same gateway keys; its secret keys have their own
+// shapes, and its production API is the default URL.
+func TestCheckoutProvider(t *testing.T) {
+	good := []string{"sk_sbox_m73dzbpy7cf3gfd46xr4yj5xo4e", "sk_test_0b9b5db6-f223-49d0-b68f-f6643dd4f808", "sk_5b3a0cea-ffff-4fff-bfff-b0a2c0a1c6ad"}
+	for _, key := range good {
+		t.Run("accepts "+key[:8], func(t *testing.T) {
+			cfg, err := opts(nil).ParseAndValidate(docWith(t, map[string]any{"gateway.provider": "checkout", "gateway.secret_key": key, "gateway.base_url": remove{}}), "")
+			require.NoError(t, err)
+			require.Equal(t, "https://api.checkout.com", cfg.Gateway.BaseURL)
+		})
+	}
+	bad := []struct{ key, msg string }{
+		{"rk_test_abcdefgh12345678", "does not look like a Checkout.com secret key"},
+		{"pk_sbox_abcdefgh12345678", "publishable key"},
+		{"sk_x9", "does not look like a Checkout.com secret key"},
+	}
+	for _, b := range bad {
+		t.Run("refuses "+b.key, func(t *testing.T) {
+			_, err := opts(nil).ParseAndValidate(docWith(t, map[string]any{"gateway.provider": "checkout", "gateway.secret_key": b.key}), "")
+			require.Error(t, err)
+			require.Contains(t, err.Error(), "gateway.secret_key")
+			require.Contains(t, err.Error(), b.msg)
+			require.NotContains(t, err.Error(), b.key, "the key itself is never shown")
+		})
+	}
+	t.Run("plain http only on loopback", func(t *testing.T) {
+		_, err := opts(nil).ParseAndValidate(docWith(t, map[string]any{"gateway.provider": "checkout", "gateway.secret_key": good[0], "gateway.base_url": "http://api.checkout.com"}), "")
+		require.ErrorContains(t, err, "must use https")
+		_, err = opts(nil).ParseAndValidate(docWith(t, map[string]any{"gateway.provider": "checkout", "gateway.secret_key": good[0], "gateway.base_url": "http://127.0.0.1:9100"}), "")
+		require.NoError(t, err)
+	})
+}

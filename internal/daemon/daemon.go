@@ -25,7 +25,6 @@ import (
 	"github.com/billingd/billingd/internal/clock"
 	"github.com/billingd/billingd/internal/config"
 	"github.com/billingd/billingd/internal/gateway"
-	"github.com/billingd/billingd/internal/gateway/wooshpay"
 	"github.com/billingd/billingd/internal/mail"
 	"github.com/billingd/billingd/internal/metrics"
 	"github.com/billingd/billingd/internal/models"
@@ -66,7 +65,7 @@ type Daemon struct {
 	clock   clock.Clock
 	store   *store.Store
 	gw      gateway.Gateway
-	client  *wooshpay.Client
+	client  GatewayClient
 	limiter *rate.Limiter
 	engine  *charge.Engine
 	metrics *metrics.Metrics
@@ -114,11 +113,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 		_ = st.Close()
 		return nil, err
 	}
-	client, err := wooshpay.New(wooshpay.Options{
-		BaseURL:   cfg.Gateway.BaseURL,
-		SecretKey: cfg.Gateway.SecretKey.Reveal(),
-		Timeout:   cfg.Gateway.Timeout.D(),
-	})
+	client, err := NewGatewayClient(cfg)
 	if err != nil {
 		_ = st.Close()
 		return nil, err

@@ -14,7 +14,6 @@ import (
 	"github.com/billingd/billingd/internal/config"
 	"github.com/billingd/billingd/internal/dunning"
 	"github.com/billingd/billingd/internal/gateway"
-	"github.com/billingd/billingd/internal/gateway/wooshpay"
 	"github.com/billingd/billingd/internal/mail"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/schedule"
@@ -74,10 +73,7 @@ func (d *Daemon) build(cfg *config.Config) (*parts, error) {
 		p.mailer = &mail.Worker{Store: d.store, Sender: sender, Templates: templates, Links: p.dunning, Clock: d.clock,
 			From: cfg.Mail.From, Owner: d.owner, Log: d.log.With().Str("component", "mail").Logger(), Metrics: d.metrics}
 	}
-	verifier, err := wooshpay.NewWebhookVerifier(wooshpay.WebhookOptions{
-		Secrets:   []string{cfg.Gateway.WebhookSecret.Reveal()},
-		Tolerance: cfg.Gateway.WebhookTolerance.D(),
-	})
+	verifier, route, err := newWebhookVerifier(cfg)
 	if err != nil {
 		return nil, &config.FieldError{Key: "gateway.webhook_secret", Message: err.Error()}
 	}
@@ -86,7 +82,7 @@ func (d *Daemon) build(cfg *config.Config) (*parts, error) {
 		Log: d.log.With().Str("component", "webhooks").Logger(), Metrics: d.metrics,
 		// A new card saved for an invoice in dunning is retried at once.
 		RetryNow: func() { d.sched.poke(jobBilling) }}
-	p.routes.Handle("POST /webhooks/wooshpay", receiver)
+	p.routes.Handle(route, receiver)
 	pay := &web.PayPages{Store: d.store, Dunning: p.dunning, Engine: d.engine, Clock: d.clock,
 		Merchant: mail.MerchantName(cfg.Mail.From), PublicBaseURL: cfg.HTTP.PublicBaseURL, Owner: d.owner,
 		ChargesPerHour: cfg.Dunning.LinkChargesPerHour,
@@ -113,6 +109,7 @@ func newBiller(cfg *config.Config, st *store.Store, engine *charge.Engine, clk c
 		// A lease outlives the longest exchange: the whole backoff window
 		// plus one more request timeout and a margin.
 		LeaseFor:   cfg.Retry.MaxElapsedTime.D() + 2*cfg.Gateway.Timeout.D() + time.Minute,
+		KeyWindow:  keyPolicy(cfg).Window,
 		Log:        log,
 		Reconciler: recon,
 		Dunning:    dun,

@@ -158,8 +158,12 @@ type PaymentMethod struct {
 	DeadAt *time.Time `gorm:"column:dead_at"`
 	// DeadReason is the decline code that killed the card ("" while alive).
 	DeadReason string `gorm:"column:dead_reason"`
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
+	// PreviousPaymentID is the customer-initiated payment that stored the
+	// card (Checkout.com): every merchant-initiated charge on it names that
+	// payment as its previous_payment_id. "" on WooshPay.
+	PreviousPaymentID string `gorm:"column:previous_payment_id"`
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
 }
 
 // Subscription bills Amount every IntervalCount × Interval from AnchorAt.
@@ -229,20 +233,24 @@ type ChargeAttempt struct {
 	Currency        string
 	GatewayCustomer string `gorm:"column:gateway_customer_id"`
 	GatewayPM       string `gorm:"column:gateway_payment_method_id"`
-	OffSession      bool
-	Status          AttemptStatus
-	PaymentIntentID string `gorm:"column:payment_intent_id"`
-	DeclineCode     string
-	AdviceCode      string
-	HardDecline     bool
-	ActionURL       string `gorm:"column:action_url"`
-	ErrorMessage    string
-	Tries           int
-	LastHTTPStatus  int `gorm:"column:last_http_status"`
-	LeaseOwner      string
-	LeaseUntil      *time.Time
-	LeaseVersion    int64
-	NextTryAt       *time.Time
+	// PreviousPaymentID is the card's series payment the attempt was sent
+	// with (Checkout.com's previous_payment_id), frozen like the rest of the
+	// request.
+	PreviousPaymentID string `gorm:"column:previous_payment_id"`
+	OffSession        bool
+	Status            AttemptStatus
+	PaymentIntentID   string `gorm:"column:payment_intent_id"`
+	DeclineCode       string
+	AdviceCode        string
+	HardDecline       bool
+	ActionURL         string `gorm:"column:action_url"`
+	ErrorMessage      string
+	Tries             int
+	LastHTTPStatus    int `gorm:"column:last_http_status"`
+	LeaseOwner        string
+	LeaseUntil        *time.Time
+	LeaseVersion      int64
+	NextTryAt         *time.Time
 	// ReconcileCount and NextReconcileAt are the reconciler's schedule for an
 	// attempt it could not settle yet.
 	ReconcileCount  int

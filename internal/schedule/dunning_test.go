@@ -135,7 +135,7 @@ func TestRecoveryOnRetryReactivatesAndSendsAReceipt(t *testing.T) {
 		Card: wooshpay.CardData{Number: "4242424242424242", ExpMonth: "12", ExpYear: "2035", CVC: "123"}}, "")
 	require.NoError(t, err)
 	require.NoError(t, s.st.InTx(ctx, func(tx *store.Tx) error {
-		if _, err := tx.RecordPaymentMethod(start, cus, seti.PaymentMethod); err != nil {
+		if _, err := tx.RecordPaymentMethod(start, cus, seti.PaymentMethod, store.SavedCard{}); err != nil {
 			return err
 		}
 		pm, err := tx.PaymentMethodByGatewayID(seti.PaymentMethod)
@@ -198,4 +198,4 @@ func TestHardDeclineAndActionRequiredAreNeverRetriedOffSession(t *testing.T) {
 	}
 }
 
-var _ = schedule.IdempotencyWindow
+var _ = schedule.DefaultKeyWindow

@@ -18,11 +18,9 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// IdempotencyWindow is how long billingd trusts the gateway to remember an
-// idempotency key. Gateways keep keys about 24 hours; an unresolved attempt older
-// than this is never replayed (a replay could charge again): only the reconciler,
-// reading the gateway's records, settles it.
-const IdempotencyWindow = 23 * time.Hour
+// DefaultKeyWindow is the key window of a Biller that names none: gateways
+// keep keys about 24 hours.
+const DefaultKeyWindow = 23 * time.Hour
 
 // maxCatchUpPerPage bounds how many missed periods of one subscription one page
 // invoices, so a long outage cannot make one transaction huge; the rest follow
@@ -43,7 +41,13 @@ type Biller struct {
 	// LeaseFor is how long a claimed attempt belongs to this process. It must
 	// exceed the longest exchange (retry max elapsed time + one request timeout).
 	LeaseFor time.Duration
-	Log      zerolog.Logger
+	// KeyWindow is how long the provider is trusted to replay an idempotency
+	// key (gateway.KeyPolicy.Window; DefaultKeyWindow when zero). An
+	// unresolved attempt older than this is never replayed (a replay could
+	// charge again): only the reconciler, reading the gateway's records,
+	// settles it.
+	KeyWindow time.Duration
+	Log       zerolog.Logger
 	// Reconciler, when set, runs at the start of every pass, so that a one-off
 	// pass (billingd once) also settles what earlier passes left unknown.
 	Reconciler *Reconciler
@@ -318,7 +322,7 @@ func (b *Biller) chargeDue(stop, abort context.Context, run *models.BillingRun, 
 		mu.Unlock()
 		now := b.Clock.Now()
 		until := now.Add(b.LeaseFor)
-		batch, err := b.Store.ClaimReplayAttempts(context.WithoutCancel(stop), b.Owner, now, until, now.Add(-IdempotencyWindow), b.Concurrency)
+		batch, err := b.Store.ClaimReplayAttempts(context.WithoutCancel(stop), b.Owner, now, until, now.Add(-b.keyWindow()), b.Concurrency)
 		if err != nil {
 			claimErr = err
 			break
@@ -445,7 +449,7 @@ type Planned struct {
 // list (0: no cap).
 func (b *Biller) Plan(ctx context.Context, limit int) ([]Planned, error) {
 	now := b.Clock.Now()
-	p, err := b.Store.PlanPass(ctx, now, now.Add(-IdempotencyWindow), limit)
+	p, err := b.Store.PlanPass(ctx, now, now.Add(-b.keyWindow()), limit)
 	if err != nil {
 		return nil, err
 	}
@@ -534,4 +538,11 @@ func (b *Biller) Plan(ctx context.Context, limit int) ([]Planned, error) {
 		out = out[:limit]
 	}
 	return out, nil
+}
+
+func (b *Biller) keyWindow() time.Duration {
+	if b.KeyWindow > 0 {
+		return b.KeyWindow
+	}
+	return DefaultKeyWindow
 }

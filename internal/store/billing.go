@@ -190,6 +190,8 @@ type chargeTarget struct {
 	Reference       string
 	GatewayCustomer string
 	GatewayPM       string
+	// PreviousPaymentID is the card's series payment (Checkout.com).
+	PreviousPaymentID string
 }
 
 // claimNewQuery finds the invoices a claim starts attempts for: invoices_chargeable
@@ -258,7 +260,8 @@ func (tx *Tx) chargeTargets(invs []models.Invoice) (map[int64]chargeTarget, erro
 		subIDs = append(subIDs, inv.SubscriptionID)
 	}
 	var targets []chargeTarget
-	if err := tx.db.Raw(`SELECT s.id AS subscription_id, s.status, s.reference, c.gateway_customer_id AS gateway_customer, pm.gateway_payment_method_id AS gateway_pm
+	if err := tx.db.Raw(`SELECT s.id AS subscription_id, s.status, s.reference, c.gateway_customer_id AS gateway_customer, pm.gateway_payment_method_id AS gateway_pm,
+	                            pm.previous_payment_id
 	                       FROM subscriptions s
 	                       JOIN customers c ON c.id = s.customer_id
 	                       JOIN payment_methods pm ON pm.id = s.payment_method_id
@@ -345,22 +348,23 @@ func (s *Store) ClaimNewAttempts(ctx context.Context, owner string, now, leaseUn
 			}
 			until := leaseUntil
 			claimed = append(claimed, models.ChargeAttempt{
-				InvoiceID:       inv.ID,
-				SubscriptionID:  inv.SubscriptionID,
-				AttemptNo:       inv.AttemptCount + 1,
-				IdempotencyKey:  IdempotencyKey(inv.PublicID, inv.AttemptCount+1),
-				MerchantOrderID: inv.PublicID,
-				Amount:          inv.Amount,
-				Currency:        inv.Currency,
-				GatewayCustomer: t.GatewayCustomer,
-				GatewayPM:       t.GatewayPM,
-				OffSession:      true,
-				Status:          models.AttemptPending,
-				LeaseOwner:      owner,
-				LeaseUntil:      &until,
-				LeaseVersion:    1,
-				CreatedAt:       now,
-				UpdatedAt:       now,
+				InvoiceID:         inv.ID,
+				SubscriptionID:    inv.SubscriptionID,
+				AttemptNo:         inv.AttemptCount + 1,
+				IdempotencyKey:    IdempotencyKey(inv.PublicID, inv.AttemptCount+1),
+				MerchantOrderID:   inv.PublicID,
+				Amount:            inv.Amount,
+				Currency:          inv.Currency,
+				GatewayCustomer:   t.GatewayCustomer,
+				GatewayPM:         t.GatewayPM,
+				PreviousPaymentID: t.PreviousPaymentID,
+				OffSession:        true,
+				Status:            models.AttemptPending,
+				LeaseOwner:        owner,
+				LeaseUntil:        &until,
+				LeaseVersion:      1,
+				CreatedAt:         now,
+				UpdatedAt:         now,
 			})
 			chargeIDs = append(chargeIDs, inv.ID)
 		}
@@ -406,19 +410,19 @@ var claimReplayQuery = `SELECT * FROM charge_attempts%s
 // the statement is built here instead of by GORM's reflection.
 func (tx *Tx) insertAttempts(as []models.ChargeAttempt) error {
 	const cols = `INSERT INTO charge_attempts (invoice_id, subscription_id, attempt_no, idempotency_key, merchant_order_id,
-		amount, currency, gateway_customer_id, gateway_payment_method_id, off_session, status,
+		amount, currency, gateway_customer_id, gateway_payment_method_id, previous_payment_id, off_session, status,
 		lease_owner, lease_until, lease_version, created_at, updated_at) VALUES `
 	var q strings.Builder
 	q.WriteString(cols)
-	args := make([]any, 0, 16*len(as))
+	args := make([]any, 0, 17*len(as))
 	for i := range as {
 		a := &as[i]
 		if i > 0 {
 			q.WriteByte(',')
 		}
-		q.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+		q.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
 		args = append(args, a.InvoiceID, a.SubscriptionID, a.AttemptNo, a.IdempotencyKey, a.MerchantOrderID,
-			a.Amount, a.Currency, a.GatewayCustomer, a.GatewayPM, a.OffSession, string(a.Status),
+			a.Amount, a.Currency, a.GatewayCustomer, a.GatewayPM, a.PreviousPaymentID, a.OffSession, string(a.Status),
 			a.LeaseOwner, a.LeaseUntil, a.LeaseVersion, a.CreatedAt, a.UpdatedAt)
 	}
 	q.WriteString(" RETURNING id, idempotency_key")

@@ -278,16 +278,16 @@ func TestRecordPaymentMethodRefusesAnotherCustomersCard(t *testing.T) {
 	storetest.Seed(t, st, t0, storetest.Subscription{Reference: "a", Customer: "cus_a", PaymentMethod: "pm_a"},
 		storetest.Subscription{Reference: "b", Customer: "cus_b", PaymentMethod: "pm_b"})
 	require.NoError(t, st.InTx(context.Background(), func(tx *store.Tx) error {
-		ok, err := tx.RecordPaymentMethod(t0, "cus_a", "pm_new")
+		ok, err := tx.RecordPaymentMethod(t0, "cus_a", "pm_new", store.SavedCard{})
 		require.NoError(t, err)
 		require.True(t, ok)
-		ok, err = tx.RecordPaymentMethod(t0, "cus_a", "pm_new")
+		ok, err = tx.RecordPaymentMethod(t0, "cus_a", "pm_new", store.SavedCard{})
 		require.NoError(t, err)
 		require.True(t, ok, "recording again is harmless")
-		ok, err = tx.RecordPaymentMethod(t0, "cus_a", "pm_b")
+		ok, err = tx.RecordPaymentMethod(t0, "cus_a", "pm_b", store.SavedCard{})
 		require.NoError(t, err)
 		require.False(t, ok, "pm_b is customer b's")
-		ok, err = tx.RecordPaymentMethod(t0, "cus_unknown", "pm_x")
+		ok, err = tx.RecordPaymentMethod(t0, "cus_unknown", "pm_x", store.SavedCard{})
 		require.NoError(t, err)
 		require.False(t, ok)
 		return nil

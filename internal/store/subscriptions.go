@@ -31,6 +31,10 @@ type ImportRow struct {
 	// Timezone is the IANA zone the subscription's calendar is read in, fixed
 	// at import; "" takes the store's DefaultTimezone (UTC if that is unset).
 	Timezone string
+	// PreviousPaymentID is the customer-initiated payment that stored the
+	// card (Checkout.com's pay_…), the series every recurring charge on it
+	// names; "" on WooshPay. A card billingd already knows keeps its series.
+	PreviousPaymentID string
 }
 
 // RowError names what is wrong with one line of an import.
@@ -159,6 +163,7 @@ func (imp *importer) flush() error {
 	pmIDs := make([]string, 0, len(batch))
 	emails := map[string]string{} // customer -> the last row's email
 	firstCustomer := map[string]string{}
+	series := map[string]string{} // payment method -> its first row's previous_payment_id
 	for _, r := range batch {
 		refs = append(refs, r.Reference)
 		if _, ok := emails[r.Customer]; !ok {
@@ -167,6 +172,7 @@ func (imp *importer) flush() error {
 		emails[r.Customer] = r.Email
 		if _, ok := firstCustomer[r.PaymentMethod]; !ok {
 			firstCustomer[r.PaymentMethod] = r.Customer
+			series[r.PaymentMethod] = r.PreviousPaymentID
 			pmIDs = append(pmIDs, r.PaymentMethod)
 		}
 	}
@@ -255,12 +261,12 @@ func (imp *importer) flush() error {
 	n = 0
 	for _, id := range pmIDs {
 		if _, ok := pms[id]; !ok {
-			newPM = append(newPM, customers[firstCustomer[id]].ID, id, imp.now, imp.now)
+			newPM = append(newPM, customers[firstCustomer[id]].ID, id, series[id], imp.now, imp.now)
 			n++
 		}
 	}
 	if n > 0 {
-		if _, err := tx.exec(`INSERT INTO payment_methods (customer_id, gateway_payment_method_id, created_at, updated_at) VALUES `+placeholders(n, 4), newPM...); err != nil {
+		if _, err := tx.exec(`INSERT INTO payment_methods (customer_id, gateway_payment_method_id, previous_payment_id, created_at, updated_at) VALUES `+placeholders(n, 5), newPM...); err != nil {
 			return err
 		}
 		if err := loadPMs(); err != nil {

@@ -63,7 +63,7 @@ func (tx *Tx) InvoicePaymentIntent(invoiceID int64) (models.InvoiceStatus, strin
 // customer billingd knows (from payment_intent.succeeded or
 // setup_intent.succeeded). It returns false when the customer is unknown, or
 // when billingd already has that payment method under another customer.
-func (tx *Tx) RecordPaymentMethod(now time.Time, gatewayCustomerID, gatewayPaymentMethodID string) (bool, error) {
+func (tx *Tx) RecordPaymentMethod(now time.Time, gatewayCustomerID, gatewayPaymentMethodID string, saved SavedCard) (bool, error) {
 	if gatewayCustomerID == "" || gatewayPaymentMethodID == "" {
 		return false, nil
 	}
@@ -78,7 +78,40 @@ func (tx *Tx) RecordPaymentMethod(now time.Time, gatewayCustomerID, gatewayPayme
 	if err != nil {
 		return false, err
 	}
-	return pm.CustomerID == c.ID, nil
+	if pm.CustomerID != c.ID {
+		return false, nil
+	}
+	return true, tx.describeCard(now, pm, saved)
+}
+
+// SavedCard is what a gateway told about a card it saved: the payment that
+// stored it (the start of its recurring series, Checkout.com) and its
+// non-sensitive details. Zero fields are unknown and change nothing.
+type SavedCard struct {
+	SeriesPaymentID string
+	Brand, Last4    string
+}
+
+// describeCard fills in what is not known yet about a card. A card's series
+// payment is set once: the series starts with the payment that stored the
+// card, and a later customer-initiated payment on the same card does not
+// restart it.
+func (tx *Tx) describeCard(now time.Time, pm models.PaymentMethod, saved SavedCard) error {
+	set := map[string]any{}
+	if saved.SeriesPaymentID != "" && pm.PreviousPaymentID == "" {
+		set["previous_payment_id"] = truncate(saved.SeriesPaymentID, 255)
+	}
+	if saved.Brand != "" && pm.Brand == "" {
+		set["brand"] = truncate(saved.Brand, 40)
+	}
+	if saved.Last4 != "" && pm.Last4 == "" {
+		set["last4"] = truncate(saved.Last4, 4)
+	}
+	if len(set) == 0 {
+		return nil
+	}
+	set["updated_at"] = now
+	return tx.db.Model(&models.PaymentMethod{}).Where("id = ?", pm.ID).Updates(set).Error
 }
 
 // ClaimForReconcile leases unresolved attempts older than olderThan whose

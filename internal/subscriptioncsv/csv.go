@@ -17,6 +17,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/billingd/billingd/internal/gateway/units"
 	"github.com/billingd/billingd/internal/money"
 	"github.com/billingd/billingd/internal/schedule/period"
 	"github.com/billingd/billingd/internal/store"
@@ -28,7 +29,9 @@ var Columns = []string{"reference", "email", "customer", "payment_method", "amou
 // OptionalColumns may be present too. timezone is the IANA zone the
 // subscription's calendar is read in; an empty or missing one takes
 // Options.Location.
-var OptionalColumns = []string{"description", "timezone"}
+// previous_payment_id is the customer-initiated payment that stored the card
+// on Checkout.com (pay_…), required there and refused on WooshPay.
+var OptionalColumns = []string{"description", "timezone", "previous_payment_id"}
 
 // maxErrors stops reporting after this many problems; a file that bad is the wrong file.
 const maxErrors = 200
@@ -44,23 +47,28 @@ type Options struct {
 	// Backfill allows anchors more than one period in the past. Without it such a
 	// row is an error, because importing it would bill every missed period at once.
 	Backfill bool
+	// Provider is gateway.provider ("" is wooshpay): it decides the shape of
+	// the card ids (pm_… or src_…), whether previous_payment_id is needed,
+	// and which currencies and amounts can be charged at all.
+	Provider string
 }
 
 // Limits are the longest value, in characters, each column accepts; a longer
 // one is refused with its line and column (docs/amounts.md lists them). They
 // bound what one row can put into the database and into an email.
 var Limits = map[string]int{
-	"reference":      200,
-	"email":          254, // RFC 5321's longest forward path, less its brackets
-	"customer":       255,
-	"payment_method": 255,
-	"amount":         20,
-	"currency":       3,
-	"interval":       16,
-	"interval_count": 10,
-	"anchor":         64,
-	"description":    500,
-	"timezone":       64,
+	"reference":           200,
+	"email":               254, // RFC 5321's longest forward path, less its brackets
+	"customer":            255,
+	"payment_method":      255,
+	"amount":              20,
+	"currency":            3,
+	"interval":            16,
+	"interval_count":      10,
+	"anchor":              64,
+	"description":         500,
+	"timezone":            64,
+	"previous_payment_id": 255,
 }
 
 // Parse reads and checks a whole file. It returns the rows only when every line is
@@ -87,6 +95,14 @@ func Scan(r io.Reader, opts Options, fn func(store.ImportRow) error) error {
 	if opts.Location == nil {
 		opts.Location = time.UTC
 	}
+	if opts.Provider == "" {
+		opts.Provider = "wooshpay"
+	}
+	wire := units.ForProvider(opts.Provider)
+	if wire == nil {
+		return fmt.Errorf("subscriptioncsv: unknown gateway provider %q", opts.Provider)
+	}
+	checkout := opts.Provider == "checkout"
 	defaultZone := opts.Location.String()
 	if _, err := period.LoadZone(defaultZone); err != nil {
 		return fmt.Errorf("subscriptioncsv: default time zone: %w", err)
@@ -213,12 +229,29 @@ func Scan(r io.Reader, opts Options, fn func(store.ImportRow) error) error {
 		if clean["customer"] && (!strings.HasPrefix(row.Customer, "cus_") || len(row.Customer) < 5) {
 			add(line, "customer", row.Customer, "must be a gateway customer id (cus_…)")
 		}
-		if clean["payment_method"] && (!strings.HasPrefix(row.PaymentMethod, "pm_") || len(row.PaymentMethod) < 4) {
+		switch {
+		case !clean["payment_method"]:
+		case checkout && (!strings.HasPrefix(row.PaymentMethod, "src_") || len(row.PaymentMethod) < 5):
+			add(line, "payment_method", row.PaymentMethod, "must be a Checkout.com stored card id (src_…)")
+		case !checkout && (!strings.HasPrefix(row.PaymentMethod, "pm_") || len(row.PaymentMethod) < 4):
 			add(line, "payment_method", row.PaymentMethod, "must be a gateway payment method id (pm_…)")
+		}
+		row.PreviousPaymentID = get("previous_payment_id")
+		switch {
+		case !clean["previous_payment_id"] && hasColumn(index, "previous_payment_id"):
+		case checkout && row.PreviousPaymentID == "":
+			add(line, "previous_payment_id", "", "is required on Checkout.com: the id (pay_…) of the customer-initiated payment that stored the card, which every recurring charge names")
+		case checkout && (!strings.HasPrefix(row.PreviousPaymentID, "pay_") || len(row.PreviousPaymentID) < 5):
+			add(line, "previous_payment_id", row.PreviousPaymentID, "must be a Checkout.com payment id (pay_…)")
+		case !checkout && row.PreviousPaymentID != "":
+			add(line, "previous_payment_id", row.PreviousPaymentID, "is used only with gateway.provider checkout; leave it empty for "+opts.Provider)
 		}
 		currencyOK := money.Valid(row.Currency)
 		if clean["currency"] && !currencyOK {
 			add(line, "currency", row.Currency, "must be an upper-case ISO 4217 code such as USD")
+		} else if _, err := wire.Rule(row.Currency); clean["currency"] && err != nil {
+			add(line, "currency", row.Currency, err.Error())
+			currencyOK = false
 		}
 		if clean["amount"] {
 			amt, err := strconv.ParseInt(get("amount"), 10, 64)
@@ -229,6 +262,8 @@ func Scan(r io.Reader, opts Options, fn func(store.ImportRow) error) error {
 				add(line, "amount", get("amount"), "must be a positive whole number of minor units (1050 for 10.50 USD)")
 			case currencyOK:
 				if err := money.CheckAmount(amt, row.Currency); err != nil {
+					add(line, "amount", get("amount"), err.Error())
+				} else if err := wire.Check(amt, row.Currency); err != nil {
 					add(line, "amount", get("amount"), err.Error())
 				} else {
 					row.Amount = amt
@@ -288,6 +323,7 @@ func Scan(r io.Reader, opts Options, fn func(store.ImportRow) error) error {
 		if len(problems) == before {
 			row.Reference, row.Email, row.Customer = strings.Clone(row.Reference), strings.Clone(row.Email), strings.Clone(row.Customer)
 			row.PaymentMethod, row.Description = strings.Clone(row.PaymentMethod), strings.Clone(row.Description)
+			row.PreviousPaymentID = strings.Clone(row.PreviousPaymentID)
 			rows++
 			if err := fn(row); err != nil {
 				return err
@@ -388,4 +424,9 @@ func lineOf(err error, def int) int {
 		return pe.Line
 	}
 	return def
+}
+
+func hasColumn(index map[string]int, c string) bool {
+	_, ok := index[c]
+	return ok
 }

@@ -130,9 +130,11 @@ func (c *Client) SearchPaymentIntentsByOrder(ctx context.Context, merchantOrderI
 	return out, nil
 }
 
-// KeyPolicy: WooshPay, like Stripe, replays a key's first answer whatever it
-// was; its retention is undocumented, so billingd trusts Stripe's 24 hours less
-// an hour's margin, and resends with the same key without looking first.
-func (c *Client) KeyPolicy() gateway.KeyPolicy {
-	return gateway.KeyPolicy{Window: 23 * time.Hour}
-}
+// Policy is WooshPay's key policy: like Stripe, it replays a key's first
+// answer whatever it was; its retention is undocumented, so billingd trusts
+// Stripe's 24 hours less an hour's margin, and resends with the same key
+// without looking first.
+var Policy = gateway.KeyPolicy{Window: 23 * time.Hour}
+
+// KeyPolicy returns Policy.
+func (c *Client) KeyPolicy() gateway.KeyPolicy { return Policy }

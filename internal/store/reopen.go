@@ -1,0 +1,47 @@
+package store
+
+import (
+	"time"
+
+	"github.com/billingd/billingd/internal/models"
+)
+
+// DeclineCaptureDeclined is the decline code of a payment the gateway approved
+// and then could not capture.
+const DeclineCaptureDeclined = "capture_declined"
+
+// ReopenAfterCaptureDeclined records, in the caller's transaction, that the
+// payment that paid an invoice was approved but its capture was declined: no
+// money moved after all. It is the one recorded exception to forward-only:
+// the succeeded attempt becomes declined (soft, code capture_declined), the
+// invoice goes from paid back to open, and a dunning case the payment had
+// recovered opens again, so the caller's dunning step schedules the next try
+// and tells the customer. Nothing changes unless the attempt is succeeded
+// with exactly this payment and its invoice is paid by it (a duplicate or a
+// reordered event is a no-op); moved says whether it changed.
+func (tx *Tx) ReopenAfterCaptureDeclined(now time.Time, attemptID int64, paymentID, message string) (moved bool, err error) {
+	var a models.ChargeAttempt
+	if err := tx.db.Where("id = ?", attemptID).Limit(1).Find(&a).Error; err != nil || a.ID == 0 {
+		return false, err
+	}
+	if a.Status != models.AttemptSucceeded || a.PaymentIntentID != paymentID {
+		return false, nil
+	}
+	n, err := tx.exec(`UPDATE charge_attempts SET status = ?, decline_code = ?, hard_decline = ?, error_message = ?, updated_at = ?
+	                    WHERE id = ? AND status = ? AND payment_intent_id = ?`,
+		string(models.AttemptDeclined), DeclineCaptureDeclined, false, truncate(message, 500), now,
+		attemptID, string(models.AttemptSucceeded), paymentID)
+	if err != nil || n != 1 {
+		return false, err
+	}
+	tx.attemptMoved(models.AttemptDeclined)
+	if _, err := tx.exec(`UPDATE invoices SET status = 'open', paid_at = NULL, payment_intent_id = '', updated_at = ?
+	                       WHERE id = ? AND status = 'paid' AND payment_intent_id = ?`, now, a.InvoiceID, paymentID); err != nil {
+		return false, err
+	}
+	if _, err := tx.exec(`UPDATE dunning_cases SET status = ?, closed_at = NULL, updated_at = ?
+	                       WHERE invoice_id = ? AND status = ?`, string(models.CaseOpen), now, a.InvoiceID, string(models.CaseRecovered)); err != nil {
+		return false, err
+	}
+	return true, nil
+}
