@@ -3,6 +3,7 @@ package wooshpay
 import (
 	"context"
 	"errors"
+	"github.com/billingd/billingd/internal/gateway/units"
 	"net/http"
 	"net/url"
 	"strings"
@@ -33,8 +34,12 @@ func (c *Client) CreatePaymentIntent(ctx context.Context, req gateway.PaymentInt
 	if req.Currency == "" {
 		return invalidLocally(cl, errors.New("currency is required"))
 	}
+	amount, err := units.WooshPay.ToWire(req.Amount, req.Currency)
+	if err != nil {
+		return invalidLocally(cl, err)
+	}
 	cl.body = createIntentBody{
-		Amount:          req.Amount,
+		Amount:          amount,
 		Currency:        req.Currency,
 		Confirm:         true,
 		OffSession:      req.OffSession,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/billingd/billingd/internal/gateway/units"
 	"net/http"
 	"strings"
 
@@ -32,9 +33,13 @@ func (c *Client) CreateRefund(ctx context.Context, req gateway.RefundRequest) ga
 	if req.Amount <= 0 {
 		return invalidLocally(cl, errors.New("refund amount must be positive"))
 	}
+	amount, err := units.WooshPay.ToWire(req.Amount, req.Currency)
+	if err != nil {
+		return invalidLocally(cl, err)
+	}
 	cl.body = createRefundBody{
 		PaymentIntent: req.PaymentIntent,
-		Amount:        req.Amount,
+		Amount:        amount,
 		Reason:        string(req.Reason),
 		Metadata:      req.Metadata,
 	}
@@ -93,11 +98,12 @@ func (w *wireRefund) validate() error {
 }
 
 func refundFromWire(w *wireRefund) *gateway.Refund {
+	currency := strings.ToUpper(w.Currency)
 	rf := &gateway.Refund{
 		ID:            w.ID,
 		PaymentIntent: string(w.PaymentIntent),
-		Amount:        w.Amount,
-		Currency:      strings.ToUpper(w.Currency),
+		Amount:        isoAmount(w.Amount, currency),
+		Currency:      currency,
 		Status:        gateway.RefundStatus(w.Status),
 		Metadata:      map[string]string(w.Metadata),
 		Created:       w.Created.Time,

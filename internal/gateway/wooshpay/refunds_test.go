@@ -98,7 +98,7 @@ func TestRefundOutcomes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFake(t, reply(tt.status, tt.body))
-			r := f.client().CreateRefund(context.Background(), gateway.RefundRequest{PaymentIntent: "pi_2", Amount: 1200, IdempotencyKey: "k1"})
+			r := f.client().CreateRefund(context.Background(), gateway.RefundRequest{PaymentIntent: "pi_2", Amount: 1200, Currency: "USD", IdempotencyKey: "k1"})
 			require.Equal(t, tt.want, r.Kind, "%v", r.Err)
 			if tt.name == "failed" {
 				require.Equal(t, "expired_or_canceled_card", r.Refund.FailureReason)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/billingd/billingd/internal/gateway/units"
 	"math"
 	"net/url"
 	"strconv"
@@ -193,12 +194,18 @@ func (w *wireIntent) validate() error {
 
 // intentFromWire converts a decoded intent, scrubbing the gateway's free text.
 func (c *Client) intentFromWire(w *wireIntent) *gateway.PaymentIntent {
+	currency := strings.ToUpper(w.Currency)
+	var received *int64
+	if w.AmountReceived != nil {
+		r := isoAmount(*w.AmountReceived, currency)
+		received = &r
+	}
 	pi := &gateway.PaymentIntent{
 		ID:              w.ID,
 		Status:          gateway.IntentStatus(w.Status),
-		Amount:          w.Amount,
-		AmountReceived:  w.AmountReceived,
-		Currency:        strings.ToUpper(w.Currency),
+		Amount:          isoAmount(w.Amount, currency),
+		AmountReceived:  received,
+		Currency:        currency,
 		Customer:        string(w.Customer),
 		PaymentMethod:   string(w.PaymentMethod),
 		MerchantOrderID: w.MerchantOrderID,
@@ -379,4 +386,20 @@ type wireCardData struct {
 	ExpYear  string `json:"exp_year"`
 	CVC      string `json:"cvc,omitempty"`
 	Name     string `json:"name,omitempty"`
+}
+
+// unconvertible stands for a wire amount that is no whole number of the
+// currency's ISO minor units (or of a currency WooshPay cannot charge): no
+// attempt asks for it, so every amount check flags the answer for review
+// instead of booking a rounded amount.
+const unconvertible = -1
+
+// isoAmount converts a WooshPay wire amount to ISO 4217 minor units, the
+// units billingd books (units.WooshPay: 1234500 ISK on the wire is 12345 ISK).
+func isoAmount(wire int64, currency string) int64 {
+	v, err := units.WooshPay.FromWire(wire, currency)
+	if err != nil {
+		return unconvertible
+	}
+	return v
 }
