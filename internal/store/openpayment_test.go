@@ -164,10 +164,10 @@ func p0(ids []int64) int64 { return ids[len(ids)-1] }
 func TestMigrationResolvesInvoicesWithSeveralWaitingIntents(t *testing.T) {
 	storetest.EachUnmigrated(t, func(t *testing.T, open func(store.Options) *store.Store) {
 		ctx := context.Background()
-		st := open(store.Options{})
+		st := open(store.Options{DefaultTimezone: "UTC"})
 		_, err := st.MigrateTo(ctx, 7)
 		require.NoError(t, err)
-		storetest.Seed(t, st, t0, storetest.Subscription{Reference: "tabs"}, storetest.Subscription{Reference: "paid"})
+		storetest.SeedBeforeTimezones(t, st, t0, storetest.Subscription{Reference: "tabs"}, storetest.Subscription{Reference: "paid"})
 		require.Equal(t, 2, invoiceAll(t, st, t0))
 		var invs []models.Invoice
 		require.NoError(t, st.DB().Order("id").Find(&invs).Error)

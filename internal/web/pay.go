@@ -348,10 +348,13 @@ func (p *PayPages) updateCard(w http.ResponseWriter, r *http.Request, l *dunning
 	}
 	back := p.returnURL(token)
 	sess, err := p.Sessions.CreateSetupCheckoutSession(r.Context(), gateway.SetupSessionRequest{
-		Customer:       l.Invoice.GatewayCustomer,
-		SuccessURL:     back + "?card=saved",
-		CancelURL:      back + "?card=canceled",
-		Metadata:       map[string]string{"invoice": l.Invoice.PublicID, "subscription": l.Invoice.Reference},
+		Customer:   l.Invoice.GatewayCustomer,
+		SuccessURL: back + "?card=saved",
+		CancelURL:  back + "?card=canceled",
+		Metadata: map[string]string{"invoice": l.Invoice.PublicID, "subscription": l.Invoice.Reference,
+			// The card is verified in the currency it will be charged in
+			// (Checkout.com verifies a card with a zero-amount payment).
+			"currency": l.Invoice.Currency},
 		IdempotencyKey: "setup-" + l.Invoice.PublicID + "-" + key[:16],
 	})
 	if err != nil {

@@ -122,6 +122,9 @@ type Subscription struct {
 	Anchor        time.Time
 	// Timezone is the subscription's IANA zone; "" takes the store's default.
 	Timezone string
+	// PreviousPaymentID is the card's series payment (Checkout.com's
+	// previous_payment_id); "" on WooshPay.
+	PreviousPaymentID string
 }
 
 // withDefaults fills the zero fields of a seeded subscription (its reference
@@ -163,7 +166,8 @@ func Seed(t testing.TB, st *store.Store, now time.Time, subs ...Subscription) {
 		s = s.withDefaults(now)
 		rows[i] = store.ImportRow{Line: i + 2, Reference: s.Reference, Email: s.Reference + "@example.com", Customer: s.Customer,
 			PaymentMethod: s.PaymentMethod, Amount: s.Amount, Currency: s.Currency, Interval: s.Interval,
-			IntervalCount: s.IntervalCount, Anchor: s.Anchor, FirstBilling: s.Anchor, Timezone: s.Timezone}
+			IntervalCount: s.IntervalCount, Anchor: s.Anchor, FirstBilling: s.Anchor, Timezone: s.Timezone,
+			PreviousPaymentID: s.PreviousPaymentID}
 	}
 	_, err := st.ImportSubscriptions(context.Background(), rows, now)
 	require.NoError(t, err)
