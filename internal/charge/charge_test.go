@@ -204,7 +204,7 @@ func TestExecuteDropsResultWhenLeaseLost(t *testing.T) {
 	b, a := setup(t, intent("pi_late", gateway.IntentSucceeded))
 	// Another worker took the attempt over after our lease expired.
 	later := t0.Add(2 * time.Hour)
-	_, err := b.st.ClaimReplayAttempts(context.Background(), "other", later, later.Add(time.Hour), t0.Add(-time.Hour), 1)
+	_, err := b.st.ClaimReplayAttempts(context.Background(), "other", later, later, later.Add(time.Hour), t0.Add(-time.Hour), 1)
 	require.NoError(t, err)
 	_, err = b.eng.Execute(context.Background(), &a)
 	require.ErrorIs(t, err, store.ErrLeaseLost)

@@ -413,3 +413,46 @@ func isHead(plan []schedule.Planned, ref string, period int) bool {
 	}
 	return false
 }
+
+// While the gateway answers nothing but errors, a pass sends each attempt
+// one backoff window and ends: an attempt that turns due, or turns unknown,
+// while the pass runs is replayed by the next pass, not by this one. Before,
+// one attempt's replay overlapped another's backoff, each made the other due
+// again, and the pass never ended (on a simulated clock it ran on into later
+// periods).
+func TestAPassEndsWhileTheGatewayAnswersOnlyErrors(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		t0 := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+		s := newStack(t, st, t0, sim.Options{})
+		ctx := context.Background()
+		seedDaily(t, s, "early", "4242424242424242", t0)
+		seedDaily(t, s, "late", "4111111111111111", t0.Add(2*time.Hour))
+		s.gw.SetFaults(sim.Faults{Error5xxBefore: 1})
+		_, err := s.biller.Pass(ctx, ctx, "test")
+		require.NoError(t, err)
+		early := attemptsOfRef(t, s.st, "early")
+		require.Len(t, early, 1)
+		var before models.ChargeAttempt
+		require.NoError(t, s.st.DB().First(&before, early[0].ID).Error)
+		require.Equal(t, models.AttemptUnknown, before.Status)
+
+		// The next pass starts just before the early attempt's retry is due
+		// and charges a new subscription for a whole backoff window.
+		start := t0.Add(2 * time.Hour)
+		s.clk.Set(start)
+		require.NoError(t, s.st.DB().Exec(`UPDATE charge_attempts SET next_try_at = ? WHERE id = ?`, start.Add(time.Second), before.ID).Error)
+		_, err = s.biller.Pass(ctx, ctx, "test")
+		require.NoError(t, err)
+
+		var after models.ChargeAttempt
+		require.NoError(t, s.st.DB().First(&after, before.ID).Error)
+		require.Equal(t, before.Tries, after.Tries, "an attempt due only after the pass began waits for the next pass")
+		late := attemptsOfRef(t, s.st, "late")
+		require.Len(t, late, 1)
+		var lateRow models.ChargeAttempt
+		require.NoError(t, s.st.DB().First(&lateRow, late[0].ID).Error)
+		window := s.b.Config.Retry.MaxElapsedTime.D()
+		require.LessOrEqual(t, lateRow.Tries, int(window/s.b.Config.Retry.MaxInterval.D())+20, "sent in one backoff window")
+		require.Less(t, s.clk.Now().Sub(start), 3*window, "the pass ran on past its attempts' windows")
+	})
+}

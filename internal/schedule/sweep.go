@@ -282,6 +282,10 @@ func (b *Biller) invoiceRound(stop context.Context, run *models.BillingRun, log 
 // one before it was paid; the first decline stops the rest.
 func (b *Biller) chargeDue(stop, abort context.Context, run *models.BillingRun, log zerolog.Logger, invoiced <-chan struct{}, invoicingDone <-chan struct{}) error {
 	jobs := make(chan models.ChargeAttempt)
+	// Replays are those due when charging began: an attempt that turns
+	// unknown during this pass is replayed by the next one, so a pass ends
+	// even while the gateway answers nothing but errors.
+	replaysDueBy := b.Clock.Now()
 	// settled receives a signal after each outcome is recorded; one pending
 	// signal is enough to make the claim loop look again.
 	settled := make(chan struct{}, 1)
@@ -322,7 +326,7 @@ func (b *Biller) chargeDue(stop, abort context.Context, run *models.BillingRun, 
 		mu.Unlock()
 		now := b.Clock.Now()
 		until := now.Add(b.LeaseFor)
-		batch, err := b.Store.ClaimReplayAttempts(context.WithoutCancel(stop), b.Owner, now, until, now.Add(-b.keyWindow()), b.Concurrency)
+		batch, err := b.Store.ClaimReplayAttempts(context.WithoutCancel(stop), b.Owner, now, replaysDueBy, until, now.Add(-b.keyWindow()), b.Concurrency)
 		if err != nil {
 			claimErr = err
 			break

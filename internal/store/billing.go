@@ -454,16 +454,20 @@ func (tx *Tx) insertAttempts(as []models.ChargeAttempt) error {
 }
 
 // ClaimReplayAttempts leases pending and unknown attempts whose lease has expired
-// and whose next_try_at has come, so they are sent again with their own key.
+// (at now) and whose next_try_at is at or before dueBy, so they are sent again
+// with their own key. A billing pass gives its own start as dueBy: an attempt
+// that turned unknown during the pass waits for the next pass instead of being
+// replayed again and again while the gateway stays down, which would keep the
+// pass from ever ending.
 // Attempts created before notBefore are left alone: the gateway may have forgotten
 // their key, so replaying could charge twice; the reconciler resolves them instead.
 // On-session attempts are never replayed: their return URL (which carries the
 // pay-link token) is not stored, so a replay would not be the same request.
-func (s *Store) ClaimReplayAttempts(ctx context.Context, owner string, now, leaseUntil, notBefore time.Time, limit int) ([]models.ChargeAttempt, error) {
+func (s *Store) ClaimReplayAttempts(ctx context.Context, owner string, now, dueBy, leaseUntil, notBefore time.Time, limit int) ([]models.ChargeAttempt, error) {
 	var claimed []models.ChargeAttempt
 	err := s.InTx(ctx, func(tx *Tx) error {
 		var err error
-		if claimed, err = tx.selectReplays(now, notBefore, limit, true); err != nil || len(claimed) == 0 {
+		if claimed, err = tx.selectReplays(now, dueBy, notBefore, limit, true); err != nil || len(claimed) == 0 {
 			return err
 		}
 		ids := make([]int64, len(claimed))
@@ -713,9 +717,9 @@ func (tx *Tx) replaySQL(lock bool) string {
 }
 
 // selectReplays is the replay claim's selection, shared with the plan of a pass.
-func (tx *Tx) selectReplays(now, notBefore time.Time, limit int, lock bool) ([]models.ChargeAttempt, error) {
+func (tx *Tx) selectReplays(now, dueBy, notBefore time.Time, limit int, lock bool) ([]models.ChargeAttempt, error) {
 	var as []models.ChargeAttempt
-	err := tx.db.Raw(tx.replaySQL(lock), now, now, notBefore, limit).Scan(&as).Error
+	err := tx.db.Raw(tx.replaySQL(lock), now, dueBy, notBefore, limit).Scan(&as).Error
 	return as, err
 }
 
@@ -763,7 +767,7 @@ func (s *Store) PlanPass(ctx context.Context, now, notBefore time.Time, limit in
 	err := s.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
 		tx := &Tx{db: db, dialect: s.dialect}
 		var err error
-		if p.Replays, err = tx.selectReplays(now, notBefore, limit, false); err != nil {
+		if p.Replays, err = tx.selectReplays(now, now, notBefore, limit, false); err != nil {
 			return err
 		}
 		if len(p.Replays) > 0 {

@@ -99,7 +99,7 @@ func TestFinishAttemptIsFenced(t *testing.T) {
 
 		// The lease expires and another worker replays the attempt.
 		later := t0.Add(2 * time.Minute)
-		replays, err := st.ClaimReplayAttempts(ctx, "w2", later, later.Add(time.Minute), t0.Add(-time.Hour), 10)
+		replays, err := st.ClaimReplayAttempts(ctx, "w2", later, later, later.Add(time.Minute), t0.Add(-time.Hour), 10)
 		require.NoError(t, err)
 		require.Len(t, replays, 1)
 		require.Equal(t, stale.LeaseVersion+1, replays[0].LeaseVersion)
@@ -135,7 +135,7 @@ func TestReplayWaitsForLeaseAndRetryTime(t *testing.T) {
 		claimed, err := st.ClaimNewAttempts(ctx, "w1", t0, t0.Add(time.Minute), 10)
 		require.NoError(t, err)
 		a := claimed[0]
-		got, err := st.ClaimReplayAttempts(ctx, "w2", t0.Add(30*time.Second), t0.Add(time.Hour), t0.Add(-time.Hour), 10)
+		got, err := st.ClaimReplayAttempts(ctx, "w2", t0.Add(30*time.Second), t0.Add(30*time.Second), t0.Add(time.Hour), t0.Add(-time.Hour), 10)
 		require.NoError(t, err)
 		require.Empty(t, got, "a live lease is respected")
 
@@ -143,15 +143,15 @@ func TestReplayWaitsForLeaseAndRetryTime(t *testing.T) {
 		require.NoError(t, st.InTx(ctx, func(tx *store.Tx) error {
 			return tx.FinishAttempt(t0, &a, store.AttemptResult{Status: models.AttemptUnknown, NextTryAt: &retryAt})
 		}))
-		got, err = st.ClaimReplayAttempts(ctx, "w2", t0.Add(5*time.Minute), t0.Add(time.Hour), t0.Add(-time.Hour), 10)
+		got, err = st.ClaimReplayAttempts(ctx, "w2", t0.Add(5*time.Minute), t0.Add(5*time.Minute), t0.Add(time.Hour), t0.Add(-time.Hour), 10)
 		require.NoError(t, err)
 		require.Empty(t, got, "an unknown attempt waits for its next_try_at")
-		got, err = st.ClaimReplayAttempts(ctx, "w2", retryAt, retryAt.Add(time.Hour), t0.Add(-time.Hour), 10)
+		got, err = st.ClaimReplayAttempts(ctx, "w2", retryAt, retryAt, retryAt.Add(time.Hour), t0.Add(-time.Hour), 10)
 		require.NoError(t, err)
 		require.Len(t, got, 1)
 		require.Equal(t, a.IdempotencyKey, got[0].IdempotencyKey, "a replay keeps its key")
 
-		got, err = st.ClaimReplayAttempts(ctx, "w3", t0.Add(48*time.Hour), t0.Add(49*time.Hour), t0.Add(25*time.Hour), 10)
+		got, err = st.ClaimReplayAttempts(ctx, "w3", t0.Add(48*time.Hour), t0.Add(48*time.Hour), t0.Add(49*time.Hour), t0.Add(25*time.Hour), 10)
 		require.NoError(t, err)
 		require.Empty(t, got, "attempts older than the idempotency window are never replayed")
 	})
@@ -230,7 +230,7 @@ func TestReleaseAllLeasesNeedsExclusivity(t *testing.T) {
 	n, err := st.ReleaseAllLeases(ctx, t0)
 	require.NoError(t, err)
 	require.EqualValues(t, 1, n)
-	got, err := st.ClaimReplayAttempts(ctx, "me", t0, t0.Add(time.Hour), t0.Add(-time.Hour), 10)
+	got, err := st.ClaimReplayAttempts(ctx, "me", t0, t0, t0.Add(time.Hour), t0.Add(-time.Hour), 10)
 	require.NoError(t, err)
 	require.Len(t, got, 1, "a dead process's attempt is replayable at once after the rescue")
 
