@@ -49,6 +49,9 @@ func TestResponseFixturesParse(t *testing.T) {
 		require.Equal(t, "https://api.sandbox.checkout.com/redirect/act_y3oqhf46pyzuxjbcn2giaqnb44", r.Intent.ActionURL)
 		require.Equal(t, "pay_4hlqceyyib5ezpxtpdpwfhwtda", r.Intent.ID)
 		require.Nil(t, r.Intent.AmountReceived)
+		// The 202 has no amount; the pending payment is the one requested.
+		require.Equal(t, int64(1200), r.Intent.Amount)
+		require.Equal(t, "USD", r.Intent.Currency)
 	})
 	t.Run("202 pending asynchronous", func(t *testing.T) {
 		c, f := newFake(t)

@@ -99,7 +99,15 @@ func (c *Client) CreatePaymentIntent(ctx context.Context, req gateway.PaymentInt
 			return c.resultFromPayment(found, http.StatusOK)
 		}
 	}
-	return c.decide(ctx, cl, c.do(ctx, cl), &wirePayment{})
+	var w wirePayment
+	r := c.decide(ctx, cl, c.do(ctx, cl), &w)
+	if r.Intent != nil && w.Amount == nil && r.Intent.Status != gateway.IntentSucceeded {
+		// A 202 Pending answer carries no amount: the payment is the one just
+		// requested, and its settlement (webhook or read) is checked against
+		// the attempt with the amount Checkout.com reports then.
+		r.Intent.Amount, r.Intent.Currency = req.Amount, body.Currency
+	}
+	return r
 }
 
 // paymentBody builds and checks the request; the Kind says how a refusal is
