@@ -233,3 +233,22 @@ func TestErrorsNeverCarrySecretsOrCardNumbers(t *testing.T) {
 	require.NotContains(t, msg, "sk_test_0123")
 	require.Contains(t, msg, redacted)
 }
+
+func TestParamOfCode(t *testing.T) {
+	for code, want := range map[string]string{
+		"amount_invalid":                   "amount",
+		"billing_descriptor_city_required": "billing_descriptor_city",
+		"customer_not_found":               "customer",
+		"duplicate_request":                "",
+		"_invalid":                         "",
+	} {
+		require.Equal(t, want, paramOfCode(code), code)
+	}
+}
+
+func TestMetadataKeepsPrimitivesAsText(t *testing.T) {
+	var m stringMap
+	require.NoError(t, m.UnmarshalJSON([]byte(`{"a":"x","n":123989,"f":1.5,"b":true,"z":null,"o":{"k":1},"l":[1]}`)))
+	require.Equal(t, stringMap{"a": "x", "n": "123989", "f": "1.5", "b": "true"}, m)
+	require.Error(t, m.UnmarshalJSON([]byte(`[1]`)))
+}
