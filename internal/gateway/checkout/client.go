@@ -26,6 +26,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -67,8 +68,9 @@ type Options struct {
 	// address. Plain http is accepted only for loopback hosts, because every
 	// request carries the secret key.
 	BaseURL string
-	// SecretKey (sk_sbox_…, sk_…, or a previous-platform sk_test_…) is sent as
-	// "Authorization: Bearer <key>".
+	// SecretKey (sk_sbox_…, sk_…) is sent as "Authorization: Bearer <key>";
+	// a previous-platform key (sk_test_<uuid>, sk_<uuid>) as the header's
+	// value itself, as that platform expects.
 	SecretKey string
 	// Timeout bounds each request including reading the body. Default
 	// DefaultTimeout.
@@ -127,9 +129,13 @@ func New(opts Options) (*Client, error) {
 	if hc == nil {
 		hc = defaultHTTPClient(timeout)
 	}
+	authz := "Bearer " + opts.SecretKey
+	if previousPlatformKey.MatchString(opts.SecretKey) {
+		authz = opts.SecretKey
+	}
 	return &Client{
 		base:    base,
-		authz:   "Bearer " + opts.SecretKey,
+		authz:   authz,
 		secret:  opts.SecretKey,
 		http:    hc,
 		timeout: timeout,
@@ -137,6 +143,11 @@ func New(opts Options) (*Client, error) {
 		now:     time.Now,
 	}, nil
 }
+
+// previousPlatformKey matches a secret key of Checkout.com's previous
+// platform (sk_test_<uuid>, sk_<uuid>), which is sent as the Authorization
+// value itself; current keys (sk_sbox_…, sk_…) are sent as a Bearer token.
+var previousPlatformKey = regexp.MustCompile(`^sk_(test_)?\w{8}-\w{4}-\w{4}-\w{4}-\w{12}$`)
 
 func parseBaseURL(raw string) (*url.URL, error) {
 	if raw == "" {

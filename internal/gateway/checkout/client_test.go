@@ -201,3 +201,19 @@ func TestSetupSessionChecks(t *testing.T) {
 		require.Equal(t, "setup-cus_1", body["reference"])
 	})
 }
+
+func TestAuthorizationHeaderPerPlatform(t *testing.T) {
+	for key, want := range map[string]string{
+		testKey:                          "Bearer " + testKey,
+		"sk_m73dzbpy7cf3gfd46xr4yj5xo4e": "Bearer sk_m73dzbpy7cf3gfd46xr4yj5xo4e",
+		"sk_test_fde517a8-3f01-41ef-b4bd-4282384b0a64": "sk_test_fde517a8-3f01-41ef-b4bd-4282384b0a64",
+		"sk_be458ac1-f20e-4194-bf58-b28e5ffd88e7":      "sk_be458ac1-f20e-4194-bf58-b28e5ffd88e7",
+	} {
+		_, f := newFake(t)
+		c, err := New(Options{BaseURL: f.srv.URL, SecretKey: key})
+		require.NoError(t, err)
+		f.on("GET /payments/pay_1", reply{status: 200, body: paymentJSON(map[string]any{"status": "Captured"})})
+		c.RetrievePaymentIntent(context.Background(), "pay_1")
+		require.Equal(t, want, f.requests()[0].Header.Get("Authorization"))
+	}
+}
