@@ -1,0 +1,388 @@
+// Package checkout is billingd's client for the Checkout.com payments API
+// (docs/gateway-checkout.md).
+//
+// Like every provider client it turns each HTTP exchange into a gateway.Result
+// in one place (decide, in outcome.go), so the charge engine reasons only about
+// the outcome kinds of package gateway. Checkout.com differs from the
+// Stripe-shaped WooshPay in three ways that shape this package: a charge is a
+// payment with a five-digit response_code rather than an intent with a
+// decline_code (codes.go classifies them); an idempotency key replays only a
+// request that was processed, so a possibly-sent request is looked up by its
+// reference before it is sent again (Replay); and amounts travel in
+// Checkout.com's own wire units (units.Checkout), not ISO minor units.
+//
+// The client has no retry loop: one method call is at most one lookup and one
+// request. Retrying, with the same key, is the charge engine's job. The client
+// never logs and never puts the secret key or card data in errors.
+package checkout
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/billingd/billingd/internal/gateway"
+	"github.com/billingd/billingd/internal/gateway/units"
+)
+
+const (
+	// DefaultTimeout bounds one request when Options.Timeout is zero. It is
+	// generous because a charge cut short becomes an unknown outcome that must
+	// be looked up and perhaps replayed.
+	DefaultTimeout = 30 * time.Second
+
+	// userAgent identifies billingd in Checkout.com's request logs.
+	userAgent = "billingd-checkout/1"
+
+	// IdempotencyHeader carries the caller's idempotency key on payment and
+	// refund requests.
+	IdempotencyHeader = "Cko-Idempotency-Key"
+
+	// maxBodyBytes caps how much of a response is read: a list of 100
+	// payments is far below it.
+	maxBodyBytes = 1 << 20
+	// maxDrainBytes is how much of an unread remainder is discarded so the
+	// connection can be reused.
+	maxDrainBytes = 64 << 10
+	// maxIdempotencyKey bounds a key; Checkout.com recommends UUIDs and
+	// documents no limit, so billingd keeps keys as short as WooshPay's.
+	maxIdempotencyKey = 255
+	// maxReference is the documented length limit of a payment's and a
+	// refund's reference.
+	maxReference = 50
+)
+
+// Options configures a Client. BaseURL and SecretKey are required.
+type Options struct {
+	// BaseURL is the API root, e.g. https://api.sandbox.checkout.com, a
+	// https://{prefix}.api.checkout.com address, or the simulator's loopback
+	// address. Plain http is accepted only for loopback hosts, because every
+	// request carries the secret key.
+	BaseURL string
+	// SecretKey (sk_sbox_…, sk_…) is sent as "Authorization: Bearer <key>";
+	// a previous-platform key (sk_test_<uuid>, sk_<uuid>) as the header's
+	// value itself, as that platform expects.
+	SecretKey string
+	// Timeout bounds each request including reading the body. Default
+	// DefaultTimeout.
+	Timeout time.Duration
+	// HTTPClient, when set, is used as is. The default one applies Timeout,
+	// does not follow redirects (a redirected POST would become a GET) and
+	// keeps enough idle connections for the charge engine's concurrency.
+	HTTPClient *http.Client
+}
+
+// Client talks to one Checkout.com account. It is safe for concurrent use.
+type Client struct {
+	base    *url.URL
+	authz   string
+	secret  string // kept only to scrub it from anything echoed back
+	http    *http.Client
+	timeout time.Duration
+	units   *units.Table
+	now     func() time.Time
+}
+
+var (
+	_ gateway.Gateway       = (*Client)(nil)
+	_ gateway.Refunds       = (*Client)(nil)
+	_ gateway.Accounts      = (*Client)(nil)
+	_ gateway.SetupSessions = (*Client)(nil)
+)
+
+// New validates opts and returns a Client. A base URL that is not an absolute
+// http(s) URL, carries credentials, a query or a fragment, or uses plain http
+// towards a non-loopback host is refused, as is an empty secret key or one
+// that is not a single printable token: failing at startup beats failing every
+// charge later. Errors never quote the key.
+func New(opts Options) (*Client, error) {
+	base, err := parseBaseURL(opts.BaseURL)
+	if err != nil {
+		return nil, err
+	}
+	if opts.SecretKey == "" {
+		return nil, errors.New("checkout: secret key is required")
+	}
+	if strings.TrimSpace(opts.SecretKey) != opts.SecretKey || strings.ContainsAny(opts.SecretKey, " \t") || !isHeaderSafe(opts.SecretKey) {
+		return nil, errors.New("checkout: secret key must be one token without spaces or control characters")
+	}
+	if strings.HasPrefix(opts.SecretKey, "pk_") {
+		return nil, errors.New("checkout: the public key (pk_…) was given where the secret key (sk_…) is needed")
+	}
+	if opts.Timeout < 0 {
+		return nil, errors.New("checkout: timeout must not be negative")
+	}
+	timeout := opts.Timeout
+	if timeout == 0 {
+		timeout = DefaultTimeout
+	}
+	hc := opts.HTTPClient
+	if hc == nil {
+		hc = defaultHTTPClient(timeout)
+	}
+	authz := "Bearer " + opts.SecretKey
+	if previousPlatformKey.MatchString(opts.SecretKey) {
+		authz = opts.SecretKey
+	}
+	return &Client{
+		base:    base,
+		authz:   authz,
+		secret:  opts.SecretKey,
+		http:    hc,
+		timeout: timeout,
+		units:   units.Checkout,
+		now:     time.Now,
+	}, nil
+}
+
+// previousPlatformKey matches a secret key of Checkout.com's previous
+// platform (sk_test_<uuid>, sk_<uuid>), which is sent as the Authorization
+// value itself; current keys (sk_sbox_…, sk_…) are sent as a Bearer token.
+var previousPlatformKey = regexp.MustCompile(`^sk_(test_)?\w{8}-\w{4}-\w{4}-\w{4}-\w{12}$`)
+
+func parseBaseURL(raw string) (*url.URL, error) {
+	if raw == "" {
+		return nil, errors.New("checkout: base URL is required")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, errors.New("checkout: base URL is not a valid URL")
+	}
+	if u.User != nil {
+		return nil, errors.New("checkout: base URL must not contain credentials; use the secret key option")
+	}
+	if u.Scheme != "https" && u.Scheme != "http" {
+		return nil, fmt.Errorf("checkout: base URL scheme must be https or http, not %q", u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return nil, errors.New("checkout: base URL has no host")
+	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return nil, errors.New("checkout: base URL must not have a query or fragment")
+	}
+	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		return nil, fmt.Errorf("checkout: plain http is only allowed for loopback hosts, not %q: the secret key would travel in clear text", u.Hostname())
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = ""
+	return u, nil
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func isHeaderSafe(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func defaultHTTPClient(timeout time.Duration) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 256
+	t.MaxIdleConnsPerHost = 256
+	t.IdleConnTimeout = 90 * time.Second
+	t.TLSHandshakeTimeout = 10 * time.Second
+	return &http.Client{
+		Timeout:   timeout,
+		Transport: t,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+}
+
+// call is one request to make.
+type call struct {
+	method         string
+	path           string // below the base URL, built only from checked ids
+	query          url.Values
+	body           any
+	idempotencyKey string
+	// charge marks a request that may move money for a charge: a 422 that
+	// blames billingd's ids is then gateway.OurDataError, not Invalid.
+	charge bool
+}
+
+// op names the call in errors: method and path, never query or body.
+func (c call) op() string { return c.method + " " + c.path }
+
+// answer is what one exchange produced.
+type answer struct {
+	status   int
+	header   http.Header
+	body     []byte
+	tooLarge bool
+	err      error // transport or body-read failure
+}
+
+// do sends cl and reads the answer with a size cap. It never interprets it.
+func (c *Client) do(ctx context.Context, cl call) answer {
+	u := *c.base
+	u.Path = c.base.Path + cl.path
+	u.RawPath = ""
+	if len(cl.query) > 0 {
+		u.RawQuery = cl.query.Encode()
+	}
+	var body io.Reader
+	if cl.body != nil {
+		b, err := json.Marshal(cl.body)
+		if err != nil {
+			return answer{err: errRequestEncoding}
+		}
+		body = bytes.NewReader(b)
+	}
+	rctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, cl.method, u.String(), body)
+	if err != nil {
+		return answer{err: errRequestBuild}
+	}
+	req.Header.Set("Authorization", c.authz)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", userAgent)
+	if cl.body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if cl.idempotencyKey != "" {
+		req.Header.Set(IdempotencyHeader, cl.idempotencyKey)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return answer{err: err}
+	}
+	defer func() {
+		_, _ = io.CopyN(io.Discard, resp.Body, maxDrainBytes)
+		_ = resp.Body.Close()
+	}()
+	a := answer{status: resp.StatusCode, header: resp.Header}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
+	if err != nil {
+		a.err = err
+		return a
+	}
+	if len(b) > maxBodyBytes {
+		a.tooLarge = true
+		b = b[:maxBodyBytes]
+	}
+	a.body = b
+	return a
+}
+
+var (
+	errRequestEncoding = errors.New("cannot encode request body")
+	errRequestBuild    = errors.New("cannot build request")
+)
+
+// checkIdempotencyKey validates a key before it goes into a header.
+func checkIdempotencyKey(key string, required bool) error {
+	if key == "" {
+		if required {
+			return errors.New("idempotency key is required for a call that may move money")
+		}
+		return nil
+	}
+	if len(key) > maxIdempotencyKey {
+		return fmt.Errorf("idempotency key is %d characters long, at most %d are sent", len(key), maxIdempotencyKey)
+	}
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; c <= 0x20 || c >= 0x7f {
+			return errors.New("idempotency key must be printable ASCII without spaces")
+		}
+	}
+	return nil
+}
+
+// checkID validates an id that goes into a URL path. Checkout.com ids are
+// prefix_base32 (pay_…, act_…, cus_…, src_…); accepting only letters, digits
+// and '_' means an id can never change which path is requested.
+func checkID(kind, id string) error {
+	if id == "" {
+		return fmt.Errorf("%s id is empty", kind)
+	}
+	if len(id) > 100 {
+		return fmt.Errorf("%s id is too long", kind)
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return fmt.Errorf("%s id contains a character not allowed in an id", kind)
+		}
+	}
+	return nil
+}
+
+// checkReference validates a payment or refund reference: Checkout.com
+// documents at most 50 characters, and billingd later finds payments by it.
+func checkReference(what, ref string) error {
+	if ref == "" {
+		return fmt.Errorf("%s is empty", what)
+	}
+	if len(ref) > maxReference {
+		return fmt.Errorf("%s is %d characters long, Checkout.com takes at most %d", what, len(ref), maxReference)
+	}
+	if !isHeaderSafe(ref) {
+		return fmt.Errorf("%s contains control characters", what)
+	}
+	return nil
+}
+
+// refuse is the Result of a call refused before anything was sent: definite,
+// nothing reached the gateway. kind is Invalid or OurDataError.
+func refuse(cl call, kind gateway.Kind, err error) gateway.Result {
+	return gateway.Result{Kind: kind, Err: fmt.Errorf("checkout: %s: %w", cl.op(), err)}
+}
+
+// Error is returned by the calls that answer with an object rather than a
+// gateway.Result (customers, instruments, hosted pages, lists). It carries the
+// classification decide made, so a caller can tell a retryable failure
+// (Result.Kind Transient) from a definite one, and errors.Is(err,
+// gateway.ErrNotFound) holds for a 404.
+type Error struct {
+	// Op is the method and path of the failed call.
+	Op string
+	// Result is the classified outcome; its Kind is never Succeeded.
+	Result gateway.Result
+}
+
+// Error returns a short description without secrets or card data.
+func (e *Error) Error() string {
+	if e.Result.Err != nil {
+		return e.Result.Err.Error()
+	}
+	return fmt.Sprintf("checkout: %s: %s", e.Op, e.Result.Kind)
+}
+
+// Unwrap exposes the cause (gateway.ErrNotFound, a context or network error).
+func (e *Error) Unwrap() error { return e.Result.Err }
+
+// Retryable reports whether the same request may be sent again because its
+// outcome is unknown.
+func (e *Error) Retryable() bool { return e.Result.Kind == gateway.Transient }
+
+func asError(cl call, r gateway.Result) error {
+	if r.Kind == gateway.Succeeded {
+		r.Kind = gateway.Transient
+		if r.Err == nil {
+			r.Err = fmt.Errorf("checkout: %s: unexpected answer", cl.op())
+		}
+	}
+	return &Error{Op: cl.op(), Result: r}
+}
