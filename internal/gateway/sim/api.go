@@ -181,7 +181,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 
 	if retryAfter, ok := s.admit(arrived); !ok {
 		s.rateLimited.Add(1)
-		answer(http.StatusTooManyRequests, rateLimitBody(w, retryAfter, "Too many requests hit the API too quickly."),
+		answer(http.StatusTooManyRequests, s.rateLimitBody(w, retryAfter, "Too many requests hit the API too quickly."),
 			"sim: %s %s -> 429 (over the rate limit of %g/s)", r.Method, r.URL.Path, s.opts.RateLimit)
 		return
 	}
@@ -190,21 +190,18 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	switch d.kind {
 	case fault5xxBefore:
 		s.countFault(func(c *FaultCounts) { c.Error5xxBefore++ })
-		answer(http.StatusInternalServerError, errorBody(apiError{
-			Type: "api_error", Message: "An unexpected error occurred (simulated, before processing).",
-		}), "sim: %s %s -> 500 (fault 5xx-before)", r.Method, r.URL.Path)
+		answer(http.StatusInternalServerError, s.wire.serverError(false),
+			"sim: %s %s -> 500 (fault 5xx-before)", r.Method, r.URL.Path)
 		return
 	case faultRateLimit:
 		s.countFault(func(c *FaultCounts) { c.RateLimit++ })
-		answer(http.StatusTooManyRequests, rateLimitBody(w, d.retryAfter, "Too many requests hit the API too quickly (simulated)."),
+		answer(http.StatusTooManyRequests, s.rateLimitBody(w, d.retryAfter, "Too many requests hit the API too quickly (simulated)."),
 			"sim: %s %s -> 429 (fault)", r.Method, r.URL.Path)
 		return
 	}
 
-	if msg := s.authenticate(r); msg != "" {
-		w.Header().Set("WWW-Authenticate", `Basic realm="WooshPay"`)
-		answer(http.StatusUnauthorized, errorBody(apiError{Type: "invalid_request_error", Message: msg}),
-			"sim: %s %s -> 401", r.Method, r.URL.Path)
+	if body, ok := s.wire.authenticate(w, r); !ok {
+		answer(http.StatusUnauthorized, body, "sim: %s %s -> 401", r.Method, r.URL.Path)
 		return
 	}
 	ctx := context.WithValue(r.Context(), faultKey{}, d)
@@ -233,11 +230,11 @@ func (s *Server) admit(now time.Time) (retryAfter time.Duration, ok bool) {
 
 // rateLimitBody prepares a 429 answer, the same for the rate limit and the 429
 // fault: it sets Retry-After (whole seconds, rounded up, at least 1) and returns
-// the rate_limit error body.
-func rateLimitBody(w http.ResponseWriter, retryAfter time.Duration, msg string) []byte {
+// the provider's rate-limit body.
+func (s *Server) rateLimitBody(w http.ResponseWriter, retryAfter time.Duration, msg string) []byte {
 	secs := int64((retryAfter + time.Second - 1) / time.Second)
 	w.Header().Set("Retry-After", strconv.FormatInt(max(secs, 1), 10))
-	return errorBody(apiError{Type: "api_error", Code: "rate_limit", Message: msg})
+	return s.wire.rateLimited(msg)
 }
 
 // awaitLatency holds an answer until Options.Latency has passed since the
@@ -302,10 +299,10 @@ type handlerFunc func(c *call) result
 func (s *Server) route(h handlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		d, _ := r.Context().Value(faultKey{}).(faultDecision)
-		key := r.Header.Get("Idempotency-Key")
+		key := r.Header.Get(s.wire.idempotencyHeader())
 		var res result
 		if r.Method == http.MethodPost {
-			res = s.execPost(r, key, h)
+			res = s.execPost(r, key, d, h)
 		} else {
 			key = "" // keys only mean something on POST
 			res = h(&call{r: r})
@@ -315,26 +312,27 @@ func (s *Server) route(h handlerFunc) http.HandlerFunc {
 	}
 }
 
-func (s *Server) execPost(r *http.Request, key string, h handlerFunc) result {
+func (s *Server) execPost(r *http.Request, key string, d faultDecision, h handlerFunc) result {
 	raw, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
 	if err != nil {
-		return invalidParam("", "", "Could not read the request body.")
+		return s.wire.badRequest("Could not read the request body.")
 	}
 	if len(raw) > maxBodyBytes {
-		return invalidParam("", "", "The request body is larger than %d bytes.", maxBodyBytes)
+		return s.wire.badRequest(fmt.Sprintf("The request body is larger than %d bytes.", maxBodyBytes))
 	}
 	body, canon, err := canonicalJSON(raw)
 	if err != nil {
-		return invalidParam("", "", "Invalid JSON body: %v.", err)
+		return s.wire.badRequest(fmt.Sprintf("Invalid JSON body: %v.", err))
 	}
 	c := &call{r: r, body: body}
 	if key == "" {
 		return h(c)
 	}
 	if len(key) > maxIdempotencyKeyLen {
-		return invalidParam("", "", "Idempotency-Key must be at most %d characters long.", maxIdempotencyKeyLen)
+		return s.wire.badRequest(fmt.Sprintf("%s must be at most %d characters long.", s.wire.idempotencyHeader(), maxIdempotencyKeyLen))
 	}
-	return s.idempotent(idemKey{path: r.URL.Path, key: key}, sha256.Sum256(canon), func() result { return h(c) })
+	keep := func(res result) bool { return s.wire.keepReplay(res, d) }
+	return s.idempotent(idemKey{path: r.URL.Path, key: key}, sha256.Sum256(canon), keep, func() result { return h(c) })
 }
 
 // canonicalJSON checks that raw is one JSON object and returns it (with "{}" for
@@ -367,9 +365,13 @@ func canonicalJSON(raw []byte) (body, canon []byte, err error) {
 // Options.Latency, after any slow fault's delay.
 func (s *Server) respond(w http.ResponseWriter, r *http.Request, d faultDecision, key string, res result) {
 	h := w.Header()
-	h.Set("Request-Id", "req_"+strconv.FormatUint(s.reqSeq.Add(1), 10))
+	reqID := "Request-Id"
+	if s.wire.name() == ProviderCheckout {
+		reqID = "Cko-Request-Id"
+	}
+	h.Set(reqID, "req_"+strconv.FormatUint(s.reqSeq.Add(1), 10))
 	if key != "" {
-		h.Set("Idempotency-Key", key)
+		h.Set(s.wire.idempotencyHeader(), key)
 	}
 	fault := ""
 	if d.slow {
@@ -397,9 +399,7 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, d faultDecision
 	case fault5xxAfter:
 		s.countFault(func(c *FaultCounts) { c.Error5xxAfter++ })
 		s.logf("sim: %s %s -> %d hidden behind 500 (fault 5xx-after)", r.Method, r.URL.Path, res.status)
-		writeJSON(w, http.StatusInternalServerError, errorBody(apiError{
-			Type: "api_error", Message: "An unexpected error occurred (simulated, after processing).",
-		}))
+		writeJSON(w, http.StatusInternalServerError, s.wire.serverError(true))
 		return
 	}
 	replay := ""
@@ -450,7 +450,7 @@ type idemQueued struct {
 // whose first request began executing replays that answer to identical requests,
 // rejects different parameters with 400 and concurrent use with 409, and is
 // forgotten 24 hours (of Now) after first use.
-func (s *Server) idempotent(k idemKey, hash [32]byte, exec func() result) result {
+func (s *Server) idempotent(k idemKey, hash [32]byte, keep func(result) bool, exec func() result) result {
 	s.mu.Lock()
 	now := s.now()
 	e := s.idem[k]
@@ -463,17 +463,10 @@ func (s *Server) idempotent(k idemKey, hash [32]byte, exec func() result) result
 		switch {
 		case e.inFlight:
 			s.stats.Conflicts++
-			res = result{status: http.StatusConflict, body: errorBody(apiError{
-				Type: "idempotency_error", Code: "idempotency_key_in_use",
-				Message: "There is currently another in-progress request using this Idempotency Key (that probably means you submitted twice, and the other request is still going through). Please try again later.",
-			})}
-		case e.hash != hash:
+			res = s.wire.idemConflict()
+		case e.hash != hash && !s.wire.replaysMismatch():
 			s.stats.IdempotencyMismatches++
-			res = result{status: http.StatusBadRequest, body: errorBody(apiError{
-				Type: "idempotency_error",
-				Message: fmt.Sprintf("Keys for idempotent requests can only be used with the same parameters they were first used with. "+
-					"Try using a key other than '%s' if you meant to execute a different request.", k.key),
-			})}
+			res = s.wire.idemMismatch(k.key)
 		default:
 			s.stats.Replays++
 			res = result{status: e.status, body: e.body, replayed: true}
@@ -494,7 +487,7 @@ func (s *Server) idempotent(k idemKey, hash [32]byte, exec func() result) result
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !res.store {
+	if !keep(res) {
 		delete(s.idem, k)
 		return res
 	}

@@ -50,6 +50,9 @@ func (s *Server) controlRoutes() *http.ServeMux {
 	m.HandleFunc("POST /3ds/{id}", s.challengeSubmit)
 	m.HandleFunc("GET /checkout/setup/{id}", s.setupPage)
 	m.HandleFunc("POST /checkout/setup/{id}", s.setupSubmit)
+	m.HandleFunc("GET /hpp/{id}", s.setupPage)
+	m.HandleFunc("POST /hpp/{id}", s.setupSubmit)
+	m.HandleFunc("POST /_sim/payments/{id}/capture_decline", s.postCaptureDecline)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody(apiError{
 			Type: "invalid_request_error", Message: "Unrecognized request URL (" + r.Method + ": " + r.URL.Path + ").",
@@ -199,7 +202,9 @@ type challengeState struct {
 	pending   bool // requires_action: the challenge can still be answered
 	status    string
 	amount    string
-	returnURL string
+	returnURL string // where "Return to the merchant" links
+	passedURL string // where the browser goes after a passed challenge
+	failedURL string // … and after a failed one
 }
 
 func (s *Server) challengeState(id string) challengeState {
@@ -209,9 +214,14 @@ func (s *Server) challengeState(id string) challengeState {
 	if pi == nil {
 		return challengeState{}
 	}
+	back := pi.returnURL
+	if back == "" {
+		back = pi.successURL
+	}
 	return challengeState{
-		found: true, pending: pi.status == statusRequiresAction, status: pi.status,
-		amount: formatAmount(pi.amount, pi.currency), returnURL: pi.returnURL,
+		found: true, pending: pi.status == statusRequiresAction, status: s.wire.paymentStatus(pi),
+		amount: formatAmount(pi.amount, pi.currency), returnURL: back,
+		passedURL: s.wire.challengeDone(pi, true), failedURL: s.wire.challengeDone(pi, false),
 	}
 }
 
@@ -272,10 +282,42 @@ func (s *Server) challengeSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.logf("sim: POST /3ds/%s -> challenge %s", id, redirectStatus)
-	if st.returnURL == "" {
+	next := st.passedURL
+	if redirectStatus != "succeeded" {
+		next = st.failedURL
+	}
+	if next == "" {
 		renderMessage(w, http.StatusOK, "Authentication "+redirectStatus,
 			"You can close this window and return to the merchant.", "", "")
 		return
 	}
-	http.Redirect(w, r, appendQuery(st.returnURL, "payment_intent", id, "redirect_status", redirectStatus), http.StatusSeeOther)
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+// postCaptureDecline serves POST /_sim/payments/{id}/capture_decline: the
+// approved Checkout.com payment's capture is declined (CaptureDecline); the
+// answer is the payment as GET /payments/{id} shows it.
+func (s *Server) postCaptureDecline(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	err := s.CaptureDecline(id)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		controlError(w, http.StatusNotFound, "No such payment: '"+id+"'")
+	case err != nil:
+		controlError(w, http.StatusConflict, err.Error())
+	default:
+		s.logf("sim: capture of %s declined", id)
+		s.mu.Lock()
+		body := mustJSON(s.ckoPaymentLocked(s.intents[id], r))
+		s.mu.Unlock()
+		writeJSON(w, http.StatusOK, body)
+	}
+}
+
+// brand is the provider's name on hosted pages.
+func (s *Server) brand() string {
+	if s.wire.name() == ProviderCheckout {
+		return "Checkout.com"
+	}
+	return ""
 }

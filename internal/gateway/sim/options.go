@@ -12,6 +12,21 @@ import (
 // any non-empty secret key, uses the wall clock, injects no faults and delivers no
 // webhooks.
 type Options struct {
+	// Provider is the API the simulator speaks: "wooshpay" (the default) or
+	// "checkout" (Checkout.com). The core — objects, ledger, idempotency,
+	// faults, webhook delivery, hosted pages, the 3-D Secure challenge — is
+	// the same; routes, encodings, auth, signatures and event names are the
+	// provider's.
+	Provider string
+	// ChallengeExpiry is how long (on Now) a Checkout.com payment waits for
+	// its 3-D Secure challenge before it expires (status Expired, event
+	// payment_expired). Default 10 minutes. WooshPay's intents wait until
+	// canceled.
+	ChallengeExpiry time.Duration
+	// CaptureDelay is how long (on Now) after its approval a Checkout.com
+	// merchant-initiated payment is captured (payment_captured); SettleDue
+	// captures it. Default 0: at the next settlement pass.
+	CaptureDelay time.Duration
 	// SecretKey is the only Basic-auth user name accepted on /v1/. Empty accepts any
 	// non-empty key, which is convenient for demos where the key is generated.
 	SecretKey string
@@ -308,6 +323,9 @@ var DefaultWebhookRetry = []time.Duration{
 	30 * time.Second, time.Minute, 5 * time.Minute,
 }
 
+// defaultChallengeExpiry is how long a Checkout.com 3-D Secure payment waits.
+const defaultChallengeExpiry = 10 * time.Minute
+
 func (o Options) withDefaults() Options {
 	if o.Now == nil {
 		o.Now = time.Now
@@ -315,6 +333,13 @@ func (o Options) withDefaults() Options {
 	if o.ProcessingDelay <= 0 {
 		o.ProcessingDelay = defaultProcessingDelay
 	}
+	if o.Provider == "" {
+		o.Provider = ProviderWooshPay
+	}
+	if o.ChallengeExpiry <= 0 {
+		o.ChallengeExpiry = defaultChallengeExpiry
+	}
+	o.CaptureDelay = max(o.CaptureDelay, 0)
 	if o.Webhook.Retry == nil {
 		o.Webhook.Retry = DefaultWebhookRetry
 	}
