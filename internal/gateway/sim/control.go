@@ -233,7 +233,7 @@ func (s *Server) challengePage(w http.ResponseWriter, r *http.Request) {
 	if challengeUnusable(w, st) {
 		return
 	}
-	renderPage(w, http.StatusOK, "3ds", pageView{Title: "Authenticate your payment", Amount: st.amount, PaymentIntent: id})
+	renderPage(w, http.StatusOK, "3ds", pageView{Title: "Authenticate your payment", Amount: st.amount, PaymentIntent: id, Brand: s.brand()})
 }
 
 // challengeUnusable answers for an intent whose challenge cannot be taken and
