@@ -42,7 +42,7 @@ func (k faultKind) String() string {
 	return ""
 }
 
-// faultDecision is what the RNG decided for one /v1/ request.
+// faultDecision is what the RNG decided for one API request.
 type faultDecision struct {
 	kind       faultKind
 	slow       bool
@@ -155,9 +155,9 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	_, _ = w.Write(body)
 }
 
-// ---- the /v1/ pipeline ----
+// ---- the API pipeline ----
 
-// serveAPI is the order of events for a /v1/ request: count, check the rate
+// serveAPI is the order of events for an API request: count, check the rate
 // limit (Options.RateLimit, at the edge like a real gateway's, so a refused
 // request draws no fault and reaches nothing), draw faults, answer the
 // before-faults, authenticate, then route. After-faults are applied by respond,
@@ -213,7 +213,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 // limit cannot overflow a Duration.
 const maxRateLimitWait = 24 * time.Hour
 
-// arrivedKey carries the wall-clock arrival time of a /v1/ request to respond,
+// arrivedKey carries the wall-clock arrival time of an API request to respond,
 // for Options.Latency.
 type arrivedKey struct{}
 

@@ -217,7 +217,7 @@ func (s *Server) ckoCreatePayment(c *call) result {
 	}
 	threeDS := p.ThreeDS != nil && p.ThreeDS.Enabled != nil && *p.ThreeDS.Enabled
 	s.chargeLocked(pi, rule, s.publicBase(c.r), threeDS && !p.MerchantInitiated, now)
-	return s.ckoPaymentAnswerLocked(pi, c.r)
+	return s.ckoPaymentAnswerLocked(pi)
 }
 
 // ckoCard applies the card rules of the save-card paths to a card source.
@@ -266,8 +266,8 @@ func (s *Server) customerByEmailLocked(email, name string, now time.Time) *custo
 
 // ckoPaymentAnswerLocked is the answer to a payment request: 202 while
 // Pending, 201 otherwise.
-func (s *Server) ckoPaymentAnswerLocked(pi *paymentIntent, r *http.Request) result {
-	w := s.ckoPaymentLocked(pi, r)
+func (s *Server) ckoPaymentAnswerLocked(pi *paymentIntent) result {
+	w := s.ckoPaymentLocked(pi)
 	if pi.status == statusRequiresAction || pi.status == statusProcessing {
 		return result{status: http.StatusAccepted, value: ckoPending{
 			ID: w.ID, Status: w.Status, Reference: w.Reference, Customer: w.Customer, ThreeDS: w.ThreeDS, Links: w.Links,
@@ -321,14 +321,13 @@ type ckoSource struct {
 	CardType    string `json:"card_type"`
 }
 
-func (s *Server) ckoPaymentLocked(pi *paymentIntent, r *http.Request) ckoPayment {
+func (s *Server) ckoPaymentLocked(pi *paymentIntent) ckoPayment {
 	code := codeOf(pi)
 	status := s.wire.paymentStatus(pi)
 	w := ckoPayment{
 		ID: pi.id, ActionID: pi.actionID, RequestedOn: ckoTime(pi.created),
 		Amount: isoToWire(units.Checkout, pi.amount, pi.currency), Currency: pi.currency,
-		Approved: pi.status == statusSucceeded || pi.status == statusCanceled && !pi.expired && code.code == ckoApproved.code,
-		Status:   status, ResponseCode: code.code, ResponseSummary: code.summary,
+		Approved: pi.status == statusSucceeded, Status: status, ResponseCode: code.code, ResponseSummary: code.summary,
 		PaymentType: pi.paymentType, Reference: pi.merchantOrderID, Description: pi.description,
 		Metadata: metaOrEmpty(pi.metadata),
 		Links:    map[string]ckoLink{"self": {Href: "/payments/" + pi.id}, "actions": {Href: "/payments/" + pi.id + "/actions"}},
@@ -374,7 +373,7 @@ func (s *Server) ckoGetPayment(c *call) result {
 	if pi == nil || !strings.HasPrefix(pi.id, "pay_") {
 		return ckoNotFound()
 	}
-	return result{status: http.StatusOK, value: s.ckoPaymentLocked(pi, c.r), store: true}
+	return result{status: http.StatusOK, value: s.ckoPaymentLocked(pi), store: true}
 }
 
 // ckoPage is GET /payments?reference=…: newest first.
@@ -411,7 +410,7 @@ func (s *Server) ckoListPayments(c *call) result {
 	list := s.byOrder[ref]
 	page := ckoPage{Limit: limit, Skip: skip, TotalCount: len(list), Data: []ckoPayment{}}
 	for i := len(list) - 1 - skip; i >= 0 && len(page.Data) < limit; i-- {
-		page.Data = append(page.Data, s.ckoPaymentLocked(list[i], c.r))
+		page.Data = append(page.Data, s.ckoPaymentLocked(list[i]))
 	}
 	return result{status: http.StatusOK, value: page, store: true}
 }

@@ -176,37 +176,37 @@ func (w *checkoutWire) onPayment(ev payEvent, pi *paymentIntent) {
 	pi.responseCode = codeOf(pi).code
 	switch ev {
 	case payRequiresAction, payProcessing:
-		s.emitLocked("payment_pending", pi.id, w.eventData(pi, 0))
+		s.emitLocked("payment_pending", pi.id, w.eventData(pi))
 	case payFailed:
 		typ := "payment_declined"
 		if pi.verification {
 			typ = "card_verification_declined"
 		}
-		s.emitLocked(typ, pi.id, w.eventData(pi, 0))
+		s.emitLocked(typ, pi.id, w.eventData(pi))
 	case paySucceeded:
 		if pi.verification {
-			s.emitLocked("card_verified", pi.id, w.eventData(pi, 0))
+			s.emitLocked("card_verified", pi.id, w.eventData(pi))
 			return
 		}
-		s.emitLocked("payment_approved", pi.id, w.eventData(pi, 0))
+		s.emitLocked("payment_approved", pi.id, w.eventData(pi))
 		if pi.deferCapture {
 			s.deferCaptureLocked(pi)
 		} else {
 			s.captureLocked(pi, s.now())
 		}
 	case payCaptured:
-		s.emitLocked("payment_captured", pi.id, w.eventData(pi, 0))
+		s.emitLocked("payment_captured", pi.id, w.eventData(pi))
 	case payCanceled:
-		s.emitLocked("payment_canceled", pi.id, w.eventData(pi, 0))
+		s.emitLocked("payment_canceled", pi.id, w.eventData(pi))
 	case payExpired:
-		s.emitLocked("payment_expired", pi.id, w.eventData(pi, 0))
+		s.emitLocked("payment_expired", pi.id, w.eventData(pi))
 	case payCaptureDeclined:
-		s.emitLocked("payment_capture_declined", pi.id, w.eventData(pi, 0))
+		s.emitLocked("payment_capture_declined", pi.id, w.eventData(pi))
 	}
 }
 
 func (w *checkoutWire) onRefund(rf *refund, pi *paymentIntent) {
-	d := w.eventData(pi, 0)
+	d := w.eventData(pi)
 	d.ActionID = rf.id
 	d.Amount = isoToWire(units.Checkout, rf.amount, rf.currency)
 	d.ResponseCode, d.ResponseSummary = ckoApproved.code, ckoApproved.summary
@@ -244,7 +244,7 @@ type ckoEventSource struct {
 	CardType    string `json:"card_type"`
 }
 
-func (w *checkoutWire) eventData(pi *paymentIntent, _ int) ckoEventData {
+func (w *checkoutWire) eventData(pi *paymentIntent) ckoEventData {
 	s := w.s
 	code := codeOf(pi)
 	d := ckoEventData{

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -467,4 +469,63 @@ func TestCheckoutHostedPaymentRequests(t *testing.T) {
 func TestSignCheckoutKnownVector(t *testing.T) {
 	// printf '%s' '{"id":"evt_1"}' | openssl dgst -sha256 -hmac whsec_test
 	require.Equal(t, "030fa3b2413d1993c551364bd53bb9b3edb5c0c34d55dba6ada6041245632811", SignCheckout("whsec_test", []byte(`{"id":"evt_1"}`)))
+}
+
+// TestCheckoutAnswersInDocs keeps docs/simulator.md's Checkout.com table
+// equal to what the simulator answers.
+func TestCheckoutAnswersInDocs(t *testing.T) {
+	data, err := os.ReadFile("../../../docs/simulator.md")
+	require.NoError(t, err)
+	rows := map[string]string{}
+	for _, line := range strings.Split(string(data), "\n") {
+		m := regexp.MustCompile(`^\| (\d{16}) \| (.+) \|$`).FindStringSubmatch(line)
+		if m != nil {
+			rows[m[1]] = m[2]
+		}
+	}
+	require.Len(t, rows, len(TestCards), "one Checkout.com row per test card")
+	for _, c := range TestCards {
+		require.Equal(t, c.CheckoutAnswer(), rows[c.Number], c.Number)
+	}
+}
+
+func TestCheckoutControlPlane(t *testing.T) {
+	d := newCko(t, Options{})
+	tg := d.save("4242424242424242")
+	id := d.paymentID(d.charge(tg, 100, "USD", "inv_1", "k"))
+	post := func(path, body string) map[string]any {
+		t.Helper()
+		res, err := http.Post(d.h.srv.URL+path, "text/plain", strings.NewReader(body))
+		require.NoError(t, err)
+		defer res.Body.Close()
+		require.Equal(t, http.StatusOK, res.StatusCode, path)
+		var m map[string]any
+		require.NoError(t, json.NewDecoder(res.Body).Decode(&m))
+		return m
+	}
+	dup := post("/_sim/payment_intents/"+id+"/duplicate", "")
+	require.True(t, strings.HasPrefix(dup["id"].(string), "pay_"), dup["id"])
+	require.Equal(t, "inv_1", dup["reference"])
+	require.Len(t, d.payments(), 2)
+
+	in := post("/_sim/payment_methods/"+tg.pm+"/behaviour", "4000000000009995")
+	require.Equal(t, tg.pm, in["id"])
+	require.Equal(t, "20051", d.charge(tg, 100, "USD", "inv_2", "k2").obj(t)["response_code"])
+
+	ch, _ := ckoCIT(t, d, "4462030000000000")
+	require.Equal(t, "Captured", post("/_sim/payment_intents/"+ch+"/challenge?result=pass", "")["status"])
+}
+
+func TestParseFlagsProvider(t *testing.T) {
+	cfg, err := ParseFlags([]string{"--provider", "checkout", "--challenge-expiry", "3m"})
+	require.NoError(t, err)
+	require.Equal(t, ProviderCheckout, cfg.Options.Provider)
+	require.Equal(t, 3*time.Minute, cfg.Options.ChallengeExpiry)
+	_, err = ParseFlags([]string{"--provider", "stripe"})
+	require.ErrorContains(t, err, "--provider")
+	_, err = ParseFlags([]string{"--challenge-expiry", "-1s"})
+	require.ErrorContains(t, err, "--challenge-expiry")
+	cfg, err = ParseFlags(nil)
+	require.NoError(t, err)
+	require.Equal(t, ProviderWooshPay, New(cfg.Options).wire.name(), "WooshPay by default")
 }

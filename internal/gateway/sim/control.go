@@ -10,7 +10,7 @@ import (
 	"strings"
 )
 
-// controlRoutes serves everything outside /v1/: the /_sim/ control plane (no
+// controlRoutes serves everything outside the provider's API: the /_sim/ control plane (no
 // auth, never faulted), the hosted pages a customer's browser is sent to (the
 // 3-D Secure challenge and the setup checkout page) and /healthz.
 func (s *Server) controlRoutes() *http.ServeMux {
@@ -185,14 +185,23 @@ func (s *Server) postCardBehaviour(w http.ResponseWriter, r *http.Request) {
 	}
 	s.logf("sim: payment method %s now charges like a card ending %s", id, number[len(number)-4:])
 	s.mu.Lock()
-	body := mustJSON(s.methods[id].wire())
+	var body []byte
+	if s.wire.name() == ProviderCheckout {
+		body = mustJSON(s.ckoInstrumentLocked(s.methods[id]))
+	} else {
+		body = mustJSON(s.methods[id].wire())
+	}
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, body)
 }
 
+// intentJSON is a payment as the provider's API shows it.
 func (s *Server) intentJSON(id string) []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.wire.name() == ProviderCheckout {
+		return mustJSON(s.ckoPaymentLocked(s.intents[id]))
+	}
 	return mustJSON(s.intents[id].wire())
 }
 
@@ -307,10 +316,7 @@ func (s *Server) postCaptureDecline(w http.ResponseWriter, r *http.Request) {
 		controlError(w, http.StatusConflict, err.Error())
 	default:
 		s.logf("sim: capture of %s declined", id)
-		s.mu.Lock()
-		body := mustJSON(s.ckoPaymentLocked(s.intents[id], r))
-		s.mu.Unlock()
-		writeJSON(w, http.StatusOK, body)
+		writeJSON(w, http.StatusOK, s.intentJSON(id))
 	}
 }
 

@@ -27,7 +27,8 @@ type Options struct {
 	// merchant-initiated payment is captured (payment_captured); SettleDue
 	// captures it. Default 0: at the next settlement pass.
 	CaptureDelay time.Duration
-	// SecretKey is the only Basic-auth user name accepted on /v1/. Empty accepts any
+	// SecretKey is the only secret key accepted on the API (WooshPay's Basic-auth user
+	// name, Checkout.com's Bearer token). Empty accepts any
 	// non-empty key, which is convenient for demos where the key is generated.
 	SecretKey string
 	// Now is the simulator's clock: created timestamps, settlement of processing
@@ -53,7 +54,7 @@ type Options struct {
 	// load test with millions of charges does not grow memory without bound.
 	// 0 means 100000; negative means unbounded.
 	EventHistory int
-	// Latency is the simulated network and gateway round trip: every /v1/ answer
+	// Latency is the simulated network and gateway round trip: every API answer
 	// (success, decline, error, idempotent replay, 401, the 429 of RateLimit, and
 	// the faults that answer or drop the connection) is held until at least this
 	// long after the request arrived, measured on the wall clock, not on Now. The
@@ -63,7 +64,7 @@ type Options struct {
 	// holds no lock and ends early, writing nothing, when the client goes away.
 	// 0 (the default) answers at once; negative is treated as 0 (see Validate).
 	Latency time.Duration
-	// RateLimit caps /v1/ requests at this many per second (a token bucket of
+	// RateLimit caps API requests at this many per second (a token bucket of
 	// RateBurst requests refilled at RateLimit per second); 0 means unlimited,
 	// negative is treated as 0 (see Validate). A request over the limit is checked
 	// first, before fault injection and authentication, and refused with 429, the
@@ -81,10 +82,10 @@ type Options struct {
 	Logf func(format string, args ...any)
 }
 
-// Faults are per-request fault probabilities for /v1/ requests. One uniform draw
+// Faults are per-request fault probabilities for API requests. One uniform draw
 // per request picks at most one of Error5xxBefore, RateLimit, Error5xxAfter and
 // Drop (their sum should not exceed 1; earlier ones win when it does); a second,
-// independent draw decides Slow. Both draws happen for every /v1/ request that
+// independent draw decides Slow. Both draws happen for every API request that
 // Options.RateLimit admits (all of them when it is 0), so the sequence of
 // decisions depends only on the seed and the order of admitted requests.
 type Faults struct {

@@ -182,11 +182,20 @@ func (s *Server) DuplicateSuccess(piID string) (string, error) {
 	for k, v := range orig.metadata {
 		meta[k] = v
 	}
+	prefix := "pi"
+	if s.wire.name() == ProviderCheckout {
+		prefix = "pay"
+	}
 	pi := &paymentIntent{
-		id: s.newIDLocked("pi"), created: now, amount: orig.amount, currency: orig.currency,
+		id: s.newIDLocked(prefix), created: now, amount: orig.amount, currency: orig.currency,
 		status: statusRequiresConfirmation, customer: orig.customer, paymentMethod: orig.paymentMethod,
 		merchantOrderID: orig.merchantOrderID, description: orig.description, returnURL: orig.returnURL,
 		metadata: meta, offSession: orig.offSession, secret: s.newSecretLocked(),
+		paymentType: orig.paymentType, merchantInitiated: orig.merchantInitiated,
+		previousPaymentID: orig.previousPaymentID, sourceType: orig.sourceType,
+	}
+	if s.wire.name() == ProviderCheckout {
+		pi.actionID = s.newIDLocked("act")
 	}
 	s.newPaymentLocked(pi)
 	s.wire.onPayment(payCreated, pi)

@@ -80,9 +80,9 @@ type Server struct {
 // Stats counts what the simulator saw and did, so a test can assert that its
 // faults actually fired and that a run ended with every webhook delivered.
 type Stats struct {
-	// Requests is the number of /v1/ requests received.
+	// Requests is the number of API requests received.
 	Requests int64 `json:"requests"`
-	// RateLimited counts /v1/ requests refused with 429 because they exceeded
+	// RateLimited counts API requests refused with 429 because they exceeded
 	// Options.RateLimit (they are included in Requests). It never counts the
 	// random 429s of Faults.RateLimit, which are in Faults.RateLimit, so a load
 	// test can tell "the client exceeded the limit" from injected faults.
@@ -218,7 +218,7 @@ func (s *Server) newSecretLocked() string {
 	return string(b[:])
 }
 
-// ServeHTTP routes /v1/ to the API (faults and auth apply) and everything else to
+// ServeHTTP routes the provider's API paths to the API (faults and auth apply) and everything else to
 // the control plane.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.wire.isAPI(r.URL.Path) {
