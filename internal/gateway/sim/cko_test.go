@@ -529,3 +529,29 @@ func TestParseFlagsProvider(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, ProviderWooshPay, New(cfg.Options).wire.name(), "WooshPay by default")
 }
+
+func TestCheckoutStaleSpoilIsUnsigned(t *testing.T) {
+	rc := newReceiver(t, "whsec_cko", 0)
+	d := newCko(t, Options{Webhook: WebhookOptions{URL: rc.srv.URL, Secret: "whsec_cko", Retry: []time.Duration{0},
+		Delivery: Delivery{Workers: 1, StaleTimestamp: 1}}})
+	d.h.sim.Start(t.Context())
+	d.save("4242424242424242")
+	require.NoError(t, d.h.sim.WaitWebhooks(t.Context()))
+	got := rc.all()
+	require.Len(t, got, 2, "the spoiled attempt, then the good one")
+	require.Empty(t, got[0].header.Get("Cko-Signature"), "no timestamp to age: sent unsigned")
+	require.True(t, validCko("whsec_cko", got[1].header.Get("Cko-Signature"), got[1].body))
+	require.Equal(t, string(got[0].body), string(got[1].body))
+	require.Equal(t, "Checkout-Simulator/1.0 (billingd)", got[1].header.Get("User-Agent"))
+	require.EqualValues(t, 1, d.h.sim.Stats().WebhookStaleTimestamps)
+}
+
+func TestWooshPayChallengeDoesNotExpire(t *testing.T) {
+	clock := newFakeClock()
+	h := newHarness(t, Options{Now: clock.Now})
+	cus, pm := h.chargeTarget("4462030000000000")
+	id := h.charge(cus, pm, 100, "inv_1", "k").obj(t)["id"].(string)
+	clock.Advance(time.Hour)
+	h.sim.SettleDue()
+	require.Equal(t, "requires_action", h.get("/v1/payment_intents/"+id).obj(t)["status"])
+}

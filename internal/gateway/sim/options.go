@@ -284,7 +284,8 @@ type WebhookOptions struct {
 	// URL receives every event as a POST; empty disables delivery (events are still
 	// recorded and available from Events).
 	URL string
-	// Secret is the HMAC-SHA256 key of the Wooshpay-Signature header.
+	// Secret is the HMAC-SHA256 key of the signature header (Wooshpay-Signature,
+	// or Cko-Signature on Checkout.com).
 	Secret string
 	// Retry is the wait before each retry of a failed delivery (non-2xx answer or
 	// connection error); after the last one the event is given up and counted in
@@ -298,7 +299,8 @@ type WebhookOptions struct {
 	Retry []time.Duration
 	// Timeout bounds one delivery attempt. Default 10s.
 	Timeout time.Duration
-	// TimestampMillis signs with t in Unix milliseconds instead of seconds; the
+	// TimestampMillis signs with t in Unix milliseconds instead of seconds (WooshPay;
+	// Checkout.com signs no timestamp); the
 	// receiver must accept both.
 	TimestampMillis bool
 	// Delivery shapes how events reach the endpoint: duplicates, reordering,

@@ -17,7 +17,7 @@ import (
 // Bearer auth with the secret key, 422 {request_id, error_type, error_codes}
 // errors, Cko-Idempotency-Key keeping only answers it sent as 2xx, and events
 // in Checkout.com's envelope signed with Cko-Signature. Its handlers are in
-// checkoutapi.go.
+// ckoapi.go.
 type checkoutWire struct{ s *Server }
 
 func (w *checkoutWire) name() string        { return ProviderCheckout }
