@@ -553,5 +553,5 @@ func TestWooshPayChallengeDoesNotExpire(t *testing.T) {
 	id := h.charge(cus, pm, 100, "inv_1", "k").obj(t)["id"].(string)
 	clock.Advance(time.Hour)
 	h.sim.SettleDue()
-	require.Equal(t, "requires_action", h.get("/v1/payment_intents/"+id).obj(t)["status"])
+	require.Equal(t, "requires_action", h.get("/v1/payment_intents/" + id).obj(t)["status"])
 }
