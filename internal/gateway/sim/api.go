@@ -79,11 +79,12 @@ func (s *Server) drawFault() faultDecision {
 	return d
 }
 
-// ---- results and errors ----
+// ---- results ----
 
-// result is a handler's answer before it is written. store says whether the
-// request began executing, i.e. whether its answer is kept under its idempotency
-// key; requests rejected by parameter validation are not (Stripe's rule).
+// result is a handler's answer before it is written, in the provider's
+// encoding (wooshpay.go, ckowire.go). store says whether the request began
+// executing; wireLayer.keepReplay decides from it, the status and the fault
+// whether the answer is kept under its idempotency key.
 type result struct {
 	status   int
 	body     []byte
@@ -100,53 +101,6 @@ func (r *result) materialize() {
 		r.body = mustJSON(r.value)
 		r.value = nil
 	}
-}
-
-type apiError struct {
-	Type          string             `json:"type"`
-	Code          string             `json:"code,omitempty"`
-	DeclineCode   string             `json:"decline_code,omitempty"`
-	AdviceCode    string             `json:"advice_code,omitempty"`
-	Message       string             `json:"message"`
-	Param         string             `json:"param,omitempty"`
-	PaymentIntent *paymentIntentWire `json:"payment_intent,omitempty"`
-	SetupIntent   *setupIntentWire   `json:"setup_intent,omitempty"`
-}
-
-type errorEnvelope struct {
-	Error apiError `json:"error"`
-}
-
-func errorBody(e apiError) []byte { return mustJSON(errorEnvelope{Error: e}) }
-
-func ok(v any) result { return result{status: http.StatusOK, value: v, store: true} }
-
-// invalidParam rejects a request before it executes: nothing is stored.
-func invalidParam(param, code, format string, args ...any) result {
-	return result{status: http.StatusBadRequest, body: errorBody(apiError{
-		Type: "invalid_request_error", Code: code, Param: param, Message: fmt.Sprintf(format, args...),
-	})}
-}
-
-// invalidState rejects a request that executed against the current state; the
-// answer is stored under the idempotency key like any executed request.
-func invalidState(e apiError) result {
-	e.Type = "invalid_request_error"
-	return result{status: http.StatusBadRequest, body: errorBody(e), store: true}
-}
-
-func notFound(kind, param, id string) result {
-	return result{status: http.StatusNotFound, store: true, body: errorBody(apiError{
-		Type: "invalid_request_error", Code: "resource_missing", Param: param,
-		Message: fmt.Sprintf("No such %s: '%s'", kind, id),
-	})}
-}
-
-func cardDeclined(ce *cardError, pi *paymentIntentWire, si *setupIntentWire, param string) result {
-	return result{status: http.StatusPaymentRequired, store: true, body: errorBody(apiError{
-		Type: ce.Type, Code: ce.Code, DeclineCode: ce.DeclineCode, AdviceCode: ce.AdviceCode,
-		Message: ce.Message, Param: param, PaymentIntent: pi, SetupIntent: si,
-	})}
 }
 
 func writeJSON(w http.ResponseWriter, status int, body []byte) {
@@ -535,33 +489,8 @@ func (s *Server) expireIdempotencyKeys() {
 	}
 }
 
-// ---- parameter decoding ----
-
-// decodeParams decodes a POST body strictly: unknown parameters and wrong types
-// are 400 invalid_request_error before execution, as Stripe answers them, so a
-// client typo shows up in tests instead of being silently ignored.
-func decodeParams(body []byte, v any) *result {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil {
-		return nil
-	}
-	var te *json.UnmarshalTypeError
-	var res result
-	switch {
-	case errors.As(err, &te):
-		res = invalidParam(te.Field, "parameter_invalid", "Invalid %s for parameter %s.", te.Value, te.Field)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		res = invalidParam(name, "parameter_unknown", "Received unknown parameter: %s", name)
-	default:
-		res = invalidParam("", "parameter_invalid", "Invalid parameters: %v.", err)
-	}
-	return &res
-}
-
-// flexInt accepts 12 or "12": WooshPay's examples send card expiry as strings.
+// flexInt accepts 12 or "12": WooshPay's examples send card expiry as strings
+// (Checkout.com's card sources take the integers).
 type flexInt struct {
 	set bool
 	v   int
@@ -580,36 +509,5 @@ func (f *flexInt) UnmarshalJSON(b []byte) error {
 		return &json.UnmarshalTypeError{Value: "non-integer " + string(b), Type: reflect.TypeFor[int]()}
 	}
 	f.set, f.v = true, v
-	return nil
-}
-
-// checkMetadata applies Stripe's limits: 50 keys, keys up to 40 characters, values
-// up to 500.
-func checkMetadata(m map[string]string) *result {
-	if len(m) > 50 {
-		res := invalidParam("metadata", "parameter_invalid", "Metadata can have at most 50 keys.")
-		return &res
-	}
-	for k, v := range m {
-		if k == "" || len(k) > 40 {
-			res := invalidParam("metadata", "parameter_invalid", "Metadata keys must be 1 to 40 characters long.")
-			return &res
-		}
-		if len(v) > 500 {
-			res := invalidParam("metadata["+k+"]", "parameter_invalid", "Metadata values can be at most 500 characters long.")
-			return &res
-		}
-	}
-	return nil
-}
-
-func checkPaymentMethodTypes(types []string) *result {
-	for _, t := range types {
-		if t != "card" {
-			res := invalidParam("payment_method_types", "parameter_invalid",
-				"The simulator only supports payment method type card, got %q.", t)
-			return &res
-		}
-	}
 	return nil
 }
