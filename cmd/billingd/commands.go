@@ -397,7 +397,11 @@ func (m *Main) cmdSim(ctx context.Context, args []string) error {
 		return err
 	}
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-	fmt.Fprintf(m.Stdout, "WooshPay simulator listening on http://%s (ledger: /_sim/ledger)\n", ln.Addr())
+	provider := "WooshPay"
+	if cfg.Options.Provider == sim.ProviderCheckout {
+		provider = "Checkout.com"
+	}
+	fmt.Fprintf(m.Stdout, "%s simulator listening on http://%s (ledger: /_sim/ledger)\n", provider, ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {

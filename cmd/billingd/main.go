@@ -89,7 +89,8 @@ Usage:
                                            import subscriptions from CSV (all or nothing)
   billingd demo [--dir DIR] [--months N]   the whole flow on SQLite + the bundled simulator
                                            (--months: N months on a simulated clock)
-  billingd sim  [flags]                    the WooshPay simulator as a server (sim -h)
+  billingd sim  [flags]                    the gateway simulator as a server (WooshPay, or
+                                           Checkout.com with --provider checkout; sim -h)
   billingd bench [flags]                   load test: one pass over N due subscriptions (bench -h)
 
 Run "billingd COMMAND -h" for what a command is for, an example and its flags.

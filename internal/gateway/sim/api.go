@@ -42,7 +42,7 @@ func (k faultKind) String() string {
 	return ""
 }
 
-// faultDecision is what the RNG decided for one /v1/ request.
+// faultDecision is what the RNG decided for one API request.
 type faultDecision struct {
 	kind       faultKind
 	slow       bool
@@ -79,11 +79,12 @@ func (s *Server) drawFault() faultDecision {
 	return d
 }
 
-// ---- results and errors ----
+// ---- results ----
 
-// result is a handler's answer before it is written. store says whether the
-// request began executing, i.e. whether its answer is kept under its idempotency
-// key; requests rejected by parameter validation are not (Stripe's rule).
+// result is a handler's answer before it is written, in the provider's
+// encoding (wooshpay.go, ckowire.go). store says whether the request began
+// executing; wireLayer.keepReplay decides from it, the status and the fault
+// whether the answer is kept under its idempotency key.
 type result struct {
 	status   int
 	body     []byte
@@ -102,62 +103,15 @@ func (r *result) materialize() {
 	}
 }
 
-type apiError struct {
-	Type          string             `json:"type"`
-	Code          string             `json:"code,omitempty"`
-	DeclineCode   string             `json:"decline_code,omitempty"`
-	AdviceCode    string             `json:"advice_code,omitempty"`
-	Message       string             `json:"message"`
-	Param         string             `json:"param,omitempty"`
-	PaymentIntent *paymentIntentWire `json:"payment_intent,omitempty"`
-	SetupIntent   *setupIntentWire   `json:"setup_intent,omitempty"`
-}
-
-type errorEnvelope struct {
-	Error apiError `json:"error"`
-}
-
-func errorBody(e apiError) []byte { return mustJSON(errorEnvelope{Error: e}) }
-
-func ok(v any) result { return result{status: http.StatusOK, value: v, store: true} }
-
-// invalidParam rejects a request before it executes: nothing is stored.
-func invalidParam(param, code, format string, args ...any) result {
-	return result{status: http.StatusBadRequest, body: errorBody(apiError{
-		Type: "invalid_request_error", Code: code, Param: param, Message: fmt.Sprintf(format, args...),
-	})}
-}
-
-// invalidState rejects a request that executed against the current state; the
-// answer is stored under the idempotency key like any executed request.
-func invalidState(e apiError) result {
-	e.Type = "invalid_request_error"
-	return result{status: http.StatusBadRequest, body: errorBody(e), store: true}
-}
-
-func notFound(kind, param, id string) result {
-	return result{status: http.StatusNotFound, store: true, body: errorBody(apiError{
-		Type: "invalid_request_error", Code: "resource_missing", Param: param,
-		Message: fmt.Sprintf("No such %s: '%s'", kind, id),
-	})}
-}
-
-func cardDeclined(ce *cardError, pi *paymentIntentWire, si *setupIntentWire, param string) result {
-	return result{status: http.StatusPaymentRequired, store: true, body: errorBody(apiError{
-		Type: ce.Type, Code: ce.Code, DeclineCode: ce.DeclineCode, AdviceCode: ce.AdviceCode,
-		Message: ce.Message, Param: param, PaymentIntent: pi, SetupIntent: si,
-	})}
-}
-
 func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }
 
-// ---- the /v1/ pipeline ----
+// ---- the API pipeline ----
 
-// serveAPI is the order of events for a /v1/ request: count, check the rate
+// serveAPI is the order of events for an API request: count, check the rate
 // limit (Options.RateLimit, at the edge like a real gateway's, so a refused
 // request draws no fault and reaches nothing), draw faults, answer the
 // before-faults, authenticate, then route. After-faults are applied by respond,
@@ -181,7 +135,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 
 	if retryAfter, ok := s.admit(arrived); !ok {
 		s.rateLimited.Add(1)
-		answer(http.StatusTooManyRequests, rateLimitBody(w, retryAfter, "Too many requests hit the API too quickly."),
+		answer(http.StatusTooManyRequests, s.rateLimitBody(w, retryAfter, "Too many requests hit the API too quickly."),
 			"sim: %s %s -> 429 (over the rate limit of %g/s)", r.Method, r.URL.Path, s.opts.RateLimit)
 		return
 	}
@@ -190,21 +144,18 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	switch d.kind {
 	case fault5xxBefore:
 		s.countFault(func(c *FaultCounts) { c.Error5xxBefore++ })
-		answer(http.StatusInternalServerError, errorBody(apiError{
-			Type: "api_error", Message: "An unexpected error occurred (simulated, before processing).",
-		}), "sim: %s %s -> 500 (fault 5xx-before)", r.Method, r.URL.Path)
+		answer(http.StatusInternalServerError, s.wire.serverError(false),
+			"sim: %s %s -> 500 (fault 5xx-before)", r.Method, r.URL.Path)
 		return
 	case faultRateLimit:
 		s.countFault(func(c *FaultCounts) { c.RateLimit++ })
-		answer(http.StatusTooManyRequests, rateLimitBody(w, d.retryAfter, "Too many requests hit the API too quickly (simulated)."),
+		answer(http.StatusTooManyRequests, s.rateLimitBody(w, d.retryAfter, "Too many requests hit the API too quickly (simulated)."),
 			"sim: %s %s -> 429 (fault)", r.Method, r.URL.Path)
 		return
 	}
 
-	if msg := s.authenticate(r); msg != "" {
-		w.Header().Set("WWW-Authenticate", `Basic realm="WooshPay"`)
-		answer(http.StatusUnauthorized, errorBody(apiError{Type: "invalid_request_error", Message: msg}),
-			"sim: %s %s -> 401", r.Method, r.URL.Path)
+	if body, ok := s.wire.authenticate(w, r); !ok {
+		answer(http.StatusUnauthorized, body, "sim: %s %s -> 401", r.Method, r.URL.Path)
 		return
 	}
 	ctx := context.WithValue(r.Context(), faultKey{}, d)
@@ -216,7 +167,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 // limit cannot overflow a Duration.
 const maxRateLimitWait = 24 * time.Hour
 
-// arrivedKey carries the wall-clock arrival time of a /v1/ request to respond,
+// arrivedKey carries the wall-clock arrival time of an API request to respond,
 // for Options.Latency.
 type arrivedKey struct{}
 
@@ -233,11 +184,11 @@ func (s *Server) admit(now time.Time) (retryAfter time.Duration, ok bool) {
 
 // rateLimitBody prepares a 429 answer, the same for the rate limit and the 429
 // fault: it sets Retry-After (whole seconds, rounded up, at least 1) and returns
-// the rate_limit error body.
-func rateLimitBody(w http.ResponseWriter, retryAfter time.Duration, msg string) []byte {
+// the provider's rate-limit body.
+func (s *Server) rateLimitBody(w http.ResponseWriter, retryAfter time.Duration, msg string) []byte {
 	secs := int64((retryAfter + time.Second - 1) / time.Second)
 	w.Header().Set("Retry-After", strconv.FormatInt(max(secs, 1), 10))
-	return errorBody(apiError{Type: "api_error", Code: "rate_limit", Message: msg})
+	return s.wire.rateLimited(msg)
 }
 
 // awaitLatency holds an answer until Options.Latency has passed since the
@@ -302,10 +253,10 @@ type handlerFunc func(c *call) result
 func (s *Server) route(h handlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		d, _ := r.Context().Value(faultKey{}).(faultDecision)
-		key := r.Header.Get("Idempotency-Key")
+		key := r.Header.Get(s.wire.idempotencyHeader())
 		var res result
 		if r.Method == http.MethodPost {
-			res = s.execPost(r, key, h)
+			res = s.execPost(r, key, d, h)
 		} else {
 			key = "" // keys only mean something on POST
 			res = h(&call{r: r})
@@ -315,26 +266,27 @@ func (s *Server) route(h handlerFunc) http.HandlerFunc {
 	}
 }
 
-func (s *Server) execPost(r *http.Request, key string, h handlerFunc) result {
+func (s *Server) execPost(r *http.Request, key string, d faultDecision, h handlerFunc) result {
 	raw, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
 	if err != nil {
-		return invalidParam("", "", "Could not read the request body.")
+		return s.wire.badRequest("Could not read the request body.")
 	}
 	if len(raw) > maxBodyBytes {
-		return invalidParam("", "", "The request body is larger than %d bytes.", maxBodyBytes)
+		return s.wire.badRequest(fmt.Sprintf("The request body is larger than %d bytes.", maxBodyBytes))
 	}
 	body, canon, err := canonicalJSON(raw)
 	if err != nil {
-		return invalidParam("", "", "Invalid JSON body: %v.", err)
+		return s.wire.badRequest(fmt.Sprintf("Invalid JSON body: %v.", err))
 	}
 	c := &call{r: r, body: body}
 	if key == "" {
 		return h(c)
 	}
 	if len(key) > maxIdempotencyKeyLen {
-		return invalidParam("", "", "Idempotency-Key must be at most %d characters long.", maxIdempotencyKeyLen)
+		return s.wire.badRequest(fmt.Sprintf("%s must be at most %d characters long.", s.wire.idempotencyHeader(), maxIdempotencyKeyLen))
 	}
-	return s.idempotent(idemKey{path: r.URL.Path, key: key}, sha256.Sum256(canon), func() result { return h(c) })
+	keep := func(res result) bool { return s.wire.keepReplay(res, d) }
+	return s.idempotent(idemKey{path: r.URL.Path, key: key}, sha256.Sum256(canon), keep, func() result { return h(c) })
 }
 
 // canonicalJSON checks that raw is one JSON object and returns it (with "{}" for
@@ -367,9 +319,13 @@ func canonicalJSON(raw []byte) (body, canon []byte, err error) {
 // Options.Latency, after any slow fault's delay.
 func (s *Server) respond(w http.ResponseWriter, r *http.Request, d faultDecision, key string, res result) {
 	h := w.Header()
-	h.Set("Request-Id", "req_"+strconv.FormatUint(s.reqSeq.Add(1), 10))
+	reqID := "Request-Id"
+	if s.wire.name() == ProviderCheckout {
+		reqID = "Cko-Request-Id"
+	}
+	h.Set(reqID, "req_"+strconv.FormatUint(s.reqSeq.Add(1), 10))
 	if key != "" {
-		h.Set("Idempotency-Key", key)
+		h.Set(s.wire.idempotencyHeader(), key)
 	}
 	fault := ""
 	if d.slow {
@@ -397,9 +353,7 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, d faultDecision
 	case fault5xxAfter:
 		s.countFault(func(c *FaultCounts) { c.Error5xxAfter++ })
 		s.logf("sim: %s %s -> %d hidden behind 500 (fault 5xx-after)", r.Method, r.URL.Path, res.status)
-		writeJSON(w, http.StatusInternalServerError, errorBody(apiError{
-			Type: "api_error", Message: "An unexpected error occurred (simulated, after processing).",
-		}))
+		writeJSON(w, http.StatusInternalServerError, s.wire.serverError(true))
 		return
 	}
 	replay := ""
@@ -450,7 +404,7 @@ type idemQueued struct {
 // whose first request began executing replays that answer to identical requests,
 // rejects different parameters with 400 and concurrent use with 409, and is
 // forgotten 24 hours (of Now) after first use.
-func (s *Server) idempotent(k idemKey, hash [32]byte, exec func() result) result {
+func (s *Server) idempotent(k idemKey, hash [32]byte, keep func(result) bool, exec func() result) result {
 	s.mu.Lock()
 	now := s.now()
 	e := s.idem[k]
@@ -463,17 +417,10 @@ func (s *Server) idempotent(k idemKey, hash [32]byte, exec func() result) result
 		switch {
 		case e.inFlight:
 			s.stats.Conflicts++
-			res = result{status: http.StatusConflict, body: errorBody(apiError{
-				Type: "idempotency_error", Code: "idempotency_key_in_use",
-				Message: "There is currently another in-progress request using this Idempotency Key (that probably means you submitted twice, and the other request is still going through). Please try again later.",
-			})}
-		case e.hash != hash:
+			res = s.wire.idemConflict()
+		case e.hash != hash && !s.wire.replaysMismatch():
 			s.stats.IdempotencyMismatches++
-			res = result{status: http.StatusBadRequest, body: errorBody(apiError{
-				Type: "idempotency_error",
-				Message: fmt.Sprintf("Keys for idempotent requests can only be used with the same parameters they were first used with. "+
-					"Try using a key other than '%s' if you meant to execute a different request.", k.key),
-			})}
+			res = s.wire.idemMismatch(k.key)
 		default:
 			s.stats.Replays++
 			res = result{status: e.status, body: e.body, replayed: true}
@@ -494,7 +441,7 @@ func (s *Server) idempotent(k idemKey, hash [32]byte, exec func() result) result
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !res.store {
+	if !keep(res) {
 		delete(s.idem, k)
 		return res
 	}
@@ -542,33 +489,8 @@ func (s *Server) expireIdempotencyKeys() {
 	}
 }
 
-// ---- parameter decoding ----
-
-// decodeParams decodes a POST body strictly: unknown parameters and wrong types
-// are 400 invalid_request_error before execution, as Stripe answers them, so a
-// client typo shows up in tests instead of being silently ignored.
-func decodeParams(body []byte, v any) *result {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil {
-		return nil
-	}
-	var te *json.UnmarshalTypeError
-	var res result
-	switch {
-	case errors.As(err, &te):
-		res = invalidParam(te.Field, "parameter_invalid", "Invalid %s for parameter %s.", te.Value, te.Field)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		res = invalidParam(name, "parameter_unknown", "Received unknown parameter: %s", name)
-	default:
-		res = invalidParam("", "parameter_invalid", "Invalid parameters: %v.", err)
-	}
-	return &res
-}
-
-// flexInt accepts 12 or "12": WooshPay's examples send card expiry as strings.
+// flexInt accepts 12 or "12": WooshPay's examples send card expiry as strings
+// (Checkout.com's card sources take the integers).
 type flexInt struct {
 	set bool
 	v   int
@@ -587,36 +509,5 @@ func (f *flexInt) UnmarshalJSON(b []byte) error {
 		return &json.UnmarshalTypeError{Value: "non-integer " + string(b), Type: reflect.TypeFor[int]()}
 	}
 	f.set, f.v = true, v
-	return nil
-}
-
-// checkMetadata applies Stripe's limits: 50 keys, keys up to 40 characters, values
-// up to 500.
-func checkMetadata(m map[string]string) *result {
-	if len(m) > 50 {
-		res := invalidParam("metadata", "parameter_invalid", "Metadata can have at most 50 keys.")
-		return &res
-	}
-	for k, v := range m {
-		if k == "" || len(k) > 40 {
-			res := invalidParam("metadata", "parameter_invalid", "Metadata keys must be 1 to 40 characters long.")
-			return &res
-		}
-		if len(v) > 500 {
-			res := invalidParam("metadata["+k+"]", "parameter_invalid", "Metadata values can be at most 500 characters long.")
-			return &res
-		}
-	}
-	return nil
-}
-
-func checkPaymentMethodTypes(types []string) *result {
-	for _, t := range types {
-		if t != "card" {
-			res := invalidParam("payment_method_types", "parameter_invalid",
-				"The simulator only supports payment method type card, got %q.", t)
-			return &res
-		}
-	}
 	return nil
 }

@@ -42,6 +42,10 @@ var (
 	declineExpiredCard       = &cardError{Type: "card_error", Code: "expired_card", DeclineCode: "expired_card", Message: "Your card has expired."}
 	declineLostCard          = &cardError{Type: "card_error", Code: "card_declined", DeclineCode: "lost_card", Message: "Your card was declined."}
 	declineStolenCard        = &cardError{Type: "card_error", Code: "card_declined", DeclineCode: "stolen_card", Message: "Your card was declined."}
+	// declineAuthenticationRequired answers a charge of a card that asks for
+	// 3-D Secure when no customer is there to take the challenge (a
+	// merchant-initiated payment on Checkout.com).
+	declineAuthenticationRequired = &cardError{Type: "card_error", Code: "authentication_required", DeclineCode: "authentication_required", Message: "This payment requires authentication by the customer."}
 	// authenticationFailure is left on an intent whose 3-D Secure challenge failed
 	// (Stripe's payment_intent_authentication_failure).
 	authenticationFailure = &cardError{Type: "card_error", Code: "payment_intent_authentication_failure", DeclineCode: "authentication_failure", Message: "The provided payment method has failed authentication. Provide a new payment method to attempt to fulfill this payment intent again."}

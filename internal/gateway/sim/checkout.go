@@ -33,6 +33,9 @@ type checkoutSession struct {
 	cancelURL   string
 	metadata    map[string]string // shared with the setup intent, never mutated
 	completed   bool
+	// verify is set on a Checkout.com hosted payment page: completing it
+	// verifies the card instead of succeeding a SetupIntent.
+	verify *hostedVerification
 }
 
 // statusAt derives the status from the clock instead of storing "expired", so
@@ -186,6 +189,7 @@ type sessionPageState struct {
 	status     string
 	successURL string
 	cancelURL  string
+	brand      string
 }
 
 func (s *Server) sessionPageState(id string) sessionPageState {
@@ -195,7 +199,8 @@ func (s *Server) sessionPageState(id string) sessionPageState {
 	if cs == nil {
 		return sessionPageState{}
 	}
-	return sessionPageState{found: true, status: cs.statusAt(s.now()), successURL: cs.successURL, cancelURL: cs.cancelURL}
+	return sessionPageState{found: true, status: cs.statusAt(s.now()), successURL: cs.successURL, cancelURL: cs.cancelURL,
+		brand: s.brand()}
 }
 
 // setupPage serves GET /checkout/setup/{id}: the "Save a card" form.
@@ -236,14 +241,23 @@ func (s *Server) setupSubmit(w http.ResponseWriter, r *http.Request) {
 	cs := s.sessions[id]
 	now := s.now()
 	status := cs.statusAt(now)
+	next := appendQuery(st.successURL, "session_id", id)
 	if status == sessionOpen {
+		prefix := "pm"
+		if cs.verify != nil {
+			prefix = "src"
+		}
 		pm := &paymentMethod{
-			id: s.newIDLocked("pm"), created: now, brand: card.brand, last4: card.last4,
+			id: s.newIDLocked(prefix), created: now, brand: card.brand, last4: card.last4,
 			expMonth: card.expMonth, expYear: card.expYear, rule: card.rule,
 		}
 		s.methods[pm.id] = pm
 		cs.completed = true
-		s.succeedSetupLocked(s.setups[cs.setupIntent], pm, s.customers[cs.customer])
+		if cs.verify != nil {
+			next = s.verifyHostedCardLocked(cs, pm, now)
+		} else {
+			s.succeedSetupLocked(s.setups[cs.setupIntent], pm, s.customers[cs.customer])
+		}
 	}
 	s.mu.Unlock()
 	if status != sessionOpen {
@@ -252,8 +266,8 @@ func (s *Server) setupSubmit(w http.ResponseWriter, r *http.Request) {
 		s.sessionUnusable(w, st)
 		return
 	}
-	s.logf("sim: POST /checkout/setup/%s -> 303 (card saved)", id)
-	http.Redirect(w, r, appendQuery(st.successURL, "session_id", id), http.StatusSeeOther)
+	s.logf("sim: POST %s -> 303 (card saved)", r.URL.Path)
+	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
 // sessionUnusable answers for a session that cannot take a card and reports
@@ -275,7 +289,7 @@ func (s *Server) sessionUnusable(w http.ResponseWriter, st sessionPageState) boo
 func setupFormView(st sessionPageState, problem, month, year string) pageView {
 	return pageView{
 		Title: "Save a card", Error: problem, ExpMonth: month, ExpYear: year,
-		CancelURL: st.cancelURL, TestCards: hostedTestCards,
+		CancelURL: st.cancelURL, TestCards: hostedTestCards, Brand: st.brand,
 	}
 }
 

@@ -10,7 +10,7 @@ import (
 	"strings"
 )
 
-// controlRoutes serves everything outside /v1/: the /_sim/ control plane (no
+// controlRoutes serves everything outside the provider's API: the /_sim/ control plane (no
 // auth, never faulted), the hosted pages a customer's browser is sent to (the
 // 3-D Secure challenge and the setup checkout page) and /healthz.
 func (s *Server) controlRoutes() *http.ServeMux {
@@ -50,6 +50,9 @@ func (s *Server) controlRoutes() *http.ServeMux {
 	m.HandleFunc("POST /3ds/{id}", s.challengeSubmit)
 	m.HandleFunc("GET /checkout/setup/{id}", s.setupPage)
 	m.HandleFunc("POST /checkout/setup/{id}", s.setupSubmit)
+	m.HandleFunc("GET /hpp/{id}", s.setupPage)
+	m.HandleFunc("POST /hpp/{id}", s.setupSubmit)
+	m.HandleFunc("POST /_sim/payments/{id}/capture_decline", s.postCaptureDecline)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody(apiError{
 			Type: "invalid_request_error", Message: "Unrecognized request URL (" + r.Method + ": " + r.URL.Path + ").",
@@ -182,14 +185,23 @@ func (s *Server) postCardBehaviour(w http.ResponseWriter, r *http.Request) {
 	}
 	s.logf("sim: payment method %s now charges like a card ending %s", id, number[len(number)-4:])
 	s.mu.Lock()
-	body := mustJSON(s.methods[id].wire())
+	var body []byte
+	if s.wire.name() == ProviderCheckout {
+		body = mustJSON(s.ckoInstrumentLocked(s.methods[id]))
+	} else {
+		body = mustJSON(s.methods[id].wire())
+	}
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, body)
 }
 
+// intentJSON is a payment as the provider's API shows it.
 func (s *Server) intentJSON(id string) []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.wire.name() == ProviderCheckout {
+		return mustJSON(s.ckoPaymentLocked(s.intents[id]))
+	}
 	return mustJSON(s.intents[id].wire())
 }
 
@@ -199,7 +211,9 @@ type challengeState struct {
 	pending   bool // requires_action: the challenge can still be answered
 	status    string
 	amount    string
-	returnURL string
+	returnURL string // where "Return to the merchant" links
+	passedURL string // where the browser goes after a passed challenge
+	failedURL string // … and after a failed one
 }
 
 func (s *Server) challengeState(id string) challengeState {
@@ -209,9 +223,14 @@ func (s *Server) challengeState(id string) challengeState {
 	if pi == nil {
 		return challengeState{}
 	}
+	back := pi.returnURL
+	if back == "" {
+		back = pi.successURL
+	}
 	return challengeState{
-		found: true, pending: pi.status == statusRequiresAction, status: pi.status,
-		amount: formatAmount(pi.amount, pi.currency), returnURL: pi.returnURL,
+		found: true, pending: pi.status == statusRequiresAction, status: s.wire.paymentStatus(pi),
+		amount: formatAmount(pi.amount, pi.currency), returnURL: back,
+		passedURL: s.wire.challengeDone(pi, true), failedURL: s.wire.challengeDone(pi, false),
 	}
 }
 
@@ -223,7 +242,7 @@ func (s *Server) challengePage(w http.ResponseWriter, r *http.Request) {
 	if challengeUnusable(w, st) {
 		return
 	}
-	renderPage(w, http.StatusOK, "3ds", pageView{Title: "Authenticate your payment", Amount: st.amount, PaymentIntent: id})
+	renderPage(w, http.StatusOK, "3ds", pageView{Title: "Authenticate your payment", Amount: st.amount, PaymentIntent: id, Brand: s.brand()})
 }
 
 // challengeUnusable answers for an intent whose challenge cannot be taken and
@@ -272,10 +291,39 @@ func (s *Server) challengeSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.logf("sim: POST /3ds/%s -> challenge %s", id, redirectStatus)
-	if st.returnURL == "" {
+	next := st.passedURL
+	if redirectStatus != "succeeded" {
+		next = st.failedURL
+	}
+	if next == "" {
 		renderMessage(w, http.StatusOK, "Authentication "+redirectStatus,
 			"You can close this window and return to the merchant.", "", "")
 		return
 	}
-	http.Redirect(w, r, appendQuery(st.returnURL, "payment_intent", id, "redirect_status", redirectStatus), http.StatusSeeOther)
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+// postCaptureDecline serves POST /_sim/payments/{id}/capture_decline: the
+// approved Checkout.com payment's capture is declined (CaptureDecline); the
+// answer is the payment as GET /payments/{id} shows it.
+func (s *Server) postCaptureDecline(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	err := s.CaptureDecline(id)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		controlError(w, http.StatusNotFound, "No such payment: '"+id+"'")
+	case err != nil:
+		controlError(w, http.StatusConflict, err.Error())
+	default:
+		s.logf("sim: capture of %s declined", id)
+		writeJSON(w, http.StatusOK, s.intentJSON(id))
+	}
+}
+
+// brand is the provider's name on hosted pages.
+func (s *Server) brand() string {
+	if s.wire.name() == ProviderCheckout {
+		return "Checkout.com"
+	}
+	return ""
 }

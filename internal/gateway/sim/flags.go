@@ -61,7 +61,8 @@ func flagError(err error) error {
 // simUsageHeader opens `billingd sim -h`: what the simulator is for, how it is
 // usually started, and (followed by TestCardTable) the cards that pick each
 // outcome, which is what a tester needs first.
-const simUsageHeader = `billingd sim — a WooshPay simulator on loopback, for demos, tests and staging
+const simUsageHeader = `billingd sim — a WooshPay (or, with --provider checkout, Checkout.com)
+simulator on loopback, for demos, tests and staging
 
 usage: billingd sim [flags]
 
@@ -90,6 +91,8 @@ func ParseFlags(args []string) (Config, error) {
 		retries string
 	)
 	fs.StringVar(&cfg.Listen, "listen", DefaultListen, "`address` to listen on")
+	fs.StringVar(&o.Provider, "provider", "", "the `API` to speak: wooshpay or checkout (Checkout.com) (default wooshpay)")
+	fs.DurationVar(&o.ChallengeExpiry, "challenge-expiry", 0, "how long a Checkout.com 3-D Secure payment waits before it expires (default 10m)")
 	fs.StringVar(&o.SecretKey, "secret-key", "", "the only accepted secret `key` (empty: any non-empty key)")
 	fs.Int64Var(&o.Seed, "seed", 0, "seed of fault and webhook decisions and ids (default: from the clock)")
 	fs.Float64Var(&o.Faults.Error5xxBefore, "fault-5xx-before", 0, "`probability` of a 500 before the request is processed")
@@ -105,7 +108,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.DurationVar(&o.ProcessingDelay, "processing-delay", defaultProcessingDelay, "how long a processing charge takes to succeed")
 	fs.StringVar(&o.PublicURL, "public-url", "", "base `URL` of links handed out (3-D Secure and checkout pages); default from the request Host")
 	fs.StringVar(&o.Webhook.URL, "webhook-url", "", "`URL` that receives webhook events (empty: no delivery)")
-	fs.StringVar(&o.Webhook.Secret, "webhook-secret", "", "HMAC `secret` for Wooshpay-Signature")
+	fs.StringVar(&o.Webhook.Secret, "webhook-secret", "", "HMAC `secret` for Wooshpay-Signature (Cko-Signature with --provider checkout)")
 	fs.BoolVar(&o.Webhook.TimestampMillis, "webhook-ms", false, "sign webhooks with t in milliseconds instead of seconds")
 	fs.DurationVar(&o.Webhook.Timeout, "webhook-timeout", defaultWebhookTimeout, "timeout of one webhook delivery attempt")
 	fs.StringVar(&retries, "webhook-retry", "", "comma-separated `delays` between webhook retries (default 1s,2s,5s,10s,30s,1m,5m; \"none\" for no retry)")
@@ -139,6 +142,12 @@ func ParseFlags(args []string) (Config, error) {
 		o.Seed = time.Now().UnixNano()
 	}
 
+	if o.Provider != "" && o.Provider != ProviderWooshPay && o.Provider != ProviderCheckout {
+		return Config{}, fmt.Errorf("--provider: %q is neither wooshpay nor checkout", o.Provider)
+	}
+	if o.ChallengeExpiry < 0 {
+		return Config{}, errors.New("--challenge-expiry: must not be negative")
+	}
 	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
 		return Config{}, fmt.Errorf("--listen: %q is not host:port: %v", cfg.Listen, err)
 	}

@@ -10,8 +10,16 @@ import (
 	"time"
 )
 
+// apiRoutes is the provider's API, every route wrapped in route (idempotency,
+// after-faults).
 func (s *Server) apiRoutes() *http.ServeMux {
 	m := http.NewServeMux()
+	s.wire.routes(m)
+	return m
+}
+
+// wooshpayRoutes registers the WooshPay API.
+func (s *Server) wooshpayRoutes(m *http.ServeMux) {
 	m.HandleFunc("POST /v1/customers", s.route(s.createCustomer))
 	m.HandleFunc("GET /v1/customers/{id}", s.route(s.getCustomer))
 	m.HandleFunc("GET /v1/customers/{id}/payment_methods", s.route(s.listCustomerPaymentMethods))
@@ -33,7 +41,6 @@ func (s *Server) apiRoutes() *http.ServeMux {
 	// Anything else, including a known path with the wrong method, is an
 	// unrecognized URL, as Stripe answers it.
 	m.HandleFunc("/", s.route(unrecognized))
-	return m
 }
 
 func unrecognized(c *call) result {
@@ -531,6 +538,12 @@ func (s *Server) createPaymentIntent(c *call) result {
 		return invalidParam("amount", "parameter_invalid_integer", "Amount must be at least 1 (in the currency's minor unit).")
 	case !validCurrency(p.Currency):
 		return invalidParam("currency", "parameter_invalid", "currency must be a three-letter ISO 4217 code, got %q.", p.Currency)
+	}
+	amount, res := wooshpayAmount(*p.Amount, p.Currency)
+	if res != nil {
+		return *res
+	}
+	switch {
 	case len(p.MerchantOrderID) > 255:
 		return invalidParam("merchant_order_id", "parameter_invalid", "merchant_order_id must be at most 255 characters.")
 	case len(p.PaymentMethodData) > 0 && string(p.PaymentMethodData) != "null":
@@ -562,7 +575,7 @@ func (s *Server) createPaymentIntent(c *call) result {
 		}
 	}
 	pi := &paymentIntent{
-		id: s.newIDLocked("pi"), created: now, amount: *p.Amount, currency: strings.ToUpper(p.Currency),
+		id: s.newIDLocked("pi"), created: now, amount: amount, currency: strings.ToUpper(p.Currency),
 		status: statusRequiresPaymentMethod, customer: p.Customer, paymentMethod: p.PaymentMethod,
 		merchantOrderID: p.MerchantOrderID, description: p.Description, returnURL: p.ReturnURL,
 		metadata: p.Metadata, offSession: p.OffSession, secret: s.newSecretLocked(),
@@ -570,12 +583,8 @@ func (s *Server) createPaymentIntent(c *call) result {
 	if pi.paymentMethod != "" {
 		pi.status = statusRequiresConfirmation
 	}
-	s.intents[pi.id] = pi
-	s.intentList = append(s.intentList, pi)
-	if pi.merchantOrderID != "" {
-		s.byOrder[pi.merchantOrderID] = append(s.byOrder[pi.merchantOrderID], pi)
-	}
-	s.emitLocked(evtPICreated, pi.id, pi.wire())
+	s.newPaymentLocked(pi)
+	s.wire.onPayment(payCreated, pi)
 	if !p.Confirm {
 		return ok(pi.wire())
 	}
@@ -609,27 +618,13 @@ func validCurrency(c string) bool {
 	return true
 }
 
-// confirmLocked charges the intent's saved card: the test-card table decides.
+// confirmLocked charges the intent's saved card (chargeLocked) and answers as
+// WooshPay does: 402 card_error for a decline, the intent otherwise.
 func (s *Server) confirmLocked(pi *paymentIntent, pm *paymentMethod, base string, now time.Time) result {
-	pi.lastError = nil
-	switch pm.rule.outcome {
-	case outcomeChallenge:
-		pi.status = statusRequiresAction
-		pi.challengeURL = base + "/3ds/" + pi.id
-		s.emitLocked(evtPIRequiresAction, pi.id, pi.wire())
-	case outcomeProcessing:
-		pi.status = statusProcessing
-		pi.processingSince = now
-		s.processing[pi.id] = pi
-		s.emitLocked(evtPIProcessing, pi.id, pi.wire())
-	case outcomeDecline:
-		pi.status = statusRequiresPaymentMethod
-		pi.lastError = pm.rule.decline
+	s.chargeLocked(pi, pm.rule, base, true, now)
+	if pi.lastError != nil {
 		w := pi.wire()
-		s.emitLocked(evtPIPaymentFailed, pi.id, w)
-		return cardDeclined(pm.rule.decline, &w, nil, "")
-	default:
-		s.succeedLocked(pi, now)
+		return cardDeclined(pi.lastError, &w, nil, "")
 	}
 	return ok(pi.wire())
 }
@@ -732,7 +727,7 @@ func (s *Server) cancelPaymentIntent(c *call) result {
 	pi.canceledAt = s.now()
 	pi.cancellationReason = p.CancellationReason
 	pi.challengeURL = ""
-	s.emitLocked(evtPICanceled, pi.id, pi.wire())
+	s.wire.onPayment(payCanceled, pi)
 	return ok(pi.wire())
 }
 

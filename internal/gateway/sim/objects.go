@@ -83,6 +83,25 @@ type paymentIntent struct {
 	succeededAt        time.Time
 	canceledAt         time.Time
 	cancellationReason string
+	actionSince        time.Time // when the challenge was handed out
+
+	// Checkout.com's payments: a capture apart from the authorization, card
+	// verifications, the merchant-initiated series and the redirect URLs.
+	deferCapture      bool // approved MIT: captured after Options.CaptureDelay
+	captured          bool
+	capturedAt        time.Time
+	captureDeclined   bool
+	expired           bool
+	verification      bool // amount 0, "Card Verified"; not in the ledger
+	paymentType       string
+	merchantInitiated bool
+	previousPaymentID string
+	successURL        string
+	failureURL        string
+	responseCode      string // Checkout.com response code of the last answer
+	sourceType        string // "card" or "id", as requested
+	actionID          string // the authorization's action
+	captureActionID   string
 }
 
 // ---- wire forms ----
@@ -223,7 +242,7 @@ type paymentIntentWire struct {
 func (pi *paymentIntent) wire() paymentIntentWire {
 	w := paymentIntentWire{
 		ID: pi.id, Object: "payment_intent", Created: pi.created.UnixMilli(),
-		Amount: pi.amount, Currency: pi.currency, Status: pi.status,
+		Amount: wpAmount(pi.amount, pi.currency), Currency: pi.currency, Status: pi.status,
 		Customer: strOrNil(pi.customer), PaymentMethod: strOrNil(pi.paymentMethod),
 		PaymentMethodTypes: []string{"card"}, MerchantOrderID: strOrNil(pi.merchantOrderID),
 		Description: strOrNil(pi.description), Metadata: metaOrEmpty(pi.metadata),
@@ -233,7 +252,7 @@ func (pi *paymentIntent) wire() paymentIntentWire {
 		CaptureMethod: "automatic", ConfirmationMethod: "automatic",
 	}
 	if pi.status == statusSucceeded {
-		w.AmountReceived = pi.amount
+		w.AmountReceived = w.Amount
 	}
 	if pi.status == statusRequiresAction {
 		w.NextAction = &nextActionWire{
@@ -251,37 +270,4 @@ func mustJSON(v any) []byte {
 		panic("sim: marshal: " + err.Error())
 	}
 	return b
-}
-
-// LedgerEntry is the simulator's record of one PaymentIntent: what a finance team
-// would see in the gateway's dashboard. Tests compare it with billingd's database
-// to prove that every invoice was charged exactly once.
-type LedgerEntry struct {
-	ID              string `json:"id"`
-	MerchantOrderID string `json:"merchant_order_id"`
-	Amount          int64  `json:"amount"`
-	Currency        string `json:"currency"`
-	Status          string `json:"status"`
-	Customer        string `json:"customer"`
-	PaymentMethod   string `json:"payment_method"`
-	OffSession      bool   `json:"off_session"`
-	// DeclineCode is the decline_code of the intent's last_payment_error, if any.
-	DeclineCode string    `json:"decline_code,omitempty"`
-	Created     time.Time `json:"created"`
-	// SucceededAt is when money moved; zero unless Status is succeeded.
-	SucceededAt time.Time `json:"succeeded_at,omitzero"`
-	// AmountRefunded is how much of Amount refunds gave back (minor units).
-	AmountRefunded int64 `json:"amount_refunded,omitempty"`
-}
-
-func (pi *paymentIntent) ledger() LedgerEntry {
-	e := LedgerEntry{
-		ID: pi.id, MerchantOrderID: pi.merchantOrderID, Amount: pi.amount, Currency: pi.currency,
-		Status: pi.status, Customer: pi.customer, PaymentMethod: pi.paymentMethod,
-		OffSession: pi.offSession, Created: pi.created, SucceededAt: pi.succeededAt,
-	}
-	if pi.lastError != nil {
-		e.DeclineCode = pi.lastError.DeclineCode
-	}
-	return e
 }

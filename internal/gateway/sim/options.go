@@ -12,7 +12,23 @@ import (
 // any non-empty secret key, uses the wall clock, injects no faults and delivers no
 // webhooks.
 type Options struct {
-	// SecretKey is the only Basic-auth user name accepted on /v1/. Empty accepts any
+	// Provider is the API the simulator speaks: "wooshpay" (the default) or
+	// "checkout" (Checkout.com). The core — objects, ledger, idempotency,
+	// faults, webhook delivery, hosted pages, the 3-D Secure challenge — is
+	// the same; routes, encodings, auth, signatures and event names are the
+	// provider's.
+	Provider string
+	// ChallengeExpiry is how long (on Now) a Checkout.com payment waits for
+	// its 3-D Secure challenge before it expires (status Expired, event
+	// payment_expired). Default 10 minutes. WooshPay's intents wait until
+	// canceled.
+	ChallengeExpiry time.Duration
+	// CaptureDelay is how long (on Now) after its approval a Checkout.com
+	// merchant-initiated payment is captured (payment_captured); SettleDue
+	// captures it. Default 0: at the next settlement pass.
+	CaptureDelay time.Duration
+	// SecretKey is the only secret key accepted on the API (WooshPay's Basic-auth user
+	// name, Checkout.com's Bearer token). Empty accepts any
 	// non-empty key, which is convenient for demos where the key is generated.
 	SecretKey string
 	// Now is the simulator's clock: created timestamps, settlement of processing
@@ -38,7 +54,7 @@ type Options struct {
 	// load test with millions of charges does not grow memory without bound.
 	// 0 means 100000; negative means unbounded.
 	EventHistory int
-	// Latency is the simulated network and gateway round trip: every /v1/ answer
+	// Latency is the simulated network and gateway round trip: every API answer
 	// (success, decline, error, idempotent replay, 401, the 429 of RateLimit, and
 	// the faults that answer or drop the connection) is held until at least this
 	// long after the request arrived, measured on the wall clock, not on Now. The
@@ -48,7 +64,7 @@ type Options struct {
 	// holds no lock and ends early, writing nothing, when the client goes away.
 	// 0 (the default) answers at once; negative is treated as 0 (see Validate).
 	Latency time.Duration
-	// RateLimit caps /v1/ requests at this many per second (a token bucket of
+	// RateLimit caps API requests at this many per second (a token bucket of
 	// RateBurst requests refilled at RateLimit per second); 0 means unlimited,
 	// negative is treated as 0 (see Validate). A request over the limit is checked
 	// first, before fault injection and authentication, and refused with 429, the
@@ -66,10 +82,10 @@ type Options struct {
 	Logf func(format string, args ...any)
 }
 
-// Faults are per-request fault probabilities for /v1/ requests. One uniform draw
+// Faults are per-request fault probabilities for API requests. One uniform draw
 // per request picks at most one of Error5xxBefore, RateLimit, Error5xxAfter and
 // Drop (their sum should not exceed 1; earlier ones win when it does); a second,
-// independent draw decides Slow. Both draws happen for every /v1/ request that
+// independent draw decides Slow. Both draws happen for every API request that
 // Options.RateLimit admits (all of them when it is 0), so the sequence of
 // decisions depends only on the seed and the order of admitted requests.
 type Faults struct {
@@ -268,7 +284,8 @@ type WebhookOptions struct {
 	// URL receives every event as a POST; empty disables delivery (events are still
 	// recorded and available from Events).
 	URL string
-	// Secret is the HMAC-SHA256 key of the Wooshpay-Signature header.
+	// Secret is the HMAC-SHA256 key of the signature header (Wooshpay-Signature,
+	// or Cko-Signature on Checkout.com).
 	Secret string
 	// Retry is the wait before each retry of a failed delivery (non-2xx answer or
 	// connection error); after the last one the event is given up and counted in
@@ -282,7 +299,8 @@ type WebhookOptions struct {
 	Retry []time.Duration
 	// Timeout bounds one delivery attempt. Default 10s.
 	Timeout time.Duration
-	// TimestampMillis signs with t in Unix milliseconds instead of seconds; the
+	// TimestampMillis signs with t in Unix milliseconds instead of seconds (WooshPay;
+	// Checkout.com signs no timestamp); the
 	// receiver must accept both.
 	TimestampMillis bool
 	// Delivery shapes how events reach the endpoint: duplicates, reordering,
@@ -308,6 +326,9 @@ var DefaultWebhookRetry = []time.Duration{
 	30 * time.Second, time.Minute, 5 * time.Minute,
 }
 
+// defaultChallengeExpiry is how long a Checkout.com 3-D Secure payment waits.
+const defaultChallengeExpiry = 10 * time.Minute
+
 func (o Options) withDefaults() Options {
 	if o.Now == nil {
 		o.Now = time.Now
@@ -315,6 +336,13 @@ func (o Options) withDefaults() Options {
 	if o.ProcessingDelay <= 0 {
 		o.ProcessingDelay = defaultProcessingDelay
 	}
+	if o.Provider == "" {
+		o.Provider = ProviderWooshPay
+	}
+	if o.ChallengeExpiry <= 0 {
+		o.ChallengeExpiry = defaultChallengeExpiry
+	}
+	o.CaptureDelay = max(o.CaptureDelay, 0)
 	if o.Webhook.Retry == nil {
 		o.Webhook.Retry = DefaultWebhookRetry
 	}

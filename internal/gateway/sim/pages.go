@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"html/template"
 	"net/http"
-	"strconv"
-	"strings"
 )
 
 // The hosted pages (setup checkout and 3-D Secure challenge) are plain HTML
@@ -32,7 +30,7 @@ table { border-collapse: collapse; font-size: .85em; margin-top: .5em } td { pad
 </style></head><body><main>
 {{end}}
 
-{{define "foot"}}<p class="note">WooshPay simulator &middot; test mode: no real card is charged.</p>
+{{define "foot"}}<p class="note">{{if .Brand}}{{.Brand}}{{else}}WooshPay{{end}} simulator &middot; test mode: no real card is charged.</p>
 </main></body></html>
 {{end}}
 
@@ -77,6 +75,8 @@ table { border-collapse: collapse; font-size: .85em; margin-top: .5em } td { pad
 // pageView is the data of every hosted page; each template reads its own fields.
 type pageView struct {
 	Title string
+	// Brand names the provider in the footer; empty is WooshPay.
+	Brand string
 	// message page
 	Message, LinkURL, LinkText string
 	// setup form
@@ -104,36 +104,4 @@ func renderPage(w http.ResponseWriter, status int, name string, v pageView) {
 // renderMessage shows a page with a title, a sentence and an optional link.
 func renderMessage(w http.ResponseWriter, status int, title, message, linkURL, linkText string) {
 	renderPage(w, status, "message", pageView{Title: title, Message: message, LinkURL: linkURL, LinkText: linkText})
-}
-
-// currencyExponents lists the currencies whose minor unit is not 1/100 (Stripe's
-// zero- and three-decimal lists), so the challenge page shows 2500 JPY as
-// "2500 JPY" and 2500 USD as "25.00 USD".
-var currencyExponents = map[string]int{
-	"BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "JPY": 0, "KMF": 0, "KRW": 0, "MGA": 0,
-	"PYG": 0, "RWF": 0, "UGX": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
-	"BHD": 3, "JOD": 3, "KWD": 3, "OMR": 3, "TND": 3,
-}
-
-// formatAmount renders an amount in minor units as "25.00 USD".
-func formatAmount(amount int64, currency string) string {
-	currency = strings.ToUpper(currency)
-	exp, found := currencyExponents[currency]
-	if !found {
-		exp = 2
-	}
-	sign := ""
-	if amount < 0 {
-		sign, amount = "-", -amount
-	}
-	if exp == 0 {
-		return sign + strconv.FormatInt(amount, 10) + " " + currency
-	}
-	unit := int64(1)
-	for range exp {
-		unit *= 10
-	}
-	frac := strconv.FormatInt(amount%unit, 10)
-	frac = strings.Repeat("0", exp-len(frac)) + frac
-	return sign + strconv.FormatInt(amount/unit, 10) + "." + frac + " " + currency
 }

@@ -21,6 +21,7 @@ type refund struct {
 	status        string
 	paymentIntent string
 	reason        string
+	reference     string // Checkout.com's refund reference
 	metadata      map[string]string
 }
 
@@ -39,7 +40,7 @@ type refundWire struct {
 
 func (rf *refund) wire() refundWire {
 	return refundWire{
-		ID: rf.id, Object: "refund", Created: rf.created.UnixMilli(), Amount: rf.amount, Currency: rf.currency,
+		ID: rf.id, Object: "refund", Created: rf.created.UnixMilli(), Amount: wpAmount(rf.amount, rf.currency), Currency: rf.currency,
 		Status: rf.status, PaymentIntent: rf.paymentIntent, Reason: strOrNil(rf.reason), Metadata: metaOrEmpty(rf.metadata),
 	}
 }
@@ -115,20 +116,18 @@ func (s *Server) createRefund(c *call) result {
 	}
 	amount := left
 	if p.Amount != nil {
-		amount = *p.Amount
+		iso, res := wooshpayAmount(*p.Amount, pi.currency)
+		if res != nil {
+			res.store = true // it executed against the payment's currency
+			return *res
+		}
+		amount = iso
 	}
 	if amount > left {
 		return invalidState(apiError{Code: "amount_too_large", Param: "amount",
 			Message: "Refund amount is greater than the unrefunded amount of the charge."})
 	}
-	rf := &refund{
-		id: s.newIDLocked("re"), created: s.now(), amount: amount, currency: pi.currency,
-		status: refundSucceeded, paymentIntent: pi.id, reason: p.Reason, metadata: p.Metadata,
-	}
-	s.refunds[rf.id] = rf
-	s.refundList = append(s.refundList, rf)
-	s.refundsByIntent[pi.id] = append(s.refundsByIntent[pi.id], rf)
-	s.emitLocked(evtRefundUpdated, rf.id, rf.wire())
+	rf := s.refundLocked(pi, "re", amount, p.Reason, "", p.Metadata)
 	return ok(rf.wire())
 }
 
@@ -183,18 +182,23 @@ func (s *Server) DuplicateSuccess(piID string) (string, error) {
 	for k, v := range orig.metadata {
 		meta[k] = v
 	}
+	prefix := "pi"
+	if s.wire.name() == ProviderCheckout {
+		prefix = "pay"
+	}
 	pi := &paymentIntent{
-		id: s.newIDLocked("pi"), created: now, amount: orig.amount, currency: orig.currency,
+		id: s.newIDLocked(prefix), created: now, amount: orig.amount, currency: orig.currency,
 		status: statusRequiresConfirmation, customer: orig.customer, paymentMethod: orig.paymentMethod,
 		merchantOrderID: orig.merchantOrderID, description: orig.description, returnURL: orig.returnURL,
 		metadata: meta, offSession: orig.offSession, secret: s.newSecretLocked(),
+		paymentType: orig.paymentType, merchantInitiated: orig.merchantInitiated,
+		previousPaymentID: orig.previousPaymentID, sourceType: orig.sourceType,
 	}
-	s.intents[pi.id] = pi
-	s.intentList = append(s.intentList, pi)
-	if pi.merchantOrderID != "" {
-		s.byOrder[pi.merchantOrderID] = append(s.byOrder[pi.merchantOrderID], pi)
+	if s.wire.name() == ProviderCheckout {
+		pi.actionID = s.newIDLocked("act")
 	}
-	s.emitLocked(evtPICreated, pi.id, pi.wire())
+	s.newPaymentLocked(pi)
+	s.wire.onPayment(payCreated, pi)
 	s.succeedLocked(pi, now)
 	return pi.id, nil
 }

@@ -23,8 +23,9 @@ import (
 type Server struct {
 	opts Options
 	now  func() time.Time
+	wire wireLayer // the provider's routes, encodings, auth, events
 
-	api *http.ServeMux // /v1/ routes, behind faults and auth
+	api *http.ServeMux // the provider's API routes, behind faults and auth
 	ctl *http.ServeMux // /_sim/, /3ds/, /healthz
 
 	// faultMu guards the fault RNG and the current fault settings: one seeded
@@ -52,6 +53,8 @@ type Server struct {
 	intentList      []*paymentIntent            // creation order, for Ledger
 	byOrder         map[string][]*paymentIntent // merchant_order_id → intents, oldest first
 	processing      map[string]*paymentIntent   // intents waiting for SettleDue
+	capturing       map[string]*paymentIntent   // approved payments whose capture is deferred
+	awaiting        map[string]*paymentIntent   // challenges that expire (Checkout.com)
 	refunds         map[string]*refund
 	refundList      []*refund            // creation order, for Refunds
 	refundsByIntent map[string][]*refund // payment intent → its refunds
@@ -77,9 +80,9 @@ type Server struct {
 // Stats counts what the simulator saw and did, so a test can assert that its
 // faults actually fired and that a run ended with every webhook delivered.
 type Stats struct {
-	// Requests is the number of /v1/ requests received.
+	// Requests is the number of API requests received.
 	Requests int64 `json:"requests"`
-	// RateLimited counts /v1/ requests refused with 429 because they exceeded
+	// RateLimited counts API requests refused with 429 because they exceeded
 	// Options.RateLimit (they are included in Requests). It never counts the
 	// random 429s of Faults.RateLimit, which are in Faults.RateLimit, so a load
 	// test can tell "the client exceeded the limit" from injected faults.
@@ -171,6 +174,8 @@ func New(opts Options) *Server {
 		sessions:        map[string]*checkoutSession{},
 		byOrder:         map[string][]*paymentIntent{},
 		processing:      map[string]*paymentIntent{},
+		capturing:       map[string]*paymentIntent{},
+		awaiting:        map[string]*paymentIntent{},
 		refunds:         map[string]*refund{},
 		refundsByIntent: map[string][]*refund{},
 		idem:            map[idemKey]*idemEntry{},
@@ -179,6 +184,7 @@ func New(opts Options) *Server {
 		s.limiter = rate.NewLimiter(rate.Limit(opts.RateLimit), opts.RateBurst)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.wire = newWireLayer(s, opts.Provider)
 	s.wh.init(opts.Webhook, seed)
 	s.api = s.apiRoutes()
 	s.ctl = s.controlRoutes()
@@ -212,10 +218,10 @@ func (s *Server) newSecretLocked() string {
 	return string(b[:])
 }
 
-// ServeHTTP routes /v1/ to the API (faults and auth apply) and everything else to
+// ServeHTTP routes the provider's API paths to the API (faults and auth apply) and everything else to
 // the control plane.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == "/v1" || strings.HasPrefix(r.URL.Path, "/v1/") {
+	if s.wire.isAPI(r.URL.Path) {
 		s.serveAPI(w, r)
 		return
 	}
@@ -333,10 +339,12 @@ func (s *Server) Stats() Stats {
 func (s *Server) Ledger() []LedgerEntry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]LedgerEntry, len(s.intentList))
-	for i, pi := range s.intentList {
-		out[i] = pi.ledger()
-		out[i].AmountRefunded = s.refundedLocked(pi.id)
+	out := make([]LedgerEntry, 0, len(s.intentList))
+	for _, pi := range s.intentList {
+		if pi.verification {
+			continue // a card check moves no money
+		}
+		out = append(out, s.ledgerLocked(pi))
 	}
 	return out
 }
@@ -359,10 +367,11 @@ func (s *Server) Events() []Event {
 func (s *Server) SettleDue() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := s.now()
+	s.settleCapturesLocked(now)
 	if len(s.processing) == 0 {
 		return
 	}
-	now := s.now()
 	var due []*paymentIntent
 	for _, pi := range s.processing {
 		if now.Sub(pi.processingSince) >= s.opts.ProcessingDelay {
@@ -372,6 +381,7 @@ func (s *Server) SettleDue() {
 	slices.SortFunc(due, func(a, b *paymentIntent) int { return strings.Compare(a.id, b.id) })
 	for _, pi := range due {
 		delete(s.processing, pi.id)
+		pi.deferCapture = false // settled late: captured with the approval
 		s.succeedLocked(pi, now)
 	}
 }
@@ -400,10 +410,11 @@ func (s *Server) FailChallenge(piID string) error {
 	if err != nil {
 		return err
 	}
+	delete(s.awaiting, pi.id)
 	pi.status = statusRequiresPaymentMethod
 	pi.challengeURL = ""
 	pi.lastError = authenticationFailure
-	s.emitLocked(evtPIPaymentFailed, pi.id, pi.wire())
+	s.wire.onPayment(payFailed, pi)
 	return nil
 }
 
@@ -416,15 +427,6 @@ func (s *Server) challengedLocked(piID string) (*paymentIntent, error) {
 		return nil, ErrUnexpectedState
 	}
 	return pi, nil
-}
-
-func (s *Server) succeedLocked(pi *paymentIntent, now time.Time) {
-	pi.status = statusSucceeded
-	pi.succeededAt = now
-	pi.lastError = nil
-	pi.challengeURL = ""
-	pi.processingSince = time.Time{}
-	s.emitLocked(evtPISucceeded, pi.id, pi.wire())
 }
 
 func (s *Server) logf(format string, args ...any) {

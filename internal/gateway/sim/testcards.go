@@ -102,3 +102,20 @@ func TestCardTable() string {
 	_ = w.Flush()
 	return b.String()
 }
+
+// CheckoutAnswer is what a Checkout.com merchant-initiated payment
+// (source type id) of a card stored from this number answers, with
+// Checkout.com's response code: docs/simulator.md's Checkout.com table.
+func (c TestCard) CheckoutAnswer() string {
+	switch c.rule.outcome {
+	case outcomeChallenge:
+		cc := ckoDeclineCodes[declineAuthenticationRequired.DeclineCode]
+		return "201 Declined " + cc.code + " " + cc.summary + "; with a customer and 3ds.enabled: 202 Pending with _links.redirect to the challenge"
+	case outcomeProcessing:
+		return "202 Pending without a redirect; Captured later (payment_approved, payment_captured)"
+	case outcomeDecline:
+		cc := ckoDeclineCodes[c.rule.decline.DeclineCode]
+		return "201 Declined " + cc.code + " " + cc.summary
+	}
+	return "201 Authorized " + ckoApproved.code + " " + ckoApproved.summary + "; captured shortly after (payment_captured)"
+}

@@ -57,9 +57,7 @@ func Sign(secret string, t int64, body []byte) string {
 func (s *Server) emitLocked(typ, objectID string, obj any) {
 	now := s.now()
 	ev := Event{ID: s.newIDLocked("evt"), Type: typ, Created: now.UnixMilli(), ObjectID: objectID}
-	ev.Body = mustJSON(eventWire{
-		ID: ev.ID, Object: "event", Created: ev.Created, Type: typ, Data: eventDataWire{Object: obj},
-	})
+	ev.Body = s.wire.envelope(ev.ID, typ, now, obj)
 	s.stats.Events++
 	s.events = append(s.events, ev)
 	if limit := s.opts.EventHistory; limit > 0 && len(s.events) >= 2*limit {
@@ -309,7 +307,8 @@ func (s *Server) send(d *delivery) {
 	if sp == spoilLost {
 		err = errLost
 	} else {
-		status, err = s.post(d.ev.Body, wh.signature(sp, d, s.now()))
+		name, value := s.signature(sp, d, s.now())
+		status, err = s.post(d.ev.Body, name, value)
 	}
 	acked := err == nil && status >= 200 && status < 300
 
@@ -384,29 +383,27 @@ func (s *Server) send(d *delivery) {
 }
 
 // signature signs body at now for an attempt spoiled as sp.
-func (wh *webhooks) signature(sp spoil, d *delivery, now time.Time) string {
-	secret := wh.opts.Secret
+func (s *Server) signature(sp spoil, d *delivery, now time.Time) (name, value string) {
+	secret := s.wh.opts.Secret
 	switch sp {
 	case spoilBadSignature:
 		secret = forgedSecretPrefix + secret
 	case spoilStale:
 		now = now.Add(-d.staleAge)
 	}
-	t := now.Unix()
-	if wh.opts.TimestampMillis {
-		t = now.UnixMilli()
-	}
-	return Sign(secret, t, d.ev.Body)
+	return s.wire.signHeader(secret, now, d.ev.Body, sp == spoilStale)
 }
 
-func (s *Server) post(body []byte, signature string) (int, error) {
+func (s *Server) post(body []byte, sigHeader, signature string) (int, error) {
 	req, err := http.NewRequestWithContext(s.ctx, http.MethodPost, s.wh.opts.URL, bytes.NewReader(body))
 	if err != nil {
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "WooshPay-Simulator/1.0 (billingd)")
-	req.Header.Set("Wooshpay-Signature", signature)
+	req.Header.Set("User-Agent", s.wire.userAgent())
+	if signature != "" {
+		req.Header.Set(sigHeader, signature)
+	}
 	resp, err := s.wh.client.Do(req)
 	if err != nil {
 		return 0, err
