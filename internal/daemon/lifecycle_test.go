@@ -66,9 +66,16 @@ var lifecycleCards = []cardCase{
 // TestDunningLifecycleInTheAssembledDaemon runs one subscription per test card
 // for 40 simulated days through daemon.New and its own jobs (Tick), with the
 // default config: every case reaches its end, every step sends its email, and
-// the books agree with the gateway's ledger.
+// the books agree with the gateway's ledger. It runs on both providers: the
+// same cards behave the same way in each one's own codes.
 func TestDunningLifecycleInTheAssembledDaemon(t *testing.T) {
-	daemontest.Each(t, daemontest.Options{}, func(t *testing.T, b *daemontest.Bundle) {
+	daemontest.EachProvider(t, daemontest.Options{}, func(t *testing.T, o daemontest.Options) {
+		daemontest.Each(t, o, func(t *testing.T, b *daemontest.Bundle) { lifecycle(t, b) })
+	})
+}
+
+func lifecycle(t *testing.T, b *daemontest.Bundle) {
+	{
 		ctx := context.Background()
 		pms := map[string]string{}
 		var subs []storetest.Subscription
@@ -167,7 +174,7 @@ func TestDunningLifecycleInTheAssembledDaemon(t *testing.T) {
 			require.Positive(t, n)
 			require.Equal(t, float64(n), metrics[`billingd_charge_attempts_total{outcome="`+string(status)+`"}`], "metric for %s", status)
 		}
-	})
+	}
 }
 
 // scrape reads the daemon's /metrics into name{labels} → value.

@@ -6,6 +6,7 @@ import (
 
 	"github.com/billingd/billingd/internal/config"
 	"github.com/billingd/billingd/internal/gateway"
+	"github.com/billingd/billingd/internal/gateway/checkout"
 	"github.com/billingd/billingd/internal/gateway/wooshpay"
 )
 
@@ -26,6 +27,8 @@ func NewGatewayClient(cfg *config.Config) (GatewayClient, error) {
 	switch g.Provider {
 	case config.ProviderWooshPay:
 		return wooshpay.New(wooshpay.Options{BaseURL: g.BaseURL, SecretKey: g.SecretKey.Reveal(), Timeout: g.Timeout.D()})
+	case config.ProviderCheckout:
+		return checkout.New(checkout.Options{BaseURL: g.BaseURL, SecretKey: g.SecretKey.Reveal(), Timeout: g.Timeout.D()})
 	}
 	return nil, &config.FieldError{Key: "gateway.provider", Value: g.Provider, Message: "is not a provider this build knows"}
 }
@@ -36,6 +39,8 @@ func keyPolicy(cfg *config.Config) gateway.KeyPolicy {
 	switch cfg.Gateway.Provider {
 	case config.ProviderWooshPay:
 		return wooshpay.Policy
+	case config.ProviderCheckout:
+		return checkout.Policy
 	}
 	return gateway.KeyPolicy{Window: 23 * time.Hour}
 }
@@ -57,6 +62,12 @@ func newWebhookVerifier(cfg *config.Config) (gateway.WebhookVerifier, string, er
 	case config.ProviderWooshPay:
 		v, err := wooshpay.NewWebhookVerifier(wooshpay.WebhookOptions{Secrets: webhookSecrets(cfg), Tolerance: cfg.Gateway.WebhookTolerance.D()})
 		return v, "POST /webhooks/wooshpay", err
+	case config.ProviderCheckout:
+		// Cko-Signature carries no timestamp: a replayed delivery is
+		// stopped only by its stored event id (webhook_events keeps every
+		// id; nothing prunes them).
+		v, err := checkout.NewWebhookVerifier(webhookSecrets(cfg))
+		return v, "POST /webhooks/checkout", err
 	}
 	return nil, "", fmt.Errorf("no webhook verifier for provider %q", cfg.Gateway.Provider)
 }

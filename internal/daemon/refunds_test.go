@@ -305,7 +305,7 @@ func TestSecondAttemptSuccessIsRefunded(t *testing.T) {
 		require.NotNil(t, second)
 		req := charge.Request(second)
 		req.ReturnURL = b.URL + "/return"
-		res := b.Client.CreatePaymentIntent(ctx, req)
+		res := b.Gateway.CreatePaymentIntent(ctx, req)
 		require.Equal(t, gateway.RequiresAction, res.Kind, "%v", res.Err)
 
 		// Both challenges pass: the gateway took two payments.

@@ -2,6 +2,7 @@ package schedule_test
 
 import (
 	"context"
+	"github.com/billingd/billingd/internal/daemon/daemontest"
 	"testing"
 	"time"
 
@@ -40,7 +41,7 @@ func withDunning(s *stack, final models.FinalAction) {
 
 func seedCard(t *testing.T, s *stack, number string, anchor time.Time) (customer string) {
 	cus, pm := s.saveCard(t, number)
-	storetest.Seed(t, s.st, anchor, storetest.Subscription{Reference: "dun-1", Customer: cus, PaymentMethod: pm, Amount: 2750, Currency: "KWD", Anchor: anchor})
+	s.b.SeedAt(t, anchor, storetest.Subscription{Reference: "dun-1", Customer: cus, PaymentMethod: pm, Amount: 2750, Currency: "KWD", Anchor: anchor})
 	return cus
 }
 
@@ -131,7 +132,9 @@ func TestRecoveryOnRetryReactivatesAndSendsAReceipt(t *testing.T) {
 	require.Equal(t, models.SubscriptionPastDue, sub.Status)
 
 	// Before the retry, the customer's working card becomes the subscription's.
-	seti, err := s.client.CreateSetupIntent(ctx, wooshpay.SetupIntentParams{Customer: cus,
+	client, err := wooshpay.New(wooshpay.Options{BaseURL: s.b.Config.Gateway.BaseURL, SecretKey: daemontest.SecretKey})
+	require.NoError(t, err)
+	seti, err := client.CreateSetupIntent(ctx, wooshpay.SetupIntentParams{Customer: cus,
 		Card: wooshpay.CardData{Number: "4242424242424242", ExpMonth: "12", ExpYear: "2035", CVC: "123"}}, "")
 	require.NoError(t, err)
 	require.NoError(t, s.st.InTx(ctx, func(tx *store.Tx) error {

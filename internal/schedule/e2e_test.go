@@ -12,7 +12,6 @@ import (
 	"github.com/billingd/billingd/internal/daemon"
 	"github.com/billingd/billingd/internal/daemon/daemontest"
 	"github.com/billingd/billingd/internal/gateway/sim"
-	"github.com/billingd/billingd/internal/gateway/wooshpay"
 	"github.com/billingd/billingd/internal/invariant"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/schedule"
@@ -30,7 +29,6 @@ type stack struct {
 	b      *daemontest.Bundle
 	st     *store.Store
 	gw     *sim.Server
-	client *wooshpay.Client
 	clk    *clock.Fake
 	engine *engine
 	biller *biller
@@ -92,7 +90,7 @@ func stackWith(t *testing.T, st *store.Store, o daemontest.Options) *stack {
 
 // stackOf is the stack of a bundle built by the test itself.
 func stackOf(t *testing.T, b *daemontest.Bundle) *stack {
-	return &stack{t: t, b: b, st: b.Store, gw: b.Sim, client: b.Client, clk: b.Clock,
+	return &stack{t: t, b: b, st: b.Store, gw: b.Sim, clk: b.Clock,
 		engine: &engine{b.D}, biller: &biller{b.D}, cards: map[string]string{}}
 }
 
@@ -113,13 +111,7 @@ func (s *stack) reload(t *testing.T, fn func(*config.Config)) {
 // idempotency keys), so that a test can put two subscriptions on one card.
 func (s *stack) saveCard(t *testing.T, number string) (cus, pm string) {
 	t.Helper()
-	ctx := context.Background()
-	c, err := s.client.CreateCustomer(ctx, wooshpay.CustomerParams{Email: "c" + number[12:] + "@example.com"}, "cus-"+number)
-	require.NoError(t, err)
-	seti, err := s.client.CreateSetupIntent(ctx, wooshpay.SetupIntentParams{Customer: c.ID,
-		Card: wooshpay.CardData{Number: number, ExpMonth: "12", ExpYear: "2035", CVC: "123"}, Usage: "off_session"}, "seti-"+number)
-	require.NoError(t, err)
-	return c.ID, seti.PaymentMethod
+	return s.b.SaveCardKeyed(t, number, "card-"+number)
 }
 
 var mixedCards = []string{
@@ -148,7 +140,7 @@ func (s *stack) seedMixed(t *testing.T, n int, anchor time.Time, interval string
 		subs = append(subs, storetest.Subscription{Reference: fmt.Sprintf("sub-%04d", i), Customer: id.cus, PaymentMethod: id.pm,
 			Amount: int64(100 + i), Currency: []string{"USD", "EUR", "JPY"}[i%3], Interval: interval, Anchor: anchor})
 	}
-	storetest.Seed(t, s.st, anchor, subs...)
+	s.b.SeedAt(t, anchor, subs...)
 }
 
 // settle turns faults off, lets processing charges settle at the gateway and runs

@@ -79,7 +79,7 @@ func TestVerifiedCardGoneIsAHardDecline(t *testing.T) {
 		rows := []store.ImportRow{{Line: 2, Reference: "verified", Email: "v@example.com", Customer: cus, PaymentMethod: pm,
 			Amount: 1000, Currency: "USD", Interval: "month", IntervalCount: 1, Anchor: start, FirstBilling: start}}
 		ctx := context.Background()
-		res, err := importcheck.Check(ctx, s.client, rows, importcheck.Options{})
+		res, err := importcheck.Check(ctx, s.b.Gateway, rows, importcheck.Options{})
 		require.NoError(t, err)
 		_, err = st.ImportSubscriptions(ctx, rows, start)
 		require.NoError(t, err)

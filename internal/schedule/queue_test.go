@@ -22,7 +22,7 @@ import (
 func seedDaily(t *testing.T, s *stack, ref, number string, anchor time.Time) (pm string) {
 	t.Helper()
 	cus, pm := s.saveCard(t, number)
-	storetest.Seed(t, s.st, anchor, storetest.Subscription{Reference: ref, Customer: cus, PaymentMethod: pm,
+	s.b.SeedAt(t, anchor, storetest.Subscription{Reference: ref, Customer: cus, PaymentMethod: pm,
 		Amount: 500, Currency: "USD", Interval: "day", Anchor: anchor})
 	return pm
 }

@@ -195,7 +195,7 @@ func TestSubscriptionWithoutAValidZoneIsNotBilled(t *testing.T) {
 		start := time.Date(2026, 3, 31, 9, 0, 0, 0, time.UTC)
 		s := newStack(t, st, start)
 		cus, pm := s.saveCard(t, "4242424242424242")
-		storetest.Seed(t, s.st, start,
+		s.b.SeedAt(t, start,
 			storetest.Subscription{Reference: "good", Customer: cus, PaymentMethod: pm, Timezone: "Europe/Berlin"},
 			storetest.Subscription{Reference: "empty", Customer: cus, PaymentMethod: pm},
 			storetest.Subscription{Reference: "unknown", Customer: cus, PaymentMethod: pm})

@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -29,8 +30,8 @@ import (
 	"github.com/billingd/billingd/internal/clock"
 	"github.com/billingd/billingd/internal/config"
 	"github.com/billingd/billingd/internal/daemon"
+	"github.com/billingd/billingd/internal/gateway/signup"
 	"github.com/billingd/billingd/internal/gateway/sim"
-	"github.com/billingd/billingd/internal/gateway/wooshpay"
 	"github.com/billingd/billingd/internal/mail/smtpcapture"
 	"github.com/billingd/billingd/internal/store"
 	"github.com/billingd/billingd/internal/store/storetest"
@@ -77,19 +78,35 @@ type Options struct {
 	// Log, when set, also receives the daemon's log (JSON lines), for tests
 	// that assert what an operator would read.
 	Log io.Writer
+	// Provider is gateway.provider: "wooshpay" (the default) or "checkout".
+	// The simulator speaks that provider's API and signs its webhooks, and
+	// the daemon is configured for it, as a merchant on it would.
+	Provider string
 }
+
+// Providers are the gateways every reliability test runs against.
+var Providers = []string{config.ProviderWooshPay, config.ProviderCheckout}
 
 // Bundle is one assembled daemon and the fakes around it.
 type Bundle struct {
-	D      *daemon.Daemon
-	Clock  *clock.Fake
-	Sim    *sim.Server
-	Client *wooshpay.Client
-	SMTP   *smtpcapture.Server
-	Config *config.Config
-	Store  *store.Store
+	D     *daemon.Daemon
+	Clock *clock.Fake
+	Sim   *sim.Server
+	// Gateway is a client of the simulator's API, as billingd's own.
+	Gateway daemon.GatewayClient
+	// Signup saves cards the way the merchant's signup page does.
+	Signup *signup.Saver
+	// Provider is the bundle's gateway.provider.
+	Provider string
+	SMTP     *smtpcapture.Server
+	Config   *config.Config
+	Store    *store.Store
 	// URL serves the daemon's handler (webhooks, pay pages, metrics).
 	URL string
+
+	mu        sync.Mutex
+	series    map[string]string // saved card -> the payment that stored it (Checkout.com)
+	customers int
 }
 
 // New builds a bundle; everything is closed when the test ends.
@@ -98,8 +115,11 @@ func New(t testing.TB, o Options) *Bundle {
 	if o.Start.IsZero() {
 		o.Start = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 	}
+	if o.Provider == "" {
+		o.Provider = config.ProviderWooshPay
+	}
 	clk := clock.NewFake(o.Start)
-	b := &Bundle{Clock: clk}
+	b := &Bundle{Clock: clk, Provider: o.Provider, series: map[string]string{}}
 	// The daemon closes last, after the simulator stopped delivering webhooks
 	// and the HTTP side stopped serving, as `billingd run` shuts down.
 	t.Cleanup(func() {
@@ -128,8 +148,8 @@ func New(t testing.TB, o Options) *Bundle {
 	if so.Webhook.Retry == nil {
 		so.Webhook.Retry = []time.Duration{20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond}
 	}
-	so.SecretKey, so.Seed, so.Now = SecretKey, 42, clk.Now
-	so.Webhook.URL, so.Webhook.Secret = front.URL+"/webhooks/wooshpay", WebhookSecret
+	so.SecretKey, so.Seed, so.Now, so.Provider = SecretKey, 42, clk.Now, o.Provider
+	so.Webhook.URL, so.Webhook.Secret = front.URL+"/webhooks/"+o.Provider, WebhookSecret
 	if o.NoWebhooks {
 		so.Webhook.URL = ""
 	}
@@ -144,11 +164,12 @@ func New(t testing.TB, o Options) *Bundle {
 	t.Cleanup(func() { simSrv.Close(); cancel(); gw.Close() })
 	b.Sim = gw
 
-	client, err := wooshpay.New(wooshpay.Options{BaseURL: simSrv.URL, SecretKey: SecretKey, Timeout: 5 * time.Second})
+	saver, err := signup.New(signup.Gateway{Provider: o.Provider, BaseURL: simSrv.URL, SecretKey: SecretKey, Timeout: 5 * time.Second})
 	require.NoError(t, err)
-	b.Client = client
+	b.Signup = saver
 
 	cfg := config.Default()
+	cfg.Gateway.Provider = o.Provider
 	if o.Postgres {
 		cfg.Database.Driver = config.DriverPostgres
 		cfg.Database.DSN = storetest.PostgresDSN(t)
@@ -159,6 +180,9 @@ func New(t testing.TB, o Options) *Bundle {
 	cfg.Gateway.SecretKey = config.Secret(SecretKey)
 	cfg.Gateway.WebhookSecret = config.Secret(WebhookSecret)
 	cfg.Gateway.Timeout = config.Duration(5 * time.Second)
+	client, err := daemon.NewGatewayClient(cfg)
+	require.NoError(t, err)
+	b.Gateway = client
 	cfg.Gateway.RateLimit = 1000
 	cfg.Gateway.Concurrency = 16
 	cfg.Retry.InitialInterval = config.Duration(10 * time.Millisecond)
@@ -204,24 +228,68 @@ func Each(t *testing.T, o Options, fn func(t *testing.T, b *Bundle)) {
 	t.Run("postgres", func(t *testing.T) { o := o; o.Postgres = true; fn(t, New(t, o)) })
 }
 
-// SaveCard runs the gateway's save-card flow (a customer, then a SetupIntent
-// with the card) and returns the gateway ids billingd is given.
+// EachProvider runs fn once per gateway provider, as a subtest named after
+// it; o.Provider is set for each.
+func EachProvider(t *testing.T, o Options, fn func(t *testing.T, o Options)) {
+	t.Helper()
+	for _, p := range Providers {
+		t.Run(p, func(t *testing.T) { o := o; o.Provider = p; fn(t, o) })
+	}
+}
+
+// SaveCard runs the provider's save-card flow for a new customer (a
+// SetupIntent on WooshPay, a card-storing verification on Checkout.com) and
+// returns the gateway ids billingd is given.
 func (b *Bundle) SaveCard(t testing.TB, number string) (customer, paymentMethod string) {
 	t.Helper()
-	ctx := context.Background()
-	c, err := b.Client.CreateCustomer(ctx, wooshpay.CustomerParams{Email: "c" + number[len(number)-4:] + "@example.com"}, "")
+	return b.SaveCardKeyed(t, number, "")
+}
+
+// SaveCardKeyed is SaveCard under an idempotency key: the same key gives the
+// same customer and card, so that a test can put two subscriptions on one.
+func (b *Bundle) SaveCardKeyed(t testing.TB, number, key string) (customer, paymentMethod string) {
+	t.Helper()
+	// Each customer has an address of its own: Checkout.com finds a
+	// customer by email, so a shared one would merge two customers.
+	b.mu.Lock()
+	b.customers++
+	email := fmt.Sprintf("c%s-%d@example.com", number[len(number)-4:], b.customers)
+	b.mu.Unlock()
+	saved, err := b.Signup.Save(context.Background(), signup.Card{Number: number, ExpMonth: 12, ExpYear: 2035, CVC: "123",
+		Email: email, Key: key})
 	require.NoError(t, err)
-	seti, err := b.Client.CreateSetupIntent(ctx, wooshpay.SetupIntentParams{Customer: c.ID,
-		Card: wooshpay.CardData{Number: number, ExpMonth: "12", ExpYear: "2035", CVC: "123"}, Usage: "off_session"}, "")
-	require.NoError(t, err)
-	return c.ID, seti.PaymentMethod
+	b.mu.Lock()
+	b.series[saved.PaymentMethod] = saved.PreviousPaymentID
+	b.mu.Unlock()
+	return saved.Customer, saved.PaymentMethod
+}
+
+// WithSeries fills in each subscription's previous_payment_id from the card
+// the bundle saved (Checkout.com chains charges to the payment that stored the
+// card), as the merchant's CSV would carry it.
+func (b *Bundle) WithSeries(subs ...storetest.Subscription) []storetest.Subscription {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := append([]storetest.Subscription(nil), subs...)
+	for i := range out {
+		if out[i].PreviousPaymentID == "" {
+			out[i].PreviousPaymentID = b.series[out[i].PaymentMethod]
+		}
+	}
+	return out
 }
 
 // Seed imports subscriptions through the store's import path, as
 // `billingd subscriptions import` does.
 func (b *Bundle) Seed(t testing.TB, subs ...storetest.Subscription) {
 	t.Helper()
-	storetest.Seed(t, b.Store, b.Clock.Now(), subs...)
+	b.SeedAt(t, b.Clock.Now(), subs...)
+}
+
+// SeedAt is Seed with the import's time given.
+func (b *Bundle) SeedAt(t testing.TB, now time.Time, subs ...storetest.Subscription) {
+	t.Helper()
+	storetest.Seed(t, b.Store, now, b.WithSeries(subs...)...)
 }
 
 // Run advances the simulated clock by step until total has passed, running

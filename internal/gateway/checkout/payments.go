@@ -329,10 +329,10 @@ func (c *Client) SearchPaymentIntentsByOrder(ctx context.Context, merchantOrderI
 	return out, nil
 }
 
-// KeyPolicy: Checkout.com keeps a key for 24 hours and only for requests it
-// processed successfully (checkout.com/docs/developer-resources/api/idempotency),
-// so billingd trusts 23 hours and looks a possibly-sent request up before it
-// sends it again.
-func (c *Client) KeyPolicy() gateway.KeyPolicy {
-	return gateway.KeyPolicy{Window: 23 * time.Hour, LookupBeforeResend: true}
-}
+// Policy is Checkout.com's key policy: it keeps a key for 24 hours (trusted
+// for 23) and only for requests it processed and answered 2xx, so a request
+// that may have been sent is looked up by reference before it is resent.
+var Policy = gateway.KeyPolicy{Window: 23 * time.Hour, LookupBeforeResend: true}
+
+// KeyPolicy returns Policy.
+func (c *Client) KeyPolicy() gateway.KeyPolicy { return Policy }
