@@ -250,11 +250,15 @@ func (b *Bundle) SaveCard(t testing.TB, number string) (customer, paymentMethod 
 func (b *Bundle) SaveCardKeyed(t testing.TB, number, key string) (customer, paymentMethod string) {
 	t.Helper()
 	// Each customer has an address of its own: Checkout.com finds a
-	// customer by email, so a shared one would merge two customers.
-	b.mu.Lock()
-	b.customers++
-	email := fmt.Sprintf("c%s-%d@example.com", number[len(number)-4:], b.customers)
-	b.mu.Unlock()
+	// customer by email, so a shared one would merge two customers. A keyed
+	// save repeats its first request exactly.
+	email := key + "@example.com"
+	if key == "" {
+		b.mu.Lock()
+		b.customers++
+		email = fmt.Sprintf("c%s-%d@example.com", number[len(number)-4:], b.customers)
+		b.mu.Unlock()
+	}
 	saved, err := b.Signup.Save(context.Background(), signup.Card{Number: number, ExpMonth: 12, ExpYear: 2035, CVC: "123",
 		Email: email, Key: key})
 	require.NoError(t, err)
