@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
 	"time"
 
 	"github.com/billingd/billingd/internal/gateway"
+	"github.com/billingd/billingd/internal/gateway/apicall"
 )
 
 var _ gateway.SetupSessions = (*Client)(nil)
@@ -36,7 +36,7 @@ func (c *Client) CreateSetupCheckoutSession(ctx context.Context, req gateway.Set
 		return nil, asError(cl, invalidLocally(cl, err))
 	}
 	for _, u := range []struct{ name, value string }{{"success URL", req.SuccessURL}, {"cancel URL", req.CancelURL}} {
-		if !isBrowserURL(u.value) {
+		if !apicall.IsBrowserURL(u.value) {
 			return nil, asError(cl, invalidLocally(cl, fmt.Errorf("%s must be an absolute http(s) URL", u.name)))
 		}
 	}
@@ -75,13 +75,6 @@ func (c *Client) RetrieveSetupIntent(ctx context.Context, id string) (*SetupInte
 	return c.setupIntentFromWire(&w), nil
 }
 
-// isBrowserURL reports whether u is an absolute http(s) URL: the only kind of
-// address a customer's browser should be sent to.
-func isBrowserURL(u string) bool {
-	p, err := url.Parse(u)
-	return err == nil && (p.Scheme == "https" || p.Scheme == "http") && p.Host != ""
-}
-
 type setupSessionBody struct {
 	Customer           string            `json:"customer"`
 	SuccessURL         string            `json:"success_url"`
@@ -111,9 +104,9 @@ func (w *wireCheckoutSession) validate() error {
 		return err
 	}
 	if w.Mode != "" && w.Mode != "setup" {
-		return fmt.Errorf("checkout.session in mode %q, want \"setup\"", truncate(w.Mode, 40))
+		return fmt.Errorf("checkout.session in mode %q, want \"setup\"", apicall.Truncate(w.Mode, 40))
 	}
-	if !isBrowserURL(w.URL) {
+	if !apicall.IsBrowserURL(w.URL) {
 		return errors.New("checkout.session without an absolute http(s) url")
 	}
 	return nil

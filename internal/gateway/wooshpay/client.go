@@ -11,19 +11,16 @@
 package wooshpay
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/billingd/billingd/internal/gateway"
+	"github.com/billingd/billingd/internal/gateway/apicall"
 )
 
 const (
@@ -94,7 +91,7 @@ func New(opts Options) (*Client, error) {
 	if opts.SecretKey == "" {
 		return nil, errors.New("wooshpay: secret key is required")
 	}
-	if strings.ContainsRune(opts.SecretKey, ':') || !isHeaderSafe(opts.SecretKey) {
+	if strings.ContainsRune(opts.SecretKey, ':') || !apicall.IsHeaderSafe(opts.SecretKey) {
 		// Do not print the key, not even a part of it.
 		return nil, errors.New("wooshpay: secret key contains characters not allowed in a Basic auth user name")
 	}
@@ -109,12 +106,12 @@ func New(opts Options) (*Client, error) {
 	if ua == "" {
 		ua = DefaultUserAgent
 	}
-	if !isHeaderSafe(ua) {
+	if !apicall.IsHeaderSafe(ua) {
 		return nil, errors.New("wooshpay: user agent contains control characters")
 	}
 	hc := opts.HTTPClient
 	if hc == nil {
-		hc = defaultHTTPClient(timeout)
+		hc = apicall.DefaultHTTPClient(timeout)
 	}
 	req := &http.Request{Header: http.Header{}}
 	req.SetBasicAuth(opts.SecretKey, "")
@@ -151,47 +148,12 @@ func parseBaseURL(raw string) (*url.URL, error) {
 	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
 		return nil, errors.New("wooshpay: base URL must not have a query or fragment")
 	}
-	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+	if u.Scheme == "http" && !apicall.IsLoopback(u.Hostname()) {
 		return nil, fmt.Errorf("wooshpay: plain http is only allowed for loopback hosts, not %q: the secret key would travel in clear text", u.Hostname())
 	}
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = ""
 	return u, nil
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// isHeaderSafe reports whether s can be put in a header value without being
-// rejected by net/http (which would otherwise surface as a bogus transient error).
-func isHeaderSafe(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-func defaultHTTPClient(timeout time.Duration) *http.Client {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConns = 256
-	t.MaxIdleConnsPerHost = 256
-	t.IdleConnTimeout = 90 * time.Second
-	t.TLSHandshakeTimeout = 10 * time.Second
-	t.ExpectContinueTimeout = time.Second
-	return &http.Client{
-		Timeout:   timeout,
-		Transport: t,
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		},
-	}
 }
 
 // call is one request to make.
@@ -236,99 +198,39 @@ func (c *Client) do(ctx context.Context, cl call) answer {
 	if len(cl.query) > 0 {
 		u.RawQuery = cl.query.Encode()
 	}
-	var body io.Reader
-	if cl.body != nil {
-		b, err := json.Marshal(cl.body)
-		if err != nil {
-			// The request types marshal infallibly; this guards future edits.
-			return answer{err: errRequestEncoding, notSent: true}
-		}
-		body = bytes.NewReader(b)
-	}
-	rctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, cl.method, u.String(), body)
-	if err != nil {
-		return answer{err: errRequestBuild, notSent: true}
-	}
-	req.Header.Set("Authorization", c.authz)
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", c.userAgent)
-	if cl.body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if cl.idempotencyKey != "" {
-		req.Header.Set("Idempotency-Key", cl.idempotencyKey)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return answer{err: err}
-	}
-	defer func() {
-		// Drain a little so the connection can be reused, then close.
-		_, _ = io.CopyN(io.Discard, resp.Body, maxDrainBytes)
-		_ = resp.Body.Close()
-	}()
-	a := answer{status: resp.StatusCode, header: resp.Header}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
-	if err != nil {
-		a.err = err
-		return a
-	}
-	if len(b) > maxBodyBytes {
-		a.tooLarge = true
-		b = b[:maxBodyBytes]
-	}
-	a.body = b
-	return a
+	a := apicall.Do(ctx, c.http, c.timeout, apicall.Request{
+		Method:            cl.method,
+		URL:               u.String(),
+		Body:              cl.body,
+		Authorization:     c.authz,
+		UserAgent:         c.userAgent,
+		IdempotencyHeader: "Idempotency-Key",
+		IdempotencyKey:    cl.idempotencyKey,
+	}, limits)
+	return answer{status: a.Status, header: a.Header, body: a.Body, tooLarge: a.TooLarge, err: a.Err, notSent: a.NotSent}
 }
 
+// limits bound every exchange with the WooshPay API.
+var limits = apicall.Limits{MaxBody: maxBodyBytes, MaxDrain: maxDrainBytes}
+
 var (
-	errRequestEncoding = errors.New("cannot encode request body")
-	errRequestBuild    = errors.New("cannot build request")
+	errRequestEncoding = apicall.ErrRequestEncoding
+	errRequestBuild    = apicall.ErrRequestBuild
 )
+
+// keyRules: WooshPay accepts idempotency keys of up to 255 characters.
+var keyRules = apicall.KeyRules{Max: maxIdempotencyKey, TooLong: "the gateway accepts at most %d"}
 
 // checkIdempotencyKey validates a caller-supplied key before it goes into a
 // header: a key net/http would refuse must not look like a network failure.
-func checkIdempotencyKey(key string, required bool) error {
-	if key == "" {
-		if required {
-			return errors.New("idempotency key is required for a call that may move money")
-		}
-		return nil
-	}
-	if len(key) > maxIdempotencyKey {
-		return fmt.Errorf("idempotency key is %d characters long, the gateway accepts at most %d", len(key), maxIdempotencyKey)
-	}
-	for i := 0; i < len(key); i++ {
-		if c := key[i]; c <= 0x20 || c >= 0x7f {
-			return errors.New("idempotency key must be printable ASCII without spaces")
-		}
-	}
-	return nil
-}
+func checkIdempotencyKey(key string, required bool) error { return keyRules.Check(key, required) }
 
-// checkID validates an object id that goes into a URL path. Gateway ids are
-// prefix_alphanumerics; accepting only that alphabet means an id can never change
-// which path is requested, and needs no escaping.
-func checkID(kind, id string) error {
-	if id == "" {
-		return fmt.Errorf("%s id is empty", kind)
-	}
-	if len(id) > 255 {
-		return fmt.Errorf("%s id is too long", kind)
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
-			return fmt.Errorf("%s id contains a character not allowed in an id", kind)
-		}
-	}
-	if id == "." || id == ".." {
-		return fmt.Errorf("%s id is not an id", kind)
-	}
-	return nil
-}
+// idRules: gateway ids are prefix_alphanumerics, and some carry dots.
+var idRules = apicall.IDRules{MaxLen: 255, AllowDot: true}
+
+// checkID validates an object id that goes into a URL path, so an id can never
+// change which path is requested.
+func checkID(kind, id string) error { return idRules.Check(kind, id) }
 
 // invalidLocally is the Result of a call refused before any request was sent:
 // definite, nothing reached the gateway.

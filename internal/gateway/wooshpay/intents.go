@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/billingd/billingd/internal/gateway"
+	"github.com/billingd/billingd/internal/gateway/apicall"
 )
 
 // searchLimit is the largest page the search endpoint serves. One order never has
@@ -116,7 +117,7 @@ func (c *Client) SearchPaymentIntentsByOrder(ctx context.Context, merchantOrderI
 		return nil, asError(cl, invalidLocally(cl, errors.New("merchant order id is empty")))
 	case strings.ContainsAny(merchantOrderID, `'\`):
 		return nil, asError(cl, invalidLocally(cl, errors.New("merchant order id contains a quote or backslash")))
-	case !isHeaderSafe(merchantOrderID):
+	case !apicall.IsHeaderSafe(merchantOrderID):
 		return nil, asError(cl, invalidLocally(cl, errors.New("merchant order id contains control characters")))
 	}
 	cl.query = url.Values{

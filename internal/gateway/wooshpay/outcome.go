@@ -12,9 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/billingd/billingd/internal/gateway"
+	"github.com/billingd/billingd/internal/gateway/apicall"
 )
 
 // maxRetryAfter bounds a Retry-After value so that a malformed header cannot
@@ -284,41 +284,15 @@ func (c *Client) describe(cl call, a answer, e *wireError) string {
 	return b.String()
 }
 
-// retryAfter reads Retry-After as delay-seconds or an HTTP date. Absent, negative
-// or unparsable values give 0 (the engine's own backoff applies).
+// retryAfter reads Retry-After as delay-seconds or an HTTP date, capped.
 func (c *Client) retryAfter(h http.Header) time.Duration {
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		if secs > int64(maxRetryAfter/time.Second) {
-			return maxRetryAfter
-		}
-		return time.Duration(secs) * time.Second
-	}
-	t, err := http.ParseTime(v)
-	if err != nil {
-		return 0
-	}
-	d := t.Sub(c.now())
-	if d <= 0 {
-		return 0
-	}
-	if d > maxRetryAfter {
-		return maxRetryAfter
-	}
-	// Whole seconds: the header's resolution.
-	return d.Round(time.Second)
+	return apicall.RetryAfter(h, c.now(), maxRetryAfter)
 }
 
 const (
-	maxMessageLen = 300
-	maxCodeLen    = 100
-	redacted      = "[redacted]"
+	maxMessageLen = apicall.MaxMessageLen
+	maxCodeLen    = apicall.MaxCodeLen
+	redacted      = apicall.Redacted
 )
 
 // apiKeyPattern matches WooshPay/Stripe-style API keys, whichever account they
@@ -326,127 +300,27 @@ const (
 var apiKeyPattern = regexp.MustCompile(`\b(?:sk|rk|pk)_(?:test|live)_[A-Za-z0-9_*]+`)
 
 // scrub makes gateway-supplied or transport text safe for an error string and
-// the database: it removes the secret key, anything shaped like an API key or a
-// card number, control characters, and bounds the length.
+// the database: no secret key, nothing shaped like an API key or a card number.
 func (c *Client) scrub(s string) string {
-	if s == "" {
-		return ""
-	}
-	if !utf8.ValidString(s) {
-		s = strings.ToValidUTF8(s, "?")
-	}
-	// Control characters first, so "4242\n4242…" is seen as one grouped number.
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
-			return ' '
-		}
-		return r
-	}, s)
-	if c.secret != "" {
-		s = strings.ReplaceAll(s, c.secret, redacted)
-	}
-	s = apiKeyPattern.ReplaceAllString(s, redacted)
-	s = redactDigitRuns(s)
-	s = strings.TrimSpace(s)
-	return truncate(s, maxMessageLen)
+	return apicall.Scrubber{Secret: c.secret, KeyPattern: apiKeyPattern}.Scrub(s)
 }
 
 // scrubCode is scrub for short identifiers (type, code, request id).
 func (c *Client) scrubCode(s string) string {
-	return truncate(c.scrub(s), maxCodeLen)
-}
-
-// redactDigitRuns replaces runs of 12 or more digits — possibly grouped by single
-// spaces or dashes, as card numbers are written — with a marker. No legitimate
-// error text needs such a run, and a card number must never reach an error.
-func redactDigitRuns(s string) string {
-	const minDigits = 12
-	var out strings.Builder
-	i, changed := 0, false
-	for i < len(s) {
-		if !isDigit(s[i]) {
-			out.WriteByte(s[i])
-			i++
-			continue
-		}
-		// Scan a run of digits with single separators between groups.
-		j, digits, end := i, 0, i
-		for j < len(s) {
-			if isDigit(s[j]) {
-				digits++
-				j++
-				end = j
-				continue
-			}
-			if (s[j] == ' ' || s[j] == '-') && j+1 < len(s) && isDigit(s[j+1]) {
-				j++
-				continue
-			}
-			break
-		}
-		if digits >= minDigits {
-			out.WriteString(redacted)
-			changed = true
-		} else {
-			out.WriteString(s[i:end])
-		}
-		i = end
-	}
-	if !changed {
-		return s
-	}
-	return out.String()
+	return apicall.Scrubber{Secret: c.secret, KeyPattern: apiKeyPattern}.ScrubCode(s)
 }
 
 func isDigit(b byte) bool { return b >= '0' && b <= '9' }
 
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
-}
-
 // Error is returned by the calls that answer with an object rather than a
 // gateway.Result (customers, setup intents, checkout sessions, payment methods,
-// search). It carries the same classification decide made, so a caller can still
-// tell a retryable failure (Result.Kind == gateway.Transient, with RetryAfter)
-// from a definite one, and errors.Is(err, gateway.ErrNotFound) works for a 404.
-type Error struct {
-	// Op is the method and path of the failed call, e.g. "POST /v1/customers".
-	Op string
-	// Result is the classified outcome; its Kind is never Succeeded.
-	Result gateway.Result
-}
+// search); see apicall.Error.
+type Error = apicall.Error
 
-// Error returns a short description without secrets or card data.
-func (e *Error) Error() string {
-	if e.Result.Err != nil {
-		return e.Result.Err.Error()
-	}
-	if d := e.Result.Decline; d != nil {
-		msg := fmt.Sprintf("wooshpay: %s: %d declined: %s", e.Op, e.Result.HTTPStatus, d.Reason())
-		if d.Message != "" {
-			msg += ": " + d.Message
-		}
-		return msg
-	}
-	return fmt.Sprintf("wooshpay: %s: %s", e.Op, e.Result.Kind)
-}
-
-// Unwrap exposes the underlying cause (gateway.ErrNotFound, a context error, a
-// network error).
-func (e *Error) Unwrap() error { return e.Result.Err }
-
-// Retryable reports whether the same request may be sent again (with the same
-// idempotency key) because its outcome is unknown.
-func (e *Error) Retryable() bool { return e.Result.Kind == gateway.Transient }
+// errorStyle prints a declined object call with its reason.
+var errorStyle = apicall.ErrorStyle{Prefix: "wooshpay", DeclineDetail: true}
 
 // asError turns a non-success Result into an *Error.
 func asError(cl call, r gateway.Result) error {
-	return &Error{Op: cl.op(), Result: r}
+	return errorStyle.Wrap(cl.op(), r)
 }

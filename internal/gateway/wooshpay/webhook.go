@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/billingd/billingd/internal/gateway"
+	"github.com/billingd/billingd/internal/gateway/apicall"
 )
 
 const (
@@ -426,5 +427,5 @@ func malformedEvent(typ string, err error) error {
 	if typ != "" {
 		what = typ + " event"
 	}
-	return fmt.Errorf("wooshpay: %w: %s: %s", gateway.ErrWebhookMalformed, what, truncate(eventScrubber.scrub(err.Error()), 120))
+	return fmt.Errorf("wooshpay: %w: %s: %s", gateway.ErrWebhookMalformed, what, apicall.Truncate(eventScrubber.scrub(err.Error()), 120))
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/billingd/billingd/internal/gateway"
+	"github.com/billingd/billingd/internal/gateway/apicall"
 )
 
 // wireObject is a response type that can tell whether what was decoded really is
@@ -34,7 +35,7 @@ func decodeObject(body []byte, into wireObject) error {
 
 func checkObject(got, want, id string) error {
 	if got != "" && got != want {
-		return fmt.Errorf("object is %q, want %q", truncate(got, 40), want)
+		return fmt.Errorf("object is %q, want %q", apicall.Truncate(got, 40), want)
 	}
 	if id == "" {
 		return fmt.Errorf("%s without id", want)
@@ -260,7 +261,7 @@ type wireSearch struct {
 
 func (w *wireSearch) validate() error {
 	if w.Object != "" && w.Object != "search_result" && w.Object != "list" {
-		return fmt.Errorf("object is %q, want \"search_result\"", truncate(w.Object, 40))
+		return fmt.Errorf("object is %q, want \"search_result\"", apicall.Truncate(w.Object, 40))
 	}
 	// An answer without a data array must not read as "nothing found": the
 	// reconciler would then believe no charge exists.
