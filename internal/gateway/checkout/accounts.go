@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/billingd/billingd/internal/gateway"
+	"github.com/billingd/billingd/internal/gateway/apicall"
 )
 
 // RetrieveCustomer reads a customer (GET /customers/{id}); an unknown id is an
@@ -116,7 +117,7 @@ func (c *Client) CreateSetupCheckoutSession(ctx context.Context, req gateway.Set
 		return nil, asError(cl, refuse(cl, gateway.Invalid, err))
 	}
 	for _, u := range []struct{ name, value string }{{"success URL", req.SuccessURL}, {"cancel URL", req.CancelURL}} {
-		if !isBrowserURL(u.value) {
+		if !apicall.IsBrowserURL(u.value) {
 			return nil, asError(cl, refuse(cl, gateway.Invalid, fmt.Errorf("%s must be an absolute http(s) URL", u.name)))
 		}
 	}

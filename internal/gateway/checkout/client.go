@@ -17,13 +17,9 @@
 package checkout
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -31,6 +27,7 @@ import (
 	"time"
 
 	"github.com/billingd/billingd/internal/gateway"
+	"github.com/billingd/billingd/internal/gateway/apicall"
 	"github.com/billingd/billingd/internal/gateway/units"
 )
 
@@ -112,7 +109,7 @@ func New(opts Options) (*Client, error) {
 	if opts.SecretKey == "" {
 		return nil, errors.New("checkout: secret key is required")
 	}
-	if strings.TrimSpace(opts.SecretKey) != opts.SecretKey || strings.ContainsAny(opts.SecretKey, " \t") || !isHeaderSafe(opts.SecretKey) {
+	if strings.TrimSpace(opts.SecretKey) != opts.SecretKey || strings.ContainsAny(opts.SecretKey, " \t") || !apicall.IsHeaderSafe(opts.SecretKey) {
 		return nil, errors.New("checkout: secret key must be one token without spaces or control characters")
 	}
 	if strings.HasPrefix(opts.SecretKey, "pk_") {
@@ -127,7 +124,7 @@ func New(opts Options) (*Client, error) {
 	}
 	hc := opts.HTTPClient
 	if hc == nil {
-		hc = defaultHTTPClient(timeout)
+		hc = apicall.DefaultHTTPClient(timeout)
 	}
 	authz := "Bearer " + opts.SecretKey
 	if previousPlatformKey.MatchString(opts.SecretKey) {
@@ -169,44 +166,12 @@ func parseBaseURL(raw string) (*url.URL, error) {
 	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
 		return nil, errors.New("checkout: base URL must not have a query or fragment")
 	}
-	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+	if u.Scheme == "http" && !apicall.IsLoopback(u.Hostname()) {
 		return nil, fmt.Errorf("checkout: plain http is only allowed for loopback hosts, not %q: the secret key would travel in clear text", u.Hostname())
 	}
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = ""
 	return u, nil
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-func isHeaderSafe(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-func defaultHTTPClient(timeout time.Duration) *http.Client {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConns = 256
-	t.MaxIdleConnsPerHost = 256
-	t.IdleConnTimeout = 90 * time.Second
-	t.TLSHandshakeTimeout = 10 * time.Second
-	return &http.Client{
-		Timeout:   timeout,
-		Transport: t,
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		},
-	}
 }
 
 // call is one request to make.
@@ -241,93 +206,40 @@ func (c *Client) do(ctx context.Context, cl call) answer {
 	if len(cl.query) > 0 {
 		u.RawQuery = cl.query.Encode()
 	}
-	var body io.Reader
-	if cl.body != nil {
-		b, err := json.Marshal(cl.body)
-		if err != nil {
-			return answer{err: errRequestEncoding}
-		}
-		body = bytes.NewReader(b)
-	}
-	rctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, cl.method, u.String(), body)
-	if err != nil {
-		return answer{err: errRequestBuild}
-	}
-	req.Header.Set("Authorization", c.authz)
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", userAgent)
-	if cl.body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if cl.idempotencyKey != "" {
-		req.Header.Set(IdempotencyHeader, cl.idempotencyKey)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return answer{err: err}
-	}
-	defer func() {
-		_, _ = io.CopyN(io.Discard, resp.Body, maxDrainBytes)
-		_ = resp.Body.Close()
-	}()
-	a := answer{status: resp.StatusCode, header: resp.Header}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
-	if err != nil {
-		a.err = err
-		return a
-	}
-	if len(b) > maxBodyBytes {
-		a.tooLarge = true
-		b = b[:maxBodyBytes]
-	}
-	a.body = b
-	return a
+	a := apicall.Do(ctx, c.http, c.timeout, apicall.Request{
+		Method:            cl.method,
+		URL:               u.String(),
+		Body:              cl.body,
+		Authorization:     c.authz,
+		UserAgent:         userAgent,
+		IdempotencyHeader: IdempotencyHeader,
+		IdempotencyKey:    cl.idempotencyKey,
+	}, limits)
+	return answer{status: a.Status, header: a.Header, body: a.Body, tooLarge: a.TooLarge, err: a.Err}
 }
+
+// limits bound every exchange with the Checkout.com API.
+var limits = apicall.Limits{MaxBody: maxBodyBytes, MaxDrain: maxDrainBytes}
 
 var (
-	errRequestEncoding = errors.New("cannot encode request body")
-	errRequestBuild    = errors.New("cannot build request")
+	errRequestEncoding = apicall.ErrRequestEncoding
+	errRequestBuild    = apicall.ErrRequestBuild
 )
 
-// checkIdempotencyKey validates a key before it goes into a header.
-func checkIdempotencyKey(key string, required bool) error {
-	if key == "" {
-		if required {
-			return errors.New("idempotency key is required for a call that may move money")
-		}
-		return nil
-	}
-	if len(key) > maxIdempotencyKey {
-		return fmt.Errorf("idempotency key is %d characters long, at most %d are sent", len(key), maxIdempotencyKey)
-	}
-	for i := 0; i < len(key); i++ {
-		if c := key[i]; c <= 0x20 || c >= 0x7f {
-			return errors.New("idempotency key must be printable ASCII without spaces")
-		}
-	}
-	return nil
-}
+// keyRules: Checkout.com documents no key limit, so billingd sends at most
+// maxIdempotencyKey characters.
+var keyRules = apicall.KeyRules{Max: maxIdempotencyKey, TooLong: "at most %d are sent"}
 
-// checkID validates an id that goes into a URL path. Checkout.com ids are
-// prefix_base32 (pay_…, act_…, cus_…, src_…); accepting only letters, digits
-// and '_' means an id can never change which path is requested.
-func checkID(kind, id string) error {
-	if id == "" {
-		return fmt.Errorf("%s id is empty", kind)
-	}
-	if len(id) > 100 {
-		return fmt.Errorf("%s id is too long", kind)
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return fmt.Errorf("%s id contains a character not allowed in an id", kind)
-		}
-	}
-	return nil
-}
+// checkIdempotencyKey validates a key before it goes into a header.
+func checkIdempotencyKey(key string, required bool) error { return keyRules.Check(key, required) }
+
+// idRules: Checkout.com ids are prefix_base32 (pay_…, act_…, cus_…, src_…);
+// accepting only letters, digits, '_' and '-' means an id can never change
+// which path is requested.
+var idRules = apicall.IDRules{MaxLen: 100}
+
+// checkID validates an id that goes into a URL path.
+func checkID(kind, id string) error { return idRules.Check(kind, id) }
 
 // checkReference validates a payment or refund reference: Checkout.com
 // documents at most 50 characters, and billingd later finds payments by it.
@@ -338,7 +250,7 @@ func checkReference(what, ref string) error {
 	if len(ref) > maxReference {
 		return fmt.Errorf("%s is %d characters long, Checkout.com takes at most %d", what, len(ref), maxReference)
 	}
-	if !isHeaderSafe(ref) {
+	if !apicall.IsHeaderSafe(ref) {
 		return fmt.Errorf("%s contains control characters", what)
 	}
 	return nil
@@ -351,38 +263,12 @@ func refuse(cl call, kind gateway.Kind, err error) gateway.Result {
 }
 
 // Error is returned by the calls that answer with an object rather than a
-// gateway.Result (customers, instruments, hosted pages, lists). It carries the
-// classification decide made, so a caller can tell a retryable failure
-// (Result.Kind Transient) from a definite one, and errors.Is(err,
-// gateway.ErrNotFound) holds for a 404.
-type Error struct {
-	// Op is the method and path of the failed call.
-	Op string
-	// Result is the classified outcome; its Kind is never Succeeded.
-	Result gateway.Result
-}
+// gateway.Result (customers, instruments, hosted pages, lists); see
+// apicall.Error.
+type Error = apicall.Error
 
-// Error returns a short description without secrets or card data.
-func (e *Error) Error() string {
-	if e.Result.Err != nil {
-		return e.Result.Err.Error()
-	}
-	return fmt.Sprintf("checkout: %s: %s", e.Op, e.Result.Kind)
-}
+// errorStyle: an object call whose Result claims success but could not be
+// used has an unknown effect, so it is reported as Transient.
+var errorStyle = apicall.ErrorStyle{Prefix: "checkout", SucceededIsTransient: true}
 
-// Unwrap exposes the cause (gateway.ErrNotFound, a context or network error).
-func (e *Error) Unwrap() error { return e.Result.Err }
-
-// Retryable reports whether the same request may be sent again because its
-// outcome is unknown.
-func (e *Error) Retryable() bool { return e.Result.Kind == gateway.Transient }
-
-func asError(cl call, r gateway.Result) error {
-	if r.Kind == gateway.Succeeded {
-		r.Kind = gateway.Transient
-		if r.Err == nil {
-			r.Err = fmt.Errorf("checkout: %s: unexpected answer", cl.op())
-		}
-	}
-	return &Error{Op: cl.op(), Result: r}
-}
+func asError(cl call, r gateway.Result) error { return errorStyle.Wrap(cl.op(), r) }

@@ -12,9 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/billingd/billingd/internal/gateway"
+	"github.com/billingd/billingd/internal/gateway/apicall"
 )
 
 // maxRetryAfter bounds a Retry-After value so a malformed header cannot park
@@ -258,125 +258,32 @@ func (c *Client) describe(cl call, a answer, e *wireErrorBody) string {
 	return b.String()
 }
 
-// retryAfter reads Retry-After as delay-seconds or an HTTP date; absent or
-// unusable values give 0 (the engine's own backoff applies).
+// retryAfter reads Retry-After as delay-seconds or an HTTP date, capped.
 func (c *Client) retryAfter(h http.Header) time.Duration {
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		if secs > int64(maxRetryAfter/time.Second) {
-			return maxRetryAfter
-		}
-		return time.Duration(secs) * time.Second
-	}
-	t, err := http.ParseTime(v)
-	if err != nil {
-		return 0
-	}
-	d := t.Sub(c.now())
-	switch {
-	case d <= 0:
-		return 0
-	case d > maxRetryAfter:
-		return maxRetryAfter
-	}
-	return d.Round(time.Second)
+	return apicall.RetryAfter(h, c.now(), maxRetryAfter)
 }
 
 const (
-	maxMessageLen = 300
-	maxCodeLen    = 100
-	redacted      = "[redacted]"
+	maxMessageLen = apicall.MaxMessageLen
+	maxCodeLen    = apicall.MaxCodeLen
+	redacted      = apicall.Redacted
 )
 
 // apiKeyPattern matches Checkout.com keys of both platforms in anything
 // echoed back: sk_sbox_…, sk_…, pk_…, sk_test_<uuid>.
 var apiKeyPattern = regexp.MustCompile(`\b(?:sk|pk)_(?:sbox_|test_)?[A-Za-z0-9*#$=-]{8,}`)
 
-// scrub makes gateway or transport text safe for an error and the database:
-// no secret key, nothing shaped like an API key or a card number, no control
-// characters, bounded length.
-func (c *Client) scrub(s string) string {
-	if s == "" {
-		return ""
+// scrubber removes the client's own secret (none for a nil Client, as when
+// decoding events) and anything shaped like a key or a card number.
+func (c *Client) scrubber() apicall.Scrubber {
+	s := apicall.Scrubber{KeyPattern: apiKeyPattern}
+	if c != nil {
+		s.Secret = c.secret
 	}
-	if !utf8.ValidString(s) {
-		s = strings.ToValidUTF8(s, "?")
-	}
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
-			return ' '
-		}
-		return r
-	}, s)
-	if c != nil && c.secret != "" {
-		s = strings.ReplaceAll(s, c.secret, redacted)
-	}
-	s = apiKeyPattern.ReplaceAllString(s, redacted)
-	s = redactDigitRuns(s)
-	return truncate(strings.TrimSpace(s), maxMessageLen)
+	return s
 }
 
-func (c *Client) scrubCode(s string) string { return truncate(c.scrub(s), maxCodeLen) }
+// scrub makes gateway or transport text safe for an error and the database.
+func (c *Client) scrub(s string) string { return c.scrubber().Scrub(s) }
 
-// redactDigitRuns replaces runs of 12 or more digits, possibly grouped by
-// single spaces or dashes as card numbers are written.
-func redactDigitRuns(s string) string {
-	const minDigits = 12
-	var out strings.Builder
-	i, changed := 0, false
-	for i < len(s) {
-		if !isDigit(s[i]) {
-			out.WriteByte(s[i])
-			i++
-			continue
-		}
-		j, digits, end := i, 0, i
-		for j < len(s) {
-			if isDigit(s[j]) {
-				digits++
-				j++
-				end = j
-				continue
-			}
-			if (s[j] == ' ' || s[j] == '-') && j+1 < len(s) && isDigit(s[j+1]) {
-				j++
-				continue
-			}
-			break
-		}
-		if digits >= minDigits {
-			out.WriteString(redacted)
-			changed = true
-		} else {
-			out.WriteString(s[i:end])
-		}
-		i = end
-	}
-	if !changed {
-		return s
-	}
-	return out.String()
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
-}
-
-// isBrowserURL reports whether u is an absolute http(s) URL.
-func isBrowserURL(u string) bool {
-	p, err := url.Parse(u)
-	return err == nil && (p.Scheme == "https" || p.Scheme == "http") && p.Host != ""
-}
+func (c *Client) scrubCode(s string) string { return c.scrubber().ScrubCode(s) }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/billingd/billingd/internal/gateway"
+	"github.com/billingd/billingd/internal/gateway/apicall"
 )
 
 const (
@@ -150,7 +151,7 @@ func (c *Client) paymentBody(req gateway.PaymentIntentRequest) (*paymentBody, ga
 		Currency:    currency,
 		PaymentType: paymentTypeRecurring,
 		Reference:   req.MerchantOrderID,
-		Description: truncate(req.Description, 100),
+		Description: apicall.Truncate(req.Description, 100),
 		Capture:     true,
 		Metadata:    md,
 	}
@@ -169,7 +170,7 @@ func (c *Client) paymentBody(req gateway.PaymentIntentRequest) (*paymentBody, ga
 		b.PreviousPaymentID = req.PreviousPaymentID
 		return b, "", nil
 	}
-	if !isBrowserURL(req.ReturnURL) {
+	if !apicall.IsBrowserURL(req.ReturnURL) {
 		return nil, gateway.OurDataError, errors.New("an on-session payment needs an absolute http(s) return URL")
 	}
 	b.ThreeDS = &threeDSBody{Enabled: true}
@@ -265,7 +266,7 @@ func (c *Client) RetrievePaymentIntent(ctx context.Context, id string) gateway.R
 // Checkout.com's redirect. It answers Invalid without sending anything.
 func (c *Client) ConfirmPaymentIntent(_ context.Context, id string, _ gateway.ConfirmRequest) gateway.Result {
 	cl := call{method: http.MethodPost, path: "/payments/{id}/confirm"}
-	return refuse(cl, gateway.Invalid, fmt.Errorf("payment %s: Checkout.com payments are not confirmed separately; request a new payment instead", truncate(id, 40)))
+	return refuse(cl, gateway.Invalid, fmt.Errorf("payment %s: Checkout.com payments are not confirmed separately; request a new payment instead", apicall.Truncate(id, 40)))
 }
 
 // CancelPaymentIntent settles a payment billingd gives up on. Checkout.com

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/billingd/billingd/internal/gateway"
+	"github.com/billingd/billingd/internal/gateway/apicall"
 	"github.com/billingd/billingd/internal/gateway/units"
 )
 
@@ -321,5 +322,5 @@ func malformedEvent(typ string, err error) error {
 	if typ != "" {
 		what = typ + " event"
 	}
-	return fmt.Errorf("checkout: %w: %s: %s", gateway.ErrWebhookMalformed, what, truncate(eventClient.scrub(err.Error()), 120))
+	return fmt.Errorf("checkout: %w: %s: %s", gateway.ErrWebhookMalformed, what, apicall.Truncate(eventClient.scrub(err.Error()), 120))
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/billingd/billingd/internal/gateway"
+	"github.com/billingd/billingd/internal/gateway/apicall"
 )
 
 // Payment statuses as Checkout.com spells them (payments.PaymentStatus in the
@@ -172,7 +173,7 @@ func (w *wireHostedPage) validate() error {
 	if w.ID == "" {
 		return errors.New("hosted page without id")
 	}
-	if !isBrowserURL(w.Links["redirect"].Href) {
+	if !apicall.IsBrowserURL(w.Links["redirect"].Href) {
 		return errors.New("hosted page without an absolute http(s) _links.redirect")
 	}
 	return nil
@@ -377,7 +378,7 @@ func (c *Client) paymentStatus(w *wirePayment) (gateway.IntentStatus, *gateway.D
 	case statusExpired, statusCanceled, statusCancelled, statusVoided:
 		return gateway.IntentCanceled, nil
 	}
-	return gateway.IntentStatus(truncate(c.scrubCode(w.Status), 40)), nil
+	return gateway.IntentStatus(apicall.Truncate(c.scrubCode(w.Status), 40)), nil
 }
 
 func (c *Client) declined(w *wirePayment) (gateway.IntentStatus, *gateway.Decline) {
