@@ -118,3 +118,16 @@ func Truncate(s string, n int) string {
 	}
 	return s[:cut] + "…"
 }
+
+// Rephrased returns an error that reads msg but unwraps to cause. A transport
+// error's own text may quote a URL or a secret, so a client prints a scrubbed
+// msg instead, while errors.Is and errors.As on the network error still work.
+func Rephrased(msg string, cause error) error { return &rephrased{msg: msg, cause: cause} }
+
+type rephrased struct {
+	msg   string
+	cause error
+}
+
+func (e *rephrased) Error() string { return e.msg }
+func (e *rephrased) Unwrap() error { return e.cause }

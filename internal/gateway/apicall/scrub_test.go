@@ -1,6 +1,9 @@
 package apicall
 
 import (
+	"errors"
+	"net"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -100,4 +103,14 @@ func TestRedactDigitRuns(t *testing.T) {
 			require.Equal(t, tt.want, RedactDigitRuns(tt.in))
 		})
 	}
+}
+
+func TestRephrased(t *testing.T) {
+	cause := &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}
+	err := Rephrased("checkout: GET /payments: dial failed", cause)
+	require.EqualError(t, err, "checkout: GET /payments: dial failed")
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded)
+	var op *net.OpError
+	require.True(t, errors.As(err, &op))
+	require.Same(t, cause, op)
 }

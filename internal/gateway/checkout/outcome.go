@@ -178,17 +178,8 @@ func (c *Client) transportError(ctx context.Context, cl call, a answer) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return fmt.Errorf("%s: connection closed early: %w", where, err)
 	}
-	return &scrubbedError{msg: where + ": " + c.scrub(err.Error()), err: err}
+	return apicall.Rephrased(where+": "+c.scrub(err.Error()), err)
 }
-
-// scrubbedError keeps a transport error's chain while its text is scrubbed.
-type scrubbedError struct {
-	msg string
-	err error
-}
-
-func (e *scrubbedError) Error() string { return e.msg }
-func (e *scrubbedError) Unwrap() error { return e.err }
 
 // parseError reads the error envelope leniently: a missing or broken body
 // yields nil and the status alone decides. Every string is scrubbed.

@@ -174,18 +174,8 @@ func (c *Client) transportError(ctx context.Context, cl call, a answer) error {
 		}
 		return fmt.Errorf("%s: connection closed mid-body: %w", where, err)
 	}
-	return &scrubbedError{msg: where + ": " + c.scrub(err.Error()), err: err}
+	return apicall.Rephrased(where+": "+c.scrub(err.Error()), err)
 }
-
-// scrubbedError keeps the chain of a transport error (errors.Is on net errors
-// still works) while its message has passed through scrub.
-type scrubbedError struct {
-	msg string
-	err error
-}
-
-func (e *scrubbedError) Error() string { return e.msg }
-func (e *scrubbedError) Unwrap() error { return e.err }
 
 // wireError is the gateway's error object.
 type wireError struct {
