@@ -102,7 +102,7 @@ var (
 // that is not a single printable token: failing at startup beats failing every
 // charge later. Errors never quote the key.
 func New(opts Options) (*Client, error) {
-	base, err := parseBaseURL(opts.BaseURL)
+	base, err := apicall.ParseBaseURL("checkout", opts.BaseURL)
 	if err != nil {
 		return nil, err
 	}
@@ -145,34 +145,6 @@ func New(opts Options) (*Client, error) {
 // platform (sk_test_<uuid>, sk_<uuid>), which is sent as the Authorization
 // value itself; current keys (sk_sbox_…, sk_…) are sent as a Bearer token.
 var previousPlatformKey = regexp.MustCompile(`^sk_(test_)?\w{8}-\w{4}-\w{4}-\w{4}-\w{12}$`)
-
-func parseBaseURL(raw string) (*url.URL, error) {
-	if raw == "" {
-		return nil, errors.New("checkout: base URL is required")
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, errors.New("checkout: base URL is not a valid URL")
-	}
-	if u.User != nil {
-		return nil, errors.New("checkout: base URL must not contain credentials; use the secret key option")
-	}
-	if u.Scheme != "https" && u.Scheme != "http" {
-		return nil, fmt.Errorf("checkout: base URL scheme must be https or http, not %q", u.Scheme)
-	}
-	if u.Hostname() == "" {
-		return nil, errors.New("checkout: base URL has no host")
-	}
-	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
-		return nil, errors.New("checkout: base URL must not have a query or fragment")
-	}
-	if u.Scheme == "http" && !apicall.IsLoopback(u.Hostname()) {
-		return nil, fmt.Errorf("checkout: plain http is only allowed for loopback hosts, not %q: the secret key would travel in clear text", u.Hostname())
-	}
-	u.Path = strings.TrimRight(u.Path, "/")
-	u.RawPath = ""
-	return u, nil
-}
 
 // call is one request to make.
 type call struct {

@@ -84,7 +84,7 @@ var (
 // plain http towards a host other than loopback; and on an empty or malformed
 // secret key. Failing here, at startup, beats failing every charge later.
 func New(opts Options) (*Client, error) {
-	base, err := parseBaseURL(opts.BaseURL)
+	base, err := apicall.ParseBaseURL("wooshpay", opts.BaseURL)
 	if err != nil {
 		return nil, err
 	}
@@ -124,36 +124,6 @@ func New(opts Options) (*Client, error) {
 		userAgent: ua,
 		now:       time.Now,
 	}, nil
-}
-
-func parseBaseURL(raw string) (*url.URL, error) {
-	if raw == "" {
-		return nil, errors.New("wooshpay: base URL is required")
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		// url.Error repeats the input; a mistyped URL could hold a credential,
-		// so report only that it is malformed.
-		return nil, errors.New("wooshpay: base URL is not a valid URL")
-	}
-	if u.User != nil {
-		return nil, errors.New("wooshpay: base URL must not contain credentials; use the secret key option")
-	}
-	if u.Scheme != "https" && u.Scheme != "http" {
-		return nil, fmt.Errorf("wooshpay: base URL scheme must be https or http, not %q", u.Scheme)
-	}
-	if u.Host == "" || u.Hostname() == "" {
-		return nil, errors.New("wooshpay: base URL has no host")
-	}
-	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
-		return nil, errors.New("wooshpay: base URL must not have a query or fragment")
-	}
-	if u.Scheme == "http" && !apicall.IsLoopback(u.Hostname()) {
-		return nil, fmt.Errorf("wooshpay: plain http is only allowed for loopback hosts, not %q: the secret key would travel in clear text", u.Hostname())
-	}
-	u.Path = strings.TrimRight(u.Path, "/")
-	u.RawPath = ""
-	return u, nil
 }
 
 // call is one request to make.
