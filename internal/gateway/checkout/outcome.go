@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -160,26 +158,10 @@ func (c *Client) transient(r gateway.Result, cl call, msg string) gateway.Result
 // transportError explains a failed exchange; a context error of the caller's
 // is wrapped so the engine can tell shutdown from a gateway problem.
 func (c *Client) transportError(ctx context.Context, cl call, a answer) error {
-	where := "checkout: " + cl.op()
-	if a.status != 0 {
-		where = fmt.Sprintf("%s: %d reading body", where, a.status)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%s: %w", where, err)
-	}
-	err := a.err
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%s: no answer within %s: %w", where, c.timeout, err)
-	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return fmt.Errorf("%s: connection closed early: %w", where, err)
-	}
-	return apicall.Rephrased(where+": "+c.scrub(err.Error()), err)
+	return apicall.TransportError(ctx, "checkout: "+cl.op(), a.status, a.err, c.timeout, closedText, c.scrub)
 }
+
+var closedText = apicall.ClosedText{BeforeStatus: "connection closed early", MidBody: "connection closed early"}
 
 // parseError reads the error envelope leniently: a missing or broken body
 // yields nil and the status alone decides. Every string is scrubbed.

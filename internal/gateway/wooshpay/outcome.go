@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -153,29 +151,10 @@ func (c *Client) transient(r gateway.Result, cl call, msg string) gateway.Result
 // the error wraps the context's error so the engine can tell shutdown from a
 // gateway problem; the outcome stays unknown either way.
 func (c *Client) transportError(ctx context.Context, cl call, a answer) error {
-	where := "wooshpay: " + cl.op()
-	if a.status != 0 {
-		where = fmt.Sprintf("%s: %d reading body", where, a.status)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%s: %w", where, err)
-	}
-	err := a.err
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err // the URL is already named by op
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%s: no answer within %s: %w", where, c.timeout, err)
-	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		if a.status == 0 {
-			return fmt.Errorf("%s: connection closed without a response: %w", where, err)
-		}
-		return fmt.Errorf("%s: connection closed mid-body: %w", where, err)
-	}
-	return apicall.Rephrased(where+": "+c.scrub(err.Error()), err)
+	return apicall.TransportError(ctx, "wooshpay: "+cl.op(), a.status, a.err, c.timeout, closedText, c.scrub)
 }
+
+var closedText = apicall.ClosedText{BeforeStatus: "connection closed without a response", MidBody: "connection closed mid-body"}
 
 // wireError is the gateway's error object.
 type wireError struct {
