@@ -1,6 +1,8 @@
 package apicall
 
 import (
+	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -42,6 +44,30 @@ func TestParseBaseURL(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, tt.wantURL, u.String())
 			require.Equal(t, tt.wantPath, u.Path)
+		})
+	}
+}
+
+func TestJoinURL(t *testing.T) {
+	tests := []struct {
+		name  string
+		base  string
+		path  string
+		query url.Values
+		want  string
+	}{
+		{name: "root", base: "https://api.example.com", path: "/payments", want: "https://api.example.com/payments"},
+		{name: "base path kept", base: "http://127.0.0.1:9/sim/", path: "/v1/customers/cus_1", want: "http://127.0.0.1:9/sim/v1/customers/cus_1"},
+		{name: "query encoded", base: "https://api.example.com", path: "/payments", query: url.Values{"reference": {"a b&c"}, "limit": {"100"}},
+			want: "https://api.example.com/payments?limit=100&reference=a+b%26c"},
+		{name: "empty query adds nothing", base: "https://api.example.com", path: "/x", query: url.Values{}, want: "https://api.example.com/x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			base, err := ParseBaseURL("p", tt.base)
+			require.NoError(t, err)
+			require.Equal(t, tt.want, JoinURL(base, tt.path, tt.query))
+			require.Equal(t, strings.TrimRight(tt.base, "/"), base.String(), "the base is not changed")
 		})
 	}
 }

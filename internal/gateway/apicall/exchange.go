@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"time"
 )
 
@@ -130,4 +131,17 @@ func DefaultHTTPClient(timeout time.Duration) *http.Client {
 			return http.ErrUseLastResponse
 		},
 	}
+}
+
+// JoinURL appends an escaped request path (built only from checked ids) and an
+// optional query to a base URL that ParseBaseURL returned. The path is taken
+// as it is, never re-escaped, so an id cannot change which path is requested.
+func JoinURL(base *url.URL, path string, query url.Values) string {
+	u := *base
+	u.Path = base.Path + path
+	u.RawPath = ""
+	if len(query) > 0 {
+		u.RawQuery = query.Encode()
+	}
+	return u.String()
 }

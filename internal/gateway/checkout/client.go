@@ -172,15 +172,9 @@ type answer struct {
 
 // do sends cl and reads the answer with a size cap. It never interprets it.
 func (c *Client) do(ctx context.Context, cl call) answer {
-	u := *c.base
-	u.Path = c.base.Path + cl.path
-	u.RawPath = ""
-	if len(cl.query) > 0 {
-		u.RawQuery = cl.query.Encode()
-	}
 	a := apicall.Do(ctx, c.http, c.timeout, apicall.Request{
 		Method:            cl.method,
-		URL:               u.String(),
+		URL:               apicall.JoinURL(c.base, cl.path, cl.query),
 		Body:              cl.body,
 		Authorization:     c.authz,
 		UserAgent:         userAgent,

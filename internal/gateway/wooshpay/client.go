@@ -162,15 +162,9 @@ func (c *Client) exchange(ctx context.Context, cl call, into wireObject) gateway
 // do sends cl and reads the response with a size cap, always closing the body.
 // It never interprets the answer.
 func (c *Client) do(ctx context.Context, cl call) answer {
-	u := *c.base
-	u.Path = c.base.Path + cl.path
-	u.RawPath = ""
-	if len(cl.query) > 0 {
-		u.RawQuery = cl.query.Encode()
-	}
 	a := apicall.Do(ctx, c.http, c.timeout, apicall.Request{
 		Method:            cl.method,
-		URL:               u.String(),
+		URL:               apicall.JoinURL(c.base, cl.path, cl.query),
 		Body:              cl.body,
 		Authorization:     c.authz,
 		UserAgent:         c.userAgent,
