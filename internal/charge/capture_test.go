@@ -76,3 +76,46 @@ func TestRetriesAreMarkedAsReplays(t *testing.T) {
 	fresh.Status, fresh.LeaseVersion, fresh.Tries = models.AttemptPending, 1, 0
 	require.False(t, charge.MaySentBefore(&fresh))
 }
+
+// Webhooks come in any order: an approval of a payment whose capture was
+// declined, delivered after the decline, pays nothing — before or after the
+// approval was first recorded.
+func TestALateApprovalOfACaptureDeclinedPaymentPaysNothing(t *testing.T) {
+	event := func(typ, id string, a models.ChargeAttempt, status gateway.IntentStatus) *gateway.Event {
+		return &gateway.Event{ID: "evt_" + typ + id, Type: typ, PaymentIntent: &gateway.PaymentIntent{
+			ID: id, Status: status, Amount: 1999, Currency: "USD",
+			Metadata: map[string]string{"idempotency_key": a.IdempotencyKey}}}
+	}
+	apply := func(t *testing.T, b *bundle, ev *gateway.Event) {
+		require.NoError(t, b.st.InTx(context.Background(), func(tx *store.Tx) error {
+			_, err := b.eng.ApplyEvent(tx, b.clk.Now(), ev)
+			return err
+		}))
+	}
+	t.Run("approval recorded, capture declined, approval again", func(t *testing.T) {
+		b, a := setup(t, intent("pay_ok", gateway.IntentSucceeded))
+		_, err := b.eng.Execute(context.Background(), &a)
+		require.NoError(t, err)
+		apply(t, b, event(gateway.EventPaymentCaptureDeclined, "pay_ok", a, gateway.IntentRequiresPaymentMethod))
+		apply(t, b, event(gateway.EventPaymentIntentSucceeded, "pay_ok", a, gateway.IntentSucceeded))
+		require.Equal(t, models.InvoiceOpen, b.invoice(t).Status)
+		got, err := b.st.AttemptByID(context.Background(), a.ID)
+		require.NoError(t, err)
+		require.Equal(t, models.AttemptDeclined, got.Status)
+	})
+	t.Run("capture declined before the approval was recorded", func(t *testing.T) {
+		b, a := setup(t, transient(500, 0))
+		_, err := b.eng.Execute(context.Background(), &a)
+		require.NoError(t, err)
+		got, err := b.st.AttemptByID(context.Background(), a.ID)
+		require.NoError(t, err)
+		require.Equal(t, models.AttemptUnknown, got.Status)
+		apply(t, b, event(gateway.EventPaymentCaptureDeclined, "pay_ok", *got, gateway.IntentRequiresPaymentMethod))
+		apply(t, b, event(gateway.EventPaymentIntentSucceeded, "pay_ok", *got, gateway.IntentSucceeded))
+		require.Equal(t, models.InvoiceOpen, b.invoice(t).Status)
+		got, err = b.st.AttemptByID(context.Background(), a.ID)
+		require.NoError(t, err)
+		require.Equal(t, models.AttemptDeclined, got.Status)
+		require.Equal(t, store.DeclineCaptureDeclined, got.DeclineCode)
+	})
+}

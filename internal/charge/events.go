@@ -132,6 +132,20 @@ func (e *Engine) applyCaptureDeclined(tx *store.Tx, now time.Time, pi *gateway.P
 		return EventOutcome{}, err
 	}
 	if !moved {
+		if a.Status.Unresolved() || a.Status == models.AttemptRequiresAction {
+			// The decline came before the approval was recorded (webhooks
+			// come in any order, an answer may be lost): the attempt settles
+			// as this decline, so the late approval cannot pay the invoice.
+			r := store.AttemptResult{Status: models.AttemptDeclined, PaymentIntentID: pi.ID, DeclineCode: store.DeclineCaptureDeclined, ErrorMessage: msg}
+			settled, warning, err := e.Settle(tx, now, a, r)
+			if err != nil {
+				return EventOutcome{}, err
+			}
+			if settled {
+				return EventOutcome{Result: models.WebhookApplied, Attempt: a, Warning: warning,
+					Detail: fmt.Sprintf("attempt %s: %s -> declined (capture declined before the approval was recorded)", a.IdempotencyKey, a.Status)}, nil
+			}
+		}
 		return EventOutcome{Result: models.WebhookIgnored, Attempt: a,
 			Detail: fmt.Sprintf("attempt %s is %s, not paid by %s: nothing to reopen", a.IdempotencyKey, a.Status, pi.ID)}, nil
 	}
