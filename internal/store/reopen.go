@@ -15,8 +15,8 @@ const DeclineCaptureDeclined = "capture_declined"
 // money moved after all. It is the one recorded exception to forward-only:
 // the succeeded attempt becomes declined (soft, code capture_declined), the
 // invoice goes from paid back to open, and a dunning case the payment had
-// recovered opens again, so the caller's dunning step schedules the next try
-// and tells the customer. Nothing changes unless the attempt is succeeded
+// recovered opens again at the start of its schedule, so the caller's
+// dunning step schedules the next try and tells the customer. Nothing changes unless the attempt is succeeded
 // with exactly this payment and its invoice is paid by it (a duplicate or a
 // reordered event is a no-op); moved says whether it changed.
 func (tx *Tx) ReopenAfterCaptureDeclined(now time.Time, attemptID int64, paymentID, message string) (moved bool, err error) {
@@ -39,7 +39,10 @@ func (tx *Tx) ReopenAfterCaptureDeclined(now time.Time, attemptID int64, payment
 	                       WHERE id = ? AND status = 'paid' AND payment_intent_id = ?`, now, a.InvoiceID, paymentID); err != nil {
 		return false, err
 	}
-	if _, err := tx.exec(`UPDATE dunning_cases SET status = ?, closed_at = NULL, updated_at = ?
+	// The reopened case starts its schedule again: the payment that
+	// recovered it may have come at its last step, and a capture decline is
+	// a new failure, not the last one of the old schedule.
+	if _, err := tx.exec(`UPDATE dunning_cases SET status = ?, step = 0, next_step_at = NULL, closed_at = NULL, updated_at = ?
 	                       WHERE invoice_id = ? AND status = ?`, string(models.CaseOpen), now, a.InvoiceID, string(models.CaseRecovered)); err != nil {
 		return false, err
 	}
