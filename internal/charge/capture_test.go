@@ -119,3 +119,35 @@ func TestALateApprovalOfACaptureDeclinedPaymentPaysNothing(t *testing.T) {
 		require.Equal(t, store.DeclineCaptureDeclined, got.DeclineCode)
 	})
 }
+
+// On the pay page, "authentication required" after a decline with no
+// challenge to go to means the challenge is over: a soft decline the customer
+// may retry at once. A challenge still waiting, and every off-session answer,
+// keep their meaning.
+func TestOnSessionOutcomeEndsAFinishedChallenge(t *testing.T) {
+	declined3DS := gateway.NewDecline("card_error", "20154", "authentication_required", "", "3DS authentication required")
+	cases := []struct {
+		name       string
+		offSession bool
+		intent     gateway.PaymentIntent
+		want       gateway.Kind
+	}{
+		{"on-session challenge over", false, gateway.PaymentIntent{ID: "pay_1", Status: gateway.IntentRequiresAction, LastError: declined3DS}, gateway.Declined},
+		{"on-session challenge waiting", false, gateway.PaymentIntent{ID: "pay_1", Status: gateway.IntentRequiresAction, ActionURL: "https://3ds.example/x"}, gateway.RequiresAction},
+		{"on-session pending, address not known yet", false, gateway.PaymentIntent{ID: "pay_1", Status: gateway.IntentRequiresAction}, gateway.RequiresAction},
+		{"off-session 20154", true, gateway.PaymentIntent{ID: "pay_1", Status: gateway.IntentRequiresAction, LastError: declined3DS}, gateway.RequiresAction},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			a := &models.ChargeAttempt{OffSession: c.offSession}
+			intent := c.intent
+			res := charge.OnSessionOutcome(a, gateway.Result{Kind: gateway.RequiresAction, Intent: &intent})
+			require.Equal(t, c.want, res.Kind)
+			if c.want == gateway.Declined {
+				require.Equal(t, gateway.DeclineAuthenticationFailed, res.Decline.DeclineCode)
+				require.False(t, res.Decline.Hard)
+				require.Equal(t, "authentication_required", declined3DS.DeclineCode, "the intent's own decline is not changed")
+			}
+		})
+	}
+}

@@ -177,6 +177,7 @@ func (e *Engine) exchange(ctx context.Context, a *models.ChargeAttempt, req gate
 	log := Logger(e.opts.Log, a)
 	start := e.opts.Clock.Now()
 	res, tries := e.send(ctx, req, policy, log)
+	res = OnSessionOutcome(a, res)
 	failpoint.Hit(failpoint.ChargeAfterSend)
 	if ctx.Err() != nil && res.Kind == gateway.Transient {
 		// Shutting down mid-exchange: leave the row as it is (pending/unknown) for
@@ -208,6 +209,18 @@ func (e *Engine) exchange(ctx context.Context, a *models.ChargeAttempt, req gate
 		// was recorded, so the pass still counts it. If another worker took the
 		// attempt over instead, that worker reports it.
 		current, rerr := e.opts.Store.AttemptByID(context.WithoutCancel(ctx), a.ID)
+		if rerr == nil && current.Status == models.AttemptRequiresAction && current.ActionURL == "" && result.ActionURL != "" &&
+			current.PaymentIntentID == result.PaymentIntentID {
+			// A webhook said "waiting for 3-D Secure" first, without the
+			// challenge's address (Checkout.com's payment_pending carries
+			// none): keep the one this answer brought, so the customer's next
+			// press goes back to the live challenge.
+			if serr := e.opts.Store.InTx(context.WithoutCancel(ctx), func(tx *store.Tx) error {
+				return tx.FillActionURL(now, a.ID, result.PaymentIntentID, result.ActionURL)
+			}); serr != nil {
+				log.Error().Err(serr).Msg("could not keep the challenge address of a waiting payment")
+			}
+		}
 		if rerr == nil && current.LeaseOwner == "" && current.Status != models.AttemptPending && current.Status != models.AttemptUnknown {
 			log.Info().Str("status", string(current.Status)).Str("our_answer", string(result.Status)).Msg("the attempt's outcome was already recorded by a webhook; this answer is dropped")
 			return current.Status, res, nil
@@ -481,7 +494,7 @@ func (e *Engine) Resolve(ctx context.Context, a *models.ChargeAttempt) (Resoluti
 	out := Resolution{Status: a.Status}
 	var res gateway.Result
 	if a.PaymentIntentID != "" {
-		res = e.opts.Gateway.RetrievePaymentIntent(ctx, a.PaymentIntentID)
+		res = OnSessionOutcome(a, e.opts.Gateway.RetrievePaymentIntent(ctx, a.PaymentIntentID))
 		if res.Kind == gateway.Invalid && errors.Is(res.Err, gateway.ErrNotFound) {
 			return out, nil
 		}
@@ -500,7 +513,7 @@ func (e *Engine) Resolve(ctx context.Context, a *models.ChargeAttempt) (Resoluti
 		if found == nil {
 			return out, nil
 		}
-		res = gateway.ResultFromIntent(found, 200)
+		res = OnSessionOutcome(a, gateway.ResultFromIntent(found, 200))
 	}
 	if res.Kind == gateway.Transient || res.Kind == gateway.Invalid {
 		return out, fmt.Errorf("charge: read payment intent of %s: %w", a.IdempotencyKey, res.Err)
@@ -552,4 +565,22 @@ func (e *Engine) Resolve(ctx context.Context, a *models.ChargeAttempt) (Resoluti
 		log.Info().Str("status", string(result.Status)).Str("payment_intent", result.PaymentIntentID).Msg("attempt resolved from the gateway's payment intent")
 	}
 	return out, nil
+}
+
+// OnSessionOutcome reads an answer about a payment the customer started on
+// the pay page. An issuer's "authentication required" that comes with no
+// challenge to go to, after a decline (Checkout.com answers a failed or
+// abandoned 3-D Secure challenge as declined with 20154, or 20151), means the
+// challenge is over: for this customer-present payment it is a soft decline,
+// so the invoice is free for the customer's next press, not an intent to send
+// them back to. Off-session answers, and a challenge still waiting, are left
+// as they are.
+func OnSessionOutcome(a *models.ChargeAttempt, res gateway.Result) gateway.Result {
+	if a.OffSession || res.Kind != gateway.RequiresAction || res.Intent == nil || res.Intent.LastError == nil || res.Intent.ActionURL != "" {
+		return res
+	}
+	d := *res.Intent.LastError
+	d.DeclineCode, d.Hard = gateway.DeclineAuthenticationFailed, false
+	res.Kind, res.Decline = gateway.Declined, &d
+	return res
 }

@@ -90,7 +90,7 @@ func (e *Engine) applyIntentEvent(tx *store.Tx, now time.Time, pi *gateway.Payme
 		}
 		return EventOutcome{Result: models.WebhookIgnored, NeedsReview: true, Attempt: a, Warning: reason, Detail: detail}, nil
 	}
-	res := gateway.ResultFromIntent(pi, 0)
+	res := OnSessionOutcome(a, gateway.ResultFromIntent(pi, 0))
 	if !res.Kind.Definite() && res.Kind != gateway.Processing {
 		return EventOutcome{Result: models.WebhookIgnored, Attempt: a, Detail: fmt.Sprintf("payment intent status %q settles nothing", pi.Status)}, nil
 	}

@@ -22,6 +22,11 @@ type DeclineInfo struct {
 // hard decline, not an error in billingd's data.
 const CodePaymentMethodGone = "payment_method_gone"
 
+// DeclineAuthenticationFailed is the decline of a customer-present payment
+// whose 3-D Secure challenge failed or was abandoned: soft, the customer may
+// try again.
+const DeclineAuthenticationFailed = "authentication_failed"
+
 // declineCatalogue is the one table of decline codes. Soft codes are retried
 // on the dunning schedule; hard codes wait for a new payment method. Email
 // templates and the pay pages take their words from here, so a code is
@@ -38,6 +43,7 @@ func init() {
 		{Code: "processing_error", Words: "your bank had a temporary processing problem"},
 		{Code: "try_again_later", Words: "your bank asked us to try again later"},
 		{Code: "authentication_required", Words: "your bank asked you to confirm the payment"},
+		{Code: DeclineAuthenticationFailed, Words: "the confirmation with your bank did not succeed"},
 		// Hard: another try on this card cannot succeed, or card-network rules
 		// forbid it.
 		{Code: "expired_card", Hard: true, Words: "the card has expired"},

@@ -48,3 +48,13 @@ func (tx *Tx) ReopenAfterCaptureDeclined(now time.Time, attemptID int64, payment
 	}
 	return true, nil
 }
+
+// FillActionURL keeps the challenge address of an attempt that waits for 3-D
+// Secure but was recorded without one (a webhook that said "waiting" came
+// before the answer that carried the address). It changes nothing else, and
+// only that attempt with that payment.
+func (tx *Tx) FillActionURL(now time.Time, attemptID int64, paymentID, actionURL string) error {
+	return tx.db.Exec(`UPDATE charge_attempts SET action_url = ?, updated_at = ?
+	                    WHERE id = ? AND status = ? AND action_url = '' AND payment_intent_id = ?`,
+		truncate(actionURL, 2000), now, attemptID, string(models.AttemptRequiresAction), paymentID).Error
+}

@@ -57,3 +57,35 @@ func TestReopenAfterCaptureDeclinedStartsTheScheduleAgain(t *testing.T) {
 		require.False(t, reopen(), "a second capture decline changes nothing")
 	})
 }
+
+// The challenge address of a waiting attempt recorded without one (a webhook
+// came first) is kept from the answer; one already known, another payment's,
+// or an attempt no longer waiting is left alone.
+func TestFillActionURLOnlyFillsAWaitingAttemptsMissingAddress(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		t0 := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+		storetest.Seed(t, st, t0, storetest.Subscription{Reference: "s1", Anchor: t0})
+		require.NoError(t, st.InTx(ctx, func(tx *store.Tx) error {
+			_, err := tx.CreateInvoices(t0, []store.NewInvoice{{SubscriptionID: 1, PeriodIndex: 0, PeriodStart: t0, PeriodEnd: t0.AddDate(0, 1, 0), Amount: 1000, Currency: "USD"}})
+			return err
+		}))
+		claimed, err := st.ClaimNewAttempts(ctx, "test", t0, t0.Add(time.Hour), 1)
+		require.NoError(t, err)
+		id := claimed[0].ID
+		fill := func(payment, url string) string {
+			require.NoError(t, st.InTx(ctx, func(tx *store.Tx) error { return tx.FillActionURL(t0, id, payment, url) }))
+			a, err := st.AttemptByID(ctx, id)
+			require.NoError(t, err)
+			return a.ActionURL
+		}
+		require.Empty(t, fill("pay_1", "https://3ds.example/early"), "a pending attempt is not waiting for a challenge")
+		require.NoError(t, st.InTx(ctx, func(tx *store.Tx) error {
+			_, err := tx.SettleAttempt(t0, id, store.AttemptResult{Status: models.AttemptRequiresAction, PaymentIntentID: "pay_1"})
+			return err
+		}))
+		require.Empty(t, fill("pay_other", "https://3ds.example/other"), "another payment's address")
+		require.Equal(t, "https://3ds.example/1", fill("pay_1", "https://3ds.example/1"))
+		require.Equal(t, "https://3ds.example/1", fill("pay_1", "https://3ds.example/2"), "a known address stays")
+	})
+}

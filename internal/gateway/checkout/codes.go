@@ -57,6 +57,7 @@ var responseCodes = map[string]codeInfo{
 	"20068": {word: "processing_error", summary: "Response received too late / timeout"},
 	"20091": {word: "processing_error", summary: "Issuer unavailable or switch is inoperative"},
 	"20096": {word: "processing_error", summary: "System malfunction"},
+	"20151": {word: gateway.DeclineAuthenticationFailed, summary: "Cardholder failed 3DS authentication"},
 	"20154": {word: "authentication_required", summary: "3DS authentication required", action: true},
 	"30004": {word: "pickup_card", summary: "Pick up card (no fraud)"},
 	"30007": {word: "pickup_card", summary: "Pick up card - special conditions"},

@@ -30,17 +30,20 @@ const (
 
 // Checkout.com webhook event types billingd acts on.
 const (
-	EventPaymentApproved          = "payment_approved"
-	EventPaymentCaptured          = "payment_captured"
-	EventPaymentPending           = "payment_pending"
-	EventPaymentDeclined          = "payment_declined"
-	EventPaymentExpired           = "payment_expired"
-	EventPaymentCanceled          = "payment_canceled"
-	EventPaymentCaptureDeclined   = "payment_capture_declined"
-	EventPaymentRefunded          = "payment_refunded"
-	EventPaymentRefundDeclined    = "payment_refund_declined"
-	EventCardVerified             = "card_verified"
-	EventCardVerificationDeclined = "card_verification_declined"
+	EventPaymentApproved = "payment_approved"
+	EventPaymentCaptured = "payment_captured"
+	EventPaymentPending  = "payment_pending"
+	EventPaymentDeclined = "payment_declined"
+	// EventPaymentAuthenticationFailed: the cardholder failed (or left)
+	// the 3-D Secure challenge; applied like a decline (20151).
+	EventPaymentAuthenticationFailed = "payment_authentication_failed"
+	EventPaymentExpired              = "payment_expired"
+	EventPaymentCanceled             = "payment_canceled"
+	EventPaymentCaptureDeclined      = "payment_capture_declined"
+	EventPaymentRefunded             = "payment_refunded"
+	EventPaymentRefundDeclined       = "payment_refund_declined"
+	EventCardVerified                = "card_verified"
+	EventCardVerificationDeclined    = "card_verification_declined"
 )
 
 // WebhookVerifier authenticates Checkout.com webhook deliveries and decodes
@@ -194,7 +197,7 @@ func DecodeEvent(body []byte) (*gateway.Event, error) {
 		ev.Created = w.Timestamp.Time
 	}
 	switch w.Type {
-	case EventPaymentApproved, EventPaymentCaptured, EventPaymentPending, EventPaymentDeclined,
+	case EventPaymentApproved, EventPaymentCaptured, EventPaymentPending, EventPaymentDeclined, EventPaymentAuthenticationFailed,
 		EventPaymentExpired, EventPaymentCanceled, EventPaymentCaptureDeclined:
 		pi, typ, err := eventPayment(w.Type, w.Data)
 		if err != nil {
@@ -255,7 +258,7 @@ func eventPayment(typ string, raw json.RawMessage) (*gateway.PaymentIntent, stri
 			// Waiting for 3-D Secure; the redirect is not in the event.
 			neutral = gateway.EventPaymentIntentRequiresAction
 		}
-	case EventPaymentDeclined:
+	case EventPaymentDeclined, EventPaymentAuthenticationFailed:
 		w.Status, neutral = statusDeclined, gateway.EventPaymentIntentPaymentFailed
 	case EventPaymentExpired, EventPaymentCanceled:
 		w.Status, neutral = statusExpired, gateway.EventPaymentIntentCanceled

@@ -186,7 +186,7 @@ func TestCheckoutChallenge(t *testing.T) {
 		events                     []string
 	}{
 		{"pass", "Captured", "10000", "https://merchant.example/ok", []string{"payment_pending", "payment_approved", "payment_captured"}},
-		{"fail", "Declined", "20154", "https://merchant.example/fail", []string{"payment_pending", "payment_declined"}},
+		{"fail", "Declined", "20151", "https://merchant.example/fail", []string{"payment_pending", "payment_declined"}},
 	} {
 		t.Run(tc.result, func(t *testing.T) {
 			d := newCko(t, Options{})

@@ -142,7 +142,7 @@ var (
 		"lost_card":               {"30041", "Lost card - pick up"},
 		"stolen_card":             {"30043", "Stolen card - pick up"},
 		"authentication_required": {"20154", "3DS authentication required"},
-		"authentication_failure":  {"20154", "3DS authentication required"},
+		"authentication_failure":  {"20151", "Cardholder failed 3DS authentication"},
 	}
 )
 
