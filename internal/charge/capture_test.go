@@ -2,7 +2,9 @@ package charge_test
 
 import (
 	"context"
+	"errors"
 	"testing"
+	"time"
 
 	"github.com/billingd/billingd/internal/charge"
 	"github.com/billingd/billingd/internal/gateway"
@@ -150,4 +152,30 @@ func TestOnSessionOutcomeEndsAFinishedChallenge(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A 401 is billingd's key, not the customer's card: the attempt is not
+// consumed as failed but waits unknown, and is replayed with its own key once
+// the key is accepted.
+func TestARefusedKeyLeavesTheAttemptToReplay(t *testing.T) {
+	b, a := setup(t, gateway.Result{Kind: gateway.Invalid, HTTPStatus: 401, Err: errors.New("checkout: POST /payments: 401 unauthorized (check gateway.secret_key)")},
+		intent("pay_ok", gateway.IntentSucceeded))
+	status, err := b.eng.Execute(context.Background(), &a)
+	require.NoError(t, err)
+	require.Equal(t, models.AttemptUnknown, status)
+	got, err := b.st.AttemptByID(context.Background(), a.ID)
+	require.NoError(t, err)
+	require.NotNil(t, got.NextTryAt, "it is replayed")
+	require.Equal(t, models.InvoiceOpen, b.invoice(t).Status)
+	require.Equal(t, models.SubscriptionActive, b.subscription(t).Status, "the customer is not past due for billingd's key")
+
+	b.clk.Advance(10 * time.Minute)
+	replays, err := b.st.ClaimReplayAttempts(context.Background(), "test", b.clk.Now(), b.clk.Now(), b.clk.Now().Add(time.Hour), t0.Add(-time.Hour), 1)
+	require.NoError(t, err)
+	require.Len(t, replays, 1)
+	status, err = b.eng.Execute(context.Background(), &replays[0])
+	require.NoError(t, err)
+	require.Equal(t, models.AttemptSucceeded, status)
+	require.Len(t, b.gw.sent, 2)
+	require.Equal(t, b.gw.sent[0].IdempotencyKey, b.gw.sent[1].IdempotencyKey, "the same key")
 }

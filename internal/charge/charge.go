@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -197,6 +198,14 @@ func (e *Engine) exchange(ctx context.Context, a *models.ChargeAttempt, req gate
 	}
 	if res.Kind == gateway.OurDataError {
 		result = e.ourData(ctx, a, res, result, log)
+	}
+	if res.Kind == gateway.Invalid && res.HTTPStatus == http.StatusUnauthorized {
+		// The gateway refused billingd's own key (a wrong or revoked
+		// gateway.secret_key): nothing was processed, and it is neither the
+		// customer's failure nor final. The attempt waits, unknown, and is
+		// replayed with its own key once the key is fixed.
+		result = store.AttemptResult{Status: models.AttemptUnknown, ErrorMessage: result.ErrorMessage, LastHTTPStatus: res.HTTPStatus}
+		log.Error().Err(res.Err).Msg("the gateway refused billingd's API key (401): check gateway.secret_key; the attempt is replayed with its own key once the key is accepted")
 	}
 	result.Tries = tries
 	if result.Status == models.AttemptUnknown {
