@@ -17,8 +17,8 @@ import (
 
 	"github.com/billingd/billingd/internal/config"
 	"github.com/billingd/billingd/internal/daemon"
-	"github.com/billingd/billingd/internal/gateway/sim"
 	"github.com/billingd/billingd/internal/gateway/signup"
+	"github.com/billingd/billingd/internal/gateway/sim"
 	"github.com/billingd/billingd/internal/mail/smtpcapture"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/money"
