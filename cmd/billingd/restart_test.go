@@ -28,7 +28,9 @@ func TestRestartAfterSIGKILLMidSweep(t *testing.T) {
 		t.Skip("starts real processes")
 	}
 	for _, provider := range daemontest.Providers {
-		t.Run(provider, func(t *testing.T) { runRestartAfterSIGKILL(t, provider) })
+		// Each run waits on its child processes more than it computes: the
+		// providers run side by side.
+		t.Run(provider, func(t *testing.T) { t.Parallel(); runRestartAfterSIGKILL(t, provider) })
 	}
 }
 

@@ -154,6 +154,8 @@ func TestKillSoak(t *testing.T) {
 		t.Skip("starts real processes")
 	}
 	for _, provider := range soakProviders(t) {
+		// One after the other: side by side, the two soaks take as long as
+		// in turn on two cores, and each one's kill timing suffers.
 		t.Run(provider, func(t *testing.T) { runKillSoak(t, provider) })
 	}
 }
