@@ -66,64 +66,75 @@ func TestDemoOnePass(t *testing.T) {
 				}
 			}
 
-			var ledger []sim.LedgerEntry
-			raw, err := os.ReadFile(filepath.Join(dir, "ledger.json"))
-			require.NoError(t, err)
-			require.NoError(t, json.Unmarshal(raw, &ledger))
+			ledger := checkSavedLedger(t, dir)
 			require.Len(t, ledger, len(demoCards), "one payment per card; card verifications move no money and are not listed")
-			ledgerCSV := readCSV(t, filepath.Join(dir, "ledger.csv"))
-			require.Equal(t, ledgerColumns, ledgerCSV[0])
-			require.Len(t, ledgerCSV, len(ledger)+1)
-
-			cfg := config.Default()
-			cfg.Database.DSN = filepath.Join(dir, "billingd.db")
-			st, err := openStore(context.Background(), cfg, false)
-			require.NoError(t, err)
-			defer st.Close()
-
-			type total struct {
-				Currency string
-				N        int64
-				Sum      int64
-			}
-			var books []total
-			require.NoError(t, st.DB().Raw(strings.Replace(paidByCurrencySQL, "COUNT(*), SUM(amount)", "COUNT(*) AS n, SUM(amount) AS sum", 1)).Scan(&books).Error)
-			require.NotEmpty(t, books)
-			gateway := map[string]total{}
-			succeeded := map[string]sim.LedgerEntry{}
-			for i, e := range ledger {
-				require.Equal(t, ledgerCSV[i+1][0], e.MerchantOrderID, "ledger.csv row %d", i+1)
-				require.Equal(t, e.Status, ledgerCSV[i+1][2], "ledger.csv row %d", i+1)
-				require.Equal(t, strconv.FormatInt(e.Amount, 10), ledgerCSV[i+1][5], "ledger.csv row %d", i+1)
-				if e.Status != "succeeded" {
-					continue
-				}
-				_, dup := succeeded[e.MerchantOrderID]
-				require.False(t, dup, "two succeeded payments for %s", e.MerchantOrderID)
-				succeeded[e.MerchantOrderID] = e
-				g := gateway[e.Currency]
-				g.Currency, g.N, g.Sum = e.Currency, g.N+1, g.Sum+e.Amount
-				gateway[e.Currency] = g
-			}
-			require.Len(t, gateway, len(books))
-			for _, b := range books {
-				require.Equal(t, b, gateway[b.Currency], "paid %s: database and ledger", b.Currency)
-			}
-			outcomes, err := st.InvoiceOutcomes(context.Background())
-			require.NoError(t, err)
-			paid := 0
-			for _, o := range outcomes {
-				e, ok := succeeded[o.Invoice]
-				require.Equal(t, o.InvStatus == models.InvoicePaid, ok, "invoice %s is %s", o.Invoice, o.InvStatus)
-				if ok {
-					paid++
-					require.Equal(t, o.Amount, e.Amount, o.Invoice)
-					require.Equal(t, o.Currency, e.Currency, o.Invoice)
-				}
-			}
-			require.Equal(t, len(succeeded), paid)
 		})
 	}
+}
+
+// checkSavedLedger reads the ledger a demo saved in dir (ledger.json and
+// ledger.csv, which must say the same) and checks it against the database
+// there: one succeeded payment per paid invoice, for its amount and currency,
+// none for an unpaid one, and the paid totals per currency of the SQL the demo
+// prints equal the ledger's succeeded payments.
+func checkSavedLedger(t *testing.T, dir string) []sim.LedgerEntry {
+	t.Helper()
+	var ledger []sim.LedgerEntry
+	raw, err := os.ReadFile(filepath.Join(dir, "ledger.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(raw, &ledger))
+	ledgerCSV := readCSV(t, filepath.Join(dir, "ledger.csv"))
+	require.Equal(t, ledgerColumns, ledgerCSV[0])
+	require.Len(t, ledgerCSV, len(ledger)+1)
+
+	cfg := config.Default()
+	cfg.Database.DSN = filepath.Join(dir, "billingd.db")
+	st, err := openStore(context.Background(), cfg, false)
+	require.NoError(t, err)
+	defer st.Close()
+
+	type total struct {
+		Currency string
+		N        int64
+		Sum      int64
+	}
+	var books []total
+	require.NoError(t, st.DB().Raw(strings.Replace(paidByCurrencySQL, "COUNT(*), SUM(amount)", "COUNT(*) AS n, SUM(amount) AS sum", 1)).Scan(&books).Error)
+	require.NotEmpty(t, books)
+	gateway := map[string]total{}
+	succeeded := map[string]sim.LedgerEntry{}
+	for i, e := range ledger {
+		require.Equal(t, ledgerCSV[i+1][0], e.MerchantOrderID, "ledger.csv row %d", i+1)
+		require.Equal(t, e.Status, ledgerCSV[i+1][2], "ledger.csv row %d", i+1)
+		require.Equal(t, strconv.FormatInt(e.Amount, 10), ledgerCSV[i+1][5], "ledger.csv row %d", i+1)
+		if e.Status != "succeeded" {
+			continue
+		}
+		_, dup := succeeded[e.MerchantOrderID]
+		require.False(t, dup, "two succeeded payments for %s", e.MerchantOrderID)
+		succeeded[e.MerchantOrderID] = e
+		g := gateway[e.Currency]
+		g.Currency, g.N, g.Sum = e.Currency, g.N+1, g.Sum+e.Amount
+		gateway[e.Currency] = g
+	}
+	require.Len(t, gateway, len(books))
+	for _, b := range books {
+		require.Equal(t, b, gateway[b.Currency], "paid %s: database and ledger", b.Currency)
+	}
+	outcomes, err := st.InvoiceOutcomes(context.Background())
+	require.NoError(t, err)
+	paid := 0
+	for _, o := range outcomes {
+		e, ok := succeeded[o.Invoice]
+		require.Equal(t, o.InvStatus == models.InvoicePaid, ok, "invoice %s is %s", o.Invoice, o.InvStatus)
+		if ok {
+			paid++
+			require.Equal(t, o.Amount, e.Amount, o.Invoice)
+			require.Equal(t, o.Currency, e.Currency, o.Invoice)
+		}
+	}
+	require.Equal(t, len(succeeded), paid)
+	return ledger
 }
 
 // readCSV reads a whole CSV file.
@@ -143,13 +154,21 @@ var timelineLine = regexp.MustCompile(`^(\d{4}-\d\d-\d\d \d\d:\d\d)\s+(demo-\d\d
 // TestDemoMonths runs `billingd demo --months 3` end to end: the assembled
 // daemon and the simulator on one simulated clock, driven by the daemon's own
 // ticks. Its timeline shows each kind of event, in time order, and its summary
-// agrees with the database it leaves in --dir.
+// agrees with the database it leaves in --dir, as does the ledger it saves
+// there; on each provider.
 func TestDemoMonths(t *testing.T) {
+	for _, provider := range []string{config.ProviderWooshPay, config.ProviderCheckout} {
+		t.Run(provider, func(t *testing.T) { runDemoMonths(t, provider) })
+	}
+}
+
+func runDemoMonths(t *testing.T, provider string) {
 	dir := filepath.Join(t.TempDir(), "demo")
 	began := time.Now()
-	code, out, errOut := runMain(t, nil, "demo", "--months", "3", "--dir", dir)
+	code, out, errOut := runMain(t, nil, "demo", "--provider", provider, "--months", "3", "--dir", dir)
 	require.Equal(t, exitOK, code, "stderr: %s\nstdout: %s", errOut, out)
-	t.Logf("demo --months 3 took %s", time.Since(began))
+	t.Logf("demo --provider %s --months 3 took %s", provider, time.Since(began))
+	require.Contains(t, out, providerName(provider)+" simulator on ")
 
 	type event struct {
 		at        time.Time
@@ -273,6 +292,7 @@ func TestDemoMonths(t *testing.T) {
 	require.Len(t, emls, int(sent), "every sent email was captured in DIR/mail")
 	require.Contains(t, out, fmt.Sprintf("emails sent     %d (", sent))
 	require.Contains(t, out, "books and gateway agree")
+	checkSavedLedger(t, dir)
 }
 
 func TestDemoMonthsBadValues(t *testing.T) {
