@@ -215,19 +215,31 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 	}
 	if *serve {
 		fmt.Fprintf(out, "\nServing: open the links above in a browser (the 3-D Secure link, the card-update link). Ctrl-C stops.\n")
+		// Keep charging what the pay pages schedule (a retry after a new card)
+		// and sending what dunning queues, until Ctrl-C; the loop has ended
+		// before the daemon is closed.
+		serveCtx, stopServing := context.WithCancel(ctx)
+		looped := make(chan struct{})
 		go func() {
-			// Keep charging what the pay pages schedule (a retry after a new card)
-			// and sending what dunning queues.
-			for ctx.Err() == nil {
-				time.Sleep(2 * time.Second)
-				_, _ = d.Pass(ctx, ctx, "demo")
-				_, _ = d.SendMail(ctx)
+			defer close(looped)
+			tick := time.NewTicker(2 * time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case <-serveCtx.Done():
+					return
+				case <-tick.C:
+				}
+				_, _ = d.Pass(serveCtx, serveCtx, "demo")
+				_, _ = d.SendMail(serveCtx)
 			}
 		}()
 		select {
 		case <-m.Signals:
 		case <-ctx.Done():
 		}
+		stopServing()
+		<-looped
 	}
 	return nil
 }
