@@ -32,9 +32,9 @@ type subscriptionCard struct {
 }
 
 // saveSubscriptionCards saves every card through the provider's signup flow
-// and returns the subscription CSV that imports them (docs/…: the columns of
-// `billingd subscriptions import`), with previous_payment_id when the
-// provider needs it, and what each save returned, in cards order.
+// and returns the subscription CSV that imports them (the columns of
+// `billingd subscriptions import`, with previous_payment_id when the provider
+// needs it) and what each save returned, in cards order.
 func saveSubscriptionCards(ctx context.Context, saver *signup.Saver, provider string, cards []subscriptionCard, expYear int) ([]byte, []signup.Saved, error) {
 	var buf bytes.Buffer
 	w := csv.NewWriter(&buf)

@@ -240,6 +240,11 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 		}
 		stopServing()
 		<-looped
+		// What the customers paid while the demo served is the gateway's too.
+		if _, _, err := writeLedger(*dir, gw.Ledger()); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "The simulator's ledger, with what was paid while serving, saved again in %s and %s.\n", ledgerJSON, ledgerCSV)
 	}
 	return nil
 }

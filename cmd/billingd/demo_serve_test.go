@@ -135,6 +135,11 @@ func TestDemoServeLinks(t *testing.T) {
 			case <-time.After(20 * time.Second):
 				t.Fatal("the demo did not stop on Ctrl-C")
 			}
+			// The ledger saved on the way out has the payments made while
+			// serving, and still agrees with the database.
+			require.Contains(t, out.String(), "with what was paid while serving, saved again")
+			ledger := checkSavedLedger(t, dir)
+			require.Greater(t, len(ledger), len(demoCards), "the challenge's and the new card's payments are in the saved ledger")
 		})
 	}
 }
