@@ -132,9 +132,15 @@ func writeLedger(dir string, ledger []sim.LedgerEntry) (jsonPath, csvPath string
 	return jsonPath, csvPath, nil
 }
 
-// paidByCurrencySQL is the query that sums billingd's paid invoices per
-// currency; the ledger's succeeded payments, summed the same way, must agree.
-const paidByCurrencySQL = "SELECT currency, COUNT(*), SUM(amount) FROM invoices WHERE status = 'paid' GROUP BY currency ORDER BY currency"
+// paidByCurrencyCommand is the sqlite3 command (its argument the database)
+// that sums billingd's paid invoices per currency; the ledger's succeeded
+// payments, summed the same way (ledgerByCurrencyCommand, its argument
+// ledger.csv), must agree. billingd never runs them: they are for the person
+// reading the demo's output.
+const (
+	paidByCurrencyCommand   = `sqlite3 %s "SELECT currency, COUNT(*), SUM(amount) FROM invoices WHERE status = 'paid' GROUP BY currency ORDER BY currency"`
+	ledgerByCurrencyCommand = `sqlite3 :memory: ".import --csv %s ledger" "SELECT currency, COUNT(*), SUM(amount) FROM ledger WHERE status = 'succeeded' GROUP BY currency ORDER BY currency"`
+)
 
 // printDBHints prints the sqlite3 commands that compare the database with
 // DIR/ledger.csv.
@@ -143,6 +149,6 @@ func printDBHints(out io.Writer, dbPath string) {
 	fmt.Fprintf(out, "Database: %s\n", dbPath)
 	fmt.Fprintf(out, "  sqlite3 %s \"SELECT status, COUNT(*) FROM invoices GROUP BY status\"\n", dbPath)
 	fmt.Fprintf(out, "  paid per currency (ISO minor units), to compare with the succeeded rows of %s:\n", ledgerCSV)
-	fmt.Fprintf(out, "  sqlite3 %s \"%s\"\n", dbPath, paidByCurrencySQL)
-	fmt.Fprintf(out, "  sqlite3 %s \".import --csv %s ledger\" \"SELECT currency, COUNT(*), SUM(amount) FROM ledger WHERE status = 'succeeded' GROUP BY currency ORDER BY currency\"\n", ":memory:", ledgerCSV)
+	fmt.Fprintf(out, "  "+paidByCurrencyCommand+"\n", dbPath)
+	fmt.Fprintf(out, "  "+ledgerByCurrencyCommand+"\n", ledgerCSV)
 }

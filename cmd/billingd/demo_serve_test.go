@@ -138,7 +138,7 @@ func TestDemoServeLinks(t *testing.T) {
 			// The ledger saved on the way out has the payments made while
 			// serving, and still agrees with the database.
 			require.Contains(t, out.String(), "with what was paid while serving, saved again")
-			ledger := checkSavedLedger(t, dir)
+			ledger := checkSavedLedger(t, dir, out.String())
 			require.Greater(t, len(ledger), len(demoCards), "the challenge's and the new card's payments are in the saved ledger")
 		})
 	}
