@@ -22,6 +22,7 @@ import (
 	"github.com/billingd/billingd/internal/config"
 	"github.com/billingd/billingd/internal/daemon"
 	"github.com/billingd/billingd/internal/gateway"
+	"github.com/billingd/billingd/internal/gateway/signup"
 	"github.com/billingd/billingd/internal/gateway/wooshpay"
 	"github.com/billingd/billingd/internal/loadtest"
 	"github.com/billingd/billingd/internal/models"
@@ -143,7 +144,7 @@ func (m *Main) bench(ctx context.Context, o benchOptions) error {
 	if err != nil {
 		return err
 	}
-	cards, err := saveBenchCards(ctx, client, min(benchCards, o.subscriptions))
+	cards, err := saveBenchCards(ctx, simURL, min(benchCards, o.subscriptions))
 	if err != nil {
 		return err
 	}
@@ -354,24 +355,23 @@ func dbSize(path string) int64 {
 }
 
 // saveBenchCards creates n customers with a saved 4242 card through the
-// gateway's save-card flow, as the demo does.
-func saveBenchCards(ctx context.Context, client *wooshpay.Client, n int) ([]loadtest.Card, error) {
+// signup flow (internal/gateway/signup), as the demo does. The bench runs on
+// WooshPay only: its seeding (internal/loadtest) and its --raw ceiling speak
+// WooshPay's API.
+func saveBenchCards(ctx context.Context, simURL string, n int) ([]loadtest.Card, error) {
+	saver, err := signup.New(signup.Gateway{Provider: signup.WooshPay, BaseURL: simURL, SecretKey: benchSecretKey, Timeout: 30 * time.Second})
+	if err != nil {
+		return nil, err
+	}
 	cards := make([]loadtest.Card, 0, n)
 	for i := 0; i < n; i++ {
 		email := fmt.Sprintf("bench%02d@example.com", i+1)
-		cus, err := client.CreateCustomer(ctx, wooshpay.CustomerParams{Email: email, Name: fmt.Sprintf("Bench Customer %d", i+1)}, fmt.Sprintf("bench-cus-%d", i))
-		if err != nil {
-			return nil, fmt.Errorf("create customer at the simulator: %w", err)
-		}
-		seti, err := client.CreateSetupIntent(ctx, wooshpay.SetupIntentParams{
-			Customer: cus.ID,
-			Card:     wooshpay.CardData{Number: "4242424242424242", ExpMonth: "12", ExpYear: fmt.Sprint(time.Now().Year() + 3), CVC: "123", Name: "Bench Customer"},
-			Usage:    "off_session",
-		}, fmt.Sprintf("bench-seti-%d", i))
+		saved, err := saver.Save(ctx, signup.Card{Number: "4242424242424242", ExpMonth: 12, ExpYear: time.Now().Year() + 3, CVC: "123",
+			Email: email, Name: fmt.Sprintf("Bench Customer %d", i+1), Key: fmt.Sprintf("bench-%d", i)})
 		if err != nil {
 			return nil, fmt.Errorf("save card at the simulator: %w", err)
 		}
-		cards = append(cards, loadtest.Card{Customer: cus.ID, PaymentMethod: seti.PaymentMethod, Email: email})
+		cards = append(cards, loadtest.Card{Customer: saved.Customer, PaymentMethod: saved.PaymentMethod, Email: email})
 	}
 	return cards, nil
 }

@@ -17,8 +17,8 @@ import (
 
 	"github.com/billingd/billingd/internal/config"
 	"github.com/billingd/billingd/internal/daemon"
+	"github.com/billingd/billingd/internal/gateway/signup"
 	"github.com/billingd/billingd/internal/gateway/sim"
-	"github.com/billingd/billingd/internal/gateway/wooshpay"
 	"github.com/billingd/billingd/internal/mail/smtpcapture"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/money"
@@ -63,10 +63,14 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 	settle := fs.Duration("processing-delay", 2*time.Second, "how long the simulator takes to settle a processing charge")
 	serve := fs.Bool("serve", false, "keep billingd and the simulator running afterwards, so the emailed links can be opened in a browser (Ctrl-C to stop)")
 	months := fs.Int("months", 0, fmt.Sprintf("run `N` months (1..%d) on a simulated clock and print their timeline", maxDemoMonths))
+	provider := fs.String("provider", config.ProviderWooshPay, "the gateway the bundled simulator plays: wooshpay or checkout (Checkout.com)")
 	if rest, err := parseArgs(fs, args); err != nil {
 		return err
 	} else if len(rest) > 0 {
 		return usagef("unexpected argument %q", rest[0])
+	}
+	if *provider != config.ProviderWooshPay && *provider != config.ProviderCheckout {
+		return usagef("--provider must be wooshpay or checkout, got %q", *provider)
 	}
 	simulated := flagSet(fs, "months")
 	if simulated {
@@ -95,7 +99,7 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 	out := m.Stdout
 	fmt.Fprintf(out, "billingd demo — working in %s\n\n", *dir)
 	if simulated {
-		return m.demoMonths(ctx, *dir, *months, *settle, started)
+		return m.demoMonths(ctx, *provider, *dir, *months, *settle, started)
 	}
 
 	// billingd's own HTTP listener comes first: the simulator needs its webhook URL.
@@ -105,10 +109,10 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 	}
 	billingURL := "http://" + billingLn.Addr().String()
 
-	// 1. The gateway: the bundled WooshPay simulator, in-process, on loopback,
-	//    delivering signed webhooks to billingd.
-	gw, simURL, stopSim, err := startDemoSim(ctx, sim.Options{SecretKey: demoSecretKey, Seed: 1, ProcessingDelay: *settle,
-		Webhook: sim.WebhookOptions{URL: billingURL + "/webhooks/wooshpay", Secret: demoWebhookSecret}})
+	// 1. The gateway: the bundled simulator of the provider, in-process, on
+	//    loopback, delivering signed webhooks to billingd.
+	gw, simURL, stopSim, err := startDemoSim(ctx, sim.Options{Provider: *provider, SecretKey: demoSecretKey, Seed: 1, ProcessingDelay: *settle,
+		Webhook: sim.WebhookOptions{URL: billingURL + "/webhooks/" + *provider, Secret: demoWebhookSecret}})
 	if err != nil {
 		return err
 	}
@@ -116,22 +120,22 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 
 	// The mail server (a real SMTP server in-process that writes what billingd
 	// sends to DIR/mail/*.eml), the config every billingd command reads, the
-	// log, and the client customers' save-card flow goes through (SetupIntent
-	// with payment_method_data; billingd only ever sees pm_ ids).
-	env, err := newDemoEnv(*dir, dbPath, simURL, billingURL, billingLn.Addr().String())
+	// log, and the signup flow customers save their cards through (billingd
+	// only ever sees the gateway's card ids).
+	env, err := newDemoEnv(*provider, *dir, dbPath, simURL, billingURL, billingLn.Addr().String())
 	if err != nil {
 		return err
 	}
 	defer env.Close()
-	smtp, cfg, logFile, client := env.smtp, env.cfg, env.log, env.client
-	fmt.Fprintf(out, "1. WooshPay simulator on %s; billingd on %s (webhooks to /webhooks/wooshpay)\n", simURL, billingURL)
+	smtp, cfg, logFile, saver := env.smtp, env.cfg, env.log, env.saver
+	fmt.Fprintf(out, "1. %s simulator on %s; billingd on %s (webhooks to /webhooks/%s)\n", providerName(*provider), simURL, billingURL, *provider)
 
 	now := time.Now().UTC().Truncate(time.Second)
-	csvPath, _, err := saveDemoCards(ctx, client, *dir, now, now.Year()+3)
+	csvPath, _, err := saveDemoCards(ctx, saver, *provider, *dir, now, now.Year()+3)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "2. Saved %d test cards through SetupIntents; subscriptions written to %s\n", len(demoCards), csvPath)
+	fmt.Fprintf(out, "2. Saved %d test cards through %s; subscriptions written to %s\n", len(demoCards), saveFlowName(*provider), csvPath)
 
 	// 4. Import them exactly as `billingd subscriptions import` does.
 	n, err := importFile(ctx, cfg, csvPath, false, now)
@@ -199,48 +203,69 @@ func (m *Main) cmdDemo(ctx context.Context, args []string) error {
 			succeeded++
 		}
 	}
-	fmt.Fprintf(out, "\nThe simulator's ledger: %d payment intents, %d succeeded.\n", len(ledger), succeeded)
-	fmt.Fprintf(out, "Database: %s\n  sqlite3 %s \"SELECT status, COUNT(*) FROM invoices GROUP BY status\"\n", dbPath, dbPath)
+	ledgerJSON, ledgerCSV, err := writeLedger(*dir, ledger)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\nThe simulator's ledger: %d payments, %d succeeded; saved in %s and %s.\n", len(ledger), succeeded, ledgerJSON, ledgerCSV)
+	printDBHints(out, dbPath)
 	fmt.Fprintf(out, "Log: %s\nFinished in %s.\n", logFile.Name(), time.Since(started).Round(10*time.Millisecond))
 	if mismatches > 0 {
 		return fmt.Errorf("%d card(s) did not end as the simulator's test-card table says (docs/simulator.md)", mismatches)
 	}
 	if *serve {
 		fmt.Fprintf(out, "\nServing: open the links above in a browser (the 3-D Secure link, the card-update link). Ctrl-C stops.\n")
+		// Keep charging what the pay pages schedule (a retry after a new card)
+		// and sending what dunning queues, until Ctrl-C; the loop has ended
+		// before the daemon is closed.
+		serveCtx, stopServing := context.WithCancel(ctx)
+		looped := make(chan struct{})
 		go func() {
-			// Keep charging what the pay pages schedule (a retry after a new card)
-			// and sending what dunning queues.
-			for ctx.Err() == nil {
-				time.Sleep(2 * time.Second)
-				_, _ = d.Pass(ctx, ctx, "demo")
-				_, _ = d.SendMail(ctx)
+			defer close(looped)
+			tick := time.NewTicker(2 * time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case <-serveCtx.Done():
+					return
+				case <-tick.C:
+				}
+				_, _ = d.Pass(serveCtx, serveCtx, "demo")
+				_, _ = d.SendMail(serveCtx)
 			}
 		}()
 		select {
 		case <-m.Signals:
 		case <-ctx.Done():
 		}
+		stopServing()
+		<-looped
+		// What the customers paid while the demo served is the gateway's too.
+		if _, _, err := writeLedger(*dir, gw.Ledger()); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "The simulator's ledger, with what was paid while serving, saved again in %s and %s.\n", ledgerJSON, ledgerCSV)
 	}
 	return nil
 }
 
 // demoEnv is what both demos run beside the simulator: a real SMTP server
 // writing DIR/mail/*.eml, the config pointing at it and at the simulator, the
-// log file, and a gateway client to save the test cards with.
+// log file, and the signup flow to save the test cards with.
 type demoEnv struct {
-	smtp   *smtpcapture.Server
-	cfg    *config.Config
-	log    *os.File
-	client *wooshpay.Client
+	smtp  *smtpcapture.Server
+	cfg   *config.Config
+	log   *os.File
+	saver *signup.Saver
 }
 
-func newDemoEnv(dir, dbPath, simURL, billingURL, listen string) (*demoEnv, error) {
+func newDemoEnv(provider, dir, dbPath, simURL, billingURL, listen string) (*demoEnv, error) {
 	smtp, err := smtpcapture.Start("127.0.0.1:0", filepath.Join(dir, "mail"))
 	if err != nil {
 		return nil, err
 	}
 	env := &demoEnv{smtp: smtp}
-	if env.cfg, err = demoConfig(dbPath, simURL, billingURL, listen, smtp); err != nil {
+	if env.cfg, err = demoConfig(provider, dbPath, simURL, billingURL, listen, smtp); err != nil {
 		env.Close()
 		return nil, err
 	}
@@ -248,7 +273,7 @@ func newDemoEnv(dir, dbPath, simURL, billingURL, listen string) (*demoEnv, error
 		env.Close()
 		return nil, err
 	}
-	if env.client, err = wooshpay.New(wooshpay.Options{BaseURL: simURL, SecretKey: demoSecretKey, Timeout: 5 * time.Second}); err != nil {
+	if env.saver, err = signup.New(signup.Gateway{Provider: provider, BaseURL: simURL, SecretKey: demoSecretKey, Timeout: 5 * time.Second}); err != nil {
 		env.Close()
 		return nil, err
 	}
@@ -384,8 +409,9 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 // demoConfig is the config both demos run billingd with: SQLite at dbPath,
 // the simulator at simURL, billingd's pages at billingURL (served on listen)
 // and the capturing SMTP server.
-func demoConfig(dbPath, simURL, billingURL, listen string, smtp *smtpcapture.Server) (*config.Config, error) {
+func demoConfig(provider, dbPath, simURL, billingURL, listen string, smtp *smtpcapture.Server) (*config.Config, error) {
 	cfg := config.Default()
+	cfg.Gateway.Provider = provider
 	cfg.Database.DSN = dbPath
 	cfg.Gateway.BaseURL = simURL
 	cfg.Gateway.SecretKey = config.Secret(demoSecretKey)
@@ -406,36 +432,30 @@ func demoConfig(dbPath, simURL, billingURL, listen string, smtp *smtpcapture.Ser
 	return cfg, nil
 }
 
-// saveDemoCards saves every demo card through the gateway's save-card flow
-// (a customer, then a SetupIntent with payment_method_data; billingd only ever
-// sees pm_ ids) and writes DIR/subscriptions.csv, every subscription due at
-// now. It returns the CSV's path and the payment method of each card, in
-// demoCards order.
-func saveDemoCards(ctx context.Context, client *wooshpay.Client, dir string, now time.Time, expYear int) (string, []string, error) {
-	var csv strings.Builder
-	csv.WriteString("reference,email,customer,payment_method,amount,currency,interval,interval_count,anchor,description\n")
-	pms := make([]string, 0, len(demoCards))
+// saveDemoCards saves every demo card through the provider's signup flow
+// (internal/gateway/signup: a customer and a SetupIntent on WooshPay, a
+// card-storing payment on Checkout.com; billingd only ever sees the gateway's
+// ids) and writes DIR/subscriptions.csv, every subscription due at now, with
+// previous_payment_id on Checkout.com. It returns the CSV's path and the saved
+// card of each demo card, in demoCards order.
+func saveDemoCards(ctx context.Context, saver *signup.Saver, provider, dir string, now time.Time, expYear int) (string, []string, error) {
+	cards := make([]subscriptionCard, len(demoCards))
 	for i, c := range demoCards {
-		email := fmt.Sprintf("customer%02d@example.com", i+1)
-		cus, err := client.CreateCustomer(ctx, wooshpay.CustomerParams{Email: email, Name: fmt.Sprintf("Demo Customer %d", i+1)}, fmt.Sprintf("demo-cus-%d", i))
-		if err != nil {
-			return "", nil, fmt.Errorf("create customer: %w", err)
-		}
-		seti, err := client.CreateSetupIntent(ctx, wooshpay.SetupIntentParams{
-			Customer: cus.ID,
-			Card:     wooshpay.CardData{Number: c.Number, ExpMonth: "12", ExpYear: fmt.Sprint(expYear), CVC: "123", Name: "Demo Customer"},
-			Usage:    "off_session",
-		}, fmt.Sprintf("demo-seti-%d", i))
-		if err != nil {
-			return "", nil, fmt.Errorf("save card %s: %w", last4(c.Number), err)
-		}
-		pms = append(pms, seti.PaymentMethod)
-		fmt.Fprintf(&csv, "%s,%s,%s,%s,%d,%s,%s,1,%s,Plan for card ending %s\n",
-			demoReference(i), email, cus.ID, seti.PaymentMethod, c.Amount, c.Currency, c.Interval, now.Add(-time.Minute).Format(time.RFC3339), last4(c.Number))
+		cards[i] = subscriptionCard{Reference: demoReference(i), Email: fmt.Sprintf("customer%02d@example.com", i+1), Name: fmt.Sprintf("Demo Customer %d", i+1),
+			Number: c.Number, Amount: c.Amount, Currency: c.Currency, Interval: c.Interval, Anchor: now.Add(-time.Minute),
+			Description: "Plan for card ending " + last4(c.Number), Key: fmt.Sprintf("demo-%d", i)}
+	}
+	body, saved, err := saveSubscriptionCards(ctx, saver, provider, cards, expYear)
+	if err != nil {
+		return "", nil, err
 	}
 	csvPath := filepath.Join(dir, "subscriptions.csv")
-	if err := os.WriteFile(csvPath, []byte(csv.String()), 0o644); err != nil {
+	if err := os.WriteFile(csvPath, body, 0o644); err != nil {
 		return "", nil, err
+	}
+	pms := make([]string, len(saved))
+	for i, sv := range saved {
+		pms[i] = sv.PaymentMethod
 	}
 	return csvPath, pms, nil
 }

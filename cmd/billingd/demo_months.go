@@ -59,7 +59,7 @@ type demoNote struct {
 // simulated clock for the given number of months, driving time with the
 // daemon's own jobs (Tick), and prints the timeline it reads back from the
 // database, then a summary checked against the simulator's ledger.
-func (m *Main) demoMonths(ctx context.Context, dir string, months int, settle time.Duration, started time.Time) error {
+func (m *Main) demoMonths(ctx context.Context, provider, dir string, months int, settle time.Duration, started time.Time) error {
 	out := m.Stdout
 	dbPath := filepath.Join(dir, "billingd.db")
 	// Ctrl-C (or SIGTERM) stops the run between two ticks.
@@ -87,25 +87,25 @@ func (m *Main) demoMonths(ctx context.Context, dir string, months int, settle ti
 
 	// The simulator reads the same clock, so a processing charge settles, and
 	// webhooks are signed, in simulated time.
-	gw, simURL, stopSim, err := startDemoSim(ctx, sim.Options{SecretKey: demoSecretKey, Seed: 1, ProcessingDelay: settle, Now: clk.Now,
-		Webhook: sim.WebhookOptions{URL: billingURL + "/webhooks/wooshpay", Secret: demoWebhookSecret,
+	gw, simURL, stopSim, err := startDemoSim(ctx, sim.Options{Provider: provider, SecretKey: demoSecretKey, Seed: 1, ProcessingDelay: settle, Now: clk.Now,
+		Webhook: sim.WebhookOptions{URL: billingURL + "/webhooks/" + provider, Secret: demoWebhookSecret,
 			Retry: []time.Duration{20 * time.Millisecond, 100 * time.Millisecond, 500 * time.Millisecond}}})
 	if err != nil {
 		return err
 	}
 	defer stopSim()
 
-	env, err := newDemoEnv(dir, dbPath, simURL, billingURL, billingLn.Addr().String())
+	env, err := newDemoEnv(provider, dir, dbPath, simURL, billingURL, billingLn.Addr().String())
 	if err != nil {
 		return err
 	}
 	defer env.Close()
-	smtp, cfg, logFile, client := env.smtp, env.cfg, env.log, env.client
+	smtp, cfg, logFile, saver := env.smtp, env.cfg, env.log, env.saver
 	mailDir := filepath.Join(dir, "mail")
-	fmt.Fprintf(out, "1. WooshPay simulator on %s; billingd on %s; both on one simulated clock\n", simURL, billingURL)
+	fmt.Fprintf(out, "1. %s simulator on %s; billingd on %s; both on one simulated clock\n", providerName(provider), simURL, billingURL)
 
 	// The cards outlive the longest run.
-	csvPath, pms, err := saveDemoCards(ctx, client, dir, start, end.Year()+1)
+	csvPath, pms, err := saveDemoCards(ctx, saver, provider, dir, start, end.Year()+1)
 	if err != nil {
 		return err
 	}
@@ -178,7 +178,12 @@ func (m *Main) demoMonths(ctx context.Context, dir string, months int, settle ti
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\nDatabase: %s\n  sqlite3 %s \"SELECT status, COUNT(*) FROM invoices GROUP BY status\"\n", dbPath, dbPath)
+	ledgerJSON, ledgerCSV, err := writeLedger(dir, gw.Ledger())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\nThe simulator's ledger: %s and %s\n", ledgerJSON, ledgerCSV)
+	printDBHints(out, dbPath)
 	fmt.Fprintf(out, "Emails: %s\nLog: %s\nFinished in %s.\n", mailDir, logFile.Name(), time.Since(started).Round(10*time.Millisecond))
 	if len(problems) > 0 {
 		return fmt.Errorf("the books disagree: %s", strings.Join(problems, "; "))

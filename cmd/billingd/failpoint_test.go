@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/billingd/billingd/internal/daemon/daemontest"
 	"github.com/billingd/billingd/internal/failpoint"
 	"github.com/billingd/billingd/internal/gateway/sim"
-	"github.com/billingd/billingd/internal/gateway/wooshpay"
 	"github.com/billingd/billingd/internal/invariant"
 	"github.com/billingd/billingd/internal/mail/smtpcapture"
 	"github.com/billingd/billingd/internal/models"
@@ -80,13 +80,21 @@ func TestFailpointCrashRecovery(t *testing.T) {
 	for _, dialect := range []string{store.SQLite, store.Postgres} {
 		wg.Go(func() {
 			t.Run(dialect, func(t *testing.T) {
-				var cases sync.WaitGroup
-				for _, c := range fpCases {
-					cases.Go(func() {
-						t.Run(c.point, func(t *testing.T) { runFailpointCase(t, dialect, c) })
+				var providers sync.WaitGroup
+				for _, provider := range daemontest.Providers {
+					providers.Go(func() {
+						t.Run(provider, func(t *testing.T) {
+							var cases sync.WaitGroup
+							for _, c := range fpCases {
+								cases.Go(func() {
+									t.Run(c.point, func(t *testing.T) { runFailpointCase(t, dialect, provider, c) })
+								})
+							}
+							cases.Wait()
+						})
 					})
 				}
-				cases.Wait()
+				providers.Wait()
 			})
 		})
 	}
@@ -114,7 +122,7 @@ func freeAddr(t *testing.T) string {
 	return addr
 }
 
-func runFailpointCase(t *testing.T, dialect string, c fpCase) {
+func runFailpointCase(t *testing.T, dialect, provider string, c fpCase) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, "billingd.log")
@@ -122,11 +130,11 @@ func runFailpointCase(t *testing.T, dialect string, c fpCase) {
 
 	// The gateway, delivering webhooks to the child when the case needs them.
 	const key, whsec = "sk_test_failpoint", "whsec_failpoint"
-	opts := sim.Options{SecretKey: key, Seed: 11, ProcessingDelay: 100 * time.Millisecond}
+	opts := sim.Options{Provider: provider, SecretKey: key, Seed: 11, ProcessingDelay: 100 * time.Millisecond}
 	if c.webhooks {
 		// Retries span the restart, so events refused by the dying process are
 		// delivered to the next one.
-		opts.Webhook = sim.WebhookOptions{URL: "http://" + listen + "/webhooks/wooshpay", Secret: whsec, Timeout: 2 * time.Second,
+		opts.Webhook = sim.WebhookOptions{URL: "http://" + listen + "/webhooks/" + provider, Secret: whsec, Timeout: 2 * time.Second,
 			Retry: []time.Duration{100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond, time.Second, time.Second, 2 * time.Second, 3 * time.Second, 5 * time.Second},
 			// Off while cards are saved, so that the first event the child
 			// receives is about a charge.
@@ -162,7 +170,7 @@ func runFailpointCase(t *testing.T, dialect string, c fpCase) {
 			t.Cleanup(func() { _ = st.Close() })
 			return st
 		}
-		seedFailpointCase(t, srv.URL, storetest.SQLiteAt(t, dbPath), c.cards, true)
+		seedFailpointCase(t, provider, srv.URL, storetest.SQLiteAt(t, dbPath), c.cards, true)
 	default:
 		dsn := storetest.PostgresDSN(t)
 		dbCfg = fmt.Sprintf("{ driver: postgres, dsn: %q }", dsn)
@@ -175,7 +183,7 @@ func runFailpointCase(t *testing.T, dialect string, c fpCase) {
 		st := open()
 		_, err := st.Migrate(ctx)
 		require.NoError(t, err)
-		seedFailpointCase(t, srv.URL, st, c.cards, false)
+		seedFailpointCase(t, provider, srv.URL, st, c.cards, false)
 	}
 
 	if c.webhooks {
@@ -184,13 +192,13 @@ func runFailpointCase(t *testing.T, dialect string, c fpCase) {
 
 	cfgPath := writeFile(t, dir, "config.yaml", fmt.Sprintf(`
 database:  %s
-gateway:   { base_url: %q, secret_key: %s, webhook_secret: %s, concurrency: 4, rate_limit: 1000, timeout: 5s }
+gateway:   { provider: %s, base_url: %q, secret_key: %s, webhook_secret: %s, concurrency: 4, rate_limit: 1000, timeout: 5s }
 retry:     { initial_interval: 10ms, max_interval: 200ms, max_elapsed_time: 2s }
 schedule:  { billing: "@every 1s", page_size: 10, drain_timeout: 5s }
 reconcile: { every: 1s, after: 1s, backoff: [1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s] }
 http:      { listen: %q, public_base_url: "https://billing.example.com" }
 log:       { level: debug }
-%s`, dbCfg, srv.URL, key, whsec, listen, mailCfg))
+%s`, dbCfg, provider, srv.URL, key, whsec, listen, mailCfg))
 	cmd := "once"
 	if c.run {
 		cmd = "run"
@@ -291,31 +299,20 @@ log:       { level: debug }
 	case failpoint.MailAfterSend:
 		checkMailDelivered(t, st, capture)
 	}
-	t.Logf("%s/%s: killed after %d payment intents; after restart (%s): %s", dialect, c.point, killedAt, time.Since(start).Round(time.Millisecond), rep)
+	t.Logf("%s/%s/%s: killed after %d payment intents; after restart (%s): %s", dialect, provider, c.point, killedAt, time.Since(start).Round(time.Millisecond), rep)
 }
 
-// seedFailpointCase saves one card per number at the gateway and imports
-// fpSubscriptions subscriptions cycling through them, due an hour ago.
-func seedFailpointCase(t *testing.T, baseURL string, st *store.Store, cards []string, closeAfter bool) {
+// seedFailpointCase saves one card per number at the provider's gateway and
+// imports fpSubscriptions subscriptions cycling through them, due an hour ago.
+func seedFailpointCase(t *testing.T, provider, baseURL string, st *store.Store, cards []string, closeAfter bool) {
 	t.Helper()
-	ctx := context.Background()
-	client, err := wooshpay.New(wooshpay.Options{BaseURL: baseURL, SecretKey: "sk_test_failpoint"})
-	require.NoError(t, err)
-	type ids struct{ cus, pm string }
-	var saved []ids
-	for i, n := range cards {
-		c, err := client.CreateCustomer(ctx, wooshpay.CustomerParams{Email: fmt.Sprintf("fp%d@example.com", i)}, "")
-		require.NoError(t, err)
-		s, err := client.CreateSetupIntent(ctx, wooshpay.SetupIntentParams{Customer: c.ID, Card: wooshpay.CardData{Number: n, ExpMonth: "01", ExpYear: "2034", CVC: "999"}, Usage: "off_session"}, "")
-		require.NoError(t, err)
-		saved = append(saved, ids{c.ID, s.PaymentMethod})
-	}
+	saved := saveTestCards(t, provider, baseURL, "sk_test_failpoint", "fp", cards)
 	anchor := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
 	var subs []storetest.Subscription
 	for i := 0; i < fpSubscriptions; i++ {
 		id := saved[i%len(saved)]
-		subs = append(subs, storetest.Subscription{Reference: fmt.Sprintf("fp-%03d", i), Customer: id.cus, PaymentMethod: id.pm,
-			Amount: int64(500 + i), Currency: []string{"USD", "EUR"}[i%2], Anchor: anchor})
+		subs = append(subs, storetest.Subscription{Reference: fmt.Sprintf("fp-%03d", i), Customer: id.Customer, PaymentMethod: id.PaymentMethod,
+			PreviousPaymentID: id.PreviousPaymentID, Amount: int64(500 + i), Currency: []string{"USD", "EUR"}[i%2], Anchor: anchor})
 	}
 	storetest.Seed(t, st, anchor, subs...)
 	if closeAfter {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -52,4 +53,33 @@ func TestHelpShowsFlags(t *testing.T) {
 	require.Contains(t, errOut, "-c file")
 	_, _, errOut = runMain(t, nil, "subscriptions", "import", "-h")
 	require.Contains(t, errOut, "-backfill")
+}
+
+// The demo and the simulator say how to run them on each provider.
+func TestHelpNamesProviders(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"demo", "-h"}, []string{"billingd demo [--provider wooshpay|checkout]", "-provider string", "wooshpay or checkout"}},
+		{[]string{"sim", "-h"}, []string{"billingd sim --provider checkout ", "/webhooks/checkout", "gateway.provider: checkout", "/webhooks/wooshpay"}},
+		{[]string{"-h"}, []string{"--provider checkout"}},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, out, errOut := runMain(t, nil, tc.args...)
+			require.Equal(t, exitOK, code)
+			for _, w := range tc.want {
+				require.Contains(t, out+errOut, w)
+			}
+		})
+	}
+}
+
+// An unknown provider is a usage error that names the flag and starts nothing.
+func TestDemoRefusesUnknownProvider(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "demo")
+	code, _, errOut := runMain(t, nil, "demo", "--provider", "stripe", "--dir", dir)
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, errOut, `--provider must be wooshpay or checkout, got "stripe"`)
+	require.NoDirExists(t, dir)
 }

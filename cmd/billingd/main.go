@@ -88,7 +88,8 @@ Usage:
   billingd subscriptions import FILE [--backfill] [-c FILE]
                                            import subscriptions from CSV (all or nothing)
   billingd demo [--dir DIR] [--months N]   the whole flow on SQLite + the bundled simulator
-                                           (--months: N months on a simulated clock)
+                                           (--months: N months on a simulated clock;
+                                           --provider checkout: on Checkout.com's)
   billingd sim  [flags]                    the gateway simulator as a server (WooshPay, or
                                            Checkout.com with --provider checkout; sim -h)
   billingd bench [flags]                   load test: one pass over N due subscriptions (bench -h)
@@ -187,14 +188,14 @@ var commandHelp = map[string]struct{ purpose, synopsis, example string }{
 		"billingd status -c /etc/billingd/config.yaml",
 	},
 	"subscriptions import": {
-		"import subscriptions from a CSV file, all or nothing (columns: reference,email,customer,payment_method,amount,currency,interval,interval_count,anchor)",
+		"import subscriptions from a CSV file, all or nothing (columns: reference,email,customer,payment_method,amount,currency,interval,interval_count,anchor; on Checkout.com also previous_payment_id)",
 		"billingd subscriptions import FILE [--backfill] [-c FILE]",
 		"billingd subscriptions import subscriptions.csv -c /etc/billingd/config.yaml",
 	},
 	"demo": {
-		"run the whole flow on SQLite and the bundled simulator, and print what the database says",
-		"billingd demo [--dir DIR] [--serve]",
-		"billingd demo --dir /tmp/billingd-demo --serve",
+		"run the whole flow on SQLite and the bundled simulator of WooshPay or Checkout.com, and print what the database and the gateway's ledger say",
+		"billingd demo [--provider wooshpay|checkout] [--dir DIR] [--serve | --months N]",
+		"billingd demo --provider checkout --dir /tmp/billingd-demo --serve",
 	},
 	"bench": {
 		"load test: seed N due subscriptions, run one pass against the simulator, print throughput against the bound",

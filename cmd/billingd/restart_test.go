@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/billingd/billingd/internal/daemon/daemontest"
 	"github.com/billingd/billingd/internal/gateway/sim"
-	"github.com/billingd/billingd/internal/gateway/wooshpay"
 	"github.com/billingd/billingd/internal/invariant"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/store/storetest"
@@ -21,13 +21,22 @@ import (
 // TestRestartAfterSIGKILLMidSweep kills a real billingd process in the middle of
 // a pass over 1,000 subscriptions, restarts it on the same SQLite file, and checks
 // that nothing was charged twice, nothing was lost, and that the restarted pass
-// replayed every attempt the dead one left open, each with its own key.
+// replayed every attempt the dead one left open, each with its own key; on
+// each provider.
 func TestRestartAfterSIGKILLMidSweep(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")
 	}
+	for _, provider := range daemontest.Providers {
+		// Each run waits on its child processes more than it computes: the
+		// providers run side by side.
+		t.Run(provider, func(t *testing.T) { t.Parallel(); runRestartAfterSIGKILL(t, provider) })
+	}
+}
+
+func runRestartAfterSIGKILL(t *testing.T, provider string) {
 	dir := t.TempDir()
-	gw := sim.New(sim.Options{SecretKey: "sk_test_restart", Seed: 7, ProcessingDelay: time.Millisecond})
+	gw := sim.New(sim.Options{Provider: provider, SecretKey: "sk_test_restart", Seed: 7, ProcessingDelay: time.Millisecond})
 	simCtx, stopSim := context.WithCancel(context.Background())
 	defer stopSim()
 	gw.Start(simCtx)
@@ -36,38 +45,29 @@ func TestRestartAfterSIGKILLMidSweep(t *testing.T) {
 	defer gw.Close()
 
 	// Seed cards at the gateway and subscriptions in the database.
-	client, err := wooshpay.New(wooshpay.Options{BaseURL: srv.URL, SecretKey: "sk_test_restart"})
-	require.NoError(t, err)
 	ctx := context.Background()
 	cards := []string{"4242424242424242", "4111111111111111", "4000000000009995", "4761344136141390", "4000000000000069", "4462030000000000"}
-	type ids struct{ cus, pm string }
-	var saved []ids
-	for i, n := range cards {
-		c, err := client.CreateCustomer(ctx, wooshpay.CustomerParams{Email: fmt.Sprintf("r%d@example.com", i)}, "")
-		require.NoError(t, err)
-		s, err := client.CreateSetupIntent(ctx, wooshpay.SetupIntentParams{Customer: c.ID, Card: wooshpay.CardData{Number: n, ExpMonth: "01", ExpYear: "2034", CVC: "999"}}, "")
-		require.NoError(t, err)
-		saved = append(saved, ids{c.ID, s.PaymentMethod})
-	}
+	saved := saveTestCards(t, provider, srv.URL, "sk_test_restart", "r", cards)
 	dbPath := filepath.Join(dir, "billingd.db")
 	anchor := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
 	st := storetest.SQLiteAt(t, dbPath)
 	var subs []storetest.Subscription
 	for i := 0; i < 1000; i++ {
 		id := saved[i%len(saved)]
-		subs = append(subs, storetest.Subscription{Reference: fmt.Sprintf("r-%04d", i), Customer: id.cus, PaymentMethod: id.pm, Amount: int64(500 + i), Anchor: anchor})
+		subs = append(subs, storetest.Subscription{Reference: fmt.Sprintf("r-%04d", i), Customer: id.Customer, PaymentMethod: id.PaymentMethod,
+			PreviousPaymentID: id.PreviousPaymentID, Amount: int64(500 + i), Anchor: anchor})
 	}
 	storetest.Seed(t, st, anchor, subs...)
 	require.NoError(t, st.Close())
 
 	cfgPath := writeFile(t, dir, "config.yaml", fmt.Sprintf(`
 database: { driver: sqlite, dsn: %s }
-gateway:  { base_url: %q, secret_key: sk_test_restart, webhook_secret: whsec_x, concurrency: 8, rate_limit: 1000, timeout: 5s }
+gateway:  { provider: %s, base_url: %q, secret_key: sk_test_restart, webhook_secret: whsec_x, concurrency: 8, rate_limit: 1000, timeout: 5s }
 retry:    { initial_interval: 10ms, max_interval: 200ms, max_elapsed_time: 20s }
 schedule: { page_size: 100 }
 http:     { public_base_url: "https://billing.example.com" }
 log:      { level: debug }
-`, dbPath, srv.URL))
+`, dbPath, provider, srv.URL))
 
 	// Slow answers and faults keep many attempts in flight when the kill lands.
 	gw.SetFaults(sim.Faults{Error5xxAfter: 0.1, Drop: 0.05, Slow: 0.5, SlowDelay: 30 * time.Millisecond})

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,8 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/billingd/billingd/internal/config"
+	"github.com/billingd/billingd/internal/daemon/daemontest"
+	"github.com/billingd/billingd/internal/gateway/signup"
 	"github.com/billingd/billingd/internal/gateway/sim"
-	"github.com/billingd/billingd/internal/gateway/wooshpay"
 	"github.com/billingd/billingd/internal/invariant"
 	"github.com/billingd/billingd/internal/mail/smtpcapture"
 	"github.com/billingd/billingd/internal/models"
@@ -144,11 +147,42 @@ func (f *soakFigures) lines() []string {
 // moments and restarts it at once, many times, then lets the last one settle and
 // checks that nothing was charged twice, no period was missed and no email was
 // lost or sent twice under two identities. BILLINGD_SOAK=<charges>:<kills> sizes
-// it (default 1000:20); BILLINGD_SOAK_SEED picks the seed.
+// it (default 1000:20); BILLINGD_SOAK_SEED picks the seed;
+// BILLINGD_SOAK_PROVIDERS picks the gateways it runs against, one after the
+// other (soakProviders).
 func TestKillSoak(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")
 	}
+	for _, provider := range soakProviders(t) {
+		// One after the other: side by side, the two soaks take as long as
+		// in turn on two cores, and each one's kill timing suffers.
+		t.Run(provider, func(t *testing.T) { runKillSoak(t, provider) })
+	}
+}
+
+// soakProviders reads BILLINGD_SOAK_PROVIDERS, a comma-separated list of
+// gateway.provider values. The default is Checkout.com alone: a soak takes
+// about a minute of a 2-core machine, and the crash tests that are cheaper
+// (TestRestartAfterSIGKILLMidSweep, TestFailpointCrashRecovery) already run
+// on every provider; BILLINGD_SOAK_PROVIDERS=wooshpay,checkout soaks both.
+func soakProviders(t *testing.T) []string {
+	v := os.Getenv("BILLINGD_SOAK_PROVIDERS")
+	if v == "" {
+		return []string{config.ProviderCheckout}
+	}
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		p = strings.TrimSpace(p)
+		if !slices.Contains(daemontest.Providers, p) {
+			t.Fatalf("BILLINGD_SOAK_PROVIDERS=%q: %q is not one of %v", v, p, daemontest.Providers)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func runKillSoak(t *testing.T, provider string) {
 	charges, kills := soakSize(t)
 	seed := uint64(20261123)
 	if v := os.Getenv("BILLINGD_SOAK_SEED"); v != "" {
@@ -191,9 +225,9 @@ func TestKillSoak(t *testing.T) {
 
 	const secret, whSecret = "sk_test_soak", "whsec_soak"
 	gw := sim.New(sim.Options{
-		SecretKey: secret, Seed: int64(seed), ProcessingDelay: 500 * time.Millisecond,
+		Provider: provider, SecretKey: secret, Seed: int64(seed), ProcessingDelay: 500 * time.Millisecond,
 		Webhook: sim.WebhookOptions{
-			URL: "http://" + listen + "/webhooks/wooshpay", Secret: whSecret,
+			URL: "http://" + listen + "/webhooks/" + provider, Secret: whSecret,
 			// The daemon is down for a moment at every kill: retry often and long
 			// enough to outlast a few kills in a row.
 			Retry:    []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond, time.Second, time.Second, 2 * time.Second, 2 * time.Second, 5 * time.Second, 5 * time.Second},
@@ -213,7 +247,7 @@ func TestKillSoak(t *testing.T) {
 	defer smtp.Close()
 
 	// Customers save their cards at the gateway (no faults yet).
-	client, err := wooshpay.New(wooshpay.Options{BaseURL: srv.URL, SecretKey: secret, Timeout: 10 * time.Second})
+	saver, err := signup.New(signup.Gateway{Provider: provider, BaseURL: srv.URL, SecretKey: secret, Timeout: 10 * time.Second})
 	require.NoError(t, err)
 	totalWeight := 0
 	for _, c := range soakCards {
@@ -235,13 +269,11 @@ func TestKillSoak(t *testing.T) {
 			w -= c.weight
 		}
 		ref := fmt.Sprintf("soak-%05d", i)
-		cus, err := client.CreateCustomer(ctx, wooshpay.CustomerParams{Email: ref + "@example.com"}, "")
+		saved, err := saver.Save(ctx, signup.Card{Number: card.number, ExpMonth: 12, ExpYear: now.Year() + 3, CVC: "123",
+			Email: ref + "@example.com", Currency: card.currency})
 		require.NoError(t, err)
-		seti, err := client.CreateSetupIntent(ctx, wooshpay.SetupIntentParams{Customer: cus.ID,
-			Card: wooshpay.CardData{Number: card.number, ExpMonth: "12", ExpYear: fmt.Sprint(now.Year() + 3), CVC: "123"}, Usage: "off_session"}, "")
-		require.NoError(t, err)
-		subs = append(subs, storetest.Subscription{Reference: ref, Customer: cus.ID, PaymentMethod: seti.PaymentMethod,
-			Amount: int64(500 + rng.IntN(5000)), Currency: card.currency, Interval: "day", Anchor: anchor})
+		subs = append(subs, storetest.Subscription{Reference: ref, Customer: saved.Customer, PaymentMethod: saved.PaymentMethod,
+			PreviousPaymentID: saved.PreviousPaymentID, Amount: int64(500 + rng.IntN(5000)), Currency: card.currency, Interval: "day", Anchor: anchor})
 	}
 	// ImportSubscriptions does not enforce the CLI's --backfill rule: every past
 	// period is due at once.
@@ -251,7 +283,7 @@ func TestKillSoak(t *testing.T) {
 
 	cfgPath := writeFile(t, dir, "config.yaml", fmt.Sprintf(`
 database:  { driver: sqlite, dsn: %s }
-gateway:   { base_url: %q, secret_key: %s, webhook_secret: %s, concurrency: 8, rate_limit: 10000, timeout: 300ms }
+gateway:   { provider: %s, base_url: %q, secret_key: %s, webhook_secret: %s, concurrency: 8, rate_limit: 10000, timeout: 300ms }
 schedule:  { billing: "@every 1s", page_size: 200, drain_timeout: 30s }
 retry:     { initial_interval: 10ms, max_interval: 100ms, max_elapsed_time: 2s }
 dunning:   { retry_schedule: [1000h] }
@@ -259,7 +291,7 @@ reconcile: { every: 1s, after: 2s, backoff: [500ms, 1s, 2s, 5s, 10s, 30s, 1m, 5m
 http:      { listen: %q, public_base_url: "https://billing.example.com" }
 mail:      { host: %s, port: %d, tls: none, from: "Soak Billing <billing@example.com>" }
 log:       { level: info }
-`, dbPath, srv.URL, secret, whSecret, listen, smtp.Host(), smtp.Port()))
+`, dbPath, provider, srv.URL, secret, whSecret, listen, smtp.Host(), smtp.Port()))
 
 	start := func() *childProc { return startChild(t, logPath, nil, "run", "-c", cfgPath) }
 	kill := func(p *childProc, k int) {

@@ -71,10 +71,15 @@ example:
     --webhook-url http://127.0.0.1:8080/webhooks/wooshpay --webhook-secret whsec_x
   (then gateway.base_url: http://127.0.0.1:12111 in billingd's config)
 
-GET /_sim/ledger lists every PaymentIntent; PUT /_sim/faults and PUT /_sim/webhooks
+  billingd sim --provider checkout --listen 127.0.0.1:12111 --secret-key sk_sbox_x \
+    --webhook-url http://127.0.0.1:8080/webhooks/checkout --webhook-secret whsec_x
+  (then gateway.provider: checkout and gateway.base_url: http://127.0.0.1:12111)
+
+GET /_sim/ledger lists every payment; PUT /_sim/faults and PUT /_sim/webhooks
 switch faults and webhook delivery modes at run time (docs/simulator.md).
 
-test cards (save one, then charge it off-session):
+test cards (save one, then charge it off-session; on Checkout.com the same
+outcomes come with its response codes, docs/simulator.md):
 `
 
 // ParseFlags parses the arguments of `billingd sim` (without the subcommand name)
