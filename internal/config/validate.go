@@ -173,10 +173,11 @@ func (c *Config) checkGatewayAPI(v *validator) {
 		// An unknown provider has no default URL; gateway.provider says so.
 	} else if v.required("gateway.base_url", g.BaseURL, "") {
 		v.url("gateway.base_url", g.BaseURL)
+		v.providerHost(g.Provider, g.BaseURL)
 	}
 	if v.required("gateway.secret_key", string(g.SecretKey), ` (for example secret_key: "${WOOSHPAY_SECRET_KEY}"), or set gateway.secret_key_file`) {
 		v.token("gateway.secret_key", string(g.SecretKey))
-		v.secretKey(g.Provider, string(g.SecretKey), g.SecretKeyFile)
+		v.secretKey(g.Provider, string(g.SecretKey), g.SecretKeyFile, simulatorURL(g.BaseURL))
 	}
 	v.positive("gateway.timeout", g.Timeout)
 	v.intRange("gateway.concurrency", g.Concurrency, 1, MaxConcurrency)
@@ -212,7 +213,38 @@ var secretKeyShapes = map[string]struct {
 	hint string
 }{
 	ProviderWooshPay: {regexp.MustCompile(`^(sk|rk)_(test|live)_[A-Za-z0-9_]+$`), "a WooshPay secret key (sk_test_…, sk_live_…, or a restricted rk_… key)"},
-	ProviderCheckout: {regexp.MustCompile(`^sk_(sbox_|test_)?[A-Za-z0-9_-]{8,}$`), "a Checkout.com secret key (sk_sbox_… for the sandbox, sk_… for production, or sk_test_…)"},
+	ProviderCheckout: {regexp.MustCompile(`^sk_(sbox_)?[a-z2-7]{26}[a-z2-7*#$=]$|^sk_(test_)?\w{8}-\w{4}-\w{4}-\w{4}-\w{12}$`),
+		"a Checkout.com secret key (sk_sbox_… for the sandbox or sk_… live, 27 characters after the prefix; or a previous-platform sk_test_<uuid> / sk_<uuid>)"},
+}
+
+// simulatorKeyShape is what a secret key must look like when the base URL is
+// on loopback (the bundled simulator, which accepts any key it was started
+// with): a secret key's prefix and one token.
+var simulatorKeyShape = regexp.MustCompile(`^sk_[A-Za-z0-9_-]{4,}$`)
+
+// simulatorURL reports whether base is a loopback address: the bundled
+// simulator or a local test gateway.
+func simulatorURL(base string) bool {
+	u, err := url.Parse(base)
+	return err == nil && isLoopback(u.Hostname())
+}
+
+// providerHosts are the API domains of each provider: a base URL of the
+// other provider's is a copy-paste mistake that would fail every charge.
+var providerHosts = map[string]string{ProviderWooshPay: "wooshpay.com", ProviderCheckout: "checkout.com"}
+
+// providerHost refuses a base URL that belongs to the other provider.
+func (v *validator) providerHost(provider, base string) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return
+	}
+	host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+	for p, domain := range providerHosts {
+		if p != provider && (host == domain || strings.HasSuffix(host, "."+domain)) {
+			v.add("gateway.base_url", u.Redacted(), "is %s's API, but gateway.provider is %s", p, provider)
+		}
+	}
 }
 
 // secretKey refuses a key the gateway would refuse at the first charge: a
@@ -220,12 +252,17 @@ var secretKeyShapes = map[string]struct {
 // secret key. The error names gateway.secret_key, or gateway.secret_key_file
 // (with the file's path) when the key came from a file, and never shows the
 // key itself.
-func (v *validator) secretKey(provider, s, file string) {
+func (v *validator) secretKey(provider, s, file string, simulator bool) {
 	key, shown := "gateway.secret_key", s
 	if file != "" {
 		key, shown = "gateway.secret_key_file", file
 	}
 	shape, ok := secretKeyShapes[provider]
+	if ok && simulator && provider == ProviderCheckout && simulatorKeyShape.MatchString(s) {
+		// The bundled simulator takes the key it was started with; the
+		// production shapes are checked when the URL is a real gateway's.
+		return
+	}
 	switch {
 	case !ok:
 		// gateway.provider is reported on its own.

@@ -259,3 +259,22 @@ func TestCheckoutProvider(t *testing.T) {
 		require.NoError(t, err)
 	})
 }
+
+// A WooshPay-shaped key, or WooshPay's URL, with provider checkout is a
+// copy-paste mistake that would fail every charge: refused at config time. The
+// bundled simulator on loopback takes any secret key it was started with.
+func TestCheckoutRefusesTheOtherProvidersKeyAndURL(t *testing.T) {
+	for _, key := range []string{"sk_live_abcDEF123456", "sk_test_51HxYzAbCdEfGhIjKlMnOp"} {
+		_, err := opts(nil).ParseAndValidate(docWith(t, map[string]any{"gateway.provider": "checkout", "gateway.secret_key": key, "gateway.base_url": remove{}}), "")
+		require.ErrorContains(t, err, "does not look like a Checkout.com secret key", key)
+		require.NotContains(t, err.Error(), key)
+		_, err = opts(nil).ParseAndValidate(docWith(t, map[string]any{"gateway.provider": "checkout", "gateway.secret_key": key, "gateway.base_url": "http://127.0.0.1:12111"}), "")
+		require.NoError(t, err, "the simulator takes %s", key)
+	}
+	for _, u := range []string{"https://api.wooshpay.com", "https://apitest.wooshpay.com"} {
+		_, err := opts(nil).ParseAndValidate(docWith(t, map[string]any{"gateway.provider": "checkout", "gateway.secret_key": "sk_sbox_m73dzbpy7cf3gfd46xr4yj5xo4e", "gateway.base_url": u}), "")
+		require.ErrorContains(t, err, "gateway.base_url: is wooshpay's API, but gateway.provider is checkout", u)
+	}
+	_, err := opts(nil).ParseAndValidate(docWith(t, map[string]any{"gateway.base_url": "https://api.sandbox.checkout.com"}), "")
+	require.ErrorContains(t, err, "is checkout's API, but gateway.provider is wooshpay")
+}
