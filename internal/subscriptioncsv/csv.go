@@ -228,6 +228,8 @@ func Scan(r io.Reader, opts Options, fn func(store.ImportRow) error) error {
 		}
 		if clean["customer"] && (!strings.HasPrefix(row.Customer, "cus_") || len(row.Customer) < 5) {
 			add(line, "customer", row.Customer, "must be a gateway customer id (cus_…)")
+		} else if clean["customer"] && !gatewayID(row.Customer) {
+			add(line, "customer", row.Customer, idCharacters)
 		}
 		switch {
 		case !clean["payment_method"]:
@@ -235,6 +237,8 @@ func Scan(r io.Reader, opts Options, fn func(store.ImportRow) error) error {
 			add(line, "payment_method", row.PaymentMethod, "must be a Checkout.com stored card id (src_…)")
 		case !checkout && (!strings.HasPrefix(row.PaymentMethod, "pm_") || len(row.PaymentMethod) < 4):
 			add(line, "payment_method", row.PaymentMethod, "must be a gateway payment method id (pm_…)")
+		case !gatewayID(row.PaymentMethod):
+			add(line, "payment_method", row.PaymentMethod, idCharacters)
 		}
 		row.PreviousPaymentID = get("previous_payment_id")
 		switch {
@@ -243,12 +247,14 @@ func Scan(r io.Reader, opts Options, fn func(store.ImportRow) error) error {
 			add(line, "previous_payment_id", "", "is required on Checkout.com: the id (pay_…) of the customer-initiated payment that stored the card, which every recurring charge names")
 		case checkout && (!strings.HasPrefix(row.PreviousPaymentID, "pay_") || len(row.PreviousPaymentID) < 5):
 			add(line, "previous_payment_id", row.PreviousPaymentID, "must be a Checkout.com payment id (pay_…)")
+		case checkout && !gatewayID(row.PreviousPaymentID):
+			add(line, "previous_payment_id", row.PreviousPaymentID, idCharacters)
 		case !checkout && row.PreviousPaymentID != "":
 			add(line, "previous_payment_id", row.PreviousPaymentID, "is used only with gateway.provider checkout; leave it empty for "+opts.Provider)
 		}
 		currencyOK := money.Valid(row.Currency)
 		if clean["currency"] && !currencyOK {
-			add(line, "currency", row.Currency, "must be an upper-case ISO 4217 code such as USD")
+			add(line, "currency", row.Currency, "must be an ISO 4217 currency code billingd knows, in upper case, such as USD")
 		} else if _, err := wire.Rule(row.Currency); clean["currency"] && err != nil {
 			add(line, "currency", row.Currency, err.Error())
 			currencyOK = false
@@ -429,4 +435,23 @@ func lineOf(err error, def int) int {
 func hasColumn(index map[string]int, c string) bool {
 	_, ok := index[c]
 	return ok
+}
+
+// idCharacters is the error of a gateway id with characters no gateway id has.
+const idCharacters = "must be a gateway id: letters, digits, '_', '-' and '.' only"
+
+// gatewayID reports whether s has only the characters gateway ids are made
+// of. Ids go into request paths (GET /instruments/{id}), so one with '/',
+// '?', '#' or '..' would ask the gateway for something else.
+func gatewayID(s string) bool {
+	if strings.Contains(s, "..") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }

@@ -32,6 +32,9 @@ func TestParseChecksRowsForTheProvider(t *testing.T) {
 		{"wooshpay refuses IQD", "wooshpay", row("pm_abc", "1230", "IQD", ""), "currency", "cannot charge IQD"},
 		{"wooshpay charges MGA in whole ariary", "wooshpay", row("pm_abc", "5050", "MGA", ""), "amount", "not a whole number"},
 		{"wooshpay ISK", "wooshpay", row("pm_abc", "12345", "ISK", ""), "", ""},
+		{"ids cannot change a request path", "checkout", row("src_x/../y", "1200", "USD", "pay_first"), "payment_method", "letters, digits"},
+		{"series ids too", "checkout", row("src_abc", "1200", "USD", "pay_a?b"), "previous_payment_id", "letters, digits"},
+		{"an unknown code names what is wrong", "wooshpay", row("pm_abc", "1200", "XXX", ""), "currency", "billingd knows"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
