@@ -31,6 +31,14 @@ type Gateway interface {
 	RetrievePaymentMethod(ctx context.Context, id string) (*gateway.PaymentMethod, error)
 }
 
+// SeriesReader reads a payment: a gateway that has it (every provider client
+// does) also checks each new card's previous_payment_id — that the payment
+// exists, succeeded, and was made with that row's card by that row's
+// customer — so a wrong one is an import error, not a charge held for review.
+type SeriesReader interface {
+	RetrievePaymentIntent(ctx context.Context, id string) gateway.Result
+}
+
 // Options tune a check.
 type Options struct {
 	// Verified lists ids the gateway confirmed before (store.VerifiedIDs):
@@ -88,8 +96,13 @@ func Check(ctx context.Context, gw Gateway, rows []store.ImportRow, opts Options
 	// The distinct ids to ask about, in file order.
 	var jobs []job
 	seen := map[job]bool{}
+	_, readsSeries := gw.(SeriesReader)
 	for _, r := range rows {
-		for _, j := range []job{{kind: kindCustomer, id: r.Customer}, {kind: kindPaymentMethod, id: r.PaymentMethod}} {
+		candidates := []job{{kind: kindCustomer, id: r.Customer}, {kind: kindPaymentMethod, id: r.PaymentMethod}}
+		if readsSeries && r.PreviousPaymentID != "" && !opts.Verified.PaymentMethods[r.PaymentMethod] {
+			candidates = append(candidates, job{kind: kindSeries, id: r.PreviousPaymentID})
+		}
+		for _, j := range candidates {
 			if j.id == "" || seen[j] || j.verified(opts.Verified) {
 				continue
 			}
@@ -129,6 +142,11 @@ func Check(ctx context.Context, gw Gateway, rows []store.ImportRow, opts Options
 			problems = append(problems, store.RowError{Line: r.Line, Column: "payment_method", Value: r.PaymentMethod,
 				Message: fmt.Sprintf("the payment method belongs to customer %s at the gateway, not to %s", a.paymentMethod.Customer, r.Customer)})
 		}
+		if s, ok := answers[job{kind: kindSeries, id: r.PreviousPaymentID}]; ok && r.PreviousPaymentID != "" {
+			if msg := seriesProblem(s, r); msg != "" {
+				problems = append(problems, store.RowError{Line: r.Line, Column: "previous_payment_id", Value: r.PreviousPaymentID, Message: msg})
+			}
+		}
 	}
 	if len(problems) > 0 {
 		sort.SliceStable(problems, func(i, j int) bool { return problems[i].Line < problems[j].Line })
@@ -137,13 +155,31 @@ func Check(ctx context.Context, gw Gateway, rows []store.ImportRow, opts Options
 
 	res := Result{Checked: len(jobs)}
 	for _, j := range jobs {
-		if j.kind == kindCustomer {
+		switch j.kind {
+		case kindCustomer:
 			res.Customers = append(res.Customers, j.id)
-		} else {
+		case kindPaymentMethod:
 			res.PaymentMethods = append(res.PaymentMethods, j.id)
 		}
 	}
 	return res, nil
+}
+
+// seriesProblem says what is wrong with a row's previous_payment_id, "" if
+// nothing: the series of a card starts with a payment that succeeded with
+// that card, for that customer.
+func seriesProblem(a answer, r store.ImportRow) string {
+	switch {
+	case a.missing:
+		return "the gateway has no such payment"
+	case a.payment.PaymentMethod != "" && a.payment.PaymentMethod != r.PaymentMethod:
+		return fmt.Sprintf("is a payment with another card (%s), not with this row's %s", a.payment.PaymentMethod, r.PaymentMethod)
+	case a.payment.Customer != "" && a.payment.Customer != r.Customer:
+		return fmt.Sprintf("is a payment of customer %s at the gateway, not of %s", a.payment.Customer, r.Customer)
+	case a.payment.Status != gateway.IntentSucceeded:
+		return fmt.Sprintf("did not succeed (status %s): a card's recurring series starts with a payment that did", a.payment.Status)
+	}
+	return ""
 }
 
 type kind int
@@ -151,6 +187,7 @@ type kind int
 const (
 	kindCustomer kind = iota
 	kindPaymentMethod
+	kindSeries // a card's previous_payment_id
 )
 
 type job struct {
@@ -170,6 +207,7 @@ type answer struct {
 	missing       bool
 	customer      *gateway.Customer
 	paymentMethod *gateway.PaymentMethod
+	payment       *gateway.PaymentIntent
 }
 
 // fetch retrieves every job's object with opts.Workers calls in flight. The
@@ -244,13 +282,16 @@ func ask(ctx context.Context, gw Gateway, j job, opts Options) (answer, error) {
 			a   answer
 			err error
 		)
-		if j.kind == kindCustomer {
+		switch j.kind {
+		case kindCustomer:
 			a.customer, err = gw.RetrieveCustomer(ctx, j.id)
-		} else {
+		case kindPaymentMethod:
 			a.paymentMethod, err = gw.RetrievePaymentMethod(ctx, j.id)
+		case kindSeries:
+			a.payment, err = readPayment(ctx, gw.(SeriesReader), j.id)
 		}
 		switch {
-		case err == nil && (a.customer != nil || a.paymentMethod != nil):
+		case err == nil && (a.customer != nil || a.paymentMethod != nil || a.payment != nil):
 			return a, nil
 		case err == nil:
 			return answer{}, fmt.Errorf("importcheck: %s: the gateway answered without an object", j)
@@ -267,11 +308,37 @@ func ask(ctx context.Context, gw Gateway, j job, opts Options) (answer, error) {
 }
 
 func (j job) String() string {
-	if j.kind == kindCustomer {
+	switch j.kind {
+	case kindCustomer:
 		return "customer " + j.id
+	case kindSeries:
+		return "payment " + j.id
 	}
 	return "payment method " + j.id
 }
+
+// readPayment reads a payment, with the same errors as the other reads: one
+// for which errors.Is(err, gateway.ErrNotFound) holds, or a retryable one
+// when the outcome is unknown.
+func readPayment(ctx context.Context, gw SeriesReader, id string) (*gateway.PaymentIntent, error) {
+	res := gw.RetrievePaymentIntent(ctx, id)
+	switch {
+	case res.Intent != nil && res.Kind != gateway.Transient && res.Kind != gateway.Invalid:
+		return res.Intent, nil
+	case res.Kind == gateway.Transient:
+		return nil, unknownRead{res.Err}
+	case res.Err != nil:
+		return nil, res.Err
+	}
+	return nil, fmt.Errorf("payment %s: the gateway answered %s", id, res.Kind)
+}
+
+// unknownRead is a read whose outcome is unknown: asking again may help.
+type unknownRead struct{ err error }
+
+func (u unknownRead) Error() string   { return fmt.Sprintf("%v", u.err) }
+func (u unknownRead) Unwrap() error   { return u.err }
+func (u unknownRead) Retryable() bool { return true }
 
 // retryable reports whether the provider says the call's outcome is unknown
 // (a timeout, a 429, a 5xx), so asking again may get an answer.
