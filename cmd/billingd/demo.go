@@ -321,7 +321,7 @@ func settleProcessing(ctx context.Context, d *daemon.Daemon, out io.Writer, limi
 		}
 		if pending == 0 {
 			if announced {
-				fmt.Fprintln(out, "   settled by the gateway's payment_intent.succeeded webhook")
+				fmt.Fprintln(out, "   settled by the gateway's success webhook ("+successEvent(d.Config().Gateway.Provider)+")")
 			}
 			return nil
 		}
@@ -463,4 +463,12 @@ func saveDemoCards(ctx context.Context, saver *signup.Saver, provider, dir strin
 // demoReference is the subscription reference of demoCards[i].
 func demoReference(i int) string {
 	return fmt.Sprintf("demo-%02d-%s", i+1, last4(demoCards[i].Number))
+}
+
+// successEvent is the provider's webhook that settles a processing charge.
+func successEvent(provider string) string {
+	if provider == config.ProviderCheckout {
+		return "payment_approved, payment_captured"
+	}
+	return "payment_intent.succeeded"
 }
