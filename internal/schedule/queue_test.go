@@ -421,9 +421,9 @@ func isHead(plan []schedule.Planned, ref string, period int) bool {
 // again, and the pass never ended (on a simulated clock it ran on into later
 // periods).
 func TestAPassEndsWhileTheGatewayAnswersOnlyErrors(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, st *store.Store) {
+	eachStack(t, func(t *testing.T, st *store.Store, provider string) {
 		t0 := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
-		s := newStack(t, st, t0, sim.Options{})
+		s := newStackOn(t, st, provider, t0, sim.Options{})
 		ctx := context.Background()
 		seedDaily(t, s, "early", "4242424242424242", t0)
 		seedDaily(t, s, "late", "4111111111111111", t0.Add(2*time.Hour))
