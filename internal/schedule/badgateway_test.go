@@ -122,7 +122,7 @@ func TestGatewayAnsweringGarbage(t *testing.T) {
 		{
 			t.Run(tc.name+" then "+resolver, func(t *testing.T) {
 				t.Parallel()
-				storetest.Each(t, func(t *testing.T, st *store.Store) {
+				eachDB(t, func(t *testing.T, st *store.Store) {
 					start := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
 					unknownRetry := time.Minute
 					if resolver == "reconciler" {

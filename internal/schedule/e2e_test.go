@@ -88,13 +88,23 @@ func newStackOn(t *testing.T, st *store.Store, provider string, start time.Time,
 	return stackWith(t, st, daemontest.Options{Start: start, Sim: o, NoWebhooks: o.Webhook.URL == "", Provider: provider})
 }
 
+// eachDB is storetest.Each for tests that hand st to newStack or stackWith:
+// st only names the dialect (the daemon migrates a database of its own), so
+// it is opened unmigrated, sparing every PostgreSQL subtest a migration of a
+// schema nobody reads.
+func eachDB(t *testing.T, fn func(t *testing.T, st *store.Store)) {
+	t.Helper()
+	storetest.EachUnmigrated(t, func(t *testing.T, open func(store.Options) *store.Store) { fn(t, open(store.Options{})) })
+}
+
 // eachStack runs fn once per gateway provider (daemontest.Providers) and, for
-// each, on SQLite and PostgreSQL, as subtests named provider/database.
+// each, on SQLite and PostgreSQL (eachDB), as subtests named
+// provider/database.
 func eachStack(t *testing.T, fn func(t *testing.T, st *store.Store, provider string)) {
 	t.Helper()
 	for _, p := range daemontest.Providers {
 		t.Run(p, func(t *testing.T) {
-			storetest.Each(t, func(t *testing.T, st *store.Store) { fn(t, st, p) })
+			eachDB(t, func(t *testing.T, st *store.Store) { fn(t, st, p) })
 		})
 	}
 }
@@ -266,6 +276,11 @@ func TestThousandSubscriptionsUnderGatewayFaults(t *testing.T) {
 		require.Equal(t, 600, rep.PaidInvoices)
 		require.Equal(t, 600, rep.Succeeded)
 		require.Equal(t, map[string]int{"succeeded": 600, "declined": 300, "requires_action": 100}, rep.AttemptsByState)
+		// Every invoice not paid is in dunning.
+		var undunned int64
+		require.NoError(t, s.st.DB().Raw(`SELECT COUNT(*) FROM invoices i WHERE i.status <> 'paid'
+			AND NOT EXISTS (SELECT 1 FROM dunning_cases c WHERE c.invoice_id = i.id AND c.status = 'open')`).Scan(&undunned).Error)
+		require.Zero(t, undunned, "an unpaid invoice outside dunning")
 
 		// One payment per invoice at the gateway, whatever the faults: a request
 		// whose answer was lost was settled by its replay (WooshPay) or by the
@@ -302,7 +317,7 @@ func TestThousandSubscriptionsUnderGatewayFaults(t *testing.T) {
 }
 
 func TestCatchUpBillsEachMissedPeriodOnceInOrder(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, st *store.Store) {
+	eachDB(t, func(t *testing.T, st *store.Store) {
 		anchor := time.Date(2026, 1, 31, 9, 0, 0, 0, time.UTC)
 		s := newStack(t, st, anchor)
 		s.seedMixed(t, 5, anchor, "month")
@@ -340,7 +355,7 @@ func TestCatchUpBillsEachMissedPeriodOnceInOrder(t *testing.T) {
 // The dry-run plan (`billingd once --dry-run`, read beside the running daemon)
 // lists the periods the next pass bills, and after that pass no period is left.
 func TestDryRunPlanListsWhatThePassBills(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, st *store.Store) {
+	eachDB(t, func(t *testing.T, st *store.Store) {
 		anchor := time.Date(2026, 1, 31, 9, 0, 0, 0, time.UTC)
 		s := newStack(t, st, anchor)
 		s.seedMixed(t, 5, anchor, "month")

@@ -89,7 +89,7 @@ func (p *payStack) settleWebhooks(t *testing.T) {
 }
 
 func TestPayLinkThreeDSecure(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, st *store.Store) {
+	eachDB(t, func(t *testing.T, st *store.Store) {
 		start := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 		p := newPayStack(t, st, start)
 		seedCard(t, p.stack, "4462030000000000", start)
