@@ -121,9 +121,16 @@ func TestCheckoutCaptureDeclinedReopensIntoDunning(t *testing.T) {
 		var rows int64
 		require.NoError(t, b.Store.DB().Model(&models.WebhookEvent{}).Count(&rows).Error)
 		require.Equal(t, http.StatusOK, redeliver(t, b, declined[0]))
+		// So do the approval's and the capture's events arriving late: the
+		// payment whose capture was declined pays nothing.
+		late := append(eventsOf(b, checkout.EventPaymentApproved, first.PaymentIntentID), eventsOf(b, checkout.EventPaymentCaptured, first.PaymentIntentID)...)
+		require.NotEmpty(t, late)
+		for _, ev := range late {
+			require.Equal(t, http.StatusOK, redeliver(t, b, ev))
+		}
 		var after int64
 		require.NoError(t, b.Store.DB().Model(&models.WebhookEvent{}).Count(&after).Error)
-		require.Equal(t, rows, after)
+		require.Equal(t, rows, after, "each redelivery has an event id already stored")
 		require.Equal(t, a, attemptsOf(t, b, sub.ID)[0])
 		var again models.DunningCase
 		require.NoError(t, b.Store.DB().First(&again, c.ID).Error)

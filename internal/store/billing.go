@@ -565,7 +565,11 @@ func (tx *Tx) SettleAttempt(now time.Time, attemptID int64, r AttemptResult) (bo
 // whatever state the attempt was in (an off-session requires_action that the
 // customer then authenticated, an unknown one whose answer was lost, even a
 // decline that was later confirmed on-session): money moving is the one fact that
-// always wins. Returns false if the attempt was already succeeded.
+// always wins. Returns false if the attempt was already succeeded, or if its
+// payment's capture was declined (ReopenAfterCaptureDeclined): such a payment
+// never moves money, so a success reported for it is its approval's or
+// capture's event arriving late, out of order, and must not pay the invoice
+// again.
 func (tx *Tx) SettleSucceeded(now time.Time, attemptID int64, r AttemptResult) (bool, error) {
 	r.Status = models.AttemptSucceeded
 	res := tx.db.Exec(`UPDATE charge_attempts
@@ -573,7 +577,8 @@ func (tx *Tx) SettleSucceeded(now time.Time, attemptID int64, r AttemptResult) (
 	          decline_code = '', advice_code = '', hard_decline = FALSE, action_url = '', error_message = '',
 	          next_try_at = NULL, next_reconcile_at = NULL, finished_at = ?, lease_owner = '', lease_until = NULL,
 	          lease_version = lease_version + 1, updated_at = ?
-	    WHERE id = ? AND status <> 'succeeded'`, r.PaymentIntentID, r.PaymentIntentID, now, now, attemptID)
+	    WHERE id = ? AND status <> 'succeeded' AND NOT (status = 'declined' AND decline_code = ?)`,
+		r.PaymentIntentID, r.PaymentIntentID, now, now, attemptID, DeclineCaptureDeclined)
 	if res.Error == nil && res.RowsAffected == 1 {
 		tx.attemptMoved(models.AttemptSucceeded)
 	}
