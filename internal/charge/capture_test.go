@@ -3,6 +3,7 @@ package charge_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -52,6 +53,24 @@ func TestCaptureDeclinedReopensThePaidInvoice(t *testing.T) {
 	require.Equal(t, models.SubscriptionPastDue, b.subscription(t).Status)
 
 	require.Equal(t, models.WebhookIgnored, apply("pay_ok").result, "a second delivery is a no-op")
+	require.Equal(t, models.InvoiceOpen, b.invoice(t).Status)
+
+	// The approval's or capture's own event, delivered late (webhooks come in
+	// any order), is older news: a payment whose capture was declined never
+	// moves money, so it pays nothing again.
+	for i := range 2 {
+		late := &gateway.Event{ID: fmt.Sprintf("evt_late_%d", i), Type: gateway.EventPaymentIntentSucceeded, PaymentIntent: &gateway.PaymentIntent{
+			ID: "pay_ok", Status: gateway.IntentSucceeded, Amount: 1999, Currency: "USD",
+			Metadata: map[string]string{"idempotency_key": a.IdempotencyKey}}}
+		require.NoError(t, b.st.InTx(context.Background(), func(tx *store.Tx) error {
+			o, err := b.eng.ApplyEvent(tx, b.clk.Now(), late)
+			require.Equal(t, models.WebhookIgnored, o.Result)
+			return err
+		}))
+	}
+	got, err = b.st.AttemptByID(context.Background(), a.ID)
+	require.NoError(t, err)
+	require.Equal(t, models.AttemptDeclined, got.Status, "a late success of the capture-declined payment")
 	require.Equal(t, models.InvoiceOpen, b.invoice(t).Status)
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/billingd/billingd/internal/charge"
+	"github.com/billingd/billingd/internal/config"
 	"github.com/billingd/billingd/internal/daemon/daemontest"
 	"github.com/billingd/billingd/internal/gateway"
 	"github.com/billingd/billingd/internal/gateway/sim"
@@ -179,9 +180,17 @@ func TestUnconfirmedSecondPaymentIsNotRefunded(t *testing.T) {
 
 // A refund answered 5xx after the gateway recorded it is retried with the
 // same key, by the transient backoff and then by the refund job: one refund in
-// the gateway's ledger.
+// the gateway's ledger, on both providers (WooshPay replays the key;
+// Checkout.com keeps no replay of a 5xx, so the refund is looked up before
+// it is resent).
 func TestRefund5xxAfterRecordedIsReplayedWithTheSameKey(t *testing.T) {
-	daemontest.Each(t, daemontest.Options{NoWebhooks: true}, func(t *testing.T, b *daemontest.Bundle) {
+	daemontest.EachProvider(t, daemontest.Options{NoWebhooks: true}, func(t *testing.T, o daemontest.Options) {
+		daemontest.Each(t, o, func(t *testing.T, b *daemontest.Bundle) { refund5xxAfterRecorded(t, b) })
+	})
+}
+
+func refund5xxAfterRecorded(t *testing.T, b *daemontest.Bundle) {
+	{
 		ctx := context.Background()
 		inv := paidInvoice(t, b)
 		b.Sim.SetFaults(sim.Faults{Error5xxAfter: 1})
@@ -203,7 +212,13 @@ func TestRefund5xxAfterRecordedIsReplayedWithTheSameKey(t *testing.T) {
 		require.Len(t, refunds, 1, "exactly one refund at the gateway")
 		require.Equal(t, refunds[0].ID, row.GatewayRefundID)
 		require.EqualValues(t, 1000, refunds[0].Amount)
-		require.GreaterOrEqual(t, b.Sim.Stats().Replays, int64(1), "the job replayed the key")
+		if b.Provider == config.ProviderWooshPay {
+			require.GreaterOrEqual(t, b.Sim.Stats().Replays, int64(1), "the job replayed the key")
+		} else {
+			// Checkout.com keeps no replay of a 5xx: the one refund above was
+			// found among the payment's actions by its reference, not resent.
+			require.Zero(t, b.Sim.Stats().Replays)
+		}
 		require.Len(t, refundRows(t, b), 1, "no new key, no new row")
 
 		// The same call again returns the same refund and sends nothing.
@@ -211,7 +226,7 @@ func TestRefund5xxAfterRecordedIsReplayedWithTheSameKey(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, rf.ID, again.ID)
 		require.Len(t, b.Sim.Refunds(), 1)
-	})
+	}
 }
 
 // Concurrent refunds of one payment never reserve more than it took.

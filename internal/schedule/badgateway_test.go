@@ -40,7 +40,10 @@ type garbler struct {
 
 func (g *garbler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	bad := g.on.Load()
-	if bad == nil || r.Method != http.MethodPost || !strings.HasPrefix(r.URL.Path, "/v1/payment_intents") {
+	// Payment requests: WooshPay's /v1/payment_intents…, Checkout.com's
+	// POST /payments (armed only after the cards were saved).
+	charge := strings.HasPrefix(r.URL.Path, "/v1/payment_intents") || r.URL.Path == "/payments"
+	if bad == nil || r.Method != http.MethodPost || !charge {
 		g.next.ServeHTTP(w, r)
 		return
 	}
@@ -75,11 +78,12 @@ func (s *syncBuffer) String() string {
 // captured. unknownRetry is how long a pass waits before replaying an attempt
 // left unknown: retry.max_interval, which also caps the engine's backoff (the
 // retry budget, retry.max_elapsed_time, is 300ms).
-func newGarbledStack(t *testing.T, st *store.Store, start time.Time, unknownRetry time.Duration) (*stack, *garbler, *syncBuffer) {
+func newGarbledStack(t *testing.T, st *store.Store, provider string, start time.Time, unknownRetry time.Duration) (*stack, *garbler, *syncBuffer) {
 	t.Helper()
 	g := &garbler{}
 	logs := &syncBuffer{}
 	s := stackWith(t, st, daemontest.Options{
+		Provider:   provider,
 		Start:      start,
 		Sim:        sim.Options{ProcessingDelay: time.Millisecond},
 		NoWebhooks: true,
@@ -118,13 +122,13 @@ func TestGatewayAnsweringGarbage(t *testing.T) {
 		{
 			t.Run(tc.name+" then "+resolver, func(t *testing.T) {
 				t.Parallel()
-				storetest.Each(t, func(t *testing.T, st *store.Store) {
+				eachDB(t, func(t *testing.T, st *store.Store) {
 					start := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
 					unknownRetry := time.Minute
 					if resolver == "reconciler" {
 						unknownRetry = 24 * time.Hour // passes leave it to the reconciler
 					}
-					s, g, logs := newGarbledStack(t, st, start, unknownRetry)
+					s, g, logs := newGarbledStack(t, st, config.ProviderWooshPay, start, unknownRetry)
 					s.seedMixed(t, 10, start, "month")
 					g.on.Store(&bad)
 
@@ -183,5 +187,48 @@ func TestGatewayAnsweringGarbage(t *testing.T) {
 				})
 			})
 		}
+	}
+}
+
+// On Checkout.com the same garbage after a recorded payment is settled inside
+// the pass: the client cannot read the answer, so before it resends it looks
+// the order up by reference, finds the payment its key made and takes its
+// state from there. Nothing is left unknown, nothing failed on garbage, and
+// there is one payment per order.
+func TestCheckoutGatewayAnsweringGarbage(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		bad  garbage
+	}{
+		{"truncated json 200", garbage{200, "application/json", `{"id":"pay_123","status":"Autho`}},
+		{"html 200", garbage{200, "text/html", "<!DOCTYPE html><html><body><h1>Welcome</h1></body></html>"}},
+		{"empty 201", garbage{201, "application/json", ""}},
+		{"html 502", garbage{502, "text/html", "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"}},
+		{"truncated json 500", garbage{500, "application/json", `{"request_id":"0HL80RJLS76I7","error_ty`}},
+	} {
+		bad := tc.bad
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			st := storetest.SQLite(t)
+			start := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
+			s, g, _ := newGarbledStack(t, st, config.ProviderCheckout, start, time.Minute)
+			s.seedMixed(t, 10, start, "month")
+			g.on.Store(&bad)
+
+			ctx := context.Background()
+			run, err := s.biller.Pass(ctx, ctx, "test")
+			require.NoError(t, err)
+			require.Equal(t, 10, run.AttemptsStarted)
+			require.NotZero(t, g.hits.Load())
+			require.Zero(t, run.Failed, "never failed on garbage: %+v", run)
+			require.Zero(t, run.Unknown, "each garbled answer was settled by the lookup: %+v", run)
+			g.on.Store(nil)
+			s.settle(t)
+			rep := s.check(t, false)
+			require.Zero(t, rep.DoubleCharges)
+			require.Equal(t, rep.Succeeded, rep.PaidInvoices)
+			require.Equal(t, 6, rep.PaidInvoices)
+			require.Len(t, s.gw.Ledger(), 10, "one payment per order: the lookup found the recorded one")
+		})
 	}
 }

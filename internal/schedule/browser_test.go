@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/billingd/billingd/internal/daemon/daemontest"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/store/storetest"
 	"github.com/chromedp/chromedp"
@@ -78,12 +79,20 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 
 // The customer opens the link from the 3-D Secure email, presses pay, passes the
 // challenge on the gateway's page, lands on the return page, and the invoice is
-// paid in the database after the webhook.
+// paid in the database after the webhook — on each provider (on Checkout.com
+// the off-session charge is declined 20154 and the link's payment is a
+// customer-initiated one with 3ds.enabled).
 func TestBrowserPaysThroughThreeDSecure(t *testing.T) {
+	daemontest.EachProvider(t, daemontest.Options{}, func(t *testing.T, o daemontest.Options) {
+		browserPaysThroughThreeDSecure(t, o.Provider)
+	})
+}
+
+func browserPaysThroughThreeDSecure(t *testing.T, provider string) {
 	ctx := browser(t)
 	st := storetest.SQLite(t)
 	start := time.Now().UTC().Truncate(time.Second)
-	p := newPayStack(t, st, start)
+	p := newPayStackOn(t, st, provider, start)
 	seedCard(t, p.stack, "4462030000000000", start)
 	_, err := p.biller.Pass(context.Background(), context.Background(), "test")
 	require.NoError(t, err)
@@ -109,12 +118,19 @@ func TestBrowserPaysThroughThreeDSecure(t *testing.T) {
 }
 
 // The customer replaces a hard-declined card on the gateway's hosted page, and the
-// immediate retry with the new card succeeds.
+// immediate retry with the new card succeeds, on each provider (WooshPay's
+// setup-mode checkout session, Checkout.com's hosted payments page).
 func TestBrowserReplacesHardDeclinedCard(t *testing.T) {
+	daemontest.EachProvider(t, daemontest.Options{}, func(t *testing.T, o daemontest.Options) {
+		browserReplacesHardDeclinedCard(t, o.Provider)
+	})
+}
+
+func browserReplacesHardDeclinedCard(t *testing.T, provider string) {
 	ctx := browser(t)
 	st := storetest.SQLite(t)
 	start := time.Now().UTC().Truncate(time.Second)
-	p := newPayStack(t, st, start)
+	p := newPayStackOn(t, st, provider, start)
 	seedCard(t, p.stack, "4000000000009979", start) // stolen_card: hard
 	_, err := p.biller.Pass(context.Background(), context.Background(), "test")
 	require.NoError(t, err)

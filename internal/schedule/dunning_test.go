@@ -58,7 +58,7 @@ func rowsOf[T any](t *testing.T, st *store.Store) []T {
 }
 
 func TestSoftDeclineRunsTheWholeSchedule(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, st *store.Store) {
+	eachDB(t, func(t *testing.T, st *store.Store) {
 		start := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 		s := newStack(t, st, start, sim.Options{})
 		st = s.st // the assembled daemon's database

@@ -27,7 +27,7 @@ func casesOf(t *testing.T, st *store.Store) []models.DunningCase {
 // another customer's card (line 3): its charges are billingd's data errors,
 // for a human, and the customers hear nothing.
 func TestUnverifiedBadIDsNeedReviewAndEmailNobody(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, st *store.Store) {
+	eachDB(t, func(t *testing.T, st *store.Store) {
 		start := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 		s := newStack(t, st, start, sim.Options{})
 		st = s.st // the assembled daemon's database
@@ -70,7 +70,7 @@ func TestUnverifiedBadIDsNeedReviewAndEmailNobody(t *testing.T) {
 // A card the gateway confirmed at import, removed by the customer later, is the
 // customer's hard decline: a card-update email, no blind retry.
 func TestVerifiedCardGoneIsAHardDecline(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, st *store.Store) {
+	eachDB(t, func(t *testing.T, st *store.Store) {
 		start := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 		s := newStack(t, st, start, sim.Options{})
 		st = s.st // the assembled daemon's database
@@ -112,7 +112,7 @@ func TestVerifiedCardGoneIsAHardDecline(t *testing.T) {
 // A card that charged before and is gone now is the customer's too, even when
 // it was imported without verification.
 func TestCardThatChargedBeforeAndIsGoneIsAHardDecline(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, st *store.Store) {
+	eachDB(t, func(t *testing.T, st *store.Store) {
 		start := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 		s := newStack(t, st, start, sim.Options{})
 		st = s.st // the assembled daemon's database
@@ -142,7 +142,7 @@ func TestCardThatChargedBeforeAndIsGoneIsAHardDecline(t *testing.T) {
 // every bound (int64's largest) is not invoiced, so never charged; the pass
 // goes on and bills the others.
 func TestUnboundedSubscriptionIsNotInvoiced(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, st *store.Store) {
+	eachDB(t, func(t *testing.T, st *store.Store) {
 		start := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 		s := newStack(t, st, start, sim.Options{})
 		st = s.st

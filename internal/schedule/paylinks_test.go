@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/billingd/billingd/internal/config"
 	"github.com/billingd/billingd/internal/dunning"
 	"github.com/billingd/billingd/internal/gateway/sim"
 	"github.com/billingd/billingd/internal/models"
@@ -28,7 +29,13 @@ type payStack struct {
 
 func newPayStack(t *testing.T, st *store.Store, start time.Time) *payStack {
 	t.Helper()
-	s := newStack(t, st, start, sim.Options{Webhook: sim.WebhookOptions{URL: daemonWebhooks,
+	return newPayStackOn(t, st, config.ProviderWooshPay, start)
+}
+
+// newPayStackOn is newPayStack on the given gateway.provider.
+func newPayStackOn(t *testing.T, st *store.Store, provider string, start time.Time) *payStack {
+	t.Helper()
+	s := newStackOn(t, st, provider, start, sim.Options{Webhook: sim.WebhookOptions{URL: daemonWebhooks,
 		Retry: []time.Duration{5 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond}}})
 	withDunning(s, dunning.FinalCancel)
 	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -82,7 +89,7 @@ func (p *payStack) settleWebhooks(t *testing.T) {
 }
 
 func TestPayLinkThreeDSecure(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, st *store.Store) {
+	eachDB(t, func(t *testing.T, st *store.Store) {
 		start := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 		p := newPayStack(t, st, start)
 		seedCard(t, p.stack, "4462030000000000", start)

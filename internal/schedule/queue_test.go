@@ -70,7 +70,7 @@ func passEvery(t *testing.T, s *stack, step time.Duration, until time.Time) {
 }
 
 func TestLostCardIsChargedOnceWhileLaterPeriodsWait(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, st *store.Store) {
+	eachDB(t, func(t *testing.T, st *store.Store) {
 		start := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 		s := newStack(t, st, start, sim.Options{})
 		st = s.st // the assembled daemon's database
@@ -107,7 +107,7 @@ func TestLostCardIsChargedOnceWhileLaterPeriodsWait(t *testing.T) {
 }
 
 func TestCardCapCountsReattemptsNotPaidPeriods(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, st *store.Store) {
+	eachDB(t, func(t *testing.T, st *store.Store) {
 		start := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 		s := newStack(t, st, start, sim.Options{})
 		st = s.st // the assembled daemon's database
@@ -171,7 +171,7 @@ func TestCardCapCountsReattemptsNotPaidPeriods(t *testing.T) {
 }
 
 func TestCatchUpOf200PeriodsIsChargedInOrderInOnePass(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, st *store.Store) {
+	eachDB(t, func(t *testing.T, st *store.Store) {
 		anchor := time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC)
 		now := anchor.Add(199*24*time.Hour + 12*time.Hour) // periods 0..199 have started
 		s := newStack(t, st, now, sim.Options{})
@@ -219,7 +219,7 @@ func TestCatchUpOf200PeriodsIsChargedInOrderInOnePass(t *testing.T) {
 }
 
 func TestFirstDeclineStopsCatchUpAndTheQueueResumesInOrder(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, st *store.Store) {
+	eachDB(t, func(t *testing.T, st *store.Store) {
 		anchor := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 		now := anchor.Add(4*24*time.Hour + 6*time.Hour) // periods 0..4 have started
 		s := newStack(t, st, now, sim.Options{})
@@ -269,7 +269,7 @@ func TestFirstDeclineStopsCatchUpAndTheQueueResumesInOrder(t *testing.T) {
 // (every card now succeeding, so that each queue runs to its end) and compares
 // what the pass started with what the plan listed.
 func TestPlanListsExactlyTheChargesThePassStarts(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, st *store.Store) {
+	eachDB(t, func(t *testing.T, st *store.Store) {
 		t0 := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 		t1 := t0.Add(24 * time.Hour)
 		s := newStack(t, st, t0, sim.Options{})
@@ -421,9 +421,9 @@ func isHead(plan []schedule.Planned, ref string, period int) bool {
 // again, and the pass never ended (on a simulated clock it ran on into later
 // periods).
 func TestAPassEndsWhileTheGatewayAnswersOnlyErrors(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, st *store.Store) {
+	eachStack(t, func(t *testing.T, st *store.Store, provider string) {
 		t0 := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
-		s := newStack(t, st, t0, sim.Options{})
+		s := newStackOn(t, st, provider, t0, sim.Options{})
 		ctx := context.Background()
 		seedDaily(t, s, "early", "4242424242424242", t0)
 		seedDaily(t, s, "late", "4111111111111111", t0.Add(2*time.Hour))

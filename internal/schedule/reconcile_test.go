@@ -89,9 +89,9 @@ func noReplays(s *stack) {
 // With no webhooks at all and answers lost to dropped connections, the reconciler
 // alone brings every invoice to its true state, on an injected clock.
 func TestReconcilerAloneSettlesLostAnswers(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, st *store.Store) {
+	eachStack(t, func(t *testing.T, st *store.Store, provider string) {
 		start := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
-		s := newStack(t, st, start, sim.Options{ProcessingDelay: 3 * time.Hour})
+		s := newStackOn(t, st, provider, start, sim.Options{ProcessingDelay: 3 * time.Hour})
 		noReplays(s)
 		s.seedMixed(t, 200, start, "month")
 		// Every answer is lost after the gateway recorded the charge, and the
@@ -135,9 +135,15 @@ func TestReconcilerAloneSettlesLostAnswers(t *testing.T) {
 // An attempt the gateway cannot settle is looked at on the backoff schedule and
 // then becomes needs_review — never retried blindly.
 func TestReconcilerGivesUpToNeedsReview(t *testing.T) {
+	daemontest.EachProvider(t, daemontest.Options{}, func(t *testing.T, o daemontest.Options) {
+		reconcilerGivesUpToNeedsReview(t, o.Provider)
+	})
+}
+
+func reconcilerGivesUpToNeedsReview(t *testing.T, provider string) {
 	st := storetest.SQLite(t)
 	start := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
-	s := newStack(t, st, start, sim.Options{ProcessingDelay: 1000 * time.Hour})
+	s := newStackOn(t, st, provider, start, sim.Options{ProcessingDelay: 1000 * time.Hour})
 	s.seedMixed(t, 10, start, "month") // one processing card among them
 	_, err := s.biller.Pass(context.Background(), context.Background(), "test")
 	require.NoError(t, err)

@@ -14,7 +14,6 @@ import (
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/schedule/period"
 	"github.com/billingd/billingd/internal/store"
-	"github.com/billingd/billingd/internal/store/storetest"
 	"github.com/billingd/billingd/internal/subscriptioncsv"
 	"github.com/stretchr/testify/require"
 )
@@ -51,7 +50,7 @@ var stressZones = []stressZone{
 func TestTimezoneStress(t *testing.T) {
 	// SQLite without an fsync per commit: this test is about calendars, and
 	// thousands of synced commits would make it slow for nothing.
-	storetest.Each(t, func(t *testing.T, st *store.Store) {
+	eachDB(t, func(t *testing.T, st *store.Store) {
 		t.Parallel() // SQLite and PostgreSQL side by side: each waits on its database most of the time
 		ctx := context.Background()
 		rng := rand.New(rand.NewPCG(20261201, 31))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/billingd/billingd/internal/charge"
 	"github.com/billingd/billingd/internal/clock"
+	"github.com/billingd/billingd/internal/gateway/checkout"
 	"github.com/billingd/billingd/internal/gateway/wooshpay"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/web"
@@ -117,6 +118,112 @@ func postRaw(t *testing.T, url, body, contentType, sig string) int {
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", contentType)
 	req.Header.Set(wooshpay.SignatureHeader, sig)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// capturedEvent is a Checkout.com payment_captured delivery for the fixture's
+// attempt (the envelope of Checkout.com's documented example, with the
+// attempt's key in metadata as billingd sends it).
+const capturedEvent = `{"id":"evt_cko_bad_1","type":"payment_captured","created_on":"2026-06-01T09:00:00Z",
+"data":{"id":"pay_waji5li3mqtetnaor77xmow4bq","action_id":"act_gse7gcrhleuedmzhq25n3mhweq","response_code":"10000","response_summary":"Approved",
+"amount":900,"currency":"USD","processed_on":"2026-06-01T09:00:00Z","reference":"%REF%","metadata":{"idempotency_key":"%KEY%"}}}`
+
+// TestBadCheckoutWebhooksWithTheRealVerifier is the same for Checkout.com's
+// Cko-Signature (an HMAC of the body, no timestamp): forged, unsigned,
+// doubly signed and oversized deliveries are refused with a 4xx and nothing
+// is stored; a correctly signed one settles the attempt, and replaying it
+// (the same event id, since a captured delivery verifies forever) changes
+// nothing.
+func TestBadCheckoutWebhooksWithTheRealVerifier(t *testing.T) {
+	const secret = "whsec_cko_bad_inputs"
+	sign := func(body string) []string { return []string{checkout.Sign(secret, []byte(body))} }
+	for _, tc := range []struct {
+		name string
+		body func(string) string
+		sig  func(body string) []string
+		want int
+	}{
+		{"unsigned", nil, func(string) []string { return nil }, 400},
+		{"signed with another key", nil, func(body string) []string { return []string{checkout.Sign("whsec_someone_else", []byte(body))} }, 401},
+		{"signature not hex", nil, func(string) []string { return []string{"zz-not-hex"} }, 400},
+		{"two signatures", nil, func(body string) []string { return append(sign(body), sign(body)...) }, 400},
+		{"body changed after signing", nil, func(body string) []string {
+			return sign(strings.Replace(body, `"amount":900`, `"amount":9`, 1))
+		}, 401},
+		{"oversized, correctly signed", func(body string) string {
+			return strings.Replace(body, `"currency"`, `"padding":"`+strings.Repeat("x", int(checkout.DefaultWebhookMaxBody))+`","currency"`, 1)
+		}, sign, 413},
+		{"not an event, correctly signed", func(string) string { return `[1,2]` }, sign, 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, url := checkoutVerifierFixture(t, secret)
+			body := f.capturedBody(t)
+			if tc.body != nil {
+				body = tc.body(body)
+			}
+			require.Equal(t, tc.want, postSigned(t, url, body, checkout.SignatureHeader, tc.sig(body)))
+			status, inv, events := f.state(t)
+			require.Equal(t, models.AttemptPending, status)
+			require.Equal(t, models.InvoiceOpen, inv)
+			require.Zero(t, events, "nothing stored in webhook_events")
+		})
+	}
+
+	t.Run("control, then replayed", func(t *testing.T) {
+		f, url := checkoutVerifierFixture(t, secret)
+		body := f.capturedBody(t)
+		require.Equal(t, 200, postSigned(t, url, body, checkout.SignatureHeader, sign(body)))
+		status, inv, events := f.state(t)
+		require.Equal(t, models.AttemptSucceeded, status)
+		require.Equal(t, models.InvoicePaid, inv)
+		require.EqualValues(t, 1, events)
+		var before models.Invoice
+		require.NoError(t, f.st.DB().First(&before).Error)
+
+		for i := 0; i < 3; i++ {
+			require.Equal(t, 200, postSigned(t, url, body, checkout.SignatureHeader, sign(body)), "a replay is acknowledged")
+		}
+		status, inv, events = f.state(t)
+		require.Equal(t, models.AttemptSucceeded, status)
+		require.Equal(t, models.InvoicePaid, inv)
+		require.EqualValues(t, 1, events, "a replay stores nothing")
+		var after models.Invoice
+		require.NoError(t, f.st.DB().First(&after).Error)
+		require.Equal(t, before, after, "a replay changes nothing")
+	})
+}
+
+// capturedBody is capturedEvent for the fixture's attempt and invoice.
+func (f *fixture) capturedBody(t *testing.T) string {
+	t.Helper()
+	var inv models.Invoice
+	require.NoError(t, f.st.DB().First(&inv, f.attempt.InvoiceID).Error)
+	return strings.NewReplacer("%KEY%", f.attempt.IdempotencyKey, "%REF%", inv.PublicID, "\n", "").Replace(capturedEvent)
+}
+
+func checkoutVerifierFixture(t *testing.T, secret string) (*fixture, string) {
+	t.Helper()
+	f := newFixture(t)
+	v, err := checkout.NewWebhookVerifier([]string{secret})
+	require.NoError(t, err)
+	rcv := &web.WebhookReceiver{Store: f.st, Engine: charge.New(charge.Options{Store: f.st}), Verifier: v, Clock: clock.Real{}, Log: zerolog.Nop(), MaxBody: v.MaxBody()}
+	srv := httptest.NewServer(rcv)
+	t.Cleanup(srv.Close)
+	return f, srv.URL
+}
+
+// postSigned posts body with each of sigs as a value of the signature header.
+func postSigned(t *testing.T, url, body, header string, sigs []string) int {
+	t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, url, strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	for _, s := range sigs {
+		req.Header.Add(header, s)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	resp.Body.Close()

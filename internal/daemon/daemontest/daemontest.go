@@ -10,6 +10,7 @@ package daemontest
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -250,10 +251,15 @@ func (b *Bundle) SaveCard(t testing.TB, number string) (customer, paymentMethod 
 func (b *Bundle) SaveCardKeyed(t testing.TB, number, key string) (customer, paymentMethod string) {
 	t.Helper()
 	// Each customer has an address of its own: Checkout.com finds a
-	// customer by email, so a shared one would merge two customers. A keyed
-	// save repeats its first request exactly.
-	email := key + "@example.com"
-	if key == "" {
+	// customer by email, so a shared one would merge two customers. Under a
+	// key the address follows the key, so that the keyed requests repeat
+	// their parameters exactly (a key reused with other parameters is an
+	// idempotency error on WooshPay).
+	var email string
+	if key != "" {
+		sum := sha256.Sum256([]byte(key))
+		email = fmt.Sprintf("c%s-%x@example.com", number[len(number)-4:], sum[:8])
+	} else {
 		b.mu.Lock()
 		b.customers++
 		email = fmt.Sprintf("c%s-%d@example.com", number[len(number)-4:], b.customers)
