@@ -1,9 +1,6 @@
 package daemon
 
 import (
-	"fmt"
-	"time"
-
 	"github.com/billingd/billingd/internal/config"
 	"github.com/billingd/billingd/internal/gateway"
 	"github.com/billingd/billingd/internal/gateway/checkout"
@@ -20,30 +17,66 @@ type GatewayClient interface {
 	gateway.Accounts
 }
 
+// provider is what the assembly needs to know of one gateway.provider, in
+// one place: its client, its key policy (known without a client: the
+// dry-run plan has no gateway secret), its webhook verifier and the route its
+// deliveries arrive on.
+type provider struct {
+	client   func(g config.GatewayConfig) (GatewayClient, error)
+	policy   gateway.KeyPolicy
+	verifier func(cfg *config.Config) (gateway.WebhookVerifier, error)
+	route    string
+}
+
+var providers = map[string]provider{
+	config.ProviderWooshPay: {
+		client: func(g config.GatewayConfig) (GatewayClient, error) {
+			return wooshpay.New(wooshpay.Options{BaseURL: g.BaseURL, SecretKey: g.SecretKey.Reveal(), Timeout: g.Timeout.D()})
+		},
+		policy: wooshpay.Policy,
+		verifier: func(cfg *config.Config) (gateway.WebhookVerifier, error) {
+			return wooshpay.NewWebhookVerifier(wooshpay.WebhookOptions{Secrets: webhookSecrets(cfg), Tolerance: cfg.Gateway.WebhookTolerance.D()})
+		},
+		route: "POST /webhooks/wooshpay",
+	},
+	config.ProviderCheckout: {
+		client: func(g config.GatewayConfig) (GatewayClient, error) {
+			return checkout.New(checkout.Options{BaseURL: g.BaseURL, SecretKey: g.SecretKey.Reveal(), Timeout: g.Timeout.D()})
+		},
+		policy: checkout.Policy,
+		// Cko-Signature carries no timestamp: a replayed delivery is
+		// stopped only by its stored event id (webhook_events keeps every
+		// id; nothing prunes them).
+		verifier: func(cfg *config.Config) (gateway.WebhookVerifier, error) {
+			return checkout.NewWebhookVerifier(webhookSecrets(cfg))
+		},
+		route: "POST /webhooks/checkout",
+	},
+}
+
+// providerOf is gateway.provider's entry; Validate refuses any other value,
+// so an unknown one is a FieldError naming the key.
+func providerOf(cfg *config.Config) (provider, error) {
+	p, ok := providers[cfg.Gateway.Provider]
+	if !ok {
+		return provider{}, &config.FieldError{Key: "gateway.provider", Value: cfg.Gateway.Provider, Message: "is not a provider this build knows"}
+	}
+	return p, nil
+}
+
 // NewGatewayClient builds the client of gateway.provider from the config's
 // gateway keys: the daemon's, and the import's verification.
 func NewGatewayClient(cfg *config.Config) (GatewayClient, error) {
-	g := cfg.Gateway
-	switch g.Provider {
-	case config.ProviderWooshPay:
-		return wooshpay.New(wooshpay.Options{BaseURL: g.BaseURL, SecretKey: g.SecretKey.Reveal(), Timeout: g.Timeout.D()})
-	case config.ProviderCheckout:
-		return checkout.New(checkout.Options{BaseURL: g.BaseURL, SecretKey: g.SecretKey.Reveal(), Timeout: g.Timeout.D()})
+	p, err := providerOf(cfg)
+	if err != nil {
+		return nil, err
 	}
-	return nil, &config.FieldError{Key: "gateway.provider", Value: g.Provider, Message: "is not a provider this build knows"}
+	return p.client(cfg.Gateway)
 }
 
-// keyPolicy is the idempotency-key policy of gateway.provider, known without
-// a client (the dry-run plan has no gateway secret).
-func keyPolicy(cfg *config.Config) gateway.KeyPolicy {
-	switch cfg.Gateway.Provider {
-	case config.ProviderWooshPay:
-		return wooshpay.Policy
-	case config.ProviderCheckout:
-		return checkout.Policy
-	}
-	return gateway.KeyPolicy{Window: 23 * time.Hour}
-}
+// keyPolicy is the idempotency-key policy of gateway.provider (zero for an
+// unknown one: the biller then keeps schedule.DefaultKeyWindow).
+func keyPolicy(cfg *config.Config) gateway.KeyPolicy { return providers[cfg.Gateway.Provider].policy }
 
 // webhookSecrets are the signing secrets a delivery may be signed with: the
 // current one and, during a rotation, the previous one.
@@ -58,16 +91,10 @@ func webhookSecrets(cfg *config.Config) []string {
 // newWebhookVerifier builds the provider's webhook verifier and names the
 // route its deliveries arrive on.
 func newWebhookVerifier(cfg *config.Config) (gateway.WebhookVerifier, string, error) {
-	switch cfg.Gateway.Provider {
-	case config.ProviderWooshPay:
-		v, err := wooshpay.NewWebhookVerifier(wooshpay.WebhookOptions{Secrets: webhookSecrets(cfg), Tolerance: cfg.Gateway.WebhookTolerance.D()})
-		return v, "POST /webhooks/wooshpay", err
-	case config.ProviderCheckout:
-		// Cko-Signature carries no timestamp: a replayed delivery is
-		// stopped only by its stored event id (webhook_events keeps every
-		// id; nothing prunes them).
-		v, err := checkout.NewWebhookVerifier(webhookSecrets(cfg))
-		return v, "POST /webhooks/checkout", err
+	p, err := providerOf(cfg)
+	if err != nil {
+		return nil, "", err
 	}
-	return nil, "", fmt.Errorf("no webhook verifier for provider %q", cfg.Gateway.Provider)
+	v, err := p.verifier(cfg)
+	return v, p.route, err
 }
