@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -111,15 +113,36 @@ func fpStart(t *testing.T, logPath, point string, args ...string) *childProc {
 	return startChild(t, logPath, env, args...)
 }
 
+// nextPort hands out the ports freeAddr tries, below Linux's ephemeral range
+// (32768 and up), from an offset of this process's own.
+var nextPort atomic.Int32
+
+func init() { nextPort.Store(int32(20000 + os.Getpid()%10000)) }
+
 // freeAddr returns a loopback address nobody listens on, so that both processes
-// of a case listen where the simulator delivers webhooks.
+// of a case listen where the simulator delivers webhooks. A port the kernel
+// picks (":0") is free only until it is handed out again — to another
+// outgoing connection or another case's listener, when dozens of cases start
+// at once — so it comes from a range no ephemeral port uses, and each port is
+// handed out once per test process.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
+	for i := 0; i < 1000; i++ {
+		port := nextPort.Add(1)
+		if port >= 32000 {
+			nextPort.Store(20000)
+			continue
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		addr := ln.Addr().String()
+		require.NoError(t, ln.Close())
+		return addr
+	}
+	t.Fatal("no free loopback port below the ephemeral range")
+	return ""
 }
 
 func runFailpointCase(t *testing.T, dialect, provider string, c fpCase) {
