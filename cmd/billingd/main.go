@@ -14,7 +14,10 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
+
+	"github.com/billingd/billingd/internal/ops"
 )
 
 // Exit codes are part of the public contract: scripts and systemd's
@@ -87,6 +90,17 @@ Usage:
   billingd status              [-c FILE]   counts by state, on one screen
   billingd subscriptions import FILE [--backfill] [-c FILE]
                                            import subscriptions from CSV (all or nothing)
+  billingd subscriptions list|show|cancel|pause|resume|update
+                                           list them, tell one's story, or act on one (audited)
+  billingd invoices list|show|retry|void|refund
+                                           list them, tell one's story, charge now, void, refund
+  billingd attempts list|resolve           charge attempts; settle one that needs review from
+                                           the gateway's records
+  billingd dunning list|show|stop          dunning cases; stop one
+  billingd report revenue [--month YYYY-MM | --from D --to D] [--tz ZONE]
+                                           collected, refunded and net per currency
+  billingd forecast [--days N]             new-period charges to come, per day and currency
+  billingd admin-tokens add|list|revoke    bearer tokens of the admin API (admin.tokens_file)
   billingd demo [--dir DIR] [--months N]   the whole flow on SQLite + the bundled simulator
                                            (--months: N months on a simulated clock;
                                            --provider checkout: on Checkout.com's)
@@ -121,11 +135,23 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 	case "status":
 		err = m.cmdStatus(ctx, rest)
 	case "subscriptions":
-		if len(rest) == 0 || rest[0] != "import" {
-			err = usagef("usage: billingd subscriptions import FILE [--backfill] [-c FILE]")
-		} else {
+		if len(rest) > 0 && rest[0] == "import" {
 			err = m.cmdImport(ctx, rest[1:])
+		} else {
+			err = m.group(ctx, cmd, rest, m.subscriptionCommands())
 		}
+	case "invoices":
+		err = m.group(ctx, cmd, rest, m.invoiceCommands())
+	case "attempts":
+		err = m.group(ctx, cmd, rest, m.attemptCommands())
+	case "dunning":
+		err = m.group(ctx, cmd, rest, m.dunningCommands())
+	case "report":
+		err = m.group(ctx, cmd, rest, m.reportCommands())
+	case "forecast":
+		err = m.cmdForecast(ctx, rest)
+	case "admin-tokens":
+		err = m.group(ctx, cmd, rest, m.adminTokenCommands())
 	case "demo":
 		err = m.cmdDemo(ctx, rest)
 	case "sim":
@@ -146,12 +172,13 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		return exitOK
 	}
 	name := args[0]
-	if name == "subscriptions" {
-		name = "subscriptions import"
+	if _, grouped := groups[name]; grouped && len(args) > 1 && !strings.HasPrefix(args[1], "-") {
+		name += " " + args[1]
 	}
 	fmt.Fprintf(m.Stderr, "billingd %s: %v\n", name, err)
 	var ue usageError
-	if errors.As(err, &ue) {
+	var fe *ops.FieldError
+	if errors.As(err, &ue) || errors.As(err, &fe) {
 		return exitUsage
 	}
 	return exitRuntime
@@ -191,6 +218,111 @@ var commandHelp = map[string]struct{ purpose, synopsis, example string }{
 		"import subscriptions from a CSV file, all or nothing (columns: reference,email,customer,payment_method,amount,currency,interval,interval_count,anchor; on Checkout.com also previous_payment_id)",
 		"billingd subscriptions import FILE [--backfill] [-c FILE]",
 		"billingd subscriptions import subscriptions.csv -c /etc/billingd/config.yaml",
+	},
+	"subscriptions list": {
+		"list subscriptions, filtered by status, customer, reference or creation date; amounts formatted by currency",
+		"billingd subscriptions list [--status S[,S]] [--customer ID|EMAIL] [--reference REF] [--from DATE] [--to DATE] [--limit N] [--json|--csv] [-c FILE]",
+		"billingd subscriptions list --status past_due,unpaid -c /etc/billingd/config.yaml",
+	},
+	"subscriptions show": {
+		"print one subscription's whole story: its card, periods, attempts with decline codes, dunning, emails, links and audit entries",
+		"billingd subscriptions show REFERENCE [--json] [-c FILE]",
+		"billingd subscriptions show acme-42 -c /etc/billingd/config.yaml",
+	},
+	"subscriptions cancel": {
+		"cancel a subscription now (its open intents canceled, dunning closed, links dead) or at the end of its period (--at-period-end)",
+		"billingd subscriptions cancel REFERENCE --reason TEXT [--at-period-end] [--actor NAME] [-c FILE]",
+		"billingd subscriptions cancel acme-42 --reason \"customer asked\" --at-period-end -c /etc/billingd/config.yaml",
+	},
+	"subscriptions pause": {
+		"pause a subscription: no period is invoiced while it is paused",
+		"billingd subscriptions pause REFERENCE --reason TEXT [--actor NAME] [-c FILE]",
+		"billingd subscriptions pause acme-42 --reason \"seasonal break\" -c /etc/billingd/config.yaml",
+	},
+	"subscriptions resume": {
+		"resume a paused subscription: billing starts again at the next period start, never for the paused periods",
+		"billingd subscriptions resume REFERENCE [--reason TEXT] [--actor NAME] [-c FILE]",
+		"billingd subscriptions resume acme-42 -c /etc/billingd/config.yaml",
+	},
+	"subscriptions update": {
+		"change a subscription's amount or description (from the next period), its card (checked with the gateway) or its email",
+		"billingd subscriptions update REFERENCE [--amount N] [--description TEXT] [--payment-method ID [--previous-payment-id ID]] [--email ADDR] [--reason TEXT] [--actor NAME] [-c FILE]",
+		"billingd subscriptions update acme-42 --amount 2900 --reason \"new plan\" -c /etc/billingd/config.yaml",
+	},
+	"invoices list": {
+		"list invoices, filtered by status, customer, subscription or period start; totals and refunds formatted by currency",
+		"billingd invoices list [--status S[,S]] [--customer ID|EMAIL] [--reference SUB] [--from DATE] [--to DATE] [--limit N] [--json|--csv] [-c FILE]",
+		"billingd invoices list --status open --from 2026-11-01 -c /etc/billingd/config.yaml",
+	},
+	"invoices show": {
+		"print one invoice's whole story: attempts with decline codes, dunning steps, refunds, emails, links and audit entries",
+		"billingd invoices show NUMBER [--json] [-c FILE]",
+		"billingd invoices show in_2Qm8x1 -c /etc/billingd/config.yaml",
+	},
+	"invoices retry": {
+		"charge an open invoice now, through the one-open-payment rule (a card the gateway called dead only after the card changed)",
+		"billingd invoices retry NUMBER [--reason TEXT] [--actor NAME] [-c FILE]",
+		"billingd invoices retry in_2Qm8x1 -c /etc/billingd/config.yaml",
+	},
+	"invoices void": {
+		"void an open invoice: its open intents canceled, its dunning case closed, its links dead, nothing more queued",
+		"billingd invoices void NUMBER --reason TEXT [--actor NAME] [-c FILE]",
+		"billingd invoices void in_2Qm8x1 --reason \"billed in error\" -c /etc/billingd/config.yaml",
+	},
+	"invoices refund": {
+		"refund a paid invoice, fully or partly (--amount in minor units); the refund is recorded before the gateway is called",
+		"billingd invoices refund NUMBER --reason TEXT [--amount N] [--fraudulent] [--key KEY] [--actor NAME] [-c FILE]",
+		"billingd invoices refund in_2Qm8x1 --amount 500 --reason \"partial credit\" -c /etc/billingd/config.yaml",
+	},
+	"attempts list": {
+		"list charge attempts, filtered by status (needs_review, failed, …), customer, subscription or date",
+		"billingd attempts list [--status S[,S]] [--customer ID|EMAIL] [--reference SUB] [--from DATE] [--to DATE] [--limit N] [--json|--csv] [-c FILE]",
+		"billingd attempts list --status needs_review -c /etc/billingd/config.yaml",
+	},
+	"attempts resolve": {
+		"settle an attempt that needs review from the gateway's records (never a blind replay); --mark-failed only when the gateway shows no success",
+		"billingd attempts resolve ID --reason TEXT [--mark-failed] [--actor NAME] [-c FILE]",
+		"billingd attempts resolve 812 --reason \"checked after the outage\" -c /etc/billingd/config.yaml",
+	},
+	"dunning list": {
+		"list dunning cases, filtered by status, customer, subscription or opening date",
+		"billingd dunning list [--status S[,S]] [--customer ID|EMAIL] [--reference SUB] [--from DATE] [--to DATE] [--limit N] [--json|--csv] [-c FILE]",
+		"billingd dunning list --status open -c /etc/billingd/config.yaml",
+	},
+	"dunning show": {
+		"print one dunning case: its invoice, steps, emails, links and audit entries",
+		"billingd dunning show ID [--json] [-c FILE]",
+		"billingd dunning show 31 -c /etc/billingd/config.yaml",
+	},
+	"dunning stop": {
+		"stop an open dunning case: no more retries or emails; its links die; the invoice stays open",
+		"billingd dunning stop ID --reason TEXT [--actor NAME] [-c FILE]",
+		"billingd dunning stop 31 --reason \"handled by phone\" -c /etc/billingd/config.yaml",
+	},
+	"report revenue": {
+		"collected, refunded and net per currency over a month or a range (UTC unless --tz)",
+		"billingd report revenue [--month YYYY-MM | --from DATE --to DATE] [--tz ZONE] [--json|--csv] [-c FILE]",
+		"billingd report revenue --month 2026-11 --tz Europe/Berlin -c /etc/billingd/config.yaml",
+	},
+	"forecast": {
+		"the new-period charges of the next days, per day and currency, from the period math (paused, canceled and canceling subscriptions left out)",
+		"billingd forecast [--days N] [--tz ZONE] [--json|--csv] [-c FILE]",
+		"billingd forecast --days 31 -c /etc/billingd/config.yaml",
+	},
+	"admin-tokens add": {
+		"mint a named bearer token for the admin API; it is printed once and stored hashed in admin.tokens_file",
+		"billingd admin-tokens add NAME [-c FILE]",
+		"billingd admin-tokens add signup-app -c /etc/billingd/config.yaml",
+	},
+	"admin-tokens list": {
+		"list the admin API's tokens by name, with when each was minted and revoked (never the tokens)",
+		"billingd admin-tokens list [--json|--csv] [-c FILE]",
+		"billingd admin-tokens list -c /etc/billingd/config.yaml",
+	},
+	"admin-tokens revoke": {
+		"revoke an admin API token by name: its next request gets 401",
+		"billingd admin-tokens revoke NAME [-c FILE]",
+		"billingd admin-tokens revoke signup-app -c /etc/billingd/config.yaml",
 	},
 	"demo": {
 		"run the whole flow on SQLite and the bundled simulator of WooshPay or Checkout.com, and print what the database and the gateway's ledger say",

@@ -28,6 +28,7 @@ import (
 	"github.com/billingd/billingd/internal/mail"
 	"github.com/billingd/billingd/internal/metrics"
 	"github.com/billingd/billingd/internal/models"
+	"github.com/billingd/billingd/internal/ops"
 	"github.com/billingd/billingd/internal/store"
 	"github.com/rs/zerolog"
 	"golang.org/x/time/rate"
@@ -52,6 +53,14 @@ type Options struct {
 	// ObserveAttempt, when set, receives each recorded attempt's duration (the
 	// load tool's percentiles).
 	ObserveAttempt func(time.Duration)
+	// Operator builds the system for one operator action (`billingd invoices
+	// refund …`) beside a running daemon: the database is opened without the
+	// SQLite instance lock and must be migrated already, nothing a dead
+	// predecessor leased is taken back, and no webhook verifier, pay pages
+	// or mail sender are built (the daemon's outbox worker sends what an
+	// action queues). The action's gateway calls go through the same engine,
+	// claims and leases as the daemon's, so the two never send at once.
+	Operator bool
 }
 
 // Daemon is the running system. Its long-lived parts (store, gateway client,
@@ -70,6 +79,8 @@ type Daemon struct {
 	engine  *charge.Engine
 	metrics *metrics.Metrics
 	owner   string
+
+	ops *ops.Service
 
 	cur   atomic.Pointer[parts]
 	sched *scheduler
@@ -100,7 +111,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 		metrics: metrics.New(),
 		owner:   InstanceName(),
 	}
-	st, err := OpenStore(ctx, cfg, true, func(s models.AttemptStatus) { d.metrics.AttemptSettled(string(s)) })
+	st, err := OpenStore(ctx, cfg, !opts.Operator, func(s models.AttemptStatus) { d.metrics.AttemptSettled(string(s)) })
 	if err != nil {
 		return nil, err
 	}
@@ -148,6 +159,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 		return nil, err
 	}
 	d.cur.Store(p)
+	d.ops = newOps(cfg, st, d.clock, d.engine, client, d.owner, d.log)
 	d.sched = newScheduler(d)
 	d.handler = d.newHandler()
 	d.registerGauges()
@@ -161,6 +173,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 // lock, takes back what a dead predecessor left leased.
 func (d *Daemon) prepareDatabase(ctx context.Context, cfg *config.Config) error {
 	st := d.store
+	if d.opts.Operator {
+		return schemaCurrent(ctx, cfg, st)
+	}
 	if applied, err := st.Migrate(ctx); err != nil {
 		return NamedDBError(cfg, err)
 	} else if len(applied) > 0 {
@@ -178,6 +193,55 @@ func (d *Daemon) prepareDatabase(ctx context.Context, cfg *config.Config) error 
 		d.log.Warn().Int64("attempts", n).Msg("reclaimed attempts leased by a previous process that did not stop cleanly; they will be replayed with their own idempotency keys")
 	}
 	return NamedDBError(cfg, st.InterruptStaleRuns(ctx, now, d.owner))
+}
+
+// schemaCurrent refuses a database whose migrations are behind this build's:
+// a process working beside a running daemon does not migrate under it.
+func schemaCurrent(ctx context.Context, cfg *config.Config, st *store.Store) error {
+	ok, err := st.MigrationsCurrent(ctx)
+	if err != nil {
+		return NamedDBError(cfg, err)
+	}
+	if !ok {
+		return errors.New("the database schema is not current: run `billingd migrate`")
+	}
+	return nil
+}
+
+// Ops is the operator actions of this assembly: the CLI's subscription,
+// invoice, attempt and dunning commands and the admin API call them.
+func (d *Daemon) Ops() *ops.Service { return d.ops }
+
+// newOps builds the operator actions around a store and, when the process
+// has a gateway client, the charge engine and the account reads.
+func newOps(cfg *config.Config, st *store.Store, clk clock.Clock, engine *charge.Engine, accounts gateway.Accounts, owner string, log zerolog.Logger) *ops.Service {
+	o := ops.Options{Store: st, Clock: clk, Provider: cfg.Gateway.Provider, Owner: owner,
+		Location: location(cfg), Log: log.With().Str("component", "ops").Logger()}
+	if engine != nil {
+		o.Engine = engine
+	}
+	if accounts != nil {
+		o.Accounts = accounts
+	}
+	return ops.New(o)
+}
+
+// OpenOps opens the database beside a running daemon, without the instance
+// lock and without a gateway client, for the commands that only read what
+// ops look at (lists, stories, reports). Close the returned store when done.
+func OpenOps(ctx context.Context, cfg *config.Config, clk clock.Clock) (*ops.Service, *store.Store, error) {
+	if clk == nil {
+		clk = clock.Real{}
+	}
+	st, err := OpenStore(ctx, cfg, false, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := schemaCurrent(ctx, cfg, st); err != nil {
+		_ = st.Close()
+		return nil, nil, err
+	}
+	return newOps(cfg, st, clk, nil, nil, "", zerolog.Nop()), st, nil
 }
 
 // Close releases the database (and the SQLite instance lock).

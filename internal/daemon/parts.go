@@ -65,6 +65,11 @@ func (d *Daemon) build(cfg *config.Config) (*parts, error) {
 	if err != nil {
 		return nil, &config.FieldError{Key: "mail.templates_dir", Value: cfg.Mail.TemplatesDir, Message: err.Error()}
 	}
+	p.routes = web.New()
+	if d.opts.Operator {
+		// One operator action: nothing here serves HTTP or sends mail.
+		return p, nil
+	}
 	if cfg.Mail.Enabled() {
 		sender, err := mail.NewSMTPSender(cfg.Mail, 30*time.Second)
 		if err != nil {
@@ -77,7 +82,6 @@ func (d *Daemon) build(cfg *config.Config) (*parts, error) {
 	if err != nil {
 		return nil, &config.FieldError{Key: "gateway.webhook_secret", Message: err.Error()}
 	}
-	p.routes = web.New()
 	receiver := &web.WebhookReceiver{Store: d.store, Engine: d.engine, Verifier: verifier, Clock: d.clock,
 		Log: d.log.With().Str("component", "webhooks").Logger(), Metrics: d.metrics,
 		// A new card saved for an invoice in dunning is retried at once.

@@ -64,7 +64,7 @@ func (s *Service) Mint(ctx context.Context, e *models.Email, now time.Time) (str
 		return "", err
 	}
 	emailID := e.ID
-	link := &models.PayLink{TokenHash: HashToken(token), ReturnHash: HashToken(ReturnID(token)), InvoiceID: e.InvoiceID, CaseID: e.CaseID, EmailID: &emailID,
+	link := &models.PayLink{TokenHash: HashToken(token), ReturnHash: HashToken(ReturnID(token)), InvoiceID: e.InvoiceID, SubscriptionID: e.SubscriptionID, CaseID: e.CaseID, EmailID: &emailID,
 		Purpose: e.LinkPurpose, ExpiresAt: now.Add(s.LinkTTL), CreatedAt: now, UpdatedAt: now}
 	if err := s.Store.InTx(ctx, func(tx *store.Tx) error { return tx.InsertPayLink(link) }); err != nil {
 		return "", err

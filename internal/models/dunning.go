@@ -158,25 +158,28 @@ const (
 // token never rests in the database); MessageID is fixed at creation so a resend
 // after a crash carries the same Message-ID.
 type Email struct {
-	ID            int64 `gorm:"primaryKey"`
-	DedupeKey     string
-	Kind          EmailKind
-	CaseID        *int64
-	InvoiceID     int64
-	ToAddress     string
-	LinkPurpose   LinkPurpose
-	MessageID     string
-	Subject       string
-	Status        EmailStatus
-	Attempts      int
-	NextAttemptAt time.Time
-	LastError     string
-	LeaseOwner    string
-	LeaseUntil    *time.Time
-	LeaseVersion  int64
-	SentAt        *time.Time
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
+	ID        int64 `gorm:"primaryKey"`
+	DedupeKey string
+	Kind      EmailKind
+	CaseID    *int64
+	InvoiceID int64
+	// SubscriptionID is the subscription the email is about; an email about
+	// the subscription itself (its card expires) has no invoice.
+	SubscriptionID *int64 `gorm:"column:subscription_id"`
+	ToAddress      string
+	LinkPurpose    LinkPurpose
+	MessageID      string
+	Subject        string
+	Status         EmailStatus
+	Attempts       int
+	NextAttemptAt  time.Time
+	LastError      string
+	LeaseOwner     string
+	LeaseUntil     *time.Time
+	LeaseVersion   int64
+	SentAt         *time.Time
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
 }
 
 // PayLink is an emailed link to pay or replace the card for one invoice. Only
@@ -189,14 +192,20 @@ type PayLink struct {
 	// the token: it opens only a page showing the payment's state.
 	ReturnHash string
 	InvoiceID  int64
-	CaseID     *int64
-	EmailID    *int64
-	Purpose    LinkPurpose
-	ExpiresAt  time.Time
-	LastUsedAt *time.Time
-	Uses       int
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
+	// SubscriptionID is the link's subscription; a link with no invoice is
+	// scoped to the subscription and can only replace its card.
+	SubscriptionID *int64 `gorm:"column:subscription_id"`
+	CaseID         *int64
+	EmailID        *int64
+	Purpose        LinkPurpose
+	ExpiresAt      time.Time
+	LastUsedAt     *time.Time
+	Uses           int
+	// RevokedAt is when an operator's cancel or void killed the link: it
+	// answers like an expired one from then on.
+	RevokedAt *time.Time `gorm:"column:revoked_at"`
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // TableName pins the table name.

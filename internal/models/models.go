@@ -20,6 +20,10 @@ const (
 	// SubscriptionUnpaid subscriptions exhausted dunning with final_action unpaid;
 	// they are no longer billed.
 	SubscriptionUnpaid SubscriptionStatus = "unpaid"
+	// SubscriptionPaused subscriptions are not invoiced while paused; an
+	// operator's resume bills from the next period start on, never the
+	// periods that started while paused.
+	SubscriptionPaused SubscriptionStatus = "paused"
 	// SubscriptionCanceled subscriptions are never billed again.
 	SubscriptionCanceled SubscriptionStatus = "canceled"
 )
@@ -162,8 +166,15 @@ type PaymentMethod struct {
 	// card (Checkout.com): every merchant-initiated charge on it names that
 	// payment as its previous_payment_id. "" on WooshPay.
 	PreviousPaymentID string `gorm:"column:previous_payment_id"`
-	CreatedAt         time.Time
-	UpdatedAt         time.Time
+	// ExpMonth and ExpYear are the card's expiry as the gateway last
+	// reported it (0 when unknown); DetailsReadAt is when brand, last 4 and
+	// expiry were read. They name the card to the customer and decide the
+	// expiring-card notice.
+	ExpMonth      int        `gorm:"column:exp_month"`
+	ExpYear       int        `gorm:"column:exp_year"`
+	DetailsReadAt *time.Time `gorm:"column:details_read_at"`
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
 }
 
 // Subscription bills Amount every IntervalCount × Interval from AnchorAt.
@@ -191,8 +202,15 @@ type Subscription struct {
 	NextBillingAt   time.Time
 	Status          SubscriptionStatus
 	CanceledAt      *time.Time
-	CreatedAt       time.Time
-	UpdatedAt       time.Time
+	// CancelAt is an operator's cancel at period end: the subscription keeps
+	// its status, and is billed for no period that starts at or after this
+	// time, when it becomes canceled.
+	CancelAt *time.Time `gorm:"column:cancel_at"`
+	// PausedAt is when an operator paused the subscription (nil unless
+	// paused).
+	PausedAt  *time.Time `gorm:"column:paused_at"`
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // Invoice is what one subscription owes for one period. UNIQUE(subscription_id,

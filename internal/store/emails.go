@@ -43,6 +43,15 @@ func (tx *Tx) EnqueueEmail(now time.Time, domain string, e *models.Email) (bool,
 	if e.InvoiceID == 0 {
 		return false, errors.New("store: enqueue email: no invoice")
 	}
+	if e.SubscriptionID == nil {
+		var sub int64
+		if err := tx.db.Raw(`SELECT subscription_id FROM invoices WHERE id = ?`, e.InvoiceID).Scan(&sub).Error; err != nil {
+			return false, err
+		}
+		if sub != 0 {
+			e.SubscriptionID = &sub
+		}
+	}
 	now = now.UTC()
 	if e.MessageID == "" {
 		id, err := NewMessageID(e.DedupeKey, domain)

@@ -436,6 +436,9 @@ func (s *Store) migrationProvider() (*goose.Provider, error) {
 	}
 	dialect := goose.DialectSQLite3
 	var opts []goose.ProviderOption
+	if s.dialect == SQLite {
+		opts = append(opts, goose.WithGoMigrations(sqliteRebuilds()...))
+	}
 	if s.dialect == Postgres {
 		dialect = goose.DialectPostgres
 		// Several instances may start at once; only one migrates.
@@ -481,7 +484,11 @@ func (s *Store) migrate(ctx context.Context, version int64) ([]string, error) {
 	var applied []string
 	for _, r := range results {
 		if r != nil && r.Source != nil {
-			applied = append(applied, fmt.Sprintf("%05d %s", r.Source.Version, baseName(r.Source.Path)))
+			name := baseName(r.Source.Path)
+			if name == "" {
+				name = "(SQLite table rebuild, internal/store/rebuilds)"
+			}
+			applied = append(applied, fmt.Sprintf("%05d %s", r.Source.Version, name))
 		}
 	}
 	if err != nil {

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/billingd/billingd/internal/config"
+	"github.com/billingd/billingd/internal/daemon"
+	"github.com/billingd/billingd/internal/ops"
+)
+
+// groups are the commands that take a subcommand (`billingd invoices
+// refund …`); an error names both words.
+var groups = map[string]bool{
+	"subscriptions": true, "invoices": true, "attempts": true, "dunning": true,
+	"report": true, "admin-tokens": true, "events": true,
+}
+
+// subcommand runs one subcommand of a group with the rest of the arguments.
+type subcommand func(ctx context.Context, args []string) error
+
+// group dispatches `billingd GROUP SUB args…`.
+func (m *Main) group(ctx context.Context, name string, args []string, subs map[string]subcommand) error {
+	names := make([]string, 0, len(subs))
+	for n := range subs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			fmt.Fprintf(m.Stdout, "usage: billingd %s %s …  (billingd %s SUBCOMMAND -h for each)\n", name, strings.Join(names, "|"), name)
+			return flag.ErrHelp
+		}
+		return usagef("usage: billingd %s %s …", name, strings.Join(names, "|"))
+	}
+	sub, ok := subs[args[0]]
+	if !ok {
+		return usagef("unknown subcommand %q: billingd %s %s …", args[0], name, strings.Join(names, "|"))
+	}
+	return sub(ctx, args[1:])
+}
+
+// outputFormat is how a listing or report prints: a table for a person,
+// JSON or CSV for a script.
+type outputFormat struct{ json, csv bool }
+
+// addOutputFlags registers --json and --csv.
+func addOutputFlags(fs *flag.FlagSet) *outputFormat {
+	f := &outputFormat{}
+	fs.BoolVar(&f.json, "json", false, "print JSON (for scripts)")
+	fs.BoolVar(&f.csv, "csv", false, "print CSV with a header row (for scripts)")
+	return f
+}
+
+func (f *outputFormat) check() error {
+	if f.json && f.csv {
+		return usagef("--json and --csv exclude each other")
+	}
+	return nil
+}
+
+// table is a listing: a header and rows of cells, printed aligned, as CSV,
+// or (with --json) replaced by the views themselves.
+type table struct {
+	header []string
+	rows   [][]string
+}
+
+func (t *table) add(cells ...string) { t.rows = append(t.rows, cells) }
+
+// emit prints v as JSON, or t as CSV or an aligned table.
+func (f *outputFormat) emit(w io.Writer, t table, v any) error {
+	switch {
+	case f.json:
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	case f.csv:
+		cw := csv.NewWriter(w)
+		if err := cw.Write(t.header); err != nil {
+			return err
+		}
+		if err := cw.WriteAll(t.rows); err != nil {
+			return err
+		}
+		cw.Flush()
+		return cw.Error()
+	default:
+		return printTable(w, t)
+	}
+}
+
+func printTable(w io.Writer, t table) error {
+	if len(t.rows) == 0 {
+		_, err := fmt.Fprintln(w, "(none)")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.ToUpper(strings.Join(t.header, "\t")))
+	for _, r := range t.rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	return tw.Flush()
+}
+
+// when prints a time for a table: UTC, to the minute; "-" for none.
+func when(t *time.Time) string {
+	if t == nil || t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format("2006-01-02 15:04")
+}
+
+// actionFlags are the flags every audited action takes.
+type actionFlags struct {
+	actor, reason string
+}
+
+func addActionFlags(fs *flag.FlagSet) *actionFlags {
+	a := &actionFlags{}
+	fs.StringVar(&a.actor, "actor", "", "who acts, for the audit log (default: the login user)")
+	fs.StringVar(&a.reason, "reason", "", "why, for the audit log (required for destructive actions)")
+	return a
+}
+
+func (a *actionFlags) who() ops.Actor { return ops.CLIActor(a.actor) }
+
+// readOps opens the database for a command that only reads (lists, stories,
+// reports): no instance lock, no gateway or SMTP secret.
+func (m *Main) readOps(ctx context.Context, cfg *config.Config) (*ops.Service, func(), error) {
+	svc, st, err := daemon.OpenOps(ctx, cfg, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return svc, func() { _ = st.Close() }, nil
+}
+
+// actOps builds the system for an operator action through the daemon's
+// assembly (daemon.Options.Operator): the same engine, claims and leases as
+// the running daemon, beside it.
+func (m *Main) actOps(ctx context.Context, cfg *config.Config) (*ops.Service, func(), error) {
+	d, err := daemon.New(ctx, cfg, daemon.Options{Log: m.Stderr, Operator: true})
+	if err != nil {
+		return nil, nil, err
+	}
+	return d.Ops(), func() { _ = d.Close() }, nil
+}
+
+// needOps is what an operator action reads of the config: the database, the
+// gateway API (its secret key), the schedule and the billing sections.
+var needOps = config.Need{Gateway: true, Schedule: true, Billing: true}
