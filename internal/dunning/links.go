@@ -91,7 +91,8 @@ func (s *Service) Lookup(ctx context.Context, token string, now time.Time) (*Lin
 	if out.Invoice.Status != models.InvoiceOpen {
 		return out, ErrLinkSettled
 	}
-	if !now.Before(out.ExpiresAt) {
+	// A link an operator's cancel or void killed answers like an expired one.
+	if !now.Before(out.ExpiresAt) || out.RevokedAt != nil {
 		return out, ErrLinkExpired
 	}
 	return out, nil

@@ -29,6 +29,9 @@ const (
 	// CaseExhausted: the schedule ran out; the invoice is uncollectible and the
 	// configured final action was applied to the subscription.
 	CaseExhausted CaseStatus = "exhausted"
+	// CaseStopped: an operator ended the case (`dunning stop`, voiding the
+	// invoice, canceling the subscription); nothing more is tried or sent.
+	CaseStopped CaseStatus = "stopped"
 )
 
 // FinalAction is what an exhausted case does to its subscription
@@ -72,6 +75,9 @@ const (
 	// the exhausted one, was written off with it.
 	StepQueueWrittenOff StepAction = "queue_written_off"
 	// StepHeldForReview: the gateway reported another amount or currency for
+	// StepStopped: an operator ended the case (its detail says which action
+	// and why).
+	StepStopped StepAction = "stopped"
 	// one of the invoice's attempts; the case waits (no retry, no reminder,
 	// no exhaustion) until a human resolved the attempt.
 	StepHeldForReview StepAction = "held_for_review"

@@ -47,6 +47,32 @@ CREATE INDEX subscriptions_due ON subscriptions (next_billing_at, id) WHERE stat
 CREATE INDEX subscriptions_cancel_at ON subscriptions (cancel_at) WHERE cancel_at IS NOT NULL;
 CREATE INDEX subscriptions_customer ON subscriptions (customer_id);
 
+DROP INDEX dunning_cases_due;
+DROP INDEX dunning_cases_status;
+ALTER TABLE dunning_cases RENAME TO dunning_cases_old;
+CREATE TABLE dunning_cases (
+    id                INTEGER PRIMARY KEY AUTOINCREMENT,
+    invoice_id        INTEGER NOT NULL UNIQUE REFERENCES invoices(id),
+    subscription_id   INTEGER NOT NULL REFERENCES subscriptions(id),
+    reason            TEXT    NOT NULL CHECK (reason IN ('action_required','soft_decline','hard_decline')),
+    -- stopped: an operator ended the case (dunning stop, a void, a cancel).
+    status            TEXT    NOT NULL CHECK (status IN ('open','recovered','exhausted','stopped')),
+    step              INTEGER NOT NULL DEFAULT 0,
+    retries           INTEGER NOT NULL DEFAULT 0,
+    next_step_at      DATETIME,
+    last_decline_code TEXT    NOT NULL DEFAULT '',
+    final_action      TEXT    NOT NULL DEFAULT '',
+    opened_at         DATETIME NOT NULL,
+    closed_at         DATETIME,
+    created_at        DATETIME NOT NULL,
+    updated_at        DATETIME NOT NULL
+);
+INSERT INTO dunning_cases SELECT id, invoice_id, subscription_id, reason, status, step, retries, next_step_at,
+    last_decline_code, final_action, opened_at, closed_at, created_at, updated_at FROM dunning_cases_old;
+DROP TABLE dunning_cases_old;
+CREATE INDEX dunning_cases_due ON dunning_cases (next_step_at) WHERE status = 'open' AND next_step_at IS NOT NULL;
+CREATE INDEX dunning_cases_status ON dunning_cases (status, subscription_id);
+
 DROP INDEX emails_due;
 DROP INDEX pay_links_invoice;
 DROP INDEX pay_links_return;

@@ -11,6 +11,11 @@ ALTER TABLE subscriptions ADD COLUMN paused_at TIMESTAMPTZ;
 CREATE INDEX subscriptions_cancel_at ON subscriptions (cancel_at) WHERE cancel_at IS NOT NULL;
 CREATE INDEX subscriptions_customer ON subscriptions (customer_id);
 
+-- stopped: an operator ended the case (dunning stop, a void, a cancel).
+ALTER TABLE dunning_cases DROP CONSTRAINT dunning_cases_status_check;
+ALTER TABLE dunning_cases ADD CONSTRAINT dunning_cases_status_check
+    CHECK (status IN ('open','recovered','exhausted','stopped'));
+
 -- An email about the subscription itself (its card expires before the next
 -- charge) has no invoice; it names the subscription.
 ALTER TABLE emails DROP CONSTRAINT emails_kind_check;
