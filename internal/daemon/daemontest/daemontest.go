@@ -33,6 +33,7 @@ import (
 	"github.com/billingd/billingd/internal/daemon"
 	"github.com/billingd/billingd/internal/gateway/signup"
 	"github.com/billingd/billingd/internal/gateway/sim"
+	"github.com/billingd/billingd/internal/ops"
 	"github.com/billingd/billingd/internal/mail/smtpcapture"
 	"github.com/billingd/billingd/internal/store"
 	"github.com/billingd/billingd/internal/store/storetest"
@@ -421,4 +422,17 @@ func (l *LogBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// Operator builds a second process's view of the bundle's system for
+// operator actions, as `billingd invoices refund …` does beside a running
+// daemon: daemon.New with Options.Operator on the bundle's config and clock.
+// The bundle's daemon keeps running (or not: a test that never Ticks it has
+// no daemon at work), so a test can show an action works either way.
+func (b *Bundle) Operator(t testing.TB) *ops.Service {
+	t.Helper()
+	d, err := daemon.New(context.Background(), b.Config, daemon.Options{Clock: b.Clock, Log: testWriter{t}, Operator: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = d.Close() })
+	return d.Ops()
 }
