@@ -183,19 +183,20 @@ func (s *Service) RefundInvoice(ctx context.Context, a Actor, number, reason str
 	if err != nil {
 		return nil, err
 	}
-	var rf *models.Refund
+	var rf, replayed *models.Refund
 	if o.Key != "" {
 		// A key already used answers with its refund, whatever the invoice
 		// became since: a request retried days later is applied once.
-		if rf, err = s.opts.Store.RefundByKey(ctx, o.Key); err != nil {
+		if replayed, err = s.opts.Store.RefundByKey(ctx, o.Key); err != nil {
 			return nil, err
 		}
-		if rf != nil && rf.InvoiceID != inv.ID {
+		if replayed != nil && replayed.InvoiceID != inv.ID {
 			return nil, &FieldError{Field: "key", Value: o.Key, Message: "is the key of a refund of another invoice"}
 		}
 	}
 	now := s.now()
 	err = s.opts.Store.InTx(ctx, func(tx *store.Tx) error {
+		rf = replayed
 		if rf != nil {
 			return nil
 		}
@@ -234,6 +235,9 @@ func (s *Service) RefundInvoice(ctx context.Context, a Actor, number, reason str
 			return err
 		}
 		if !created {
+			if o.Key == "" {
+				return conflictf("the derived refund key %s is already taken by refund %d: give the refund its own key (--key)", key, rf.ID)
+			}
 			if rf.InvoiceID != inv.ID {
 				return &FieldError{Field: "key", Value: key, Message: "is the key of a refund of another invoice"}
 			}
