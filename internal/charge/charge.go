@@ -427,8 +427,9 @@ func (e *Engine) ourData(ctx context.Context, a *models.ChargeAttempt, res gatew
 // ApplyToInvoice makes the invoice and subscription follow an attempt's new state,
 // inside the caller's transaction. Paid invoices stay paid whatever arrives later.
 // A non-empty warning means the gateway reports a second successful charge for an
-// invoice already paid by another PaymentIntent: it is recorded in this
-// transaction as a refund to confirm and send (recordSecondPayment), and the
+// invoice already paid by another PaymentIntent, or a success for an invoice an
+// operator voided: either is recorded in this transaction as a refund for the
+// refund job to send (recordSecondPayment, recordLateSuccessOnVoid), and the
 // warning is logged at error level.
 func ApplyToInvoice(tx *store.Tx, now time.Time, invoiceID int64, r store.AttemptResult) (warning string, err error) {
 	switch r.Status {
@@ -447,7 +448,9 @@ func ApplyToInvoice(tx *store.Tx, now time.Time, invoiceID int64, r store.Attemp
 					return "", err
 				}
 			} else if status == models.InvoiceVoid {
-				warning = fmt.Sprintf("charge succeeded for void invoice %d; refund %s or reopen the invoice", invoiceID, r.PaymentIntentID)
+				if warning, err = recordLateSuccessOnVoid(tx, now, invoiceID, r.PaymentIntentID); err != nil {
+					return "", err
+				}
 			}
 		}
 		return warning, tx.ReactivateIfSettled(now, invoiceID)
@@ -461,6 +464,15 @@ func ApplyToInvoice(tx *store.Tx, now time.Time, invoiceID int64, r store.Attemp
 // applyOutcome makes the invoice and subscription follow an attempt's new state
 // and runs the hook, all in the caller's transaction.
 func (e *Engine) applyOutcome(tx *store.Tx, now time.Time, a *models.ChargeAttempt, r store.AttemptResult) (string, error) {
+	if r.Status != models.AttemptSucceeded && !r.Status.Unresolved() {
+		// A late failure of an invoice an operator voided changes nothing
+		// else: the subscription is not past due for it, and dunning opens
+		// no case and queues no email (a void queues nothing).
+		status, _, err := tx.InvoicePaymentIntent(a.InvoiceID)
+		if err != nil || status == models.InvoiceVoid {
+			return "", err
+		}
+	}
 	warning, err := ApplyToInvoice(tx, now, a.InvoiceID, r)
 	if err != nil || e.opts.Hook == nil {
 		return warning, err
@@ -501,31 +513,9 @@ type Resolution struct {
 func (e *Engine) Resolve(ctx context.Context, a *models.ChargeAttempt) (Resolution, error) {
 	log := Logger(e.opts.Log, a)
 	out := Resolution{Status: a.Status}
-	var res gateway.Result
-	if a.PaymentIntentID != "" {
-		res = OnSessionOutcome(a, e.opts.Gateway.RetrievePaymentIntent(ctx, a.PaymentIntentID))
-		if res.Kind == gateway.Invalid && errors.Is(res.Err, gateway.ErrNotFound) {
-			return out, nil
-		}
-	} else {
-		pis, err := e.opts.Gateway.SearchPaymentIntentsByOrder(ctx, a.MerchantOrderID)
-		if err != nil {
-			return out, fmt.Errorf("charge: search %s: %w", a.MerchantOrderID, err)
-		}
-		var found *gateway.PaymentIntent
-		for i := range pis {
-			if pis[i].Metadata["idempotency_key"] == a.IdempotencyKey {
-				found = &pis[i]
-				break
-			}
-		}
-		if found == nil {
-			return out, nil
-		}
-		res = OnSessionOutcome(a, gateway.ResultFromIntent(found, 200))
-	}
-	if res.Kind == gateway.Transient || res.Kind == gateway.Invalid {
-		return out, fmt.Errorf("charge: read payment intent of %s: %w", a.IdempotencyKey, res.Err)
+	res, found, err := e.readIntent(ctx, a)
+	if err != nil || !found {
+		return out, err
 	}
 	out.Found = true
 	now := e.opts.Clock.Now()
@@ -557,7 +547,7 @@ func (e *Engine) Resolve(ctx context.Context, a *models.ChargeAttempt) (Resoluti
 	}
 	failpoint.Hit(failpoint.ReconcileAfterRead)
 	var warning string
-	err := e.opts.Store.InTx(ctx, func(tx *store.Tx) error {
+	err = e.opts.Store.InTx(ctx, func(tx *store.Tx) error {
 		var err error
 		out.Moved, warning, err = e.Settle(tx, now, a, result)
 		return err
@@ -574,6 +564,39 @@ func (e *Engine) Resolve(ctx context.Context, a *models.ChargeAttempt) (Resoluti
 		log.Info().Str("status", string(result.Status)).Str("payment_intent", result.PaymentIntentID).Msg("attempt resolved from the gateway's payment intent")
 	}
 	return out, nil
+}
+
+// readIntent reads the gateway's PaymentIntent of an attempt: by its id when
+// the attempt has one, else among the order's intents by the attempt's key
+// in their metadata. found is false when the gateway has none (the request
+// never executed); err is a read that gave no definite answer.
+func (e *Engine) readIntent(ctx context.Context, a *models.ChargeAttempt) (res gateway.Result, found bool, err error) {
+	if a.PaymentIntentID != "" {
+		res = OnSessionOutcome(a, e.opts.Gateway.RetrievePaymentIntent(ctx, a.PaymentIntentID))
+		if res.Kind == gateway.Invalid && errors.Is(res.Err, gateway.ErrNotFound) {
+			return res, false, nil
+		}
+	} else {
+		pis, err := e.opts.Gateway.SearchPaymentIntentsByOrder(ctx, a.MerchantOrderID)
+		if err != nil {
+			return res, false, fmt.Errorf("charge: search %s: %w", a.MerchantOrderID, err)
+		}
+		var intent *gateway.PaymentIntent
+		for i := range pis {
+			if pis[i].Metadata["idempotency_key"] == a.IdempotencyKey {
+				intent = &pis[i]
+				break
+			}
+		}
+		if intent == nil {
+			return res, false, nil
+		}
+		res = OnSessionOutcome(a, gateway.ResultFromIntent(intent, 200))
+	}
+	if res.Kind == gateway.Transient || res.Kind == gateway.Invalid {
+		return res, false, fmt.Errorf("charge: read payment intent of %s: %w", a.IdempotencyKey, res.Err)
+	}
+	return res, true, nil
 }
 
 // OnSessionOutcome reads an answer about a payment the customer started on

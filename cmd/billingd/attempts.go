@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+
+	"github.com/billingd/billingd/internal/config"
+	"github.com/billingd/billingd/internal/ops"
+)
+
+// attemptCommands are `billingd attempts list|resolve`.
+func (m *Main) attemptCommands() map[string]subcommand {
+	return map[string]subcommand{"list": m.cmdAttemptsList, "resolve": m.cmdAttemptsResolve}
+}
+
+func (m *Main) cmdAttemptsList(ctx context.Context, args []string) error {
+	fs, path := m.newFlagSet("attempts list")
+	lf := addInvListFlags(fs, "only this subscription (its reference) or invoice (its number)")
+	out := addOutputFlags(fs)
+	if rest, err := parseArgs(fs, args); err != nil {
+		return err
+	} else if len(rest) > 0 {
+		return usagef("unexpected argument %q", rest[0])
+	}
+	if err := out.check(); err != nil {
+		return err
+	}
+	f, err := lf.filter()
+	if err != nil {
+		return err
+	}
+	cfg, err := m.loadConfigFor(m.configPath(*path), config.NeedDatabase)
+	if err != nil {
+		return err
+	}
+	svc, done, err := m.readOps(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer done()
+	as, err := svc.ListAttempts(ctx, f)
+	if err != nil {
+		return err
+	}
+	return out.emit(m.Stdout, attemptTable(as), as)
+}
+
+func (m *Main) cmdAttemptsResolve(ctx context.Context, args []string) error {
+	var markFailed bool
+	extra := func(fs *flag.FlagSet) {
+		fs.BoolVar(&markFailed, "mark-failed", false, "mark the attempt failed when the gateway has no payment for it (never a replay)")
+	}
+	return m.invAction(ctx, "attempts resolve", "attempt id", args, extra, func(svc *ops.Service, who ops.Actor, reason, arg string) error {
+		id, err := invParseID("attempt id", arg)
+		if err != nil {
+			return err
+		}
+		a, err := svc.ResolveAttempt(ctx, who, id, reason, markFailed)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(m.Stdout, "attempt %d (%s) of invoice %s: %s", a.ID, a.Key, a.Invoice, a.Status)
+		if a.Payment != "" {
+			fmt.Fprintf(m.Stdout, ", payment %s", a.Payment)
+		}
+		fmt.Fprintln(m.Stdout)
+		return nil
+	})
+}

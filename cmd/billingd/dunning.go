@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/billingd/billingd/internal/config"
+	"github.com/billingd/billingd/internal/ops"
+)
+
+// dunningCommands are `billingd dunning list|show|stop`.
+func (m *Main) dunningCommands() map[string]subcommand {
+	return map[string]subcommand{"list": m.cmdDunningList, "show": m.cmdDunningShow, "stop": m.cmdDunningStop}
+}
+
+func (m *Main) cmdDunningList(ctx context.Context, args []string) error {
+	fs, path := m.newFlagSet("dunning list")
+	lf := addInvListFlags(fs, "only this subscription (its reference) or invoice (its number)")
+	out := addOutputFlags(fs)
+	if rest, err := parseArgs(fs, args); err != nil {
+		return err
+	} else if len(rest) > 0 {
+		return usagef("unexpected argument %q", rest[0])
+	}
+	if err := out.check(); err != nil {
+		return err
+	}
+	f, err := lf.filter()
+	if err != nil {
+		return err
+	}
+	cfg, err := m.loadConfigFor(m.configPath(*path), config.NeedDatabase)
+	if err != nil {
+		return err
+	}
+	svc, done, err := m.readOps(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer done()
+	cs, err := svc.ListCases(ctx, f)
+	if err != nil {
+		return err
+	}
+	return out.emit(m.Stdout, caseTable(cs), cs)
+}
+
+func (m *Main) cmdDunningShow(ctx context.Context, args []string) error {
+	fs, path := m.newFlagSet("dunning show")
+	out := addOutputFlags(fs)
+	cfg, arg, err := m.invOneArg("dunning show", "dunning case id", args, config.NeedDatabase, fs, path)
+	if err != nil {
+		return err
+	}
+	if err := out.check(); err != nil {
+		return err
+	}
+	id, err := invParseID("dunning case id", arg)
+	if err != nil {
+		return err
+	}
+	svc, done, err := m.readOps(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer done()
+	story, err := svc.CaseStoryOf(ctx, id)
+	if err != nil {
+		return err
+	}
+	if out.json || out.csv {
+		return out.emit(m.Stdout, stepTable(story.Steps), story)
+	}
+	return printCaseStory(m.Stdout, story)
+}
+
+func printCaseStory(w io.Writer, s *ops.CaseStory) error {
+	c := s.Case
+	fmt.Fprintf(w, "Dunning case %d  (%s, %s)\n", c.ID, c.Status, c.Reason)
+	fmt.Fprintf(w, "  invoice       %s  %s  (%s)\n", s.Invoice.Number, s.Invoice.Total.Display, s.Invoice.Status)
+	fmt.Fprintf(w, "  subscription  %s\n", c.Subscription)
+	fmt.Fprintf(w, "  step %d, %d retries; next step %s; last decline %s\n", c.Step, c.Retries, when(c.NextStepAt), dash(c.LastDeclineCode))
+	fmt.Fprintf(w, "  opened %s, closed %s\n", when(&c.OpenedAt), when(c.ClosedAt))
+	section(w, "Steps", stepTable(s.Steps))
+	section(w, "Emails", emailTable(s.Emails))
+	section(w, "Links", linkTable(s.Links))
+	section(w, "Audit", auditTable(s.Audit))
+	return nil
+}
+
+func (m *Main) cmdDunningStop(ctx context.Context, args []string) error {
+	return m.invAction(ctx, "dunning stop", "dunning case id", args, nil, func(svc *ops.Service, who ops.Actor, reason, arg string) error {
+		id, err := invParseID("dunning case id", arg)
+		if err != nil {
+			return err
+		}
+		c, err := svc.StopDunning(ctx, who, id, reason)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(m.Stdout, "dunning case %d of invoice %s stopped: no more retries or emails; the invoice stays open\n", c.ID, c.Invoice)
+		return nil
+	})
+}
