@@ -36,13 +36,16 @@ type Need struct {
 	HTTP bool
 	// Mail is the mail section, including mail.password (or password_file).
 	Mail bool
+	// Admin is the admin section: the admin API's listener, its tokens file
+	// (which must exist) and its TLS files.
+	Admin bool
 }
 
 // Predefined needs. Commands should use one of these rather than spell out a
 // Need, so the CLI's commands stay consistent with each other.
 var (
 	// NeedAll is everything: run, once, demo and check-config.
-	NeedAll = Need{Gateway: true, Webhooks: true, Schedule: true, Billing: true, HTTP: true, Mail: true}
+	NeedAll = Need{Gateway: true, Webhooks: true, Schedule: true, Billing: true, HTTP: true, Mail: true, Admin: true}
 	// NeedDatabase is the database (and log) alone: commands that only read or
 	// migrate the database, such as status and migrate. They need no gateway
 	// or SMTP secret.
@@ -80,6 +83,8 @@ func (n Need) uses(key string) bool {
 		return n.HTTP || name == ""
 	case "mail":
 		return n.Mail || name == ""
+	case "admin":
+		return n.Admin || name == ""
 	}
 	// Keys outside any section (syntax errors, unknown sections) are about
 	// the file's shape.
