@@ -254,8 +254,7 @@ func (a *Admin) idempotent(w http.ResponseWriter, r *http.Request, c *adminCall)
 	ctx := r.Context()
 	st := a.opts.Store
 	now := a.opts.Clock.Now()
-	sum := sha256.Sum256([]byte(r.Method + "\n" + r.URL.RequestURI() + "\n" + string(c.body)))
-	hash := hex.EncodeToString(sum[:])
+	hash := AdminRequestHash(r.Method, r.URL.RequestURI(), c.body)
 	if _, err := st.PruneAdminRequests(ctx, now, 100); err != nil {
 		a.opts.Log.Warn().Err(err).Msg("admin API: pruning expired idempotency keys failed")
 	}
@@ -306,6 +305,15 @@ func (a *Admin) idempotent(w http.ResponseWriter, r *http.Request, c *adminCall)
 	}
 	w.WriteHeader(rec.Code)
 	_, _ = w.Write(rec.Body.Bytes())
+}
+
+// AdminRequestHash is what an Idempotency-Key is bound to: the method, the
+// path with its query, and the body, byte for byte.
+func AdminRequestHash(method, requestURI string, body []byte) string {
+	h := sha256.New()
+	h.Write([]byte(method + "\n" + requestURI + "\n"))
+	h.Write(body)
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // authenticate finds the live token of an "Authorization: Bearer …" header
