@@ -80,8 +80,8 @@ func duplicateKey(err error) bool {
 }
 
 // FinishAdminRequest records the answer given to a begun request, replayed
-// byte for byte for the same key and body. refundID ties the row to the
-// refund it created; such a row never expires (expires nil), like the refund.
+// byte for byte for the same key and body, until expires. refundID ties the
+// row to the refund it created.
 func (s *Store) FinishAdminRequest(ctx context.Context, now time.Time, id int64, status int, body string, refundID *int64, expires *time.Time) error {
 	now = now.UTC()
 	return s.InTx(ctx, func(tx *Tx) error {

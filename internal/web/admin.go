@@ -127,7 +127,7 @@ type adminCall struct {
 	token AdminToken
 	key   string
 	body  []byte
-	// refundID is set by a refund, so its key's row lives as long as it.
+	// refundID is set by a refund: its admin_requests row names it.
 	refundID *int64
 }
 
@@ -290,12 +290,10 @@ func (a *Admin) idempotent(w http.ResponseWriter, r *http.Request, c *adminCall)
 			a.opts.Log.Error().Err(err).Msg("admin API: dropping a failed request's idempotency key failed")
 		}
 	} else {
+		// A refund's row expires like any other: the refund's own key
+		// (derived from this one) keeps a retry days later to one refund.
 		expires := now.Add(AdminRequestTTL)
-		exp := &expires
-		if c.refundID != nil {
-			exp = nil // as long as the refund
-		}
-		if err := st.FinishAdminRequest(done, a.opts.Clock.Now(), row.ID, rec.Code, rec.Body.String(), c.refundID, exp); err != nil {
+		if err := st.FinishAdminRequest(done, a.opts.Clock.Now(), row.ID, rec.Code, rec.Body.String(), c.refundID, &expires); err != nil {
 			a.writeError(w, r, err)
 			return
 		}
