@@ -536,3 +536,14 @@ func TestAdminAPICancelAndRefund(t *testing.T) {
 		})
 	}
 }
+
+// TestAdminReloadRules: the listener and its certificate need a restart,
+// the tokens file and the rate limit apply at once.
+func TestAdminReloadRules(t *testing.T) {
+	for key, restart := range map[string]bool{
+		"admin.listen": true, "admin.tls_cert_file": true, "admin.tls_key_file": true,
+		"admin.tokens_file": false, "admin.rate_limit": false,
+	} {
+		require.Equal(t, restart, daemon.NeedsRestart(key), key)
+	}
+}

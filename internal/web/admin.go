@@ -11,7 +11,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
@@ -203,9 +202,9 @@ func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if _, pattern := a.mux.Handler(r); pattern == "" {
 		// Not a route (404) or not its method (405): the mux's status, as JSON.
-		rec := httptest.NewRecorder()
+		rec := newBuffered()
 		a.mux.ServeHTTP(rec, r)
-		if allow := rec.Header().Get("Allow"); allow != "" {
+		if allow := rec.header.Get("Allow"); allow != "" {
 			w.Header().Set("Allow", allow)
 		}
 		adminFail(w, rec.Code, "no_route", fmt.Sprintf("%s %s is not a route of the admin API (docs/admin-api.md)", r.Method, r.URL.Path))
@@ -280,7 +279,7 @@ func (a *Admin) idempotent(w http.ResponseWriter, r *http.Request, c *adminCall)
 		}
 		return
 	}
-	rec := httptest.NewRecorder()
+	rec := newBuffered()
 	r.Body = io.NopCloser(bytes.NewReader(c.body))
 	a.mux.ServeHTTP(rec, r.WithContext(context.WithValue(ctx, adminCallKey{}, c)))
 	// The outcome is recorded even when the client went away meanwhile.
@@ -298,11 +297,35 @@ func (a *Admin) idempotent(w http.ResponseWriter, r *http.Request, c *adminCall)
 			return
 		}
 	}
-	for k, v := range rec.Header() {
+	for k, v := range rec.header {
 		w.Header()[k] = v
 	}
 	w.WriteHeader(rec.Code)
 	_, _ = w.Write(rec.Body.Bytes())
+}
+
+// buffered holds an answer until it is recorded under its Idempotency-Key
+// (or its status is known), then is copied to the client.
+type buffered struct {
+	header http.Header
+	Code   int
+	Body   bytes.Buffer
+	wrote  bool
+}
+
+func newBuffered() *buffered { return &buffered{header: http.Header{}, Code: http.StatusOK} }
+
+func (b *buffered) Header() http.Header { return b.header }
+
+func (b *buffered) WriteHeader(code int) {
+	if !b.wrote {
+		b.Code, b.wrote = code, true
+	}
+}
+
+func (b *buffered) Write(p []byte) (int, error) {
+	b.wrote = true
+	return b.Body.Write(p)
 }
 
 // AdminRequestHash is what an Idempotency-Key is bound to: the method, the
