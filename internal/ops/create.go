@@ -34,6 +34,11 @@ type NewSubscription struct {
 	Description       string    `json:"description,omitempty"`
 }
 
+// ErrGatewayUnavailable: the gateway could not be asked about the ids (a
+// timeout, a 5xx, a 429): nothing was written, and the same request may be
+// retried (503 on the admin API).
+var ErrGatewayUnavailable = errors.New("the gateway could not be asked to verify the customer and card; nothing was written, retry later")
+
 // ActionCreate is the audit action of a subscription created through the
 // admin API.
 const ActionCreate = "create"
@@ -71,6 +76,10 @@ func (s *Service) CreateSubscription(ctx context.Context, a Actor, n NewSubscrip
 		return nil, false, err
 	}
 	if _, err := importcheck.Check(ctx, s.opts.Accounts, []store.ImportRow{row}, importcheck.Options{Clock: s.opts.Clock}); err != nil {
+		var ie store.ImportErrors
+		if !errors.As(err, &ie) && ctx.Err() == nil {
+			return nil, false, fmt.Errorf("%w (%v)", ErrGatewayUnavailable, err)
+		}
 		return nil, false, rowFieldError(err)
 	}
 	c, err := s.opts.Store.CreateSubscription(ctx, now, row, card, func(tx *store.Tx, c *store.CreatedSubscription) error {
@@ -126,7 +135,7 @@ func (s *Service) readCard(ctx context.Context, customer, paymentMethod string) 
 	case errors.Is(err, gateway.ErrNotFound):
 		return store.CardDetails{}, &FieldError{Field: "payment_method", Value: paymentMethod, Message: "the gateway has no such payment method"}
 	case err != nil:
-		return store.CardDetails{}, fmt.Errorf("ops: read payment method %s at the gateway: %w", paymentMethod, err)
+		return store.CardDetails{}, fmt.Errorf("%w (payment method %s: %v)", ErrGatewayUnavailable, paymentMethod, err)
 	case pm.Card == nil || (pm.Type != "" && pm.Type != "card"):
 		return store.CardDetails{}, &FieldError{Field: "payment_method", Value: paymentMethod, Message: "is not a card at the gateway"}
 	case pm.Customer != customer:

@@ -183,6 +183,10 @@ func (a *Admin) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		adminFail(w, http.StatusNotFound, "not_found", err.Error())
 	case errors.Is(err, ops.ErrConflict):
 		adminFail(w, http.StatusConflict, "conflict", err.Error())
+	case errors.Is(err, ops.ErrGatewayUnavailable):
+		a.opts.Log.Warn().Err(err).Str("method", r.Method).Str("path", r.URL.Path).Msg("admin API: the gateway could not be asked")
+		w.Header().Set("Retry-After", "5")
+		adminFail(w, http.StatusServiceUnavailable, "gateway_unavailable", ops.ErrGatewayUnavailable.Error())
 	default:
 		a.opts.Log.Error().Err(err).Str("method", r.Method).Str("path", r.URL.Path).Msg("admin API request failed")
 		adminFail(w, http.StatusInternalServerError, "internal", "internal error; the server log has the details")
@@ -297,6 +301,8 @@ func (a *Admin) idempotent(w http.ResponseWriter, r *http.Request, c *adminCall)
 			return
 		}
 	}
+	a.opts.Log.Info().Str("token", c.token.Name).Str("method", r.Method).Str("path", r.URL.Path).Int("status", rec.Code).
+		Msg("admin API action")
 	for k, v := range rec.header {
 		w.Header()[k] = v
 	}

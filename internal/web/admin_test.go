@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -39,6 +40,9 @@ func (f fakeAccounts) RetrieveCustomer(_ context.Context, id string) (*gateway.C
 }
 
 func (f fakeAccounts) RetrievePaymentMethod(_ context.Context, id string) (*gateway.PaymentMethod, error) {
+	if id == "pm_down" {
+		return nil, errors.New("gateway timeout")
+	}
 	pm, ok := f.methods[id]
 	if !ok {
 		return nil, gateway.ErrNotFound
@@ -277,6 +281,15 @@ func TestAdminBadInput(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a gateway that cannot be asked is 503, and the key stays free", func(t *testing.T) {
+		body := strings.Replace(createBody, `"pm_1"`, `"pm_down"`, 1)
+		a := f.do(t, "POST", "/v1/subscriptions", f.as("backoffice"), "down", body)
+		require.Equal(t, http.StatusServiceUnavailable, a.status, string(a.body))
+		require.NotEmpty(t, a.header.Get("Retry-After"))
+		b := f.do(t, "POST", "/v1/subscriptions", f.as("backoffice"), "down", body)
+		require.Equal(t, http.StatusServiceUnavailable, b.status)
+		require.Empty(t, b.header.Get(web.HeaderReplayed), "a 5xx is not replayed")
+	})
 	t.Run("a body over 64 KiB is 413", func(t *testing.T) {
 		big := `{"reason":"` + strings.Repeat("x", web.MaxAdminBody) + `"}`
 		a := f.do(t, "POST", "/v1/subscriptions/sub-1/pause", f.as("backoffice"), "big", big)
