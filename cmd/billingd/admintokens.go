@@ -32,7 +32,7 @@ func (m *Main) tokensFileOf(name string, args []string, extra func(*flag.FlagSet
 	if err != nil {
 		return "", nil, err
 	}
-	cfg, err := m.loadConfigFor(m.configPath(*cpath), config.NeedDatabase)
+	cfg, err := m.loadConfigFor(m.configPath(*cpath), config.NeedAdminTokens)
 	if err != nil {
 		return "", nil, err
 	}

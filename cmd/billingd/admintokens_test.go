@@ -67,6 +67,14 @@ func TestAdminTokensCommands(t *testing.T) {
 	require.Equal(t, exitOK, code)
 	require.True(t, strings.HasPrefix(out, "name,created,revoked,status\n"), out)
 
+	t.Run("tokens_file may come from the environment, as a credentials path", func(t *testing.T) {
+		t.Setenv("BILLINGD_TEST_ADMIN_DIR", filepath.Join(dir, "creds"))
+		q := writeFile(t, dir, "env.yaml", strings.ReplaceAll(goodConfig, "%DIR%", dir)+"admin: { tokens_file: \"${BILLINGD_TEST_ADMIN_DIR}/tokens.json\" }\n")
+		code, out, errOut := runMain(t, nil, "admin-tokens", "add", "env-app", "-c", q)
+		require.Equal(t, exitOK, code, "stdout %s stderr %s", out, errOut)
+		_, err := os.Stat(filepath.Join(dir, "creds", "tokens.json"))
+		require.NoError(t, err)
+	})
 	t.Run("without admin.tokens_file the command says which key to set", func(t *testing.T) {
 		q := writeFile(t, dir, "bare.yaml", strings.ReplaceAll(goodConfig, "%DIR%", dir))
 		code, _, errOut := runMain(t, nil, "admin-tokens", "list", "-c", q)

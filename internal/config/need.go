@@ -39,6 +39,10 @@ type Need struct {
 	// Admin is the admin section: the admin API's listener, its tokens file
 	// (which must exist) and its TLS files.
 	Admin bool
+	// AdminTokens reads the admin section (${NAME} expanded, paths resolved)
+	// without validating it: `billingd admin-tokens` creates the tokens file
+	// the daemon's validation requires.
+	AdminTokens bool
 }
 
 // Predefined needs. Commands should use one of these rather than spell out a
@@ -56,6 +60,9 @@ var (
 	// verify customer and payment-method ids with the gateway. It needs no
 	// webhook secret and no SMTP password.
 	NeedDatabaseAndGatewayKey = Need{Gateway: true, Schedule: true}
+	// NeedAdminTokens is the database (and log) and admin.tokens_file, for
+	// `billingd admin-tokens add|list|revoke`.
+	NeedAdminTokens = Need{AdminTokens: true}
 )
 
 // uses reports whether the dotted key (e.g. "gateway.secret_key_file" or
@@ -84,7 +91,7 @@ func (n Need) uses(key string) bool {
 	case "mail":
 		return n.Mail || name == ""
 	case "admin":
-		return n.Admin || name == ""
+		return n.Admin || n.AdminTokens || name == ""
 	}
 	// Keys outside any section (syntax errors, unknown sections) are about
 	// the file's shape.
