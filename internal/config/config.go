@@ -84,6 +84,7 @@ type Config struct {
 	Dunning   DunningConfig   `yaml:"dunning"`
 	Reconcile ReconcileConfig `yaml:"reconcile"`
 	HTTP      HTTPConfig      `yaml:"http"`
+	Admin     AdminConfig     `yaml:"admin"`
 	Mail      MailConfig      `yaml:"mail"`
 	Log       LogConfig       `yaml:"log"`
 
@@ -231,6 +232,34 @@ type HTTPConfig struct {
 	PublicBaseURL string `yaml:"public_base_url"`
 }
 
+// AdminConfig is the admin API's listener: the operator actions over
+// authenticated HTTP for a merchant's back office and signup flow. It is off
+// unless Listen is set, because it can move money (refunds) and every
+// deployment should decide to expose it.
+type AdminConfig struct {
+	// Listen is host:port; "" turns the admin API off. A non-loopback
+	// address needs TLSCertFile and TLSKeyFile: bearer tokens must not cross
+	// a network in clear text.
+	Listen string `yaml:"listen"`
+	// TokensFile holds the named, hashed bearer tokens `billingd
+	// admin-tokens add|revoke` writes; the daemon re-reads it when it
+	// changes, so a revoke applies to the next request.
+	TokensFile string `yaml:"tokens_file"`
+	// RateLimit is the ceiling on requests per second of one token, so a
+	// runaway script cannot crowd out the others (or the database).
+	RateLimit float64 `yaml:"rate_limit"`
+	// TLSCertFile and TLSKeyFile, when both set, make the admin listener
+	// serve HTTPS with that PEM certificate chain and key.
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
+}
+
+// Enabled reports whether the admin API is served.
+func (a AdminConfig) Enabled() bool { return a.Listen != "" }
+
+// TLS reports whether the admin listener serves HTTPS.
+func (a AdminConfig) TLS() bool { return a.TLSCertFile != "" && a.TLSKeyFile != "" }
+
 // MailConfig is the SMTP relay for dunning emails. Mail is disabled when Host
 // is empty, which keeps development and demo setups free of an SMTP server.
 type MailConfig struct {
@@ -313,6 +342,9 @@ func Default() *Config {
 		},
 		HTTP: HTTPConfig{
 			Listen: "127.0.0.1:8080",
+		},
+		Admin: AdminConfig{
+			RateLimit: 20,
 		},
 		Mail: MailConfig{
 			Port: 587,

@@ -178,6 +178,13 @@ func (o Options) parseFor(data []byte, baseDir string, need Need) parseResult {
 	if d := cfg.Mail.TemplatesDir; d != "" && !filepath.IsAbs(d) && baseDir != "" {
 		cfg.Mail.TemplatesDir = filepath.Join(baseDir, d)
 	}
+	// The admin API's files are read relative to the config file, like
+	// mail.templates_dir, whatever directory the command runs in.
+	for _, f := range []*string{&cfg.Admin.TokensFile, &cfg.Admin.TLSCertFile, &cfg.Admin.TLSKeyFile} {
+		if *f != "" && !filepath.IsAbs(*f) && baseDir != "" {
+			*f = filepath.Join(baseDir, *f)
+		}
+	}
 
 	need.clearUnused(cfg)
 	res.errs = append(res.errs, p.errs...)

@@ -36,13 +36,20 @@ type Need struct {
 	HTTP bool
 	// Mail is the mail section, including mail.password (or password_file).
 	Mail bool
+	// Admin is the admin section: the admin API's listener, its tokens file
+	// (which must exist) and its TLS files.
+	Admin bool
+	// AdminTokens reads the admin section (${NAME} expanded, paths resolved)
+	// without validating it: `billingd admin-tokens` creates the tokens file
+	// the daemon's validation requires.
+	AdminTokens bool
 }
 
 // Predefined needs. Commands should use one of these rather than spell out a
 // Need, so the CLI's commands stay consistent with each other.
 var (
 	// NeedAll is everything: run, once, demo and check-config.
-	NeedAll = Need{Gateway: true, Webhooks: true, Schedule: true, Billing: true, HTTP: true, Mail: true}
+	NeedAll = Need{Gateway: true, Webhooks: true, Schedule: true, Billing: true, HTTP: true, Mail: true, Admin: true}
 	// NeedDatabase is the database (and log) alone: commands that only read or
 	// migrate the database, such as status and migrate. They need no gateway
 	// or SMTP secret.
@@ -53,6 +60,9 @@ var (
 	// verify customer and payment-method ids with the gateway. It needs no
 	// webhook secret and no SMTP password.
 	NeedDatabaseAndGatewayKey = Need{Gateway: true, Schedule: true}
+	// NeedAdminTokens is the database (and log) and admin.tokens_file, for
+	// `billingd admin-tokens add|list|revoke`.
+	NeedAdminTokens = Need{AdminTokens: true}
 )
 
 // uses reports whether the dotted key (e.g. "gateway.secret_key_file" or
@@ -80,6 +90,8 @@ func (n Need) uses(key string) bool {
 		return n.HTTP || name == ""
 	case "mail":
 		return n.Mail || name == ""
+	case "admin":
+		return n.Admin || n.AdminTokens || name == ""
 	}
 	// Keys outside any section (syntax errors, unknown sections) are about
 	// the file's shape.

@@ -122,6 +122,9 @@ func (c *Config) checkFor(need Need) Errors {
 	if need.Mail {
 		c.checkMail(v)
 	}
+	if need.Admin {
+		c.checkAdmin(v)
+	}
 	v.oneOf("log.level", c.Log.Level, LogLevelDebug, LogLevelInfo, LogLevelWarn, LogLevelError)
 	v.oneOf("log.format", c.Log.Format, LogFormatJSON, LogFormatConsole)
 	return v.errs
@@ -469,4 +472,67 @@ func statReason(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// checkAdmin checks the admin API's section: off without a listen address;
+// with one, a readable tokens file, a positive rate limit, and TLS files
+// (both or neither, readable) — required when the address is not loopback,
+// because bearer tokens must not cross a network in clear text.
+func (c *Config) checkAdmin(v *validator) {
+	a := c.Admin
+	if !(a.RateLimit > 0) || math.IsInf(a.RateLimit, 0) {
+		v.add("admin.rate_limit", strconv.FormatFloat(a.RateLimit, 'g', -1, 64), "must be a positive number of requests per second per token")
+	}
+	if a.Listen == "" {
+		return
+	}
+	host, port, err := net.SplitHostPort(a.Listen)
+	if err != nil {
+		v.add("admin.listen", a.Listen, `must be host:port such as "127.0.0.1:8443", or empty to turn the admin API off`)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		v.add("admin.listen", a.Listen, "port must be a number from 0 to 65535")
+	}
+	if v.required("admin.tokens_file", a.TokensFile, " when admin.listen is set (create it with `billingd admin-tokens add NAME`)") {
+		v.readableFile("admin.tokens_file", a.TokensFile, " (create it with `billingd admin-tokens add NAME`)")
+	}
+	switch {
+	case a.TLSCertFile != "" && a.TLSKeyFile == "":
+		v.add("admin.tls_key_file", "", "is required when admin.tls_cert_file is set")
+	case a.TLSCertFile == "" && a.TLSKeyFile != "":
+		v.add("admin.tls_cert_file", "", "is required when admin.tls_key_file is set")
+	}
+	v.readableFile("admin.tls_cert_file", a.TLSCertFile, "")
+	v.readableFile("admin.tls_key_file", a.TLSKeyFile, "")
+	if err == nil && !a.TLS() && !isLoopbackListen(host) {
+		v.add("admin.listen", a.Listen, "is not a loopback address: set admin.tls_cert_file and admin.tls_key_file (bearer tokens must not cross a network in clear text), or listen on 127.0.0.1")
+	}
+}
+
+// readableFile checks that path ("" is not checked) names a regular file
+// this process can open.
+func (v *validator) readableFile(key, path, hint string) {
+	if path == "" {
+		return
+	}
+	fi, err := os.Stat(path)
+	switch {
+	case err != nil:
+		v.add(key, path, "must be a readable file: %v%s", statReason(err), hint)
+		return
+	case fi.IsDir():
+		v.add(key, path, "must be a file, not a directory")
+		return
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		v.add(key, path, "must be a readable file: %v", statReason(err))
+		return
+	}
+	_ = f.Close()
+}
+
+// isLoopbackListen reports whether a listen host stays on this machine: ""
+// and 0.0.0.0 / :: bind every interface, so they do not.
+func isLoopbackListen(host string) bool {
+	return host != "" && isLoopback(host)
 }

@@ -59,6 +59,15 @@ func (d *Daemon) Run(stop, abort context.Context) error {
 			return fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err)
 		}
 	}
+	// The admin API (admin.listen, off by default) listens before READY=1
+	// too: a port that cannot be bound is a start failure, not a log line.
+	admin, err := d.StartAdmin()
+	if err != nil {
+		if d.opts.Listener == nil {
+			_ = ln.Close()
+		}
+		return err
+	}
 	hs := &http.Server{Handler: d.handler, ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan struct{})
 	go func() {
@@ -79,6 +88,9 @@ func (d *Daemon) Run(stop, abort context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = hs.Shutdown(sctx)
+	if admin != nil {
+		_ = admin.Shutdown(sctx)
+	}
 	<-served
 	d.log.Info().Msg("billingd stopped")
 	return nil
