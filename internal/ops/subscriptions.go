@@ -432,7 +432,7 @@ func (s *Service) UpdateSubscriptionReport(ctx context.Context, a Actor, referen
 	}
 	now := s.now()
 	rep := &SubscriptionReport{}
-	err = s.opts.Store.InTx(ctx, func(tx *store.Tx) error {
+	update := func(tx *store.Tx) error {
 		*rep = SubscriptionReport{}
 		d, err := tx.LockSubscription(reference)
 		if err != nil {
@@ -486,7 +486,13 @@ func (s *Service) UpdateSubscriptionReport(ctx context.Context, a Actor, referen
 		rep.Subscription, rep.Changed = after, true
 		return audit(tx, now, a, reason, Audited{Action: ActionSubscriptionUpdate, TargetType: TargetSubscription,
 			TargetID: d.ID, TargetRef: d.Reference, Before: before, After: after})
-	})
+	}
+	err = s.opts.Store.InTx(ctx, update)
+	if card != nil && store.IsDuplicateKey(err) {
+		// The gateway's webhook recorded the same new card meanwhile; the
+		// second try finds it (and still checks whose it is).
+		err = s.opts.Store.InTx(ctx, update)
+	}
 	if err != nil {
 		return nil, err
 	}

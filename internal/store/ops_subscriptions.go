@@ -6,10 +6,18 @@ package store
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/billingd/billingd/internal/models"
+	"gorm.io/gorm"
 )
+
+// IsDuplicateKey reports whether a transaction failed on a unique index: a
+// concurrent transaction inserted the same row first (on PostgreSQL, an
+// operator's card update and the gateway's setup_intent.succeeded webhook
+// both recording one new card). Trying the transaction again finds the row.
+func IsDuplicateKey(err error) bool { return errors.Is(err, gorm.ErrDuplicatedKey) }
 
 // SubscriptionDetail is a subscription with what ops read beside it: the
 // customer's gateway id and email, and its card as billingd knows it.
