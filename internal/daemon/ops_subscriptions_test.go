@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/billingd/billingd/internal/daemon/daemontest"
+	"github.com/billingd/billingd/internal/gateway/signup"
 	"github.com/billingd/billingd/internal/gateway/wooshpay"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/ops"
@@ -301,5 +302,64 @@ func TestUpdateSubscription(t *testing.T) {
 		require.Len(t, list, 1)
 		_, err = op.ListSubscriptions(ctx, ops.Filter{Status: []string{"bogus"}})
 		require.True(t, errors.As(err, &fe))
+	})
+}
+
+// On Checkout.com a new card needs its series payment, checked as an import
+// checks it (a succeeded payment of that card and customer); the accepted
+// card and its series are what the next period is charged with.
+func TestUpdateCardOnCheckout(t *testing.T) {
+	daemontest.Each(t, daemontest.Options{Provider: "checkout"}, func(t *testing.T, b *daemontest.Bundle) {
+		ctx := context.Background()
+		save := func(number, email string) signup.Saved {
+			s, err := b.Signup.Save(ctx, signup.Card{Number: number, ExpMonth: 12, ExpYear: 2035, CVC: "123", Email: email})
+			require.NoError(t, err)
+			return s
+		}
+		first := save("4242424242424242", "ada@example.com")
+		second := save("4111111111111111", "ada@example.com")
+		require.Equal(t, first.Customer, second.Customer, "Checkout.com finds the customer by email")
+		other := save("4761344136141390", "bob@example.com")
+		start := b.Clock.Now()
+		b.Seed(t, storetest.Subscription{Reference: "sub-1", Customer: first.Customer, PaymentMethod: first.PaymentMethod,
+			PreviousPaymentID: first.PreviousPaymentID, Amount: 1000, Currency: "USD", Anchor: start})
+		b.Run(t, time.Second, time.Second)
+		op := b.Operator(t)
+
+		for _, tc := range []struct {
+			name    string
+			u       ops.SubscriptionUpdate
+			field   string
+			message string
+		}{
+			{"no series", ops.SubscriptionUpdate{PaymentMethod: &second.PaymentMethod}, "previous_payment_id", "required"},
+			{"series of another card", ops.SubscriptionUpdate{PaymentMethod: &second.PaymentMethod, PreviousPaymentID: &first.PreviousPaymentID},
+				"previous_payment_id", "another card"},
+			{"card of another customer", ops.SubscriptionUpdate{PaymentMethod: &other.PaymentMethod, PreviousPaymentID: &other.PreviousPaymentID},
+				"payment_method", "belongs to customer"},
+		} {
+			_, err := op.UpdateSubscription(ctx, opsActor, "sub-1", "", tc.u)
+			var fe *ops.FieldError
+			require.ErrorAs(t, err, &fe, tc.name)
+			require.Equal(t, tc.field, fe.Field, tc.name)
+			require.Contains(t, fe.Message, tc.message, tc.name)
+		}
+		require.Empty(t, auditOf(t, b, ops.ActionSubscriptionUpdate))
+
+		sub, err := op.UpdateSubscription(ctx, opsActor, "sub-1", "new card", ops.SubscriptionUpdate{PaymentMethod: &second.PaymentMethod,
+			PreviousPaymentID: &second.PreviousPaymentID})
+		require.NoError(t, err)
+		require.Equal(t, second.PaymentMethod, sub.Card.PaymentMethod)
+		requireOneAudit(t, b, ops.ActionSubscriptionUpdate, "sub-1", "new card")
+
+		b.Clock.Set(start.AddDate(0, 1, 0))
+		b.Run(t, time.Minute, time.Minute)
+		invs := subsInvoices(t, b, "sub-1")
+		require.Len(t, invs, 2)
+		require.Equal(t, models.InvoicePaid, invs[1].Status)
+		var a models.ChargeAttempt
+		require.NoError(t, b.Store.DB().Where("invoice_id = ?", invs[1].ID).First(&a).Error)
+		require.Equal(t, second.PaymentMethod, a.GatewayPM)
+		require.Equal(t, second.PreviousPaymentID, a.PreviousPaymentID)
 	})
 }
