@@ -159,7 +159,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 		return nil, err
 	}
 	d.cur.Store(p)
-	d.ops = newOps(cfg, st, d.clock, d.engine, client, d.owner, d.log)
+	d.ops = newOps(cfg, st, d.clock, d.engine, client, dunningHook{d}, d.owner, d.log)
 	d.sched = newScheduler(d)
 	d.handler = d.newHandler()
 	d.registerGauges()
@@ -213,9 +213,11 @@ func schemaCurrent(ctx context.Context, cfg *config.Config, st *store.Store) err
 func (d *Daemon) Ops() *ops.Service { return d.ops }
 
 // newOps builds the operator actions around a store and, when the process
-// has a gateway client, the charge engine and the account reads.
-func newOps(cfg *config.Config, st *store.Store, clk clock.Clock, engine *charge.Engine, accounts gateway.Accounts, owner string, log zerolog.Logger) *ops.Service {
-	o := ops.Options{Store: st, Clock: clk, Provider: cfg.Gateway.Provider, Owner: owner,
+// has a gateway client, the charge engine and the account reads. hook is the
+// engine's dunning hook (the dunning service in force), through which an
+// operator's new card lets an open case proceed as a pay-page card does.
+func newOps(cfg *config.Config, st *store.Store, clk clock.Clock, engine *charge.Engine, accounts gateway.Accounts, hook charge.Hook, owner string, log zerolog.Logger) *ops.Service {
+	o := ops.Options{Store: st, Clock: clk, Provider: cfg.Gateway.Provider, Owner: owner, Dunning: hook,
 		Location: location(cfg), Log: log.With().Str("component", "ops").Logger()}
 	if engine != nil {
 		o.Engine = engine
@@ -241,7 +243,7 @@ func OpenOps(ctx context.Context, cfg *config.Config, clk clock.Clock) (*ops.Ser
 		_ = st.Close()
 		return nil, nil, err
 	}
-	return newOps(cfg, st, clk, nil, nil, "", zerolog.Nop()), st, nil
+	return newOps(cfg, st, clk, nil, nil, nil, "", zerolog.Nop()), st, nil
 }
 
 // Close releases the database (and the SQLite instance lock).

@@ -43,6 +43,11 @@ type Options struct {
 	// Accounts reads customers and payment methods at the gateway (whose a
 	// card is, and its brand, last 4 and expiry). Nil like Engine.
 	Accounts gateway.Accounts
+	// Dunning is the charge engine's dunning hook: a card an operator gives
+	// a subscription lets its open dunning case proceed exactly as a card the
+	// customer saved on the pay page does (AfterPaymentMethodSaved). Nil
+	// only makes the card the subscription's.
+	Dunning charge.Hook
 	// Provider is gateway.provider (wooshpay | checkout).
 	Provider string
 	// Owner names this process in the leases its actions take.

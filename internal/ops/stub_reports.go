@@ -4,8 +4,12 @@ package ops
 
 import (
 	"context"
+	"errors"
 	"time"
 )
+
+// errNotBuilt is what a placeholder returns; it goes with the last stub file.
+var errNotBuilt = errors.New("ops: not built yet")
 
 // RevenueRow is one currency's money over a range.
 type RevenueRow struct {

@@ -2,6 +2,7 @@ package schedule
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -222,6 +223,25 @@ func (b *Biller) invoiceRound(stop context.Context, run *models.BillingRun, log 
 					continue
 				}
 				due := rec.Due(s.NextPeriod, now, maxCatchUpPerPage)
+				if s.CancelAt != nil {
+					// A cancel at period end: no period starting at or after
+					// cancel_at is invoiced, and once it has come the
+					// subscription ends here, where it would have been invoiced.
+					before := beforeCancel(rec, s, due)
+					if len(before) < len(due) || !rec.PeriodStart(s.NextPeriod).Before(*s.CancelAt) {
+						if len(before) > 0 {
+							if err := b.invoicePeriods(tx, now, s, rec, before, &invs); err != nil {
+								return err
+							}
+						}
+						if !s.CancelAt.After(now) {
+							if err := b.finishCancelAt(tx, now, s, log); err != nil {
+								return err
+							}
+						}
+						continue
+					}
+				}
 				if len(due) == 0 {
 					// next_billing_at disagrees with the period math (the billing
 					// timezone changed): realign it, bill nothing early.
@@ -230,14 +250,10 @@ func (b *Biller) invoiceRound(stop context.Context, run *models.BillingRun, log 
 					}
 					continue
 				}
-				for _, k := range due {
-					start, end := rec.Period(k)
-					invs = append(invs, store.NewInvoice{SubscriptionID: s.ID, PeriodIndex: k, PeriodStart: start, PeriodEnd: end, Amount: s.Amount, Currency: s.Currency})
-				}
-				last := due[len(due)-1]
-				if err := tx.AdvanceSubscription(now, s.ID, s.NextPeriod, last+1, rec.PeriodStart(last+1)); err != nil {
+				if err := b.invoicePeriods(tx, now, s, rec, due, &invs); err != nil {
 					return err
 				}
+				last := due[len(due)-1]
 				if len(due) == maxCatchUpPerPage && !rec.PeriodStart(last+1).After(now) {
 					pageLeft = append(pageLeft, s.ID)
 				}
@@ -268,6 +284,63 @@ func (b *Biller) invoiceRound(stop context.Context, run *models.BillingRun, log 
 			return left, nil
 		}
 	}
+}
+
+// invoicePeriods adds the invoices of the due periods of s (consecutive, from
+// s.NextPeriod) to invs and advances the subscription past them, in the
+// page's transaction.
+func (b *Biller) invoicePeriods(tx *store.Tx, now time.Time, s *models.Subscription, rec Recurrence, due []int, invs *[]store.NewInvoice) error {
+	for _, k := range due {
+		start, end := rec.Period(k)
+		*invs = append(*invs, store.NewInvoice{SubscriptionID: s.ID, PeriodIndex: k, PeriodStart: start, PeriodEnd: end, Amount: s.Amount, Currency: s.Currency})
+	}
+	last := due[len(due)-1]
+	return tx.AdvanceSubscription(now, s.ID, s.NextPeriod, last+1, rec.PeriodStart(last+1))
+}
+
+// beforeCancel keeps the periods of due that start before the subscription's
+// cancel_at (all of them when it has none): a subscription canceled at
+// period end is billed up to then and never after.
+func beforeCancel(rec Recurrence, s *models.Subscription, due []int) []int {
+	if s.CancelAt == nil {
+		return due
+	}
+	for i, k := range due {
+		if !rec.PeriodStart(k).Before(*s.CancelAt) {
+			return due[:i]
+		}
+	}
+	return due
+}
+
+// CancelAtPeriodEndActor is the audit log's actor when billingd carries out
+// an operator's cancel at period end.
+const CancelAtPeriodEndActor = "billingd"
+
+// ActionCanceledAtPeriodEnd is the audit action of that cancel taking effect.
+const ActionCanceledAtPeriodEnd = "subscription.canceled_at_period_end"
+
+// finishCancelAt ends a subscription whose cancel_at has come, in the
+// sweep's transaction, with its audit row (actor billingd, via system): the
+// operator decided it earlier, billingd carries it out. Its open invoices of
+// earlier periods keep being collected.
+func (b *Biller) finishCancelAt(tx *store.Tx, now time.Time, s *models.Subscription, log zerolog.Logger) error {
+	ok, err := tx.FinishCancelAtPeriodEnd(now, s.ID)
+	if err != nil || !ok {
+		return err
+	}
+	type state struct {
+		Status     models.SubscriptionStatus `json:"status"`
+		CancelAt   *time.Time                `json:"cancel_at,omitempty"`
+		CanceledAt *time.Time                `json:"canceled_at,omitempty"`
+	}
+	before, _ := json.Marshal(state{Status: s.Status, CancelAt: s.CancelAt})
+	after, _ := json.Marshal(state{Status: models.SubscriptionCanceled, CancelAt: s.CancelAt, CanceledAt: s.CancelAt})
+	log.Info().Int64("subscription_id", s.ID).Str("reference", s.Reference).Time("cancel_at", *s.CancelAt).
+		Msg("subscription canceled at period end, as an operator asked")
+	return tx.InsertAudit(now, &models.AuditEntry{Actor: CancelAtPeriodEndActor, Via: models.ViaSystem, Action: ActionCanceledAtPeriodEnd,
+		TargetType: "subscription", TargetID: s.ID, TargetRef: s.Reference, Reason: "cancel at period end reached its date",
+		BeforeJSON: string(before), AfterJSON: string(after)})
 }
 
 // chargeDue claims and executes attempts until nothing is claimable, invoicing
@@ -511,7 +584,7 @@ func (b *Biller) Plan(ctx context.Context, limit int) ([]Planned, error) {
 		if err != nil {
 			continue
 		}
-		due := rec.Due(s.NextPeriod, now, limit)
+		due := beforeCancel(rec, s, rec.Due(s.NextPeriod, now, limit))
 		if len(due) == 0 {
 			continue
 		}

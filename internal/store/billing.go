@@ -192,6 +192,24 @@ type chargeTarget struct {
 	GatewayPM       string
 	// PreviousPaymentID is the card's series payment (Checkout.com).
 	PreviousPaymentID string
+	// CancelAt is an operator's cancel at period end (nil when none).
+	CancelAt *time.Time
+}
+
+// collects reports whether the open invoices of a subscription in this state
+// are still charged. A billable subscription's are; so are a paused one's
+// (pausing stops new periods, not what is owed) and those of one canceled at
+// period end (cancel_at set: the periods before it are owed). Any other
+// subscription (unpaid, canceled now or by dunning) has its open invoices
+// voided by the claim instead of charged.
+func (t chargeTarget) collects() bool {
+	switch {
+	case t.Status.Billable(), t.Status == models.SubscriptionPaused:
+		return true
+	case t.Status == models.SubscriptionCanceled:
+		return t.CancelAt != nil
+	}
+	return false
 }
 
 // claimNewQuery finds the invoices a claim starts attempts for: invoices_chargeable
@@ -261,7 +279,7 @@ func (tx *Tx) chargeTargets(invs []models.Invoice) (map[int64]chargeTarget, erro
 	}
 	var targets []chargeTarget
 	if err := tx.db.Raw(`SELECT s.id AS subscription_id, s.status, s.reference, c.gateway_customer_id AS gateway_customer, pm.gateway_payment_method_id AS gateway_pm,
-	                            pm.previous_payment_id
+	                            pm.previous_payment_id, s.cancel_at
 	                       FROM subscriptions s
 	                       JOIN customers c ON c.id = s.customer_id
 	                       JOIN payment_methods pm ON pm.id = s.payment_method_id
@@ -342,7 +360,7 @@ func (s *Store) ClaimNewAttempts(ctx context.Context, owner string, now, leaseUn
 		var chargeIDs, voidIDs []int64
 		for _, inv := range invs {
 			t, ok := bySub[inv.SubscriptionID]
-			if !ok || !t.Status.Billable() {
+			if !ok || !t.collects() {
 				voidIDs = append(voidIDs, inv.ID)
 				continue
 			}
@@ -802,7 +820,7 @@ func (s *Store) PlanPass(ctx context.Context, now, notBefore time.Time, limit in
 			// The claim voids, not charges, an invoice whose subscription can
 			// no longer be billed.
 			for _, inv := range heads {
-				if t, ok := targets[inv.SubscriptionID]; ok && t.Status.Billable() {
+				if t, ok := targets[inv.SubscriptionID]; ok && t.collects() {
 					p.Heads = append(p.Heads, inv)
 					p.References[inv.SubscriptionID] = t.Reference
 				}
