@@ -88,6 +88,9 @@ func newScheduler(d *Daemon) *scheduler {
 	// came due while the daemon was down.
 	s.job(jobBilling).next = time.Time{}
 	s.job(jobDunning).next = time.Time{}
+	// Read the cards whose details are unknown, and notice expiring ones,
+	// from the start rather than an hour in.
+	s.job(jobCards).next = time.Time{}
 	s.beat()
 	return s
 }

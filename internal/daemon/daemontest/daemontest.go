@@ -452,3 +452,10 @@ func (b *Bundle) SaveCardExpiring(t testing.TB, number string, month, year int) 
 	b.mu.Unlock()
 	return saved.Customer, saved.PaymentMethod
 }
+
+// MessageTexts decodes the text parts (plain and HTML) of a received message,
+// as a mail client shows them.
+func MessageTexts(t testing.TB, raw []byte) []string {
+	t.Helper()
+	return messageTexts(t, raw)
+}
