@@ -12,6 +12,7 @@ import (
 
 	"github.com/billingd/billingd/internal/config"
 	"github.com/billingd/billingd/internal/daemon/daemontest"
+	"github.com/billingd/billingd/internal/dunning"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/store/storetest"
 	"github.com/stretchr/testify/require"
@@ -204,3 +205,44 @@ func TestExpiringCardNoticeOff(t *testing.T) {
 	runTo(t, b, nextCharge.Add(-time.Hour), 12*time.Hour)
 	require.Empty(t, cardEmails(t, b))
 }
+
+// A card saved through the notice's subscription link while the subscription
+// has an open dunning case lets that case proceed as a card saved through the
+// invoice's own link does: the invoice is retried at once on the new card.
+func TestExpiringCardLinkProceedsOpenDunningCase(t *testing.T) {
+	daemontest.EachProvider(t, daemontest.Options{Start: cardNoticeStart, Configure: func(c *config.Config) {
+		c.Dunning.RetrySchedule = []config.Duration{config.Duration(30 * 24 * time.Hour)}
+	}}, func(t *testing.T, o daemontest.Options) {
+		daemontest.Each(t, o, func(t *testing.T, b *daemontest.Bundle) {
+			cus, pm := b.SaveCardExpiring(t, "4000000000009995", 3, 2026) // insufficient_funds: soft
+			b.Seed(t, storetest.Subscription{Reference: "dunned", Customer: cus, PaymentMethod: pm, Amount: 1900, Currency: "USD",
+				Interval: "month", Anchor: b.Clock.Now()})
+			b.Run(t, 0, 0)
+			sub := subscriptionByRef(t, b, "dunned")
+			invs := invoicesOf(t, b, sub.ID)
+			require.Len(t, invs, 1)
+			require.Equal(t, models.InvoiceOpen, invs[0].Status)
+
+			runTo(t, b, nextCharge.Add(-7*24*time.Hour), 24*time.Hour)
+			require.Len(t, cardEmails(t, b), 1)
+			var link string
+			for _, l := range b.PayLinks(t) {
+				var pl models.PayLink
+				require.NoError(t, b.Store.DB().Where("token_hash = ?", dunningHash(l)).First(&pl).Error)
+				if pl.InvoiceID == nil {
+					link = l
+				}
+			}
+			require.NotEmpty(t, link, "the notice's subscription link")
+			resp, _ := send(t, http.MethodPost, link, url.Values{"action": {"update_card"}})
+			require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+			resp, _ = send(t, http.MethodPost, resp.Header.Get("Location"), url.Values{"card_number": {"4242424242424242"}, "exp_month": {"12"}, "exp_year": {"2031"}, "cvc": {"123"}})
+			require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+			b.Run(t, 0, 0)
+			require.NotEqual(t, sub.PaymentMethodID, subscriptionByRef(t, b, "dunned").PaymentMethodID)
+			require.Equal(t, models.InvoicePaid, invoicesOf(t, b, sub.ID)[0].Status, "the open case retried the invoice on the new card")
+		})
+	})
+}
+
+func dunningHash(link string) string { return dunning.HashToken(link[strings.LastIndex(link, "/")+1:]) }
