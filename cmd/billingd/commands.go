@@ -345,6 +345,11 @@ func importFile(ctx context.Context, cfg *config.Config, file string, backfill b
 		// data error for a human instead of a card-update email: safe.
 		fmt.Fprintf(opts.Progress, "warning: imported, but could not record that the gateway verified the ids: %v\n", err)
 	}
+	if err := st.RecordCardDetails(ctx, now, verified.Cards); err != nil {
+		// Only the cards' brand, last 4 and expiry are missing; the daemon
+		// reads cards it never read before on its own.
+		fmt.Fprintf(opts.Progress, "warning: imported, but could not record the cards' details: %v\n", err)
+	}
 	return n, nil
 }
 

@@ -44,6 +44,7 @@ func (e *Engine) ApplyEvent(tx *store.Tx, now time.Time, ev *gateway.Event) (Eve
 		saved := store.SavedCard{SeriesPaymentID: si.SeriesPaymentID}
 		if si.Card != nil {
 			saved.Brand, saved.Last4 = si.Card.Brand, si.Card.Last4
+			saved.ExpMonth, saved.ExpYear = si.Card.ExpMonth, si.Card.ExpYear
 		}
 		ok, err := tx.RecordPaymentMethod(now, si.Customer, si.PaymentMethod, saved)
 		if err != nil {

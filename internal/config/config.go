@@ -220,6 +220,11 @@ type DunningConfig struct {
 	// start per invoice and per card in any rolling hour, whatever link was
 	// used.
 	LinkChargesPerHour int `yaml:"link_charges_per_hour"`
+	// CardExpiryNotice is how long before a subscription's next charge a
+	// customer whose card expires before that charge is asked (once per card
+	// and period) to replace it, so that the charge does not fail; 0 turns
+	// the notice off.
+	CardExpiryNotice Duration `yaml:"card_expiry_notice"`
 }
 
 // HTTPConfig is the listener for webhooks, pay pages, health and metrics.
@@ -329,6 +334,7 @@ func Default() *Config {
 			// A 3-D Secure challenge normally takes a minute or two.
 			ChallengeTimeout:   Duration(30 * time.Minute),
 			LinkChargesPerHour: 3,
+			CardExpiryNotice:   Duration(168 * time.Hour),
 		},
 		Reconcile: ReconcileConfig{
 			Every: Duration(time.Minute),

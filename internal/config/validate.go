@@ -406,6 +406,9 @@ func (c *Config) checkDunning(v *validator) {
 		v.add("dunning.challenge_timeout", d.ChallengeTimeout.String(), "must be between 1m and 24h")
 	}
 	v.intRange("dunning.link_charges_per_hour", d.LinkChargesPerHour, 1, 100)
+	if d.CardExpiryNotice < 0 || d.CardExpiryNotice > Duration(90*24*time.Hour) {
+		v.add("dunning.card_expiry_notice", d.CardExpiryNotice.String(), "must be between 0 (off) and 2160h (90 days)")
+	}
 }
 
 func (c *Config) checkReconcile(v *validator) {

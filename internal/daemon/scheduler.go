@@ -19,6 +19,7 @@ const (
 	jobBilling   = "billing"
 	jobRefunds   = "refunds"
 	jobIntents   = "intents"
+	jobCards     = "cards"
 	jobMail      = "mail"
 )
 
@@ -74,6 +75,7 @@ func newScheduler(d *Daemon) *scheduler {
 		{name: jobBilling, every: nextBilling, run: s.billing},
 		{name: jobRefunds, every: func(_ *config.Config, t time.Time) time.Time { return t.Add(refundsEvery) }, run: s.refunds},
 		{name: jobIntents, every: func(_ *config.Config, t time.Time) time.Time { return t.Add(intentsEvery) }, run: s.cancelIntents},
+		{name: jobCards, every: func(_ *config.Config, t time.Time) time.Time { return t.Add(cardsEvery) }, run: s.noticeCards},
 		{name: jobMail, every: func(_ *config.Config, t time.Time) time.Time { return t.Add(mailEvery) }, run: s.sendMail},
 	}
 	now := d.clock.Now()
@@ -86,6 +88,9 @@ func newScheduler(d *Daemon) *scheduler {
 	// came due while the daemon was down.
 	s.job(jobBilling).next = time.Time{}
 	s.job(jobDunning).next = time.Time{}
+	// Read the cards whose details are unknown, and notice expiring ones,
+	// from the start rather than an hour in.
+	s.job(jobCards).next = time.Time{}
 	s.beat()
 	return s
 }
@@ -320,6 +325,21 @@ func (s *scheduler) cancelIntents(stop, _ context.Context, _ string) {
 	}
 	if _, err := s.d.CancelWaitingIntents(stop); err != nil && stop.Err() == nil {
 		s.d.log.Error().Err(err).Msg("canceling waiting payment intents failed")
+	}
+}
+
+// noticeCards runs the expiring-card notice (dunning.card_expiry_notice);
+// the emails it queued go out at once.
+func (s *scheduler) noticeCards(stop, _ context.Context, _ string) {
+	if stop.Err() != nil {
+		return
+	}
+	sum, err := s.d.NoticeExpiringCards(stop)
+	if err != nil && stop.Err() == nil {
+		s.d.log.Error().Err(err).Msg("expiring-card notice run failed")
+	}
+	if sum.Queued > 0 {
+		s.mailSoon()
 	}
 }
 

@@ -72,11 +72,17 @@ func (s *Service) Mint(ctx context.Context, e *models.Email, now time.Time) (str
 	return s.PublicBaseURL + "/pay/" + token, nil
 }
 
-// Link is a valid pay link with the invoice it is for.
+// Link is a valid pay link with the invoice it is for. A link scoped to a
+// subscription (SubscriptionOnly) has no invoice: Invoice then carries the
+// subscription, its customer and card, with the invoice fields empty.
 type Link struct {
 	models.PayLink
 	Invoice *store.InvoiceContact
 }
+
+// SubscriptionOnly reports whether the link belongs to a subscription and no
+// invoice: it can only replace the subscription's card, never charge.
+func (l *Link) SubscriptionOnly() bool { return l.InvoiceID == nil }
 
 // Lookup resolves a token. A link works until it expires or its invoice is
 // settled; anything else is ErrLinkUnknown.
@@ -87,6 +93,14 @@ func (s *Service) Lookup(ctx context.Context, token string, now time.Time) (*Lin
 	out, err := s.withInvoice(ctx, s.Store.PayLinkByHash, HashToken(token))
 	if err != nil {
 		return nil, err
+	}
+	if out.SubscriptionOnly() {
+		// A card-update link of a subscription works until it expires, is
+		// revoked or the subscription ends.
+		if !now.Before(out.ExpiresAt) || out.RevokedAt != nil || out.Invoice.SubscriptionStatus == models.SubscriptionCanceled {
+			return out, ErrLinkExpired
+		}
+		return out, nil
 	}
 	if out.Invoice.Status != models.InvoiceOpen {
 		return out, ErrLinkSettled
@@ -110,13 +124,14 @@ func (s *Service) LookupReturn(ctx context.Context, returnID string, now time.Ti
 	if err != nil {
 		return nil, err
 	}
-	if out.Invoice.Status == models.InvoiceOpen && !now.Before(out.ExpiresAt) {
+	if (out.SubscriptionOnly() || out.Invoice.Status == models.InvoiceOpen) && !now.Before(out.ExpiresAt) {
 		return out, ErrLinkExpired
 	}
 	return out, nil
 }
 
-// withInvoice finds a link by one of its stored hashes and loads its invoice.
+// withInvoice finds a link by one of its stored hashes and loads its invoice
+// (or, for a subscription-scoped link, its subscription).
 // A link without either is ErrLinkUnknown, so a token and a return id fail the
 // same way whatever is missing.
 func (s *Service) withInvoice(ctx context.Context, find func(context.Context, string) (*models.PayLink, error), hash string) (*Link, error) {
@@ -127,7 +142,13 @@ func (s *Service) withInvoice(ctx context.Context, find func(context.Context, st
 	if l == nil {
 		return nil, ErrLinkUnknown
 	}
-	ic, err := s.Store.InvoiceContact(ctx, l.InvoiceID)
+	var ic *store.InvoiceContact
+	switch {
+	case l.InvoiceID != nil:
+		ic, err = s.Store.InvoiceContact(ctx, *l.InvoiceID)
+	case l.SubscriptionID != nil:
+		ic, err = s.Store.SubscriptionContact(ctx, *l.SubscriptionID)
+	}
 	if err != nil {
 		return nil, err
 	}

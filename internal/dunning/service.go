@@ -78,6 +78,9 @@ func (s *Service) AfterOutcome(tx *store.Tx, now time.Time, a *models.ChargeAtte
 func (s *Service) AfterPaymentMethodSaved(tx *store.Tx, now time.Time, si *gateway.SetupIntent) (bool, string, bool, error) {
 	invoice := si.Metadata["invoice"]
 	if invoice == "" {
+		if ref := si.Metadata["subscription"]; ref != "" {
+			return s.subscriptionCardSaved(tx, now, si, ref)
+		}
 		return false, "", false, nil
 	}
 	ic, err := tx.InvoiceContactByPublicID(invoice)
@@ -107,6 +110,40 @@ func (s *Service) AfterPaymentMethodSaved(tx *store.Tx, now time.Time, si *gatew
 		return false, "", false, err
 	}
 	return true, detail + "; invoice " + invoice + " retried now", true, nil
+}
+
+// subscriptionCardSaved makes a card saved through a subscription-scoped link
+// (the expiring-card notice's) the subscription's card. If the subscription
+// has an open dunning case, the case proceeds exactly as when the card was
+// saved through the invoice's own link: retried at once.
+func (s *Service) subscriptionCardSaved(tx *store.Tx, now time.Time, si *gateway.SetupIntent, ref string) (bool, string, bool, error) {
+	sc, err := tx.SubscriptionContactByReference(ref)
+	if err != nil || sc == nil {
+		return false, "", false, err
+	}
+	if sc.GatewayCustomer != si.Customer {
+		s.Log.Warn().Str("subscription", ref).Str("customer", si.Customer).Msg("setup intent names a subscription of another customer; ignored")
+		return false, "", false, nil
+	}
+	pm, err := tx.PaymentMethodByGatewayID(si.PaymentMethod)
+	if err != nil || pm == nil {
+		return false, "", false, err
+	}
+	if err := tx.SetSubscriptionPaymentMethod(now, sc.SubscriptionID, pm.ID); err != nil {
+		return false, "", false, err
+	}
+	detail := fmt.Sprintf("now the default card of subscription %s", ref)
+	c, ic, err := tx.OpenCaseOfSubscription(sc.SubscriptionID)
+	if err != nil {
+		return false, "", false, err
+	}
+	if c == nil || ic.Status != models.InvoiceOpen {
+		return true, detail, false, nil
+	}
+	if err := s.apply(tx, now, ic.InvoiceID, c, Event{Kind: PaymentMethodUpdated}); err != nil {
+		return false, "", false, err
+	}
+	return true, detail + "; invoice " + ic.PublicID + " retried now", true, nil
 }
 
 // Wake runs the steps of cases whose next_step_at has come: reminders, retries
@@ -287,12 +324,12 @@ func (s *Service) enqueue(tx *store.Tx, now time.Time, c *models.DunningCase, ic
 	case models.EmailCardUpdate:
 		purpose = models.LinkUpdateCard
 	}
-	caseID := c.ID
+	caseID, invoiceID := c.ID, ic.InvoiceID
 	e := &models.Email{
 		DedupeKey:     fmt.Sprintf("case:%d:step:%d:%s", c.ID, c.Step, kind),
 		Kind:          kind,
 		CaseID:        &caseID,
-		InvoiceID:     ic.InvoiceID,
+		InvoiceID:     &invoiceID,
 		ToAddress:     ic.Email,
 		LinkPurpose:   purpose,
 		NextAttemptAt: now,

@@ -69,6 +69,10 @@ type Options struct {
 type Result struct {
 	Customers      []string
 	PaymentMethods []string
+	// Cards is what the gateway said about each card it was asked about
+	// (brand, last 4, expiry), by payment method id, for
+	// store.RecordCardDetails once the import is written.
+	Cards map[string]store.SavedCard
 	// Checked is the number of gateway calls made.
 	Checked int
 }
@@ -160,6 +164,13 @@ func Check(ctx context.Context, gw Gateway, rows []store.ImportRow, opts Options
 			res.Customers = append(res.Customers, j.id)
 		case kindPaymentMethod:
 			res.PaymentMethods = append(res.PaymentMethods, j.id)
+			if a := answers[j]; a.paymentMethod != nil && a.paymentMethod.Card != nil {
+				if res.Cards == nil {
+					res.Cards = map[string]store.SavedCard{}
+				}
+				c := a.paymentMethod.Card
+				res.Cards[j.id] = store.SavedCard{Brand: c.Brand, Last4: c.Last4, ExpMonth: c.ExpMonth, ExpYear: c.ExpYear}
+			}
 		}
 	}
 	return res, nil

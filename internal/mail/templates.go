@@ -19,6 +19,7 @@ import (
 	"github.com/billingd/billingd/internal/gateway"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/money"
+	"github.com/billingd/billingd/internal/store"
 )
 
 //go:embed templates/*
@@ -43,7 +44,17 @@ type TemplateData struct {
 	FinalAction   string     // cancel | unpaid | past_due, for subscription_ended
 	PaidAt        *time.Time
 	Link          string
+	// Card is the subscription's card: {{.Card.Name}} ("Visa ending in
+	// 4242") and {{.Card.Expiry}} ("12/2035"), both "" when unknown; test
+	// {{if .Card.Known}} before naming it.
+	Card Card
+	// NextChargeAt is the subscription's next charge (card_expiring).
+	NextChargeAt time.Time
 }
+
+// Card is a saved card as emails name it: never more than brand, last 4 and
+// expiry.
+type Card = store.CardOnFile
 
 // Plan names what the customer pays for: the subscription's description, or its
 // reference when it has none.
@@ -68,7 +79,7 @@ type Rendered struct {
 // HTML template.
 func Kinds() []models.EmailKind {
 	return []models.EmailKind{models.EmailActionRequired, models.EmailPaymentFailed, models.EmailCardUpdate,
-		models.EmailRecovered, models.EmailSubscriptionEnded}
+		models.EmailRecovered, models.EmailSubscriptionEnded, models.EmailCardExpiring}
 }
 
 // linkKinds are the kinds whose whole point is the link: a template for them
@@ -77,6 +88,7 @@ var linkKinds = map[models.EmailKind]bool{
 	models.EmailActionRequired: true,
 	models.EmailPaymentFailed:  true,
 	models.EmailCardUpdate:     true,
+	models.EmailCardExpiring:   true,
 }
 
 // Template file suffixes, one file per part and kind: <kind><suffix>.
@@ -246,9 +258,12 @@ func samples() []TemplateData {
 		FinalAction:   "cancel",
 		PaidAt:        &paid,
 		Link:          "https://billing.example.com/pay/SAMPLE-TOKEN-0123456789",
+		Card:          Card{Brand: "visa", Last4: "4242", ExpMonth: 3, ExpYear: 2026},
+		NextChargeAt:  start.AddDate(0, 1, 0),
 	}
 	sparse := full
 	sparse.Description, sparse.NextRetryAt, sparse.PaidAt, sparse.DeclineCode, sparse.FinalAction = "", nil, nil, "", "unpaid"
+	sparse.Card = Card{}
 	noLink := sparse
 	noLink.Link, noLink.Amount, noLink.Currency = "", 1200, "JPY"
 	return []TemplateData{full, sparse, noLink}

@@ -22,6 +22,7 @@ func sampleData(amount int64, currency string) mail.TemplateData {
 		Invoice: "inv_abc", Amount: amount, Currency: currency, PeriodStart: start, PeriodEnd: start.AddDate(0, 1, 0),
 		NextRetryAt: &retry, DeclineCode: "insufficient_funds", FinalAction: "cancel", PaidAt: &paid,
 		Link: "https://billing.example.com/pay/tok_0123456789abcdef",
+		Card: mail.Card{Brand: "mastercard", Last4: "4444", ExpMonth: 4, ExpYear: 2026}, NextChargeAt: start.AddDate(0, 1, 0),
 	}
 }
 
@@ -37,7 +38,10 @@ func TestEveryKindRenders(t *testing.T) {
 		{1200, "JPY", "1200 JPY"},
 		{1999, "EUR", "19.99 EUR"},
 	}
-	withLink := map[models.EmailKind]bool{models.EmailActionRequired: true, models.EmailPaymentFailed: true, models.EmailCardUpdate: true}
+	withLink := map[models.EmailKind]bool{models.EmailActionRequired: true, models.EmailPaymentFailed: true, models.EmailCardUpdate: true, models.EmailCardExpiring: true}
+	// The emails about a card name it (brand, last 4, expiry); the
+	// expiring-card notice belongs to no invoice.
+	withCard := withLink
 	for _, k := range mail.Kinds() {
 		for _, c := range currencies {
 			t.Run(string(k)+"/"+c.currency, func(t *testing.T) {
@@ -51,7 +55,15 @@ func TestEveryKindRenders(t *testing.T) {
 				require.NotContains(t, r.Subject, "\n")
 				require.Contains(t, r.Text, c.want, "text shows the amount in the currency's exponent")
 				require.Contains(t, r.HTML, c.want)
-				require.Contains(t, r.Text, "inv_abc")
+				if k != models.EmailCardExpiring {
+					require.Contains(t, r.Text, "inv_abc")
+				}
+				if withCard[k] {
+					for _, part := range []string{r.Text, r.HTML} {
+						require.Contains(t, part, "Mastercard ending in 4444")
+						require.Contains(t, part, "04/2026")
+					}
+				}
 				require.Contains(t, r.Text, "Acme Billing")
 				require.Contains(t, r.HTML, "<html")
 				require.NotContains(t, r.Text, "<no value>")
@@ -166,7 +178,7 @@ func TestBadTemplatesFailAtLoad(t *testing.T) {
 	}{
 		{name: "syntax error", file: "recovered.txt.tmpl", body: "Thanks {{.Amount", want: []string{"recovered.txt.tmpl"}},
 		{name: "unknown function", file: "recovered.html.tmpl", body: "<p>{{mony .Amount .Currency}}</p>", want: []string{"recovered.html.tmpl", "mony"}},
-		{name: "unknown field fails on execution", file: "card_update.subject.tmpl", body: "Update {{.Card}}", want: []string{"card_update.subject.tmpl", "Card"}},
+		{name: "unknown field fails on execution", file: "card_update.subject.tmpl", body: "Update {{.Cardd}}", want: []string{"card_update.subject.tmpl", "Cardd"}},
 		{name: "nil date dereference", file: "payment_failed.txt.tmpl", body: "{{.Link}} retry {{.NextRetryAt.Year}}", want: []string{"payment_failed.txt.tmpl"}},
 		{name: "link kind without the link", file: "action_required.txt.tmpl", body: "Please confirm {{money .Amount .Currency}}.", want: []string{"action_required.txt.tmpl", "{{.Link}}"}},
 		{name: "empty subject", file: "recovered.subject.tmpl", body: "{{if false}}x{{end}}", want: []string{"recovered.subject.tmpl", "empty subject"}},

@@ -165,8 +165,14 @@ func (w *Worker) RunOnceUntil(ctx, abort context.Context) (Summary, error) {
 func (w *Worker) handle(ctx, abort context.Context, e *models.Email, leaseFor time.Duration, sum *Summary) error {
 	// Never log bodies or links: they carry pay tokens. The Message-ID is safe and
 	// lets ops match a bounce to its row.
-	log := w.Log.With().Int64("email_id", e.ID).Str("kind", string(e.Kind)).Int64("invoice_id", e.InvoiceID).
+	log := w.Log.With().Int64("email_id", e.ID).Str("kind", string(e.Kind)).
 		Str("message_id", e.MessageID).Logger()
+	if e.InvoiceID != nil {
+		log = log.With().Int64("invoice_id", *e.InvoiceID).Logger()
+	}
+	if e.SubscriptionID != nil {
+		log = log.With().Int64("subscription_id", *e.SubscriptionID).Logger()
+	}
 	if e.CaseID != nil {
 		log = log.With().Int64("case_id", *e.CaseID).Logger()
 	}
@@ -193,6 +199,15 @@ func (w *Worker) handle(ctx, abort context.Context, e *models.Email, leaseFor ti
 			return w.Store.MarkEmailCanceled(wctx, w.Clock.Now(), e, reason)
 		})
 		return err
+	}
+
+	if e.Kind == models.EmailCardExpiring {
+		if reason := cardNoticeMoot(ec); reason != "" {
+			_, err := w.record(ctx, log, sum, "canceled", func(wctx context.Context) error {
+				return w.Store.MarkEmailCanceled(wctx, w.Clock.Now(), e, reason)
+			})
+			return err
+		}
 	}
 
 	link := ""
@@ -367,6 +382,20 @@ func asksToPay(k models.EmailKind) bool {
 	return k == models.EmailActionRequired || k == models.EmailPaymentFailed || k == models.EmailCardUpdate
 }
 
+// cardNoticeMoot says why an expiring-card email waiting in the outbox no
+// longer applies when its turn comes ("" while it does): the subscription
+// stopped being billed, or its card (replaced, or renewed by an account
+// updater) no longer expires before the next charge.
+func cardNoticeMoot(ec *store.EmailContext) string {
+	switch {
+	case !ec.SubscriptionStatus.Billable():
+		return fmt.Sprintf("subscription is %s; the card notice is no longer relevant", ec.SubscriptionStatus)
+	case !ec.Card.ExpiresBy(ec.NextBillingAt):
+		return "the subscription's card no longer expires before its next charge; the card notice is no longer relevant"
+	}
+	return ""
+}
+
 // retry schedules the next attempt after a temporary failure. loud failures
 // (billingd's own configuration) are logged at error level: they repeat until
 // someone acts, while emails wait.
@@ -415,7 +444,7 @@ func (w *Worker) record(ctx context.Context, log zerolog.Logger, sum *Summary, o
 		sum.Failed++
 	case "canceled":
 		sum.Canceled++
-		log.Info().Msg("email canceled: its invoice is no longer open")
+		log.Info().Msg("email canceled: no longer relevant")
 	}
 	w.count(outcome)
 	return true, nil
@@ -447,5 +476,8 @@ func (w *Worker) templateData(ec *store.EmailContext, link string, now time.Time
 		FinalAction:   ec.FinalAction,
 		PaidAt:        ec.PaidAt,
 		Link:          link,
+		Card: Card{Brand: ec.Card.Brand, Last4: ec.Card.Last4,
+			ExpMonth: ec.Card.ExpMonth, ExpYear: ec.Card.ExpYear},
+		NextChargeAt: ec.NextBillingAt,
 	}
 }

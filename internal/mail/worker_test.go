@@ -99,7 +99,7 @@ func newEnv(t *testing.T, st *store.Store, n int, sub storetest.Subscription) *e
 // enqueue adds an outbox row for invoice i, due now.
 func (e *env) enqueue(t *testing.T, i int, kind models.EmailKind, to string, purpose models.LinkPurpose) *models.Email {
 	t.Helper()
-	em := &models.Email{DedupeKey: fmt.Sprintf("inv-%d/%s", e.invs[i].ID, kind), Kind: kind, InvoiceID: e.invs[i].ID,
+	em := &models.Email{DedupeKey: fmt.Sprintf("inv-%d/%s", e.invs[i].ID, kind), Kind: kind, InvoiceID: &e.invs[i].ID,
 		ToAddress: to, LinkPurpose: purpose}
 	require.NoError(t, e.st.InTx(context.Background(), func(tx *store.Tx) error {
 		ok, err := tx.EnqueueEmail(e.clk.Now(), mail.AddressDomain(from), em)

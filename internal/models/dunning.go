@@ -129,6 +129,10 @@ const (
 	EmailRecovered EmailKind = "recovered"
 	// EmailSubscriptionEnded says the subscription was canceled or suspended.
 	EmailSubscriptionEnded EmailKind = "subscription_ended"
+	// EmailCardExpiring warns that the subscription's card expires before its
+	// next charge and asks for a new one (a subscription-scoped card-update
+	// link). It belongs to no invoice and no dunning case.
+	EmailCardExpiring EmailKind = "card_expiring"
 )
 
 // EmailStatus is the state of an outbox row.
@@ -168,7 +172,9 @@ type Email struct {
 	DedupeKey string
 	Kind      EmailKind
 	CaseID    *int64
-	InvoiceID int64
+	// InvoiceID is the invoice the email is about; nil for an email about
+	// the subscription itself (its card expires before the next charge).
+	InvoiceID *int64
 	// SubscriptionID is the subscription the email is about; an email about
 	// the subscription itself (its card expires) has no invoice.
 	SubscriptionID *int64 `gorm:"column:subscription_id"`
@@ -188,8 +194,9 @@ type Email struct {
 	UpdatedAt      time.Time
 }
 
-// PayLink is an emailed link to pay or replace the card for one invoice. Only
-// the SHA-256 of its token is stored.
+// PayLink is an emailed link to pay or replace the card for one invoice, or
+// (InvoiceID nil) to replace the card of one subscription. Only the SHA-256 of
+// its token is stored.
 type PayLink struct {
 	ID        int64 `gorm:"primaryKey"`
 	TokenHash string
@@ -197,7 +204,9 @@ type PayLink struct {
 	// return, success and cancel URLs handed to the gateway carry instead of
 	// the token: it opens only a page showing the payment's state.
 	ReturnHash string
-	InvoiceID  int64
+	// InvoiceID is the invoice the link collects; nil for a link scoped to
+	// the subscription, which can only replace its card.
+	InvoiceID *int64
 	// SubscriptionID is the link's subscription; a link with no invoice is
 	// scoped to the subscription and can only replace its card.
 	SubscriptionID *int64 `gorm:"column:subscription_id"`

@@ -401,8 +401,8 @@ func TestDeadCardsAreNeverChargedFromALink(t *testing.T) {
 	for _, l := range links {
 		var pl models.PayLink
 		require.NoError(t, b.Store.DB().Where("token_hash = ?", dunning.HashToken(l[strings.LastIndex(l, "/")+1:])).First(&pl).Error)
-		linkOf[pl.InvoiceID] = l
-		if pl.InvoiceID == inv.ID {
+		linkOf[*pl.InvoiceID] = l
+		if *pl.InvoiceID == inv.ID {
 			require.Equal(t, models.LinkUpdateCard, pl.Purpose)
 		}
 	}

@@ -160,10 +160,32 @@ type InvoiceContact struct {
 	Description     string
 	PaymentMethodID int64
 	GatewayPM       string
+	// CardBrand, CardLast4, CardExpMonth and CardExpYear name the
+	// subscription's card to the customer (empty or 0 when never read).
+	CardBrand    string
+	CardLast4    string
+	CardExpMonth int
+	CardExpYear  int
+	// SubscriptionStatus is the subscription's status (a subscription-scoped
+	// link works while it is not canceled).
+	SubscriptionStatus models.SubscriptionStatus
+	// NextBillingAt and CardCreatedAt are loaded for subscription-scoped
+	// links only (SubscriptionContact): the next charge the card must
+	// outlive, and when the subscription's current card was first recorded
+	// (a card saved through the link is newer than the link).
+	NextBillingAt *time.Time
+	CardCreatedAt *time.Time
+}
+
+// Card is the subscription's card as the customer should see it.
+func (ic *InvoiceContact) Card() CardOnFile {
+	return CardOnFile{Brand: ic.CardBrand, Last4: ic.CardLast4, ExpMonth: ic.CardExpMonth, ExpYear: ic.CardExpYear}
 }
 
 const contactQuery = `SELECT i.id AS invoice_id, i.public_id, i.status, i.amount, i.currency, s.id AS subscription_id, s.reference, s.description,
-       c.id AS customer_id, c.gateway_customer_id AS gateway_customer, c.email, pm.id AS payment_method_id, pm.gateway_payment_method_id AS gateway_pm
+       c.id AS customer_id, c.gateway_customer_id AS gateway_customer, c.email, pm.id AS payment_method_id, pm.gateway_payment_method_id AS gateway_pm,
+       COALESCE(pm.brand, '') AS card_brand, COALESCE(pm.last4, '') AS card_last4, COALESCE(pm.exp_month, 0) AS card_exp_month, COALESCE(pm.exp_year, 0) AS card_exp_year,
+       s.status AS subscription_status
   FROM invoices i JOIN subscriptions s ON s.id = i.subscription_id
   JOIN customers c ON c.id = s.customer_id JOIN payment_methods pm ON pm.id = s.payment_method_id`
 

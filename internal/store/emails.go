@@ -40,12 +40,15 @@ func (tx *Tx) EnqueueEmail(now time.Time, domain string, e *models.Email) (bool,
 	if e.DedupeKey == "" {
 		return false, errors.New("store: enqueue email: empty dedupe key")
 	}
-	if e.InvoiceID == 0 {
-		return false, errors.New("store: enqueue email: no invoice")
+	if (e.InvoiceID == nil || *e.InvoiceID == 0) && (e.SubscriptionID == nil || *e.SubscriptionID == 0) {
+		return false, errors.New("store: enqueue email: no invoice and no subscription")
+	}
+	if e.InvoiceID != nil && *e.InvoiceID == 0 {
+		e.InvoiceID = nil
 	}
 	if e.SubscriptionID == nil {
 		var sub int64
-		if err := tx.db.Raw(`SELECT subscription_id FROM invoices WHERE id = ?`, e.InvoiceID).Scan(&sub).Error; err != nil {
+		if err := tx.db.Raw(`SELECT subscription_id FROM invoices WHERE id = ?`, *e.InvoiceID).Scan(&sub).Error; err != nil {
 			return false, err
 		}
 		if sub != 0 {
@@ -311,6 +314,13 @@ type EmailContext struct {
 	FinalAction     string
 	PaidAt          *time.Time
 	PaymentIntentID string
+	// Card is the subscription's card as billingd last read it from the
+	// gateway (zero fields when unknown).
+	Card CardOnFile
+	// NextBillingAt is the subscription's next charge: what an expiring-card
+	// email warns about.
+	NextBillingAt      time.Time
+	SubscriptionStatus models.SubscriptionStatus
 }
 
 // ErrEmailNotFound means there is no outbox row with that id.
@@ -319,26 +329,33 @@ var ErrEmailNotFound = errors.New("store: email not found")
 // emailContextRow is the joined row EmailContext scans; nullable text of the
 // optional dunning case is COALESCEd so it scans into plain strings.
 type emailContextRow struct {
-	CustomerEmail   string
-	Reference       string
-	Description     string
-	InvoicePublicID string
-	Amount          int64
-	Currency        string
-	PeriodStart     time.Time
-	PeriodEnd       time.Time
-	InvoiceStatus   string
-	CaseReason      string
-	CaseStatus      string
-	NextRetryAt     *time.Time
-	DeclineCode     string
-	FinalAction     string
-	PaidAt          *time.Time
-	PaymentIntentID string
+	CustomerEmail      string
+	Reference          string
+	Description        string
+	InvoicePublicID    string
+	Amount             int64
+	Currency           string
+	PeriodStart        *time.Time
+	PeriodEnd          *time.Time
+	InvoiceStatus      string
+	CaseReason         string
+	CaseStatus         string
+	NextRetryAt        *time.Time
+	DeclineCode        string
+	FinalAction        string
+	PaidAt             *time.Time
+	PaymentIntentID    string
+	CardBrand          string
+	CardLast4          string
+	CardExpMonth       int
+	CardExpYear        int
+	NextBillingAt      time.Time
+	SubscriptionStatus string
 }
 
-// EmailContext loads an outbox row with its invoice, subscription, customer and,
-// when the row has one, dunning case.
+// EmailContext loads an outbox row with its invoice (none for an email about
+// the subscription itself), subscription, customer, card and, when the row has
+// one, dunning case.
 func (s *Store) EmailContext(ctx context.Context, emailID int64) (*EmailContext, error) {
 	db := s.db.WithContext(ctx)
 	var out EmailContext
@@ -349,32 +366,44 @@ func (s *Store) EmailContext(ctx context.Context, emailID int64) (*EmailContext,
 		return nil, fmt.Errorf("store: email %d: %w", emailID, err)
 	}
 	var rows []emailContextRow
-	err := db.Raw(`SELECT c.email AS customer_email, s.reference, s.description, i.public_id AS invoice_public_id,
-	                      i.amount, i.currency, i.period_start, i.period_end, i.status AS invoice_status,
+	// An email about the subscription itself has no invoice: the amount and
+	// currency are then the subscription's next charge.
+	err := db.Raw(`SELECT c.email AS customer_email, s.reference, s.description, COALESCE(i.public_id, '') AS invoice_public_id,
+	                      COALESCE(i.amount, s.amount) AS amount, COALESCE(i.currency, s.currency) AS currency,
+	                      i.period_start, i.period_end,
+	                      COALESCE(i.status, '') AS invoice_status,
 	                      COALESCE(dc.reason, '') AS case_reason, COALESCE(dc.status, '') AS case_status,
 	                      i.next_attempt_at AS next_retry_at,
 	                      COALESCE(dc.last_decline_code, '') AS decline_code, COALESCE(dc.final_action, '') AS final_action,
-	                      i.paid_at, i.payment_intent_id
+	                      i.paid_at, COALESCE(i.payment_intent_id, '') AS payment_intent_id,
+	                      COALESCE(pm.brand, '') AS card_brand, COALESCE(pm.last4, '') AS card_last4,
+	                      COALESCE(pm.exp_month, 0) AS card_exp_month, COALESCE(pm.exp_year, 0) AS card_exp_year,
+	                      s.next_billing_at, s.status AS subscription_status
 	                 FROM emails e
-	                 JOIN invoices i ON i.id = e.invoice_id
-	                 JOIN subscriptions s ON s.id = i.subscription_id
+	                 LEFT JOIN invoices i ON i.id = e.invoice_id
+	                 JOIN subscriptions s ON s.id = COALESCE(i.subscription_id, e.subscription_id)
 	                 JOIN customers c ON c.id = s.customer_id
+	                 LEFT JOIN payment_methods pm ON pm.id = s.payment_method_id
 	                 LEFT JOIN dunning_cases dc ON dc.id = e.case_id
 	                WHERE e.id = ?`, emailID).Scan(&rows).Error
 	if err != nil {
 		return nil, fmt.Errorf("store: email %d context: %w", emailID, err)
 	}
 	if len(rows) != 1 {
-		return nil, fmt.Errorf("%w: id %d has no invoice", ErrEmailNotFound, emailID)
+		return nil, fmt.Errorf("%w: id %d has no invoice or subscription", ErrEmailNotFound, emailID)
 	}
 	r := rows[0]
 	out.CustomerEmail, out.Reference, out.Description = r.CustomerEmail, r.Reference, r.Description
 	out.InvoicePublicID, out.Amount, out.Currency = r.InvoicePublicID, r.Amount, r.Currency
-	out.PeriodStart, out.PeriodEnd = r.PeriodStart.UTC(), r.PeriodEnd.UTC()
+	if r.PeriodStart != nil && r.PeriodEnd != nil {
+		out.PeriodStart, out.PeriodEnd = r.PeriodStart.UTC(), r.PeriodEnd.UTC()
+	}
 	out.InvoiceStatus = models.InvoiceStatus(r.InvoiceStatus)
 	out.CaseReason, out.CaseStatus = models.DunningReason(r.CaseReason), models.CaseStatus(r.CaseStatus)
 	out.NextRetryAt, out.PaidAt = utcPtr(r.NextRetryAt), utcPtr(r.PaidAt)
 	out.DeclineCode, out.FinalAction, out.PaymentIntentID = r.DeclineCode, r.FinalAction, r.PaymentIntentID
+	out.Card = CardOnFile{Brand: r.CardBrand, Last4: r.CardLast4, ExpMonth: r.CardExpMonth, ExpYear: r.CardExpYear}
+	out.NextBillingAt, out.SubscriptionStatus = r.NextBillingAt.UTC(), models.SubscriptionStatus(r.SubscriptionStatus)
 	return &out, nil
 }
 

@@ -37,7 +37,7 @@ func TestEnqueueEmailDedupes(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, st *store.Store) {
 		ctx := context.Background()
 		inv := firstInvoice(t, st, storetest.Subscription{Reference: "acme"})
-		e := &models.Email{DedupeKey: "case:1/step:0/payment_failed", Kind: models.EmailPaymentFailed, InvoiceID: inv.ID,
+		e := &models.Email{DedupeKey: "case:1/step:0/payment_failed", Kind: models.EmailPaymentFailed, InvoiceID: &inv.ID,
 			ToAddress: "acme@example.com", LinkPurpose: models.LinkPay}
 		require.True(t, enqueue(t, st, t0, e))
 		require.NotZero(t, e.ID)
@@ -45,7 +45,7 @@ func TestEnqueueEmailDedupes(t *testing.T) {
 		require.True(t, e.NextAttemptAt.Equal(t0), "due at once by default")
 		require.Regexp(t, regexp.MustCompile(`^<[0-9a-f]{16}\.case-1-step-0-payment_failed@example\.com>$`), e.MessageID)
 
-		again := &models.Email{DedupeKey: e.DedupeKey, Kind: models.EmailPaymentFailed, InvoiceID: inv.ID,
+		again := &models.Email{DedupeKey: e.DedupeKey, Kind: models.EmailPaymentFailed, InvoiceID: &inv.ID,
 			ToAddress: "someone-else@example.com"}
 		require.False(t, enqueue(t, st, t0.Add(time.Hour), again), "the same step never enqueues a second email")
 		require.Zero(t, again.ID)
@@ -59,7 +59,7 @@ func TestEnqueueEmailDedupes(t *testing.T) {
 		require.Equal(t, e.MessageID, got.MessageID)
 
 		later := t0.Add(24 * time.Hour)
-		other := &models.Email{DedupeKey: "case:1/step:1/payment_failed", Kind: models.EmailPaymentFailed, InvoiceID: inv.ID,
+		other := &models.Email{DedupeKey: "case:1/step:1/payment_failed", Kind: models.EmailPaymentFailed, InvoiceID: &inv.ID,
 			ToAddress: "acme@example.com", NextAttemptAt: later}
 		require.True(t, enqueue(t, st, t0, other))
 		require.True(t, other.NextAttemptAt.Equal(later), "a given send time is kept")
@@ -91,7 +91,7 @@ func TestClaimDueEmailsLeasesAndFences(t *testing.T) {
 		ctx := context.Background()
 		inv := firstInvoice(t, st, storetest.Subscription{})
 		now := enqueueN(t, st, inv.ID, 3)
-		future := &models.Email{DedupeKey: "future", Kind: models.EmailRecovered, InvoiceID: inv.ID, ToAddress: "a@example.com",
+		future := &models.Email{DedupeKey: "future", Kind: models.EmailRecovered, InvoiceID: &inv.ID, ToAddress: "a@example.com",
 			NextAttemptAt: now.Add(time.Hour)}
 		require.True(t, enqueue(t, st, now, future))
 
@@ -156,7 +156,7 @@ func enqueueN(t *testing.T, st *store.Store, invoiceID int64, n int) time.Time {
 	t.Helper()
 	now := t0.Add(time.Hour)
 	for i := 0; i < n; i++ {
-		e := &models.Email{DedupeKey: "k" + string(rune('a'+i)), Kind: models.EmailPaymentFailed, InvoiceID: invoiceID,
+		e := &models.Email{DedupeKey: "k" + string(rune('a'+i)), Kind: models.EmailPaymentFailed, InvoiceID: &invoiceID,
 			ToAddress: "a@example.com", LinkPurpose: models.LinkPay}
 		require.True(t, enqueue(t, st, now, e))
 	}
@@ -232,7 +232,7 @@ func TestConcurrentEmailClaimsNeverShareARow(t *testing.T) {
 		inv := firstInvoice(t, st, storetest.Subscription{})
 		now := t0.Add(time.Hour)
 		for i := 0; i < 60; i++ {
-			e := &models.Email{DedupeKey: "k" + time.Duration(i).String(), Kind: models.EmailRecovered, InvoiceID: inv.ID, ToAddress: "a@example.com"}
+			e := &models.Email{DedupeKey: "k" + time.Duration(i).String(), Kind: models.EmailRecovered, InvoiceID: &inv.ID, ToAddress: "a@example.com"}
 			require.True(t, enqueue(t, st, now, e))
 		}
 		seen := claimAllConcurrently(t, 4, func() ([]models.Email, error) {
@@ -252,7 +252,7 @@ func TestEmailContextJoins(t *testing.T) {
 		require.NoError(t, st.DB().Exec(`UPDATE subscriptions SET description = 'Gold plan'`).Error)
 
 		// Without a case.
-		plain := &models.Email{DedupeKey: "plain", Kind: models.EmailRecovered, InvoiceID: inv.ID, ToAddress: "gold-42@example.com"}
+		plain := &models.Email{DedupeKey: "plain", Kind: models.EmailRecovered, InvoiceID: &inv.ID, ToAddress: "gold-42@example.com"}
 		require.True(t, enqueue(t, st, t0, plain))
 		got, err := st.EmailContext(ctx, plain.ID)
 		require.NoError(t, err)
@@ -284,7 +284,7 @@ func TestEmailContextJoins(t *testing.T) {
 			return err
 		}))
 		require.True(t, paid)
-		withCase := &models.Email{DedupeKey: "case", Kind: models.EmailCardUpdate, CaseID: &dc.ID, InvoiceID: inv.ID,
+		withCase := &models.Email{DedupeKey: "case", Kind: models.EmailCardUpdate, CaseID: &dc.ID, InvoiceID: &inv.ID,
 			ToAddress: "gold-42@example.com", LinkPurpose: models.LinkUpdateCard}
 		require.True(t, enqueue(t, st, t0, withCase))
 		got, err = st.EmailContext(ctx, withCase.ID)

@@ -47,12 +47,12 @@ func TestOperationsMigrationKeepsEveryRow(t *testing.T) {
 		require.Equal(t, sub.Timezone, subs[0].Timezone)
 		var em models.Email
 		require.NoError(t, db.First(&em).Error)
-		require.Equal(t, inv.ID, em.InvoiceID)
+		require.Equal(t, inv.ID, *em.InvoiceID)
 		require.NotNil(t, em.SubscriptionID, "the email's subscription is filled from its invoice")
 		require.Equal(t, sub.ID, *em.SubscriptionID)
 		var link models.PayLink
 		require.NoError(t, db.First(&link).Error)
-		require.Equal(t, inv.ID, link.InvoiceID)
+		require.Equal(t, inv.ID, *link.InvoiceID)
 		require.Equal(t, sub.ID, *link.SubscriptionID)
 
 		// The references still hold: an invoice of a missing subscription is refused.

@@ -43,10 +43,10 @@ func TestTimelineListsEveryEventInTimeOrder(t *testing.T) {
 		create(&models.DunningStep{CaseID: c.ID, Step: 1, Action: "recovered", Detail: "invoice paid", At: day, CreatedAt: day, UpdatedAt: day})
 		create(&models.DunningStep{CaseID: c.ID, Step: 1, Action: "opened", Detail: "off-session retry scheduled", At: t0, CreatedAt: t0, UpdatedAt: t0})
 		sent := t0.Add(time.Minute)
-		create(&models.Email{DedupeKey: "k1", Kind: models.EmailPaymentFailed, CaseID: &c.ID, InvoiceID: acme.ID, ToAddress: "acme@example.com",
+		create(&models.Email{DedupeKey: "k1", Kind: models.EmailPaymentFailed, CaseID: &c.ID, InvoiceID: &acme.ID, ToAddress: "acme@example.com",
 			MessageID: "<m1@example.com>", Subject: "Your payment of 9.90 GBP didn't go through", Status: models.EmailSent,
 			NextAttemptAt: t0, SentAt: &sent, CreatedAt: t0, UpdatedAt: sent})
-		create(&models.Email{DedupeKey: "k2", Kind: models.EmailRecovered, CaseID: &c.ID, InvoiceID: acme.ID, ToAddress: "acme@example.com",
+		create(&models.Email{DedupeKey: "k2", Kind: models.EmailRecovered, CaseID: &c.ID, InvoiceID: &acme.ID, ToAddress: "acme@example.com",
 			MessageID: "<m2@example.com>", Status: models.EmailPending, NextAttemptAt: day, CreatedAt: day, UpdatedAt: day})
 		require.NoError(t, st.DB().Model(&models.Invoice{}).Where("id = ?", acme.ID).
 			Updates(map[string]any{"status": models.InvoicePaid, "updated_at": day}).Error)

@@ -84,28 +84,51 @@ func (tx *Tx) RecordPaymentMethod(now time.Time, gatewayCustomerID, gatewayPayme
 	return true, tx.describeCard(now, pm, saved)
 }
 
-// SavedCard is what a gateway told about a card it saved: the payment that
-// stored it (the start of its recurring series, Checkout.com) and its
-// non-sensitive details. Zero fields are unknown and change nothing.
+// SavedCard is what a gateway told about a card it saved or read: the
+// payment that stored it (the start of its recurring series, Checkout.com)
+// and its non-sensitive details (brand, last 4, expiry). Zero fields are
+// unknown and change nothing; every path that records or replaces a card
+// passes what the gateway said, so emails and pages can name the card and the
+// expiring-card notice knows when it expires.
 type SavedCard struct {
 	SeriesPaymentID string
 	Brand, Last4    string
+	// ExpMonth (1–12) and ExpYear (four digits) are the card's expiry; both
+	// or neither are recorded.
+	ExpMonth, ExpYear int
 }
 
-// describeCard fills in what is not known yet about a card. A card's series
+// describes reports whether the card carries any detail to record.
+func (c SavedCard) describes() bool {
+	return c.Brand != "" || c.Last4 != "" || c.hasExpiry()
+}
+
+func (c SavedCard) hasExpiry() bool {
+	return c.ExpMonth >= 1 && c.ExpMonth <= 12 && c.ExpYear > 0
+}
+
+// describeCard records what the gateway said about a card. A card's series
 // payment is set once: the series starts with the payment that stored the
 // card, and a later customer-initiated payment on the same card does not
-// restart it.
+// restart it. Brand, last 4 and expiry are the gateway's latest word and
+// replace what was known (an account updater renews a card's expiry under
+// the same id); details_read_at says when they were read.
 func (tx *Tx) describeCard(now time.Time, pm models.PaymentMethod, saved SavedCard) error {
 	set := map[string]any{}
 	if saved.SeriesPaymentID != "" && pm.PreviousPaymentID == "" {
 		set["previous_payment_id"] = truncate(saved.SeriesPaymentID, 255)
 	}
-	if saved.Brand != "" && pm.Brand == "" {
+	if saved.Brand != "" {
 		set["brand"] = truncate(saved.Brand, 40)
 	}
-	if saved.Last4 != "" && pm.Last4 == "" {
+	if saved.Last4 != "" {
 		set["last4"] = truncate(saved.Last4, 4)
+	}
+	if saved.hasExpiry() {
+		set["exp_month"], set["exp_year"] = saved.ExpMonth, saved.ExpYear
+	}
+	if saved.describes() {
+		set["details_read_at"] = now
 	}
 	if len(set) == 0 {
 		return nil

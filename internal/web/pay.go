@@ -96,6 +96,13 @@ type pageData struct {
 	State    string // paid, pending, failed, action, open
 	Refresh  bool
 	Status   int
+	// Card is the saved card the page is about (brand, last 4, expiry).
+	Card store.CardOnFile
+	// SubscriptionOnly: the link belongs to a subscription and no invoice
+	// (the expiring-card notice); the page can only replace the card.
+	SubscriptionOnly bool
+	// NextChargeAt is the subscription's next charge (SubscriptionOnly).
+	NextChargeAt *time.Time
 }
 
 func (p *PayPages) render(w http.ResponseWriter, name string, d pageData) {
@@ -162,8 +169,25 @@ func (p *PayPages) show(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *PayPages) dataFor(l *dunning.Link, token string) pageData {
-	return pageData{Amount: l.Invoice.Amount, Currency: l.Invoice.Currency, Invoice: l.Invoice.PublicID,
-		Description: l.Invoice.Description, Purpose: l.Purpose, PayURL: p.PublicBaseURL + "/pay/" + token, Limit: p.ChargesPerHour}
+	d := pageData{Amount: l.Invoice.Amount, Currency: l.Invoice.Currency, Invoice: l.Invoice.PublicID,
+		Description: l.Invoice.Description, Purpose: l.Purpose, PayURL: p.PublicBaseURL + "/pay/" + token, Limit: p.ChargesPerHour,
+		Card: l.Invoice.Card(), SubscriptionOnly: l.SubscriptionOnly()}
+	if d.SubscriptionOnly {
+		// Whatever the stored purpose says, this link only replaces the card.
+		d.Purpose, d.NextChargeAt = models.LinkUpdateCard, l.Invoice.NextBillingAt
+	}
+	return d
+}
+
+// linkLog names the link (and its invoice or subscription) in log lines.
+func (p *PayPages) linkLog(l *dunning.Link) zerolog.Logger {
+	c := p.Log.With().Int64("pay_link_id", l.ID)
+	if l.InvoiceID != nil {
+		c = c.Int64("invoice_id", *l.InvoiceID).Str("invoice", l.Invoice.PublicID)
+	} else {
+		c = c.Int64("subscription_id", l.Invoice.SubscriptionID).Str("subscription", l.Invoice.Reference)
+	}
+	return c.Logger()
 }
 
 // returnURL is where the gateway sends the customer back to: it carries the
@@ -180,13 +204,14 @@ func (p *PayPages) act(w http.ResponseWriter, r *http.Request) {
 		p.linkError(w, err)
 		return
 	}
-	log := p.Log.With().Int64("invoice_id", l.InvoiceID).Str("invoice", l.Invoice.PublicID).Int64("pay_link_id", l.ID).Logger()
+	log := p.linkLog(l)
 	if err := p.Store.InTx(r.Context(), func(tx *store.Tx) error { return tx.TouchPayLink(now, l.ID) }); err != nil {
 		log.Error().Err(err).Msg("recording pay link use")
 	}
-	// A card-update link only ever replaces the card, whatever the form says:
-	// it never charges the saved one.
-	if l.Purpose == models.LinkUpdateCard || r.FormValue("action") == "update_card" {
+	// A card-update link (and every link scoped to a subscription) only ever
+	// replaces the card, whatever the form says: it never charges the saved
+	// one.
+	if l.Purpose == models.LinkUpdateCard || l.SubscriptionOnly() || r.FormValue("action") == "update_card" {
 		p.updateCard(w, r, l, token, log)
 		return
 	}
@@ -347,15 +372,22 @@ func (p *PayPages) updateCard(w http.ResponseWriter, r *http.Request, l *dunning
 		return
 	}
 	back := p.returnURL(token)
+	// The card is verified in the currency it will be charged in
+	// (Checkout.com verifies a card with a zero-amount payment).
+	meta := map[string]string{"invoice": l.Invoice.PublicID, "subscription": l.Invoice.Reference, "currency": l.Invoice.Currency}
+	keyScope := l.Invoice.PublicID
+	if l.SubscriptionOnly() {
+		// No invoice: the saved card becomes the subscription's (and lets
+		// an open dunning case of it proceed), charging nothing here.
+		delete(meta, "invoice")
+		keyScope = "sub-" + l.Invoice.Reference
+	}
 	sess, err := p.Sessions.CreateSetupCheckoutSession(r.Context(), gateway.SetupSessionRequest{
-		Customer:   l.Invoice.GatewayCustomer,
-		SuccessURL: back + "?card=saved",
-		CancelURL:  back + "?card=canceled",
-		Metadata: map[string]string{"invoice": l.Invoice.PublicID, "subscription": l.Invoice.Reference,
-			// The card is verified in the currency it will be charged in
-			// (Checkout.com verifies a card with a zero-amount payment).
-			"currency": l.Invoice.Currency},
-		IdempotencyKey: "setup-" + l.Invoice.PublicID + "-" + key[:16],
+		Customer:       l.Invoice.GatewayCustomer,
+		SuccessURL:     back + "?card=saved",
+		CancelURL:      back + "?card=canceled",
+		Metadata:       meta,
+		IdempotencyKey: "setup-" + keyScope + "-" + key[:16],
 	})
 	if err != nil {
 		log.Error().Err(err).Msg("could not create the card-update session")
@@ -393,13 +425,18 @@ func (p *PayPages) returnedByToken(w http.ResponseWriter, r *http.Request) {
 // showState renders what the database says. If the last attempt is still open
 // it reads the PaymentIntent once (the webhook may be slower than the customer).
 func (p *PayPages) showState(w http.ResponseWriter, r *http.Request, l *dunning.Link) {
+	if l.SubscriptionOnly() {
+		p.showCardState(w, r, l)
+		return
+	}
 	status := l.Invoice.Status
+	invoiceID := *l.InvoiceID
 	if status == models.InvoiceOpen {
-		if a, err := p.Store.LatestAttempt(r.Context(), l.InvoiceID); err == nil && a != nil && (a.Status.Unresolved() || a.Status == models.AttemptRequiresAction) && a.PaymentIntentID != "" {
+		if a, err := p.Store.LatestAttempt(r.Context(), invoiceID); err == nil && a != nil && (a.Status.Unresolved() || a.Status == models.AttemptRequiresAction) && a.PaymentIntentID != "" {
 			if _, err := p.Engine.Resolve(r.Context(), a); err != nil {
 				p.Log.Warn().Err(err).Int64("attempt_id", a.ID).Msg("reading the payment intent for the return page")
 			}
-			if ic, err := p.Store.InvoiceContact(r.Context(), l.InvoiceID); err == nil && ic != nil {
+			if ic, err := p.Store.InvoiceContact(r.Context(), invoiceID); err == nil && ic != nil {
 				status = ic.Status
 			}
 		}
@@ -412,7 +449,7 @@ func (p *PayPages) showState(w http.ResponseWriter, r *http.Request, l *dunning.
 	case status != models.InvoiceOpen:
 		d.State, d.Title, d.Message = "closed", "Nothing to pay", "There is nothing to pay here. Please contact us if you have questions."
 	default:
-		a, _ := p.Store.LatestAttempt(r.Context(), l.InvoiceID)
+		a, _ := p.Store.LatestAttempt(r.Context(), invoiceID)
 		switch {
 		case r.URL.Query().Get("card") == "saved":
 			d.State, d.Title, d.Refresh = "pending", "Card saved", true
@@ -430,6 +467,29 @@ func (p *PayPages) showState(w http.ResponseWriter, r *http.Request, l *dunning.
 			d.State, d.Title = "failed", "Payment not completed"
 			d.Message = "The payment was not completed. Open the link in your email again to try once more or to use another card."
 		}
+	}
+	p.render(w, "return.html", d)
+}
+
+// showCardState is the return page of a subscription-scoped link: it says a
+// card was saved only once the webhook recorded it (the subscription's card is
+// newer than the link), and otherwise waits, refreshing itself.
+func (p *PayPages) showCardState(w http.ResponseWriter, r *http.Request, l *dunning.Link) {
+	saved := l.Invoice.CardCreatedAt != nil && l.Invoice.CardCreatedAt.After(l.CreatedAt)
+	d := pageData{Card: l.Invoice.Card(), SubscriptionOnly: true}
+	switch {
+	case saved:
+		d.State, d.Title = "paid", "Card saved"
+		d.Message = "Thank you — your new card is saved and will be used for your next payments. There is nothing more to do."
+	case r.URL.Query().Get("card") == "saved":
+		d.State, d.Title, d.Refresh = "pending", "Saving your card", true
+		d.Message = "Thank you. We are waiting for the payment provider to confirm your new card; this page updates by itself."
+	case r.URL.Query().Get("card") == "canceled":
+		d.State, d.Title = "failed", "No card saved"
+		d.Message = "No new card was saved. Open the link in your email again to try once more."
+	default:
+		d.State, d.Title = "open", "No new card yet"
+		d.Message = "No new card has been saved yet. Open the link in your email to replace your card."
 	}
 	p.render(w, "return.html", d)
 }

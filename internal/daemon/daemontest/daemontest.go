@@ -436,3 +436,26 @@ func (b *Bundle) Operator(t testing.TB) *ops.Service {
 	t.Cleanup(func() { _ = d.Close() })
 	return d.Ops()
 }
+
+// SaveCardExpiring is SaveCard with the card's expiry given (month 1–12,
+// four-digit year), for tests of the expiring-card notice.
+func (b *Bundle) SaveCardExpiring(t testing.TB, number string, month, year int) (customer, paymentMethod string) {
+	t.Helper()
+	b.mu.Lock()
+	b.customers++
+	email := fmt.Sprintf("c%s-%d@example.com", number[len(number)-4:], b.customers)
+	b.mu.Unlock()
+	saved, err := b.Signup.Save(context.Background(), signup.Card{Number: number, ExpMonth: month, ExpYear: year, CVC: "123", Email: email})
+	require.NoError(t, err)
+	b.mu.Lock()
+	b.series[saved.PaymentMethod] = saved.PreviousPaymentID
+	b.mu.Unlock()
+	return saved.Customer, saved.PaymentMethod
+}
+
+// MessageTexts decodes the text parts (plain and HTML) of a received message,
+// as a mail client shows them.
+func MessageTexts(t testing.TB, raw []byte) []string {
+	t.Helper()
+	return messageTexts(t, raw)
+}

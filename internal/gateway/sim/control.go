@@ -46,6 +46,7 @@ func (s *Server) controlRoutes() *http.ServeMux {
 		writeJSON(w, http.StatusOK, mustJSON(s.Refunds()))
 	})
 	m.HandleFunc("POST /_sim/payment_methods/{id}/behaviour", s.postCardBehaviour)
+	m.HandleFunc("POST /_sim/payment_methods/{id}/renew", s.postCardRenew)
 	m.HandleFunc("GET /3ds/{id}", s.challengePage)
 	m.HandleFunc("POST /3ds/{id}", s.challengeSubmit)
 	m.HandleFunc("GET /checkout/setup/{id}", s.setupPage)
@@ -193,6 +194,41 @@ func (s *Server) postCardBehaviour(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, body)
+}
+
+// postCardRenew renews a saved card's expiry, as an account updater would:
+// the body is {"exp_month": 12, "exp_year": 2031}. It answers the payment
+// method as the provider's API shows it.
+func (s *Server) postCardRenew(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var body struct {
+		ExpMonth int `json:"exp_month"`
+		ExpYear  int `json:"exp_year"`
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<10)).Decode(&body); err != nil {
+		controlError(w, http.StatusBadRequest, `the body must be JSON such as {"exp_month": 12, "exp_year": 2031}`)
+		return
+	}
+	if err := s.SetCardExpiry(id, body.ExpMonth, body.ExpYear); err != nil {
+		status := http.StatusBadRequest
+		s.mu.Lock()
+		if _, ok := s.methods[id]; !ok {
+			status = http.StatusNotFound
+		}
+		s.mu.Unlock()
+		controlError(w, status, err.Error())
+		return
+	}
+	s.logf("sim: payment method %s renewed, expires %02d/%d", id, body.ExpMonth, body.ExpYear)
+	s.mu.Lock()
+	var out []byte
+	if s.wire.name() == ProviderCheckout {
+		out = mustJSON(s.ckoInstrumentLocked(s.methods[id]))
+	} else {
+		out = mustJSON(s.methods[id].wire())
+	}
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, out)
 }
 
 // intentJSON is a payment as the provider's API shows it.
