@@ -21,7 +21,7 @@ import (
 	"github.com/billingd/billingd/internal/store/storetest"
 )
 
-var opsActor = ops.Actor{Name: "ada", Via: models.ViaCLI}
+var subsActor = ops.Actor{Name: "ada", Via: models.ViaCLI}
 
 func subscriptionRow(t *testing.T, b *daemontest.Bundle, ref string) models.Subscription {
 	t.Helper()
@@ -102,7 +102,7 @@ func TestCancelNowEndsDunningAndBilling(t *testing.T) {
 						}
 					}()
 				}
-				sub, err := op.CancelSubscription(ctx, opsActor, "sub-1", "customer asked", ops.CancelOptions{})
+				sub, err := op.CancelSubscription(ctx, subsActor, "sub-1", "customer asked", ops.CancelOptions{})
 				wg.Wait()
 				require.NoError(t, err)
 				require.Equal(t, "canceled", sub.Status)
@@ -116,14 +116,14 @@ func TestCancelNowEndsDunningAndBilling(t *testing.T) {
 				require.Contains(t, e.AfterJSON, invs[0].PublicID, "the after-state names the voided invoice")
 
 				// Canceling again changes nothing and writes no second row.
-				again, err := op.CancelSubscription(ctx, opsActor, "sub-1", "customer asked", ops.CancelOptions{})
+				again, err := op.CancelSubscription(ctx, subsActor, "sub-1", "customer asked", ops.CancelOptions{})
 				require.NoError(t, err)
 				require.Equal(t, "canceled", again.Status)
 				require.Len(t, auditOf(t, b, ops.ActionSubscriptionCancel), 1)
-				_, err = op.ResumeSubscription(ctx, opsActor, "sub-1", "")
+				_, err = op.ResumeSubscription(ctx, subsActor, "sub-1", "")
 				require.ErrorIs(t, err, ops.ErrConflict)
 				amount := int64(2000)
-				_, err = op.UpdateSubscription(ctx, opsActor, "sub-1", "", ops.SubscriptionUpdate{Amount: &amount})
+				_, err = op.UpdateSubscription(ctx, subsActor, "sub-1", "", ops.SubscriptionUpdate{Amount: &amount})
 				require.ErrorIs(t, err, ops.ErrConflict)
 
 				b.Run(t, 40*24*time.Hour, 12*time.Hour)
@@ -149,7 +149,7 @@ func TestCancelAtPeriodEnd(t *testing.T) {
 		require.Len(t, subsInvoices(t, b, "sub-1"), 2)
 
 		op := b.Operator(t)
-		sub, err := op.CancelSubscription(ctx, opsActor, "sub-1", "moving away", ops.CancelOptions{AtPeriodEnd: true})
+		sub, err := op.CancelSubscription(ctx, subsActor, "sub-1", "moving away", ops.CancelOptions{AtPeriodEnd: true})
 		require.NoError(t, err)
 		require.Equal(t, "active", sub.Status)
 		require.NotNil(t, sub.CancelAt)
@@ -158,7 +158,7 @@ func TestCancelAtPeriodEnd(t *testing.T) {
 		requireOneAudit(t, b, ops.ActionSubscriptionCancelAtPeriodEnd, "sub-1", "moving away")
 
 		// Twice is idempotent.
-		rep, err := op.CancelSubscriptionReport(ctx, opsActor, "sub-1", "moving away", ops.CancelOptions{AtPeriodEnd: true})
+		rep, err := op.CancelSubscriptionReport(ctx, subsActor, "sub-1", "moving away", ops.CancelOptions{AtPeriodEnd: true})
 		require.NoError(t, err)
 		require.False(t, rep.Changed)
 		require.Len(t, auditOf(t, b, ops.ActionSubscriptionCancelAtPeriodEnd), 1)
@@ -195,12 +195,12 @@ func TestPauseAcrossTwoPeriodsThenResume(t *testing.T) {
 
 		// Period 1 has started and no pass has invoiced it yet.
 		b.Clock.Set(start.AddDate(0, 1, 0).Add(time.Hour))
-		_, err := op.PauseSubscription(ctx, opsActor, "sub-1", "seasonal break")
+		_, err := op.PauseSubscription(ctx, subsActor, "sub-1", "seasonal break")
 		require.ErrorIs(t, err, ops.ErrConflict)
 		b.Run(t, time.Second, time.Second)
 		require.Len(t, subsInvoices(t, b, "sub-1"), 2)
 
-		sub, err := op.PauseSubscription(ctx, opsActor, "sub-1", "seasonal break")
+		sub, err := op.PauseSubscription(ctx, subsActor, "sub-1", "seasonal break")
 		require.NoError(t, err)
 		require.Equal(t, "paused", sub.Status)
 		requireOneAudit(t, b, ops.ActionSubscriptionPause, "sub-1", "seasonal break")
@@ -208,7 +208,7 @@ func TestPauseAcrossTwoPeriodsThenResume(t *testing.T) {
 		b.Run(t, 70*24*time.Hour, 12*time.Hour) // past the starts of periods 2 and 3
 		require.Len(t, subsInvoices(t, b, "sub-1"), 2, "nothing invoiced while paused")
 
-		sub, err = op.ResumeSubscription(ctx, opsActor, "sub-1", "back")
+		sub, err = op.ResumeSubscription(ctx, subsActor, "sub-1", "back")
 		require.NoError(t, err)
 		require.Equal(t, "active", sub.Status)
 		require.True(t, sub.NextBillingAt.Equal(start.AddDate(0, 4, 0)), "next billing %s", sub.NextBillingAt)
@@ -238,7 +238,7 @@ func TestUpdateSubscription(t *testing.T) {
 		op := b.Operator(t)
 
 		amount := int64(2500)
-		rep, err := op.UpdateSubscriptionReport(ctx, opsActor, "sub-1", "new plan", ops.SubscriptionUpdate{Amount: &amount})
+		rep, err := op.UpdateSubscriptionReport(ctx, subsActor, "sub-1", "new plan", ops.SubscriptionUpdate{Amount: &amount})
 		require.NoError(t, err)
 		require.True(t, rep.Changed)
 		require.Equal(t, int64(2500), rep.Subscription.Price.Amount)
@@ -246,13 +246,13 @@ func TestUpdateSubscription(t *testing.T) {
 		require.Equal(t, int64(1000), subsInvoices(t, b, "sub-1")[0].Amount, "the current invoice is unchanged")
 
 		bad := int64(0)
-		_, err = op.UpdateSubscription(ctx, opsActor, "sub-1", "", ops.SubscriptionUpdate{Amount: &bad})
+		_, err = op.UpdateSubscription(ctx, subsActor, "sub-1", "", ops.SubscriptionUpdate{Amount: &bad})
 		var fe *ops.FieldError
 		require.ErrorAs(t, err, &fe)
 		require.Equal(t, "amount", fe.Field)
 
 		_, otherPM := b.SaveCard(t, "4242424242424242")
-		_, err = op.UpdateSubscription(ctx, opsActor, "sub-1", "", ops.SubscriptionUpdate{PaymentMethod: &otherPM})
+		_, err = op.UpdateSubscription(ctx, subsActor, "sub-1", "", ops.SubscriptionUpdate{PaymentMethod: &otherPM})
 		require.ErrorAs(t, err, &fe)
 		require.Equal(t, "payment_method", fe.Field)
 		require.Contains(t, fe.Message, "belongs to customer")
@@ -268,7 +268,7 @@ func TestUpdateSubscription(t *testing.T) {
 		seti, err := woosh.CreateSetupIntent(ctx, wooshpay.SetupIntentParams{Customer: cus, Usage: "off_session",
 			Card: wooshpay.CardData{Number: "4242424242424242", ExpMonth: "12", ExpYear: "2035", CVC: "123"}}, "")
 		require.NoError(t, err)
-		rep, err = op.UpdateSubscriptionReport(ctx, opsActor, "sub-1", "card replaced by phone", ops.SubscriptionUpdate{PaymentMethod: &seti.PaymentMethod})
+		rep, err = op.UpdateSubscriptionReport(ctx, subsActor, "sub-1", "card replaced by phone", ops.SubscriptionUpdate{PaymentMethod: &seti.PaymentMethod})
 		require.NoError(t, err)
 		require.Equal(t, seti.PaymentMethod, rep.Subscription.Card.PaymentMethod)
 		require.Equal(t, "4242", rep.Subscription.Card.Last4)
@@ -338,7 +338,7 @@ func TestUpdateCardOnCheckout(t *testing.T) {
 			{"card of another customer", ops.SubscriptionUpdate{PaymentMethod: &other.PaymentMethod, PreviousPaymentID: &other.PreviousPaymentID},
 				"payment_method", "belongs to customer"},
 		} {
-			_, err := op.UpdateSubscription(ctx, opsActor, "sub-1", "", tc.u)
+			_, err := op.UpdateSubscription(ctx, subsActor, "sub-1", "", tc.u)
 			var fe *ops.FieldError
 			require.ErrorAs(t, err, &fe, tc.name)
 			require.Equal(t, tc.field, fe.Field, tc.name)
@@ -346,7 +346,7 @@ func TestUpdateCardOnCheckout(t *testing.T) {
 		}
 		require.Empty(t, auditOf(t, b, ops.ActionSubscriptionUpdate))
 
-		sub, err := op.UpdateSubscription(ctx, opsActor, "sub-1", "new card", ops.SubscriptionUpdate{PaymentMethod: &second.PaymentMethod,
+		sub, err := op.UpdateSubscription(ctx, subsActor, "sub-1", "new card", ops.SubscriptionUpdate{PaymentMethod: &second.PaymentMethod,
 			PreviousPaymentID: &second.PreviousPaymentID})
 		require.NoError(t, err)
 		require.Equal(t, second.PaymentMethod, sub.Card.PaymentMethod)

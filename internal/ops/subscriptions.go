@@ -504,10 +504,10 @@ func (s *Service) UpdateSubscriptionReport(ctx context.Context, a Actor, referen
 func (s *Service) replaceCard(tx *store.Tx, now time.Time, d *store.SubscriptionDetail, card *gateway.PaymentMethod, previousPaymentID string, rep *SubscriptionReport) error {
 	saved := store.SavedCard{SeriesPaymentID: previousPaymentID}
 	if card.Card != nil {
-		// Brand and last 4 as the gateway answered; the card's expiry
-		// (card.Card.ExpMonth/ExpYear) joins here once store.SavedCard
-		// carries it.
+		// The card as the gateway answered: it names the card to the
+		// customer and decides the expiring-card notice.
 		saved.Brand, saved.Last4 = card.Card.Brand, card.Card.Last4
+		saved.ExpMonth, saved.ExpYear = card.Card.ExpMonth, card.Card.ExpYear
 	}
 	ok, err := tx.RecordPaymentMethod(now, d.GatewayCustomer, card.ID, saved)
 	if err != nil {
