@@ -15,6 +15,7 @@ import (
 	"github.com/billingd/billingd/internal/daemon/daemontest"
 	"github.com/billingd/billingd/internal/gateway/signup"
 	"github.com/billingd/billingd/internal/gateway/wooshpay"
+	"github.com/billingd/billingd/internal/invariant"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/ops"
 	"github.com/billingd/billingd/internal/schedule"
@@ -221,6 +222,18 @@ func TestPauseAcrossTwoPeriodsThenResume(t *testing.T) {
 		require.Equal(t, 4, invs[2].PeriodIndex)
 		require.True(t, invs[2].PeriodStart.Equal(start.AddDate(0, 4, 0)), "on its anchor day: %s", invs[2].PeriodStart)
 		require.Equal(t, models.InvoicePaid, invs[2].Status)
+
+		// The periods skipped while paused are accounted for by the resume's
+		// audit row; nothing else is missing, doubled or charged twice.
+		rep, err := invariant.Check(ctx, b.Store, b.Sim.Ledger(), invariant.Options{Now: b.Clock.Now()})
+		require.NoError(t, err)
+		require.True(t, rep.OK(), "%s", rep)
+		// Without that record the same gap is a missed period.
+		require.NoError(t, b.Store.DB().Exec(`DELETE FROM audit_log WHERE action = ?`, ops.ActionSubscriptionResume).Error)
+		rep, err = invariant.Check(ctx, b.Store, b.Sim.Ledger(), invariant.Options{Now: b.Clock.Now()})
+		require.NoError(t, err)
+		require.False(t, rep.OK())
+		require.Contains(t, rep.String(), "period 2 has no invoice")
 	})
 }
 

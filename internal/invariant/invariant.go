@@ -9,6 +9,7 @@ package invariant
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/schedule/period"
 	"github.com/billingd/billingd/internal/store"
+	"gorm.io/gorm"
 )
 
 // Report holds the figures of one check. Violations lists every broken invariant
@@ -198,6 +200,10 @@ func Check(ctx context.Context, st *store.Store, ledger []sim.LedgerEntry, opts 
 		}
 	}
 
+	skipped, err := pausedPeriods(db, subs)
+	if err != nil {
+		return nil, err
+	}
 	bySub := map[int64][]models.Invoice{}
 	for _, inv := range invoices {
 		bySub[inv.SubscriptionID] = append(bySub[inv.SubscriptionID], inv)
@@ -211,16 +217,17 @@ func Check(ctx context.Context, st *store.Store, ledger []sim.LedgerEntry, opts 
 		}
 		got := bySub[s.ID]
 		sort.SliceStable(got, func(a, b int) bool { return got[a].PeriodIndex < got[b].PeriodIndex })
-		checkPeriods(r, violate, s, rec, got)
-		if len(got) != s.NextPeriod {
+		skip := skipped[s.ID]
+		checkPeriods(r, violate, s, rec, got, skip)
+		if len(got)+len(skip) != s.NextPeriod {
 			r.MissedPeriods++
-			violate("subscription %s: next_period is %d but %d period(s) are invoiced", s.Reference, s.NextPeriod, len(got))
+			violate("subscription %s: next_period is %d but %d period(s) are invoiced and %d skipped while paused", s.Reference, s.NextPeriod, len(got), len(skip))
 		}
 		if s.Status.Billable() {
 			due := rec.IndexAt(opts.Now)
-			if len(got) < due {
-				r.MissedPeriods += due - len(got)
-				violate("subscription %s: %d period(s) started by %s but only %d invoiced", s.Reference, due, opts.Now.Format(time.RFC3339), len(got))
+			if len(got)+len(skip) < due {
+				r.MissedPeriods += due - len(got) - len(skip)
+				violate("subscription %s: %d period(s) started by %s but only %d invoiced (%d skipped while paused)", s.Reference, due, opts.Now.Format(time.RFC3339), len(got), len(skip))
 			}
 		}
 	}
@@ -232,33 +239,87 @@ func Check(ctx context.Context, st *store.Store, ledger []sim.LedgerEntry, opts 
 // subscription's calendar in its own zone; and each ends where the next begins.
 // The last two are reported separately from the calendar check so that a report
 // says whether customers were billed for time twice (overlap) or not at all (gap).
-func checkPeriods(r *Report, violate func(string, ...any), s *models.Subscription, rec period.Recurrence, invs []models.Invoice) {
+//
+// Periods in skip were never invoiced by a recorded rule (an operator's resume
+// after a pause, in audit_log): the index sequence jumps over them, and the
+// invoices on either side of a skip are not expected to touch.
+func checkPeriods(r *Report, violate func(string, ...any), s *models.Subscription, rec period.Recurrence, invs []models.Invoice, skip map[int]bool) {
+	want := 0
+	for skip[want] {
+		want++
+	}
 	for k, inv := range invs {
-		if inv.PeriodIndex != k {
+		if inv.PeriodIndex != want {
 			r.MissedPeriods++
-			violate("subscription %s: period %d has no invoice (or one is doubled)", s.Reference, k)
+			violate("subscription %s: period %d has no invoice (or one is doubled)", s.Reference, want)
 			return
 		}
-		start, end := rec.Period(k)
+		want++
+		for skip[want] {
+			want++
+		}
+		start, end := rec.Period(inv.PeriodIndex)
 		if !inv.PeriodStart.Equal(start) || !inv.PeriodEnd.Equal(end) {
 			r.WrongPeriods++
-			violate("subscription %s: invoice %s (period %d) covers [%s, %s), its calendar in %s says [%s, %s)", s.Reference, inv.PublicID, k,
+			violate("subscription %s: invoice %s (period %d) covers [%s, %s), its calendar in %s says [%s, %s)", s.Reference, inv.PublicID, inv.PeriodIndex,
 				inv.PeriodStart.UTC().Format(time.RFC3339Nano), inv.PeriodEnd.UTC().Format(time.RFC3339Nano), s.Timezone,
 				start.Format(time.RFC3339Nano), end.Format(time.RFC3339Nano))
 		}
-		if k == 0 {
+		if k == 0 || skip[inv.PeriodIndex-1] {
 			continue
 		}
 		prev := invs[k-1]
 		switch {
 		case prev.PeriodEnd.Before(inv.PeriodStart):
 			r.PeriodGaps++
-			violate("subscription %s: gap between period %d (ends %s) and period %d (starts %s)", s.Reference, k-1,
-				prev.PeriodEnd.UTC().Format(time.RFC3339Nano), k, inv.PeriodStart.UTC().Format(time.RFC3339Nano))
+			violate("subscription %s: gap between period %d (ends %s) and period %d (starts %s)", s.Reference, prev.PeriodIndex,
+				prev.PeriodEnd.UTC().Format(time.RFC3339Nano), inv.PeriodIndex, inv.PeriodStart.UTC().Format(time.RFC3339Nano))
 		case prev.PeriodEnd.After(inv.PeriodStart):
 			r.PeriodOverlaps++
-			violate("subscription %s: period %d (ends %s) overlaps period %d (starts %s)", s.Reference, k-1,
-				prev.PeriodEnd.UTC().Format(time.RFC3339Nano), k, inv.PeriodStart.UTC().Format(time.RFC3339Nano))
+			violate("subscription %s: period %d (ends %s) overlaps period %d (starts %s)", s.Reference, prev.PeriodIndex,
+				prev.PeriodEnd.UTC().Format(time.RFC3339Nano), inv.PeriodIndex, inv.PeriodStart.UTC().Format(time.RFC3339Nano))
 		}
 	}
+}
+
+// pausedPeriods reads, from the audit log, the periods each subscription
+// skipped by an operator's resume: those that started while it was paused,
+// from its next_billing_at before the resume up to (not including) the one
+// after. They are never invoiced, by a recorded rule.
+func pausedPeriods(db *gorm.DB, subs []models.Subscription) (map[int64]map[int]bool, error) {
+	var entries []models.AuditEntry
+	if err := db.Where("target_type = ? AND action = ?", "subscription", "subscription.resume").Order("id").Find(&entries).Error; err != nil {
+		return nil, err
+	}
+	byID := map[int64]*models.Subscription{}
+	for i := range subs {
+		byID[subs[i].ID] = &subs[i]
+	}
+	out := map[int64]map[int]bool{}
+	for _, e := range entries {
+		s := byID[e.TargetID]
+		if s == nil {
+			continue
+		}
+		var before, after struct {
+			NextBillingAt time.Time `json:"next_billing_at"`
+		}
+		if json.Unmarshal([]byte(e.BeforeJSON), &before) != nil || json.Unmarshal([]byte(e.AfterJSON), &after) != nil {
+			return nil, fmt.Errorf("invariant: audit row %d: unreadable before/after", e.ID)
+		}
+		rec, err := period.New(s.AnchorAt, s.Interval, s.IntervalCount, s.Timezone)
+		if err != nil {
+			continue
+		}
+		// IndexAt counts the periods started by t: the period starting
+		// exactly at t is the last of them.
+		from, to := rec.IndexAt(before.NextBillingAt)-1, rec.IndexAt(after.NextBillingAt)-1
+		for k := from; k < to; k++ {
+			if out[s.ID] == nil {
+				out[s.ID] = map[int]bool{}
+			}
+			out[s.ID][k] = true
+		}
+	}
+	return out, nil
 }
