@@ -171,13 +171,15 @@ func (m *Main) cmdForecast(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	t := table{header: []string{"day", "currency", "charges", "total"}}
-	for _, r := range rows {
-		total := r.Total.Display
+	t := table{header: []string{"day", "currency", "charges", "total", "past_due", "past_due_total"}}
+	show := func(m ops.Money) string {
 		if out.csv {
-			total = strings.TrimSuffix(total, " "+r.Currency)
+			return strings.TrimSuffix(m.Display, " "+m.Currency)
 		}
-		t.add(r.Day, r.Currency, strconv.Itoa(r.Count), total)
+		return m.Display
+	}
+	for _, r := range rows {
+		t.add(r.Day, r.Currency, strconv.Itoa(r.Count), show(r.Total), strconv.Itoa(r.AtRisk), show(r.AtRiskTotal))
 	}
 	return out.emit(m.Stdout, t, map[string]any{
 		"from": now, "until": now.Add(time.Duration(days) * 24 * time.Hour), "timezone": loc.String(), "days": rows,

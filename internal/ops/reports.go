@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/money"
 	"github.com/billingd/billingd/internal/schedule/period"
 )
@@ -26,6 +27,12 @@ type ForecastRow struct {
 	Currency string `json:"currency"`
 	Count    int    `json:"count"`
 	Total    Money  `json:"total"`
+	// AtRisk and AtRiskTotal are the part of Count and Total whose
+	// subscription is past_due: its dunning case may end (exhausted, with
+	// dunning.final_action cancel or unpaid) before the period starts, and
+	// then the period is never invoiced.
+	AtRisk      int   `json:"at_risk"`
+	AtRiskTotal Money `json:"at_risk_total"`
 }
 
 // MaxForecastDays bounds `billingd forecast --days`: a year (and a leap day)
@@ -94,7 +101,9 @@ func (s *Service) Revenue(ctx context.Context, from, to time.Time) ([]RevenueRow
 // The periods come from the same period math the Biller invoices with
 // (period.New on the subscription's anchor, interval and own zone), so the
 // forecast and the invoices cannot disagree on a day. Retries of open
-// invoices are not new-period charges and are left out.
+// invoices are not new-period charges and are left out. The charges of
+// past_due subscriptions are counted and also shown apart (AtRisk): whether
+// their dunning ends before the period starts depends on the customer.
 func (s *Service) Forecast(ctx context.Context, now time.Time, days int, loc *time.Location) ([]ForecastRow, error) {
 	if days < 1 || days > MaxForecastDays {
 		return nil, &FieldError{Field: "days", Value: fmt.Sprint(days), Message: fmt.Sprintf("must be between 1 and %d", MaxForecastDays)}
@@ -109,8 +118,8 @@ func (s *Service) Forecast(ctx context.Context, now time.Time, days int, loc *ti
 	}
 	type key struct{ day, currency string }
 	type sum struct {
-		count int
-		total int64
+		count, atRisk      int
+		total, atRiskTotal int64
 	}
 	by := map[key]*sum{}
 	for i := range subs {
@@ -132,11 +141,16 @@ func (s *Service) Forecast(ctx context.Context, now time.Time, days int, loc *ti
 			}
 			by[kk].count++
 			by[kk].total += sub.Amount
+			if sub.Status == models.SubscriptionPastDue {
+				by[kk].atRisk++
+				by[kk].atRiskTotal += sub.Amount
+			}
 		}
 	}
 	out := make([]ForecastRow, 0, len(by))
 	for k, v := range by {
-		out = append(out, ForecastRow{Day: k.day, Currency: k.currency, Count: v.count, Total: NewMoney(v.total, k.currency)})
+		out = append(out, ForecastRow{Day: k.day, Currency: k.currency, Count: v.count, Total: NewMoney(v.total, k.currency),
+			AtRisk: v.atRisk, AtRiskTotal: NewMoney(v.atRiskTotal, k.currency)})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Day != out[j].Day {
