@@ -106,7 +106,10 @@ func TestMonitoringKitQueriesServedMetrics(t *testing.T) {
 
 	b := daemontest.New(t, daemontest.Options{})
 	cus, pm := b.SaveCard(t, "4242424242424242")
-	b.Seed(t, storetest.Subscription{Reference: "kit-1", Customer: cus, PaymentMethod: pm, Amount: 1000, Currency: "USD", Anchor: b.Clock.Now()})
+	// A declined card opens a dunning case, whose email the outbox sends.
+	cus2, pm2 := b.SaveCard(t, "4000000000000002")
+	b.Seed(t, storetest.Subscription{Reference: "kit-1", Customer: cus, PaymentMethod: pm, Amount: 1000, Currency: "USD", Anchor: b.Clock.Now()},
+		storetest.Subscription{Reference: "kit-2", Customer: cus2, PaymentMethod: pm2, Amount: 1500, Currency: "EUR", Anchor: b.Clock.Now()})
 	b.Run(t, time.Second, time.Second)
 	var inv models.Invoice
 	require.NoError(t, b.Store.DB().Where("status = ?", models.InvoicePaid).First(&inv).Error)

@@ -83,9 +83,6 @@ func (m *Metrics) initSeries() {
 	}
 	// A rejected delivery's type is often unknown: its body was not trusted.
 	m.webhookEvents.WithLabelValues("unknown", "rejected")
-	for _, outcome := range []string{"sent", "retried", "failed"} {
-		m.emails.WithLabelValues(outcome)
-	}
 	for _, status := range []string{"succeeded", "failed", "needs_review"} {
 		m.refunds.WithLabelValues("duplicate", status)
 		m.refunds.WithLabelValues("requested_by_customer", status)
