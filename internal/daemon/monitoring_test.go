@@ -134,3 +134,33 @@ func TestMonitoringKitQueriesServedMetrics(t *testing.T) {
 	require.Empty(t, missing, "queried but not served by /metrics")
 	require.GreaterOrEqual(t, len(used), 15, "the kit covers the money path")
 }
+
+// gaugeValue reads one unlabelled (or fully labelled) series from /metrics.
+func gaugeValue(t *testing.T, b *daemontest.Bundle, series string) string {
+	t.Helper()
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`)
+	m := re.FindStringSubmatch(metricsText(t, b))
+	require.NotNil(t, m, "%s not served", series)
+	return m[1]
+}
+
+// The database gauges the alerts read: an outbox that cannot send (no mail
+// host) ages its oldest due email; a dunning case exhausted is counted as
+// closed for 7 days, then no longer.
+func TestOutboxAndRecoveryGauges(t *testing.T) {
+	daemontest.Each(t, daemontest.Options{NoMail: true}, func(t *testing.T, b *daemontest.Bundle) {
+		cus, pm := b.SaveCard(t, "4000000000000002") // generic_decline (soft)
+		b.Seed(t, storetest.Subscription{Reference: "gauge-1", Customer: cus, PaymentMethod: pm, Amount: 1000, Currency: "USD", Anchor: b.Clock.Now()})
+		require.Equal(t, "0", gaugeValue(t, b, "billingd_oldest_due_email_age_seconds"))
+		b.Run(t, time.Second, time.Second)
+		b.Clock.Advance(10 * time.Minute)
+		require.Equal(t, "601", gaugeValue(t, b, "billingd_oldest_due_email_age_seconds"), "the dunning email has waited since the decline")
+		require.Equal(t, "0", gaugeValue(t, b, `billingd_dunning_cases_closed_7d{status="exhausted"}`))
+
+		b.Run(t, 20*24*time.Hour, time.Hour) // the 16-day schedule runs out
+		require.Equal(t, "1", gaugeValue(t, b, `billingd_dunning_cases_closed_7d{status="exhausted"}`))
+		require.Equal(t, "0", gaugeValue(t, b, `billingd_dunning_cases_closed_7d{status="recovered"}`))
+		b.Clock.Advance(8 * 24 * time.Hour)
+		require.Equal(t, "0", gaugeValue(t, b, `billingd_dunning_cases_closed_7d{status="exhausted"}`))
+	})
+}
