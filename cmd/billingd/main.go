@@ -305,7 +305,7 @@ var commandHelp = map[string]struct{ purpose, synopsis, example string }{
 		"billingd report revenue --month 2026-11 --tz Europe/Berlin -c /etc/billingd/config.yaml",
 	},
 	"forecast": {
-		"the new-period charges of the next days, per day and currency, from the period math (paused, canceled and canceling subscriptions left out)",
+		"the new-period charges of the next days (default 30, at most 366), per day and currency, from the period math: paused and canceled subscriptions and periods from cancel_at on left out; past_due subscriptions counted and shown apart, as their dunning may end first",
 		"billingd forecast [--days N] [--tz ZONE] [--json|--csv] [-c FILE]",
 		"billingd forecast --days 31 -c /etc/billingd/config.yaml",
 	},

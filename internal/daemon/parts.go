@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/billingd/billingd/internal/charge"
@@ -16,6 +17,7 @@ import (
 	"github.com/billingd/billingd/internal/gateway"
 	"github.com/billingd/billingd/internal/mail"
 	"github.com/billingd/billingd/internal/models"
+	"github.com/billingd/billingd/internal/money"
 	"github.com/billingd/billingd/internal/schedule"
 	"github.com/billingd/billingd/internal/store"
 	"github.com/billingd/billingd/internal/web"
@@ -198,4 +200,61 @@ func (d *Daemon) registerGauges() {
 		gauge(func(ctx context.Context) (int64, error) { return d.store.CountRefunds(ctx, models.RefundNeedsReview) }))
 	d.metrics.GaugeFunc("billingd_open_dunning_cases", "Dunning cases still trying to collect their invoice.",
 		gauge(func(ctx context.Context) (int64, error) { return d.store.CountOpenCases(ctx) }))
+	seconds := func(fn func(ctx context.Context) (time.Duration, error)) func() float64 {
+		return gauge(func(ctx context.Context) (int64, error) {
+			took, err := fn(ctx)
+			return int64(took / time.Second), err
+		})
+	}
+	d.metrics.GaugeFunc("billingd_oldest_due_email_age_seconds", "How long the oldest outbox email that is due has waited to be sent (0 when none waits): it grows when the outbox stops draining.",
+		seconds(func(ctx context.Context) (time.Duration, error) { return d.store.OldestDueEmailAge(ctx, d.clock.Now()) }))
+	d.metrics.GaugeFunc("billingd_running_pass_age_seconds", "How long the oldest billing pass recorded as running has run (0 when none runs): a pass that hangs, or whose process died, keeps growing it.",
+		seconds(func(ctx context.Context) (time.Duration, error) {
+			return d.store.OldestRunningPassAge(ctx, d.clock.Now())
+		}))
+	d.metrics.GaugeFunc("billingd_last_finished_pass_timestamp_seconds", "Unix time at which the latest billing pass that ran to its end finished (0 before the first).",
+		gauge(func(ctx context.Context) (int64, error) {
+			at, err := d.store.LastFinishedPass(ctx)
+			if at.IsZero() {
+				return 0, err
+			}
+			return at.Unix(), err
+		}))
+	scrape := func(fn func(ctx context.Context) (map[string]float64, error)) func() (map[string]float64, error) {
+		return func() (map[string]float64, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			return fn(ctx)
+		}
+	}
+	d.metrics.GaugeVecFunc("billingd_dunning_cases_closed_7d", "Dunning cases closed in the last 7 days, by how they ended (recovered, exhausted, stopped): the recovery rate is recovered / (recovered + exhausted).", "status",
+		scrape(func(ctx context.Context) (map[string]float64, error) {
+			counts, err := d.store.ClosedCases(ctx, d.clock.Now().Add(-7*24*time.Hour))
+			out := map[string]float64{string(models.CaseRecovered): 0, string(models.CaseExhausted): 0, string(models.CaseStopped): 0}
+			for _, c := range counts {
+				out[c.Status] = float64(c.N)
+			}
+			return out, err
+		}))
+	// majorUnits turns minor units into the currency's major unit by its ISO
+	// 4217 exponent (1050 USD → 10.5), for gauges a dashboard shows as money.
+	majorUnits := func(amount int64, currency string) float64 {
+		exp, _ := money.Exponent(currency)
+		return float64(amount) / math.Pow10(exp)
+	}
+	money24h := func(fn func(ctx context.Context, from, to time.Time) ([]store.CurrencyTotal, error)) func() (map[string]float64, error) {
+		return scrape(func(ctx context.Context) (map[string]float64, error) {
+			now := d.clock.Now()
+			totals, err := fn(ctx, now.Add(-24*time.Hour), now.Add(time.Second))
+			out := map[string]float64{}
+			for _, t := range totals {
+				out[t.Currency] = majorUnits(t.Amount, t.Currency)
+			}
+			return out, err
+		})
+	}
+	d.metrics.GaugeVecFunc("billingd_collected_24h", "Money collected in the last 24 hours, per currency, in the currency's major unit (what `billingd report revenue` counts as collected).", "currency",
+		money24h(d.store.RevenueCollected))
+	d.metrics.GaugeVecFunc("billingd_refunded_24h", "Money refunded in the last 24 hours, per currency, in the currency's major unit.", "currency",
+		money24h(d.store.RevenueRefunded))
 }

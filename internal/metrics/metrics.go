@@ -21,6 +21,7 @@ type Metrics struct {
 	passes          *prometheus.CounterVec
 	emails          *prometheus.CounterVec
 	refunds         *prometheus.CounterVec
+	passDuration    prometheus.Histogram
 }
 
 // New registers billingd's collectors (plus the Go and process collectors) on a
@@ -57,10 +58,38 @@ func New() *Metrics {
 			Name: "billingd_refunds_total",
 			Help: "Refunds that reached a final status (succeeded, failed, canceled, needs_review), by reason (duplicate: the automatic refund of a second payment for one invoice) and status, whichever path settled them.",
 		}, []string{"reason", "status"}),
+		passDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "billingd_billing_pass_duration_seconds",
+			Help:    "How long each billing pass took, from its start to its end (finished or interrupted), on the daemon's clock.",
+			Buckets: []float64{.1, .5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600},
+		}),
 	}
 	m.Registry.MustRegister(m.charges, m.attemptLatency, m.webhookEvents, m.reconcileAction, m.passes, m.emails, m.refunds,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.passDuration, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.initSeries()
 	return m
+}
+
+// initSeries exports, at zero, the series that alerts and the dashboard in
+// docs/monitoring read before the first event of their kind: a counter that
+// appears only with its first increment makes increase() miss that increment
+// and leaves an alert on it unable to fire for it.
+func (m *Metrics) initSeries() {
+	for _, outcome := range []string{"succeeded", "declined", "requires_action", "failed", "canceled", "needs_review"} {
+		m.charges.WithLabelValues(outcome)
+	}
+	for _, status := range []string{"finished", "interrupted"} {
+		m.passes.WithLabelValues(status)
+	}
+	// A rejected delivery's type is often unknown: its body was not trusted.
+	m.webhookEvents.WithLabelValues("unknown", "rejected")
+	for _, status := range []string{"succeeded", "failed", "needs_review"} {
+		m.refunds.WithLabelValues("duplicate", status)
+		m.refunds.WithLabelValues("requested_by_customer", status)
+	}
+	for _, action := range []string{"resolved", "needs_review"} {
+		m.reconcileAction.WithLabelValues(action)
+	}
 }
 
 // GaugeFunc registers a gauge computed at scrape time (e.g. unresolved attempts,
@@ -70,6 +99,35 @@ func (m *Metrics) GaugeFunc(name, help string, fn func() float64) {
 		return
 	}
 	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn))
+}
+
+// GaugeVecFunc registers a gauge with one label computed at scrape time
+// (e.g. money collected per currency, read from the database): fn returns the
+// value of each label value present. An error from fn exports nothing for
+// that scrape, so no alert reads a made-up value.
+func (m *Metrics) GaugeVecFunc(name, help, label string, fn func() (map[string]float64, error)) {
+	if m == nil {
+		return
+	}
+	m.Registry.MustRegister(&gaugeVecFunc{desc: prometheus.NewDesc(name, help, []string{label}, nil), fn: fn})
+}
+
+// gaugeVecFunc is the collector behind GaugeVecFunc.
+type gaugeVecFunc struct {
+	desc *prometheus.Desc
+	fn   func() (map[string]float64, error)
+}
+
+func (g *gaugeVecFunc) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+
+func (g *gaugeVecFunc) Collect(ch chan<- prometheus.Metric) {
+	values, err := g.fn()
+	if err != nil {
+		return
+	}
+	for lv, v := range values {
+		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, v, lv)
+	}
 }
 
 // AttemptSettled counts one attempt reaching an outcome. The store calls it
@@ -124,6 +182,14 @@ func (m *Metrics) Pass(status string) {
 		return
 	}
 	m.passes.WithLabelValues(status).Inc()
+}
+
+// PassDuration records how long one billing pass took.
+func (m *Metrics) PassDuration(took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.passDuration.Observe(took.Seconds())
 }
 
 // RefundSettled counts one refund reaching a final status. The store calls it

@@ -103,6 +103,7 @@ func (b *Biller) Pass(stop, abort context.Context, trigger string) (*models.Bill
 		run.Error = passErr.Error()
 	}
 	b.Metrics.Pass(string(run.Status))
+	b.Metrics.PassDuration(b.Clock.Now().Sub(run.StartedAt))
 	if err := b.Store.FinishRun(ctx, run, b.Clock.Now()); err != nil {
 		log.Error().Err(err).Msg("could not record the end of the billing pass")
 	}

@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/billingd/billingd/internal/config"
+	"github.com/billingd/billingd/internal/ops"
+	"github.com/billingd/billingd/internal/schedule/period"
+)
+
+// reportCommands are `billingd report …`.
+func (m *Main) reportCommands() map[string]subcommand {
+	return map[string]subcommand{"revenue": m.cmdRevenue}
+}
+
+// cmdRevenue is `billingd report revenue`: collected, refunded and net per
+// currency over a month (in --tz) or [--from, --to).
+func (m *Main) cmdRevenue(ctx context.Context, args []string) error {
+	var month, fromArg, toArg, tz string
+	var out *outputFormat
+	cfg, _, err := m.parseConfigFor("report revenue", args, config.NeedDatabase, func(fs *flag.FlagSet) {
+		fs.StringVar(&month, "month", "", "the calendar `YYYY-MM` in --tz (default: the current month)")
+		fs.StringVar(&fromArg, "from", "", "start of the range, included: `DATE` YYYY-MM-DD (midnight in --tz) or RFC 3339")
+		fs.StringVar(&toArg, "to", "", "end of the range, excluded: `DATE` YYYY-MM-DD (midnight in --tz) or RFC 3339")
+		fs.StringVar(&tz, "tz", "UTC", "IANA time `zone` that dates and months are read in")
+		out = addOutputFlags(fs)
+	})
+	if err != nil {
+		return err
+	}
+	if err := out.check(); err != nil {
+		return err
+	}
+	loc, err := zoneFlag(tz)
+	if err != nil {
+		return err
+	}
+	from, to, err := revenueRange(time.Now(), loc, month, fromArg, toArg)
+	if err != nil {
+		return err
+	}
+	svc, closeOps, err := m.readOps(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeOps()
+	rows, err := svc.Revenue(ctx, from, to)
+	if err != nil {
+		return err
+	}
+	return out.emit(m.Stdout, revenueTable(rows, out.csv), map[string]any{
+		"from": from, "to": to, "timezone": loc.String(), "currencies": rows,
+	})
+}
+
+// revenueTable prints amounts by the currency's ISO 4217 exponent; CSV
+// carries the decimal without the code (the currency is its own column).
+func revenueTable(rows []ops.RevenueRow, csv bool) table {
+	t := table{header: []string{"currency", "collected", "payments", "refunded", "refunds", "net"}}
+	show := func(m ops.Money) string {
+		if csv {
+			return strings.TrimSuffix(m.Display, " "+m.Currency)
+		}
+		return m.Display
+	}
+	for _, r := range rows {
+		t.add(r.Currency, show(r.Collected), strconv.Itoa(r.Payments), show(r.Refunded), strconv.Itoa(r.Refunds), show(r.Net))
+	}
+	return t
+}
+
+// zoneFlag loads --tz.
+func zoneFlag(tz string) (*time.Location, error) {
+	loc, err := period.LoadZone(tz)
+	if err != nil {
+		return nil, usagef("--tz %q: %v", tz, err)
+	}
+	return loc, nil
+}
+
+// revenueRange is the [from, to) of `report revenue`: --month (its first
+// instant to the next month's, in loc), or --from and --to together, or the
+// current month in loc when none is given.
+func revenueRange(now time.Time, loc *time.Location, month, fromArg, toArg string) (time.Time, time.Time, error) {
+	switch {
+	case month != "" && (fromArg != "" || toArg != ""):
+		return time.Time{}, time.Time{}, usagef("--month excludes --from and --to")
+	case (fromArg == "") != (toArg == ""):
+		if fromArg == "" {
+			return time.Time{}, time.Time{}, usagef("--from: required with --to")
+		}
+		return time.Time{}, time.Time{}, usagef("--to: required with --from")
+	case fromArg != "":
+		from, err := dateFlag("--from", fromArg, loc)
+		if err != nil {
+			return time.Time{}, time.Time{}, err
+		}
+		to, err := dateFlag("--to", toArg, loc)
+		if err != nil {
+			return time.Time{}, time.Time{}, err
+		}
+		if !from.Before(to) {
+			return time.Time{}, time.Time{}, usagef("--to %q: must be after --from %q", toArg, fromArg)
+		}
+		return from, to, nil
+	}
+	var y int
+	var mo time.Month
+	if month == "" {
+		y, mo, _ = now.In(loc).Date()
+	} else {
+		t, err := time.ParseInLocation("2006-01", month, loc)
+		if err != nil {
+			return time.Time{}, time.Time{}, usagef("--month %q: want YYYY-MM", month)
+		}
+		y, mo = t.Year(), t.Month()
+	}
+	// Midnight exists in every zone billingd knows except where a DST change
+	// happens at midnight; time.Date then picks an instant of that day, the
+	// same one for the end of one month and the start of the next.
+	return time.Date(y, mo, 1, 0, 0, 0, 0, loc), time.Date(y, mo+1, 1, 0, 0, 0, 0, loc), nil
+}
+
+// dateFlag reads a YYYY-MM-DD (midnight in loc) or RFC 3339 instant.
+func dateFlag(name, v string, loc *time.Location) (time.Time, error) {
+	if t, err := time.ParseInLocation(time.DateOnly, v, loc); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t, nil
+	}
+	return time.Time{}, usagef("%s %q: want YYYY-MM-DD or an RFC 3339 time (2026-11-01T00:00:00Z)", name, v)
+}
+
+// cmdForecast is `billingd forecast`: the new-period charges of the next
+// --days days, per day in --tz and currency.
+func (m *Main) cmdForecast(ctx context.Context, args []string) error {
+	var days int
+	var tz string
+	var out *outputFormat
+	cfg, _, err := m.parseConfigFor("forecast", args, config.NeedDatabase, func(fs *flag.FlagSet) {
+		fs.IntVar(&days, "days", 30, fmt.Sprintf("how many days ahead, 1..%d", ops.MaxForecastDays))
+		fs.StringVar(&tz, "tz", "UTC", "IANA time `zone` whose calendar days the charges are grouped by")
+		out = addOutputFlags(fs)
+	})
+	if err != nil {
+		return err
+	}
+	if err := out.check(); err != nil {
+		return err
+	}
+	if days < 1 || days > ops.MaxForecastDays {
+		return usagef("--days %d: must be between 1 and %d", days, ops.MaxForecastDays)
+	}
+	loc, err := zoneFlag(tz)
+	if err != nil {
+		return err
+	}
+	svc, closeOps, err := m.readOps(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeOps()
+	now := time.Now().UTC()
+	rows, err := svc.Forecast(ctx, now, days, loc)
+	if err != nil {
+		return err
+	}
+	t := table{header: []string{"day", "currency", "charges", "total", "past_due", "past_due_total"}}
+	show := func(m ops.Money) string {
+		if out.csv {
+			return strings.TrimSuffix(m.Display, " "+m.Currency)
+		}
+		return m.Display
+	}
+	for _, r := range rows {
+		t.add(r.Day, r.Currency, strconv.Itoa(r.Count), show(r.Total), strconv.Itoa(r.AtRisk), show(r.AtRiskTotal))
+	}
+	return out.emit(m.Stdout, t, map[string]any{
+		"from": now, "until": now.Add(time.Duration(days) * 24 * time.Hour), "timezone": loc.String(), "days": rows,
+	})
+}
