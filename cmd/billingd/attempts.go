@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 
-	"github.com/billingd/billingd/internal/config"
 	"github.com/billingd/billingd/internal/ops"
 )
 
@@ -15,35 +14,8 @@ func (m *Main) attemptCommands() map[string]subcommand {
 }
 
 func (m *Main) cmdAttemptsList(ctx context.Context, args []string) error {
-	fs, path := m.newFlagSet("attempts list")
-	lf := addInvListFlags(fs, "only this subscription (its reference) or invoice (its number)")
-	out := addOutputFlags(fs)
-	if rest, err := parseArgs(fs, args); err != nil {
-		return err
-	} else if len(rest) > 0 {
-		return usagef("unexpected argument %q", rest[0])
-	}
-	if err := out.check(); err != nil {
-		return err
-	}
-	f, err := lf.filter()
-	if err != nil {
-		return err
-	}
-	cfg, err := m.loadConfigFor(m.configPath(*path), config.NeedDatabase)
-	if err != nil {
-		return err
-	}
-	svc, done, err := m.readOps(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer done()
-	as, err := svc.ListAttempts(ctx, f)
-	if err != nil {
-		return err
-	}
-	return out.emit(m.Stdout, attemptTable(as), as)
+	return runListing(ctx, m, "attempts list", args, "pending, unknown, processing, succeeded, requires_action, declined, canceled, failed, needs_review",
+		"only this subscription (its reference) or invoice (its number)", "created", (*ops.Service).ListAttempts, attemptTable)
 }
 
 func (m *Main) cmdAttemptsResolve(ctx context.Context, args []string) error {

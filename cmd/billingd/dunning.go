@@ -15,35 +15,8 @@ func (m *Main) dunningCommands() map[string]subcommand {
 }
 
 func (m *Main) cmdDunningList(ctx context.Context, args []string) error {
-	fs, path := m.newFlagSet("dunning list")
-	lf := addInvListFlags(fs, "only this subscription (its reference) or invoice (its number)")
-	out := addOutputFlags(fs)
-	if rest, err := parseArgs(fs, args); err != nil {
-		return err
-	} else if len(rest) > 0 {
-		return usagef("unexpected argument %q", rest[0])
-	}
-	if err := out.check(); err != nil {
-		return err
-	}
-	f, err := lf.filter()
-	if err != nil {
-		return err
-	}
-	cfg, err := m.loadConfigFor(m.configPath(*path), config.NeedDatabase)
-	if err != nil {
-		return err
-	}
-	svc, done, err := m.readOps(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer done()
-	cs, err := svc.ListCases(ctx, f)
-	if err != nil {
-		return err
-	}
-	return out.emit(m.Stdout, caseTable(cs), cs)
+	return runListing(ctx, m, "dunning list", args, "open, recovered, exhausted, stopped",
+		"only this subscription (its reference) or invoice (its number)", "opened", (*ops.Service).ListCases, caseTable)
 }
 
 func (m *Main) cmdDunningShow(ctx context.Context, args []string) error {

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
-	"time"
 
 	"github.com/billingd/billingd/internal/config"
 	"github.com/billingd/billingd/internal/models"
@@ -20,60 +18,6 @@ func (m *Main) invoiceCommands() map[string]subcommand {
 		"list": m.cmdInvoicesList, "show": m.cmdInvoicesShow, "retry": m.cmdInvoicesRetry,
 		"void": m.cmdInvoicesVoid, "refund": m.cmdInvoicesRefund,
 	}
-}
-
-// invListFlags are the filters of the invoice, attempt and dunning listings.
-type invListFlags struct {
-	status, customer, reference, from, to string
-	limit                                 int
-}
-
-func addInvListFlags(fs *flag.FlagSet, referenceHelp string) *invListFlags {
-	l := &invListFlags{}
-	fs.StringVar(&l.status, "status", "", "only these statuses (comma-separated)")
-	fs.StringVar(&l.customer, "customer", "", "only this customer (gateway customer id or email)")
-	fs.StringVar(&l.reference, "reference", "", referenceHelp)
-	fs.StringVar(&l.from, "from", "", "from this date on (YYYY-MM-DD or RFC 3339, UTC), inclusive")
-	fs.StringVar(&l.to, "to", "", "before this date (YYYY-MM-DD or RFC 3339, UTC), exclusive")
-	fs.IntVar(&l.limit, "limit", 100, "at most this many rows")
-	return l
-}
-
-// invParseDate reads a --from/--to value: a day (UTC midnight) or an RFC
-// 3339 time.
-func invParseDate(flagName, v string) (*time.Time, error) {
-	if v == "" {
-		return nil, nil
-	}
-	if t, err := time.Parse("2006-01-02", v); err == nil {
-		return &t, nil
-	}
-	t, err := time.Parse(time.RFC3339, v)
-	if err != nil {
-		return nil, usagef("--%s %q: not a date (YYYY-MM-DD) or an RFC 3339 time", flagName, v)
-	}
-	t = t.UTC()
-	return &t, nil
-}
-
-func (l *invListFlags) filter() (ops.Filter, error) {
-	f := ops.Filter{Customer: l.customer, Reference: l.reference, Limit: l.limit}
-	if l.limit <= 0 {
-		return f, usagef("--limit %d: must be at least 1", l.limit)
-	}
-	for _, s := range strings.Split(l.status, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			f.Status = append(f.Status, s)
-		}
-	}
-	var err error
-	if f.From, err = invParseDate("from", l.from); err != nil {
-		return f, err
-	}
-	if f.To, err = invParseDate("to", l.to); err != nil {
-		return f, err
-	}
-	return f, nil
 }
 
 // invOneArg parses a command that takes exactly one positional argument
@@ -100,35 +44,8 @@ func invParseID(what, v string) (int64, error) {
 }
 
 func (m *Main) cmdInvoicesList(ctx context.Context, args []string) error {
-	fs, path := m.newFlagSet("invoices list")
-	lf := addInvListFlags(fs, "only this subscription (its reference) or invoice (its number)")
-	out := addOutputFlags(fs)
-	if rest, err := parseArgs(fs, args); err != nil {
-		return err
-	} else if len(rest) > 0 {
-		return usagef("unexpected argument %q", rest[0])
-	}
-	if err := out.check(); err != nil {
-		return err
-	}
-	f, err := lf.filter()
-	if err != nil {
-		return err
-	}
-	cfg, err := m.loadConfigFor(m.configPath(*path), config.NeedDatabase)
-	if err != nil {
-		return err
-	}
-	svc, done, err := m.readOps(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer done()
-	invs, err := svc.ListInvoices(ctx, f)
-	if err != nil {
-		return err
-	}
-	return out.emit(m.Stdout, invoiceTable(invs), invs)
+	return runListing(ctx, m, "invoices list", args, "open, paid, uncollectible, void",
+		"only this subscription (its reference) or invoice (its number)", "period starting", (*ops.Service).ListInvoices, invoiceTable)
 }
 
 func invoiceTable(invs []ops.Invoice) table {

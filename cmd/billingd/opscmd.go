@@ -157,3 +157,98 @@ func (m *Main) actOps(ctx context.Context, cfg *config.Config) (*ops.Service, fu
 // needOps is what an operator action reads of the config: the database, the
 // gateway API (its secret key), the schedule and the billing sections.
 var needOps = config.Need{Gateway: true, Schedule: true, Billing: true}
+
+// dateFlag reads a YYYY-MM-DD (midnight in loc) or RFC 3339 instant.
+func dateFlag(name, v string, loc *time.Location) (time.Time, error) {
+	if t, err := time.ParseInLocation(time.DateOnly, v, loc); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t, nil
+	}
+	return time.Time{}, usagef("%s %q: want YYYY-MM-DD or an RFC 3339 time (2026-11-01T00:00:00Z)", name, v)
+}
+
+// listFlags are the filters every listing takes (--status, --customer,
+// --reference, --from, --to, --limit).
+type listFlags struct {
+	status, customer, reference, from, to string
+	limit                                 int
+}
+
+// addListFlags registers the listing filters; statusHelp names the statuses
+// and referenceHelp says what --reference matches for this listing.
+func addListFlags(fs *flag.FlagSet, statusHelp, referenceHelp, dateHelp string) *listFlags {
+	l := &listFlags{}
+	fs.StringVar(&l.status, "status", "", "only these statuses, comma-separated ("+statusHelp+")")
+	fs.StringVar(&l.customer, "customer", "", "only this customer (gateway customer id or email)")
+	fs.StringVar(&l.reference, "reference", "", referenceHelp)
+	fs.StringVar(&l.from, "from", "", dateHelp+" at or after `DATE` (YYYY-MM-DD, midnight UTC, or RFC 3339)")
+	fs.StringVar(&l.to, "to", "", dateHelp+" before `DATE` (YYYY-MM-DD, midnight UTC, or RFC 3339)")
+	fs.IntVar(&l.limit, "limit", 100, "at most `N` rows")
+	return l
+}
+
+// filter turns the flags into an ops.Filter; a bad value is a usage error
+// naming its flag.
+func (l *listFlags) filter() (ops.Filter, error) {
+	f := ops.Filter{Customer: strings.TrimSpace(l.customer), Reference: strings.TrimSpace(l.reference), Limit: l.limit}
+	if l.limit <= 0 {
+		return f, usagef("--limit %d: must be at least 1", l.limit)
+	}
+	for _, s := range strings.Split(l.status, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			f.Status = append(f.Status, s)
+		}
+	}
+	for _, d := range []struct {
+		name, v string
+		into    **time.Time
+	}{{"--from", l.from, &f.From}, {"--to", l.to, &f.To}} {
+		if v := strings.TrimSpace(d.v); v != "" {
+			t, err := dateFlag(d.name, v, time.UTC)
+			if err != nil {
+				return f, err
+			}
+			t = t.UTC()
+			*d.into = &t
+		}
+	}
+	return f, nil
+}
+
+// runListing is every `billingd … list`: the filters and output flags, the
+// database alone (no gateway or SMTP secret), read-only ops, and the table,
+// JSON or CSV of what list returns.
+func runListing[T any](ctx context.Context, m *Main, name string, args []string, statusHelp, referenceHelp, dateHelp string,
+	list func(*ops.Service, context.Context, ops.Filter) ([]T, error), tab func([]T) table) error {
+	fs, path := m.newFlagSet(name)
+	lf := addListFlags(fs, statusHelp, referenceHelp, dateHelp)
+	out := addOutputFlags(fs)
+	if rest, err := parseArgs(fs, args); err != nil {
+		return err
+	} else if len(rest) > 0 {
+		return usagef("unexpected argument %q", rest[0])
+	}
+	if err := out.check(); err != nil {
+		return err
+	}
+	f, err := lf.filter()
+	if err != nil {
+		return err
+	}
+	cfg, err := m.loadConfigFor(m.configPath(*path), config.NeedDatabase)
+	if err != nil {
+		return err
+	}
+	svc, done, err := m.readOps(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer done()
+	rows, err := list(svc, ctx, f)
+	if err != nil {
+		return err
+	}
+	return out.emit(m.Stdout, tab(rows), rows)
+}

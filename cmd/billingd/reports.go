@@ -126,17 +126,6 @@ func revenueRange(now time.Time, loc *time.Location, month, fromArg, toArg strin
 	return time.Date(y, mo, 1, 0, 0, 0, 0, loc), time.Date(y, mo+1, 1, 0, 0, 0, 0, loc), nil
 }
 
-// dateFlag reads a YYYY-MM-DD (midnight in loc) or RFC 3339 instant.
-func dateFlag(name, v string, loc *time.Location) (time.Time, error) {
-	if t, err := time.ParseInLocation(time.DateOnly, v, loc); err == nil {
-		return t, nil
-	}
-	if t, err := time.Parse(time.RFC3339, v); err == nil {
-		return t, nil
-	}
-	return time.Time{}, usagef("%s %q: want YYYY-MM-DD or an RFC 3339 time (2026-11-01T00:00:00Z)", name, v)
-}
-
 // cmdForecast is `billingd forecast`: the new-period charges of the next
 // --days days, per day in --tz and currency.
 func (m *Main) cmdForecast(ctx context.Context, args []string) error {

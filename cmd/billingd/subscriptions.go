@@ -8,7 +8,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/billingd/billingd/internal/config"
 	"github.com/billingd/billingd/internal/ops"
@@ -28,60 +27,17 @@ func (m *Main) subscriptionCommands() map[string]subcommand {
 }
 
 func (m *Main) cmdSubscriptionsList(ctx context.Context, args []string) error {
-	fs, path := m.newFlagSet("subscriptions list")
-	out := addOutputFlags(fs)
-	status := fs.String("status", "", "only these statuses, comma-separated (active, past_due, unpaid, paused, canceled)")
-	customer := fs.String("customer", "", "only this customer (gateway id or email)")
-	reference := fs.String("reference", "", "only this subscription reference")
-	from := fs.String("from", "", "created at or after DATE (YYYY-MM-DD or RFC 3339, UTC)")
-	to := fs.String("to", "", "created before DATE (YYYY-MM-DD or RFC 3339, UTC)")
-	limit := fs.Int("limit", 100, "at most N rows")
-	rest, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(rest) > 0 {
-		return usagef("unexpected argument %q", rest[0])
-	}
-	if err := out.check(); err != nil {
-		return err
-	}
-	f := ops.Filter{Customer: *customer, Reference: *reference, Limit: *limit}
-	if *limit <= 0 {
-		return usagef("--limit %d: must be at least 1", *limit)
-	}
-	if *status != "" {
-		for _, s := range strings.Split(*status, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				f.Status = append(f.Status, s)
-			}
-		}
-	}
-	if f.From, err = subsFlagDate("--from", *from); err != nil {
-		return err
-	}
-	if f.To, err = subsFlagDate("--to", *to); err != nil {
-		return err
-	}
-	cfg, err := m.loadConfigFor(m.configPath(*path), config.NeedDatabase)
-	if err != nil {
-		return err
-	}
-	svc, done, err := m.readOps(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer done()
-	subs, err := svc.ListSubscriptions(ctx, f)
-	if err != nil {
-		return err
-	}
+	return runListing(ctx, m, "subscriptions list", args, "active, past_due, unpaid, paused, canceled",
+		"only this subscription reference", "created", (*ops.Service).ListSubscriptions, subscriptionTable)
+}
+
+func subscriptionTable(subs []ops.Subscription) table {
 	t := table{header: []string{"reference", "status", "customer", "email", "price", "amount", "currency", "every", "next_billing_at", "cancel_at", "card"}}
 	for _, s := range subs {
 		t.add(s.Reference, s.Status, s.Customer, s.Email, s.Price.Display, strconv.FormatInt(s.Price.Amount, 10), s.Price.Currency,
 			subsEvery(s), when(&s.NextBillingAt), when(s.CancelAt), subsCard(s.Card))
 	}
-	return out.emit(m.Stdout, t, subs)
+	return t
 }
 
 func (m *Main) cmdSubscriptionsShow(ctx context.Context, args []string) error {
@@ -321,24 +277,6 @@ func subsReference(fs *flag.FlagSet, args []string, synopsis string) (string, er
 		return "", usagef("usage: %s", synopsis)
 	}
 	return rest[0], nil
-}
-
-// subsFlagDate reads a --from/--to value: a date (midnight UTC) or an RFC
-// 3339 time; "" is no bound.
-func subsFlagDate(flagName, v string) (*time.Time, error) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return nil, nil
-	}
-	if t, err := time.Parse("2006-01-02", v); err == nil {
-		return &t, nil
-	}
-	t, err := time.Parse(time.RFC3339, v)
-	if err != nil {
-		return nil, usagef("%s %q: must be a date (2026-03-01) or an RFC 3339 time (2026-03-01T09:00:00Z)", flagName, v)
-	}
-	t = t.UTC()
-	return &t, nil
 }
 
 func subsEvery(s ops.Subscription) string {
