@@ -16,14 +16,7 @@ func (tx *Tx) CaseForInvoice(invoiceID int64) (*models.DunningCase, error) {
 	if err != nil || !found {
 		return nil, err
 	}
-	var c models.DunningCase
-	if err := tx.db.Where("id = ?", id).Limit(1).Find(&c).Error; err != nil {
-		return nil, err
-	}
-	if c.ID == 0 {
-		return nil, nil
-	}
-	return &c, nil
+	return one[models.DunningCase](tx.db.Where("id = ?", id))
 }
 
 // SaveCase inserts a new case (ID 0) or writes an existing one.
@@ -226,14 +219,7 @@ func (s *Store) InvoiceContact(ctx context.Context, invoiceID int64) (*InvoiceCo
 
 // PaymentMethodByGatewayID returns the payment method row for a gateway id, or nil.
 func (tx *Tx) PaymentMethodByGatewayID(gatewayID string) (*models.PaymentMethod, error) {
-	var pm models.PaymentMethod
-	if err := tx.db.Where("gateway_payment_method_id = ?", gatewayID).Limit(1).Find(&pm).Error; err != nil {
-		return nil, err
-	}
-	if pm.ID == 0 {
-		return nil, nil
-	}
-	return &pm, nil
+	return one[models.PaymentMethod](tx.db.Where("gateway_payment_method_id = ?", gatewayID))
 }
 
 // SetSubscriptionPaymentMethod makes a saved card the subscription's default:
@@ -247,14 +233,7 @@ func (tx *Tx) InsertPayLink(l *models.PayLink) error { return tx.db.Create(l).Er
 
 // PayLinkByHash finds a pay link by the SHA-256 of its token, or nil.
 func (s *Store) PayLinkByHash(ctx context.Context, hash string) (*models.PayLink, error) {
-	var l models.PayLink
-	if err := s.db.WithContext(ctx).Where("token_hash = ?", hash).Limit(1).Find(&l).Error; err != nil {
-		return nil, err
-	}
-	if l.ID == 0 {
-		return nil, nil
-	}
-	return &l, nil
+	return one[models.PayLink](s.db.WithContext(ctx).Where("token_hash = ?", hash))
 }
 
 // TouchPayLink records a use of a pay link.
@@ -265,24 +244,10 @@ func (tx *Tx) TouchPayLink(now time.Time, id int64) error {
 // OpenAttemptForInvoice returns the invoice's open attempt (unresolved, or
 // its intent waiting for the customer to authenticate), or nil.
 func (tx *Tx) OpenAttemptForInvoice(invoiceID int64) (*models.ChargeAttempt, error) {
-	var a models.ChargeAttempt
-	if err := tx.db.Where("invoice_id = ? AND status IN ?", invoiceID, models.OpenAttemptStatuses).Limit(1).Find(&a).Error; err != nil {
-		return nil, err
-	}
-	if a.ID == 0 {
-		return nil, nil
-	}
-	return &a, nil
+	return one[models.ChargeAttempt](tx.db.Where("invoice_id = ? AND status IN ?", invoiceID, models.OpenAttemptStatuses))
 }
 
 // LatestAttempt returns the invoice's most recent attempt, or nil.
 func (s *Store) LatestAttempt(ctx context.Context, invoiceID int64) (*models.ChargeAttempt, error) {
-	var a models.ChargeAttempt
-	if err := s.db.WithContext(ctx).Where("invoice_id = ?", invoiceID).Order("attempt_no DESC").Limit(1).Find(&a).Error; err != nil {
-		return nil, err
-	}
-	if a.ID == 0 {
-		return nil, nil
-	}
-	return &a, nil
+	return one[models.ChargeAttempt](s.db.WithContext(ctx).Where("invoice_id = ?", invoiceID).Order("attempt_no DESC"))
 }

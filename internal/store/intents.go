@@ -199,12 +199,5 @@ func (s *Store) PayLinkByReturnHash(ctx context.Context, hash string) (*models.P
 	if hash == "" {
 		return nil, nil
 	}
-	var l models.PayLink
-	if err := s.db.WithContext(ctx).Where("return_hash = ? AND return_hash <> ''", hash).Limit(1).Find(&l).Error; err != nil {
-		return nil, err
-	}
-	if l.ID == 0 {
-		return nil, nil
-	}
-	return &l, nil
+	return one[models.PayLink](s.db.WithContext(ctx).Where("return_hash = ? AND return_hash <> ''", hash))
 }

@@ -143,14 +143,7 @@ func (s *Store) ListCases(ctx context.Context, f ListingFilter) ([]CaseListing, 
 
 // InvoiceByPublicID loads an invoice by its order id; nil when none has it.
 func (s *Store) InvoiceByPublicID(ctx context.Context, publicID string) (*models.Invoice, error) {
-	var inv models.Invoice
-	if err := s.db.WithContext(ctx).Where("public_id = ?", publicID).Limit(1).Find(&inv).Error; err != nil {
-		return nil, err
-	}
-	if inv.ID == 0 {
-		return nil, nil
-	}
-	return &inv, nil
+	return one[models.Invoice](s.db.WithContext(ctx).Where("public_id = ?", publicID))
 }
 
 // LockInvoice loads an invoice inside the caller's transaction and locks its
@@ -158,63 +151,28 @@ func (s *Store) InvoiceByPublicID(ctx context.Context, publicID string) (*models
 // every path that starts an attempt or reserves a refund takes first. nil when
 // no invoice has that id.
 func (tx *Tx) LockInvoice(id int64) (*models.Invoice, error) {
-	var inv models.Invoice
-	if err := tx.db.Raw(`SELECT * FROM invoices WHERE id = ?`+tx.lockInvoiceSuffix(), id).Scan(&inv).Error; err != nil {
-		return nil, err
-	}
-	if inv.ID == 0 {
-		return nil, nil
-	}
-	return &inv, nil
+	return oneRaw[models.Invoice](tx.db.Raw(`SELECT * FROM invoices WHERE id = ?`+tx.lockInvoiceSuffix(), id))
 }
 
 // CaseByID loads a dunning case; nil when none has that id.
 func (s *Store) CaseByID(ctx context.Context, id int64) (*models.DunningCase, error) {
-	var c models.DunningCase
-	if err := s.db.WithContext(ctx).Where("id = ?", id).Limit(1).Find(&c).Error; err != nil {
-		return nil, err
-	}
-	if c.ID == 0 {
-		return nil, nil
-	}
-	return &c, nil
+	return one[models.DunningCase](s.db.WithContext(ctx).Where("id = ?", id))
 }
 
-// TxCaseByID is CaseByID inside the caller's transaction.
+// CaseByID (on Tx) is Store.CaseByID inside the caller's transaction.
 func (tx *Tx) CaseByID(id int64) (*models.DunningCase, error) {
-	var c models.DunningCase
-	if err := tx.db.Where("id = ?", id).Limit(1).Find(&c).Error; err != nil {
-		return nil, err
-	}
-	if c.ID == 0 {
-		return nil, nil
-	}
-	return &c, nil
+	return one[models.DunningCase](tx.db.Where("id = ?", id))
 }
 
 // AttemptByIDTx loads one attempt inside the caller's transaction; nil when
 // none has that id.
 func (tx *Tx) AttemptByIDTx(id int64) (*models.ChargeAttempt, error) {
-	var a models.ChargeAttempt
-	if err := tx.db.Where("id = ?", id).Limit(1).Find(&a).Error; err != nil {
-		return nil, err
-	}
-	if a.ID == 0 {
-		return nil, nil
-	}
-	return &a, nil
+	return one[models.ChargeAttempt](tx.db.Where("id = ?", id))
 }
 
 // FindAttempt loads one attempt; nil when none has that id.
 func (s *Store) FindAttempt(ctx context.Context, id int64) (*models.ChargeAttempt, error) {
-	var a models.ChargeAttempt
-	if err := s.db.WithContext(ctx).Where("id = ?", id).Limit(1).Find(&a).Error; err != nil {
-		return nil, err
-	}
-	if a.ID == 0 {
-		return nil, nil
-	}
-	return &a, nil
+	return one[models.ChargeAttempt](s.db.WithContext(ctx).Where("id = ?", id))
 }
 
 // CaseSteps lists a case's steps, oldest first.

@@ -3,6 +3,8 @@ package store
 import (
 	"strings"
 
+	"gorm.io/gorm"
+
 	"github.com/billingd/billingd/internal/models"
 )
 
@@ -53,4 +55,29 @@ func sqlList[T ~string](vs []T) string {
 	}
 	b.WriteByte(')')
 	return b.String()
+}
+
+// one runs q for at most one row of T: nil (and no error) when there is
+// none, so callers tell "absent" from a failed query without comparing ids.
+func one[T any](q *gorm.DB) (*T, error) {
+	var rows []T
+	if err := q.Limit(1).Find(&rows).Error; err != nil {
+		return nil, err
+	}
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	return &rows[0], nil
+}
+
+// oneRaw is one for a raw statement (a row lock's FOR UPDATE suffix, say).
+func oneRaw[T any](q *gorm.DB) (*T, error) {
+	var rows []T
+	if err := q.Scan(&rows).Error; err != nil {
+		return nil, err
+	}
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	return &rows[0], nil
 }
