@@ -189,3 +189,10 @@ CREATE TABLE admin_requests (
     UNIQUE (token_name, idempotency_key)
 );
 CREATE INDEX admin_requests_expires ON admin_requests (expires_at) WHERE expires_at IS NOT NULL;
+
+-- The reports and the monitoring gauges read money by when it moved (every
+-- instance, at every scrape): succeeded charges and refunds by finished_at,
+-- and the last finished billing pass.
+CREATE INDEX charge_attempts_succeeded_at ON charge_attempts (finished_at) WHERE status = 'succeeded';
+CREATE INDEX refunds_succeeded_at ON refunds (finished_at) WHERE status = 'succeeded';
+CREATE INDEX billing_runs_finished_at ON billing_runs (finished_at) WHERE status = 'finished';

@@ -82,7 +82,17 @@ CREATE TABLE admin_requests (
 );
 CREATE INDEX admin_requests_expires ON admin_requests (expires_at) WHERE expires_at IS NOT NULL;
 
+-- The reports and the monitoring gauges read money by when it moved (every
+-- instance, at every scrape): succeeded charges and refunds by finished_at,
+-- and the last finished billing pass.
+CREATE INDEX charge_attempts_succeeded_at ON charge_attempts (finished_at) WHERE status = 'succeeded';
+CREATE INDEX refunds_succeeded_at ON refunds (finished_at) WHERE status = 'succeeded';
+CREATE INDEX billing_runs_finished_at ON billing_runs (finished_at) WHERE status = 'finished';
+
 -- +goose Down
+DROP INDEX billing_runs_finished_at;
+DROP INDEX refunds_succeeded_at;
+DROP INDEX charge_attempts_succeeded_at;
 DROP TABLE admin_requests;
 DROP TABLE audit_log;
 ALTER TABLE payment_methods DROP COLUMN details_read_at;
