@@ -532,7 +532,7 @@ func TestAdminAPICancelAndRefund(t *testing.T) {
 				require.Equal(t, "backoffice", e.Actor)
 				actions = append(actions, e.Action)
 			}
-			require.Contains(t, actions, ops.ActionCreate, fmt.Sprint(actions))
+			require.Contains(t, actions, ops.ActionSubscriptionCreate, fmt.Sprint(actions))
 		})
 	}
 }

@@ -39,9 +39,9 @@ type NewSubscription struct {
 // retried (503 on the admin API).
 var ErrGatewayUnavailable = errors.New("the gateway could not be asked to verify the customer and card; nothing was written, retry later")
 
-// ActionCreate is the audit action of a subscription created through the
+// ActionSubscriptionCreate is the audit action of a subscription created through the
 // admin API.
-const ActionCreate = "create"
+const ActionSubscriptionCreate = "subscription.create"
 
 // CreateSubscription creates a subscription; created is false when one with
 // the same reference and the same terms exists already (a signup flow that
@@ -84,7 +84,7 @@ func (s *Service) CreateSubscription(ctx context.Context, a Actor, n NewSubscrip
 	}
 	c, err := s.opts.Store.CreateSubscription(ctx, now, row, card, func(tx *store.Tx, c *store.CreatedSubscription) error {
 		v := createdView(c)
-		return audit(tx, now, a, "", Audited{Action: ActionCreate, TargetType: TargetSubscription,
+		return audit(tx, now, a, "", Audited{Action: ActionSubscriptionCreate, TargetType: TargetSubscription,
 			TargetID: c.Subscription.ID, TargetRef: c.Subscription.Reference, After: v})
 	})
 	if err != nil {
