@@ -66,8 +66,13 @@ func (m *Main) cmdAdminTokenAdd(_ context.Context, args []string) error {
 		return err
 	}
 	for _, t := range tf.Tokens {
+		if t.Name == name && t.RevokedAt != nil {
+			// The audit log names the token that acted: a name is never
+			// reused, so an entry always means one token.
+			return usagef("a token named %q was revoked in %s; a name is never given to a second token, so the audit log's actor stays unambiguous: choose another name (for example %s-2)", name, path, name)
+		}
 		if t.Name == name {
-			return usagef("a token named %q exists already in %s (revoke it, or choose another name)", name, path)
+			return usagef("a token named %q exists already in %s (revoke it and add one under another name to rotate it)", name, path)
 		}
 	}
 	token, err := web.MintToken()

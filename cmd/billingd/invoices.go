@@ -230,15 +230,17 @@ func (m *Main) cmdInvoicesRefund(ctx context.Context, args []string) error {
 	var fraudulent bool
 	var key string
 	extra := func(fs *flag.FlagSet) {
-		fs.Int64Var(&amount, "amount", 0, "refund this much, in minor units (default: what is left of the payment)")
+		fs.Int64Var(&amount, "amount", -1, "refund this much, in minor units, at least 1 (default: what is left of the payment)")
 		fs.BoolVar(&fraudulent, "fraudulent", false, "tell the gateway the payment was fraudulent (default reason: requested_by_customer)")
 		fs.StringVar(&key, "key", "", "the refund's idempotency key: the same key again is the same refund (default: a new one)")
 	}
 	return m.invAction(ctx, "invoices refund", "invoice number", args, extra, func(svc *ops.Service, who ops.Actor, reason, number string) error {
-		if amount < 0 {
-			return usagef("--amount %d: must be positive (minor units), or 0 for what is left", amount)
+		// Leave --amount out to refund what is left: an explicit 0 is
+		// refused, so a script's empty variable never becomes a full refund.
+		if amount == 0 || amount < -1 {
+			return usagef("--amount %d: must be at least 1 (minor units); leave it out to refund what is left", amount)
 		}
-		o := ops.RefundOptions{Amount: amount, Key: key}
+		o := ops.RefundOptions{Amount: max(amount, 0), Key: key}
 		if fraudulent {
 			o.Reason = models.RefundReasonFraudulent
 		}

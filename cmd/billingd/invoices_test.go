@@ -117,8 +117,11 @@ func TestInvoiceCommandsEndToEnd(t *testing.T) {
 		require.Equal(t, exitOK, code, errOut)
 		require.Contains(t, out, "6.00 USD, succeeded")
 		code, _, errOut = run("invoices", "refund", paid.PublicID, "--reason", "more")
-		require.Equal(t, exitUsage, code)
-		require.Contains(t, errOut, "amount")
+		require.Equal(t, exitRuntime, code, "the invoice's state refuses it")
+		require.Contains(t, errOut, "nothing is left to refund")
+		code, _, errOut = run("invoices", "refund", paid.PublicID, "--amount", "0", "--reason", "zero")
+		require.Equal(t, exitUsage, code, "an explicit 0 is never a full refund")
+		require.Contains(t, errOut, "--amount 0")
 		var refunded, gateway int64
 		var rows []models.Refund
 		require.NoError(t, b.Store.DB().Find(&rows).Error)

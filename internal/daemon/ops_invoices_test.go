@@ -98,6 +98,9 @@ func TestOperatorVoidInvoice(t *testing.T) {
 		require.NoError(t, b.Store.DB().Where("invoice_id = ?", inv.ID).First(&c).Error)
 		require.Equal(t, models.CaseStopped, c.Status)
 		require.EqualValues(t, 1, auditRows(t, b, ops.ActionInvoiceVoid, inv.ID))
+		var sub models.Subscription
+		require.NoError(t, b.Store.DB().Where("id = ?", inv.SubscriptionID).First(&sub).Error)
+		require.Equal(t, models.SubscriptionActive, sub.Status, "nothing is owed any more: past_due no longer")
 
 		res, err := http.Get(links[0])
 		require.NoError(t, err)
@@ -160,9 +163,15 @@ func TestOperatorRefunds(t *testing.T) {
 		require.Equal(t, "succeeded", rest.Status)
 
 		_, err = op.RefundInvoice(ctx, opsActor, inv.PublicID, "too much", ops.RefundOptions{Amount: 1})
+		require.ErrorIs(t, err, ops.ErrConflict, "nothing is left: the invoice's state refuses it")
+		require.Contains(t, err.Error(), "nothing is left to refund")
+
+		// A key already used is the same refund only for the same terms.
+		_, err = op.RefundInvoice(ctx, opsActor, inv.PublicID, "partial credit", ops.RefundOptions{Amount: 401, Key: part.Key})
 		var fe *ops.FieldError
 		require.ErrorAs(t, err, &fe)
-		require.Equal(t, "amount", fe.Field)
+		require.Equal(t, "key", fe.Field)
+		require.Contains(t, fe.Message, "other terms")
 
 		var table int64
 		for _, rf := range refundRows(t, b) {
@@ -239,6 +248,14 @@ func TestOperatorResolveAttempt(t *testing.T) {
 		require.Equal(t, 1, n, "one payment at the gateway")
 		require.EqualValues(t, 1000, taken)
 		require.EqualValues(t, 1, auditRows(t, b, ops.ActionAttemptResolve, a.ID))
+		// The subscription's story tells the actions on its attempts too.
+		story, err := op.SubscriptionStoryOf(ctx, "sub-review")
+		require.NoError(t, err)
+		var actions []string
+		for _, e := range story.Audit {
+			actions = append(actions, e.Action)
+		}
+		require.Contains(t, actions, ops.ActionAttemptResolve)
 
 		_, err = op.ResolveAttempt(ctx, opsActor, a.ID, "again", false)
 		require.ErrorIs(t, err, ops.ErrConflict)

@@ -130,6 +130,13 @@ func (s *Service) checkNewRow(n NewSubscription, now time.Time) (store.ImportRow
 // readCard reads the payment method at the gateway: it must be a card of
 // customer; its brand, last 4 and expiry are what billingd records.
 func (s *Service) readCard(ctx context.Context, customer, paymentMethod string) (store.CardDetails, error) {
+	// The customer first: a card of someone else is the wrong card, a
+	// customer the gateway does not know is the wrong customer.
+	if _, err := s.opts.Accounts.RetrieveCustomer(ctx, customer); errors.Is(err, gateway.ErrNotFound) {
+		return store.CardDetails{}, &FieldError{Field: "customer", Value: customer, Message: "the gateway has no such customer"}
+	} else if err != nil {
+		return store.CardDetails{}, fmt.Errorf("%w (customer %s: %v)", ErrGatewayUnavailable, customer, err)
+	}
 	pm, err := s.opts.Accounts.RetrievePaymentMethod(ctx, paymentMethod)
 	switch {
 	case errors.Is(err, gateway.ErrNotFound):

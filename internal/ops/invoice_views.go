@@ -107,17 +107,18 @@ func invStoryEmails(es []models.Email, invoice string) []Email {
 	return out
 }
 
-// invLinkState names a link's state as its page answers it: revoked by an
-// operator, expired, settled (its invoice is no longer open: nothing to pay)
-// or live.
-func invLinkState(l models.PayLink, invoiceStatus string, now time.Time) string {
+// linkState names a link's state for ops: revoked by an operator, settled
+// (its invoice is no longer open: nothing to pay; the page answers 410),
+// expired, or live. A link of the subscription itself (no invoice) is never
+// settled. Both stories use it, so a link reads the same in either.
+func linkState(revokedAt *time.Time, expiresAt time.Time, invoiceStatus string, now time.Time) string {
 	switch {
-	case l.RevokedAt != nil:
+	case revokedAt != nil:
 		return "revoked"
-	case !now.Before(l.ExpiresAt):
-		return "expired"
 	case invoiceStatus != "" && invoiceStatus != string(models.InvoiceOpen):
 		return "settled"
+	case !now.Before(expiresAt):
+		return "expired"
 	}
 	return "live"
 }
@@ -125,7 +126,7 @@ func invLinkState(l models.PayLink, invoiceStatus string, now time.Time) string 
 func invStoryLinks(ls []models.PayLink, invoice, invoiceStatus string, now time.Time) []PayLink {
 	out := make([]PayLink, 0, len(ls))
 	for _, l := range ls {
-		out = append(out, PayLink{ID: l.ID, Purpose: string(l.Purpose), Invoice: invoice, State: invLinkState(l, invoiceStatus, now),
+		out = append(out, PayLink{ID: l.ID, Purpose: string(l.Purpose), Invoice: invoice, State: linkState(l.RevokedAt, l.ExpiresAt, invoiceStatus, now),
 			ExpiresAt: l.ExpiresAt.UTC(), Uses: l.Uses, RevokedAt: utcp(l.RevokedAt)})
 	}
 	return out

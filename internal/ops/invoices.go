@@ -193,6 +193,13 @@ func (s *Service) RefundInvoice(ctx context.Context, a Actor, number, reason str
 		if replayed != nil && replayed.InvoiceID != inv.ID {
 			return nil, &FieldError{Field: "key", Value: o.Key, Message: "is the key of a refund of another invoice"}
 		}
+		// The same key is the same refund only for the same terms: another
+		// amount or reason under it is refused, never answered with the
+		// first refund as if it were this one.
+		if replayed != nil && ((o.Amount != 0 && o.Amount != replayed.Amount) || o.Reason != replayed.Reason) {
+			return nil, &FieldError{Field: "key", Value: o.Key, Cause: ErrKeyReused, Message: fmt.Sprintf("is the key of refund %d of %s (%s) with other terms; use a new key for another refund",
+				replayed.ID, money.Format(replayed.Amount, replayed.Currency), replayed.Reason)}
+		}
 	}
 	now := s.now()
 	err = s.opts.Store.InTx(ctx, func(tx *store.Tx) error {
@@ -224,11 +231,10 @@ func (s *Service) RefundInvoice(ctx context.Context, a Actor, number, reason str
 			IdempotencyKey: key, Status: models.RefundPending})
 		switch {
 		case errors.Is(err, store.ErrRefundExceedsPayment):
-			msg := "exceeds what is left to refund of the payment: " + money.Format(left, currency)
 			if left <= 0 {
-				msg = "nothing is left to refund: the payment was refunded in full"
+				return conflictf("invoice %s: nothing is left to refund: the payment was refunded in full", inv.PublicID)
 			}
-			return &FieldError{Field: "amount", Value: fmt.Sprint(o.Amount), Message: msg}
+			return &FieldError{Field: "amount", Value: fmt.Sprint(o.Amount), Message: "exceeds what is left to refund of the payment: " + money.Format(left, currency)}
 		case errors.Is(err, store.ErrNoPayment):
 			return conflictf("invoice %s has no succeeded payment to refund", inv.PublicID)
 		case err != nil:

@@ -120,6 +120,11 @@ var (
 	// ErrNoGateway: the action needs the gateway and this process has no
 	// gateway client (a read-only command).
 	ErrNoGateway = errors.New("this action needs the gateway: gateway.secret_key must be set")
+	// ErrKeyReused: an idempotency key already names an action with other
+	// terms (a refund of another amount); it is refused, never answered
+	// with the first action as if it were this one. It comes wrapped in a
+	// FieldError naming the key (a 422 on the admin API, exit 2 on the CLI).
+	ErrKeyReused = errors.New("idempotency key already used with other terms")
 )
 
 // FieldError is bad input, naming the field (a flag, a JSON field) and the
@@ -128,7 +133,12 @@ type FieldError struct {
 	Field   string `json:"field"`
 	Value   string `json:"value,omitempty"`
 	Message string `json:"message"`
+	// Cause, when set, is the error class behind it (ErrKeyReused).
+	Cause error `json:"-"`
 }
+
+// Unwrap lets errors.Is see the class of a bad input.
+func (e *FieldError) Unwrap() error { return e.Cause }
 
 func (e *FieldError) Error() string {
 	if e.Value != "" {
@@ -150,7 +160,7 @@ func notFound(kind, id string) error {
 // needReason refuses a destructive action without a reason.
 func needReason(reason string) error {
 	if strings.TrimSpace(reason) == "" {
-		return &FieldError{Field: "reason", Message: "is required for this action (--reason on the CLI)"}
+		return &FieldError{Field: "reason", Message: "is required for this action"}
 	}
 	return nil
 }

@@ -742,32 +742,28 @@ func (s *Service) SubscriptionStoryOf(ctx context.Context, reference string) (*S
 			Invoice: e.InvoicePublic, SentAt: subsUTC(e.SentAt), Error: e.LastError, Created: e.CreatedAt.UTC()})
 	}
 	for _, l := range rows.Links {
-		st.Links = append(st.Links, PayLink{ID: l.ID, Purpose: l.Purpose, Invoice: l.InvoicePublic, State: subsLinkState(l, now),
+		st.Links = append(st.Links, PayLink{ID: l.ID, Purpose: l.Purpose, Invoice: l.InvoicePublic, State: linkState(l.RevokedAt, l.ExpiresAt, l.InvoiceStatus, now),
 			ExpiresAt: l.ExpiresAt.UTC(), Uses: l.Uses, RevokedAt: subsUTC(l.RevokedAt)})
 	}
-	for _, e := range rows.Audit {
-		ref := e.TargetRef
-		if ref == "" {
-			ref = fmt.Sprint(e.TargetID)
-		}
-		st.Audit = append(st.Audit, AuditEntry{ID: e.ID, At: e.At.UTC(), Actor: e.Actor, Via: string(e.Via), Action: e.Action,
-			Target: e.TargetType + ":" + ref, Reason: e.Reason, Before: e.BeforeJSON, After: e.AfterJSON})
+	// Every action on the subscription or on anything of it: its invoices,
+	// their attempts, dunning cases and refunds.
+	targets := map[string][]int64{TargetSubscription: {d.ID}}
+	for _, inv := range rows.Invoices {
+		targets[TargetInvoice] = append(targets[TargetInvoice], inv.ID)
+	}
+	for _, at := range rows.Attempts {
+		targets[TargetAttempt] = append(targets[TargetAttempt], at.ID)
+	}
+	for _, c := range rows.Cases {
+		targets[TargetDunningCase] = append(targets[TargetDunningCase], c.ID)
+	}
+	for _, r := range rows.Refunds {
+		targets[TargetRefund] = append(targets[TargetRefund], r.ID)
+	}
+	if st.Audit, err = s.invStoryAudit(ctx, targets); err != nil {
+		return nil, err
 	}
 	return st, nil
-}
-
-// subsLinkState is a link's state as ops read it: revoked (an action killed
-// it), settled (its invoice is no longer open), expired, or live.
-func subsLinkState(l store.StoryLink, now time.Time) string {
-	switch {
-	case l.RevokedAt != nil:
-		return "revoked"
-	case l.InvoiceStatus != "" && l.InvoiceStatus != string(models.InvoiceOpen):
-		return "settled"
-	case !l.ExpiresAt.After(now):
-		return "expired"
-	}
-	return "live"
 }
 
 // subscriptionViewOf is the view of a subscription row.

@@ -87,7 +87,7 @@ func TestLinkState(t *testing.T) {
 		{store.StoryLink{ExpiresAt: later, InvoiceStatus: "paid"}, "settled"},
 		{store.StoryLink{ExpiresAt: later, InvoiceStatus: "void", RevokedAt: &earlier}, "revoked"},
 	} {
-		require.Equal(t, tc.want, subsLinkState(tc.link, now))
+		require.Equal(t, tc.want, linkState(tc.link.RevokedAt, tc.link.ExpiresAt, tc.link.InvoiceStatus, now))
 	}
 }
 

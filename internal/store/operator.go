@@ -52,6 +52,13 @@ func (tx *Tx) StopCollection(now time.Time, invoiceID int64, detail string, void
 			return out, err
 		}
 		out.Voided = n == 1
+		// A void invoice is no longer owed: a past_due subscription with no
+		// other tried invoice open is active again, as after a payment.
+		if out.Voided {
+			if err := tx.ReactivateIfSettled(now, invoiceID); err != nil {
+				return out, err
+			}
+		}
 	} else if err := tx.db.Exec(`UPDATE invoices SET next_attempt_at = NULL, updated_at = ? WHERE id = ?`, now, invoiceID).Error; err != nil {
 		return out, err
 	}

@@ -287,12 +287,11 @@ type SubscriptionStory struct {
 	Refunds  []StoryRefund
 	Emails   []StoryEmail
 	Links    []StoryLink
-	Audit    []models.AuditEntry
 }
 
 // SubscriptionStoryRows reads the history of one subscription: its invoices
 // (with refunded amounts), attempts, dunning cases, refunds, emails and links
-// (its own and its invoices'), and the audit entries of it and its invoices.
+// (its own and its invoices'); ops reads the audit entries of all of them.
 func (s *Store) SubscriptionStoryRows(ctx context.Context, subscriptionID int64) (*SubscriptionStory, error) {
 	db := s.db.WithContext(ctx)
 	out := &SubscriptionStory{}
@@ -321,19 +320,6 @@ func (s *Store) SubscriptionStoryRows(ctx context.Context, subscriptionID int64)
 	                         l.expires_at, l.uses, l.revoked_at
 	                    FROM pay_links l LEFT JOIN invoices i ON i.id = l.invoice_id
 	                   WHERE l.subscription_id = ? OR i.subscription_id = ? ORDER BY l.id`, subscriptionID, subscriptionID).Scan(&out.Links).Error; err != nil {
-		return nil, err
-	}
-	invoiceIDs := make([]int64, 0, len(out.Invoices))
-	for _, inv := range out.Invoices {
-		invoiceIDs = append(invoiceIDs, inv.ID)
-	}
-	q := `SELECT * FROM audit_log WHERE (target_type = 'subscription' AND target_id = ?)`
-	args := []any{subscriptionID}
-	if len(invoiceIDs) > 0 {
-		q += ` OR (target_type = 'invoice' AND target_id IN ?)`
-		args = append(args, invoiceIDs)
-	}
-	if err := db.Raw(q+` ORDER BY id`, args...).Scan(&out.Audit).Error; err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -177,6 +177,11 @@ func (a *Admin) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &tooBig):
 		adminFail(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the request body is larger than %d bytes", MaxAdminBody))
+	case errors.Is(err, ops.ErrKeyReused):
+		// The refund's own key (derived from the Idempotency-Key) outlives
+		// the 24 h request record: the same key with other terms days later
+		// is refused like a reuse within the day.
+		adminJSON(w, http.StatusUnprocessableEntity, adminError{adminErrorBody{Code: "idempotency_key_reused", Message: err.Error(), Field: "Idempotency-Key"}})
 	case errors.As(err, &fe):
 		adminJSON(w, http.StatusBadRequest, adminError{adminErrorBody{Code: "invalid_field", Message: fe.Error(), Field: fe.Field, Value: fe.Value}})
 	case errors.Is(err, ops.ErrNotFound):
@@ -429,7 +434,7 @@ func adminDecode(c *adminCall, v any) error {
 		if field == "" {
 			field = "body"
 		}
-		return &ops.FieldError{Field: field, Value: te.Value, Message: "must be a JSON " + adminJSONKind(te.Type.Kind().String())}
+		return &ops.FieldError{Field: field, Message: "must be a JSON " + adminJSONKind(te.Type.Kind().String()) + ", not a JSON " + te.Value}
 	case errors.As(err, &se):
 		return &ops.FieldError{Field: "body", Message: fmt.Sprintf("is not valid JSON (at byte %d): %v", se.Offset, se)}
 	case errors.Is(err, io.ErrUnexpectedEOF):
@@ -714,8 +719,10 @@ func (a *Admin) voidInvoice(r *http.Request, c *adminCall) (int, any, error) {
 
 type adminRefundRequest struct {
 	Reason string `json:"reason"`
-	// Amount in minor units; absent or 0 refunds what is left.
-	Amount       int64  `json:"amount"`
+	// Amount in minor units, at least 1; absent refunds what is left (an
+	// explicit 0 is refused, so a client's zero value never becomes a full
+	// refund).
+	Amount       *int64 `json:"amount"`
 	RefundReason string `json:"refund_reason"`
 }
 
@@ -724,8 +731,11 @@ func (a *Admin) refundInvoice(r *http.Request, c *adminCall) (int, any, error) {
 	if err := adminDecode(c, &req); err != nil {
 		return 0, nil, err
 	}
-	if req.Amount < 0 {
-		return 0, nil, &ops.FieldError{Field: "amount", Value: strconv.FormatInt(req.Amount, 10), Message: "must be a positive number of minor units, or 0 for what is left"}
+	var amount int64
+	if req.Amount != nil {
+		if amount = *req.Amount; amount < 1 {
+			return 0, nil, &ops.FieldError{Field: "amount", Value: strconv.FormatInt(amount, 10), Message: "must be at least 1 (minor units); leave it out to refund what is left"}
+		}
 	}
 	switch models.RefundReason(req.RefundReason) {
 	case "", models.RefundReasonRequestedByCustomer, models.RefundReasonFraudulent:
@@ -733,7 +743,7 @@ func (a *Admin) refundInvoice(r *http.Request, c *adminCall) (int, any, error) {
 		return 0, nil, &ops.FieldError{Field: "refund_reason", Value: req.RefundReason, Message: "must be requested_by_customer or fraudulent"}
 	}
 	rf, err := a.opts.Ops.RefundInvoice(r.Context(), c.actor(), r.PathValue("number"), req.Reason,
-		ops.RefundOptions{Amount: req.Amount, Reason: models.RefundReason(req.RefundReason), Key: c.refundKey()})
+		ops.RefundOptions{Amount: amount, Reason: models.RefundReason(req.RefundReason), Key: c.refundKey()})
 	if err != nil {
 		return 0, nil, err
 	}
