@@ -32,9 +32,10 @@ const (
 )
 
 // RetryInvoice charges an open invoice now, under the rule every charge
-// follows (DESIGN §2.8): no second open payment for the invoice, the
-// subscription's invoices in period order, never a card the gateway called
-// dead (until the card changed), within the card networks' reattempt cap.
+// follows (docs/protocol.md, "one open attempt per invoice"): no second open
+// payment for the invoice, the subscription's invoices in period order, never
+// a card the gateway called dead (until the card changed), within the card
+// networks' reattempt cap.
 // The attempt and the audit row commit together first; the charge is then
 // sent with the attempt's own key through the charge engine, whose outcome
 // goes through dunning like any other. The attempt is leased to this

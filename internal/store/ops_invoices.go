@@ -271,7 +271,8 @@ func (tx *Tx) SettleReviewedAttempt(now time.Time, attemptID int64, r AttemptRes
 }
 
 // AttemptBlocked is why an operator's charge of an invoice may not start
-// now (DESIGN §2.8): the message names what holds it.
+// now (docs/protocol.md, "one open attempt per invoice"): the message names
+// what holds it.
 type AttemptBlocked struct{ Reason string }
 
 func (e *AttemptBlocked) Error() string { return e.Reason }
