@@ -257,7 +257,7 @@ func TestAdminBadInput(t *testing.T) {
 		{"gateway: unknown card", "POST", "/v1/subscriptions", strings.Replace(createBody, `"pm_1"`, `"pm_9"`, 1), 400, "payment_method"},
 		{"gateway: another customer's card", "POST", "/v1/subscriptions", strings.Replace(createBody, `"pm_1"`, `"pm_2"`, 1), 400, "payment_method"},
 		{"gateway: not a card", "POST", "/v1/subscriptions", strings.Replace(createBody, `"pm_1"`, `"pm_bank"`, 1), 400, "payment_method"},
-		{"gateway: unknown customer", "POST", "/v1/subscriptions", strings.Replace(strings.Replace(createBody, `"cus_1"`, `"cus_9"`, 1), `"pm_1"`, `"pm_9"`, 1), 400, "payment_method"},
+		{"gateway: unknown customer", "POST", "/v1/subscriptions", strings.Replace(strings.Replace(createBody, `"cus_1"`, `"cus_9"`, 1), `"pm_1"`, `"pm_9"`, 1), 400, "customer"},
 		{"not JSON", "POST", "/v1/subscriptions", `{"reference":`, 400, "body"},
 		{"two objects", "POST", "/v1/subscriptions", createBody + `{}`, 400, "body"},
 		{"unknown query parameter", "GET", "/v1/invoices?stauts=open", "", 400, "stauts"},
