@@ -326,13 +326,16 @@ func (s *Service) enqueue(tx *store.Tx, now time.Time, c *models.DunningCase, ic
 	}
 	caseID, invoiceID := c.ID, ic.InvoiceID
 	e := &models.Email{
-		DedupeKey:     fmt.Sprintf("case:%d:step:%d:%s", c.ID, c.Step, kind),
-		Kind:          kind,
-		CaseID:        &caseID,
-		InvoiceID:     &invoiceID,
-		ToAddress:     ic.Email,
-		LinkPurpose:   purpose,
-		NextAttemptAt: now,
+		DedupeKey: fmt.Sprintf("case:%d:step:%d:%s", c.ID, c.Step, kind),
+		Kind:      kind,
+		CaseID:    &caseID,
+		InvoiceID: &invoiceID,
+		// Named here: EnqueueEmail would otherwise look it up, once per
+		// email, inside the outcome's transaction.
+		SubscriptionID: &ic.SubscriptionID,
+		ToAddress:      ic.Email,
+		LinkPurpose:    purpose,
+		NextAttemptAt:  now,
 	}
 	_, err := tx.EnqueueEmail(now, s.MailDomain, e)
 	return err

@@ -129,27 +129,27 @@ func (s *Service) checkNewRow(n NewSubscription, now time.Time) (store.ImportRow
 
 // readCard reads the payment method at the gateway: it must be a card of
 // customer; its brand, last 4 and expiry are what billingd records.
-func (s *Service) readCard(ctx context.Context, customer, paymentMethod string) (store.CardDetails, error) {
+func (s *Service) readCard(ctx context.Context, customer, paymentMethod string) (store.SavedCard, error) {
 	// The customer first: a card of someone else is the wrong card, a
 	// customer the gateway does not know is the wrong customer.
 	if _, err := s.opts.Accounts.RetrieveCustomer(ctx, customer); errors.Is(err, gateway.ErrNotFound) {
-		return store.CardDetails{}, &FieldError{Field: "customer", Value: customer, Message: "the gateway has no such customer"}
+		return store.SavedCard{}, &FieldError{Field: "customer", Value: customer, Message: "the gateway has no such customer"}
 	} else if err != nil {
-		return store.CardDetails{}, fmt.Errorf("%w (customer %s: %v)", ErrGatewayUnavailable, customer, err)
+		return store.SavedCard{}, fmt.Errorf("%w (customer %s: %v)", ErrGatewayUnavailable, customer, err)
 	}
 	pm, err := s.opts.Accounts.RetrievePaymentMethod(ctx, paymentMethod)
 	switch {
 	case errors.Is(err, gateway.ErrNotFound):
-		return store.CardDetails{}, &FieldError{Field: "payment_method", Value: paymentMethod, Message: "the gateway has no such payment method"}
+		return store.SavedCard{}, &FieldError{Field: "payment_method", Value: paymentMethod, Message: "the gateway has no such payment method"}
 	case err != nil:
-		return store.CardDetails{}, fmt.Errorf("%w (payment method %s: %v)", ErrGatewayUnavailable, paymentMethod, err)
+		return store.SavedCard{}, fmt.Errorf("%w (payment method %s: %v)", ErrGatewayUnavailable, paymentMethod, err)
 	case pm.Card == nil || (pm.Type != "" && pm.Type != "card"):
-		return store.CardDetails{}, &FieldError{Field: "payment_method", Value: paymentMethod, Message: "is not a card at the gateway"}
+		return store.SavedCard{}, &FieldError{Field: "payment_method", Value: paymentMethod, Message: "is not a card at the gateway"}
 	case pm.Customer != customer:
-		return store.CardDetails{}, &FieldError{Field: "payment_method", Value: paymentMethod,
+		return store.SavedCard{}, &FieldError{Field: "payment_method", Value: paymentMethod,
 			Message: fmt.Sprintf("belongs to customer %q at the gateway, not to %s", pm.Customer, customer)}
 	}
-	return store.CardDetails{Brand: pm.Card.Brand, Last4: pm.Card.Last4, ExpMonth: pm.Card.ExpMonth, ExpYear: pm.Card.ExpYear}, nil
+	return store.SavedCard{Brand: pm.Card.Brand, Last4: pm.Card.Last4, ExpMonth: pm.Card.ExpMonth, ExpYear: pm.Card.ExpYear}, nil
 }
 
 // sameTerms answers a create whose reference exists: the existing

@@ -110,14 +110,6 @@ func (s *Store) PruneAdminRequests(ctx context.Context, now time.Time, limit int
 	return n, err
 }
 
-// CardDetails are a saved card's facts as the gateway reported them.
-type CardDetails struct {
-	Brand    string
-	Last4    string
-	ExpMonth int
-	ExpYear  int
-}
-
 // CreatedSubscription is what CreateSubscription found or made.
 type CreatedSubscription struct {
 	Subscription  models.Subscription
@@ -135,7 +127,7 @@ type CreatedSubscription struct {
 // written and the existing subscription is returned (Created false): the
 // caller compares its terms. ImportErrors names a conflict (another
 // customer's card).
-func (s *Store) CreateSubscription(ctx context.Context, now time.Time, row ImportRow, card CardDetails, audit func(tx *Tx, c *CreatedSubscription) error) (*CreatedSubscription, error) {
+func (s *Store) CreateSubscription(ctx context.Context, now time.Time, row ImportRow, card SavedCard, audit func(tx *Tx, c *CreatedSubscription) error) (*CreatedSubscription, error) {
 	now = now.UTC()
 	var out *CreatedSubscription
 	err := s.InTx(ctx, func(tx *Tx) error {
@@ -155,10 +147,21 @@ func (s *Store) CreateSubscription(ctx context.Context, now time.Time, row Impor
 			now, now, row.Customer).Error; err != nil {
 			return err
 		}
-		if err := tx.db.Exec(`UPDATE payment_methods SET verified_at = COALESCE(verified_at, ?), brand = ?, last4 = ?, exp_month = ?, exp_year = ?,
-			details_read_at = ?, updated_at = ? WHERE gateway_payment_method_id = ?`,
-			now, card.Brand, card.Last4, card.ExpMonth, card.ExpYear, now, now, row.PaymentMethod).Error; err != nil {
+		if err := tx.db.Exec(`UPDATE payment_methods SET verified_at = COALESCE(verified_at, ?), updated_at = ? WHERE gateway_payment_method_id = ?`,
+			now, now, row.PaymentMethod).Error; err != nil {
 			return err
+		}
+		// The card's details as every other path records them (the
+		// import wrote its series already).
+		pm, err := tx.PaymentMethodByGatewayID(row.PaymentMethod)
+		if err != nil {
+			return err
+		}
+		if pm != nil {
+			card.SeriesPaymentID = ""
+			if err := tx.describeCard(now, *pm, card); err != nil {
+				return err
+			}
 		}
 		created, err := tx.subscriptionWithParties("reference = ?", row.Reference)
 		if err != nil {
