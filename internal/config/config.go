@@ -85,6 +85,7 @@ type Config struct {
 	Reconcile ReconcileConfig `yaml:"reconcile"`
 	HTTP      HTTPConfig      `yaml:"http"`
 	Admin     AdminConfig     `yaml:"admin"`
+	Events    EventsConfig    `yaml:"events"`
 	Mail      MailConfig      `yaml:"mail"`
 	Log       LogConfig       `yaml:"log"`
 
@@ -237,6 +238,33 @@ type HTTPConfig struct {
 	PublicBaseURL string `yaml:"public_base_url"`
 }
 
+// EventsConfig is the outbox to the merchant's systems: every state change a
+// merchant's app acts on is recorded in the transaction that made it and
+// POSTed, signed, to URL (docs/events.md).
+type EventsConfig struct {
+	// URL receives the events; "" turns them off (nothing is recorded:
+	// with no receiver the table would only grow). Turning it on or off
+	// applies at the next start.
+	URL string `yaml:"url"`
+	// Secret signs each delivery (Billingd-Signature, HMAC-SHA256); the
+	// receiver verifies with the same value. SecretFile reads it from a file
+	// instead (systemd LoadCredential=).
+	Secret     Secret `yaml:"secret"`
+	SecretFile string `yaml:"secret_file"`
+	// SecretPrevious, during a rotation, signs each delivery a second time
+	// (a second v1=), so receivers still holding the old secret verify too.
+	SecretPrevious Secret `yaml:"secret_previous"`
+	// Timeout bounds one POST; a receiver that answers later is tried again.
+	Timeout Duration `yaml:"timeout"`
+	// RetryFor is how long an event that is not answered 2xx is retried
+	// (with backoff) before it is marked failed and stops holding back its
+	// subscription's later events.
+	RetryFor Duration `yaml:"retry_for"`
+}
+
+// Enabled reports whether events are recorded and delivered.
+func (e EventsConfig) Enabled() bool { return e.URL != "" }
+
 // AdminConfig is the admin API's listener: the operator actions over
 // authenticated HTTP for a merchant's back office and signup flow. It is off
 // unless Listen is set, because it can move money (refunds) and every
@@ -351,6 +379,10 @@ func Default() *Config {
 		},
 		Admin: AdminConfig{
 			RateLimit: 20,
+		},
+		Events: EventsConfig{
+			Timeout:  Duration(10 * time.Second),
+			RetryFor: Duration(72 * time.Hour),
 		},
 		Mail: MailConfig{
 			Port: 587,

@@ -43,13 +43,19 @@ type Need struct {
 	// without validating it: `billingd admin-tokens` creates the tokens file
 	// the daemon's validation requires.
 	AdminTokens bool
+	// EventsSecret is the signing secrets of the events to the merchant
+	// (events.secret, secret_file, secret_previous): what delivers events.
+	// The rest of the events section (url, timeout, retry_for) is read by
+	// every command, like the database: whatever changes state records
+	// its events when events.url is set.
+	EventsSecret bool
 }
 
 // Predefined needs. Commands should use one of these rather than spell out a
 // Need, so the CLI's commands stay consistent with each other.
 var (
 	// NeedAll is everything: run, once, demo and check-config.
-	NeedAll = Need{Gateway: true, Webhooks: true, Schedule: true, Billing: true, HTTP: true, Mail: true, Admin: true}
+	NeedAll = Need{Gateway: true, Webhooks: true, Schedule: true, Billing: true, HTTP: true, Mail: true, Admin: true, EventsSecret: true}
 	// NeedDatabase is the database (and log) alone: commands that only read or
 	// migrate the database, such as status and migrate. They need no gateway
 	// or SMTP secret.
@@ -92,6 +98,12 @@ func (n Need) uses(key string) bool {
 		return n.Mail || name == ""
 	case "admin":
 		return n.Admin || n.AdminTokens || name == ""
+	case "events":
+		switch name {
+		case "secret", "secret_file", "secret_previous":
+			return n.EventsSecret
+		}
+		return true
 	}
 	// Keys outside any section (syntax errors, unknown sections) are about
 	// the file's shape.
@@ -110,6 +122,9 @@ func (n Need) clearUnused(c *Config) {
 	}
 	if !n.Mail {
 		c.Mail.Password = ""
+	}
+	if !n.EventsSecret {
+		c.Events.Secret, c.Events.SecretPrevious = "", ""
 	}
 }
 

@@ -125,6 +125,7 @@ func (c *Config) checkFor(need Need) Errors {
 	if need.Admin {
 		c.checkAdmin(v)
 	}
+	c.checkEvents(v, need.EventsSecret)
 	v.oneOf("log.level", c.Log.Level, LogLevelDebug, LogLevelInfo, LogLevelWarn, LogLevelError)
 	v.oneOf("log.format", c.Log.Format, LogFormatJSON, LogFormatConsole)
 	return v.errs
@@ -508,6 +509,36 @@ func (c *Config) checkAdmin(v *validator) {
 	v.readableFile("admin.tls_key_file", a.TLSKeyFile, "")
 	if err == nil && !a.TLS() && !isLoopbackListen(host) {
 		v.add("admin.listen", a.Listen, "is not a loopback address: set admin.tls_cert_file and admin.tls_key_file (bearer tokens must not cross a network in clear text), or listen on 127.0.0.1")
+	}
+}
+
+// checkEvents checks the events section: off without a url; with one, an
+// https URL (http only to loopback: the payloads carry customers' emails),
+// a signing secret when the command delivers, a timeout and a retry period.
+func (c *Config) checkEvents(v *validator, secrets bool) {
+	e := c.Events
+	v.positive("events.timeout", e.Timeout)
+	if e.Timeout.D() > 5*time.Minute {
+		v.add("events.timeout", e.Timeout.String(), "must be at most 5m (a receiver should answer at once and work afterwards)")
+	}
+	if e.RetryFor.D() < time.Hour || e.RetryFor.D() > 30*24*time.Hour {
+		v.add("events.retry_for", e.RetryFor.String(), "must be between 1h and 720h (30 days); the default is 72h")
+	}
+	if e.URL == "" {
+		return
+	}
+	v.url("events.url", e.URL)
+	if !secrets {
+		return
+	}
+	if v.required("events.secret", string(e.Secret), " when events.url is set (or events.secret_file): receivers verify each delivery with it") {
+		v.token("events.secret", string(e.Secret))
+		if len(e.Secret) < 16 {
+			v.add("events.secret", "", "must be at least 16 characters (generate one with `openssl rand -hex 32`)")
+		}
+	}
+	if e.SecretPrevious != "" {
+		v.token("events.secret_previous", string(e.SecretPrevious))
 	}
 }
 

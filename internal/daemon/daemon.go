@@ -24,6 +24,7 @@ import (
 	"github.com/billingd/billingd/internal/charge"
 	"github.com/billingd/billingd/internal/clock"
 	"github.com/billingd/billingd/internal/config"
+	"github.com/billingd/billingd/internal/events"
 	"github.com/billingd/billingd/internal/gateway"
 	"github.com/billingd/billingd/internal/mail"
 	"github.com/billingd/billingd/internal/metrics"
@@ -116,6 +117,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 		return nil, err
 	}
 	d.store = st
+	st.SetEventClock(d.clock)
 	st.SetOnRefundSettled(func(r models.RefundReason, s models.RefundStatus) { d.metrics.RefundSettled(string(r), string(s)) })
 	for _, n := range st.FileNotices() {
 		d.log.Warn().Msg(n)
@@ -239,6 +241,7 @@ func OpenOps(ctx context.Context, cfg *config.Config, clk clock.Clock) (*ops.Ser
 	if err != nil {
 		return nil, nil, err
 	}
+	st.SetEventClock(clk)
 	if err := schemaCurrent(ctx, cfg, st); err != nil {
 		_ = st.Close()
 		return nil, nil, err
@@ -298,6 +301,16 @@ func (d *Daemon) sendMail(stop, abort context.Context) (mail.Summary, error) {
 		return mail.Summary{}, nil
 	}
 	return m.RunOnceUntil(stop, abort)
+}
+
+// DeliverEvents runs the events worker once: every due event POSTed to
+// events.url. With events off it sends nothing.
+func (d *Daemon) DeliverEvents(ctx context.Context) (events.Summary, error) {
+	w := d.cur.Load().eventer
+	if w == nil {
+		return events.Summary{}, nil
+	}
+	return w.RunOnce(ctx)
 }
 
 // RunRefunds runs the refund job once: duplicates read back and refunded,
@@ -388,8 +401,20 @@ func OpenStore(ctx context.Context, cfg *config.Config, exclusive bool, onSettle
 		Exclusive:        exclusive,
 		OnAttemptSettled: onSettled,
 		DefaultTimezone:  cfg.Schedule.Timezone,
+		Events:           eventOptions(cfg),
 	})
 	return st, NamedDBError(cfg, err)
+}
+
+// eventOptions turns the outbox to the merchant's systems on when
+// events.url is set: every process that changes state (the daemon, an
+// operator's command, an import) then records the events of its changes,
+// whichever of them delivers them.
+func eventOptions(cfg *config.Config) *store.EventOptions {
+	if !cfg.Events.Enabled() {
+		return nil
+	}
+	return &store.EventOptions{Renderer: ops.EventRenderer{}}
 }
 
 // NamedDBError prefixes err with the database it came from (the SQLite path, or

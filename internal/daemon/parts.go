@@ -14,6 +14,7 @@ import (
 
 	"github.com/billingd/billingd/internal/config"
 	"github.com/billingd/billingd/internal/dunning"
+	"github.com/billingd/billingd/internal/events"
 	"github.com/billingd/billingd/internal/gateway"
 	"github.com/billingd/billingd/internal/mail"
 	"github.com/billingd/billingd/internal/models"
@@ -32,6 +33,9 @@ type parts struct {
 	recon   *schedule.Reconciler
 	biller  *schedule.Biller
 	mailer  *mail.Worker // nil when mail.host is empty: emails wait in the outbox
+	// eventer delivers the events to the merchant's systems; nil when
+	// events.url is empty (and in an operator's process).
+	eventer *events.Worker
 	// routes serves the gateway's webhooks and the customers' pay pages.
 	routes *web.Server
 }
@@ -80,6 +84,9 @@ func (d *Daemon) build(cfg *config.Config) (*parts, error) {
 		p.mailer = &mail.Worker{Store: d.store, Sender: sender, Templates: templates, Links: p.dunning, Clock: d.clock,
 			From: cfg.Mail.From, Owner: d.owner, Log: d.log.With().Str("component", "mail").Logger(), Metrics: d.metrics}
 	}
+	if cfg.Events.Enabled() {
+		p.eventer = newEventWorker(cfg, d.store, d.clock, d.owner, d.log, d.metrics)
+	}
 	verifier, route, err := newWebhookVerifier(cfg)
 	if err != nil {
 		return nil, &config.FieldError{Key: "gateway.webhook_secret", Message: err.Error()}
@@ -98,6 +105,21 @@ func (d *Daemon) build(cfg *config.Config) (*parts, error) {
 	}
 	pay.Register(p.routes)
 	return p, nil
+}
+
+// newEventWorker builds the events worker of cfg; `billingd events
+// redeliver` sends with the same Settings.
+func newEventWorker(cfg *config.Config, st *store.Store, clk clock.Clock, owner string, log zerolog.Logger, m *metrics.Metrics) *events.Worker {
+	set := EventSettings(cfg)
+	return &events.Worker{Store: st, Settings: func() events.Settings { return set }, Clock: clk, Owner: owner,
+		Log: log.With().Str("component", "events").Logger(), Metrics: m, UserAgent: "billingd"}
+}
+
+// EventSettings are cfg's events section as a sender uses it.
+func EventSettings(cfg *config.Config) events.Settings {
+	e := cfg.Events
+	return events.Settings{URL: e.URL, Secrets: []string{e.Secret.Reveal(), e.SecretPrevious.Reveal()},
+		Timeout: e.Timeout.D(), RetryFor: e.RetryFor.D()}
 }
 
 // newBiller builds the billing pass of cfg; the dry-run plan builds the same

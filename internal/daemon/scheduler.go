@@ -21,6 +21,7 @@ const (
 	jobIntents   = "intents"
 	jobCards     = "cards"
 	jobMail      = "mail"
+	jobEvents    = "events"
 )
 
 // refundsEvery is how often the refund job looks for refunds to confirm, send,
@@ -36,6 +37,10 @@ const intentsEvery = 30 * time.Second
 // passes and dunning steps trigger themselves; a failed send waits for its own
 // backoff (next_attempt_at), not for this.
 const mailEvery = 5 * time.Second
+
+// eventsEvery is how often the events outbox is swept; an event that was not
+// delivered waits for its own backoff (next_attempt_at), not for this.
+const eventsEvery = 5 * time.Second
 
 // job is one periodic piece of work. next is read and written under the
 // scheduler's mutex; busy keeps two runs of one job apart in this process
@@ -77,6 +82,7 @@ func newScheduler(d *Daemon) *scheduler {
 		{name: jobIntents, every: func(_ *config.Config, t time.Time) time.Time { return t.Add(intentsEvery) }, run: s.cancelIntents},
 		{name: jobCards, every: func(_ *config.Config, t time.Time) time.Time { return t.Add(cardsEvery) }, run: s.noticeCards},
 		{name: jobMail, every: func(_ *config.Config, t time.Time) time.Time { return t.Add(mailEvery) }, run: s.sendMail},
+		{name: jobEvents, every: func(_ *config.Config, t time.Time) time.Time { return t.Add(eventsEvery) }, run: s.deliverEvents},
 	}
 	now := d.clock.Now()
 	cfg := d.Config()
@@ -350,6 +356,17 @@ func (s *scheduler) sendMail(stop, abort context.Context, _ string) {
 	}
 	if _, err := s.d.sendMail(stop, abort); err != nil && stop.Err() == nil {
 		s.d.log.Error().Err(err).Msg("mail worker run failed")
+	}
+}
+
+// deliverEvents runs the events worker; a receiver that is down only delays
+// its events.
+func (s *scheduler) deliverEvents(stop, _ context.Context, _ string) {
+	if stop.Err() != nil {
+		return
+	}
+	if _, err := s.d.DeliverEvents(stop); err != nil && stop.Err() == nil {
+		s.d.log.Error().Err(err).Msg("events worker run failed")
 	}
 }
 

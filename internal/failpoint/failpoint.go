@@ -132,12 +132,17 @@ const (
 	WebhookBeforeCommit = "webhook.before_commit"
 	MailAfterSend       = "mail.after_send"
 	ReconcileAfterRead  = "reconcile.after_read"
+	// EventsBeforePost: an event is committed (with the change it reports)
+	// and claimed, and not yet POSTed to events.url.
+	EventsBeforePost = "events.before_post"
+	// EventsAfterPost: the receiver answered, and the try is not recorded.
+	EventsAfterPost = "events.after_post"
 )
 
 // Names lists every failpoint, in the order a charge passes them.
 func Names() []string {
 	return []string{InvoiceAfterCommit, AttemptAfterCommit, ChargeAfterSend, ChargeBeforeCommit,
-		WebhookBeforeCommit, MailAfterSend, ReconcileAfterRead}
+		WebhookBeforeCommit, MailAfterSend, ReconcileAfterRead, EventsBeforePost, EventsAfterPost}
 }
 
 // enabled is true when any failpoint is armed: the only thing a disarmed Hit

@@ -20,6 +20,7 @@ type Metrics struct {
 	reconcileAction *prometheus.CounterVec
 	passes          *prometheus.CounterVec
 	emails          *prometheus.CounterVec
+	events          *prometheus.CounterVec
 	refunds         *prometheus.CounterVec
 	passDuration    prometheus.Histogram
 }
@@ -54,6 +55,10 @@ func New() *Metrics {
 			Name: "billingd_emails_total",
 			Help: "Outbox emails handled by the mail worker, by outcome (sent, retried, failed, canceled, lease_lost).",
 		}, []string{"outcome"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "billingd_events_total",
+			Help: "Tries of events to the merchant's systems (events.url), by outcome: delivered (answered 2xx), retried (any other answer or none; tried again later), failed (not delivered within events.retry_for), lease_lost.",
+		}, []string{"outcome"}),
 		refunds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "billingd_refunds_total",
 			Help: "Refunds that reached a final status (succeeded, failed, canceled, needs_review), by reason (duplicate: the automatic refund of a second payment for one invoice) and status, whichever path settled them.",
@@ -64,7 +69,7 @@ func New() *Metrics {
 			Buckets: []float64{.1, .5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600},
 		}),
 	}
-	m.Registry.MustRegister(m.charges, m.attemptLatency, m.webhookEvents, m.reconcileAction, m.passes, m.emails, m.refunds,
+	m.Registry.MustRegister(m.charges, m.attemptLatency, m.webhookEvents, m.reconcileAction, m.passes, m.emails, m.events, m.refunds,
 		m.passDuration, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.initSeries()
 	return m
@@ -89,6 +94,9 @@ func (m *Metrics) initSeries() {
 	}
 	for _, action := range []string{"resolved", "needs_review"} {
 		m.reconcileAction.WithLabelValues(action)
+	}
+	for _, outcome := range []string{"delivered", "retried", "failed"} {
+		m.events.WithLabelValues(outcome)
 	}
 }
 
@@ -174,6 +182,14 @@ func (m *Metrics) Email(outcome string) {
 		return
 	}
 	m.emails.WithLabelValues(outcome).Inc()
+}
+
+// Event records what the events worker did with one try of an event.
+func (m *Metrics) Event(outcome string) {
+	if m == nil {
+		return
+	}
+	m.events.WithLabelValues(outcome).Inc()
 }
 
 // Pass records a finished billing pass.

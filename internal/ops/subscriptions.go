@@ -768,13 +768,7 @@ func (s *Service) SubscriptionStoryOf(ctx context.Context, reference string) (*S
 
 // subscriptionViewOf is the view of a subscription row.
 func subscriptionViewOf(d *store.SubscriptionDetail) Subscription {
-	card := Card{PaymentMethod: d.GatewayPM, Brand: d.Brand, Last4: d.Last4, ExpMonth: d.ExpMonth, ExpYear: d.ExpYear}
-	if d.DeadAt != nil {
-		card.Dead = d.DeadReason
-		if card.Dead == "" {
-			card.Dead = "dead"
-		}
-	}
+	card := cardView(d.GatewayPM, d.Brand, d.Last4, d.ExpMonth, d.ExpYear, d.DeadAt, d.DeadReason)
 	return Subscription{ID: d.ID, Reference: d.Reference, Status: string(d.Status), Customer: d.GatewayCustomer, Email: d.Email,
 		Card: card, Price: NewMoney(d.Amount, d.Currency), Interval: d.Interval, IntervalCount: d.IntervalCount,
 		Anchor: d.AnchorAt.UTC(), Timezone: d.Timezone, Description: d.Description, NextBillingAt: d.NextBillingAt.UTC(),

@@ -34,7 +34,7 @@ func TestOperationsMigrationKeepsEveryRow(t *testing.T) {
 		require.NoError(t, db.Exec(`INSERT INTO pay_links (token_hash, invoice_id, purpose, expires_at, created_at, updated_at)
 			VALUES ('h1', ?, 'pay', ?, ?, ?)`, inv.ID, t0.Add(time.Hour), t0, t0).Error)
 
-		applied, err := st.Migrate(ctx)
+		applied, err := st.MigrateTo(ctx, 12)
 		require.NoError(t, err)
 		require.Len(t, applied, 1)
 		require.Contains(t, applied[0], "00012")
@@ -66,7 +66,7 @@ func TestOperationsMigrationKeepsEveryRow(t *testing.T) {
 		require.Error(t, db.Exec(`INSERT INTO pay_links (token_hash, subscription_id, purpose, expires_at, created_at, updated_at)
 			VALUES ('h2', ?, 'pay', ?, ?, ?)`, sub.ID, t0, t0, t0).Error, "a link without an invoice can only replace the card")
 
-		again, err := st.Migrate(ctx)
+		again, err := st.MigrateTo(ctx, 12)
 		require.NoError(t, err)
 		require.Empty(t, again)
 	})

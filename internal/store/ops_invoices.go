@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"gorm.io/gorm"
+
 	"github.com/billingd/billingd/internal/models"
 )
 
@@ -26,6 +28,8 @@ type ListingFilter struct {
 	// invoice's rows (a story).
 	SubscriptionID int64
 	InvoiceID      int64
+	// CaseID keeps one dunning case (the case listing only).
+	CaseID int64
 	// From (inclusive) and To (exclusive) bound the main date: an invoice's
 	// period start, an attempt's creation, a case's opening.
 	From, To *time.Time
@@ -57,6 +61,10 @@ func (f ListingFilter) where(date, status string) (string, []any) {
 	if f.InvoiceID != 0 {
 		conds = append(conds, "i.id = ?")
 		args = append(args, f.InvoiceID)
+	}
+	if f.CaseID != 0 {
+		conds = append(conds, "dc.id = ?")
+		args = append(args, f.CaseID)
 	}
 	if f.From != nil {
 		conds = append(conds, date+" >= ?")
@@ -93,12 +101,22 @@ type InvoiceListing struct {
 
 // ListInvoices lists invoices, the latest period first.
 func (s *Store) ListInvoices(ctx context.Context, f ListingFilter) ([]InvoiceListing, error) {
+	return listInvoices(s.db.WithContext(ctx), f)
+}
+
+// InvoiceListing reads one invoice's listing row inside the caller's
+// transaction (an event's snapshot); nil when there is none.
+func (tx *Tx) InvoiceListing(id int64) (*InvoiceListing, error) {
+	return firstOf(listInvoices(tx.db, ListingFilter{InvoiceID: id, Limit: 1}))
+}
+
+func listInvoices(db *gorm.DB, f ListingFilter) ([]InvoiceListing, error) {
 	where, args := f.where("i.period_start", "i.status")
 	q := `SELECT i.*, s.reference AS reference, c.gateway_customer_id AS customer,
 	             COALESCE((SELECT SUM(r.amount) FROM refunds r WHERE r.invoice_id = i.id AND r.status NOT IN ` + sqlReleasedRefund + `), 0) AS refunded
 	        FROM invoices i` + listingJoins + where + ` ORDER BY i.period_start DESC, i.id DESC LIMIT ?`
 	var out []InvoiceListing
-	err := s.db.WithContext(ctx).Raw(q, append(args, f.limit())...).Scan(&out).Error
+	err := db.Raw(q, append(args, f.limit())...).Scan(&out).Error
 	return out, err
 }
 
@@ -133,12 +151,30 @@ type CaseListing struct {
 
 // ListCases lists dunning cases, the newest first.
 func (s *Store) ListCases(ctx context.Context, f ListingFilter) ([]CaseListing, error) {
+	return listCases(s.db.WithContext(ctx), f)
+}
+
+// CaseListing reads one dunning case's listing row inside the caller's
+// transaction (an event's snapshot); nil when there is none.
+func (tx *Tx) CaseListing(id int64) (*CaseListing, error) {
+	return firstOf(listCases(tx.db, ListingFilter{CaseID: id, Limit: 1}))
+}
+
+func listCases(db *gorm.DB, f ListingFilter) ([]CaseListing, error) {
 	where, args := f.where("dc.opened_at", "dc.status")
 	q := `SELECT dc.*, i.public_id AS invoice, s.reference AS reference FROM dunning_cases dc JOIN invoices i ON i.id = dc.invoice_id` +
 		listingJoins + where + ` ORDER BY dc.id DESC LIMIT ?`
 	var out []CaseListing
-	err := s.db.WithContext(ctx).Raw(q, append(args, f.limit())...).Scan(&out).Error
+	err := db.Raw(q, append(args, f.limit())...).Scan(&out).Error
 	return out, err
+}
+
+// firstOf is the first row of a listing, nil when it is empty.
+func firstOf[T any](rows []T, err error) (*T, error) {
+	if err != nil || len(rows) == 0 {
+		return nil, err
+	}
+	return &rows[0], nil
 }
 
 // InvoiceByPublicID loads an invoice by its order id; nil when none has it.

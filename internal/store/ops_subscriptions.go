@@ -54,6 +54,17 @@ func (s *Store) SubscriptionByReference(ctx context.Context, reference string) (
 	return &out[0], nil
 }
 
+// SubscriptionDetailByID reads one subscription inside the caller's
+// transaction, without locking it (an event's snapshot); nil when there is
+// none.
+func (tx *Tx) SubscriptionDetailByID(id int64) (*SubscriptionDetail, error) {
+	var out []SubscriptionDetail
+	if err := tx.db.Raw(subscriptionDetailSelect+` WHERE s.id = ?`, id).Scan(&out).Error; err != nil {
+		return nil, err
+	}
+	return firstOf(out, nil)
+}
+
 // LockSubscription reads one subscription by its reference inside the
 // caller's transaction and, on PostgreSQL, locks its row (FOR NO KEY UPDATE,
 // the lock the billing sweep takes: an action and a sweep never change the

@@ -71,6 +71,9 @@ type Options struct {
 	// periods were computed in the configured zone until then) and to imported
 	// rows that name none (UTC when this is empty).
 	DefaultTimezone string
+	// Events, when set, turns the outbox to the merchant's systems on: every
+	// Tx.Emit of a committed transaction becomes an events row.
+	Events *EventOptions
 }
 
 // Store is an open database.
@@ -105,6 +108,8 @@ type Store struct {
 	fileNotices []string
 	// health is the verdict on whether the database takes writes (health.go).
 	health writeHealth
+	// events is Options.Events (nil: the outbox is off).
+	events *EventOptions
 }
 
 // ErrClosed means the store was closed (the process is shutting down): the
@@ -116,7 +121,11 @@ var ErrLocked = errors.New("database is in use by another billingd process")
 
 // Open connects to the database. It does not migrate.
 func Open(ctx context.Context, opts Options) (*Store, error) {
-	s := &Store{dialect: opts.Driver, onSettled: opts.OnAttemptSettled, onRefund: opts.OnRefundSettled, defaultZone: opts.DefaultTimezone}
+	if opts.Events != nil && opts.Events.Renderer == nil {
+		return nil, errors.New("store: events are on but no renderer was given")
+	}
+	s := &Store{dialect: opts.Driver, onSettled: opts.OnAttemptSettled, onRefund: opts.OnRefundSettled, defaultZone: opts.DefaultTimezone,
+		events: opts.Events}
 	var dialector gorm.Dialector
 	switch opts.Driver {
 	case SQLite, "":
@@ -236,8 +245,11 @@ func (s *Store) inSQLiteTx(ctx context.Context, fn func(tx *Tx) error) (err erro
 			_, _ = s.writer.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
 		}
 	}()
-	tx := &Tx{db: s.wdb.WithContext(ctx), dialect: s.dialect}
+	tx := &Tx{db: s.wdb.WithContext(ctx), dialect: s.dialect, events: s.events}
 	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.flushEvents(); err != nil {
 		return err
 	}
 	if _, err := s.writer.ExecContext(ctx, "COMMIT"); err != nil {
@@ -576,6 +588,10 @@ type Tx struct {
 	// refunds collects the refunds that reached a final status, reported to
 	// Options.OnRefundSettled once the transaction committed.
 	refunds []refundMove
+	// events is the store's outbox options (nil: off); emitted the events
+	// of this transaction not yet written (events.go).
+	events  *EventOptions
+	emitted []EventRef
 }
 
 type refundMove struct {
@@ -636,8 +652,11 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
 	}
 	var tx *Tx
 	err = s.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
-		tx = &Tx{db: db, dialect: s.dialect}
-		return fn(tx)
+		tx = &Tx{db: db, dialect: s.dialect, events: s.events}
+		if err := fn(tx); err != nil {
+			return err
+		}
+		return tx.flushEvents()
 	})
 	if err == nil && tx != nil {
 		s.committed(tx)
