@@ -367,9 +367,11 @@ type StatusReport struct {
 	DunningCases  []Count
 	Emails        []Count
 	Webhooks      []Count // by result
-	DueNow        int64
-	Unresolved    int64
-	NeedsReview   int64
+	// Events counts the events to the merchant's systems by delivery status.
+	Events      []Count
+	DueNow      int64
+	Unresolved  int64
+	NeedsReview int64
 	// Held counts queues nothing will charge without a person (CountHeldInvoices).
 	Held      int64
 	LastRuns  []models.BillingRun
@@ -417,7 +419,8 @@ func (s *Store) Status(ctx context.Context, now time.Time) (*StatusReport, error
 		out    *[]Count
 		column string
 	}{{"subscriptions", &r.Subscriptions, "status"}, {"invoices", &r.Invoices, "status"}, {"charge_attempts", &r.Attempts, "status"},
-		{"dunning_cases", &r.DunningCases, "status"}, {"emails", &r.Emails, "status"}, {"webhook_events", &r.Webhooks, webhookResultColumn}} {
+		{"dunning_cases", &r.DunningCases, "status"}, {"emails", &r.Emails, "status"}, {"webhook_events", &r.Webhooks, webhookResultColumn},
+		{"events", &r.Events, "status"}} {
 		if err := db.Raw(`SELECT ` + q.column + ` AS status, COUNT(*) AS n FROM ` + q.table + ` GROUP BY 1 ORDER BY 1`).Scan(q.out).Error; err != nil {
 			return nil, err
 		}
