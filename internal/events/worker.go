@@ -30,10 +30,12 @@ type Settings struct {
 	RetryFor time.Duration
 }
 
-// Defaults for zero Worker fields.
+// Defaults for zero Worker fields. A batch is a few rounds of the
+// concurrency, so that even a receiver that answers at the timeout every
+// time leaves the last event of a batch enough of its lease.
 const (
 	DefaultLeaseFor    = 2 * time.Minute
-	DefaultBatch       = 50
+	DefaultBatch       = 16
 	DefaultConcurrency = 4
 )
 
