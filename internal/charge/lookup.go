@@ -60,9 +60,12 @@ func (e *Engine) keysMayBeForgotten(a *models.ChargeAttempt, now time.Time) bool
 //     still 0, replayed like a transient answer, and looks again first.
 //
 // Payments that failed or were canceled take nothing: a new charge is what
-// the invoice needs, and taken is false.
+// the invoice needs, and taken is false. Nor do payments this database
+// records under another attempt (a dunning retry's earlier tries, settled by
+// their own answers, webhooks or the reconciler), unless the gateway calls one
+// succeeded that the database does not: that disagreement is needs_review.
 func (e *Engine) lookBeforeCharging(ctx context.Context, a *models.ChargeAttempt, log zerolog.Logger) (models.AttemptStatus, gateway.Result, bool, error) {
-	pis, err := e.searchOrder(ctx, a.MerchantOrderID)
+	pi, reason, err := e.earlierPayment(ctx, a)
 	now := e.opts.Clock.Now()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -79,13 +82,12 @@ func (e *Engine) lookBeforeCharging(ctx context.Context, a *models.ChargeAttempt
 		log.Warn().Err(err).Msg("looking for an earlier payment of an old period failed; nothing sent, the attempt is retried later")
 		return models.AttemptUnknown, gateway.Result{Kind: gateway.Transient, Err: err}, true, nil
 	}
-	pi := earlierPayment(pis)
 	if pi == nil {
 		return a.Status, gateway.Result{}, false, nil
 	}
 	res := OnSessionOutcome(a, gateway.ResultFromIntent(pi, 200))
 	log = log.With().Str("payment_intent", pi.ID).Str("found_status", string(pi.Status)).Logger()
-	if reason := e.notThisAttempts(ctx, a, pi); reason != "" {
+	if reason != "" {
 		err := e.opts.Store.InTx(context.WithoutCancel(ctx), func(tx *store.Tx) error {
 			_, err := e.flagMismatch(tx, now, a, pi, reason)
 			return err
@@ -104,59 +106,68 @@ func (e *Engine) lookBeforeCharging(ctx context.Context, a *models.ChargeAttempt
 	return out.Status, res, true, nil
 }
 
-// searchOrder lists the gateway's payments of an order, within the rate limit
-// the charges keep.
-func (e *Engine) searchOrder(ctx context.Context, orderID string) ([]gateway.PaymentIntent, error) {
+// earlierPayment looks for the payment of a's order that a must take instead
+// of charging: a succeeded one first, else one that may still succeed
+// (processing, authorized, waiting for authentication); nil when every one
+// failed or was canceled, or there is none. Payments this database already
+// records under another attempt are its own business — a webhook or the
+// reconciler settled them — except a success it does not record as one:
+// then the database and the gateway disagree about money, and reason says so
+// (a human looks; nothing is sent). reason is also set for a payment of
+// another customer: the order id is another subscription's, whose merchant
+// reference was reused after a restore. err is a look that gave no answer.
+func (e *Engine) earlierPayment(ctx context.Context, a *models.ChargeAttempt) (pi *gateway.PaymentIntent, reason string, err error) {
 	if e.opts.Limiter != nil {
 		if err := e.opts.Limiter.Wait(ctx); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 	}
-	return e.opts.Gateway.SearchPaymentIntentsByOrder(ctx, orderID)
-}
-
-// earlierPayment picks the payment of an order an attempt must take instead
-// of charging: a succeeded one first, else one that may still succeed
-// (processing, authorized, waiting for authentication). Nil when every one
-// failed or was canceled, or there is none.
-func earlierPayment(pis []gateway.PaymentIntent) *gateway.PaymentIntent {
+	pis, err := e.opts.Gateway.SearchPaymentIntentsByOrder(ctx, a.MerchantOrderID)
+	if err != nil {
+		return nil, "", err
+	}
 	var open *gateway.PaymentIntent
 	for i := range pis {
-		switch gateway.ResultFromIntent(&pis[i], 200).Kind {
-		case gateway.Succeeded:
-			return &pis[i]
-		case gateway.Processing, gateway.RequiresAction:
-			if open == nil {
-				open = &pis[i]
+		p := &pis[i]
+		kind := gateway.ResultFromIntent(p, 200).Kind
+		if kind != gateway.Succeeded && kind != gateway.Processing && kind != gateway.RequiresAction {
+			continue
+		}
+		var owner *models.ChargeAttempt
+		if err := e.opts.Store.InTx(context.WithoutCancel(ctx), func(tx *store.Tx) error {
+			var err error
+			owner, err = tx.AttemptForIntent(p.ID, "")
+			return err
+		}); err != nil {
+			return nil, "", fmt.Errorf("is payment %s recorded: %w", p.ID, err)
+		}
+		if owner != nil && owner.ID != a.ID {
+			capturedNot := owner.DeclineCode == store.DeclineCaptureDeclined
+			if kind != gateway.Succeeded || owner.Status == models.AttemptSucceeded || capturedNot {
+				continue
 			}
+			return p, fmt.Sprintf("the gateway reports payment %s of order %s as %s, but attempt %s records it as %s; nothing was sent",
+				truncateText(p.ID, 64), a.MerchantOrderID, truncateText(string(p.Status), 32), owner.IdempotencyKey, owner.Status), nil
+		}
+		if kind == gateway.Succeeded {
+			return p, otherCustomer(a, p), nil
+		}
+		if open == nil {
+			open = p
 		}
 	}
-	return open
+	if open != nil {
+		return open, otherCustomer(a, open), nil
+	}
+	return nil, "", nil
 }
 
-// notThisAttempts says why a payment found under a's order id cannot be taken
-// as a's ("" when it can): it was made for another customer — the order id is
-// another subscription's, whose merchant reference was reused after a restore
-// — or this database already records it under another attempt, which then
-// disagrees with the gateway about it. Either way a human looks; nothing is
-// sent.
-func (e *Engine) notThisAttempts(ctx context.Context, a *models.ChargeAttempt, pi *gateway.PaymentIntent) string {
-	if pi.Customer != "" && a.GatewayCustomer != "" && pi.Customer != a.GatewayCustomer {
-		return fmt.Sprintf("the gateway holds payment %s (%s) for order %s, but of customer %s, not %s: the order id may be another subscription's; nothing was sent",
-			truncateText(pi.ID, 64), truncateText(string(pi.Status), 32), a.MerchantOrderID, truncateText(pi.Customer, 64), a.GatewayCustomer)
+// otherCustomer says why a payment found under a's order id is not a's when
+// it was made for another customer ("" otherwise).
+func otherCustomer(a *models.ChargeAttempt, pi *gateway.PaymentIntent) string {
+	if pi.Customer == "" || a.GatewayCustomer == "" || pi.Customer == a.GatewayCustomer {
+		return ""
 	}
-	var owner *models.ChargeAttempt
-	err := e.opts.Store.InTx(context.WithoutCancel(ctx), func(tx *store.Tx) error {
-		var err error
-		owner, err = tx.AttemptForIntent(pi.ID, "")
-		return err
-	})
-	if err != nil {
-		return fmt.Sprintf("could not tell whether payment %s of order %s is already recorded (%v); nothing was sent", truncateText(pi.ID, 64), a.MerchantOrderID, err)
-	}
-	if owner != nil && owner.ID != a.ID {
-		return fmt.Sprintf("the gateway reports payment %s of order %s as %s, but attempt %s records it as %s; nothing was sent",
-			truncateText(pi.ID, 64), a.MerchantOrderID, truncateText(string(pi.Status), 32), owner.IdempotencyKey, owner.Status)
-	}
-	return ""
+	return fmt.Sprintf("the gateway holds payment %s (%s) for order %s, but of customer %s, not %s: the order id may be another subscription's; nothing was sent",
+		truncateText(pi.ID, 64), truncateText(string(pi.Status), 32), a.MerchantOrderID, truncateText(pi.Customer, 64), a.GatewayCustomer)
 }

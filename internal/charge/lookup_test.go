@@ -251,3 +251,40 @@ func processingCard(t *testing.T) string {
 	t.Fatal("the simulator has no processing test card")
 	return ""
 }
+
+// A dunning retry of an old period is not held back by the payments of its own
+// earlier attempts: the database settled those, and what the gateway says of
+// them now is their own business — except a success the database does not
+// record as one.
+func TestOldPeriodLookIgnoresPaymentsOfEarlierAttempts(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		card   string
+		status models.AttemptStatus
+		sent   int32
+	}{
+		{name: "an earlier attempt's payment still open at the gateway", card: "4000000000000259", status: models.AttemptSucceeded, sent: 1},
+		{name: "an earlier attempt's payment succeeded at the gateway", card: "", status: models.AttemptNeedsReview, sent: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newLookupRig(t)
+			pi := r.chargedBefore(t, 1999, tc.card)
+			first := r.claim(t)
+			require.NoError(t, r.st.InTx(ctx, func(tx *store.Tx) error {
+				// The database's view of the first attempt: declined.
+				_, err := tx.SettleAttempt(r.clk.Now(), first.ID, store.AttemptResult{Status: models.AttemptDeclined, PaymentIntentID: pi, DeclineCode: "generic_decline"})
+				return err
+			}))
+			r.clk.Advance(48 * time.Hour)
+			// Dunning's retry is due.
+			require.NoError(t, r.st.DB().Exec(`UPDATE invoices SET next_attempt_at = ?`, r.clk.Now()).Error)
+			a := r.claim(t)
+			require.Equal(t, 2, a.AttemptNo)
+			status, err := r.eng.Execute(ctx, &a)
+			require.NoError(t, err)
+			require.Equal(t, tc.status, status)
+			require.Equal(t, tc.sent, r.creates.Load())
+		})
+	}
+}

@@ -29,7 +29,13 @@ import (
 // be paid twice — and each re-created invoice must be paid by the very
 // payment made before the restore.
 func TestRestoredDatabaseChargesNoPeriodTwice(t *testing.T) {
-	daemontest.Each(t, daemontest.Options{NoWebhooks: true}, func(t *testing.T, b *daemontest.Bundle) {
+	daemontest.EachProvider(t, daemontest.Options{NoWebhooks: true}, func(t *testing.T, o daemontest.Options) {
+		daemontest.Each(t, o, func(t *testing.T, b *daemontest.Bundle) { restoreRun(t, b) })
+	})
+}
+
+func restoreRun(t *testing.T, b *daemontest.Bundle) {
+	{
 		backup, restore := backupFuncs(t, b)
 		cards := map[string]string{"good-1": "4242424242424242", "good-2": "4111111111111111", "good-3": "4761344136141390", "soft": "4000000000009995"}
 		var subs []storetest.Subscription
@@ -107,7 +113,7 @@ func TestRestoredDatabaseChargesNoPeriodTwice(t *testing.T) {
 		require.Len(t, paidBy, len(invoices))
 		require.Equal(t, len(invoices), len(perOrder), "one payment per invoice, none twice: the ledger has exactly the payments made before and after the backup and the new periods'")
 		require.GreaterOrEqual(t, len(invoices), 7*len(cards))
-	})
+	}
 }
 
 // backupFuncs returns how to back the bundle's database up while its daemon
