@@ -3,8 +3,10 @@ package store
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/base32"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
@@ -166,14 +168,62 @@ func NewPublicID(prefix string) (string, error) {
 
 func newPublicIDAt(prefix string, now time.Time) (string, error) {
 	var b [13]byte
-	ms := uint64(now.UnixMilli())
-	for i := 0; i < 6; i++ {
-		b[i] = byte(ms >> (40 - 8*i))
-	}
+	putMillis(b[:6], now.UnixMilli())
 	if _, err := rand.Read(b[6:]); err != nil {
 		return "", fmt.Errorf("store: random id: %w", err)
 	}
 	return prefix + "_" + publicIDEncoding.EncodeToString(b[:])[:20], nil
+}
+
+// orderIDDomain separates the hash of an invoice's order id from every other
+// SHA-256 use; a change of the derivation gets a new domain, never a silent
+// change of the ids of periods already charged.
+const orderIDDomain = "billingd/invoice-order-id/v1"
+
+// DerivedOrderID is the order id (invoices.public_id, sent as merchant_order_id
+// or reference, and the stem of every attempt's idempotency key) of the invoice
+// of the period of the subscription with this reference that starts at
+// periodStart. It is a pure function of the two, so an invoice re-created for
+// the same period — after the database was restored from a backup older than
+// the charge, say — carries the same id and keys as the first one: the gateway
+// replays the first result while it remembers the key, and past that window
+// the charge engine finds the payment by this order id before charging again.
+//
+// The reference, not the row id, is used because it is the merchant's id of the
+// subscription: it survives a restore or a re-import, where row ids may be
+// handed out again to other subscriptions. The period start is the instant, to
+// the millisecond (what the id's time prefix carries, and what both databases
+// keep): a subscription's periods are at least a day apart, so it names the
+// period whatever the time zone it was computed in.
+//
+// The shape is that of NewPublicID, "inv_" + 20 base32 characters: 48 bits of
+// the period start in Unix milliseconds (ids sort by period and the unique
+// indexes still grow at their right edge), then 52 bits of SHA-256 over a
+// domain-separated, length-prefixed encoding of (reference, period start).
+func DerivedOrderID(reference string, periodStart time.Time) string {
+	ms := periodStart.UnixMilli()
+	h := sha256.New()
+	var n [8]byte
+	h.Write([]byte(orderIDDomain))
+	binary.BigEndian.PutUint64(n[:], uint64(len(reference)))
+	h.Write(n[:])
+	h.Write([]byte(reference))
+	binary.BigEndian.PutUint64(n[:], uint64(ms))
+	h.Write(n[:])
+	sum := h.Sum(nil)
+
+	var b [13]byte
+	putMillis(b[:6], ms)
+	copy(b[6:], sum[:7])
+	return "inv_" + publicIDEncoding.EncodeToString(b[:])[:20]
+}
+
+// putMillis writes the low 48 bits of ms big-endian into b[:6], the sortable
+// time prefix of every public id.
+func putMillis(b []byte, ms int64) {
+	for i := 0; i < 6; i++ {
+		b[i] = byte(uint64(ms) >> (40 - 8*i))
+	}
 }
 
 // IdempotencyKey is the stable key of an attempt: the invoice's public id and the

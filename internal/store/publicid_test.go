@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"regexp"
 	"sort"
 	"testing"
@@ -33,4 +34,49 @@ func TestPublicIDsSortByCreationAndNeverRepeat(t *testing.T) {
 	later, err := newPublicIDAt("inv", base.AddDate(10, 0, 0))
 	require.NoError(t, err)
 	require.Greater(t, later, ids[len(ids)-1])
+}
+
+func TestDerivedOrderIDIsStableAndDistinct(t *testing.T) {
+	format := regexp.MustCompile(`^inv_[2-7a-z]{20}$`)
+	start := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+
+	t.Run("golden", func(t *testing.T) {
+		// Computed independently of this code (Python hashlib + base32). These ids are on the gateway's ledger of every merchant that ran this
+		// version: changing the derivation would charge a restored period again.
+		require.Equal(t, "inv_2aktctzc244du3xg3b4h", DerivedOrderID("sub-1001", start))
+		require.Equal(t, "inv_2aktctzc247zebe46vti", DerivedOrderID("sub-1002", start))
+	})
+
+	t.Run("the instant, not its zone or sub-millisecond digits", func(t *testing.T) {
+		tokyo := time.FixedZone("JST", 9*3600)
+		want := DerivedOrderID("sub-1001", start)
+		require.Equal(t, want, DerivedOrderID("sub-1001", start.In(tokyo)))
+		require.Equal(t, want, DerivedOrderID("sub-1001", start.Add(999*time.Microsecond)),
+			"a database that keeps microseconds names the same period")
+	})
+
+	t.Run("distinct inputs give distinct ids", func(t *testing.T) {
+		seen := map[string]string{}
+		add := func(ref string, at time.Time) {
+			id := DerivedOrderID(ref, at)
+			require.Regexp(t, format, id)
+			key := ref + "|" + at.UTC().String()
+			require.NotContains(t, seen, id, "%s and %s share an id", key, seen[id])
+			seen[id] = key
+		}
+		for s := 0; s < 200; s++ {
+			for p := 0; p < 24; p++ {
+				add(fmt.Sprintf("sub-%d", s), start.AddDate(0, p, 0))
+			}
+		}
+		// The length prefix keeps a reference from running into the time.
+		add("a", start.Add(time.Millisecond))
+		add("a\x00", start)
+		add("", start)
+	})
+
+	t.Run("ids sort by period start", func(t *testing.T) {
+		require.Less(t, DerivedOrderID("zzz", start), DerivedOrderID("aaa", start.Add(time.Millisecond)))
+		require.Less(t, DerivedOrderID("sub-1", start), DerivedOrderID("sub-1", start.AddDate(0, 1, 0)))
+	})
 }
