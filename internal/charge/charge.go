@@ -177,6 +177,11 @@ func (e *Engine) ExecuteOnSession(ctx context.Context, a *models.ChargeAttempt, 
 func (e *Engine) exchange(ctx context.Context, a *models.ChargeAttempt, req gateway.PaymentIntentRequest, policy RetryPolicy) (models.AttemptStatus, gateway.Result, error) {
 	log := Logger(e.opts.Log, a)
 	start := e.opts.Clock.Now()
+	if e.keysMayBeForgotten(a, start) {
+		if status, res, taken, err := e.lookBeforeCharging(ctx, a, log); taken {
+			return status, res, err
+		}
+	}
 	res, tries := e.send(ctx, req, policy, log)
 	res = OnSessionOutcome(a, res)
 	failpoint.Hit(failpoint.ChargeAfterSend)
@@ -517,7 +522,17 @@ func (e *Engine) Resolve(ctx context.Context, a *models.ChargeAttempt) (Resoluti
 	if err != nil || !found {
 		return out, err
 	}
-	out.Found = true
+	return e.settleFromIntent(ctx, a, res, log)
+}
+
+// settleFromIntent records what the gateway's PaymentIntent res says about
+// attempt a, as a webhook would: an amount or currency other than the
+// attempt's is flagged needs_review and not applied; otherwise the intent's
+// state settles the attempt and its invoice (an unresolved one is looked at
+// again after RecheckAfter). The reconciler's Resolve and the look before
+// charging an old period both end here.
+func (e *Engine) settleFromIntent(ctx context.Context, a *models.ChargeAttempt, res gateway.Result, log zerolog.Logger) (Resolution, error) {
+	out := Resolution{Found: true, Status: a.Status}
 	now := e.opts.Clock.Now()
 	if reason := AmountMismatch(a, res.Intent); reason != "" {
 		// Read, not applied: the gateway's payment is not the one billingd
@@ -547,7 +562,7 @@ func (e *Engine) Resolve(ctx context.Context, a *models.ChargeAttempt) (Resoluti
 	}
 	failpoint.Hit(failpoint.ReconcileAfterRead)
 	var warning string
-	err = e.opts.Store.InTx(ctx, func(tx *store.Tx) error {
+	err := e.opts.Store.InTx(ctx, func(tx *store.Tx) error {
 		var err error
 		out.Moved, warning, err = e.Settle(tx, now, a, result)
 		return err

@@ -108,7 +108,7 @@ func setup(t *testing.T, answers ...gateway.Result) (*bundle, models.ChargeAttem
 	})
 	storetest.Seed(t, b.st, t0, storetest.Subscription{Reference: "r1", Amount: 1999, Currency: "USD"})
 	require.NoError(t, b.st.InTx(context.Background(), func(tx *store.Tx) error {
-		_, err := tx.CreateInvoices(t0, []store.NewInvoice{{SubscriptionID: 1, PeriodIndex: 0, PeriodStart: t0, PeriodEnd: t0.AddDate(0, 1, 0), Amount: 1999, Currency: "USD"}})
+		_, err := tx.CreateInvoices(t0, []store.NewInvoice{{SubscriptionID: 1, Reference: "r1", PeriodIndex: 0, PeriodStart: t0, PeriodEnd: t0.AddDate(0, 1, 0), Amount: 1999, Currency: "USD"}})
 		return err
 	}))
 	claimed, err := b.st.ClaimNewAttempts(context.Background(), "test", t0, t0.Add(time.Hour), 1)

@@ -63,7 +63,7 @@ func (b *bundle) newAttempt(t *testing.T, i int) models.ChargeAttempt {
 	t.Helper()
 	start := t0.AddDate(0, i, 0)
 	require.NoError(t, b.st.InTx(context.Background(), func(tx *store.Tx) error {
-		_, err := tx.CreateInvoices(start, []store.NewInvoice{{SubscriptionID: 1, PeriodIndex: i, PeriodStart: start, PeriodEnd: start.AddDate(0, 1, 0), Amount: 1999, Currency: "USD"}})
+		_, err := tx.CreateInvoices(start, []store.NewInvoice{{SubscriptionID: 1, Reference: "r1", PeriodIndex: i, PeriodStart: start, PeriodEnd: start.AddDate(0, 1, 0), Amount: 1999, Currency: "USD"}})
 		return err
 	}))
 	claimed, err := b.st.ClaimNewAttempts(context.Background(), fmt.Sprint("test-", i), start, start.Add(time.Hour), 1)

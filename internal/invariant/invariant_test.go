@@ -21,7 +21,7 @@ func paidInvoice(t *testing.T, st *store.Store, pi string) models.Invoice {
 	storetest.Seed(t, st, t0, storetest.Subscription{Reference: "s1", Amount: 700})
 	ctx := context.Background()
 	require.NoError(t, st.InTx(ctx, func(tx *store.Tx) error {
-		if _, err := tx.CreateInvoices(t0, []store.NewInvoice{{SubscriptionID: 1, PeriodIndex: 0, PeriodStart: t0, PeriodEnd: t0.AddDate(0, 1, 0), Amount: 700, Currency: "USD"}}); err != nil {
+		if _, err := tx.CreateInvoices(t0, []store.NewInvoice{{SubscriptionID: 1, Reference: "s1", PeriodIndex: 0, PeriodStart: t0, PeriodEnd: t0.AddDate(0, 1, 0), Amount: 700, Currency: "USD"}}); err != nil {
 			return err
 		}
 		return tx.AdvanceSubscription(t0, 1, 0, 1, t0.AddDate(0, 1, 0))
@@ -112,7 +112,7 @@ func TestCheckComparesInvoicesWithEachSubscriptionsCalendar(t *testing.T) {
 			storetest.Seed(t, st, anchor, storetest.Subscription{Reference: "s1", Anchor: anchor, Timezone: "Europe/Berlin"})
 			var invs []store.NewInvoice
 			for k, b := range tc.bounds {
-				invs = append(invs, store.NewInvoice{SubscriptionID: 1, PeriodIndex: k, PeriodStart: b[0], PeriodEnd: b[1], Amount: 1000, Currency: "USD"})
+				invs = append(invs, store.NewInvoice{SubscriptionID: 1, Reference: "s1", PeriodIndex: k, PeriodStart: b[0], PeriodEnd: b[1], Amount: 1000, Currency: "USD"})
 			}
 			require.NoError(t, st.InTx(ctx, func(tx *store.Tx) error {
 				if _, err := tx.CreateInvoices(anchor, invs); err != nil {

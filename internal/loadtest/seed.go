@@ -57,7 +57,7 @@ func SeedOpenInvoices(ctx context.Context, st *store.Store, n int, now time.Time
 			invs := make([]store.NewInvoice, 0, len(subs))
 			for _, s := range subs {
 				cursor = store.DueCursor{NextBillingAt: s.NextBillingAt, ID: s.ID}
-				invs = append(invs, store.NewInvoice{SubscriptionID: s.ID, PeriodStart: anchor, PeriodEnd: anchor.AddDate(0, 1, 0), Amount: s.Amount, Currency: s.Currency})
+				invs = append(invs, store.NewInvoice{SubscriptionID: s.ID, Reference: s.Reference, PeriodStart: anchor, PeriodEnd: anchor.AddDate(0, 1, 0), Amount: s.Amount, Currency: s.Currency})
 				if err := tx.AdvanceSubscription(now, s.ID, 0, 1, anchor.AddDate(0, 1, 0)); err != nil {
 					return err
 				}

@@ -75,7 +75,7 @@ func newEnv(t *testing.T, st *store.Store, n int, sub storetest.Subscription) *e
 		}
 		var invs []store.NewInvoice
 		for _, s := range due {
-			invs = append(invs, store.NewInvoice{SubscriptionID: s.ID, PeriodIndex: s.NextPeriod, PeriodStart: s.NextBillingAt,
+			invs = append(invs, store.NewInvoice{SubscriptionID: s.ID, Reference: s.Reference, PeriodIndex: s.NextPeriod, PeriodStart: s.NextBillingAt,
 				PeriodEnd: s.NextBillingAt.AddDate(0, 1, 0), Amount: s.Amount, Currency: s.Currency})
 		}
 		_, err = tx.CreateInvoices(t0, invs)

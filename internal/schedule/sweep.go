@@ -20,8 +20,9 @@ import (
 )
 
 // DefaultKeyWindow is the key window of a Biller that names none: gateways
-// keep keys about 24 hours.
-const DefaultKeyWindow = 23 * time.Hour
+// keep keys about 24 hours. It is the charge engine's, which looks for an
+// earlier payment before charging a period older than it.
+const DefaultKeyWindow = charge.DefaultKeyWindow
 
 // maxCatchUpPerPage bounds how many missed periods of one subscription one page
 // invoices, so a long outage cannot make one transaction huge; the rest follow
@@ -293,7 +294,7 @@ func (b *Biller) invoiceRound(stop context.Context, run *models.BillingRun, log 
 func (b *Biller) invoicePeriods(tx *store.Tx, now time.Time, s *models.Subscription, rec Recurrence, due []int, invs *[]store.NewInvoice) error {
 	for _, k := range due {
 		start, end := rec.Period(k)
-		*invs = append(*invs, store.NewInvoice{SubscriptionID: s.ID, PeriodIndex: k, PeriodStart: start, PeriodEnd: end, Amount: s.Amount, Currency: s.Currency})
+		*invs = append(*invs, store.NewInvoice{SubscriptionID: s.ID, Reference: s.Reference, PeriodIndex: k, PeriodStart: start, PeriodEnd: end, Amount: s.Amount, Currency: s.Currency})
 	}
 	last := due[len(due)-1]
 	return tx.AdvanceSubscription(now, s.ID, s.NextPeriod, last+1, rec.PeriodStart(last+1))

@@ -111,7 +111,7 @@ func upgradeKeepsCalendar(t *testing.T, driver string, subs []storetest.Subscrip
 						due := rec.Due(next[i], now, 0)
 						for _, k := range due {
 							start, end := rec.Period(k)
-							invs = append(invs, store.NewInvoice{SubscriptionID: ids[i], PeriodIndex: k, PeriodStart: start, PeriodEnd: end, Amount: 1000, Currency: "USD"})
+							invs = append(invs, store.NewInvoice{SubscriptionID: ids[i], Reference: seed[i].Reference, PeriodIndex: k, PeriodStart: start, PeriodEnd: end, Amount: 1000, Currency: "USD"})
 						}
 						if err := tx.AdvanceSubscription(now, ids[i], next[i], next[i]+len(due), rec.PeriodStart(next[i]+len(due))); err != nil {
 							return err

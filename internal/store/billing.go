@@ -87,53 +87,118 @@ func (s *Store) StillDue(ctx context.Context, now time.Time, ids []int64) ([]int
 // NewInvoice is one period to invoice.
 type NewInvoice struct {
 	SubscriptionID int64
-	PeriodIndex    int
-	PeriodStart    time.Time
-	PeriodEnd      time.Time
-	Amount         int64
-	Currency       string
+	// Reference is the subscription's reference: with PeriodStart it derives
+	// the invoice's order id (DerivedOrderID). Required.
+	Reference   string
+	PeriodIndex int
+	PeriodStart time.Time
+	PeriodEnd   time.Time
+	Amount      int64
+	Currency    string
 }
 
-// CreateInvoices inserts the invoices of a page of periods. A period that already
-// has an invoice is left alone (UNIQUE (subscription_id, period_start)), which makes
-// re-running a sweep harmless. It returns how many were created.
+// CreateInvoices inserts the invoices of a page of periods, each with the order
+// id DerivedOrderID gives its (reference, period start). A period that already
+// has an invoice is left alone (UNIQUE (subscription_id, period_start) and
+// (subscription_id, period_index)), which makes re-running a sweep harmless. It
+// returns how many were created.
+//
+// The insert's ON CONFLICT DO NOTHING names no target, because either period
+// key may be the one a re-run meets (a billing time zone that changed moves a
+// period's start, not its index). So a row it skips is checked: a period that
+// has no invoice after all was skipped for its order id, which another
+// period's invoice holds (two references whose 52 hash bits collide in the
+// same millisecond). That invoice is inserted again with the next salted
+// derivation, never dropped as "already invoiced".
 func (tx *Tx) CreateInvoices(now time.Time, invs []NewInvoice) (int, error) {
 	if len(invs) == 0 {
 		return 0, nil
 	}
-	const cols = `INSERT INTO invoices (public_id, subscription_id, period_index, period_start, period_end, amount,
-		currency, status, next_attempt_at, created_at, updated_at) VALUES `
 	created := 0
 	for start := 0; start < len(invs); start += invoiceInsertBatch {
 		page := invs[start:min(start+invoiceInsertBatch, len(invs))]
-		var q strings.Builder
-		q.WriteString(cols)
-		args := make([]any, 0, 11*len(page))
-		for i, n := range page {
+		for _, n := range page {
 			// The last door an amount passes before it is charged: a
 			// subscription written before amounts were bounded is refused
 			// here, not billed (the sweep skips such subscriptions first).
 			if err := money.CheckAmount(n.Amount, n.Currency); err != nil {
 				return created, fmt.Errorf("store: invoice of subscription %d: amount %w", n.SubscriptionID, err)
 			}
-			id, err := NewPublicID("inv")
-			if err != nil {
-				return created, err
+			if n.Reference == "" {
+				// Without it, every subscription's invoice of one instant
+				// would derive the same order id.
+				return created, fmt.Errorf("store: invoice of subscription %d: no reference to derive its order id from", n.SubscriptionID)
 			}
-			if i > 0 {
-				q.WriteByte(',')
-			}
-			q.WriteString("(?,?,?,?,?,?,?,?,?,?,?)")
-			// An invoice is due to be charged from its period's start.
-			args = append(args, id, n.SubscriptionID, n.PeriodIndex, n.PeriodStart, n.PeriodEnd, n.Amount,
-				n.Currency, string(models.InvoiceOpen), n.PeriodStart, now, now)
 		}
-		q.WriteString(" ON CONFLICT DO NOTHING")
-		n, err := tx.exec(q.String(), args...)
+		n, err := tx.insertInvoices(now, page, 0)
 		if err != nil {
 			return created, err
 		}
-		created += int(n)
+		created += n
+		if n < len(page) {
+			more, err := tx.insertCollidedInvoices(now, page)
+			if err != nil {
+				return created, err
+			}
+			created += more
+		}
+	}
+	return created, nil
+}
+
+// insertInvoices is the multi-row INSERT of CreateInvoices, every order id
+// derived with salt.
+func (tx *Tx) insertInvoices(now time.Time, page []NewInvoice, salt int) (int, error) {
+	var q strings.Builder
+	q.WriteString(`INSERT INTO invoices (public_id, subscription_id, period_index, period_start, period_end, amount,
+		currency, status, next_attempt_at, created_at, updated_at) VALUES `)
+	args := make([]any, 0, 11*len(page))
+	for i, n := range page {
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteString("(?,?,?,?,?,?,?,?,?,?,?)")
+		// An invoice is due to be charged from its period's start.
+		args = append(args, derivedOrderID(n.Reference, n.PeriodStart, salt), n.SubscriptionID, n.PeriodIndex, n.PeriodStart,
+			n.PeriodEnd, n.Amount, n.Currency, string(models.InvoiceOpen), n.PeriodStart, now, now)
+	}
+	q.WriteString(" ON CONFLICT DO NOTHING")
+	n, err := tx.exec(q.String(), args...)
+	return int(n), err
+}
+
+// maxOrderIDSalt bounds the salted derivations tried for one invoice. Each
+// further collision is as unlikely as the first (about N²/2^53 for N invoices
+// of one millisecond), so running out means something else is wrong.
+const maxOrderIDSalt = 8
+
+// insertCollidedInvoices finds the periods of page that the INSERT skipped
+// although they have no invoice — their derived order id was taken — and
+// inserts each with the next salted derivation. It returns how many it
+// created.
+func (tx *Tx) insertCollidedInvoices(now time.Time, page []NewInvoice) (int, error) {
+	created := 0
+	for _, n := range page {
+		for salt := 1; ; salt++ {
+			var invoiced int64
+			if err := tx.db.Raw(`SELECT COUNT(*) FROM invoices WHERE subscription_id = ? AND (period_index = ? OR period_start = ?)`,
+				n.SubscriptionID, n.PeriodIndex, n.PeriodStart).Scan(&invoiced).Error; err != nil {
+				return created, err
+			}
+			if invoiced > 0 {
+				break
+			}
+			if salt > maxOrderIDSalt {
+				return created, fmt.Errorf("store: invoice of subscription %d (%s) for the period starting %s: order ids %s to %s are all taken",
+					n.SubscriptionID, n.Reference, n.PeriodStart.UTC().Format(time.RFC3339), DerivedOrderID(n.Reference, n.PeriodStart),
+					derivedOrderID(n.Reference, n.PeriodStart, maxOrderIDSalt))
+			}
+			k, err := tx.insertInvoices(now, []NewInvoice{n}, salt)
+			if err != nil {
+				return created, err
+			}
+			created += k
+		}
 	}
 	return created, nil
 }
@@ -152,7 +217,9 @@ func (tx *Tx) AdvanceSubscription(now time.Time, id int64, oldNext, newNext int,
 
 // publicIDEncoding is base32 with its alphabet in ASCII order, so that ids sort
 // as their bytes do.
-var publicIDEncoding = base32.NewEncoding("234567abcdefghijklmnopqrstuvwxyz").WithPadding(base32.NoPadding)
+var publicIDEncoding = base32.NewEncoding(publicIDAlphabet).WithPadding(base32.NoPadding)
+
+const publicIDAlphabet = "234567abcdefghijklmnopqrstuvwxyz"
 
 // NewPublicID returns prefix_ + 20 base32 characters: the creation time in
 // milliseconds (48 bits), then 52 random bits. Public ids become
@@ -201,6 +268,14 @@ const orderIDDomain = "billingd/invoice-order-id/v1"
 // indexes still grow at their right edge), then 52 bits of SHA-256 over a
 // domain-separated, length-prefixed encoding of (reference, period start).
 func DerivedOrderID(reference string, periodStart time.Time) string {
+	return derivedOrderID(reference, periodStart, 0)
+}
+
+// derivedOrderID is DerivedOrderID with a salt: salt 0 is DerivedOrderID
+// itself; CreateInvoices takes 1, 2, … for an invoice whose order id another
+// period's invoice already holds. The salt, when not 0, is hashed after the
+// period start, so no salted id can equal an unsalted one of other inputs.
+func derivedOrderID(reference string, periodStart time.Time, salt int) string {
 	ms := periodStart.UnixMilli()
 	h := sha256.New()
 	var n [8]byte
@@ -210,12 +285,40 @@ func DerivedOrderID(reference string, periodStart time.Time) string {
 	h.Write([]byte(reference))
 	binary.BigEndian.PutUint64(n[:], uint64(ms))
 	h.Write(n[:])
+	if salt != 0 {
+		binary.BigEndian.PutUint64(n[:], uint64(salt))
+		h.Write(n[:])
+	}
 	sum := h.Sum(nil)
 
 	var b [13]byte
 	putMillis(b[:6], ms)
 	copy(b[6:], sum[:7])
 	return "inv_" + publicIDEncoding.EncodeToString(b[:])[:20]
+}
+
+// OrderIDTime is the instant in the time prefix of a public id: for an order
+// id from DerivedOrderID, its period's start; for an older random one
+// (NewPublicID), the moment its invoice was created. Either way no payment
+// with that order id can have been requested before it, which is what the
+// charge engine asks when it decides whether the gateway may have forgotten
+// the keys of the id's attempts. ok is false for a string not of that shape.
+func OrderIDTime(orderID string) (at time.Time, ok bool) {
+	prefix, body, found := strings.Cut(orderID, "_")
+	if !found || prefix == "" || len(body) != 20 {
+		return time.Time{}, false
+	}
+	// 16 of the 20 characters decode to 10 whole bytes; the first 6 are the
+	// time. The last 4 are only checked to be of the alphabet.
+	b, err := publicIDEncoding.DecodeString(body[:16])
+	if err != nil || strings.Trim(body[16:], publicIDAlphabet) != "" {
+		return time.Time{}, false
+	}
+	var ms uint64
+	for _, c := range b[:6] {
+		ms = ms<<8 | uint64(c)
+	}
+	return time.UnixMilli(int64(ms)).UTC(), true
 }
 
 // putMillis writes the low 48 bits of ms big-endian into b[:6], the sortable

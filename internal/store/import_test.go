@@ -83,7 +83,7 @@ func TestStoreRefusesUnboundedAmounts(t *testing.T) {
 		require.Equal(t, "amount", ie[0].Column)
 
 		err = st.InTx(ctx, func(tx *store.Tx) error {
-			_, err := tx.CreateInvoices(t0, []store.NewInvoice{{SubscriptionID: 1, PeriodStart: t0, PeriodEnd: t0.AddDate(0, 1, 0), Amount: 9223372036854775807, Currency: "USD"}})
+			_, err := tx.CreateInvoices(t0, []store.NewInvoice{{SubscriptionID: 1, Reference: "ok", PeriodStart: t0, PeriodEnd: t0.AddDate(0, 1, 0), Amount: 9223372036854775807, Currency: "USD"}})
 			return err
 		})
 		require.ErrorContains(t, err, "at most 99999999")

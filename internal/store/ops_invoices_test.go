@@ -48,8 +48,8 @@ func TestStartOperatorAttemptFollowsTheChargeRules(t *testing.T) {
 		require.NoError(t, st.DB().First(&sub).Error)
 		require.NoError(t, st.InTx(ctx, func(tx *store.Tx) error {
 			_, err := tx.CreateInvoices(anchor, []store.NewInvoice{
-				{SubscriptionID: sub.ID, PeriodIndex: 0, PeriodStart: anchor, PeriodEnd: t0, Amount: 1000, Currency: "USD"},
-				{SubscriptionID: sub.ID, PeriodIndex: 1, PeriodStart: t0, PeriodEnd: t0.AddDate(0, 1, 0), Amount: 1000, Currency: "USD"},
+				{SubscriptionID: sub.ID, Reference: sub.Reference, PeriodIndex: 0, PeriodStart: anchor, PeriodEnd: t0, Amount: 1000, Currency: "USD"},
+				{SubscriptionID: sub.ID, Reference: sub.Reference, PeriodIndex: 1, PeriodStart: t0, PeriodEnd: t0.AddDate(0, 1, 0), Amount: 1000, Currency: "USD"},
 			})
 			return err
 		}))

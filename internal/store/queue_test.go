@@ -12,12 +12,12 @@ import (
 )
 
 // invoicePeriods creates periods 0..n-1 of a subscription, one a day from start.
-func invoicePeriods(t *testing.T, st *store.Store, subID int64, start time.Time, n int) {
+func invoicePeriods(t *testing.T, st *store.Store, ref string, start time.Time, n int) {
 	t.Helper()
 	var invs []store.NewInvoice
 	for k := 0; k < n; k++ {
 		ps := start.Add(time.Duration(k) * 24 * time.Hour)
-		invs = append(invs, store.NewInvoice{SubscriptionID: subID, PeriodIndex: k, PeriodStart: ps, PeriodEnd: ps.Add(24 * time.Hour), Amount: 100, Currency: "USD"})
+		invs = append(invs, store.NewInvoice{SubscriptionID: subID(t, st, ref), Reference: ref, PeriodIndex: k, PeriodStart: ps, PeriodEnd: ps.Add(24 * time.Hour), Amount: 100, Currency: "USD"})
 	}
 	require.NoError(t, st.InTx(context.Background(), func(tx *store.Tx) error {
 		created, err := tx.CreateInvoices(start, invs)
@@ -44,9 +44,9 @@ func TestClaimSkipsWaitingInvoicesBeforeItsLimit(t *testing.T) {
 			storetest.Subscription{Reference: "queued", PaymentMethod: "pm_queued", Interval: "day", Anchor: old},
 			storetest.Subscription{Reference: "dead", PaymentMethod: "pm_dead", Interval: "day", Anchor: old},
 			storetest.Subscription{Reference: "ok", PaymentMethod: "pm_ok", Interval: "day", Anchor: t0})
-		invoicePeriods(t, st, subID(t, st, "queued"), old, 10)
-		invoicePeriods(t, st, subID(t, st, "dead"), old, 10)
-		invoicePeriods(t, st, subID(t, st, "ok"), t0, 1)
+		invoicePeriods(t, st, "queued", old, 10)
+		invoicePeriods(t, st, "dead", old, 10)
+		invoicePeriods(t, st, "ok", t0, 1)
 
 		// queued's head is in dunning: its retry is not due.
 		later := t0.Add(48 * time.Hour)
@@ -108,7 +108,7 @@ func TestCardReattemptsCountOnlyRetries(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, st *store.Store) {
 		ctx := context.Background()
 		storetest.Seed(t, st, t0, storetest.Subscription{Reference: "r", PaymentMethod: "pm_r", Interval: "day", Anchor: t0})
-		invoicePeriods(t, st, subID(t, st, "r"), t0, 3)
+		invoicePeriods(t, st, "r", t0, 3)
 		// Period 0: its first attempt and two retries, all declined; then
 		// period 1's first attempt, declined too.
 		claim := func(at time.Time) models.ChargeAttempt {

@@ -21,7 +21,7 @@ func TestReopenAfterCaptureDeclinedStartsTheScheduleAgain(t *testing.T) {
 		t0 := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 		storetest.Seed(t, st, t0, storetest.Subscription{Reference: "s1", Anchor: t0})
 		require.NoError(t, st.InTx(ctx, func(tx *store.Tx) error {
-			_, err := tx.CreateInvoices(t0, []store.NewInvoice{{SubscriptionID: 1, PeriodIndex: 0, PeriodStart: t0, PeriodEnd: t0.AddDate(0, 1, 0), Amount: 1000, Currency: "USD"}})
+			_, err := tx.CreateInvoices(t0, []store.NewInvoice{{SubscriptionID: 1, Reference: "s1", PeriodIndex: 0, PeriodStart: t0, PeriodEnd: t0.AddDate(0, 1, 0), Amount: 1000, Currency: "USD"}})
 			return err
 		}))
 		claimed, err := st.ClaimNewAttempts(ctx, "test", t0, t0.Add(time.Hour), 1)
@@ -67,7 +67,7 @@ func TestFillActionURLOnlyFillsAWaitingAttemptsMissingAddress(t *testing.T) {
 		t0 := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 		storetest.Seed(t, st, t0, storetest.Subscription{Reference: "s1", Anchor: t0})
 		require.NoError(t, st.InTx(ctx, func(tx *store.Tx) error {
-			_, err := tx.CreateInvoices(t0, []store.NewInvoice{{SubscriptionID: 1, PeriodIndex: 0, PeriodStart: t0, PeriodEnd: t0.AddDate(0, 1, 0), Amount: 1000, Currency: "USD"}})
+			_, err := tx.CreateInvoices(t0, []store.NewInvoice{{SubscriptionID: 1, Reference: "s1", PeriodIndex: 0, PeriodStart: t0, PeriodEnd: t0.AddDate(0, 1, 0), Amount: 1000, Currency: "USD"}})
 			return err
 		}))
 		claimed, err := st.ClaimNewAttempts(ctx, "test", t0, t0.Add(time.Hour), 1)

@@ -25,7 +25,7 @@ func TestCardSeriesIsKeptPerCardAndFrozenPerAttempt(t *testing.T) {
 		require.Equal(t, "pay_first", pm.PreviousPaymentID)
 
 		require.NoError(t, st.InTx(ctx, func(tx *store.Tx) error {
-			_, err := tx.CreateInvoices(t0, []store.NewInvoice{{SubscriptionID: 1, PeriodIndex: 0, PeriodStart: t0, PeriodEnd: t0.AddDate(0, 1, 0), Amount: 1000, Currency: "USD"}})
+			_, err := tx.CreateInvoices(t0, []store.NewInvoice{{SubscriptionID: 1, Reference: "s1", PeriodIndex: 0, PeriodStart: t0, PeriodEnd: t0.AddDate(0, 1, 0), Amount: 1000, Currency: "USD"}})
 			return err
 		}))
 		claimed, err := st.ClaimNewAttempts(ctx, "test", t0, t0.Add(time.Hour), 1)

@@ -27,7 +27,7 @@ func invoiceAll(t *testing.T, st *store.Store, now time.Time) int {
 		}
 		var invs []store.NewInvoice
 		for _, s := range subs {
-			invs = append(invs, store.NewInvoice{SubscriptionID: s.ID, PeriodIndex: s.NextPeriod, PeriodStart: s.NextBillingAt,
+			invs = append(invs, store.NewInvoice{SubscriptionID: s.ID, Reference: s.Reference, PeriodIndex: s.NextPeriod, PeriodStart: s.NextBillingAt,
 				PeriodEnd: s.NextBillingAt.AddDate(0, 1, 0), Amount: s.Amount, Currency: s.Currency})
 		}
 		created, err = tx.CreateInvoices(now, invs)

@@ -55,7 +55,7 @@ func newFixture(t *testing.T) *fixture {
 	st := storetest.SQLite(t)
 	storetest.Seed(t, st, t0, storetest.Subscription{Reference: "w1", Customer: "cus_w1", Amount: 900})
 	require.NoError(t, st.InTx(context.Background(), func(tx *store.Tx) error {
-		_, err := tx.CreateInvoices(t0, []store.NewInvoice{{SubscriptionID: 1, PeriodStart: t0, PeriodEnd: t0.AddDate(0, 1, 0), Amount: 900, Currency: "USD"}})
+		_, err := tx.CreateInvoices(t0, []store.NewInvoice{{SubscriptionID: 1, Reference: "w1", PeriodStart: t0, PeriodEnd: t0.AddDate(0, 1, 0), Amount: 900, Currency: "USD"}})
 		return err
 	}))
 	claimed, err := st.ClaimNewAttempts(context.Background(), "worker", t0, t0.Add(time.Hour), 1)

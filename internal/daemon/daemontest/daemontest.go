@@ -109,6 +109,8 @@ type Bundle struct {
 	mu        sync.Mutex
 	series    map[string]string // saved card -> the payment that stored it (Checkout.com)
 	customers int
+	handler   *atomic.Pointer[http.Handler]
+	log       io.Writer
 }
 
 // New builds a bundle; everything is closed when the test ends.
@@ -121,7 +123,7 @@ func New(t testing.TB, o Options) *Bundle {
 		o.Provider = config.ProviderWooshPay
 	}
 	clk := clock.NewFake(o.Start)
-	b := &Bundle{Clock: clk, Provider: o.Provider, series: map[string]string{}}
+	b := &Bundle{Clock: clk, Provider: o.Provider, series: map[string]string{}, handler: &atomic.Pointer[http.Handler]{}}
 	// The daemon closes last, after the simulator stopped delivering webhooks
 	// and the HTTP side stopped serving, as `billingd run` shuts down.
 	t.Cleanup(func() {
@@ -131,7 +133,7 @@ func New(t testing.TB, o Options) *Bundle {
 	})
 
 	// billingd's HTTP side comes first: the simulator needs its webhook URL.
-	var handler atomic.Pointer[http.Handler]
+	handler := b.handler
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := handler.Load()
 		if h == nil {
@@ -211,16 +213,34 @@ func New(t testing.TB, o Options) *Bundle {
 		o.Prepare(b)
 	}
 
-	var log io.Writer = testWriter{t}
+	b.log = testWriter{t}
 	if o.Log != nil {
-		log = io.MultiWriter(log, o.Log)
+		b.log = io.MultiWriter(b.log, o.Log)
 	}
-	d, err := daemon.New(context.Background(), cfg, daemon.Options{Clock: clk, Log: log})
+	b.Start(t)
+	return b
+}
+
+// Stop closes the daemon, as `billingd run` does when it stops: the database
+// is closed (SQLite's instance lock released), its HTTP side answers 503.
+func (b *Bundle) Stop(t testing.TB) {
+	t.Helper()
+	b.handler.Store(nil)
+	require.NoError(t, b.D.Close())
+	b.D, b.Store = nil, nil
+}
+
+// Start builds a fresh daemon with daemon.New on the bundle's config and
+// database, as `billingd run` started again (after a restore, say) would,
+// with the same clock and simulator.
+func (b *Bundle) Start(t testing.TB) {
+	t.Helper()
+	require.Nil(t, b.D, "the bundle's daemon is running; Stop it first")
+	d, err := daemon.New(context.Background(), b.Config, daemon.Options{Clock: b.Clock, Log: b.log})
 	require.NoError(t, err)
 	b.D, b.Store = d, d.Store()
 	h := d.Handler()
-	handler.Store(&h)
-	return b
+	b.handler.Store(&h)
 }
 
 // Each runs fn on SQLite and, when a server is configured, PostgreSQL.
