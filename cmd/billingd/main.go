@@ -100,6 +100,9 @@ Usage:
   billingd report revenue [--month YYYY-MM | --from D --to D] [--tz ZONE]
                                            collected, refunded and net per currency
   billingd forecast [--days N]             new-period charges to come, per day and currency
+  billingd reconcile [--dry-run] --since T
+                                           repair the database from the gateway's payments since T
+                                           (after a restore, before the daemon starts)
   billingd admin-tokens add|list|revoke    bearer tokens of the admin API (admin.tokens_file)
   billingd demo [--dir DIR] [--months N]   the whole flow on SQLite + the bundled simulator
                                            (--months: N months on a simulated clock;
@@ -150,6 +153,8 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		err = m.group(ctx, cmd, rest, m.reportCommands())
 	case "forecast":
 		err = m.cmdForecast(ctx, rest)
+	case "reconcile":
+		err = m.cmdReconcile(ctx, rest)
 	case "admin-tokens":
 		err = m.group(ctx, cmd, rest, m.adminTokenCommands())
 	case "demo":
@@ -308,6 +313,11 @@ var commandHelp = map[string]struct{ purpose, synopsis, example string }{
 		"the new-period charges of the next days (default 30, at most 366), per day and currency, from the period math: paused and canceled subscriptions and periods from cancel_at on left out; past_due subscriptions counted and shown apart, as their dunning may end first",
 		"billingd forecast [--days N] [--tz ZONE] [--json|--csv] [-c FILE]",
 		"billingd forecast --days 31 -c /etc/billingd/config.yaml",
+	},
+	"reconcile": {
+		"compare the gateway's payments since T with the database and repair every difference the way the payment's webhook would (a lost invoice is re-created for its period); what must not be repaired blindly is flagged for review (exit 1). The first step after a database restore, before the daemon starts",
+		"billingd reconcile --since T [--dry-run] [--json|--csv] [--actor NAME] [--reason TEXT] [-c FILE]",
+		"billingd reconcile --since 2026-11-30T02:00:00Z --dry-run -c /etc/billingd/config.yaml",
 	},
 	"admin-tokens add": {
 		"mint a named bearer token for the admin API; it is printed once and stored hashed in admin.tokens_file",

@@ -161,7 +161,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 		return nil, err
 	}
 	d.cur.Store(p)
-	d.ops = newOps(cfg, st, d.clock, d.engine, client, dunningHook{d}, d.owner, d.log)
+	d.ops = newOps(cfg, st, d.clock, d.engine, client, dunningHook{d}, d.owner, d.log, d.gw, d.limiter)
 	d.sched = newScheduler(d)
 	d.handler = d.newHandler()
 	d.registerGauges()
@@ -218,9 +218,10 @@ func (d *Daemon) Ops() *ops.Service { return d.ops }
 // has a gateway client, the charge engine and the account reads. hook is the
 // engine's dunning hook (the dunning service in force), through which an
 // operator's new card lets an open case proceed as a pay-page card does.
-func newOps(cfg *config.Config, st *store.Store, clk clock.Clock, engine *charge.Engine, accounts gateway.Accounts, hook charge.Hook, owner string, log zerolog.Logger) *ops.Service {
+func newOps(cfg *config.Config, st *store.Store, clk clock.Clock, engine *charge.Engine, accounts gateway.Accounts, hook charge.Hook, owner string, log zerolog.Logger,
+	gw gateway.Gateway, limiter *rate.Limiter) *ops.Service {
 	o := ops.Options{Store: st, Clock: clk, Provider: cfg.Gateway.Provider, Owner: owner, Dunning: hook,
-		Location: location(cfg), Log: log.With().Str("component", "ops").Logger()}
+		Location: location(cfg), Log: log.With().Str("component", "ops").Logger(), Gateway: gw, Limiter: limiter}
 	if engine != nil {
 		o.Engine = engine
 	}
@@ -246,7 +247,7 @@ func OpenOps(ctx context.Context, cfg *config.Config, clk clock.Clock) (*ops.Ser
 		_ = st.Close()
 		return nil, nil, err
 	}
-	return newOps(cfg, st, clk, nil, nil, nil, "", zerolog.Nop()), st, nil
+	return newOps(cfg, st, clk, nil, nil, nil, "", zerolog.Nop(), nil, nil), st, nil
 }
 
 // Close releases the database (and the SQLite instance lock).

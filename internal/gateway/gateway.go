@@ -402,3 +402,32 @@ type CardDetails struct {
 	Country  string
 	Funding  string
 }
+
+// PaymentListRequest asks for one page of the account's payments, newest
+// first.
+type PaymentListRequest struct {
+	// CreatedFrom keeps payments created at or after this instant.
+	CreatedFrom time.Time
+	// StartingAfter is the cursor: the id of the last payment of the page
+	// before ("" for the first page).
+	StartingAfter string
+	// Limit is the page size, 1..100 (0 means 100).
+	Limit int
+}
+
+// PaymentPage is one page of a payment list.
+type PaymentPage struct {
+	Intents []PaymentIntent
+	// HasMore is set when older payments (still inside CreatedFrom) follow:
+	// ask again with StartingAfter the last intent's id.
+	HasMore bool
+}
+
+// PaymentLister lists the account's payments by creation time, which
+// `billingd reconcile` reads to find every payment made since an instant (a
+// database restored from a backup older than its payments). Optional, and
+// kept apart from Gateway: a provider with no such list (Checkout.com) is
+// reconciled by looking each order id up (SearchPaymentIntentsByOrder).
+type PaymentLister interface {
+	ListPaymentIntents(ctx context.Context, req PaymentListRequest) (PaymentPage, error)
+}

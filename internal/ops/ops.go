@@ -29,6 +29,7 @@ import (
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/store"
 	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
 )
 
 // Options are what the assembly (internal/daemon) gives the operator actions.
@@ -40,6 +41,13 @@ type Options struct {
 	// read-only process: every action that needs the gateway then fails with
 	// ErrNoGateway and changes nothing.
 	Engine *charge.Engine
+	// Gateway is the gateway client the engine charges through: reconcile
+	// reads payments with it (and lists them where the client is a
+	// gateway.PaymentLister). Nil like Engine.
+	Gateway gateway.Gateway
+	// Limiter is the engine's gateway rate limit, which reconcile's reads
+	// wait for too; nil is unlimited.
+	Limiter *rate.Limiter
 	// Accounts reads customers and payment methods at the gateway (whose a
 	// card is, and its brand, last 4 and expiry). Nil like Engine.
 	Accounts gateway.Accounts

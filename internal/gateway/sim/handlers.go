@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,6 +30,7 @@ func (s *Server) wooshpayRoutes(m *http.ServeMux) {
 	m.HandleFunc("GET /v1/payment_methods/{id}", s.route(s.getPaymentMethod))
 	m.HandleFunc("POST /v1/payment_methods/{id}/detach", s.route(s.detachPaymentMethod))
 	m.HandleFunc("POST /v1/payment_intents", s.route(s.createPaymentIntent))
+	m.HandleFunc("GET /v1/payment_intents", s.route(s.listPaymentIntents))
 	m.HandleFunc("GET /v1/payment_intents/search", s.route(s.searchPaymentIntents))
 	m.HandleFunc("GET /v1/payment_intents/{id}", s.route(s.getPaymentIntent))
 	m.HandleFunc("POST /v1/payment_intents/{id}/confirm", s.route(s.confirmPaymentIntent))
@@ -784,4 +786,74 @@ func (s *Server) searchPaymentIntents(c *call) result {
 		Object: "search_result", Data: data, HasMore: len(list) > len(data),
 		URL: "/v1/payment_intents/search",
 	})
+}
+
+// createdFilters are the created[…] bounds of a list, in Unix seconds as
+// Stripe's list endpoints take them, compared with each intent's creation
+// second.
+var createdFilters = []struct {
+	param string
+	keep  func(created, bound int64) bool
+}{
+	{"created[gte]", func(c, b int64) bool { return c >= b }},
+	{"created[gt]", func(c, b int64) bool { return c > b }},
+	{"created[lte]", func(c, b int64) bool { return c <= b }},
+	{"created[lt]", func(c, b int64) bool { return c < b }},
+}
+
+// listPaymentIntents is GET /v1/payment_intents: every intent, newest first,
+// filtered by created[gte|gt|lte|lt] (Unix seconds), paged by limit (1..100,
+// default 10) and starting_after (the last id of the page before).
+func (s *Server) listPaymentIntents(c *call) result {
+	q := c.r.URL.Query()
+	if res := onlyQueryParams(q, "created[gte]", "created[gt]", "created[lte]", "created[lt]", "limit", "starting_after"); res != nil {
+		return *res
+	}
+	type bound struct {
+		keep func(created, bound int64) bool
+		sec  int64
+	}
+	var bounds []bound
+	for _, f := range createdFilters {
+		v := q.Get(f.param)
+		if v == "" {
+			continue
+		}
+		sec, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || sec < 0 {
+			return invalidParam(f.param, "parameter_invalid", "%s must be a Unix timestamp in seconds, got %q.", f.param, v)
+		}
+		bounds = append(bounds, bound{keep: f.keep, sec: sec})
+	}
+	limit, res := parseLimit(q)
+	if res != nil {
+		return *res
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := len(s.intentList) - 1
+	if after := q.Get("starting_after"); after != "" {
+		i = slices.IndexFunc(s.intentList, func(pi *paymentIntent) bool { return pi.id == after }) - 1
+		if i == -2 {
+			return invalidParam("starting_after", "resource_missing", "No such payment_intent: '%s'", after)
+		}
+	}
+	data := make([]paymentIntentWire, 0, limit)
+	more := false
+	for ; i >= 0; i-- {
+		pi := s.intentList[i]
+		kept := !pi.verification
+		for _, b := range bounds {
+			kept = kept && b.keep(pi.created.Unix(), b.sec)
+		}
+		if !kept {
+			continue
+		}
+		if len(data) == limit {
+			more = true
+			break
+		}
+		data = append(data, pi.wire())
+	}
+	return ok(listWire{Object: "list", Data: data, HasMore: more, URL: "/v1/payment_intents"})
 }

@@ -77,6 +77,8 @@ type Client struct {
 var (
 	_ gateway.Gateway  = (*Client)(nil)
 	_ gateway.Accounts = (*Client)(nil)
+
+	_ gateway.PaymentLister = (*Client)(nil)
 )
 
 // New validates opts and returns a Client. It fails on a BaseURL that is not an

@@ -3,11 +3,14 @@ package wooshpay
 import (
 	"context"
 	"errors"
-	"github.com/billingd/billingd/internal/gateway/units"
+	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/billingd/billingd/internal/gateway/units"
 
 	"github.com/billingd/billingd/internal/gateway"
 	"github.com/billingd/billingd/internal/gateway/apicall"
@@ -134,6 +137,59 @@ func (c *Client) SearchPaymentIntentsByOrder(ctx context.Context, merchantOrderI
 		out = append(out, *c.intentFromWire(&ws.Data[i]))
 	}
 	return out, nil
+}
+
+// listLimit is the largest page the list endpoint serves.
+const listLimit = 100
+
+// ListPaymentIntents reads one page of the account's intents created at or
+// after req.CreatedFrom, newest first (GET /v1/payment_intents with
+// created[gte], limit and starting_after, as Stripe's "List all
+// PaymentIntents"). The filter is sent in Unix seconds, Stripe's unit, rounded
+// down; intents the gateway returns from before req.CreatedFrom (the rest of
+// that second, or a gateway that reads the filter in milliseconds and so
+// returns more) are dropped here, and the page then ends the list, since
+// everything after it is older still. A filter read in the wrong unit thus
+// costs more pages, never a missed payment.
+func (c *Client) ListPaymentIntents(ctx context.Context, req gateway.PaymentListRequest) (gateway.PaymentPage, error) {
+	cl := call{method: http.MethodGet, path: "/v1/payment_intents"}
+	limit := req.Limit
+	if limit == 0 {
+		limit = listLimit
+	}
+	if limit < 1 || limit > listLimit {
+		return gateway.PaymentPage{}, asError(cl, invalidLocally(cl, fmt.Errorf("limit %d: want 1..%d", limit, listLimit)))
+	}
+	cl.query = url.Values{"limit": {strconv.Itoa(limit)}}
+	if !req.CreatedFrom.IsZero() {
+		cl.query.Set("created[gte]", strconv.FormatInt(req.CreatedFrom.Unix(), 10))
+	}
+	if req.StartingAfter != "" {
+		if err := checkID("payment intent", req.StartingAfter); err != nil {
+			return gateway.PaymentPage{}, asError(cl, invalidLocally(cl, err))
+		}
+		cl.query.Set("starting_after", req.StartingAfter)
+	}
+	var ws wireSearch
+	r := c.exchange(ctx, cl, &ws)
+	if r.Kind != gateway.Succeeded {
+		return gateway.PaymentPage{}, asError(cl, r)
+	}
+	page := gateway.PaymentPage{Intents: make([]gateway.PaymentIntent, 0, len(ws.Data)), HasMore: ws.HasMore}
+	for i := range ws.Data {
+		pi := c.intentFromWire(&ws.Data[i])
+		if !req.CreatedFrom.IsZero() && pi.Created.Before(req.CreatedFrom) {
+			page.HasMore = false
+			break
+		}
+		page.Intents = append(page.Intents, *pi)
+	}
+	if page.HasMore && len(page.Intents) == 0 {
+		// A page that says more follow but gives no cursor would loop.
+		return gateway.PaymentPage{}, asError(cl, gateway.Result{Kind: gateway.Transient, HTTPStatus: http.StatusOK,
+			Err: fmt.Errorf("wooshpay: %s: has_more without data", cl.op())})
+	}
+	return page, nil
 }
 
 // Policy is WooshPay's key policy: like Stripe, it replays a key's first
