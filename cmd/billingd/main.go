@@ -99,6 +99,8 @@ Usage:
   billingd dunning list|show|stop          dunning cases; stop one
   billingd report revenue [--month YYYY-MM | --from D --to D] [--tz ZONE]
                                            collected, refunded and net per currency
+  billingd report export [--month YYYY-MM | --from D --to D] [--format table|csv|json]
+                                           every charge and refund, one row each, with totals
   billingd forecast [--days N]             new-period charges to come, per day and currency
   billingd reconcile [--dry-run] --since T
                                            repair the database from the gateway's payments since T
@@ -308,6 +310,11 @@ var commandHelp = map[string]struct{ purpose, synopsis, example string }{
 		"collected, refunded and net per currency over a month or a range (UTC unless --tz)",
 		"billingd report revenue [--month YYYY-MM | --from DATE --to DATE] [--tz ZONE] [--json|--csv] [-c FILE]",
 		"billingd report revenue --month 2026-11 --tz Europe/Berlin -c /etc/billingd/config.yaml",
+	},
+	"report export": {
+		"the accounting export: one row per charge and refund in a month or a range (amounts signed, refunds negative), totals equal to report revenue",
+		"billingd report export [--month YYYY-MM | --from DATE --to DATE] [--tz ZONE] [--format table|csv|json | --json | --csv] [-c FILE]",
+		"billingd report export --from 2026-11-01 --to 2026-12-01 --csv -c /etc/billingd/config.yaml > 2026-11.csv",
 	},
 	"forecast": {
 		"the new-period charges of the next days (default 30, at most 366), per day and currency, from the period math: paused and canceled subscriptions and periods from cancel_at on left out; past_due subscriptions counted and shown apart, as their dunning may end first",

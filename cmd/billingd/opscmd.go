@@ -67,6 +67,33 @@ func (f *outputFormat) check() error {
 	return nil
 }
 
+// setFormat applies --format (table, csv or json) beside --csv and --json;
+// a value it does not know, or one that contradicts them, is a usage error
+// naming --format.
+func (f *outputFormat) setFormat(format string) error {
+	switch format {
+	case "":
+		return nil
+	case "table":
+		if f.json || f.csv {
+			return usagef("--format table: contradicts --json/--csv")
+		}
+	case "csv":
+		if f.json {
+			return usagef("--format csv: contradicts --json")
+		}
+		f.csv = true
+	case "json":
+		if f.csv {
+			return usagef("--format json: contradicts --csv")
+		}
+		f.json = true
+	default:
+		return usagef("--format %q: want table, csv or json", format)
+	}
+	return nil
+}
+
 // table is a listing: a header and rows of cells, printed aligned, as CSV,
 // or (with --json) replaced by the views themselves.
 type table struct {

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/csv"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -15,7 +19,7 @@ import (
 
 // reportCommands are `billingd report …`.
 func (m *Main) reportCommands() map[string]subcommand {
-	return map[string]subcommand{"revenue": m.cmdRevenue}
+	return map[string]subcommand{"revenue": m.cmdRevenue, "export": m.cmdExport}
 }
 
 // cmdRevenue is `billingd report revenue`: collected, refunded and net per
@@ -72,6 +76,157 @@ func revenueTable(rows []ops.RevenueRow, csv bool) table {
 		t.add(r.Currency, show(r.Collected), strconv.Itoa(r.Payments), show(r.Refunded), strconv.Itoa(r.Refunds), show(r.Net))
 	}
 	return t
+}
+
+// exportHeader is the CSV header of `billingd report export`: a public
+// contract (README, "Operating without SQL"); columns are only ever added at
+// the end. The JSON rows carry the same names.
+var exportHeader = []string{"kind", "at", "invoice", "subscription", "customer", "email", "payment", "refund", "amount", "display", "currency"}
+
+// cmdExport is `billingd report export`: every money movement over a month
+// (in --tz) or [--from, --to), one row each — as a table with a totals
+// footer per currency, or CSV, or JSON with the totals beside the rows. The
+// range flags are report revenue's, and so are the totals.
+func (m *Main) cmdExport(ctx context.Context, args []string) error {
+	var month, fromArg, toArg, tz, format string
+	fs, path := m.newFlagSet("report export")
+	fs.StringVar(&month, "month", "", "the calendar `YYYY-MM` in --tz (default: the current month)")
+	fs.StringVar(&fromArg, "from", "", "start of the range, included: `DATE` YYYY-MM-DD (midnight in --tz) or RFC 3339")
+	fs.StringVar(&toArg, "to", "", "end of the range, excluded: `DATE` YYYY-MM-DD (midnight in --tz) or RFC 3339")
+	fs.StringVar(&tz, "tz", "UTC", "IANA time `zone` that dates and months are read in")
+	fs.StringVar(&format, "format", "", "output `format`: table, csv or json (--csv and --json are short for the last two)")
+	out := addOutputFlags(fs)
+	if rest, err := parseArgs(fs, args); err != nil {
+		return err
+	} else if len(rest) > 0 {
+		return usagef("unexpected argument %q", rest[0])
+	}
+	if err := out.check(); err != nil {
+		return err
+	}
+	if err := out.setFormat(format); err != nil {
+		return err
+	}
+	loc, err := zoneFlag(tz)
+	if err != nil {
+		return err
+	}
+	from, to, err := revenueRange(time.Now(), loc, month, fromArg, toArg)
+	if err != nil {
+		return err
+	}
+	cfg, err := m.loadConfigFor(m.configPath(*path), config.NeedDatabase)
+	if err != nil {
+		return err
+	}
+	svc, closeOps, err := m.readOps(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeOps()
+	switch {
+	case out.csv:
+		return exportCSV(ctx, m.Stdout, svc, from, to)
+	case out.json:
+		return exportJSON(ctx, m.Stdout, svc, from, to, loc)
+	}
+	return exportTable(ctx, m.Stdout, svc, from, to)
+}
+
+// exportCells are one row's CSV cells, in exportHeader's order.
+func exportCells(r ops.ExportRow) []string {
+	return []string{r.Kind, r.At.Format(time.RFC3339), r.Invoice, r.Subscription, r.Customer, r.Email, r.Payment, r.Refund,
+		strconv.FormatInt(r.Amount, 10), r.Display, r.Currency}
+}
+
+// exportCSV writes the header and each row as it is read: a month of
+// payments never sits in memory at once.
+func exportCSV(ctx context.Context, w io.Writer, svc *ops.Service, from, to time.Time) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write(exportHeader); err != nil {
+		return err
+	}
+	_, err := svc.Export(ctx, from, to, func(r ops.ExportRow) error { return cw.Write(exportCells(r)) })
+	cw.Flush()
+	if err != nil {
+		return err
+	}
+	return cw.Error()
+}
+
+// exportJSON writes {"from","to","timezone","rows":[…],"totals":[…]},
+// indented like every --json, each row as it is read; totals are report
+// revenue's rows.
+func exportJSON(ctx context.Context, w io.Writer, svc *ops.Service, from, to time.Time, loc *time.Location) error {
+	bw := bufio.NewWriter(w)
+	bw.WriteString("{\n")
+	for _, f := range []struct {
+		name string
+		v    any
+	}{{"from", from}, {"to", to}, {"timezone", loc.String()}} {
+		b, err := json.Marshal(f.v)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(bw, "  %q: %s,\n", f.name, b)
+	}
+	bw.WriteString(`  "rows": [`)
+	n := 0
+	totals, err := svc.Export(ctx, from, to, func(r ops.ExportRow) error {
+		b, err := json.MarshalIndent(r, "    ", "  ")
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			bw.WriteByte(',')
+		}
+		n++
+		bw.WriteString("\n    ")
+		_, err = bw.Write(b)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		bw.WriteString("\n  ")
+	}
+	t, err := json.MarshalIndent(totals, "  ", "  ")
+	if err != nil {
+		return err
+	}
+	bw.WriteString("],\n  \"totals\": ")
+	bw.Write(t)
+	bw.WriteString("\n}\n")
+	return bw.Flush()
+}
+
+// exportTable prints the rows aligned, amounts by the currency's exponent,
+// then report revenue's table of the same range as the totals.
+func exportTable(ctx context.Context, w io.Writer, svc *ops.Service, from, to time.Time) error {
+	t := table{header: []string{"kind", "at", "invoice", "subscription", "customer", "email", "payment", "refund", "amount"}}
+	dash := func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		return s
+	}
+	totals, err := svc.Export(ctx, from, to, func(r ops.ExportRow) error {
+		t.add(r.Kind, r.At.Format(time.RFC3339), dash(r.Invoice), dash(r.Subscription), dash(r.Customer), dash(r.Email),
+			dash(r.Payment), dash(r.Refund), r.Display)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := printTable(w, t); err != nil {
+		return err
+	}
+	if len(totals) == 0 {
+		return nil
+	}
+	fmt.Fprintf(w, "\nTotals %s to %s:\n", from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339))
+	return printTable(w, revenueTable(totals, false))
 }
 
 // zoneFlag loads --tz.

@@ -401,7 +401,7 @@ func TestAdminAPIRoutesMatchOpenAPI(t *testing.T) {
 						body = newSubscription(t, a.b, "route-check", 500)
 					}
 				}
-				if op.OperationID == "revenueReport" {
+				if op.OperationID == "revenueReport" || op.OperationID == "exportReport" {
 					p += "?month=2026-03"
 				}
 				res := a.call(t, "ops", method, p, key, body, true)

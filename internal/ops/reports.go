@@ -9,6 +9,7 @@ import (
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/money"
 	"github.com/billingd/billingd/internal/schedule/period"
+	"github.com/billingd/billingd/internal/store"
 )
 
 // RevenueRow is one currency's money over a range.
@@ -44,10 +45,12 @@ const MaxForecastDays = 366
 // payment that took money, by when it succeeded, a duplicate second payment
 // included — what was refunded in that range (any reason, by when the refund
 // succeeded, so a duplicate's automatic refund shows here) and the net of the
-// two. Finance reads it instead of hand-written SQL over minor units.
+// two. Finance reads it instead of hand-written SQL over minor units. The
+// movements it sums are exactly the rows of Export (one SQL definition in the
+// store), so the two reports agree on every range.
 func (s *Service) Revenue(ctx context.Context, from, to time.Time) ([]RevenueRow, error) {
-	if !from.Before(to) {
-		return nil, &FieldError{Field: "to", Value: to.Format(time.RFC3339), Message: "must be after from (" + from.Format(time.RFC3339) + ")"}
+	if err := checkRange(from, to); err != nil {
+		return nil, err
 	}
 	collected, err := s.opts.Store.RevenueCollected(ctx, from, to)
 	if err != nil {
@@ -57,40 +60,139 @@ func (s *Service) Revenue(ctx context.Context, from, to time.Time) ([]RevenueRow
 	if err != nil {
 		return nil, err
 	}
-	type sums struct {
-		collected, refunded int64
-		payments, refunds   int
-	}
-	by := map[string]*sums{}
-	get := func(cur string) *sums {
-		if by[cur] == nil {
-			by[cur] = &sums{}
-		}
-		return by[cur]
-	}
+	sums := revenueSums{}
 	for _, c := range collected {
-		r := get(c.Currency)
+		r := sums.of(c.Currency)
 		r.collected += c.Amount
 		r.payments += int(c.N)
 	}
 	for _, c := range refunded {
-		r := get(c.Currency)
+		r := sums.of(c.Currency)
 		r.refunded += c.Amount
 		r.refunds += int(c.N)
 	}
-	out := make([]RevenueRow, 0, len(by))
-	for cur, r := range by {
+	return sums.rows(), nil
+}
+
+// checkRange refuses an empty or reversed report range, naming "to".
+func checkRange(from, to time.Time) error {
+	if !from.Before(to) {
+		return &FieldError{Field: "to", Value: to.Format(time.RFC3339), Message: "must be after from (" + from.Format(time.RFC3339) + ")"}
+	}
+	return nil
+}
+
+// revenueSums gathers a report's money per currency.
+type revenueSums map[string]*currencySums
+
+type currencySums struct {
+	collected, refunded int64
+	payments, refunds   int
+}
+
+func (r revenueSums) of(currency string) *currencySums {
+	if r[currency] == nil {
+		r[currency] = &currencySums{}
+	}
+	return r[currency]
+}
+
+// rows are the sums as report rows, by currency code.
+func (r revenueSums) rows() []RevenueRow {
+	out := make([]RevenueRow, 0, len(r))
+	for cur, c := range r {
 		out = append(out, RevenueRow{
 			Currency:  cur,
-			Collected: NewMoney(r.collected, cur),
-			Refunded:  NewMoney(r.refunded, cur),
-			Net:       NewMoney(r.collected-r.refunded, cur),
-			Payments:  r.payments,
-			Refunds:   r.refunds,
+			Collected: NewMoney(c.collected, cur),
+			Refunded:  NewMoney(c.refunded, cur),
+			Net:       NewMoney(c.collected-c.refunded, cur),
+			Payments:  c.payments,
+			Refunds:   c.refunds,
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Currency < out[j].Currency })
-	return out, nil
+	return out
+}
+
+// Kinds of ExportRow: what moved the money.
+const (
+	// ExportCharge is a payment that took money: a succeeded charge, or a
+	// second payment the gateway took for an invoice already paid (its
+	// refund is the ExportDuplicateRefund row with the same payment).
+	ExportCharge = store.MovementCharge
+	// ExportRefund is a refund that gave money back: an operator's refund,
+	// or the automatic refund of a payment that succeeded after its invoice
+	// was voided.
+	ExportRefund = store.MovementRefund
+	// ExportDuplicateRefund is the automatic refund of a second payment for
+	// one invoice.
+	ExportDuplicateRefund = store.MovementDuplicateRefund
+)
+
+// ExportRow is one money movement of the accounting export. Its JSON names
+// are the CSV header of `billingd report export --csv`, a public contract.
+type ExportRow struct {
+	Kind string `json:"kind"`
+	// At is when the money moved, in UTC to the second: a charge's or
+	// refund's finished time; for a second payment no attempt of billingd's
+	// made, when billingd recorded it.
+	At time.Time `json:"at"`
+	// Invoice is the invoice's order id (merchant_order_id at the gateway).
+	Invoice string `json:"invoice"`
+	// Subscription is the subscription's reference.
+	Subscription string `json:"subscription"`
+	// Customer is the gateway customer id.
+	Customer string `json:"customer"`
+	Email    string `json:"email"`
+	// Payment is the gateway payment the money moved on; Refund the gateway
+	// refund id (empty for a charge).
+	Payment string `json:"payment"`
+	Refund  string `json:"refund"`
+	// Amount is in minor units: positive for money in (charges), negative
+	// for money out (refunds), so the column sums to the net.
+	Amount int64 `json:"amount"`
+	// Display is Amount in the currency's exponent ("-12.50 USD").
+	Display  string `json:"display"`
+	Currency string `json:"currency"`
+}
+
+// Export calls each with every money movement in [from, to), in time order
+// (ties by charge before refund, then row), streamed from the database rather
+// than loaded at once, and returns their totals per currency: collected (the
+// charges), refunded (the refunds, positive) and net. The movements are the
+// ones Revenue sums, so the totals equal Revenue's over the same range (and
+// the gateway's books: every payment that succeeded, every refund that did).
+// An error from each stops the export and is returned.
+func (s *Service) Export(ctx context.Context, from, to time.Time, each func(ExportRow) error) ([]RevenueRow, error) {
+	if err := checkRange(from, to); err != nil {
+		return nil, err
+	}
+	sums := revenueSums{}
+	err := s.opts.Store.EachMovement(ctx, from, to, func(m store.Movement) error {
+		c := sums.of(m.Currency)
+		amount := m.Amount
+		counted := amount
+		if !store.InSumBounds(amount) {
+			counted = 0 // as the revenue sums leave it out (store.InSumBounds)
+		}
+		if m.Kind == store.MovementCharge {
+			c.collected += counted
+			c.payments++
+		} else {
+			c.refunded += counted
+			c.refunds++
+			amount = -amount
+		}
+		return each(ExportRow{
+			Kind: m.Kind, At: m.At.UTC().Truncate(time.Second), Invoice: m.Invoice, Subscription: m.Subscription,
+			Customer: m.Customer, Email: m.Email, Payment: m.Payment, Refund: m.Refund,
+			Amount: amount, Display: money.Format(amount, m.Currency), Currency: m.Currency,
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return sums.rows(), nil
 }
 
 // Forecast lists the new-period charges the billing pass will create in the

@@ -28,7 +28,8 @@ func paidInvoiceOf(t *testing.T, b *daemontest.Bundle, reference string) models.
 // The revenue report over a partial refund, a full refund and a duplicate
 // second payment refunded automatically: per currency, what the simulator's
 // ledger took and its refunds gave back, formatted by the currency's exponent;
-// a range that ends before the money moved shows nothing.
+// a range that ends before the money moved shows nothing. The export of the
+// same range lists those movements and totals them the same.
 func TestRevenueMatchesTheGatewayLedger(t *testing.T) {
 	daemontest.Each(t, daemontest.Options{}, func(t *testing.T, b *daemontest.Bundle) {
 		ctx := context.Background()
@@ -104,6 +105,29 @@ func TestRevenueMatchesTheGatewayLedger(t *testing.T) {
 		}, rows)
 		require.Equal(t, "12.50 EUR", rows[0].Net.Display)
 		require.Equal(t, "0 JPY", rows[1].Net.Display)
+
+		// The export lists exactly the movements the revenue report sums:
+		// its totals are the same rows, and its signed amounts add up to the
+		// net.
+		var movements []ops.ExportRow
+		totals, err := b.D.Ops().Export(ctx, start.Add(-time.Hour), b.Clock.Now().Add(time.Hour), func(r ops.ExportRow) error {
+			movements = append(movements, r)
+			return nil
+		})
+		require.NoError(t, err)
+		require.Equal(t, rows, totals)
+		net := map[string]int64{}
+		kinds := map[string]int{}
+		for _, m := range movements {
+			net[m.Currency] += m.Amount
+			kinds[m.Kind]++
+		}
+		require.Equal(t, map[string]int64{"EUR": 1250, "JPY": 0, "USD": 3299}, net)
+		require.Equal(t, map[string]int{ops.ExportCharge: 5, ops.ExportRefund: 2, ops.ExportDuplicateRefund: 1}, kinds)
+		_, err = b.D.Ops().Export(ctx, start, start, func(ops.ExportRow) error { return nil })
+		var empty *ops.FieldError
+		require.ErrorAs(t, err, &empty)
+		require.Equal(t, "to", empty.Field)
 
 		// Before the money moved: nothing. An empty range is the caller's error.
 		rows, err = b.D.Ops().Revenue(ctx, start.Add(-48*time.Hour), start.Add(-time.Hour))

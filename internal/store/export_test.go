@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/billingd/billingd/internal/money"
 )
 
 // Test hooks for package store_test, which (unlike package store) can import
@@ -18,6 +20,19 @@ type PlannedSQL struct {
 	ClaimNew         string // args: now, limit
 	ClaimReplay      string // args: now, now, notBefore, limit
 	CardReattempts   string // args: gateway payment method id, since
+	// Movements is the export's query, Collected and Refunded report
+	// revenue's: args MovementsArgs.
+	Movements, Collected, Refunded string
+}
+
+// MovementsArgs are the arguments of PlannedSQL.Movements (sums false) or
+// of Collected and Refunded (sums true) over [from, to).
+func MovementsArgs(from, to time.Time, sums bool) []any {
+	if sums {
+		c := money.Ceiling()
+		return append([]any{c, c}, movementArgs(from, to)...)
+	}
+	return movementArgs(from, to)
 }
 
 // SQLFor builds the statements inside a transaction of st, as the real code does.
@@ -28,6 +43,9 @@ func SQLFor(st *Store) (q PlannedSQL, err error) {
 			ClaimNew:         tx.claimNewSQL(),
 			ClaimReplay:      tx.claimReplaySQL(),
 			CardReattempts:   cardReattemptsQuery,
+			Movements:        movementsQuery,
+			Collected:        collectedQuery,
+			Refunded:         refundedQuery,
 		}
 		return nil
 	})

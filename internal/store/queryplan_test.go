@@ -129,6 +129,17 @@ func seedPlanVolume(t *testing.T, st *store.Store) {
 		 SELECT ` + strconv.Itoa(planRows) + ` + i, i, i, 2, 'inv_' || i || '-a2', 'inv_' || i, 1999, 'USD', 'cus_' || i, 'pm_' || i,
 		        FALSE, 'processing', 'pi_' || i || '_2', 0, ` + d.at("-30") + `, ` + d.at("-30") + from + `
 		  WHERE i % 67 = 2 AND i % 2 = 0`,
+
+		// A refund of every tenth paid invoice, some of them the automatic
+		// refund of a second payment no attempt made.
+		`INSERT INTO refunds (id, invoice_id, attempt_id, payment_intent_id, original_payment_intent_id, amount, currency, reason,
+		                      idempotency_key, status, gateway_refund_id, lease_version, finished_at, created_at, updated_at)
+		 SELECT i, i, i, CASE WHEN i % 100 = 0 THEN 'pi_' || i || '_dup' ELSE 'pi_' || i END,
+		        CASE WHEN i % 100 = 0 THEN 'pi_' || i ELSE '' END, 500, 'USD',
+		        CASE WHEN i % 100 = 0 THEN 'duplicate' ELSE 'requested_by_customer' END,
+		        'refund-' || i, 'succeeded', 're_' || i, 1, ` + d.at("-(i % 1440)") + `, ` + d.at("-(i % 1440) - 1") + `,
+		        ` + d.at("-(i % 1440)") + from + `
+		  WHERE i % 10 = 0 AND i % 67 NOT IN (2, 3, 4) AND i % 100 NOT IN (7, 8)`,
 	}
 	for _, s := range stmts {
 		require.NoError(t, st.DB().Exec(s).Error, s)
@@ -155,7 +166,19 @@ func planQueries(t *testing.T, st *store.Store) []planQuery {
 	firstPage := store.DueSubscriptionsArgs(planNow, store.DueCursor{}, 500)
 	laterPage := store.DueSubscriptionsArgs(planNow, store.DueCursor{NextBillingAt: planNow.Add(-6 * time.Hour), ID: 10000}, 500)
 	notBefore := planNow.Add(-23 * time.Hour)
+	// An hour of the money that moved (the export and revenue queries).
+	hourArgs := store.MovementsArgs(planNow.Add(-3*time.Hour), planNow.Add(-2*time.Hour), false)
+	hourSums := store.MovementsArgs(planNow.Add(-3*time.Hour), planNow.Add(-2*time.Hour), true)
 	if st.Dialect() == store.Postgres {
+		// The succeeded charges of the range through their partial index;
+		// charge_attempts is never read whole.
+		succeeded := `(Index Scan using|Index Only Scan using|Bitmap Index Scan on) charge_attempts_succeeded_at\b`
+		noAttemptScan := `Seq Scan on charge_attempts\b`
+		movements := []planQuery{
+			{name: "export movements", sql: q.Movements, args: hourArgs, want: []string{succeeded}, forbid: []string{noAttemptScan}},
+			{name: "revenue collected", sql: q.Collected, args: hourSums, want: []string{succeeded}, forbid: []string{noAttemptScan}},
+			{name: "revenue refunded", sql: q.Refunded, args: hourSums, forbid: []string{noAttemptScan}},
+		}
 		// Nodes read "->  Index Scan using <index> on <table> <alias>"; a Bitmap
 		// Index Scan names only the index, its Bitmap Heap Scan the table.
 		noSort := `(^|->\s+)(Incremental )?Sort\b`
@@ -163,7 +186,7 @@ func planQueries(t *testing.T, st *store.Store) []planQuery {
 		// over every due row before it: else each page costs as much as all
 		// the pages before it, and a sweep of n due rows is O(n²).
 		cursorBound := `Index Cond: .*(next_billing_at > |ROW\(next_billing_at, id\) > ROW\()`
-		return []planQuery{
+		return append([]planQuery{
 			{name: "due first page", sql: q.DueSubscriptions, args: firstPage,
 				want:   []string{`Index Scan using subscriptions_due on subscriptions\b`},
 				forbid: []string{`Seq Scan`, `Bitmap`, noSort}},
@@ -188,7 +211,7 @@ func planQueries(t *testing.T, st *store.Store) []planQuery {
 			{name: "card reattempts", sql: q.CardReattempts, args: []any{"pm_4", notBefore},
 				want:   []string{`(Index Scan using|Index Only Scan using|Bitmap Index Scan on) charge_attempts_card_reattempts\b`},
 				forbid: []string{`Seq Scan`}},
-		}
+		}, movements...)
 	}
 	// SQLite: "SEARCH t USING INDEX i (col<?)" is a range or point lookup; "SCAN t"
 	// reads the whole table (with USING INDEX, the whole index).
@@ -213,6 +236,17 @@ func planQueries(t *testing.T, st *store.Store) []planQuery {
 		{name: "card reattempts", sql: q.CardReattempts, args: []any{"pm_4", notBefore},
 			want:   []string{`^SEARCH charge_attempts USING (COVERING )?INDEX charge_attempts_card_reattempts \(gateway_payment_method_id=\?`},
 			forbid: []string{`SCAN charge_attempts\b`}},
+		// The money that moved in a range: the succeeded charges through
+		// their partial index, a duplicate's probe by payment id; the
+		// attempts are never read whole.
+		{name: "export movements", sql: q.Movements, args: hourArgs,
+			want:   []string{`^SEARCH ca USING INDEX charge_attempts_succeeded_at \(finished_at>\? AND finished_at<\?\)`},
+			forbid: []string{`SCAN (ca|charge_attempts)\b`}},
+		{name: "revenue collected", sql: q.Collected, args: hourSums,
+			want:   []string{`^SEARCH ca USING INDEX charge_attempts_succeeded_at \(finished_at>\? AND finished_at<\?\)`},
+			forbid: []string{`SCAN (ca|charge_attempts)\b`}},
+		{name: "revenue refunded", sql: q.Refunded, args: hourSums,
+			forbid: []string{`SCAN (ca|charge_attempts)\b`}},
 	}
 }
 
@@ -337,7 +371,7 @@ func TestQueryPlansUseIndexes(t *testing.T) {
 		}
 		// Autovacuum analyzes a production server's tables; here it may not have
 		// run yet.
-		require.NoError(t, st.DB().Exec("ANALYZE customers, payment_methods, subscriptions, invoices, charge_attempts").Error)
+		require.NoError(t, st.DB().Exec("ANALYZE customers, payment_methods, subscriptions, invoices, charge_attempts, refunds").Error)
 		t.Run("custom plan", func(t *testing.T) { check(t, explain) })
 		t.Run("generic plan", func(t *testing.T) { check(t, explainGeneric) })
 	})

@@ -405,6 +405,10 @@ type CurrencyTotal struct {
 const boundedSum = `SUM(CASE WHEN amount BETWEEN 1 AND ? THEN amount ELSE 0 END) AS amount, COUNT(*) AS n,
 	SUM(CASE WHEN amount BETWEEN 1 AND ? THEN 0 ELSE 1 END) AS unbounded`
 
+// InSumBounds is boundedSum's rule for one amount, for a sum taken outside
+// SQL (the totals of `billingd report export`): whether it counts in a sum.
+func InSumBounds(amount int64) bool { return amount >= 1 && amount <= money.Ceiling() }
+
 // webhookResultColumn is what `billingd status` counts webhook events by: their
 // result, with the events stored but not applied for a human (needs_review)
 // counted apart.

@@ -104,6 +104,7 @@ func NewAdmin(o AdminOptions) *Admin {
 		{"GET /v1/dunning_cases/{id}", a.showCase},
 		{"POST /v1/dunning_cases/{id}/stop", a.stopCase},
 		{"GET /v1/reports/revenue", a.revenue},
+		{"GET /v1/reports/export", a.export},
 		{"GET /v1/forecast", a.forecast},
 	}
 	for _, rt := range routes {
@@ -819,40 +820,9 @@ type adminRevenue struct {
 }
 
 func (a *Admin) revenue(r *http.Request, c *adminCall) (int, any, error) {
-	q, err := adminQuery(r, "from", "to", "month", "tz")
+	from, to, loc, err := adminReportRange(r)
 	if err != nil {
 		return 0, nil, err
-	}
-	loc, err := adminZoneParam(q)
-	if err != nil {
-		return 0, nil, err
-	}
-	var from, to time.Time
-	if m := q.Get("month"); m != "" {
-		if q.Get("from") != "" || q.Get("to") != "" {
-			return 0, nil, &ops.FieldError{Field: "month", Value: m, Message: "excludes from and to"}
-		}
-		start, err := time.ParseInLocation("2006-01", m, loc)
-		if err != nil {
-			return 0, nil, &ops.FieldError{Field: "month", Value: m, Message: "must be YYYY-MM"}
-		}
-		from, to = start.UTC(), start.AddDate(0, 1, 0).UTC()
-	} else {
-		f, err := adminTimeParam(q, "from", loc)
-		if err != nil {
-			return 0, nil, err
-		}
-		t, err := adminTimeParam(q, "to", loc)
-		if err != nil {
-			return 0, nil, err
-		}
-		if f == nil || t == nil {
-			return 0, nil, &ops.FieldError{Field: "month", Message: "give month=YYYY-MM, or both from and to"}
-		}
-		if !t.After(*f) {
-			return 0, nil, &ops.FieldError{Field: "to", Value: q.Get("to"), Message: "must be after from"}
-		}
-		from, to = *f, *t
 	}
 	rows, err := a.opts.Ops.Revenue(r.Context(), from, to)
 	if err != nil {
@@ -862,6 +832,71 @@ func (a *Admin) revenue(r *http.Request, c *adminCall) (int, any, error) {
 		rows = []ops.RevenueRow{}
 	}
 	return http.StatusOK, adminRevenue{From: from, To: to, Timezone: loc.String(), Rows: rows}, nil
+}
+
+// adminReportRange reads a report's range: month=YYYY-MM, or from and to
+// together, in tz (UTC by default).
+func adminReportRange(r *http.Request) (from, to time.Time, loc *time.Location, err error) {
+	q, err := adminQuery(r, "from", "to", "month", "tz")
+	if err != nil {
+		return from, to, nil, err
+	}
+	loc, err = adminZoneParam(q)
+	if err != nil {
+		return from, to, nil, err
+	}
+	if m := q.Get("month"); m != "" {
+		if q.Get("from") != "" || q.Get("to") != "" {
+			return from, to, nil, &ops.FieldError{Field: "month", Value: m, Message: "excludes from and to"}
+		}
+		start, err := time.ParseInLocation("2006-01", m, loc)
+		if err != nil {
+			return from, to, nil, &ops.FieldError{Field: "month", Value: m, Message: "must be YYYY-MM"}
+		}
+		return start.UTC(), start.AddDate(0, 1, 0).UTC(), loc, nil
+	}
+	f, err := adminTimeParam(q, "from", loc)
+	if err != nil {
+		return from, to, nil, err
+	}
+	t, err := adminTimeParam(q, "to", loc)
+	if err != nil {
+		return from, to, nil, err
+	}
+	if f == nil || t == nil {
+		return from, to, nil, &ops.FieldError{Field: "month", Message: "give month=YYYY-MM, or both from and to"}
+	}
+	if !t.After(*f) {
+		return from, to, nil, &ops.FieldError{Field: "to", Value: q.Get("to"), Message: "must be after from"}
+	}
+	return *f, *t, loc, nil
+}
+
+// adminExport is GET /v1/reports/export's answer: the accounting export's
+// rows (the columns of `billingd report export --csv`) and their totals per
+// currency, which are GET /v1/reports/revenue's rows for the same range.
+type adminExport struct {
+	From     time.Time        `json:"from"`
+	To       time.Time        `json:"to"`
+	Timezone string           `json:"timezone"`
+	Rows     []ops.ExportRow  `json:"rows"`
+	Totals   []ops.RevenueRow `json:"totals"`
+}
+
+func (a *Admin) export(r *http.Request, c *adminCall) (int, any, error) {
+	from, to, loc, err := adminReportRange(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	rows := []ops.ExportRow{}
+	totals, err := a.opts.Ops.Export(r.Context(), from, to, func(row ops.ExportRow) error {
+		rows = append(rows, row)
+		return nil
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, adminExport{From: from, To: to, Timezone: loc.String(), Rows: rows, Totals: totals}, nil
 }
 
 // adminForecast is GET /v1/forecast's answer.
