@@ -163,3 +163,32 @@ func TestAdminAPIEvents(t *testing.T) {
 		})
 	}
 }
+
+// A reload cannot turn events on or off (the store records them from its
+// start): events.url keeps its running value and is named as needing a
+// restart, while a new secret applies to the next delivery.
+func TestReloadEventsURLNeedsRestart(t *testing.T) {
+	sink := newEventSink(t)
+	b := daemontest.New(t, daemontest.Options{NoMail: true, Configure: func(c *config.Config) {
+		c.Events.URL, c.Events.Secret = sink.srv.URL+"/hooks", config.Secret(testEventsSecret)
+	}})
+	cfg := b.D.Config().Clone()
+	cfg.Events.URL = ""
+	const rotated = "whsec_events_rotated_0123456789"
+	cfg.Events.Secret = config.Secret(rotated)
+	res, err := b.D.Reload(cfg)
+	require.NoError(t, err)
+	require.Contains(t, res.NeedRestart, "events.url")
+	require.Contains(t, res.Applied, "events.secret")
+	require.Equal(t, sink.srv.URL+"/hooks", b.D.Config().Events.URL)
+
+	b.Seed(t, storetest.Subscription{Reference: "reload-ev"})
+	emitFor(t, b, models.EventSubscriptionPaused, "reload-ev")
+	_, err = b.D.DeliverEvents(context.Background())
+	require.NoError(t, err)
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	require.NotEmpty(t, sink.bodies, "still delivered to the running url")
+	require.NoError(t, events.Verify(sink.headers[0].Get(events.SignatureHeader), sink.bodies[0], rotated, b.Clock.Now(), time.Minute),
+		"signed with the reloaded secret")
+}

@@ -107,6 +107,14 @@ func (d *Daemon) build(cfg *config.Config) (*parts, error) {
 	return p, nil
 }
 
+func init() {
+	// The store records events or not from its start (events.url set or
+	// not), so a reload cannot turn them on or off, and one process sends to
+	// one receiver: events.url keeps its running value until a restart. The
+	// secrets, timeout and retry period apply at once.
+	restartKeys = append(restartKeys, "events.url")
+}
+
 // newEventWorker builds the events worker of cfg; `billingd events
 // redeliver` sends with the same Settings.
 func newEventWorker(cfg *config.Config, st *store.Store, clk clock.Clock, owner string, log zerolog.Logger, m *metrics.Metrics) *events.Worker {
