@@ -97,6 +97,7 @@ Usage:
   billingd attempts list|resolve           charge attempts; settle one that needs review from
                                            the gateway's records
   billingd dunning list|show|stop          dunning cases; stop one
+  billingd events list|show|redeliver      events sent to events.url; send failed ones again
   billingd report revenue [--month YYYY-MM | --from D --to D] [--tz ZONE]
                                            collected, refunded and net per currency
   billingd report export [--month YYYY-MM | --from D --to D] [--format table|csv|json]
@@ -151,6 +152,8 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		err = m.group(ctx, cmd, rest, m.attemptCommands())
 	case "dunning":
 		err = m.group(ctx, cmd, rest, m.dunningCommands())
+	case "events":
+		err = m.group(ctx, cmd, rest, m.eventCommands())
 	case "report":
 		err = m.group(ctx, cmd, rest, m.reportCommands())
 	case "forecast":
@@ -305,6 +308,21 @@ var commandHelp = map[string]struct{ purpose, synopsis, example string }{
 		"stop an open dunning case: no more retries or emails; its links die; the invoice stays open",
 		"billingd dunning stop ID --reason TEXT [--actor NAME] [-c FILE]",
 		"billingd dunning stop 31 --reason \"handled by phone\" -c /etc/billingd/config.yaml",
+	},
+	"events list": {
+		"list the events sent (or to send) to events.url, oldest first, with their delivery: status, attempts, last answer",
+		"billingd events list [--type T]... [--status pending|delivered|failed] [--failed] [--subscription REF] [--object REF] [--from DATE] [--to DATE] [--limit N] [--json|--csv] [-c FILE]",
+		"billingd events list --failed -c /etc/billingd/config.yaml",
+	},
+	"events show": {
+		"print one event's delivery and the exact body its receiver gets",
+		"billingd events show EVT_ID [--json] [-c FILE]",
+		"billingd events show evt_2Qm8x1 -c /etc/billingd/config.yaml",
+	},
+	"events redeliver": {
+		"POST events to events.url again now (same id and body, freshly signed) and record the answers; exit 1 if any was not accepted",
+		"billingd events redeliver EVT_ID... | --failed [--type T]... [--from DATE] [--to DATE] [--reason TEXT] [--actor NAME] [--json|--csv] [-c FILE]",
+		"billingd events redeliver --failed --from 2026-11-01 --reason \"receiver fixed\" -c /etc/billingd/config.yaml",
 	},
 	"report revenue": {
 		"collected, refunded and net per currency over a month or a range (UTC unless --tz)",

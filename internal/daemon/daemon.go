@@ -161,7 +161,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 		return nil, err
 	}
 	d.cur.Store(p)
-	d.ops = newOps(cfg, st, d.clock, d.engine, client, dunningHook{d}, d.owner, d.log, d.gw, d.limiter)
+	d.ops = newOps(cfg, st, d.clock, d.engine, client, dunningHook{d}, d.owner, d.log, d.gw, d.limiter,
+		func() events.Settings { return EventSettings(d.Config()) })
 	d.sched = newScheduler(d)
 	d.handler = d.newHandler()
 	d.registerGauges()
@@ -219,9 +220,9 @@ func (d *Daemon) Ops() *ops.Service { return d.ops }
 // engine's dunning hook (the dunning service in force), through which an
 // operator's new card lets an open case proceed as a pay-page card does.
 func newOps(cfg *config.Config, st *store.Store, clk clock.Clock, engine *charge.Engine, accounts gateway.Accounts, hook charge.Hook, owner string, log zerolog.Logger,
-	gw gateway.Gateway, limiter *rate.Limiter) *ops.Service {
+	gw gateway.Gateway, limiter *rate.Limiter, eventSettings func() events.Settings) *ops.Service {
 	o := ops.Options{Store: st, Clock: clk, Provider: cfg.Gateway.Provider, Owner: owner, Dunning: hook,
-		Location: location(cfg), Log: log.With().Str("component", "ops").Logger(), Gateway: gw, Limiter: limiter}
+		Location: location(cfg), Log: log.With().Str("component", "ops").Logger(), Gateway: gw, Limiter: limiter, Events: eventSettings}
 	if engine != nil {
 		o.Engine = engine
 	}
@@ -233,7 +234,9 @@ func newOps(cfg *config.Config, st *store.Store, clk clock.Clock, engine *charge
 
 // OpenOps opens the database beside a running daemon, without the instance
 // lock and without a gateway client, for the commands that only read what
-// ops look at (lists, stories, reports). Close the returned store when done.
+// ops look at (lists, stories, reports) and for `billingd events redeliver`
+// (which POSTs to events.url with cfg's secrets, loaded only when the
+// command's config.Need asks for them). Close the returned store when done.
 func OpenOps(ctx context.Context, cfg *config.Config, clk clock.Clock) (*ops.Service, *store.Store, error) {
 	if clk == nil {
 		clk = clock.Real{}
@@ -247,7 +250,8 @@ func OpenOps(ctx context.Context, cfg *config.Config, clk clock.Clock) (*ops.Ser
 		_ = st.Close()
 		return nil, nil, err
 	}
-	return newOps(cfg, st, clk, nil, nil, nil, "", zerolog.Nop(), nil, nil), st, nil
+	set := EventSettings(cfg)
+	return newOps(cfg, st, clk, nil, nil, nil, "", zerolog.Nop(), nil, nil, func() events.Settings { return set }), st, nil
 }
 
 // Close releases the database (and the SQLite instance lock).

@@ -107,6 +107,14 @@ func (d *Daemon) build(cfg *config.Config) (*parts, error) {
 	return p, nil
 }
 
+func init() {
+	// The store records events or not from its start (events.url set or
+	// not), so a reload cannot turn them on or off, and one process sends to
+	// one receiver: events.url keeps its running value until a restart. The
+	// secrets, timeout and retry period apply at once.
+	restartKeys = append(restartKeys, "events.url")
+}
+
 // newEventWorker builds the events worker of cfg; `billingd events
 // redeliver` sends with the same Settings.
 func newEventWorker(cfg *config.Config, st *store.Store, clk clock.Clock, owner string, log zerolog.Logger, m *metrics.Metrics) *events.Worker {
@@ -242,6 +250,10 @@ func (d *Daemon) registerGauges() {
 			}
 			return at.Unix(), err
 		}))
+	d.metrics.GaugeFunc("billingd_events_oldest_undelivered_seconds", "How long the oldest pending event to the merchant's systems (events.url) has waited since it occurred (0 when none waits): it grows while the receiver refuses or is down.",
+		seconds(func(ctx context.Context) (time.Duration, error) {
+			return d.store.OldestUndeliveredEventAge(ctx, d.clock.Now())
+		}))
 	scrape := func(fn func(ctx context.Context) (map[string]float64, error)) func() (map[string]float64, error) {
 		return func() (map[string]float64, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -249,6 +261,15 @@ func (d *Daemon) registerGauges() {
 			return fn(ctx)
 		}
 	}
+	d.metrics.GaugeVecFunc("billingd_events", "Events to the merchant's systems (events.url) by status: pending (to send or retry), delivered, failed (not delivered within events.retry_for: `billingd events redeliver --failed`).", "status",
+		scrape(func(ctx context.Context) (map[string]float64, error) {
+			counts, err := d.store.EventCounts(ctx)
+			out := map[string]float64{string(models.EventPending): 0, string(models.EventDelivered): 0, string(models.EventFailed): 0}
+			for st, n := range counts {
+				out[string(st)] = float64(n)
+			}
+			return out, err
+		}))
 	d.metrics.GaugeVecFunc("billingd_dunning_cases_closed_7d", "Dunning cases closed in the last 7 days, by how they ended (recovered, exhausted, stopped): the recovery rate is recovered / (recovered + exhausted).", "status",
 		scrape(func(ctx context.Context) (map[string]float64, error) {
 			counts, err := d.store.ClosedCases(ctx, d.clock.Now().Add(-7*24*time.Hour))

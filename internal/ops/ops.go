@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/user"
 	"strings"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/billingd/billingd/internal/charge"
 	"github.com/billingd/billingd/internal/clock"
+	"github.com/billingd/billingd/internal/events"
 	"github.com/billingd/billingd/internal/gateway"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/store"
@@ -64,6 +66,14 @@ type Options struct {
 	// created through the admin API.
 	Location *time.Location
 	Log      zerolog.Logger
+	// Events are the events section as a sender uses it (read at each
+	// redelivery, so a reload's new secret applies): `billingd events
+	// redeliver` and the admin API POST with them. Nil, or settings without
+	// a url or secret, refuse a redelivery.
+	Events func() events.Settings
+	// EventsClient posts redeliveries; nil follows no redirect, as the
+	// worker does.
+	EventsClient *http.Client
 }
 
 // Service performs operator actions and answers ops' reads.

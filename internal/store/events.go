@@ -242,17 +242,28 @@ func (s *Store) FinishEvent(ctx context.Context, now time.Time, e *models.Event,
 // leaves its status alone and notes the error. Delivered events stay
 // delivered either way.
 func (s *Store) RecordRedelivery(ctx context.Context, now time.Time, id int64, r EventTry) error {
+	return s.InTx(ctx, func(tx *Tx) error { return tx.RecordRedelivery(now, id, r) })
+}
+
+// RecordRedelivery is Store.RecordRedelivery inside the caller's
+// transaction, so that an operator's redelivery and its audit row commit
+// together.
+func (tx *Tx) RecordRedelivery(now time.Time, id int64, r EventTry) error {
 	now = now.UTC()
-	return s.InTx(ctx, func(tx *Tx) error {
-		if r.Delivered {
-			_, err := tx.exec(`UPDATE events SET status = 'delivered', attempts = attempts + 1, last_status = ?, last_error = '',
-			                          delivered_at = ?, updated_at = ? WHERE id = ?`, r.Status, now, now, id)
-			return err
-		}
-		_, err := tx.exec(`UPDATE events SET attempts = attempts + 1, last_status = ?, last_error = ?, updated_at = ? WHERE id = ?`,
-			r.Status, truncateError(r.Error), now, id)
+	if r.Delivered {
+		_, err := tx.exec(`UPDATE events SET status = 'delivered', attempts = attempts + 1, last_status = ?, last_error = '',
+		                          delivered_at = ?, updated_at = ? WHERE id = ?`, r.Status, now, now, id)
 		return err
-	})
+	}
+	_, err := tx.exec(`UPDATE events SET attempts = attempts + 1, last_status = ?, last_error = ?, updated_at = ? WHERE id = ?`,
+		r.Status, truncateError(r.Error), now, id)
+	return err
+}
+
+// EventRow reads one event inside the caller's transaction; nil when there
+// is none.
+func (tx *Tx) EventRow(id int64) (*models.Event, error) {
+	return one[models.Event](tx.db.Where("id = ?", id))
 }
 
 // maxEventError bounds the stored error text of a try (a receiver's 500 page

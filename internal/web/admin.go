@@ -103,6 +103,9 @@ func NewAdmin(o AdminOptions) *Admin {
 		{"GET /v1/dunning_cases", a.listCases},
 		{"GET /v1/dunning_cases/{id}", a.showCase},
 		{"POST /v1/dunning_cases/{id}/stop", a.stopCase},
+		{"GET /v1/events", a.listEvents},
+		{"GET /v1/events/{id}", a.showEvent},
+		{"POST /v1/events/{id}/redeliver", a.redeliverEvent},
 		{"GET /v1/reports/revenue", a.revenue},
 		{"GET /v1/reports/export", a.export},
 		{"GET /v1/forecast", a.forecast},
@@ -809,6 +812,67 @@ func (a *Admin) stopCase(r *http.Request, c *adminCall) (int, any, error) {
 		return 0, nil, err
 	}
 	return adminOK(a.opts.Ops.StopDunning(r.Context(), c.actor(), id, req.Reason))
+}
+
+// listEvents is GET /v1/events: the events to the merchant's systems,
+// oldest first; after=<evt_ id> pages on from the last one of a page.
+func (a *Admin) listEvents(r *http.Request, c *adminCall) (int, any, error) {
+	q, err := adminQuery(r, "type", "status", "subscription", "object", "from", "to", "limit", "after")
+	if err != nil {
+		return 0, nil, err
+	}
+	f := ops.EventFilter{Subscription: q.Get("subscription"), Object: q.Get("object"), After: q.Get("after")}
+	for _, name := range []string{"type", "status"} {
+		for _, v := range q[name] {
+			for _, part := range strings.Split(v, ",") {
+				if part = strings.TrimSpace(part); part == "" {
+					continue
+				}
+				if name == "type" {
+					f.Types = append(f.Types, part)
+				} else {
+					f.Statuses = append(f.Statuses, part)
+				}
+			}
+		}
+	}
+	if f.From, err = adminTimeParam(q, "from", time.UTC); err != nil {
+		return 0, nil, err
+	}
+	if f.To, err = adminTimeParam(q, "to", time.UTC); err != nil {
+		return 0, nil, err
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxListLimit {
+			return 0, nil, &ops.FieldError{Field: "limit", Value: s, Message: fmt.Sprintf("must be a whole number from 1 to %d", maxListLimit)}
+		}
+		f.Limit = n
+	}
+	return adminListOf(a.opts.Ops.ListEvents(r.Context(), f))
+}
+
+func (a *Admin) showEvent(r *http.Request, c *adminCall) (int, any, error) {
+	if _, err := adminQuery(r); err != nil {
+		return 0, nil, err
+	}
+	return adminOK(a.opts.Ops.EventOf(r.Context(), r.PathValue("id")))
+}
+
+// redeliverEvent is POST /v1/events/{id}/redeliver: the event POSTed again
+// to events.url now. The answer says what the receiver answered (200 even
+// when it refused: the redelivery ran and is recorded); its Idempotency-Key
+// keeps a client's retry to one redelivery.
+func (a *Admin) redeliverEvent(r *http.Request, c *adminCall) (int, any, error) {
+	var req adminReason
+	if err := adminDecode(c, &req); err != nil {
+		return 0, nil, err
+	}
+	rs, err := a.opts.Ops.RedeliverEvents(r.Context(), c.actor(), req.Reason, ops.EventSelection{IDs: []string{r.PathValue("id")}})
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, rs[0], nil
 }
 
 // adminRevenue is GET /v1/reports/revenue's answer.
