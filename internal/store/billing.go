@@ -660,10 +660,10 @@ func (s *Store) ClaimReplayAttempts(ctx context.Context, owner string, now, dueB
 	return claimed, nil
 }
 
-// ReleaseAllLeases clears every attempt and email lease. Only safe when this process is the
-// sole worker on the database (SQLite with the instance lock): then each lease was
-// held by a process that has died, and its work can be replayed at once instead of
-// waiting for the lease to expire.
+// ReleaseAllLeases clears every attempt, email, refund and event lease. Only
+// safe when this process is the sole worker on the database (SQLite with the
+// instance lock): then each lease was held by a process that has died, and its
+// work can be replayed at once instead of waiting for the lease to expire.
 func (s *Store) ReleaseAllLeases(ctx context.Context, now time.Time) (int64, error) {
 	if !s.Exclusive() {
 		return 0, errors.New("store: releasing all leases needs the exclusive instance lock")
@@ -685,6 +685,13 @@ func (s *Store) ReleaseAllLeases(ctx context.Context, now time.Time) (int64, err
 		// Refunds a dead process was sending are replayed with their own keys.
 		_, err = tx.exec(`UPDATE refunds SET lease_owner = '', lease_until = NULL, lease_version = lease_version + 1, updated_at = ?
 		                   WHERE lease_until IS NOT NULL AND status IN `+sqlOpenRefund, now)
+		if err != nil {
+			return err
+		}
+		// Events a dead process was posting are posted again (same id and
+		// body: delivery is at-least-once).
+		_, err = tx.exec(`UPDATE events SET lease_owner = '', lease_until = NULL, lease_version = lease_version + 1, updated_at = ?
+		                   WHERE lease_until IS NOT NULL AND status = 'pending'`, now)
 		return err
 	})
 	return released, err
