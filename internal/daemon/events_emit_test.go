@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
@@ -79,6 +80,7 @@ type emitCase struct {
 	name      string
 	typ       models.EventType
 	provider  string
+	mail      bool // the customer's emails are delivered (a case follows a link)
 	configure func(*config.Config)
 	prepare   func(t *testing.T, b *daemontest.Bundle) models.Subscription
 	act       func(t *testing.T, b *daemontest.Bundle, sub models.Subscription) (objectID int64)
@@ -263,6 +265,27 @@ var emitCases = []emitCase{
 			require.NoError(t, json.Unmarshal([]byte(ev.Body), &body))
 			require.Equal(t, string(models.RefundSucceeded), body.Data.Refund.Status, "the payload carries the refund")
 		}},
+	{name: "second payment refunded automatically", typ: models.EventInvoiceRefunded, prepare: paid,
+		act: func(t *testing.T, b *daemontest.Bundle, sub models.Subscription) int64 {
+			inv := invoicesOf(t, b, sub.ID)[0]
+			_, err := b.Sim.DuplicateSuccess(inv.PaymentIntentID)
+			require.NoError(t, err)
+			b.Run(t, 30*time.Second, 10*time.Second)
+			return inv.ID
+		}},
+	{name: "late success on a void invoice refunded", typ: models.EventInvoiceRefunded,
+		prepare: func(t *testing.T, b *daemontest.Bundle) models.Subscription {
+			sub := seedSub(t, b, "late", "4000000000000259") // processing: settles later by webhook
+			b.D.Tick(context.Background())
+			require.Equal(t, models.AttemptProcessing, attemptsOf(t, b, sub.ID)[0].Status)
+			voidFirst(t, b, sub)
+			return sub
+		},
+		act: func(t *testing.T, b *daemontest.Bundle, sub models.Subscription) int64 {
+			b.Run(t, time.Minute, 10*time.Second)
+			require.Equal(t, models.InvoiceVoid, invoicesOf(t, b, sub.ID)[0].Status)
+			return firstInvoice(t, b, sub)
+		}},
 	{name: "capture declined", typ: models.EventInvoiceReopened, provider: config.ProviderCheckout, prepare: paid,
 		act: func(t *testing.T, b *daemontest.Bundle, sub models.Subscription) int64 {
 			a := attemptsOf(t, b, sub.ID)[0]
@@ -286,6 +309,27 @@ var emitCases = []emitCase{
 			b.Run(t, 2*24*time.Hour, 12*time.Hour)
 			return sub.ID
 		}},
+	{name: "card replaced on the pay page", typ: models.EventPaymentMethodReplaced, mail: true,
+		prepare: func(t *testing.T, b *daemontest.Bundle) models.Subscription {
+			cus, pm := b.SaveCardExpiring(t, cardPays, 3, 2026)
+			b.Seed(t, storetest.Subscription{Reference: "expiring", Customer: cus, PaymentMethod: pm, Amount: 1900, Currency: "USD", Anchor: b.Clock.Now()})
+			runTo(t, b, nextCharge.Add(-7*24*time.Hour), 24*time.Hour)
+			return subscriptionByRef(t, b, "expiring")
+		},
+		act: func(t *testing.T, b *daemontest.Bundle, sub models.Subscription) int64 {
+			links := b.PayLinks(t)
+			require.Len(t, links, 1)
+			resp, _ := send(t, http.MethodPost, links[0], url.Values{"action": {"update_card"}})
+			require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+			resp, _ = send(t, http.MethodPost, resp.Header.Get("Location"),
+				url.Values{"card_number": {"5555555555554444"}, "exp_month": {"11"}, "exp_year": {"2031"}, "cvc": {"123"}})
+			require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+			// The setup_intent.succeeded webhook makes it the subscription's card.
+			b.Run(t, time.Hour, time.Hour)
+			require.NotEqual(t, sub.PaymentMethodID, subscriptionByRef(t, b, sub.Reference).PaymentMethodID)
+			return sub.ID
+		},
+		check: requirePreviousCard},
 	{name: "operator card update", typ: models.EventPaymentMethodReplaced, prepare: inDunning,
 		act: func(t *testing.T, b *daemontest.Bundle, sub models.Subscription) int64 {
 			pm := secondCard(t, b, sub)
@@ -296,21 +340,25 @@ var emitCases = []emitCase{
 			require.NoError(t, err)
 			return sub.ID
 		},
-		check: func(t *testing.T, b *daemontest.Bundle, ev models.Event) {
-			var body struct {
-				Data struct {
-					PreviousCard struct {
-						PaymentMethod string `json:"payment_method"`
-					} `json:"previous_card"`
-				} `json:"data"`
-			}
-			require.NoError(t, json.Unmarshal([]byte(ev.Body), &body))
-			var cus models.Customer
-			require.NoError(t, b.Store.DB().Raw(`SELECT c.* FROM customers c JOIN subscriptions s ON s.customer_id = c.id WHERE s.id = ?`, ev.ObjectID).Scan(&cus).Error)
-			var first models.PaymentMethod
-			require.NoError(t, b.Store.DB().Where("customer_id = ?", cus.ID).Order("id").First(&first).Error)
-			require.Equal(t, first.GatewayID, body.Data.PreviousCard.PaymentMethod, "the payload names the card replaced")
-		}},
+		check: requirePreviousCard},
+}
+
+// requirePreviousCard checks that a payment_method.replaced payload names
+// the card replaced: the customer's first one.
+func requirePreviousCard(t *testing.T, b *daemontest.Bundle, ev models.Event) {
+	var body struct {
+		Data struct {
+			PreviousCard struct {
+				PaymentMethod string `json:"payment_method"`
+			} `json:"previous_card"`
+		} `json:"data"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(ev.Body), &body))
+	var cus models.Customer
+	require.NoError(t, b.Store.DB().Raw(`SELECT c.* FROM customers c JOIN subscriptions s ON s.customer_id = c.id WHERE s.id = ?`, ev.ObjectID).Scan(&cus).Error)
+	var first models.PaymentMethod
+	require.NoError(t, b.Store.DB().Where("customer_id = ?", cus.ID).Order("id").First(&first).Error)
+	require.Equal(t, first.GatewayID, body.Data.PreviousCard.PaymentMethod, "the payload names the card replaced")
 }
 
 // recoverByRetry makes the declining card pay and lets dunning's first retry
@@ -359,7 +407,7 @@ func TestEveryTransitionEmitsItsEvent(t *testing.T) {
 	sink := newEventSink(t)
 	for _, c := range emitCases {
 		t.Run(string(c.typ)+"/"+c.name, func(t *testing.T) {
-			daemontest.Each(t, daemontest.Options{NoMail: true, Provider: c.provider, Configure: eventsOn(sink, func(cfg *config.Config) {
+			daemontest.Each(t, daemontest.Options{NoMail: !c.mail, Provider: c.provider, Configure: eventsOn(sink, func(cfg *config.Config) {
 				if c.configure != nil {
 					c.configure(cfg)
 				}
