@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -46,6 +48,7 @@ type fpCase struct {
 	cards    []string
 	webhooks bool // the simulator delivers webhooks to the child
 	mail     bool // the child sends mail to an in-process SMTP server
+	events   bool // the child posts events to an in-process receiver
 }
 
 var fpCases = []fpCase{
@@ -56,6 +59,40 @@ var fpCases = []fpCase{
 	{point: failpoint.WebhookBeforeCommit, run: true, cards: fpProcessingCards, webhooks: true},
 	{point: failpoint.MailAfterSend, run: true, cards: fpFinalCards, mail: true},
 	{point: failpoint.ReconcileAfterRead, run: true, cards: fpProcessingCards},
+	{point: failpoint.EventsBeforePost, run: true, cards: fpFinalCards, events: true},
+	{point: failpoint.EventsAfterPost, run: true, cards: fpFinalCards, events: true},
+}
+
+// fpReceiver is the merchant's events endpoint in the test process: it
+// accepts every POST and keeps the event id and body.
+type fpReceiver struct {
+	mu  sync.Mutex
+	got []fpDelivery
+	srv *httptest.Server
+}
+
+type fpDelivery struct {
+	id   string
+	body string
+}
+
+func newFPReceiver(t *testing.T) *fpReceiver {
+	r := &fpReceiver{}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		r.mu.Lock()
+		r.got = append(r.got, fpDelivery{id: req.Header.Get("Billingd-Event-Id"), body: string(body)})
+		r.mu.Unlock()
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+// deliveries returns what was received so far, in arrival order.
+func (r *fpReceiver) deliveries() []fpDelivery {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]fpDelivery(nil), r.got...)
 }
 
 // TestFailpointCrashRecovery kills a real billingd process with SIGKILL at each
@@ -179,6 +216,13 @@ func runFailpointCase(t *testing.T, dialect, provider string, c fpCase) {
 		mailCfg = fmt.Sprintf("mail: { host: %s, port: %d, tls: none, from: \"Billing <billing@example.com>\" }\n", capture.Host(), capture.Port())
 	}
 
+	eventsCfg := ""
+	var receiver *fpReceiver
+	if c.events {
+		receiver = newFPReceiver(t)
+		eventsCfg = fmt.Sprintf("events: { url: %q, secret: whsec_events_failpoint, timeout: 5s }\n", receiver.srv.URL+"/billingd")
+	}
+
 	// The database: seeded through the real import path, closed (SQLite) before
 	// the child takes the instance lock.
 	var dbCfg string
@@ -221,7 +265,7 @@ schedule:  { billing: "@every 1s", page_size: 10, drain_timeout: 5s }
 reconcile: { every: 1s, after: 1s, backoff: [1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s] }
 http:      { listen: %q, public_base_url: "https://billing.example.com" }
 log:       { level: debug }
-%s`, dbCfg, provider, srv.URL, key, whsec, listen, mailCfg))
+%s%s`, dbCfg, provider, srv.URL, key, whsec, listen, mailCfg, eventsCfg))
 	cmd := "once"
 	if c.run {
 		cmd = "run"
@@ -270,6 +314,22 @@ log:       { level: debug }
 		require.Positive(t, killedAt, "the event was about a charge")
 	case failpoint.MailAfterSend:
 		require.Positive(t, capture.Count(), "the server accepted the email")
+	}
+	var beforeKill []fpDelivery
+	if c.events {
+		beforeKill = receiver.deliveries()
+		var pending int64
+		require.NoError(t, st.DB().Raw(`SELECT COUNT(*) FROM events WHERE status = 'pending'`).Scan(&pending).Error)
+		require.Positive(t, pending, "the events were committed with their changes")
+		var delivered int64
+		require.NoError(t, st.DB().Raw(`SELECT COUNT(*) FROM events WHERE status <> 'pending'`).Scan(&delivered).Error)
+		require.Zero(t, delivered, "every post passes the failpoint before its try is recorded")
+		switch c.point {
+		case failpoint.EventsBeforePost:
+			require.Empty(t, beforeKill, "killed before the first POST")
+		case failpoint.EventsAfterPost:
+			require.NotEmpty(t, beforeKill, "the receiver accepted the event before the kill")
+		}
 	}
 	if dialect == store.Postgres {
 		// On PostgreSQL a restarted process cannot know the dead one is gone: it
@@ -324,6 +384,8 @@ log:       { level: debug }
 		require.Positive(t, applied, "webhooks were stored after the restart")
 	case failpoint.MailAfterSend:
 		checkMailDelivered(t, st, capture)
+	case failpoint.EventsBeforePost, failpoint.EventsAfterPost:
+		checkEventsDelivered(t, st, receiver, beforeKill)
 	}
 	t.Logf("%s/%s/%s: killed after %d payment intents; after restart (%s): %s", dialect, provider, c.point, killedAt, time.Since(start).Round(time.Millisecond), rep)
 }
@@ -353,6 +415,7 @@ func expireLeases(t *testing.T, st *store.Store) {
 	past := time.Now().UTC().Add(-time.Second)
 	require.NoError(t, st.DB().Exec(`UPDATE charge_attempts SET lease_until = ? WHERE lease_until IS NOT NULL`, past).Error)
 	require.NoError(t, st.DB().Exec(`UPDATE emails SET lease_until = ? WHERE lease_until IS NOT NULL`, past).Error)
+	require.NoError(t, st.DB().Exec(`UPDATE events SET lease_until = ? WHERE lease_until IS NOT NULL`, past).Error)
 }
 
 // waitSettled waits until a running billingd has invoiced every subscription,
@@ -376,6 +439,12 @@ func waitSettled(t *testing.T, st *store.Store, c fpCase, logPath string) {
 		settled := invoices == fpSubscriptions && attempted == invoices && unresolved == 0
 		if c.mail {
 			settled = settled && mails > 0 && pendingMail == 0
+		}
+		if c.events {
+			var events, undelivered int64
+			require.NoError(t, db.Raw(`SELECT COUNT(*) FROM events`).Scan(&events).Error)
+			require.NoError(t, db.Raw(`SELECT COUNT(*) FROM events WHERE status <> 'delivered'`).Scan(&undelivered).Error)
+			settled = settled && events > 0 && undelivered == 0
 		}
 		if settled {
 			return
@@ -410,4 +479,37 @@ func checkMailDelivered(t *testing.T, st *store.Store, capture *smtpcapture.Serv
 		redelivered += n - 1
 	}
 	require.LessOrEqual(t, redelivered, 1, "only the email accepted just before the kill is sent twice")
+}
+
+// checkEventsDelivered checks that every event was delivered after the
+// restart: an event the receiver accepted before the kill (its try was never
+// recorded) arrives exactly twice, with the same id and the same body (at
+// least once, deduplicable by id); every other event exactly once.
+func checkEventsDelivered(t *testing.T, st *store.Store, r *fpReceiver, beforeKill []fpDelivery) {
+	t.Helper()
+	var evs []models.Event
+	require.NoError(t, st.DB().Order("id").Find(&evs).Error)
+	require.NotEmpty(t, evs)
+	bodies := map[string][]string{}
+	for _, d := range r.deliveries() {
+		bodies[d.id] = append(bodies[d.id], d.body)
+	}
+	early := map[string]bool{}
+	for _, d := range beforeKill {
+		early[d.id] = true
+	}
+	for _, e := range evs {
+		require.Equal(t, models.EventDelivered, e.Status, "event %s (%s)", e.PublicID, e.Type)
+		got := bodies[e.PublicID]
+		want := 1
+		if early[e.PublicID] {
+			want = 2
+		}
+		require.Len(t, got, want, "deliveries of event %s (%s)", e.PublicID, e.Type)
+		for _, b := range got {
+			require.Equal(t, e.Body, b, "event %s is posted with its stored body", e.PublicID)
+		}
+	}
+	require.Len(t, bodies, len(evs), "the receiver got only the database's events")
+	t.Logf("%d events delivered, %d of them twice (accepted before the kill)", len(evs), len(early))
 }

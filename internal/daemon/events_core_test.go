@@ -72,6 +72,16 @@ func TestEventOutboxDeliversSignedInOrder(t *testing.T) {
 		subs, err := b.Store.ListSubscriptions(ctx, store.SubscriptionFilter{})
 		require.NoError(t, err)
 		require.Len(t, subs, 2)
+		// The import emitted the subscriptions' subscription.created: they
+		// are delivered first, and the test starts after them.
+		_, err = b.D.DeliverEvents(ctx)
+		require.NoError(t, err)
+		created, err := b.Store.ListEvents(ctx, store.EventFilter{Statuses: []string{string(models.EventDelivered)}})
+		require.NoError(t, err)
+		require.Len(t, created, 2)
+		sink.mu.Lock()
+		sink.bodies, sink.headers = nil, nil
+		sink.mu.Unlock()
 		emit := func(typ models.EventType, id int64) {
 			require.NoError(t, b.Store.InTx(ctx, func(tx *store.Tx) error {
 				tx.Emit(store.EventRef{Type: typ, ObjectID: id})
@@ -85,7 +95,7 @@ func TestEventOutboxDeliversSignedInOrder(t *testing.T) {
 		}))
 		before, err := b.Store.ListEvents(ctx, store.EventFilter{})
 		require.NoError(t, err)
-		require.Empty(t, before, "a rolled-back transaction recorded an event")
+		require.Len(t, before, len(created), "a rolled-back transaction recorded an event")
 
 		sink.mu.Lock()
 		sink.status = func() int { return http.StatusInternalServerError }
@@ -130,7 +140,7 @@ func TestEventOutboxDeliversSignedInOrder(t *testing.T) {
 		require.Contains(t, types, "ev-2:subscription.canceled")
 		after, err := b.Store.ListEvents(ctx, store.EventFilter{Statuses: []string{string(models.EventDelivered)}})
 		require.NoError(t, err)
-		require.Len(t, after, 3)
+		require.Len(t, after, len(created)+3)
 	})
 }
 

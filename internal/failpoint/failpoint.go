@@ -41,6 +41,12 @@
 //   - reconcile.after_read (charge, Engine.Resolve): the reconciler read the
 //     PaymentIntent of an unresolved attempt but did not record it; the attempt
 //     is still unresolved and leased, and is read again after the restart.
+//   - events.before_post (events, Worker): an event is committed with the
+//     change it reports and claimed, and nothing was POSTed; the restart
+//     delivers it once.
+//   - events.after_post (events, Worker): the receiver answered 2xx but the
+//     try is not recorded; the restart POSTs the event again with the same id
+//     and body (delivery is at-least-once, deduplicable by the event id).
 //
 // Error points are the other kind: instead of killing the process, an armed
 // error point makes one write fail, a given number of times, as a dropped

@@ -147,7 +147,10 @@ func (tx *Tx) CreateInvoices(now time.Time, invs []NewInvoice) (int, error) {
 }
 
 // insertInvoices is the multi-row INSERT of CreateInvoices, every order id
-// derived with salt.
+// derived with salt. With events off it is the plain statement (the sweep's
+// hot path); with events on only the rows actually inserted come back (a
+// period that had its invoice already is skipped by the conflict), and each
+// gets its invoice.created.
 func (tx *Tx) insertInvoices(now time.Time, page []NewInvoice, salt int) (int, error) {
 	var q strings.Builder
 	q.WriteString(`INSERT INTO invoices (public_id, subscription_id, period_index, period_start, period_end, amount,
@@ -163,7 +166,7 @@ func (tx *Tx) insertInvoices(now time.Time, page []NewInvoice, salt int) (int, e
 			n.PeriodEnd, n.Amount, n.Currency, string(models.InvoiceOpen), n.PeriodStart, now, now)
 	}
 	q.WriteString(" ON CONFLICT DO NOTHING")
-	n, err := tx.exec(q.String(), args...)
+	n, err := tx.execEmitting(models.EventInvoiceCreated, q.String(), args...)
 	return int(n), err
 }
 
@@ -540,7 +543,9 @@ func (s *Store) ClaimNewAttempts(ctx context.Context, owner string, now, leaseUn
 			chargeIDs = append(chargeIDs, inv.ID)
 		}
 		if len(voidIDs) > 0 {
-			if err := tx.db.Exec(`UPDATE invoices SET status = 'void', next_attempt_at = NULL, updated_at = ? WHERE id IN ? AND status = 'open'`, now, voidIDs).Error; err != nil {
+			// An invoice of a subscription that no longer collects (canceled
+			// now, unpaid) is voided: not owed, so it is invoice.voided.
+			if _, err := tx.execEmittingIn(models.EventInvoiceVoided, `UPDATE invoices SET status = 'void', next_attempt_at = NULL, updated_at = ? WHERE id IN ? AND status = 'open'`, now, voidIDs); err != nil {
 				return err
 			}
 			if err := tx.RequestIntentCancels(now, voidIDs, ""); err != nil {
@@ -655,10 +660,10 @@ func (s *Store) ClaimReplayAttempts(ctx context.Context, owner string, now, dueB
 	return claimed, nil
 }
 
-// ReleaseAllLeases clears every attempt and email lease. Only safe when this process is the
-// sole worker on the database (SQLite with the instance lock): then each lease was
-// held by a process that has died, and its work can be replayed at once instead of
-// waiting for the lease to expire.
+// ReleaseAllLeases clears every attempt, email, refund and event lease. Only
+// safe when this process is the sole worker on the database (SQLite with the
+// instance lock): then each lease was held by a process that has died, and its
+// work can be replayed at once instead of waiting for the lease to expire.
 func (s *Store) ReleaseAllLeases(ctx context.Context, now time.Time) (int64, error) {
 	if !s.Exclusive() {
 		return 0, errors.New("store: releasing all leases needs the exclusive instance lock")
@@ -680,6 +685,13 @@ func (s *Store) ReleaseAllLeases(ctx context.Context, now time.Time) (int64, err
 		// Refunds a dead process was sending are replayed with their own keys.
 		_, err = tx.exec(`UPDATE refunds SET lease_owner = '', lease_until = NULL, lease_version = lease_version + 1, updated_at = ?
 		                   WHERE lease_until IS NOT NULL AND status IN `+sqlOpenRefund, now)
+		if err != nil {
+			return err
+		}
+		// Events a dead process was posting are posted again (same id and
+		// body: delivery is at-least-once).
+		_, err = tx.exec(`UPDATE events SET lease_owner = '', lease_until = NULL, lease_version = lease_version + 1, updated_at = ?
+		                   WHERE lease_until IS NOT NULL AND status = 'pending'`, now)
 		return err
 	})
 	return released, err
@@ -799,6 +811,7 @@ func (tx *Tx) MarkInvoicePaid(now time.Time, invoiceID int64, paymentIntentID st
 	if err != nil || n != 1 {
 		return n == 1, err
 	}
+	tx.emitIf(true, models.EventInvoicePaid, invoiceID)
 	// Every other intent of the invoice still waiting for the customer is
 	// canceled at the gateway: the wish is recorded here, in the paying
 	// transaction; the intents job sends the cancels after the commit.
@@ -808,14 +821,15 @@ func (tx *Tx) MarkInvoicePaid(now time.Time, invoiceID int64, paymentIntentID st
 // MarkSubscriptionPastDue moves an active subscription to past_due because one of
 // its invoices could not be collected.
 func (tx *Tx) MarkSubscriptionPastDue(now time.Time, invoiceID int64) error {
-	return tx.db.Exec(`UPDATE subscriptions SET status = 'past_due', updated_at = ?
-	                    WHERE status = 'active' AND id = (SELECT subscription_id FROM invoices WHERE id = ?)`, now, invoiceID).Error
+	_, err := tx.execEmitting(models.EventSubscriptionPastDue, `UPDATE subscriptions SET status = 'past_due', updated_at = ?
+	                    WHERE status = 'active' AND id = (SELECT subscription_id FROM invoices WHERE id = ?)`, now, invoiceID)
+	return err
 }
 
 // ReactivateIfSettled moves a past_due subscription back to active once none of
 // its invoices that were tried is still open.
 func (tx *Tx) ReactivateIfSettled(now time.Time, invoiceID int64) error {
-	_, err := tx.exec(`UPDATE subscriptions SET status = 'active', updated_at = ?
+	_, err := tx.execEmitting(models.EventSubscriptionReactivated, `UPDATE subscriptions SET status = 'active', updated_at = ?
 	                    WHERE status = 'past_due' AND id = (SELECT subscription_id FROM invoices WHERE id = ?)
 	                      AND NOT EXISTS (SELECT 1 FROM invoices o WHERE o.subscription_id = subscriptions.id
 	                                         AND o.status = 'open' AND o.attempt_count > 0)`, now, invoiceID)

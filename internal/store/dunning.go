@@ -19,12 +19,35 @@ func (tx *Tx) CaseForInvoice(invoiceID int64) (*models.DunningCase, error) {
 	return one[models.DunningCase](tx.db.Where("id = ?", id))
 }
 
-// SaveCase inserts a new case (ID 0) or writes an existing one.
+// SaveCase inserts a new case (ID 0: dunning.opened) or writes an existing
+// one; writing an open case as recovered or exhausted closes it
+// (dunning.recovered, dunning.exhausted). A case closed as stopped emits
+// nothing of its own (StopCollection).
 func (tx *Tx) SaveCase(c *models.DunningCase) error {
 	if c.ID == 0 {
-		return tx.db.Create(c).Error
+		if err := tx.db.Create(c).Error; err != nil {
+			return err
+		}
+		tx.Emit(EventRef{Type: models.EventDunningOpened, ObjectID: c.ID})
+		return nil
 	}
-	return tx.db.Save(c).Error
+	closing := map[models.CaseStatus]models.EventType{models.CaseRecovered: models.EventDunningRecovered,
+		models.CaseExhausted: models.EventDunningExhausted}[c.Status]
+	wasOpen := false
+	if closing != "" && tx.EventsOn() {
+		// The row is the caller's locked copy; its stored status says
+		// whether this write closes the case or repeats a close.
+		var prev string
+		if err := tx.db.Raw(`SELECT status FROM dunning_cases WHERE id = ?`, c.ID).Scan(&prev).Error; err != nil {
+			return err
+		}
+		wasOpen = prev == string(models.CaseOpen)
+	}
+	if err := tx.db.Save(c).Error; err != nil {
+		return err
+	}
+	tx.emitIf(wasOpen, closing, c.ID)
+	return nil
 }
 
 // AddCaseStep appends to a case's step log.
@@ -104,8 +127,8 @@ func (tx *Tx) WriteOffQueue(now time.Time, subscriptionID int64, afterPeriod int
 	for i, q := range qs {
 		ids[i] = q.ID
 	}
-	if err := tx.db.Exec(`UPDATE invoices SET status = 'uncollectible', next_attempt_at = NULL, updated_at = ?
-	                    WHERE id IN ? AND status = 'open'`, now, ids).Error; err != nil {
+	if _, err := tx.execEmittingIn(models.EventInvoiceUncollectible, `UPDATE invoices SET status = 'uncollectible', next_attempt_at = NULL, updated_at = ?
+	                    WHERE id IN ? AND status = 'open'`, now, ids); err != nil {
 		return nil, err
 	}
 	return qs, tx.RequestIntentCancels(now, ids, "")
@@ -120,9 +143,11 @@ func (tx *Tx) InvoicePeriodIndex(invoiceID int64) (int, error) {
 
 // MarkInvoiceUncollectible writes an open invoice off after dunning.
 func (tx *Tx) MarkInvoiceUncollectible(now time.Time, invoiceID int64) error {
-	if err := tx.db.Exec(`UPDATE invoices SET status = 'uncollectible', next_attempt_at = NULL, updated_at = ? WHERE id = ? AND status = 'open'`, now, invoiceID).Error; err != nil {
+	n, err := tx.exec(`UPDATE invoices SET status = 'uncollectible', next_attempt_at = NULL, updated_at = ? WHERE id = ? AND status = 'open'`, now, invoiceID)
+	if err != nil {
 		return err
 	}
+	tx.emitIf(n == 1, models.EventInvoiceUncollectible, invoiceID)
 	return tx.RequestIntentCancels(now, []int64{invoiceID}, "")
 }
 
@@ -131,9 +156,13 @@ func (tx *Tx) MarkInvoiceUncollectible(now time.Time, invoiceID int64) error {
 func (tx *Tx) ApplyFinalAction(now time.Time, subscriptionID int64, action models.FinalAction) error {
 	switch action {
 	case models.FinalCancel:
-		return tx.db.Exec(`UPDATE subscriptions SET status = 'canceled', canceled_at = ?, updated_at = ? WHERE id = ? AND status IN `+sqlCancelable, now, now, subscriptionID).Error
+		n, err := tx.exec(`UPDATE subscriptions SET status = 'canceled', canceled_at = ?, updated_at = ? WHERE id = ? AND status IN `+sqlCancelable, now, now, subscriptionID)
+		tx.emitIf(err == nil && n == 1, models.EventSubscriptionCanceled, subscriptionID)
+		return err
 	case models.FinalUnpaid:
-		return tx.db.Exec(`UPDATE subscriptions SET status = 'unpaid', updated_at = ? WHERE id = ? AND status IN `+sqlBillable, now, subscriptionID).Error
+		n, err := tx.exec(`UPDATE subscriptions SET status = 'unpaid', updated_at = ? WHERE id = ? AND status IN `+sqlBillable, now, subscriptionID)
+		tx.emitIf(err == nil && n == 1, models.EventSubscriptionUnpaid, subscriptionID)
+		return err
 	}
 	return nil
 }
@@ -223,9 +252,33 @@ func (tx *Tx) PaymentMethodByGatewayID(gatewayID string) (*models.PaymentMethod,
 }
 
 // SetSubscriptionPaymentMethod makes a saved card the subscription's default:
-// the next attempt charges it.
+// the next attempt charges it. Every change of a subscription's card goes
+// through here (the pay page's card update, its setup_intent.succeeded
+// webhook, an operator's update) and emits payment_method.replaced naming the
+// card it replaced; saving the card it already has changes nothing and emits
+// nothing.
 func (tx *Tx) SetSubscriptionPaymentMethod(now time.Time, subscriptionID, paymentMethodID int64) error {
-	return tx.db.Exec(`UPDATE subscriptions SET payment_method_id = ?, updated_at = ? WHERE id = ?`, paymentMethodID, now, subscriptionID).Error
+	if !tx.EventsOn() {
+		return tx.db.Exec(`UPDATE subscriptions SET payment_method_id = ?, updated_at = ? WHERE id = ?`, paymentMethodID, now, subscriptionID).Error
+	}
+	// The row is locked before its card is read (PostgreSQL), so the card
+	// named as replaced is the one this write replaces.
+	lock := ""
+	if tx.dialect == Postgres {
+		lock = " FOR NO KEY UPDATE"
+	}
+	var prev []int64
+	if err := tx.db.Raw(`SELECT payment_method_id FROM subscriptions WHERE id = ?`+lock, subscriptionID).Scan(&prev).Error; err != nil {
+		return err
+	}
+	n, err := tx.exec(`UPDATE subscriptions SET payment_method_id = ?, updated_at = ? WHERE id = ?`, paymentMethodID, now, subscriptionID)
+	if err != nil {
+		return err
+	}
+	if n == 1 && len(prev) == 1 && prev[0] != paymentMethodID {
+		tx.Emit(EventRef{Type: models.EventPaymentMethodReplaced, ObjectID: subscriptionID, PreviousPaymentMethod: prev[0]})
+	}
+	return nil
 }
 
 // InsertPayLink stores a pay link (its token's hash only).

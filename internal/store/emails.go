@@ -80,6 +80,11 @@ func (tx *Tx) EnqueueEmail(now time.Time, domain string, e *models.Email) (bool,
 		e.ID = 0
 		return false, nil
 	}
+	if e.Kind == models.EmailCardExpiring && e.SubscriptionID != nil {
+		// The expiring-card notice is queued once per (subscription, card,
+		// period) by its dedupe key: so is its event.
+		tx.Emit(EventRef{Type: models.EventPaymentMethodExpiring, ObjectID: *e.SubscriptionID})
+	}
 	return true, nil
 }
 

@@ -52,6 +52,7 @@ func (tx *Tx) StopCollection(now time.Time, invoiceID int64, detail string, void
 			return out, err
 		}
 		out.Voided = n == 1
+		tx.emitIf(out.Voided, models.EventInvoiceVoided, invoiceID)
 		// A void invoice is no longer owed: a past_due subscription with no
 		// other tried invoice open is active again, as after a payment.
 		if out.Voided {
@@ -67,6 +68,9 @@ func (tx *Tx) StopCollection(now time.Time, invoiceID int64, detail string, void
 		return out, err
 	}
 	if c != nil && c.Status == models.CaseOpen {
+		// Closing a case as stopped has no event of its own: the
+		// invoice.voided or subscription.canceled of the same action tells
+		// it, and `dunning stop` alone changes nothing a merchant acts on.
 		n, err := tx.exec(`UPDATE dunning_cases SET status = 'stopped', next_step_at = NULL, closed_at = ?, updated_at = ?
 		                    WHERE id = ? AND status = 'open'`, now, now, c.ID)
 		if err != nil {

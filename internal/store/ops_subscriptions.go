@@ -171,6 +171,7 @@ func (tx *Tx) CancelSubscriptionNow(now time.Time, subscriptionID int64, detail 
 	if err != nil || n == 0 {
 		return false, ended, err
 	}
+	tx.Emit(EventRef{Type: models.EventSubscriptionCanceled, ObjectID: subscriptionID})
 	if ended.LinksRevoked, err = tx.exec(`UPDATE pay_links SET revoked_at = ?, updated_at = ?
 	                    WHERE subscription_id = ? AND invoice_id IS NULL AND revoked_at IS NULL AND expires_at > ?`,
 		now, now, subscriptionID, now); err != nil {
@@ -198,6 +199,7 @@ func (tx *Tx) FinishCancelAtPeriodEnd(now time.Time, subscriptionID int64) (bool
 	n, err := tx.exec(`UPDATE subscriptions SET status = 'canceled', canceled_at = cancel_at, updated_at = ?
 	                    WHERE id = ? AND cancel_at IS NOT NULL AND cancel_at <= ? AND status IN `+sqlBillable,
 		now, subscriptionID, now)
+	tx.emitIf(err == nil && n == 1, models.EventSubscriptionCanceled, subscriptionID)
 	return n == 1, err
 }
 
@@ -207,6 +209,7 @@ func (tx *Tx) FinishCancelAtPeriodEnd(now time.Time, subscriptionID int64) (bool
 func (tx *Tx) PauseSubscription(now time.Time, subscriptionID int64) (bool, error) {
 	n, err := tx.exec(`UPDATE subscriptions SET status = 'paused', paused_at = ?, updated_at = ?
 	                    WHERE id = ? AND status IN `+sqlBillable, now, now, subscriptionID)
+	tx.emitIf(err == nil && n == 1, models.EventSubscriptionPaused, subscriptionID)
 	return n == 1, err
 }
 
@@ -217,6 +220,7 @@ func (tx *Tx) ResumeSubscription(now time.Time, subscriptionID int64, oldNext, n
 	n, err := tx.exec(`UPDATE subscriptions SET status = ?, paused_at = NULL, next_period = ?, next_billing_at = ?, updated_at = ?
 	                    WHERE id = ? AND status = 'paused' AND next_period = ?`,
 		string(status), nextPeriod, nextBillingAt.UTC(), now, subscriptionID, oldNext)
+	tx.emitIf(err == nil && n == 1, models.EventSubscriptionResumed, subscriptionID)
 	return n == 1, err
 }
 

@@ -183,6 +183,7 @@ func (tx *Tx) FinishRefund(now time.Time, rf *models.Refund, r RefundResult) err
 		return ErrLeaseLost
 	}
 	tx.refundMoved(rf.Reason, r.Status)
+	tx.emitRefunded(r.Status, rf.InvoiceID, rf.ID)
 	rf.Status = r.Status
 	rf.LeaseVersion++
 	if !r.KeepLease {
@@ -246,8 +247,26 @@ func (tx *Tx) SettleRefund(now time.Time, id int64, reason models.RefundReason, 
 		status, gatewayRefundID, gatewayRefundID, truncate(msg, 500), finished, now, id)
 	if err == nil && n == 1 {
 		tx.refundMoved(reason, status)
+		if status == models.RefundSucceeded && tx.EventsOn() {
+			var invoiceID int64
+			if err := tx.db.Raw(`SELECT invoice_id FROM refunds WHERE id = ?`, id).Scan(&invoiceID).Error; err != nil {
+				return false, err
+			}
+			tx.emitRefunded(status, invoiceID, id)
+		}
 	}
 	return n == 1, err
+}
+
+// emitRefunded emits invoice.refunded when a refund reached succeeded: the
+// money went back, whichever path (the refund job's answer, a webhook) saw
+// it first. FinishRefund and SettleRefund are the only writes of a refund's
+// status, and neither moves a refund out of succeeded, so a refund is
+// reported once.
+func (tx *Tx) emitRefunded(status models.RefundStatus, invoiceID, refundID int64) {
+	if status == models.RefundSucceeded {
+		tx.Emit(EventRef{Type: models.EventInvoiceRefunded, ObjectID: invoiceID, RefundID: refundID})
+	}
 }
 
 // ClaimRefunds leases open refunds whose next try has come and that no worker

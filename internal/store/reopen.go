@@ -35,10 +35,12 @@ func (tx *Tx) ReopenAfterCaptureDeclined(now time.Time, attemptID int64, payment
 		return false, err
 	}
 	tx.attemptMoved(models.AttemptDeclined)
-	if _, err := tx.exec(`UPDATE invoices SET status = 'open', paid_at = NULL, payment_intent_id = '', updated_at = ?
-	                       WHERE id = ? AND status = 'paid' AND payment_intent_id = ?`, now, a.InvoiceID, paymentID); err != nil {
+	reopened, err := tx.exec(`UPDATE invoices SET status = 'open', paid_at = NULL, payment_intent_id = '', updated_at = ?
+	                       WHERE id = ? AND status = 'paid' AND payment_intent_id = ?`, now, a.InvoiceID, paymentID)
+	if err != nil {
 		return false, err
 	}
+	tx.emitIf(reopened == 1, models.EventInvoiceReopened, a.InvoiceID)
 	// The reopened case starts its schedule again: the payment that
 	// recovered it may have come at its last step, and a capture decline is
 	// a new failure, not the last one of the old schedule.

@@ -70,7 +70,10 @@ func (s *Store) SeedDueSubscriptions(ctx context.Context, cards []SeedCard, n in
 					args = append(args, fmt.Sprintf(reference, i+1), c.customer, c.pm, description, amount, currency,
 						"month", 1, anchor, "UTC", 0, anchor, string(models.SubscriptionActive), now, now)
 				}
-				if _, err := tx.exec(q.String(), args...); err != nil {
+				if _, err := tx.execEmitting(models.EventSubscriptionCreated, q.String(), args...); err != nil {
+					return err
+				}
+				if err := tx.flushEvents(); err != nil {
 					return err
 				}
 				done += k

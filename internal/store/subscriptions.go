@@ -106,7 +106,13 @@ func (s *Store) ImportStream(ctx context.Context, now time.Time, each func(yield
 			if len(imp.batch) < importBatch {
 				return nil
 			}
-			return imp.flush()
+			if err := imp.flush(); err != nil {
+				return err
+			}
+			// A big import writes its batch's events (subscription.created)
+			// now, so that its memory stays bounded by a batch; they commit
+			// with the import, or not at all.
+			return tx.flushEvents()
 		})
 		if err != nil {
 			return err
@@ -315,7 +321,7 @@ func (imp *importer) flush() error {
 	if n == 0 || len(imp.problems) > 0 {
 		return nil
 	}
-	if _, err := tx.exec(`INSERT INTO subscriptions (reference, customer_id, payment_method_id, description, amount, currency,
+	if _, err := tx.execEmitting(models.EventSubscriptionCreated, `INSERT INTO subscriptions (reference, customer_id, payment_method_id, description, amount, currency,
 		interval_unit, interval_count, anchor_at, timezone, next_period, next_billing_at, status, created_at, updated_at) VALUES `+placeholders(n, 15), subs...); err != nil {
 		return err
 	}
