@@ -215,6 +215,12 @@ var emitCases = []emitCase{
 		check: func(t *testing.T, b *daemontest.Bundle, ev models.Event) {
 			// The owed invoice was voided by the same action.
 			require.Equal(t, models.InvoiceVoid, invoicesOf(t, b, ev.ObjectID)[0].Status)
+			// Voiding it passed the subscription through active inside the
+			// cancel's transaction: the merchant hears canceled, not a
+			// reactivation that never committed.
+			for _, e := range eventsAfter(t, b, 0) {
+				require.NotEqual(t, models.EventSubscriptionReactivated, e.Type, "a cancel announced a reactivation")
+			}
 		}},
 	{name: "cancel at period end", typ: models.EventSubscriptionCanceled, prepare: func(t *testing.T, b *daemontest.Bundle) models.Subscription {
 		sub := paid(t, b)

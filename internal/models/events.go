@@ -85,6 +85,20 @@ func (t EventType) Known() bool {
 	return false
 }
 
+// SubscriptionStatusChange reports whether t says a subscription moved into
+// a status (not created, not a card change). Of several such events about
+// one subscription in one transaction only the last is the merchant's news:
+// the states before it were never committed, and every event's snapshot is
+// the committed one.
+func (t EventType) SubscriptionStatusChange() bool {
+	switch t {
+	case EventSubscriptionPastDue, EventSubscriptionUnpaid, EventSubscriptionPaused, EventSubscriptionResumed,
+		EventSubscriptionReactivated, EventSubscriptionCanceled:
+		return true
+	}
+	return false
+}
+
 // EventObjectType is the kind of object an event's payload is a snapshot of.
 type EventObjectType string
 

@@ -106,7 +106,7 @@ func (tx *Tx) flushEvents() error {
 	if tx.events == nil || len(tx.emitted) == 0 {
 		return nil
 	}
-	refs := tx.emitted
+	refs := lastStatusChanges(tx.emitted)
 	tx.emitted = nil
 	now := time.Now()
 	if tx.events.Clock != nil {
@@ -158,6 +158,28 @@ func (tx *Tx) flushEvents() error {
 		}
 	}
 	return nil
+}
+
+// lastStatusChanges drops each subscription status event that a later one
+// about the same subscription supersedes in the same transaction (a cancel
+// that first voids the owed invoice passes through active on its way to
+// canceled): the merchant never saw the middle state, and its event would
+// carry the final snapshot under the wrong name.
+func lastStatusChanges(refs []EventRef) []EventRef {
+	last := map[int64]int{}
+	for i, r := range refs {
+		if r.Type.SubscriptionStatusChange() {
+			last[r.ObjectID] = i
+		}
+	}
+	out := refs[:0:0]
+	for i, r := range refs {
+		if r.Type.SubscriptionStatusChange() && last[r.ObjectID] != i {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 // ClaimDueEvents leases up to limit events to deliver now: pending, due, with
