@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -17,19 +18,57 @@ import (
 // the store when events.url is set.
 type EventRenderer struct{}
 
-// RenderEvent implements store.EventRenderer. It reads inside the emitting
-// transaction, so the snapshot is the state that transaction commits.
-func (EventRenderer) RenderEvent(tx *store.Tx, ref store.EventRef) (store.EventPayload, error) {
+// RenderEvents implements store.EventRenderer. It reads inside the emitting
+// transaction, so each snapshot is the state that transaction commits: the
+// cases first (a dunning event carries its invoice), then every invoice and
+// every subscription of the batch with one query each.
+func (EventRenderer) RenderEvents(tx *store.Tx, refs []store.EventRef) ([]store.EventPayload, error) {
+	var caseIDs, invoiceIDs, subIDs []int64
+	for _, ref := range refs {
+		switch ref.Type.ObjectType() {
+		case models.EventObjectDunningCase:
+			caseIDs = append(caseIDs, ref.ObjectID)
+		case models.EventObjectInvoice:
+			invoiceIDs = append(invoiceIDs, ref.ObjectID)
+		default:
+			subIDs = append(subIDs, ref.ObjectID)
+		}
+	}
+	cases, err := tx.CaseListings(caseIDs)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range cases {
+		invoiceIDs = append(invoiceIDs, c.InvoiceID)
+	}
+	invoices, err := tx.InvoiceListings(invoiceIDs)
+	if err != nil {
+		return nil, err
+	}
+	subs, err := tx.SubscriptionDetails(subIDs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.EventPayload, len(refs))
+	for i, ref := range refs {
+		if out[i], err = renderEvent(tx, ref, cases, invoices, subs); err != nil {
+			return nil, fmt.Errorf("%s event of %s %d: %w", ref.Type, ref.Type.ObjectType(), ref.ObjectID, err)
+		}
+	}
+	return out, nil
+}
+
+// renderEvent is one event's payload from the objects RenderEvents read;
+// a refund or a replaced card, which few events carry, is read here.
+func renderEvent(tx *store.Tx, ref store.EventRef, cases map[int64]store.CaseListing, invoices map[int64]store.InvoiceListing,
+	subs map[int64]store.SubscriptionDetail) (store.EventPayload, error) {
 	switch ref.Type.ObjectType() {
 	case models.EventObjectInvoice:
-		inv, err := tx.InvoiceListing(ref.ObjectID)
-		if err != nil {
-			return store.EventPayload{}, err
+		inv, ok := invoices[ref.ObjectID]
+		if !ok {
+			return store.EventPayload{}, errors.New("invoice not found")
 		}
-		if inv == nil {
-			return store.EventPayload{}, fmt.Errorf("invoice %d not found", ref.ObjectID)
-		}
-		data := map[string]any{"object": invoiceFromListing(*inv)}
+		data := map[string]any{"object": invoiceFromListing(inv)}
 		if ref.RefundID != 0 {
 			rf, err := tx.RefundRow(ref.RefundID)
 			if err != nil {
@@ -41,31 +80,21 @@ func (EventRenderer) RenderEvent(tx *store.Tx, ref store.EventRef) (store.EventP
 		}
 		return store.EventPayload{ObjectRef: inv.PublicID, SubscriptionID: inv.SubscriptionID, SubscriptionRef: inv.Reference, Data: data}, nil
 	case models.EventObjectDunningCase:
-		c, err := tx.CaseListing(ref.ObjectID)
-		if err != nil {
-			return store.EventPayload{}, err
+		c, ok := cases[ref.ObjectID]
+		if !ok {
+			return store.EventPayload{}, errors.New("dunning case not found")
 		}
-		if c == nil {
-			return store.EventPayload{}, fmt.Errorf("dunning case %d not found", ref.ObjectID)
-		}
-		data := map[string]any{"object": caseFromListing(*c)}
-		inv, err := tx.InvoiceListing(c.InvoiceID)
-		if err != nil {
-			return store.EventPayload{}, err
-		}
-		if inv != nil {
-			data["invoice"] = invoiceFromListing(*inv)
+		data := map[string]any{"object": caseFromListing(c)}
+		if inv, ok := invoices[c.InvoiceID]; ok {
+			data["invoice"] = invoiceFromListing(inv)
 		}
 		return store.EventPayload{ObjectRef: strconv.FormatInt(c.ID, 10), SubscriptionID: c.SubscriptionID, SubscriptionRef: c.Reference, Data: data}, nil
 	default:
-		d, err := tx.SubscriptionDetailByID(ref.ObjectID)
-		if err != nil {
-			return store.EventPayload{}, err
+		d, ok := subs[ref.ObjectID]
+		if !ok {
+			return store.EventPayload{}, errors.New("subscription not found")
 		}
-		if d == nil {
-			return store.EventPayload{}, fmt.Errorf("subscription %d not found", ref.ObjectID)
-		}
-		data := map[string]any{"object": subscriptionViewOf(d)}
+		data := map[string]any{"object": subscriptionViewOf(&d)}
 		if ref.PreviousPaymentMethod != 0 {
 			pm, err := tx.PaymentMethodRow(ref.PreviousPaymentMethod)
 			if err != nil {

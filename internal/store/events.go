@@ -43,12 +43,14 @@ type EventPayload struct {
 	Data map[string]any
 }
 
-// EventRenderer renders an event's payload inside the emitting transaction.
-// It lives with the admin API's views (internal/ops) so that an event's
-// object is exactly what the merchant's API shows for it; the store only
-// calls it.
+// EventRenderer renders the payloads of a transaction's events inside it,
+// all at once (a billing pass's page emits hundreds: their objects are read
+// with one query per kind, not one each). It lives with the admin API's
+// views (internal/ops) so that an event's object is exactly what the
+// merchant's API shows for it; the store only calls it. The payloads come
+// back in the order of refs.
 type EventRenderer interface {
-	RenderEvent(tx *Tx, ref EventRef) (EventPayload, error)
+	RenderEvents(tx *Tx, refs []EventRef) ([]EventPayload, error)
 }
 
 // EventOptions turn the outbox on (Options.Events). Without them Emit is a
@@ -113,16 +115,15 @@ func (tx *Tx) flushEvents() error {
 		now = tx.events.Clock.Now()
 	}
 	now = now.UTC()
-	payloads := make([]EventPayload, len(refs))
-	for i, ref := range refs {
-		p, err := tx.events.Renderer.RenderEvent(tx, ref)
-		if err != nil {
-			return fmt.Errorf("store: render %s event of %s %d: %w", ref.Type, ref.Type.ObjectType(), ref.ObjectID, err)
-		}
+	payloads, err := tx.events.Renderer.RenderEvents(tx, refs)
+	if err != nil {
+		return fmt.Errorf("store: render events: %w", err)
+	}
+	for i, p := range payloads {
 		if p.SubscriptionID == 0 {
+			ref := refs[i]
 			return fmt.Errorf("store: %s event of %s %d has no subscription", ref.Type, ref.Type.ObjectType(), ref.ObjectID)
 		}
-		payloads[i] = p
 	}
 	if tx.dialect == Postgres {
 		ids := make([]int64, 0, len(payloads))

@@ -28,8 +28,11 @@ type ListingFilter struct {
 	// invoice's rows (a story).
 	SubscriptionID int64
 	InvoiceID      int64
-	// CaseID keeps one dunning case (the case listing only).
-	CaseID int64
+	// InvoiceIDs keeps those invoices; CaseIDs those dunning cases (the
+	// case listing only). An event flush reads its objects with them, one
+	// query per kind for a whole page of events.
+	InvoiceIDs []int64
+	CaseIDs    []int64
 	// From (inclusive) and To (exclusive) bound the main date: an invoice's
 	// period start, an attempt's creation, a case's opening.
 	From, To *time.Time
@@ -62,9 +65,13 @@ func (f ListingFilter) where(date, status string) (string, []any) {
 		conds = append(conds, "i.id = ?")
 		args = append(args, f.InvoiceID)
 	}
-	if f.CaseID != 0 {
-		conds = append(conds, "dc.id = ?")
-		args = append(args, f.CaseID)
+	if len(f.InvoiceIDs) > 0 {
+		conds = append(conds, "i.id IN ?")
+		args = append(args, f.InvoiceIDs)
+	}
+	if len(f.CaseIDs) > 0 {
+		conds = append(conds, "dc.id IN ?")
+		args = append(args, f.CaseIDs)
 	}
 	if f.From != nil {
 		conds = append(conds, date+" >= ?")
@@ -104,10 +111,12 @@ func (s *Store) ListInvoices(ctx context.Context, f ListingFilter) ([]InvoiceLis
 	return listInvoices(s.db.WithContext(ctx), f)
 }
 
-// InvoiceListing reads one invoice's listing row inside the caller's
-// transaction (an event's snapshot); nil when there is none.
-func (tx *Tx) InvoiceListing(id int64) (*InvoiceListing, error) {
-	return firstOf(listInvoices(tx.db, ListingFilter{InvoiceID: id, Limit: 1}))
+// InvoiceListings reads the listing rows of the given invoices inside the
+// caller's transaction (the events a transaction emits), by id.
+func (tx *Tx) InvoiceListings(ids []int64) (map[int64]InvoiceListing, error) {
+	return byID(ids, func(page []int64) ([]InvoiceListing, error) {
+		return listInvoices(tx.db, ListingFilter{InvoiceIDs: page, Limit: len(page)})
+	}, func(l InvoiceListing) int64 { return l.ID })
 }
 
 func listInvoices(db *gorm.DB, f ListingFilter) ([]InvoiceListing, error) {
@@ -154,10 +163,12 @@ func (s *Store) ListCases(ctx context.Context, f ListingFilter) ([]CaseListing, 
 	return listCases(s.db.WithContext(ctx), f)
 }
 
-// CaseListing reads one dunning case's listing row inside the caller's
-// transaction (an event's snapshot); nil when there is none.
-func (tx *Tx) CaseListing(id int64) (*CaseListing, error) {
-	return firstOf(listCases(tx.db, ListingFilter{CaseID: id, Limit: 1}))
+// CaseListings reads the listing rows of the given dunning cases inside the
+// caller's transaction (the events a transaction emits), by id.
+func (tx *Tx) CaseListings(ids []int64) (map[int64]CaseListing, error) {
+	return byID(ids, func(page []int64) ([]CaseListing, error) {
+		return listCases(tx.db, ListingFilter{CaseIDs: page, Limit: len(page)})
+	}, func(l CaseListing) int64 { return l.ID })
 }
 
 func listCases(db *gorm.DB, f ListingFilter) ([]CaseListing, error) {
@@ -167,6 +178,25 @@ func listCases(db *gorm.DB, f ListingFilter) ([]CaseListing, error) {
 	var out []CaseListing
 	err := db.Raw(q, append(args, f.limit())...).Scan(&out).Error
 	return out, err
+}
+
+// byIDPage bounds the ids of one IN list (under both databases' limits on
+// bound parameters).
+const byIDPage = 500
+
+// byID reads the rows of ids a page at a time and keys them by id.
+func byID[T any](ids []int64, read func(page []int64) ([]T, error), id func(T) int64) (map[int64]T, error) {
+	out := make(map[int64]T, len(ids))
+	for start := 0; start < len(ids); start += byIDPage {
+		rows, err := read(ids[start:min(start+byIDPage, len(ids))])
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			out[id(r)] = r
+		}
+	}
+	return out, nil
 }
 
 // firstOf is the first row of a listing, nil when it is empty.

@@ -54,15 +54,15 @@ func (s *Store) SubscriptionByReference(ctx context.Context, reference string) (
 	return &out[0], nil
 }
 
-// SubscriptionDetailByID reads one subscription inside the caller's
-// transaction, without locking it (an event's snapshot); nil when there is
-// none.
-func (tx *Tx) SubscriptionDetailByID(id int64) (*SubscriptionDetail, error) {
-	var out []SubscriptionDetail
-	if err := tx.db.Raw(subscriptionDetailSelect+` WHERE s.id = ?`, id).Scan(&out).Error; err != nil {
-		return nil, err
-	}
-	return firstOf(out, nil)
+// SubscriptionDetails reads the given subscriptions inside the caller's
+// transaction, without locking them (the events a transaction emits), by
+// id.
+func (tx *Tx) SubscriptionDetails(ids []int64) (map[int64]SubscriptionDetail, error) {
+	return byID(ids, func(page []int64) ([]SubscriptionDetail, error) {
+		var out []SubscriptionDetail
+		err := tx.db.Raw(subscriptionDetailSelect+` WHERE s.id IN ?`, page).Scan(&out).Error
+		return out, err
+	}, func(d SubscriptionDetail) int64 { return d.ID })
 }
 
 // LockSubscription reads one subscription by its reference inside the
