@@ -133,12 +133,8 @@ func (e *Engine) earlierPayment(ctx context.Context, a *models.ChargeAttempt) (p
 		if kind != gateway.Succeeded && kind != gateway.Processing && kind != gateway.RequiresAction {
 			continue
 		}
-		var owner *models.ChargeAttempt
-		if err := e.opts.Store.InTx(context.WithoutCancel(ctx), func(tx *store.Tx) error {
-			var err error
-			owner, err = tx.AttemptForIntent(p.ID, "")
-			return err
-		}); err != nil {
+		owner, err := e.opts.Store.AttemptOfIntent(context.WithoutCancel(ctx), p.ID)
+		if err != nil {
 			return nil, "", fmt.Errorf("is payment %s recorded: %w", p.ID, err)
 		}
 		if owner != nil && owner.ID != a.ID {

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/billingd/billingd/internal/models"
-	"gorm.io/gorm"
 )
 
 // CaseForInvoice returns the invoice's dunning case, or nil.
@@ -238,9 +237,9 @@ func (tx *Tx) InvoiceContactByPublicID(publicID string) (*InvoiceContact, error)
 // InvoiceContact outside a transaction, for pages.
 func (s *Store) InvoiceContact(ctx context.Context, invoiceID int64) (*InvoiceContact, error) {
 	var out *InvoiceContact
-	err := s.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
+	err := s.read(ctx, func(tx *Tx) error {
 		var err error
-		out, err = (&Tx{db: db, dialect: s.dialect}).InvoiceContact(invoiceID)
+		out, err = tx.InvoiceContact(invoiceID)
 		return err
 	})
 	return out, err

@@ -664,6 +664,14 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
 	return err
 }
 
+// read runs fn's reads in a read transaction on the pool, outside the
+// writer's queue: fn must not write (the Tx methods that read serve both).
+func (s *Store) read(ctx context.Context, fn func(tx *Tx) error) error {
+	return s.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
+		return fn(&Tx{db: db, dialect: s.dialect})
+	})
+}
+
 // DB exposes the transaction's GORM handle for queries the Tx methods do not cover.
 func (tx *Tx) DB() *gorm.DB { return tx.db }
 

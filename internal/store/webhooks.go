@@ -30,6 +30,18 @@ func (tx *Tx) SetWebhookResult(id int64, result models.WebhookResult, detail str
 // AttemptForIntent finds the attempt a PaymentIntent belongs to: by the intent's
 // id, else by the idempotency key billingd put in its metadata (the webhook may
 // arrive before the HTTP answer recorded the id). Nil when it is not billingd's.
+// AttemptOfIntent is AttemptForIntent (by payment id alone) outside any
+// write: a read on the pool, not a turn of the SQLite writer.
+func (s *Store) AttemptOfIntent(ctx context.Context, paymentIntentID string) (*models.ChargeAttempt, error) {
+	var out *models.ChargeAttempt
+	err := s.read(ctx, func(tx *Tx) error {
+		var err error
+		out, err = tx.AttemptForIntent(paymentIntentID, "")
+		return err
+	})
+	return out, err
+}
+
 func (tx *Tx) AttemptForIntent(paymentIntentID, idempotencyKey string) (*models.ChargeAttempt, error) {
 	var a models.ChargeAttempt
 	if paymentIntentID != "" {
