@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/billingd/billingd/internal/config"
 	"github.com/billingd/billingd/internal/ops"
 )
 
@@ -20,32 +19,16 @@ func (m *Main) cmdDunningList(ctx context.Context, args []string) error {
 }
 
 func (m *Main) cmdDunningShow(ctx context.Context, args []string) error {
-	fs, path := m.newFlagSet("dunning show")
-	out := addOutputFlags(fs)
-	cfg, arg, err := m.invOneArg("dunning show", "dunning case id", args, config.NeedDatabase, fs, path)
-	if err != nil {
-		return err
-	}
-	if err := out.check(); err != nil {
-		return err
-	}
-	id, err := invParseID("dunning case id", arg)
-	if err != nil {
-		return err
-	}
-	svc, done, err := m.readOps(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer done()
-	story, err := svc.CaseStoryOf(ctx, id)
-	if err != nil {
-		return err
-	}
-	if out.json || out.csv {
-		return out.emit(m.Stdout, stepTable(story.Steps), story)
-	}
-	return printCaseStory(m.Stdout, story)
+	parse := func(arg string) error { _, err := invParseID("dunning case id", arg); return err }
+	return runShow(ctx, m, "dunning show", "dunning case id", args, parse,
+		func(svc *ops.Service, ctx context.Context, arg string) (*ops.CaseStory, error) {
+			id, err := invParseID("dunning case id", arg)
+			if err != nil {
+				return nil, err
+			}
+			return svc.CaseStoryOf(ctx, id)
+		},
+		func(s *ops.CaseStory) table { return stepTable(s.Steps) }, printCaseStory)
 }
 
 func printCaseStory(w io.Writer, s *ops.CaseStory) error {

@@ -152,28 +152,8 @@ func lastTry(e ops.Event) string {
 }
 
 func (m *Main) cmdEventsShow(ctx context.Context, args []string) error {
-	fs, path := m.newFlagSet("events show")
-	out := addOutputFlags(fs)
-	cfg, id, err := m.invOneArg("events show", "event id (evt_…)", args, config.NeedDatabase, fs, path)
-	if err != nil {
-		return err
-	}
-	if err := out.check(); err != nil {
-		return err
-	}
-	svc, done, err := m.readOps(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer done()
-	e, err := svc.EventOf(ctx, id)
-	if err != nil {
-		return err
-	}
-	if out.json || out.csv {
-		return out.emit(m.Stdout, eventTable([]ops.Event{*e}), e)
-	}
-	return printEvent(m.Stdout, e)
+	return runShow(ctx, m, "events show", "event id (evt_…)", args, nil, (*ops.Service).EventOf,
+		func(e *ops.Event) table { return eventTable([]ops.Event{*e}) }, printEvent)
 }
 
 // printEvent prints one event for a person: its delivery, then the exact

@@ -91,29 +91,9 @@ func dash(s string) string {
 }
 
 func (m *Main) cmdInvoicesShow(ctx context.Context, args []string) error {
-	fs, path := m.newFlagSet("invoices show")
-	out := addOutputFlags(fs)
-	cfg, number, err := m.invOneArg("invoices show", "invoice number", args, config.NeedDatabase, fs, path)
-	if err != nil {
-		return err
-	}
-	if err := out.check(); err != nil {
-		return err
-	}
-	svc, done, err := m.readOps(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer done()
-	story, err := svc.InvoiceStoryOf(ctx, number)
-	if err != nil {
-		return err
-	}
-	if out.json || out.csv {
+	return runShow(ctx, m, "invoices show", "invoice number", args, nil, (*ops.Service).InvoiceStoryOf,
 		// A story is not one table: --csv lists its attempts.
-		return out.emit(m.Stdout, attemptTable(story.Attempts), story)
-	}
-	return printInvoiceStory(m.Stdout, story)
+		func(s *ops.InvoiceStory) table { return attemptTable(s.Attempts) }, printInvoiceStory)
 }
 
 // printInvoiceStory prints an invoice's story for a person, section by

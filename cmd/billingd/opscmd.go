@@ -279,3 +279,38 @@ func runListing[T any](ctx context.Context, m *Main, name string, args []string,
 	}
 	return out.emit(m.Stdout, tab(rows), rows)
 }
+
+// runShow is the body of a `… show ID` command: one argument (checked by
+// check, when set, before anything is opened), --json or --csv, the
+// read-only operator actions, then either the object as JSON (--csv: the
+// table tab makes of it) or its printout for a person.
+func runShow[V any](ctx context.Context, m *Main, name, argHelp string, args []string, check func(arg string) error,
+	fetch func(svc *ops.Service, ctx context.Context, arg string) (V, error), tab func(V) table, print func(io.Writer, V) error) error {
+	fs, path := m.newFlagSet(name)
+	out := addOutputFlags(fs)
+	cfg, arg, err := m.invOneArg(name, argHelp, args, config.NeedDatabase, fs, path)
+	if err != nil {
+		return err
+	}
+	if err := out.check(); err != nil {
+		return err
+	}
+	if check != nil {
+		if err := check(arg); err != nil {
+			return err
+		}
+	}
+	svc, done, err := m.readOps(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer done()
+	v, err := fetch(svc, ctx, arg)
+	if err != nil {
+		return err
+	}
+	if out.json || out.csv {
+		return out.emit(m.Stdout, tab(v), v)
+	}
+	return print(m.Stdout, v)
+}
