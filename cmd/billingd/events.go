@@ -85,12 +85,7 @@ func (m *Main) cmdEventsList(ctx context.Context, args []string) error {
 	fs.StringVar(&to, "to", "", "occurred before `DATE` (YYYY-MM-DD, midnight UTC, or RFC 3339)")
 	fs.IntVar(&limit, "limit", 100, "at most `N` rows (the oldest first)")
 	out := addOutputFlags(fs)
-	if rest, err := parseArgs(fs, args); err != nil {
-		return err
-	} else if len(rest) > 0 {
-		return usagef("unexpected argument %q", rest[0])
-	}
-	if err := out.check(); err != nil {
+	if err := flagsOnly(fs, args, out); err != nil {
 		return err
 	}
 	if limit <= 0 {

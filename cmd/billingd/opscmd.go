@@ -252,12 +252,7 @@ func runListing[T any](ctx context.Context, m *Main, name string, args []string,
 	fs, path := m.newFlagSet(name)
 	lf := addListFlags(fs, statusHelp, referenceHelp, dateHelp)
 	out := addOutputFlags(fs)
-	if rest, err := parseArgs(fs, args); err != nil {
-		return err
-	} else if len(rest) > 0 {
-		return usagef("unexpected argument %q", rest[0])
-	}
-	if err := out.check(); err != nil {
+	if err := flagsOnly(fs, args, out); err != nil {
 		return err
 	}
 	f, err := lf.filter()
@@ -313,4 +308,15 @@ func runShow[V any](ctx context.Context, m *Main, name, argHelp string, args []s
 		return out.emit(m.Stdout, tab(v), v)
 	}
 	return print(m.Stdout, v)
+}
+
+// flagsOnly parses the flags of a command that takes no argument and checks
+// its output flags (--json, --csv).
+func flagsOnly(fs *flag.FlagSet, args []string, out *outputFormat) error {
+	if rest, err := parseArgs(fs, args); err != nil {
+		return err
+	} else if len(rest) > 0 {
+		return usagef("unexpected argument %q", rest[0])
+	}
+	return out.check()
 }

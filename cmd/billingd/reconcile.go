@@ -21,12 +21,7 @@ func (m *Main) cmdReconcile(ctx context.Context, args []string) error {
 	dryRun := fs.Bool("dry-run", false, "report the differences; change nothing")
 	out := addOutputFlags(fs)
 	act := addActionFlags(fs)
-	if rest, err := parseArgs(fs, args); err != nil {
-		return err
-	} else if len(rest) > 0 {
-		return usagef("unexpected argument %q", rest[0])
-	}
-	if err := out.check(); err != nil {
+	if err := flagsOnly(fs, args, out); err != nil {
 		return err
 	}
 	if strings.TrimSpace(*since) == "" {

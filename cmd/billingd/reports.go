@@ -25,13 +25,10 @@ func (m *Main) reportCommands() map[string]subcommand {
 // cmdRevenue is `billingd report revenue`: collected, refunded and net per
 // currency over a month (in --tz) or [--from, --to).
 func (m *Main) cmdRevenue(ctx context.Context, args []string) error {
-	var month, fromArg, toArg, tz string
+	var rf reportRange
 	var out *outputFormat
 	cfg, _, err := m.parseConfigFor("report revenue", args, config.NeedDatabase, func(fs *flag.FlagSet) {
-		fs.StringVar(&month, "month", "", "the calendar `YYYY-MM` in --tz (default: the current month)")
-		fs.StringVar(&fromArg, "from", "", "start of the range, included: `DATE` YYYY-MM-DD (midnight in --tz) or RFC 3339")
-		fs.StringVar(&toArg, "to", "", "end of the range, excluded: `DATE` YYYY-MM-DD (midnight in --tz) or RFC 3339")
-		fs.StringVar(&tz, "tz", "UTC", "IANA time `zone` that dates and months are read in")
+		rf.add(fs)
 		out = addOutputFlags(fs)
 	})
 	if err != nil {
@@ -40,11 +37,7 @@ func (m *Main) cmdRevenue(ctx context.Context, args []string) error {
 	if err := out.check(); err != nil {
 		return err
 	}
-	loc, err := zoneFlag(tz)
-	if err != nil {
-		return err
-	}
-	from, to, err := revenueRange(time.Now(), loc, month, fromArg, toArg)
+	from, to, loc, err := rf.resolve()
 	if err != nil {
 		return err
 	}
@@ -60,6 +53,26 @@ func (m *Main) cmdRevenue(ctx context.Context, args []string) error {
 	return out.emit(m.Stdout, revenueTable(rows, out.csv), map[string]any{
 		"from": from, "to": to, "timezone": loc.String(), "currencies": rows,
 	})
+}
+
+// reportRange is the range flags of the report commands: a month or
+// [--from, --to), read in --tz.
+type reportRange struct{ month, from, to, tz string }
+
+func (r *reportRange) add(fs *flag.FlagSet) {
+	fs.StringVar(&r.month, "month", "", "the calendar `YYYY-MM` in --tz (default: the current month)")
+	fs.StringVar(&r.from, "from", "", "start of the range, included: `DATE` YYYY-MM-DD (midnight in --tz) or RFC 3339")
+	fs.StringVar(&r.to, "to", "", "end of the range, excluded: `DATE` YYYY-MM-DD (midnight in --tz) or RFC 3339")
+	fs.StringVar(&r.tz, "tz", "UTC", "IANA time `zone` that dates and months are read in")
+}
+
+// resolve is the range the flags name, and the zone they were read in.
+func (r *reportRange) resolve() (from, to time.Time, loc *time.Location, err error) {
+	if loc, err = zoneFlag(r.tz); err != nil {
+		return
+	}
+	from, to, err = revenueRange(time.Now(), loc, r.month, r.from, r.to)
+	return
 }
 
 // revenueTable prints amounts by the currency's ISO 4217 exponent; CSV
@@ -88,30 +101,19 @@ var exportHeader = []string{"kind", "at", "invoice", "subscription", "customer",
 // footer per currency, or CSV, or JSON with the totals beside the rows. The
 // range flags are report revenue's, and so are the totals.
 func (m *Main) cmdExport(ctx context.Context, args []string) error {
-	var month, fromArg, toArg, tz, format string
+	var rf reportRange
+	var format string
 	fs, path := m.newFlagSet("report export")
-	fs.StringVar(&month, "month", "", "the calendar `YYYY-MM` in --tz (default: the current month)")
-	fs.StringVar(&fromArg, "from", "", "start of the range, included: `DATE` YYYY-MM-DD (midnight in --tz) or RFC 3339")
-	fs.StringVar(&toArg, "to", "", "end of the range, excluded: `DATE` YYYY-MM-DD (midnight in --tz) or RFC 3339")
-	fs.StringVar(&tz, "tz", "UTC", "IANA time `zone` that dates and months are read in")
+	rf.add(fs)
 	fs.StringVar(&format, "format", "", "output `format`: table, csv or json (--csv and --json are short for the last two)")
 	out := addOutputFlags(fs)
-	if rest, err := parseArgs(fs, args); err != nil {
-		return err
-	} else if len(rest) > 0 {
-		return usagef("unexpected argument %q", rest[0])
-	}
-	if err := out.check(); err != nil {
+	if err := flagsOnly(fs, args, out); err != nil {
 		return err
 	}
 	if err := out.setFormat(format); err != nil {
 		return err
 	}
-	loc, err := zoneFlag(tz)
-	if err != nil {
-		return err
-	}
-	from, to, err := revenueRange(time.Now(), loc, month, fromArg, toArg)
+	from, to, loc, err := rf.resolve()
 	if err != nil {
 		return err
 	}
