@@ -86,6 +86,7 @@ type Config struct {
 	HTTP      HTTPConfig      `yaml:"http"`
 	Admin     AdminConfig     `yaml:"admin"`
 	Events    EventsConfig    `yaml:"events"`
+	Cluster   ClusterConfig   `yaml:"cluster"`
 	Mail      MailConfig      `yaml:"mail"`
 	Log       LogConfig       `yaml:"log"`
 
@@ -262,6 +263,30 @@ type EventsConfig struct {
 	RetryFor Duration `yaml:"retry_for"`
 }
 
+// ClusterConfig is how instances sharing one PostgreSQL database see each
+// other (DESIGN §2, "Several instances"). Each registers in the instances
+// table and renews its row every Heartbeat; a row not renewed for
+// ClusterExpiryBeats heartbeats is a dead instance, whose share of the
+// gateway's limits the live ones take over.
+type ClusterConfig struct {
+	// Heartbeat is how often an instance renews its row; shares of
+	// gateway.rate_limit and gateway.concurrency re-balance within one
+	// heartbeat of an instance joining or leaving.
+	Heartbeat Duration `yaml:"heartbeat"`
+	// PayPageShare is the part of gateway.rate_limit reserved for
+	// customer-facing pay pages (a customer waiting at a 3-D Secure or card
+	// page is never queued behind a billing pass); while no pay page uses
+	// it, the rest of the work may.
+	PayPageShare float64 `yaml:"pay_page_share"`
+}
+
+// ClusterExpiryBeats is how many heartbeats an instance's row outlives its
+// last renewal before the others count it dead.
+const ClusterExpiryBeats = 3
+
+// Expiry is how long after its last heartbeat an instance counts as dead.
+func (c ClusterConfig) Expiry() time.Duration { return ClusterExpiryBeats * c.Heartbeat.D() }
+
 // Enabled reports whether events are recorded and delivered.
 func (e EventsConfig) Enabled() bool { return e.URL != "" }
 
@@ -383,6 +408,10 @@ func Default() *Config {
 		Events: EventsConfig{
 			Timeout:  Duration(10 * time.Second),
 			RetryFor: Duration(72 * time.Hour),
+		},
+		Cluster: ClusterConfig{
+			Heartbeat:    Duration(5 * time.Second),
+			PayPageShare: 0.1,
 		},
 		Mail: MailConfig{
 			Port: 587,

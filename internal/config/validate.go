@@ -126,6 +126,7 @@ func (c *Config) checkFor(need Need) Errors {
 		c.checkAdmin(v)
 	}
 	c.checkEvents(v, need.EventsSecret)
+	c.checkCluster(v)
 	v.oneOf("log.level", c.Log.Level, LogLevelDebug, LogLevelInfo, LogLevelWarn, LogLevelError)
 	v.oneOf("log.format", c.Log.Format, LogFormatJSON, LogFormatConsole)
 	return v.errs
@@ -569,4 +570,18 @@ func (v *validator) readableFile(key, path, hint string) {
 // and 0.0.0.0 / :: bind every interface, so they do not.
 func isLoopbackListen(host string) bool {
 	return host != "" && isLoopback(host)
+}
+
+// checkCluster checks the cluster section: a heartbeat long enough not to
+// load the database and short enough that a dead instance's share of the
+// gateway's limits is taken over soon; a reserved pay-page share that leaves
+// most of the budget to billing.
+func (c *Config) checkCluster(v *validator) {
+	cl := c.Cluster
+	if cl.Heartbeat.D() < time.Second || cl.Heartbeat.D() > time.Minute {
+		v.add("cluster.heartbeat", cl.Heartbeat.String(), "must be between 1s and 1m; the default is 5s")
+	}
+	if cl.PayPageShare < 0 || cl.PayPageShare > 0.5 {
+		v.add("cluster.pay_page_share", strconv.FormatFloat(cl.PayPageShare, 'g', -1, 64), "must be between 0 and 0.5 (the part of gateway.rate_limit reserved for pay pages); the default is 0.1")
+	}
 }

@@ -82,6 +82,8 @@ type Daemon struct {
 	owner   string
 
 	ops *ops.Service
+	// cluster is this process's instances row; nil for an operator action.
+	cluster *cluster
 
 	cur   atomic.Pointer[parts]
 	sched *scheduler
@@ -163,6 +165,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 	d.cur.Store(p)
 	d.ops = newOps(cfg, st, d.clock, d.engine, client, dunningHook{d}, d.owner, d.log, d.gw, d.limiter,
 		func() events.Settings { return EventSettings(d.Config()) })
+	if !opts.Operator {
+		d.cluster = d.newCluster()
+		if err := d.heartbeat(ctx); err != nil {
+			_ = st.Close()
+			return nil, NamedDBError(cfg, err)
+		}
+	}
 	d.sched = newScheduler(d)
 	d.handler = d.newHandler()
 	d.registerGauges()
@@ -254,8 +263,12 @@ func OpenOps(ctx context.Context, cfg *config.Config, clk clock.Clock) (*ops.Ser
 	return newOps(cfg, st, clk, nil, nil, nil, "", zerolog.Nop(), nil, nil, func() events.Settings { return set }), st, nil
 }
 
-// Close releases the database (and the SQLite instance lock).
-func (d *Daemon) Close() error { return d.store.Close() }
+// Close removes this instance's row from the instances table and releases
+// the database (and the SQLite instance lock).
+func (d *Daemon) Close() error {
+	d.leaveCluster()
+	return d.store.Close()
+}
 
 // Config is the config in force (after the last successful Reload). Keys that
 // need a restart keep the values the process started with.

@@ -75,6 +75,7 @@ type scheduler struct {
 func newScheduler(d *Daemon) *scheduler {
 	s := &scheduler{d: d, wake: make(chan struct{}, 1)}
 	s.jobs = []*job{
+		{name: jobInstances, every: func(cfg *config.Config, t time.Time) time.Time { return t.Add(cfg.Cluster.Heartbeat.D()) }, run: s.beatInstances},
 		{name: jobReconcile, every: func(cfg *config.Config, t time.Time) time.Time { return t.Add(cfg.Reconcile.Every.D()) }, run: s.reconcile},
 		{name: jobDunning, every: func(cfg *config.Config, t time.Time) time.Time { return t.Add(cfg.Dunning.WakeEvery.D()) }, run: s.wakeDunning},
 		{name: jobBilling, every: nextBilling, run: s.billing},

@@ -1,0 +1,121 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/billingd/billingd/internal/models"
+)
+
+// deadInstanceKept is how long the row of an instance that stopped renewing
+// it (killed, frozen, cut off) stays after it expired: long enough for
+// `billingd status` and the missing-instance alert to show it, after which
+// the next heartbeat of any instance deletes it. A clean stop deletes its own
+// row at once.
+const deadInstanceKept = 24 * time.Hour
+
+// Beat writes this instance's row (inserting it on the first beat) with
+// heartbeat_at = now and expires_at = expires, deletes rows dead for longer
+// than a day, and returns every row — live and recently dead — ordered by
+// name, in one transaction. The caller's now is the cluster's time
+// (DBNow-aligned), so every instance compares expiries on one clock.
+func (s *Store) Beat(ctx context.Context, self models.Instance, now, expires time.Time) ([]models.Instance, error) {
+	now, expires = now.UTC(), expires.UTC()
+	var all []models.Instance
+	err := s.InTx(ctx, func(tx *Tx) error {
+		n, err := tx.exec(`UPDATE instances SET heartbeat_at = ?, expires_at = ?, rate_limit = ?, concurrency = ?,
+		          rate_share = ?, concurrency_share = ?, claiming = ?, note = ?, schema_version = ?, version = ?
+		    WHERE name = ?`, now, expires, self.RateLimit, self.Concurrency, self.RateShare, self.ConcurrencyShare,
+			self.Claiming, self.Note, self.SchemaVersion, self.Version, self.Name)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			if self.StartedAt.IsZero() {
+				self.StartedAt = now
+			}
+			if _, err := tx.exec(`INSERT INTO instances (name, host, pid, version, schema_version, started_at, heartbeat_at, expires_at,
+			          rate_limit, concurrency, rate_share, concurrency_share, claiming, note)
+			          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				self.Name, self.Host, self.PID, self.Version, self.SchemaVersion, self.StartedAt.UTC(), now, expires,
+				self.RateLimit, self.Concurrency, self.RateShare, self.ConcurrencyShare, self.Claiming, self.Note); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.exec(`DELETE FROM instances WHERE expires_at < ?`, now.Add(-deadInstanceKept)); err != nil {
+			return err
+		}
+		return tx.db.Order("name").Find(&all).Error
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: instance heartbeat: %w", err)
+	}
+	return all, nil
+}
+
+// LeaveCluster deletes this instance's row: a clean stop, after which the
+// others take its share at their next heartbeat.
+func (s *Store) LeaveCluster(ctx context.Context, name string) error {
+	return s.InTx(ctx, func(tx *Tx) error {
+		_, err := tx.exec(`DELETE FROM instances WHERE name = ?`, name)
+		return err
+	})
+}
+
+// Instances lists every registered instance, live and recently dead, by name
+// (`billingd status`, the cluster gauges).
+func (s *Store) Instances(ctx context.Context) ([]models.Instance, error) {
+	var all []models.Instance
+	err := s.db.WithContext(ctx).Order("name").Find(&all).Error
+	return all, err
+}
+
+// DBNow is the database server's clock (PostgreSQL's clock_timestamp()), which
+// every instance's leases and heartbeats are measured on, whatever each
+// host's clock says (DESIGN §2.10). On SQLite, where one process runs, it is
+// the local clock.
+func (s *Store) DBNow(ctx context.Context) (time.Time, error) {
+	if s.dialect != Postgres {
+		return time.Now().UTC(), nil
+	}
+	var t time.Time
+	if err := s.sqlDB.QueryRowContext(ctx, `SELECT clock_timestamp()`).Scan(&t); err != nil {
+		return time.Time{}, err
+	}
+	return t.UTC(), nil
+}
+
+// KnownSchemaVersion is the newest migration this build embeds for the
+// store's dialect: a database whose schema is newer was migrated by a newer
+// billingd.
+func (s *Store) KnownSchemaVersion() int64 {
+	entries, err := fs.ReadDir(migrationFS, "migrations/"+s.dialect)
+	if err != nil {
+		return 0
+	}
+	var newest int64
+	for _, e := range entries {
+		num, _, ok := strings.Cut(e.Name(), "_")
+		if !ok {
+			continue
+		}
+		if v, err := strconv.ParseInt(num, 10, 64); err == nil && v > newest {
+			newest = v
+		}
+	}
+	return newest
+}
+
+// SchemaVersion is the newest migration applied to the database (goose's
+// version table).
+func (s *Store) SchemaVersion(ctx context.Context) (int64, error) {
+	p, err := s.migrationProvider()
+	if err != nil {
+		return 0, err
+	}
+	return p.GetDBVersion(ctx)
+}
