@@ -52,6 +52,15 @@ type benchOptions struct {
 	pageSize      int
 	simURL        string
 	cpuProfile    string
+	// The PostgreSQL cluster run (bench_cluster.go).
+	driver            string
+	dsn               string
+	instances         int
+	killOneAfter      time.Duration
+	limitsPerInstance bool
+	pgbenchClients    int
+	pgbenchTime       time.Duration
+	timeout           time.Duration
 }
 
 // benchFigures is what one run (raw or billingd) measured.
@@ -91,7 +100,15 @@ func (m *Main) cmdBench(ctx context.Context, args []string) error {
 	fs.StringVar(&o.synchronous, "synchronous", config.SynchronousFull, "SQLite synchronous: full or normal")
 	fs.IntVar(&o.pageSize, "page-size", 500, "schedule.page_size: due subscriptions per keyset page")
 	fs.StringVar(&o.simURL, "sim", "", "base `URL` of a simulator already running (default: start `billingd sim` as a child process)")
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the billing pass to `file`")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the billing pass to `file` (sqlite)")
+	fs.StringVar(&o.driver, "driver", config.DriverSQLite, "database: sqlite (one pass in this process) or postgres (--instances `billingd run` processes)")
+	fs.StringVar(&o.dsn, "dsn", "", "postgres: `DSN` of a server where the bench creates (and afterwards drops) a database of its own")
+	fs.IntVar(&o.instances, "instances", 1, "postgres: `billingd run` processes sharing the database and the simulator")
+	fs.DurationVar(&o.killOneAfter, "kill-one-after", 0, "postgres: SIGKILL the last instance this long after the pass started (0: never)")
+	fs.BoolVar(&o.limitsPerInstance, "limits-per-instance", false, "postgres: write --rate and --concurrency divided by --instances into each instance's config, instead of the cluster's values")
+	fs.IntVar(&o.pgbenchClients, "pgbench-clients", 16, "postgres: clients of the `pgbench -N` run on a scratch database of the same server")
+	fs.DurationVar(&o.pgbenchTime, "pgbench-time", 10*time.Second, "postgres: how long pgbench -N runs (0: no pgbench run)")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "postgres: give up when not every due subscription is charged after this long")
 	if rest, err := parseArgs(fs, args); err != nil {
 		return err
 	} else if len(rest) > 0 {
@@ -108,6 +125,18 @@ func (m *Main) cmdBench(ctx context.Context, args []string) error {
 		return usagef("--synchronous must be full or normal (database.synchronous), got %q", o.synchronous)
 	case o.rate < 0 || math.IsInf(o.rate, 0) || math.IsNaN(o.rate):
 		return usagef("--rate must be 0 (no limit) or a positive number of requests per second, got %v", o.rate)
+	}
+	if o.driver == config.DriverPostgres {
+		if err := o.checkCluster(); err != nil {
+			return err
+		}
+		return m.benchCluster(ctx, o)
+	}
+	if o.driver != config.DriverSQLite {
+		return usagef("--driver must be sqlite or postgres, got %q", o.driver)
+	}
+	if o.dsn != "" || o.instances != 1 || o.killOneAfter != 0 || o.limitsPerInstance {
+		return usagef("--dsn, --instances, --kill-one-after and --limits-per-instance need --driver postgres")
 	}
 	return m.bench(ctx, o)
 }
@@ -376,9 +405,10 @@ func saveBenchCards(ctx context.Context, simURL string, n int) ([]loadtest.Card,
 	return cards, nil
 }
 
-// benchSimCommand builds the command that runs `billingd sim args…`: this same
-// binary. Tests replace it, since their binary is the test binary.
-var benchSimCommand = func(ctx context.Context, args []string) (*exec.Cmd, error) {
+// benchCommand builds the command that runs `billingd args…` (the simulator,
+// the instances of a cluster run): this same binary. Tests replace it, since
+// their binary is the test binary.
+var benchCommand = func(ctx context.Context, args []string) (*exec.Cmd, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -395,7 +425,7 @@ func startSimProcess(ctx context.Context, o benchOptions) (string, func(), error
 	if o.rate > 0 {
 		args = append(args, "--rate-limit", strconv.FormatFloat(o.rate, 'g', -1, 64))
 	}
-	cmd, err := benchSimCommand(ctx, args)
+	cmd, err := benchCommand(ctx, args)
 	if err != nil {
 		return "", nil, err
 	}

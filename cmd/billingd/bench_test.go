@@ -16,9 +16,9 @@ import (
 // re-executed through TestMain, which then behaves like `billingd sim`.
 func simAsTestChild(t *testing.T) {
 	t.Helper()
-	orig := benchSimCommand
-	t.Cleanup(func() { benchSimCommand = orig })
-	benchSimCommand = func(ctx context.Context, args []string) (*exec.Cmd, error) {
+	orig := benchCommand
+	t.Cleanup(func() { benchCommand = orig })
+	benchCommand = func(ctx context.Context, args []string) (*exec.Cmd, error) {
 		exe, err := os.Executable()
 		if err != nil {
 			return nil, err
@@ -83,6 +83,12 @@ func TestBenchRejectsBadSettings(t *testing.T) {
 		{[]string{"--rate", "-5"}, "--rate must be 0 (no limit) or a positive number"},
 		{[]string{"--synchronous", "sometimes"}, "database.synchronous"},
 		{[]string{"stray"}, `unexpected argument "stray"`},
+		{[]string{"--driver", "mysql"}, "--driver must be sqlite or postgres"},
+		{[]string{"--instances", "3"}, "need --driver postgres"},
+		{[]string{"--driver", "postgres"}, "--driver postgres needs --dsn"},
+		{[]string{"--driver", "postgres", "--dsn", "postgres://x@127.0.0.1/db", "--instances", "1", "--kill-one-after", "5s"}, "--kill-one-after needs at least 2 instances"},
+		{[]string{"--driver", "postgres", "--dsn", "postgres://x@127.0.0.1/db", "--instances", "0"}, "--instances must be between 1 and 32"},
+		{[]string{"--driver", "postgres", "--dsn", "postgres://x@127.0.0.1:99999/db"}, "--dsn:"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			simAsTestChild(t)

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"testing"
+
+	"github.com/billingd/billingd/internal/store"
+	"github.com/billingd/billingd/internal/store/storetest"
+	"github.com/stretchr/testify/require"
+)
+
+// The cluster bench on PostgreSQL: two `billingd run` processes (this test
+// binary as billingd) bill 200 due subscriptions together, each once, and the
+// bench prints every figure and drops its database.
+func TestBenchClusterOnPostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	// The server itself, not a schema: the bench creates its own database.
+	base := os.Getenv(storetest.PostgresEnv)
+	if base == "" {
+		t.Skipf("PostgreSQL tests skipped: set %s to run the cluster bench", storetest.PostgresEnv)
+	}
+	simAsTestChild(t)
+	code, out, errOut := runMain(t, nil, "bench", "--driver", "postgres", "--dsn", base, "--dir", t.TempDir(),
+		"--subscriptions", "200", "--instances", "2", "--concurrency", "8", "--latency", "5ms", "--pgbench-time", "1s", "--pgbench-clients", "2")
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
+
+	require.Contains(t, out, "check: 200 invoices paid, 200 charge attempts for 200 due subscriptions")
+	require.Contains(t, out, "double charges (orders with more than one succeeded payment in the simulator's ledger): 0")
+	require.Regexp(t, `simulator: \d+ API requests during the pass, 0 refused over its rate limit \(429\)`, out)
+	require.Equal(t, "200", benchFigure(t, out, "charges"))
+	require.Equal(t, "1600", benchFigure(t, out, "bound min(concurrency/latency, rate)"), "the bound is the cluster's: 8 ÷ 5ms")
+	rate, err := strconv.ParseFloat(benchFigure(t, out, "charges/s"), 64)
+	require.NoError(t, err)
+	require.Greater(t, rate, 0.0)
+	require.Regexp(t, `attempt latency p50 / p99\s+-\s+\S+ / \S+`, out)
+
+	// Each instance's share, adding up to every charge.
+	shares := regexp.MustCompile(`(?m)^  (\d)  \S+:\d+:\S+  charges (\d+) \(\d+\.\d%\)  CPU \d+\.\d\ds  peak RSS \d+\.\d MB`).FindAllStringSubmatch(out, -1)
+	require.Len(t, shares, 2, out)
+	total := 0
+	for _, s := range shares {
+		n, _ := strconv.Atoi(s[2])
+		total += n
+	}
+	require.Equal(t, 200, total, "the instances' shares add up to the charges")
+
+	require.Regexp(t, `CPU s per 1,000 charges: billingd \d+\.\d{3} \(user\+system of the 2 processes`, out)
+	require.Regexp(t, `PostgreSQL: the bench database's backends \d+\.\d{3}, the whole server \d+\.\d{3}|PostgreSQL not measured: `, out)
+	require.Regexp(t, `database transactions: \d+ committed in the bench database during the pass, \d+\.\d\d per charge`, out)
+	if _, err := exec.LookPath("pgbench"); err == nil {
+		require.Regexp(t, `pgbench -N -c 2 -j 2 -T 1 on a scratch database of the same server: \d+ tps; billingd's charges/s are \d+\.\d% of it`, out)
+	} else {
+		require.Contains(t, out, "pgbench: pgbench not found in PATH")
+	}
+
+	// The bench's databases are gone.
+	name := regexp.MustCompile(`database (billingd_bench_\w+)\)`).FindStringSubmatch(out)
+	require.NotNil(t, name, out)
+	admin, err := store.Open(context.Background(), store.Options{Driver: store.Postgres, DSN: base, MaxOpenConns: 1})
+	require.NoError(t, err)
+	defer admin.Close()
+	var left int64
+	require.NoError(t, admin.DB().Raw(`SELECT count(*) FROM pg_database WHERE datname LIKE ?`, name[1]+"%").Scan(&left).Error)
+	require.Zero(t, left, "databases %s* left on the server", name[1])
+}
