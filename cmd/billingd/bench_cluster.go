@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -355,8 +356,7 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 	if _, err := st.Migrate(ctx); err != nil {
 		return err
 	}
-	var serverVersion string
-	_ = st.DB().WithContext(ctx).Raw(`SHOW server_version`).Scan(&serverVersion).Error
+	serverVersion, _ := st.ServerVersion(ctx)
 
 	simURL := o.simURL
 	if simURL == "" {
@@ -453,11 +453,16 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 	if o.limitsPerInstance {
 		limitsNote = fmt.Sprintf("the cluster's divided by %d by hand (--limits-per-instance)", o.instances)
 	}
+	rateLimitText := "none"
+	if rateLimit < benchNoLimit {
+		rateLimitText = strconv.FormatFloat(rateLimit, 'g', 4, 64) + "/s"
+	}
 	fmt.Fprintf(out, "instances: %d `billingd run` processes, cron %q; each config has gateway.rate_limit %s and concurrency %d (%s)\n\n",
-		o.instances, benchClusterCron, rateText(rateLimitOrZero(rateLimit)), concurrency, limitsNote)
+		o.instances, benchClusterCron, rateLimitText, concurrency, limitsNote)
 
 	srv := newPGServer(ctx, st)
 	time.Sleep(time.Until(t0.Add(-50 * time.Millisecond)))
+	load0 := loadAverage()
 	xact0, _ := st.CommittedTransactions(ctx)
 	for _, in := range instances {
 		_ = loadtest.ResetPeakRSSOf(in.pid())
@@ -518,6 +523,7 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 		}
 	}
 	srv.sample(ctx)
+	load1 := loadAverage()
 	serverCPU, serverErr := srv.treeCPU()
 	backendCPU := srv.backendCPU()
 	members, _ := st.Instances(ctx)
@@ -667,6 +673,7 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 		}
 		fmt.Fprintln(out)
 	}
+	fmt.Fprintf(out, "load average of this host (1, 5, 15 min): %s at the pass's start, %s at its end, on %d CPUs\n", load0, load1, runtime.NumCPU())
 	fmt.Fprintf(out, "check: %d invoices paid, %d charge attempts for %d due subscriptions\n", paid, attempts, o.subscriptions)
 	if o.keep {
 		fmt.Fprintf(out, "kept %s (billingd-N.yaml, billingd-N.log, sim.log)\n", o.dir)
@@ -680,11 +687,14 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 	return nil
 }
 
-func rateLimitOrZero(r float64) float64 {
-	if r >= benchNoLimit {
-		return 0
+// loadAverage is the host's 1, 5 and 15 minute load averages
+// (/proc/loadavg), or "?".
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
 	}
-	return r
+	return "?"
 }
 
 func pct(v, of float64) float64 {

@@ -114,6 +114,13 @@ func (s *Store) CommittedTransactions(ctx context.Context) (int64, error) {
 	return n, err
 }
 
+// ServerVersion is the PostgreSQL server's version string (server_version).
+func (s *Store) ServerVersion(ctx context.Context) (string, error) {
+	var v string
+	err := s.sqlDB.QueryRowContext(ctx, `SHOW server_version`).Scan(&v)
+	return v, err
+}
+
 // DatabaseSize is the PostgreSQL database's size on disk in bytes.
 func (s *Store) DatabaseSize(ctx context.Context) (int64, error) {
 	if s.dialect != Postgres {
