@@ -308,8 +308,19 @@ func (p *pgServer) treeCPU() (time.Duration, error) {
 
 func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 	out := m.Stdout
+	// Ctrl-C (or SIGTERM) ends the run: the instances and the simulator are
+	// stopped and the bench's databases dropped all the same.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if m.Signals != nil {
+		go func() {
+			select {
+			case <-m.Signals:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
 	if o.dir == "" {
 		d, err := os.MkdirTemp("", "billingd-bench-")
 		if err != nil {
