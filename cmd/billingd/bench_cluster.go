@@ -63,6 +63,14 @@ func (o benchOptions) checkCluster() error {
 		return usagef("--kill-one-after must not be negative, got %s", o.killOneAfter)
 	case o.killOneAfter > 0 && o.instances < 2:
 		return usagef("--kill-one-after needs at least 2 instances: the others finish the pass")
+	case o.addOneAfter < 0 || o.removeOneAfter < 0:
+		return usagef("--add-one-after and --remove-one-after must not be negative")
+	case o.removeOneAfter > 0 && o.instances < 2:
+		return usagef("--remove-one-after needs at least 2 instances: the others finish the pass")
+	case o.removeOneAfter > 0 && o.killOneAfter > 0 && o.instances < 3:
+		return usagef("--remove-one-after with --kill-one-after needs at least 3 instances")
+	case o.limitsPerInstance && (o.addOneAfter > 0 || o.removeOneAfter > 0):
+		return usagef("--limits-per-instance cannot follow --add-one-after or --remove-one-after: limits split by hand do not move")
 	case o.limitsPerInstance && o.instances < 2:
 		return usagef("--limits-per-instance needs at least 2 instances")
 	case o.limitsPerInstance && o.concurrency < o.instances:
@@ -93,6 +101,8 @@ type benchInstance struct {
 	// succeeded: its share of the charges.
 	succeeded atomic.Int64
 	killed    bool
+	removed   bool          // stopped with SIGTERM mid-pass (--remove-one-after)
+	added     bool          // started mid-pass (--add-one-after): its CPU counts from its start
 	cpu0      time.Duration // CPU at the pass's start
 	cpu       time.Duration // CPU at the last sample while it ran
 	peakRSS   int64
@@ -484,8 +494,9 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 	srv.start(ctx)
 
 	// Watch until every due subscription is paid.
-	var killedAt time.Time
-	var victim *benchInstance
+	var killedAt, addedAt, removedAt time.Time
+	var victim, joiner, leaver *benchInstance
+	var seen []models.Instance // instances rows read before one left
 	deadline := time.Now().Add(o.timeout)
 	ticker := time.NewTicker(benchPoll)
 	defer ticker.Stop()
@@ -504,8 +515,32 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 			_ = victim.cmd.Process.Kill()
 			killedAt = time.Now()
 		}
+		if o.removeOneAfter > 0 && leaver == nil && time.Since(t0) >= o.removeOneAfter {
+			// The first instance, so that a kill still takes the last one.
+			leaver = instances[0]
+			leaver.removed = true
+			// Its row goes when it stops; keep its name.
+			if rows, err := st.Instances(ctx); err == nil {
+				seen = append(seen, rows...)
+			}
+			_ = leaver.cmd.Process.Signal(syscall.SIGTERM)
+			removedAt = time.Now()
+		}
+		if o.addOneAfter > 0 && joiner == nil && time.Since(t0) >= o.addOneAfter {
+			n := len(instances) + 1
+			cfgPath := filepath.Join(o.dir, fmt.Sprintf("billingd-%d.yaml", n))
+			if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
+				return err
+			}
+			if joiner, err = startInstance(ctx, o.dir, n, cfgPath); err != nil {
+				return err
+			}
+			joiner.added = true
+			instances = append(instances, joiner)
+			addedAt = time.Now()
+		}
 		for _, in := range instances {
-			if in.killed {
+			if in.killed || in.removed {
 				continue
 			}
 			select {
@@ -539,6 +574,7 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 	serverCPU, serverErr := srv.treeCPU()
 	backendCPU := srv.backendCPU()
 	members, _ := st.Instances(ctx)
+	members = append(members, seen...)
 	var wg sync.WaitGroup
 	for _, in := range instances {
 		wg.Add(1)
@@ -623,8 +659,13 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 			}
 		}
 		note := ""
-		if in.killed {
+		switch {
+		case in.killed:
 			note = fmt.Sprintf("  SIGKILLed at %.1fs", killedAt.Sub(t0).Seconds())
+		case in.removed:
+			note = fmt.Sprintf("  stopped (SIGTERM) at %.1fs", removedAt.Sub(t0).Seconds())
+		case in.added:
+			note = fmt.Sprintf("  started at %.1fs (CPU from its start)", addedAt.Sub(t0).Seconds())
 		}
 		c := in.succeeded.Load()
 		fmt.Fprintf(out, "  %d  %s  charges %d (%.1f%%)  CPU %.2fs  peak RSS %.1f MB%s%s\n", in.n, name, c, pct(float64(c), float64(fig.charges)),
@@ -640,7 +681,7 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 		}
 		return fmt.Sprintf("%.3f", d.Seconds()*1000/float64(fig.charges))
 	}
-	fmt.Fprintf(out, "CPU s per 1,000 charges: billingd %s (user+system of the %d processes over the pass, /proc/PID/stat)", per1000(fig.cpu), o.instances)
+	fmt.Fprintf(out, "CPU s per 1,000 charges: billingd %s (user+system of the %d processes over the pass, /proc/PID/stat)", per1000(fig.cpu), len(instances))
 	if srv.err != nil {
 		fmt.Fprintf(out, "; PostgreSQL not measured: %v\n", srv.err)
 	} else {
@@ -671,7 +712,13 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 		fmt.Fprintf(out, "kill: none, the pass ended before --kill-one-after %s\n", o.killOneAfter)
 	}
 	if victim != nil {
-		printKill(out, o, bound, t0, killedAt, finished, len(instances)-1)
+		printKill(out, o, bound, t0, killedAt, finished, o.instances-1)
+	}
+	if o.addOneAfter > 0 && joiner == nil {
+		fmt.Fprintf(out, "add: none, the pass ended before --add-one-after %s\n", o.addOneAfter)
+	}
+	if o.removeOneAfter > 0 && leaver == nil {
+		fmt.Fprintf(out, "remove: none, the pass ended before --remove-one-after %s\n", o.removeOneAfter)
 	}
 	switch {
 	case pgb == nil:
