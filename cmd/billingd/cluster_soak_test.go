@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -85,6 +86,7 @@ type clusterSoakFigures struct {
 	StoppedFor           time.Duration // the longest SIGSTOP
 	LeasedAtStops        int           // attempts leased to a process when it was stopped
 	TakenOver            int           // of those, settled by another process while it was stopped
+	SentAfterResume      int           // requests carrying the key of one of those, after the resume
 	TerminationRounds    int
 	TerminatedConns      int
 	SelfExits            int // processes that exited without being killed (and were restarted)
@@ -100,6 +102,7 @@ func (f *clusterSoakFigures) clusterLines() []string {
 		fmt.Sprintf("instances:          %d slots, %d processes started in all, %d exited by themselves and were restarted", f.Instances, f.Incarnations, f.SelfExits),
 		fmt.Sprintf("stops:              %d SIGSTOP past the attempt lease (%s), longest %s; %d attempts leased to a stopped process, %d of them settled by a peer before it resumed",
 			f.Stops, clusterSoakAttemptLease, f.StoppedFor.Round(time.Millisecond), f.LeasedAtStops, f.TakenOver),
+		fmt.Sprintf("sent on lost lease: %d requests with the key of an attempt a peer had settled, sent after its stopped holder resumed", f.SentAfterResume),
 		fmt.Sprintf("terminations:       %d pg_terminate_backend rounds, %d connections terminated", f.TerminationRounds, f.TerminatedConns),
 		fmt.Sprintf("expired by test:    %d attempt and %d email leases of killed processes, at the end instead of waiting", f.ExpiredAttemptLeases, f.ExpiredEmailLeases),
 	}
@@ -263,7 +266,8 @@ func runClusterSoak(t *testing.T, provider string) {
 	simCtx, stopSim := context.WithCancel(ctx)
 	defer stopSim()
 	gw.Start(simCtx)
-	srv := httptest.NewServer(gw)
+	keys := &keyLog{at: map[string][]time.Time{}}
+	srv := httptest.NewServer(keys.wrap(gw))
 	defer srv.Close()
 	defer gw.Close()
 
@@ -424,12 +428,23 @@ log:       { level: info }
 		fig.Stops++
 		fig.LeasedAtStops += len(s.stopLeases)
 	}
+	// The keys of attempts a peer settled while their holder was stopped,
+	// and when the holder resumed: a request with one of them after that
+	// is a send on a lost lease.
+	type takenOver struct {
+		key     string
+		resumed time.Time
+	}
+	var takenOvers []takenOver
 	resume := func(s *clusterSlot) {
 		if len(s.stopLeases) > 0 {
-			var settled int64
-			if err := mon.DB().Raw(`SELECT COUNT(*) FROM charge_attempts WHERE id IN ? AND status NOT IN ('pending','unknown','processing')`,
+			var settled []string
+			if err := mon.DB().Raw(`SELECT idempotency_key FROM charge_attempts WHERE id IN ? AND status NOT IN ('pending','unknown','processing')`,
 				s.stopLeases).Scan(&settled).Error; err == nil {
-				fig.TakenOver += int(settled)
+				fig.TakenOver += len(settled)
+				for _, k := range settled {
+					takenOvers = append(takenOvers, takenOver{key: k, resumed: time.Now()})
+				}
 			}
 		}
 		require.NoError(t, s.proc.cmd.Process.Signal(syscall.SIGCONT))
@@ -608,6 +623,15 @@ log:       { level: info }
 	}
 
 	// The figures.
+	for _, o := range takenOvers {
+		for _, at := range keys.times(o.key) {
+			if at.After(o.resumed) {
+				fig.SentAfterResume++
+				t.Logf("attempt key %s sent at %s, after its stopped holder resumed at %s and a peer had settled it",
+					o.key, at.Format(time.RFC3339Nano), o.resumed.Format(time.RFC3339Nano))
+			}
+		}
+	}
 	ledger := gw.Ledger()
 	rep, err := invariant.Check(ctx, mon, ledger, invariant.Options{Now: time.Now().UTC()})
 	require.NoError(t, err)
@@ -767,3 +791,30 @@ func clusterSoakSubscriptions(t *testing.T, rng *rand.Rand, saver *signup.Saver,
 // soakCardFails marks the cards of soakCards that do not pay: declines and
 // 3-D Secure open a dunning case at the first period.
 var soakCardFails = map[string]bool{"4000000000009995": true, "4000000000000069": true, "4462030000000000": true}
+
+// keyLog records when each idempotency key reached the simulator.
+type keyLog struct {
+	mu sync.Mutex
+	at map[string][]time.Time
+}
+
+func (l *keyLog) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k := r.Header.Get("Idempotency-Key")
+		if k == "" {
+			k = r.Header.Get("Cko-Idempotency-Key")
+		}
+		if k != "" {
+			l.mu.Lock()
+			l.at[k] = append(l.at[k], time.Now())
+			l.mu.Unlock()
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (l *keyLog) times(key string) []time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.at[key])
+}
