@@ -671,6 +671,11 @@ log:       { level: info }
 	require.Equal(t, size.Kills, fig.Kills)
 	require.Equal(t, size.Stops, fig.Stops)
 	require.GreaterOrEqual(t, fig.StoppedFor, clusterSoakAttemptLease)
+	// SentAfterResume is counted, not asserted: a worker does not yet check
+	// its lease right before it sends, so a holder resumed between its claim
+	// and its send still sends, with the attempt's key, and the gateway
+	// answers from its idempotency store (the double-charge check above is
+	// what holds within the gateway's key window).
 }
 
 func anyStopped(slots []*clusterSlot) bool {
