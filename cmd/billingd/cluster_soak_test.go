@@ -417,6 +417,7 @@ log:       { level: info }
 			supervise()
 			time.Sleep(5 * time.Millisecond)
 		}
+		supervise() // a process that exited just now is started again first
 		s.up.Store(false)
 		require.NoError(t, s.proc.cmd.Process.Signal(syscall.SIGSTOP))
 		s.stopped, s.stoppedAt = true, time.Now()
@@ -570,6 +571,7 @@ log:       { level: info }
 			if victim == nil || victim.stopped {
 				victim = pick(running)
 			}
+			supervise() // a process that exited just now is started again first
 			kill(victim)
 			progress = append(progress, fmt.Sprintf("%d/%d", gw.Stats().PaymentIntents, smtp.Count()))
 		}
