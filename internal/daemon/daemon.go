@@ -416,6 +416,7 @@ func OpenStore(ctx context.Context, cfg *config.Config, exclusive bool, onSettle
 		Synchronous:      cfg.Database.Synchronous,
 		BusyTimeout:      cfg.Database.BusyTimeout.D(),
 		MaxOpenConns:     cfg.Database.MaxOpenConns,
+		PgBouncer:        cfg.Database.PgBouncer,
 		Exclusive:        exclusive,
 		OnAttemptSettled: onSettled,
 		DefaultTimezone:  cfg.Schedule.Timezone,
