@@ -155,7 +155,10 @@ func (m *Main) cmdStatus(ctx context.Context, args []string) error {
 	} else if !ok {
 		return errors.New("the database schema is not current: run `billingd migrate`")
 	}
-	return printStatus(ctx, m.Stdout, st, time.Now().UTC())
+	if err := printStatus(ctx, m.Stdout, st, time.Now().UTC()); err != nil {
+		return err
+	}
+	return printSchemaStatus(ctx, m.Stdout, st, time.Now().UTC())
 }
 
 func printStatus(ctx context.Context, out interface{ Write([]byte) (int, error) }, st *store.Store, now time.Time) error {
