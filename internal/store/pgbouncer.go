@@ -14,12 +14,11 @@ import (
 // Nothing billingd does on PostgreSQL depends on the state of one server
 // session, so that it runs through a transaction-pooling PgBouncer, which
 // hands each transaction (and each statement outside one) to whichever server
-// connection is free: every SET is inside the transaction it applies to, no
-// advisory lock, temporary table or LISTEN is used, and the two pieces of
-// session state the libraries would use are replaced here — goose's
-// migration lock (a session advisory lock) by a lock row, and, when
-// database.pgbouncer is set, pgx's named prepared statements by statements
-// sent whole each time.
+// connection is free: it sends no SET and uses no advisory lock, temporary
+// table or LISTEN, and the two pieces of session state the libraries would
+// use are replaced here — goose's migration lock (a session advisory lock)
+// by a lock row, and, when database.pgbouncer is set, pgx's named prepared
+// statements by statements sent whole each time.
 
 // QueryExecModeParam is the pgx DSN parameter that says how statements are
 // sent. pgx's default, cache_statement, prepares each statement once per
