@@ -59,7 +59,7 @@ func (m *Main) cmdMigrate(ctx context.Context, args []string) error {
 		return err
 	}
 	if len(applied) == 0 {
-		fmt.Fprintln(m.Stdout, "database is up to date")
+		fmt.Fprintln(m.Stdout, upToDate(ctx, st))
 	}
 	return nil
 }

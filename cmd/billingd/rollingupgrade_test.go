@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/billingd/billingd/internal/store/storetest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -95,4 +99,23 @@ func TestRollingUpgradeOlderInstancesStopClaiming(t *testing.T) {
 	rep := c.checkLedger(t, st)
 	require.Equal(t, 18, rep.Invoices)
 	c.stop(t)
+}
+
+// TestMigrateAndStatusOnANewerSchema runs an older binary's `migrate` and
+// `status` on a SQLite database a newer billingd migrated: migrate does
+// nothing and says why (not "up to date"), status says the schema is newer.
+func TestMigrateAndStatusOnANewerSchema(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "config.yaml", strings.ReplaceAll(goodConfig, "%DIR%", dir))
+	st := storetest.SQLiteAt(t, filepath.Join(dir, "billingd.db"))
+	newer := st.KnownSchemaVersion() + 1
+	require.NoError(t, st.DB().Exec(`INSERT INTO goose_db_version (version_id, is_applied) VALUES (?, TRUE)`, newer).Error)
+	require.NoError(t, st.Close())
+
+	code, out, errOut := runMain(t, nil, "migrate", "-c", cfg)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, fmt.Sprintf("nothing to do: the database's schema (version %d) is newer than this billingd knows (%d)", newer, newer-1))
+	code, out, errOut = runMain(t, nil, "status", "-c", cfg)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, fmt.Sprintf("schema: version %d in the database is newer than this billingd knows (%d)", newer, newer-1))
 }

@@ -34,3 +34,15 @@ func printSchemaStatus(ctx context.Context, out io.Writer, st *store.Store, now 
 	}
 	return nil
 }
+
+// upToDate is what `billingd migrate` says when it applied nothing: that the
+// database is up to date, or that a newer billingd migrated it past what this
+// one knows (nothing is migrated down; instances of this version claim no
+// work there).
+func upToDate(ctx context.Context, st *store.Store) string {
+	v, err := st.SchemaVersion(ctx)
+	if known := st.KnownSchemaVersion(); err == nil && v > known {
+		return fmt.Sprintf("nothing to do: the database's schema (version %d) is newer than this billingd knows (%d); a newer billingd migrated it, and instances of this version claim no work on it — upgrade this binary", v, known)
+	}
+	return "database is up to date"
+}
