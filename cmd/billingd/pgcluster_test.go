@@ -87,7 +87,7 @@ func newPGCluster(t *testing.T, direct, dsn string, n int, pgbouncer bool) *pgCl
 	}
 	for i := range c.listens {
 		c.configs = append(c.configs, writeFile(t, c.dir, fmt.Sprintf("config-%d.yaml", i), fmt.Sprintf(`
-database: { driver: postgres, dsn: %q, pgbouncer: %t }
+database: { driver: postgres, dsn: %q, pgbouncer: %t, max_open_conns: 4 }
 gateway:  { base_url: %q, secret_key: %s, webhook_secret: %s, concurrency: 8, rate_limit: 1000, timeout: 5s }
 retry:    { initial_interval: 10ms, max_interval: 200ms, max_elapsed_time: 10s }
 schedule: { billing: "@every 1s" }
