@@ -59,7 +59,7 @@ func (m *Main) cmdMigrate(ctx context.Context, args []string) error {
 		return err
 	}
 	if len(applied) == 0 {
-		fmt.Fprintln(m.Stdout, "database is up to date")
+		fmt.Fprintln(m.Stdout, upToDate(ctx, st))
 	}
 	return nil
 }
@@ -155,7 +155,10 @@ func (m *Main) cmdStatus(ctx context.Context, args []string) error {
 	} else if !ok {
 		return errors.New("the database schema is not current: run `billingd migrate`")
 	}
-	return printStatus(ctx, m.Stdout, st, time.Now().UTC())
+	if err := printStatus(ctx, m.Stdout, st, time.Now().UTC()); err != nil {
+		return err
+	}
+	return printSchemaStatus(ctx, m.Stdout, st, time.Now().UTC())
 }
 
 func printStatus(ctx context.Context, out interface{ Write([]byte) (int, error) }, st *store.Store, now time.Time) error {

@@ -182,7 +182,17 @@ func freeAddr(t *testing.T) string {
 	return ""
 }
 
+// postgresFailpointSlots bounds the PostgreSQL cases that run at once: each
+// holds a handful of connections (its processes', its own reads', its
+// schema's), and all of them at once, beside the other packages' tests,
+// would pass the server's max_connections (100 by default).
+var postgresFailpointSlots = make(chan struct{}, 6)
+
 func runFailpointCase(t *testing.T, dialect, provider string, c fpCase) {
+	if dialect == store.Postgres {
+		postgresFailpointSlots <- struct{}{}
+		t.Cleanup(func() { <-postgresFailpointSlots })
+	}
 	ctx := context.Background()
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, "billingd.log")
@@ -240,7 +250,9 @@ func runFailpointCase(t *testing.T, dialect, provider string, c fpCase) {
 		seedFailpointCase(t, provider, srv.URL, storetest.SQLiteAt(t, dbPath), c.cards, true)
 	default:
 		dsn := storetest.PostgresDSN(t)
-		dbCfg = fmt.Sprintf("{ driver: postgres, dsn: %q }", dsn)
+		// Every case runs at once on one server: a few connections each
+		// keep the processes under its max_connections (100 by default).
+		dbCfg = fmt.Sprintf("{ driver: postgres, dsn: %q, max_open_conns: 4 }", dsn)
 		open = func() *store.Store {
 			st, err := store.Open(ctx, store.Options{Driver: store.Postgres, DSN: dsn, MaxOpenConns: 2})
 			require.NoError(t, err)

@@ -115,6 +115,12 @@ type DatabaseConfig struct {
 	BusyTimeout Duration `yaml:"busy_timeout"`
 	// MaxOpenConns caps the pool; 0 lets the store choose per driver.
 	MaxOpenConns int `yaml:"max_open_conns"`
+	// PgBouncer says the postgres DSN reaches the server through a
+	// transaction-pooling PgBouncer: statements are then sent without named
+	// prepared statements, which such a pooler (before PgBouncer 1.21) loses
+	// between transactions. Off by default, because on a direct connection
+	// prepared statements cost the server less.
+	PgBouncer bool `yaml:"pgbouncer"`
 }
 
 // GatewayConfig describes the payment gateway connection and how hard billingd

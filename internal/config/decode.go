@@ -299,6 +299,14 @@ func (p *parser) value(n *yaml.Node, t reflect.Type, key string) *yaml.Node {
 			return nil
 		}
 		return floatNode(v)
+	case t.Kind() == reflect.Bool:
+		// true or false only: YAML 1.1's yes/no/on/off are a string here,
+		// and a typo must not read as false.
+		if s != "true" && s != "false" {
+			p.fail(key, s, "must be "+what, line)
+			return nil
+		}
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: s}
 	}
 	// Unreachable for the types Config uses; refuse rather than guess.
 	p.fail(key, "", "unsupported field type "+t.String(), line)
@@ -511,6 +519,8 @@ func typeName(t reflect.Type) string {
 		return "a whole number"
 	case t.Kind() == reflect.Float64:
 		return "a number"
+	case t.Kind() == reflect.Bool:
+		return "true or false"
 	}
 	return t.String()
 }

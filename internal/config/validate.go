@@ -164,6 +164,7 @@ func (c *Config) checkDatabase(v *validator) {
 			v.add("database.dsn", d.DSN, "is not accepted by the PostgreSQL driver: %s", pgParseMessage(err))
 		}
 	}
+	c.checkPgBouncer(v)
 	v.oneOf("database.synchronous", d.Synchronous, SynchronousFull, SynchronousNormal)
 	v.positive("database.busy_timeout", d.BusyTimeout)
 	if d.MaxOpenConns < 0 {

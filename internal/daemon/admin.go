@@ -55,7 +55,7 @@ func (s *AdminServer) Shutdown(ctx context.Context) error {
 // AdminHandler is the admin API as the listener serves it: the operator
 // actions of this daemon under the token file and rate limit in force.
 func (d *Daemon) AdminHandler() http.Handler {
-	return web.NewAdmin(web.AdminOptions{
+	return d.refuseWhileNotClaiming(web.NewAdmin(web.AdminOptions{
 		Ops:   d.ops,
 		Store: d.store,
 		Clock: d.clock,
@@ -64,7 +64,7 @@ func (d *Daemon) AdminHandler() http.Handler {
 			return web.AdminSettings{TokensFile: a.TokensFile, RateLimit: a.RateLimit}
 		},
 		Log: d.log.With().Str("component", "admin").Logger(),
-	})
+	}), true)
 }
 
 // StartAdmin listens on admin.listen (HTTPS when admin.tls_cert_file and

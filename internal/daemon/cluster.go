@@ -57,6 +57,7 @@ func (d *Daemon) newCluster() *cluster {
 // heartbeat renews this process's instances row and reads the others'.
 func (d *Daemon) heartbeat(ctx context.Context) error {
 	cfg := d.Config()
+	d.checkSchema(ctx)
 	c := d.cluster
 	c.self.RateLimit, c.self.Concurrency = cfg.Gateway.RateLimit, cfg.Gateway.Concurrency
 	now := d.clock.Now()

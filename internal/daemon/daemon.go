@@ -84,6 +84,9 @@ type Daemon struct {
 	ops *ops.Service
 	// cluster is this process's instances row; nil for an operator action.
 	cluster *cluster
+	// schema stops claiming while the database's schema is newer than this
+	// binary (schemagate.go).
+	schema *schemaGate
 
 	cur   atomic.Pointer[parts]
 	sched *scheduler
@@ -185,6 +188,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 // lock, takes back what a dead predecessor left leased.
 func (d *Daemon) prepareDatabase(ctx context.Context, cfg *config.Config) error {
 	st := d.store
+	if newer, err := d.checkSchemaAtStart(ctx, cfg); err != nil || newer {
+		return err
+	}
 	if d.opts.Operator {
 		return schemaCurrent(ctx, cfg, st)
 	}
@@ -293,6 +299,9 @@ func (d *Daemon) Handler() http.Handler { return d.handler }
 // abort cuts in-flight requests (their attempts are replayed with the same
 // key later).
 func (d *Daemon) Pass(stop, abort context.Context, trigger string) (*models.BillingRun, error) {
+	if err := d.notClaiming(); err != nil {
+		return nil, err
+	}
 	run, err := d.cur.Load().biller.Pass(stop, abort, trigger)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		err = NamedDBError(d.Config(), err)
@@ -307,6 +316,9 @@ func (d *Daemon) WakeDunning(ctx context.Context) (int, error) {
 
 // SendMail runs the outbox worker once. With mail disabled it sends nothing.
 func (d *Daemon) SendMail(ctx context.Context) (mail.Summary, error) {
+	if err := d.notClaiming(); err != nil {
+		return mail.Summary{}, err
+	}
 	return d.sendMail(ctx, context.Background())
 }
 
@@ -416,6 +428,7 @@ func OpenStore(ctx context.Context, cfg *config.Config, exclusive bool, onSettle
 		Synchronous:      cfg.Database.Synchronous,
 		BusyTimeout:      cfg.Database.BusyTimeout.D(),
 		MaxOpenConns:     cfg.Database.MaxOpenConns,
+		PgBouncer:        cfg.Database.PgBouncer,
 		Exclusive:        exclusive,
 		OnAttemptSettled: onSettled,
 		DefaultTimezone:  cfg.Schedule.Timezone,

@@ -33,11 +33,12 @@ func (d *Daemon) newHandler() http.Handler {
 			return err
 		}},
 		web.Check{Name: "scheduler", Fn: func(context.Context) error { return d.sched.alive(time.Minute) }},
+		web.Check{Name: checkSchemaName, Fn: d.schemaReady},
 	)
 	srv.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.Registry, promhttp.HandlerOpts{}))
-	srv.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv.Handle("/", d.refuseWhileNotClaiming(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		d.cur.Load().routes.ServeHTTP(w, r)
-	}))
+	}), false))
 	return srv
 }
 

@@ -247,6 +247,11 @@ func (s *scheduler) start(stop, abort context.Context, j *job, trigger string) {
 
 // runJob runs j, and again while it was poked during its run.
 func (s *scheduler) runJob(stop, abort context.Context, j *job, trigger string) {
+	stop, done, ok := s.d.gateJob(j.name, stop)
+	if !ok {
+		return
+	}
+	defer done()
 	for {
 		j.again.Store(false)
 		j.run(stop, abort, trigger)

@@ -3,9 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"io/fs"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/billingd/billingd/internal/models"
@@ -90,32 +87,23 @@ func (s *Store) DBNow(ctx context.Context) (time.Time, error) {
 }
 
 // KnownSchemaVersion is the newest migration this build embeds for the
-// store's dialect: a database whose schema is newer was migrated by a newer
-// billingd.
+// store's dialect (SQL files and Go migrations alike): a database whose
+// schema is newer was migrated by a newer billingd.
 func (s *Store) KnownSchemaVersion() int64 {
-	entries, err := fs.ReadDir(migrationFS, "migrations/"+s.dialect)
+	p, err := s.migrationProvider()
 	if err != nil {
 		return 0
 	}
 	var newest int64
-	for _, e := range entries {
-		num, _, ok := strings.Cut(e.Name(), "_")
-		if !ok {
-			continue
-		}
-		if v, err := strconv.ParseInt(num, 10, 64); err == nil && v > newest {
-			newest = v
-		}
+	for _, src := range p.ListSources() {
+		newest = max(newest, src.Version)
 	}
 	return newest
 }
 
 // SchemaVersion is the newest migration applied to the database (goose's
-// version table).
+// version table; 0 before the first migration). It takes no lock, so every
+// instance reads it at every heartbeat.
 func (s *Store) SchemaVersion(ctx context.Context) (int64, error) {
-	p, err := s.migrationProvider()
-	if err != nil {
-		return 0, err
-	}
-	return p.GetDBVersion(ctx)
+	return s.schemaVersion(ctx)
 }

@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/pressly/goose/v3"
-	"github.com/pressly/goose/v3/lock"
 	"gorm.io/driver/postgres"
 	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
@@ -51,6 +50,11 @@ type Options struct {
 	BusyTimeout time.Duration
 	// MaxOpenConns caps the pool; 0 picks a default per driver.
 	MaxOpenConns int
+	// PgBouncer (database.pgbouncer) says the PostgreSQL DSN reaches the
+	// server through a transaction-pooling PgBouncer: statements are sent
+	// without named prepared statements (PgBouncerQueryExecMode) unless the
+	// DSN names its own QueryExecModeParam.
+	PgBouncer bool
 	// Exclusive takes the SQLite instance lock: only one billing process may work
 	// on a SQLite file, because SQLite claims cannot fence a second writer the way
 	// PostgreSQL's row locks do. Read-only tools (status) leave it false.
@@ -153,7 +157,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		if opts.DSN == "" {
 			return nil, errors.New("store: postgres needs a DSN")
 		}
-		dialector = postgres.Open(opts.DSN)
+		dsn := opts.DSN
+		if opts.PgBouncer {
+			dsn = pgBouncerDSN(dsn)
+		}
+		dialector = postgres.Open(dsn)
 	default:
 		return nil, fmt.Errorf("store: unknown driver %q", opts.Driver)
 	}
@@ -453,12 +461,13 @@ func (s *Store) migrationProvider() (*goose.Provider, error) {
 	}
 	if s.dialect == Postgres {
 		dialect = goose.DialectPostgres
-		// Several instances may start at once; only one migrates.
-		locker, err := lock.NewPostgresSessionLocker()
+		// Several instances may start at once; only one migrates. The lock
+		// is a row, not a session advisory lock (pgbouncer.go).
+		locker, err := migrationLocker()
 		if err != nil {
 			return nil, err
 		}
-		opts = append(opts, goose.WithSessionLocker(locker))
+		opts = append(opts, goose.WithLocker(locker))
 	}
 	return goose.NewProvider(dialect, s.sqlDB, sub, opts...)
 }
@@ -506,7 +515,7 @@ func (s *Store) migrate(ctx context.Context, version int64) ([]string, error) {
 	if err != nil {
 		return applied, fmt.Errorf("store: migrate: %w", err)
 	}
-	current, err := p.GetDBVersion(ctx)
+	current, err := s.schemaVersion(ctx)
 	if err != nil {
 		return applied, fmt.Errorf("store: migrate: %w", err)
 	}

@@ -70,17 +70,20 @@ func Postgres(t testing.TB) *store.Store {
 }
 
 // WithSearchPath points a URL or key=value DSN at schema.
-func WithSearchPath(dsn, schema string) string {
+func WithSearchPath(dsn, schema string) string { return WithParam(dsn, "search_path", schema) }
+
+// WithParam sets one parameter of a URL or key=value DSN.
+func WithParam(dsn, key, value string) string {
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		u, err := url.Parse(dsn)
 		if err == nil {
 			q := u.Query()
-			q.Set("search_path", schema)
+			q.Set(key, value)
 			u.RawQuery = q.Encode()
 			return u.String()
 		}
 	}
-	return dsn + " search_path=" + schema
+	return dsn + " " + key + "=" + value
 }
 
 // Each runs fn against SQLite and, when configured, PostgreSQL, as subtests.
