@@ -20,8 +20,9 @@ import (
 // the due page. They seed a realistic volume (most subscriptions not due, most
 // invoices paid, most attempts settled) with set-based INSERTs, gather statistics,
 // and EXPLAIN the exact SQL the store sends, locking suffix included, with the
-// parameter values a sweep would bind. Nothing steers the planner (no
-// enable_seqscan = off): the plan asserted is the planner's own choice.
+// parameter values a sweep would bind. Nothing steers the planner beyond what
+// the store itself sends (the new-attempt claim's SET LOCAL enable_sort = off,
+// applied here as its setup): the plan asserted is the planner's own choice.
 
 // planNow is the sweep's "now" in the seeded data.
 var planNow = time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
