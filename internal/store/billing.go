@@ -385,42 +385,76 @@ func (t chargeTarget) collects() bool {
 //     gateway declined hard is never charged off-session again.
 //
 // The conditions are part of the query, before its LIMIT, so invoices that
-// wait never take the places of chargeable ones. %s is where SQLite is told to
-// use the partial index (see claimNewSQL).
-var claimNewQuery = `SELECT * FROM invoices%s WHERE status = 'open' AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?
+// wait never take the places of chargeable ones. %[1]s is where SQLite is told
+// to use the partial index, %[2]s where PostgreSQL is kept from turning the
+// probes into joins (see chargeableSQL).
+var claimNewQuery = `SELECT * FROM invoices%[1]s WHERE status = 'open' AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?
 	  AND NOT EXISTS (SELECT 1 FROM charge_attempts ca WHERE ca.invoice_id = invoices.id
-	                    AND (ca.status IN ` + sqlOpen + ` OR (ca.status = 'needs_review' AND ca.cancel_requested_at IS NOT NULL)))
+	                    AND (ca.status IN ` + sqlOpen + ` OR (ca.status = 'needs_review' AND ca.cancel_requested_at IS NOT NULL))%[2]s)
 	  AND NOT EXISTS (SELECT 1 FROM invoices prev WHERE prev.subscription_id = invoices.subscription_id
-	                    AND prev.period_index < invoices.period_index AND prev.status = 'open')
+	                    AND prev.period_index < invoices.period_index AND prev.status = 'open'%[2]s)
 	  AND NOT EXISTS (SELECT 1 FROM subscriptions s JOIN payment_methods pm ON pm.id = s.payment_method_id
-	                   WHERE s.id = invoices.subscription_id AND pm.dead_at IS NOT NULL)
+	                   WHERE s.id = invoices.subscription_id AND pm.dead_at IS NOT NULL%[2]s)
 	ORDER BY next_attempt_at, id LIMIT ?`
 
-// claimNewSQL is claimNewQuery for the transaction's dialect. Without table
-// statistics SQLite preferred invoices_status (status = 'open') and then sorted every
-// open invoice for each claim — a full pass over the day's invoices per 64
-// charges. INDEXED BY pins the partial index (and fails loudly if it is ever
-// missing); PostgreSQL's planner has statistics and gets no hint.
+// claimNewSQL is claimNewQuery for the transaction's dialect, as the claim
+// sends it.
 func (tx *Tx) claimNewSQL() string {
 	return tx.chargeableSQL(true)
 }
 
+// chargeableSQL is claimNewQuery for the transaction's dialect, locking its rows
+// when lock is set. The invoices it reads are the ones the same pass just
+// created, so neither planner can trust table statistics for them:
+//   - SQLite has none (billingd never runs ANALYZE) and preferred invoices_status
+//     (status = 'open'), then sorted every open invoice for each claim — a full
+//     pass over the day's invoices per 64 charges. INDEXED BY pins the partial
+//     index (and fails loudly if it is ever missing).
+//   - PostgreSQL's statistics date from before the day's invoices (autovacuum
+//     analyzes a minute or more later): it estimated about 50 chargeable rows
+//     where a pass had 25,000, flattened the probes into (hash) anti joins over
+//     every open invoice and every attempt, and sorted the result — 33–240 ms and
+//     up to 47,000 buffers per claim. Each probe ends in OFFSET 0 (see
+//     probeFence), which keeps it a per-row subplan of index lookups, and the
+//     transaction tells the planner not to sort (claimNewPlanSetting): it
+//     walks invoices_chargeable in order and stops at the LIMIT, whatever its
+//     statistics say (about 400 buffers for 32 invoices;
+//     TestClaimNewPlanWithoutStatistics).
 func (tx *Tx) chargeableSQL(lock bool) string {
 	hint := ""
 	if tx.dialect == SQLite {
 		hint = " INDEXED BY invoices_chargeable"
 	}
-	q := fmt.Sprintf(claimNewQuery, hint)
+	q := fmt.Sprintf(claimNewQuery, hint, tx.probeFence())
 	if lock {
 		q += tx.forUpdateSkipLocked()
 	}
 	return q
 }
 
+// claimNewPlanSetting is sent before the new-attempt claim's selection on
+// PostgreSQL. Fencing the probes leaves the planner one choice that still
+// follows its statistics: walk invoices_chargeable in claim order and stop at
+// the LIMIT, or read every chargeable invoice through a bitmap and sort them.
+// When the statistics (or a generic plan's default selectivity) put only a few
+// rows in the index, the sort looks as cheap, and on a new day's invoices it
+// reads all of them for each claim. No plan of this query needs a sort — the
+// index gives the order — so the claim's transaction turns sorting off; SET
+// LOCAL ends with the transaction, which a transaction-pooling PgBouncer keeps
+// on one server connection. The claim's other statements (the probe for newly
+// opened attempts, the targets by primary key, the updates and the insert)
+// sort nothing.
+const claimNewPlanSetting = "SET LOCAL enable_sort = off"
+
 // selectChargeable is the new-attempt claim's selection: the invoices whose
 // next attempt may start now, in claim order. The claim locks them; the plan of
 // a pass only reads them.
 func (tx *Tx) selectChargeable(now time.Time, limit int, lock bool) ([]models.Invoice, error) {
+	if tx.dialect == Postgres {
+		if err := tx.db.Exec(claimNewPlanSetting).Error; err != nil {
+			return nil, err
+		}
+	}
 	var invs []models.Invoice
 	err := tx.db.Raw(tx.chargeableSQL(lock), now, limit).Scan(&invs).Error
 	return invs, err

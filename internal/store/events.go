@@ -188,7 +188,10 @@ func lastStatusChanges(refs []EventRef) []EventRef {
 // subscription (a later one waits until the earlier is delivered or failed).
 // On PostgreSQL the rows are locked with SKIP LOCKED, so several instances
 // split the queue; a subscription's next event becomes claimable only once
-// the one before it was finished, so they never overtake each other.
+// the one before it was finished, so they never overtake each other. The
+// events are written by the pass that is running (its invoices' and outcomes'),
+// ahead of the planner's statistics, so the probe is fenced (probeFence) to
+// stay a per-row index lookup instead of an anti join over every pending event.
 func (s *Store) ClaimDueEvents(ctx context.Context, owner string, now, leaseUntil time.Time, limit int) ([]models.Event, error) {
 	now, leaseUntil = now.UTC(), leaseUntil.UTC()
 	if limit <= 0 {
@@ -200,7 +203,7 @@ func (s *Store) ClaimDueEvents(ctx context.Context, owner string, now, leaseUnti
 		       WHERE e.status = 'pending' AND e.next_attempt_at <= ?
 		         AND (e.lease_until IS NULL OR e.lease_until <= ?)
 		         AND NOT EXISTS (SELECT 1 FROM events p
-		                          WHERE p.subscription_id = e.subscription_id AND p.status = 'pending' AND p.id < e.id)
+		                          WHERE p.subscription_id = e.subscription_id AND p.status = 'pending' AND p.id < e.id` + tx.probeFence() + `)
 		       ORDER BY e.next_attempt_at, e.id LIMIT ?` + tx.forUpdateSkipLocked()
 		var err error
 		claimed, err = claimRows[models.Event](tx, "events", q, []any{now, now, limit}, owner, leaseUntil, now)

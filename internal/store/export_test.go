@@ -18,8 +18,10 @@ import (
 type PlannedSQL struct {
 	DueSubscriptions string // args: DueSubscriptionsArgs
 	ClaimNew         string // args: now, limit
-	ClaimReplay      string // args: now, now, notBefore, limit
-	CardReattempts   string // args: gateway payment method id, since
+	// ClaimNewSetup is sent first in the claim's transaction ("" if none).
+	ClaimNewSetup  string
+	ClaimReplay    string // args: now, now, notBefore, limit
+	CardReattempts string // args: gateway payment method id, since
 	// Movements is the export's query, Collected and Refunded report
 	// revenue's: args MovementsArgs.
 	Movements, Collected, Refunded string
@@ -41,6 +43,7 @@ func SQLFor(st *Store) (q PlannedSQL, err error) {
 		q = PlannedSQL{
 			DueSubscriptions: dueSubscriptionsQuery + tx.dueLockSuffix(),
 			ClaimNew:         tx.claimNewSQL(),
+			ClaimNewSetup:    tx.claimNewSetup(),
 			ClaimReplay:      tx.claimReplaySQL(),
 			CardReattempts:   cardReattemptsQuery,
 			Movements:        movementsQuery,
@@ -112,4 +115,11 @@ func ForgetWriteVerdict(st *Store) {
 	st.health.mu.Lock()
 	st.health.at, st.health.err = time.Time{}, nil
 	st.health.mu.Unlock()
+}
+
+func (tx *Tx) claimNewSetup() string {
+	if tx.dialect == Postgres {
+		return claimNewPlanSetting
+	}
+	return ""
 }

@@ -747,6 +747,19 @@ func (tx *Tx) forUpdateSkipLocked() string {
 	return ""
 }
 
+// probeFence ends a correlated EXISTS probe of a claim query on PostgreSQL:
+// OFFSET 0 keeps the planner from pulling the subquery up into a semi or anti
+// join, so it stays a subplan run for each candidate row (index lookups) and
+// the claim's cost follows its LIMIT instead of the table statistics, which a
+// pass outruns by creating the rows it claims. SQLite plans EXISTS per row
+// anyway (and allows OFFSET only after a LIMIT), so it gets nothing.
+func (tx *Tx) probeFence() string {
+	if tx.dialect == Postgres {
+		return " OFFSET 0"
+	}
+	return ""
+}
+
 // claimRows runs a claim query q (which must lock its rows on PostgreSQL, see
 // forUpdateSkipLocked) and leases every row it returns to owner until until,
 // bumping each row's lease_version so that writes of an older claim are fenced.
