@@ -7,6 +7,7 @@ import (
 
 	"github.com/billingd/billingd/internal/config"
 	"github.com/billingd/billingd/internal/daemon"
+	"github.com/billingd/billingd/internal/store"
 	sd "github.com/coreos/go-systemd/v22/daemon"
 	"github.com/rs/zerolog"
 )
@@ -66,10 +67,8 @@ func (m *Main) cmdRun(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	d, err := daemon.New(ctx, cfg, daemon.Options{Log: m.Stdout})
+	d, err := m.startDaemon(ctx, cfg)
 	if err != nil {
-		l := newLogger(cfg.Log, m.Stdout)
-		l.Error().Err(err).Msg("cannot start")
 		return err
 	}
 	defer d.Close()
@@ -78,6 +77,38 @@ func (m *Main) cmdRun(ctx context.Context, args []string) error {
 		func() time.Duration { return d.Config().Schedule.DrainTimeout.D() },
 		func() { m.reload(cfgPath, d) })
 	return d.Run(stop, abort)
+}
+
+// startRetries is how many times `run` starts again after the database
+// connection went away during its start (a failover, a terminated backend),
+// waiting 1 s, 2 s, 4 s… between tries, before it gives up and leaves the
+// restart to systemd.
+const startRetries = 5
+
+// startDaemon builds the daemon, trying again when the database connection
+// was lost during the start's steps (opening, the migration lock, the first
+// heartbeat): each step is a transaction that either committed or did not,
+// so starting over repeats nothing. Any other error ends the start at once.
+func (m *Main) startDaemon(ctx context.Context, cfg *config.Config) (*daemon.Daemon, error) {
+	l := newLogger(cfg.Log, m.Stdout)
+	wait := time.Second
+	for try := 0; ; try++ {
+		d, err := daemon.New(ctx, cfg, daemon.Options{Log: m.Stdout})
+		if err == nil {
+			return d, nil
+		}
+		if try >= startRetries || !store.ConnectionLost(err) || ctx.Err() != nil {
+			l.Error().Err(err).Msg("cannot start")
+			return nil, err
+		}
+		l.Warn().Err(err).Dur("retry_in", wait).Msg("the database connection was lost while starting; starting again")
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
 }
 
 // reload re-reads the config on SIGHUP. A bad config is logged and ignored

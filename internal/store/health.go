@@ -176,3 +176,37 @@ var storageMessages = []string{
 	"connection reset by peer",
 	"connection refused",
 }
+
+// ConnectionLost reports whether err is the database connection going away
+// under a statement — the server terminated the backend (pg_terminate_backend,
+// a restart, a failover), a proxy or the network dropped the connection — as
+// opposed to a refused write or a bad statement: a new connection gets past
+// it, so a step that failed this way may simply be tried again.
+func ConnectionLost(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var pg interface{ SQLState() string }
+	if errors.As(err, &pg) {
+		code := pg.SQLState()
+		return strings.HasPrefix(code, "08") || strings.HasPrefix(code, "57P")
+	}
+	msg := err.Error()
+	for _, m := range lostConnectionMessages {
+		if strings.Contains(msg, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// lostConnectionMessages are what the driver says when the connection went
+// away without a SQLSTATE (the server's FATAL arrived as the socket closed).
+var lostConnectionMessages = []string{
+	"broken pipe",
+	"connection reset by peer",
+	"unexpected EOF",
+	"conn closed",
+	"connection refused",
+	"terminating connection",
+}
