@@ -140,3 +140,26 @@ func TestClusterKeepsToTheGatewayLimits(t *testing.T) {
 	require.Contains(t, string(body), "billingd_gateway_concurrency_share 2")
 	require.True(t, strings.Contains(string(body), "billingd_gateway_rate_share 9.99"), "rate share of a third: %s", body)
 }
+
+// TestExpiredShareIsRenewedBeforeSending: an instance whose last heartbeat
+// is older than its expiry (here: its clock jumped, as a process resumed
+// from SIGSTOP finds) uses nothing; the first gateway request it makes beats
+// first, takes the share back from the headroom, and is sent.
+func TestExpiredShareIsRenewedBeforeSending(t *testing.T) {
+	b := daemontest.New(t, daemontest.Options{Postgres: true, NoMail: true, Configure: func(c *config.Config) {
+		c.Gateway.RateLimit, c.Gateway.Concurrency = 50, 4
+	}})
+	cus, pm := b.SaveCard(t, "4242424242424242")
+	require.InDelta(t, 50, b.D.Shares().Use.Rate, 1e-6)
+
+	b.Clock.Advance(b.Config.Cluster.Expiry())
+	require.Zero(t, b.D.Shares().Use.Rate, "a share whose heartbeat is an expiry old is not this instance's any more")
+
+	b.Seed(t, storetest.Subscription{Reference: "resumed", Customer: cus, PaymentMethod: pm, Amount: 1000, Currency: "USD", Anchor: b.Clock.Now()})
+	_, err := b.D.Pass(context.Background(), context.Background(), "test")
+	require.NoError(t, err)
+	paid, err := b.Store.CountInvoices(context.Background(), models.InvoicePaid)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, paid, "the charge waited for the renewed share, then went out")
+	require.InDelta(t, 50, b.D.Shares().Use.Rate, 1e-6)
+}
