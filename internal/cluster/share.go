@@ -101,6 +101,12 @@ func Compute(rows []models.Instance, self string, own Limits, now time.Time) Pla
 		Rate:        math.Max(0, p.Limits.Rate-othersRate),
 		Concurrency: max(0, p.Limits.Concurrency-othersConc),
 	}
+	if p.Headroom.Rate < p.Limits.Rate*headroomEpsilon {
+		// What floating point leaves over when the others hold everything
+		// is nothing, not a share so small that its first token is years
+		// away.
+		p.Headroom.Rate = 0
+	}
 	p.Next = Share{
 		Rate:        math.Min(p.Target.Rate, p.Headroom.Rate),
 		Concurrency: min(p.Target.Concurrency, p.Headroom.Concurrency),
@@ -123,6 +129,10 @@ func Split(l Limits, live, rank int) Share {
 	}
 	return Share{Rate: roundDown(l.Rate / float64(live)), Concurrency: conc}
 }
+
+// headroomEpsilon is the part of the rate limit below which headroom counts
+// as none (far above roundDown's cut, far below any usable share).
+const headroomEpsilon = 1e-6
 
 // roundDown cuts a rate share to a value whose multiples never exceed what
 // they divide (1e-9 relative is far below any limiter's resolution).

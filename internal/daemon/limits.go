@@ -57,7 +57,12 @@ func (d *Daemon) newShares(cfg *config.Config) *shares {
 		}, func(ctx context.Context) {
 			// A request that finds the share expired beats now instead of
 			// waiting for the scheduled heartbeat (a resumed process, or a
-			// simulated clock that jumped).
+			// simulated clock that jumped); one that finds it nothing beats
+			// once a heartbeat has passed since the last (a process that
+			// runs no scheduler, as `billingd once`, beats only so).
+			if !s.renewDue(d.Config().Cluster) {
+				return
+			}
 			if err := d.Heartbeat(ctx); err != nil && ctx.Err() == nil {
 				d.log.Warn().Err(err).Msg("this instance's share of the gateway limits expired and could not be renewed; no gateway request is sent until a heartbeat succeeds")
 			}
@@ -75,6 +80,14 @@ func (d *Daemon) newShares(cfg *config.Config) *shares {
 // one instance runs; an operator's action is not a member (docs/cluster.md).
 func (d *Daemon) clustered() bool {
 	return d.store.Dialect() == store.Postgres && !d.opts.Operator
+}
+
+// renewDue reports whether a starved request should beat now: the share
+// expired, or a whole heartbeat has passed since the last one started.
+func (s *shares) renewDue(c config.ClusterConfig) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.beatStarted.IsZero() || s.mono().Sub(s.beatStarted) >= c.Heartbeat.D()
 }
 
 // apply makes share the one the budget enforces; s.mu is held.

@@ -163,3 +163,30 @@ func TestExpiredShareIsRenewedBeforeSending(t *testing.T) {
 	require.EqualValues(t, 1, paid, "the charge waited for the renewed share, then went out")
 	require.InDelta(t, 50, b.D.Shares().Use.Rate, 1e-6)
 }
+
+// TestStarvedInstanceBeatsForItsShare: a process that runs no scheduler
+// (`billingd once` beside a running cluster) joins at nothing; its requests
+// ask for a heartbeat once one is due, which finds the headroom the other
+// instance left after lowering, and the pass charges.
+func TestStarvedInstanceBeatsForItsShare(t *testing.T) {
+	configure := func(c *config.Config) { c.Gateway.RateLimit, c.Gateway.Concurrency = 40, 4 }
+	first := daemontest.New(t, daemontest.Options{Postgres: true, NoMail: true, Name: "node-a:1:t", Configure: configure})
+	second := daemontest.New(t, daemontest.Options{Postgres: true, NoMail: true, Name: "node-b:1:t", Configure: func(c *config.Config) {
+		configure(c)
+		c.Database.DSN = first.Config.Database.DSN
+		c.Gateway.BaseURL = first.Config.Gateway.BaseURL
+	}})
+	require.Zero(t, second.D.Shares().Use.Rate, "joined while the first held everything")
+	require.NoError(t, first.D.Heartbeat(context.Background()))
+	require.InDelta(t, 20, first.D.Shares().Use.Rate, 1e-6, "the first lowered to its half")
+
+	cus, pm := first.SaveCard(t, "4242424242424242")
+	second.Seed(t, storetest.Subscription{Reference: "once", Customer: cus, PaymentMethod: pm, Amount: 1000, Currency: "USD", Anchor: second.Clock.Now()})
+	second.Clock.Advance(second.Config.Cluster.Heartbeat.D())
+	_, err := second.D.Pass(context.Background(), context.Background(), "once")
+	require.NoError(t, err)
+	paid, err := second.Store.CountInvoices(context.Background(), models.InvoicePaid)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, paid)
+	require.InDelta(t, 20, second.D.Shares().Use.Rate, 1e-6)
+}

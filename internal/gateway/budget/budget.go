@@ -44,7 +44,9 @@ func (b *Budget) begin(ctx context.Context) (context.Context, func(), error) {
 	if err := ctx.Err(); err != nil {
 		return ctx, nil, err
 	}
-	if err := b.Slots.Acquire(ctx); err != nil {
+	// A share of no slots at all (a joining instance) is renewed the way a
+	// rate of nothing is: only a heartbeat can give it some.
+	if err := b.Slots.acquire(ctx, b.Limiter.askRenewal); err != nil {
 		return ctx, nil, err
 	}
 	if err := b.Limiter.Wait(ctx); err != nil {

@@ -227,3 +227,29 @@ func TestClientTakesATokenPerRequestAndASlotPerCall(t *testing.T) {
 	res := c.CreatePaymentIntent(ctx, gateway.PaymentIntentRequest{})
 	require.Equal(t, gateway.Transient, res.Kind, "a call whose context ended while it waited sends nothing and is not a verdict")
 }
+
+func TestShareOfNothingAsksForARenewal(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		rate        float64
+		concurrency int
+	}{{"no slots", 50, 0}, {"no rate", 0, 2}} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := New(tt.rate, 0.1, tt.concurrency)
+			var renewals atomic.Int32
+			b.Limiter.Guard(func() bool { return true }, func(context.Context) {
+				if renewals.Add(1) == 2 { // the first renewal finds no headroom yet
+					b.Set(50, 0.1, 2)
+				}
+			})
+			inner := &fakeFull{}
+			c := Wrap(inner, b)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err := c.RetrieveCustomer(ctx, "cus_1")
+			require.NoError(t, err)
+			require.EqualValues(t, 1, inner.requests.Load())
+			require.EqualValues(t, 2, renewals.Load())
+		})
+	}
+}

@@ -71,8 +71,9 @@ func (b *bucket) wait(now time.Time) time.Duration {
 // nothing.
 const BurstWindow = 250 * time.Millisecond
 
-// renewRetry is how often a waiter whose share expired asks for a renewal
-// while the renewals fail (the database down).
+// renewRetry is how often a waiter whose share expired or is nothing asks
+// for a renewal while none gives it a share (the database down, the other
+// instances not yet lowered).
 const renewRetry = time.Second
 
 // Limiter paces this instance's gateway requests at its rate share. The
@@ -150,7 +151,8 @@ func (l *Limiter) Set(rate, payShare float64) {
 // Guard makes every admission ask valid first: while it returns false the
 // limiter admits nothing, whatever its buckets hold, until the next Set, and
 // one of the waiters calls renew (which is expected to Set a new share, or
-// fail and leave the limiter waiting for the next try). The cluster's
+// fail and leave the limiter waiting for the next try) — as it does,
+// every renewRetry, while the share is nothing. The cluster's
 // heartbeat uses it so that a process whose share ran out (no heartbeat for a
 // whole expiry: paused, cut off) sends nothing until it has beaten again —
 // and beats at once rather than at its next scheduled heartbeat. valid must
@@ -191,17 +193,14 @@ func (l *Limiter) Wait(ctx context.Context) error {
 		return ctx.Err()
 	}
 	for {
-		wait, changed, expired := l.take(customer)
+		wait, changed, starved := l.take(customer)
 		if wait == 0 {
 			return nil
 		}
-		if expired {
-			if l.renew != nil && l.renewing.TryLock() {
-				// A renewal that succeeds Sets, which closes changed.
-				l.renew(ctx)
-				l.renewing.Unlock()
-			}
-			// Until it does, try again every renewRetry.
+		if starved {
+			// A renewal that succeeds Sets, which closes changed; until
+			// one does, try again every renewRetry.
+			l.askRenewal(ctx)
 			wait = renewRetry
 		}
 		var timer *time.Timer
@@ -224,9 +223,21 @@ func (l *Limiter) Wait(ctx context.Context) error {
 	}
 }
 
+// askRenewal runs renew (Guard) unless another waiter is running it.
+func (l *Limiter) askRenewal(ctx context.Context) {
+	l.mu.Lock()
+	renew := l.renew
+	l.mu.Unlock()
+	if renew != nil && l.renewing.TryLock() {
+		renew(ctx)
+		l.renewing.Unlock()
+	}
+}
+
 // take takes a token for a request of the class if one is there (wait 0),
 // or says how long until one might be (-1: not at the current rate; wait
-// for changed), and whether the share has expired (Guard).
+// for changed), and whether the limiter is starved: its share expired
+// (Guard) or is nothing, so that only a renewal can let the request through.
 func (l *Limiter) take(customer bool) (time.Duration, <-chan struct{}, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -249,6 +260,9 @@ func (l *Limiter) take(customer bool) (time.Duration, <-chan struct{}, bool) {
 	if lend && second.tokens >= 1 {
 		second.tokens--
 		return 0, nil, false
+	}
+	if l.rate == 0 {
+		return -1, l.changed, true
 	}
 	wait := first.wait(now)
 	if lend {

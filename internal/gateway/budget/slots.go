@@ -3,6 +3,7 @@ package budget
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // Slots caps the requests this instance has open at the gateway at once
@@ -50,7 +51,11 @@ func (s *Slots) wake() {
 
 // Acquire takes a slot, waiting while all are taken, until ctx ends. The
 // caller releases it with Release once the request has its answer.
-func (s *Slots) Acquire(ctx context.Context) error {
+func (s *Slots) Acquire(ctx context.Context) error { return s.acquire(ctx, nil) }
+
+// acquire is Acquire; while the cap is nothing it calls starved every
+// renewRetry (nil: it only waits).
+func (s *Slots) acquire(ctx context.Context, starved func(context.Context)) error {
 	for {
 		s.mu.Lock()
 		if s.open < s.cap {
@@ -58,12 +63,25 @@ func (s *Slots) Acquire(ctx context.Context) error {
 			s.mu.Unlock()
 			return nil
 		}
-		changed := s.changed
+		changed, none := s.changed, s.cap == 0
 		s.mu.Unlock()
+		var timer *time.Timer
+		var retry <-chan time.Time
+		if none && starved != nil {
+			starved(ctx)
+			timer = time.NewTimer(renewRetry)
+			retry = timer.C
+		}
 		select {
 		case <-changed:
+		case <-retry:
 		case <-ctx.Done():
-			return ctx.Err()
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 	}
 }
