@@ -168,8 +168,8 @@ func (d *Daemon) beatShares(ctx context.Context, cfg *config.Config, self models
 
 // reloadShares applies a reload's gateway limits: a smaller limit is taken
 // into use at once (the share scaled down with it) and published at the
-// next heartbeat, which the caller asks for now; a larger one waits for
-// that heartbeat, which raises into the headroom the others leave.
+// next heartbeat; a larger one waits for that heartbeat, which raises into
+// the headroom the others leave.
 func (d *Daemon) reloadShares(old, cfg *config.Config) {
 	s := d.shares
 	s.mu.Lock()
