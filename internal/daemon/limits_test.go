@@ -26,7 +26,7 @@ import (
 // published shares never add up to more than the limits, and each instance
 // ends at its third.
 func TestClusterKeepsToTheGatewayLimits(t *testing.T) {
-	const limit, concurrency, subs = 30, 6, 90
+	const limit, concurrency, subs = 30, 6, 60
 	configure := func(c *config.Config) {
 		c.Gateway.RateLimit, c.Gateway.Concurrency = limit, concurrency
 		c.Cluster.Heartbeat = config.Duration(time.Second)
