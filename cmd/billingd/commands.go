@@ -161,7 +161,7 @@ func (m *Main) cmdStatus(ctx context.Context, args []string) error {
 	return printSchemaStatus(ctx, m.Stdout, st, time.Now().UTC())
 }
 
-func printStatus(ctx context.Context, out interface{ Write([]byte) (int, error) }, st *store.Store, now time.Time) error {
+func printStatus(ctx context.Context, out io.Writer, st *store.Store, now time.Time) error {
 	r, err := st.Status(ctx, now)
 	if err != nil {
 		return err
@@ -215,6 +215,9 @@ func printStatus(ctx context.Context, out interface{ Write([]byte) (int, error) 
 			r.UnboundedSubscriptions, r.UnboundedInvoices)
 	}
 	_ = w.Flush()
+	if err := printInstances(ctx, out, st, now); err != nil {
+		return err
+	}
 	if len(r.LastRuns) > 0 {
 		fmt.Fprintln(out, "\nlast billing runs:")
 		w = tabwriter.NewWriter(out, 0, 2, 2, ' ', 0)

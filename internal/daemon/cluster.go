@@ -60,8 +60,7 @@ func (d *Daemon) heartbeat(ctx context.Context) error {
 	d.checkSchema(ctx)
 	c := d.cluster
 	c.self.RateLimit, c.self.Concurrency = cfg.Gateway.RateLimit, cfg.Gateway.Concurrency
-	now := d.clock.Now()
-	all, err := d.store.Beat(ctx, c.self, now, now.Add(cfg.Cluster.Expiry()))
+	all, err := d.beatShares(ctx, cfg, c.self)
 	if err != nil {
 		return err
 	}

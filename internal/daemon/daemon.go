@@ -26,6 +26,7 @@ import (
 	"github.com/billingd/billingd/internal/config"
 	"github.com/billingd/billingd/internal/events"
 	"github.com/billingd/billingd/internal/gateway"
+	"github.com/billingd/billingd/internal/gateway/budget"
 	"github.com/billingd/billingd/internal/mail"
 	"github.com/billingd/billingd/internal/metrics"
 	"github.com/billingd/billingd/internal/models"
@@ -62,6 +63,10 @@ type Options struct {
 	// action queues). The action's gateway calls go through the same engine,
 	// claims and leases as the daemon's, so the two never send at once.
 	Operator bool
+	// Name, when set, names this instance (its instances row and lease
+	// owner) instead of host:pid:start: several daemons in one process — a
+	// test's cluster — are several instances.
+	Name string
 }
 
 // Daemon is the running system. Its long-lived parts (store, gateway client,
@@ -69,14 +74,16 @@ type Options struct {
 // (dunning policy, reconciler, biller, mail worker, customer routes) are
 // swapped whole, so a request or job always sees one consistent config.
 type Daemon struct {
-	opts    Options
-	log     zerolog.Logger
-	sink    *logSink
-	clock   clock.Clock
-	store   *store.Store
-	gw      gateway.Gateway
-	client  GatewayClient
-	limiter *rate.Limiter
+	opts   Options
+	log    zerolog.Logger
+	sink   *logSink
+	clock  clock.Clock
+	store  *store.Store
+	gw     gateway.Gateway
+	client GatewayClient
+	// shares is this process's part of the cluster's gateway limits: the
+	// budget that client and gw take every call from.
+	shares  *shares
 	engine  *charge.Engine
 	metrics *metrics.Metrics
 	owner   string
@@ -117,6 +124,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 		metrics: metrics.New(),
 		owner:   InstanceName(),
 	}
+	if opts.Name != "" {
+		d.owner = opts.Name
+	}
 	st, err := OpenStore(ctx, cfg, !opts.Operator, func(s models.AttemptStatus) { d.metrics.AttemptSettled(string(s)) })
 	if err != nil {
 		return nil, err
@@ -136,16 +146,19 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 		_ = st.Close()
 		return nil, err
 	}
-	d.client, d.gw = client, client
+	// Every gateway call of the process takes from one budget (its share
+	// of gateway.rate_limit and gateway.concurrency): nothing holds the
+	// unwrapped client.
+	d.shares = d.newShares(cfg)
+	d.client = budget.Wrap(client, d.shares.budget)
+	d.gw = d.client
 	if opts.WrapGateway != nil {
-		d.gw = opts.WrapGateway(client)
+		d.gw = opts.WrapGateway(d.client)
 	}
-	d.limiter = rate.NewLimiter(rate.Limit(cfg.Gateway.RateLimit), 1)
 	d.engine = charge.New(charge.Options{
 		Store:   st,
 		Gateway: d.gw,
 		Clock:   d.clock,
-		Limiter: d.limiter,
 		// gateway.concurrency caps requests at the gateway; the biller runs
 		// more workers than this so that recording outcomes does not leave
 		// the gateway idle.
@@ -157,7 +170,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 		RecheckAfter:      cfg.Reconcile.Backoff[0].D(),
 		Hook:              dunningHook{d},
 		Observe:           opts.ObserveAttempt,
-		Refunds:           client,
+		Refunds:           d.client,
 		RefundOwner:       d.owner,
 	})
 	p, err := d.build(cfg)
@@ -166,18 +179,25 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 		return nil, err
 	}
 	d.cur.Store(p)
-	d.ops = newOps(cfg, st, d.clock, d.engine, client, dunningHook{d}, d.owner, d.log, d.gw, d.limiter,
+	d.ops = newOps(cfg, st, d.clock, d.engine, d.client, dunningHook{d}, d.owner, d.log, d.gw, nil,
 		func() events.Settings { return EventSettings(d.Config()) })
 	if !opts.Operator {
 		d.cluster = d.newCluster()
 		if err := d.heartbeat(ctx); err != nil {
-			_ = st.Close()
-			return nil, NamedDBError(cfg, err)
+			if store.ConnectionLost(err) {
+				_ = st.Close()
+				return nil, NamedDBError(cfg, err)
+			}
+			// A database that answers but refuses the row (read-only, full)
+			// is what /readyz reports; the process starts with a share of
+			// nothing, sends nothing, and the instances job tries again.
+			d.log.Error().Err(err).Msg("could not register this instance in the instances table; it sends nothing to the gateway until it has")
 		}
 	}
 	d.sched = newScheduler(d)
 	d.handler = d.newHandler()
 	d.registerGauges()
+	d.registerClusterGauges()
 	if !cfg.Mail.Enabled() {
 		d.log.Warn().Msg("mail.host is empty: dunning emails are queued in the outbox and sent once mail is configured")
 	}
@@ -502,7 +522,7 @@ type Settings struct {
 // Settings reports the settings in force.
 func (d *Daemon) Settings() Settings {
 	t := d.engine.Settings()
-	return Settings{RateLimit: float64(d.limiter.Limit()), Concurrency: t.MaxInFlight, Retry: t.Retry, NextRuns: d.sched.nextRuns()}
+	return Settings{RateLimit: d.Config().Gateway.RateLimit, Concurrency: t.MaxInFlight, Retry: t.Retry, NextRuns: d.sched.nextRuns()}
 }
 
 // Resolve reads the gateway's record of one unresolved attempt and records

@@ -7,7 +7,6 @@ import (
 
 	"github.com/billingd/billingd/internal/charge"
 	"github.com/billingd/billingd/internal/config"
-	"golang.org/x/time/rate"
 )
 
 // restartKeys are the config keys a running daemon cannot change: the
@@ -73,7 +72,7 @@ func (d *Daemon) Reload(cfg *config.Config) (ReloadResult, error) {
 	}
 	setLogLevel(eff.Log.Level)
 	d.sink.setFormat(eff.Log.Format)
-	d.limiter.SetLimit(rate.Limit(eff.Gateway.RateLimit))
+	d.reloadShares(old, eff)
 	d.engine.Reconfigure(charge.Tunables{
 		Retry:             retryPolicy(eff),
 		MaxInFlight:       eff.Gateway.Concurrency,

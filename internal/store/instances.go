@@ -24,26 +24,7 @@ func (s *Store) Beat(ctx context.Context, self models.Instance, now, expires tim
 	now, expires = now.UTC(), expires.UTC()
 	var all []models.Instance
 	err := s.InTx(ctx, func(tx *Tx) error {
-		n, err := tx.exec(`UPDATE instances SET heartbeat_at = ?, expires_at = ?, rate_limit = ?, concurrency = ?,
-		          rate_share = ?, concurrency_share = ?, claiming = ?, note = ?, schema_version = ?, version = ?
-		    WHERE name = ?`, now, expires, self.RateLimit, self.Concurrency, self.RateShare, self.ConcurrencyShare,
-			self.Claiming, self.Note, self.SchemaVersion, self.Version, self.Name)
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			if self.StartedAt.IsZero() {
-				self.StartedAt = now
-			}
-			if _, err := tx.exec(`INSERT INTO instances (name, host, pid, version, schema_version, started_at, heartbeat_at, expires_at,
-			          rate_limit, concurrency, rate_share, concurrency_share, claiming, note)
-			          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				self.Name, self.Host, self.PID, self.Version, self.SchemaVersion, self.StartedAt.UTC(), now, expires,
-				self.RateLimit, self.Concurrency, self.RateShare, self.ConcurrencyShare, self.Claiming, self.Note); err != nil {
-				return err
-			}
-		}
-		if _, err := tx.exec(`DELETE FROM instances WHERE expires_at < ?`, now.Add(-deadInstanceKept)); err != nil {
+		if err := tx.writeInstance(self, now, expires); err != nil {
 			return err
 		}
 		return tx.db.Order("name").Find(&all).Error
@@ -52,6 +33,34 @@ func (s *Store) Beat(ctx context.Context, self models.Instance, now, expires tim
 		return nil, fmt.Errorf("store: instance heartbeat: %w", err)
 	}
 	return all, nil
+}
+
+// writeInstance upserts this instance's row (heartbeat_at = now, expires_at
+// = expires) and deletes the rows dead for longer than deadInstanceKept.
+func (tx *Tx) writeInstance(self models.Instance, now, expires time.Time) error {
+	n, err := tx.exec(`UPDATE instances SET heartbeat_at = ?, expires_at = ?, rate_limit = ?, concurrency = ?,
+	          rate_share = ?, concurrency_share = ?, claiming = ?, note = ?, schema_version = ?, version = ?
+	    WHERE name = ?`, now, expires, self.RateLimit, self.Concurrency, self.RateShare, self.ConcurrencyShare,
+		self.Claiming, self.Note, self.SchemaVersion, self.Version, self.Name)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		if self.StartedAt.IsZero() {
+			self.StartedAt = now
+		}
+		if _, err := tx.exec(`INSERT INTO instances (name, host, pid, version, schema_version, started_at, heartbeat_at, expires_at,
+		          rate_limit, concurrency, rate_share, concurrency_share, claiming, note)
+		          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			self.Name, self.Host, self.PID, self.Version, self.SchemaVersion, self.StartedAt.UTC(), now, expires,
+			self.RateLimit, self.Concurrency, self.RateShare, self.ConcurrencyShare, self.Claiming, self.Note); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.exec(`DELETE FROM instances WHERE expires_at < ?`, now.Add(-deadInstanceKept)); err != nil {
+		return err
+	}
+	return nil
 }
 
 // LeaveCluster deletes this instance's row: a clean stop, after which the

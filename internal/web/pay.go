@@ -15,6 +15,7 @@ import (
 	"github.com/billingd/billingd/internal/clock"
 	"github.com/billingd/billingd/internal/dunning"
 	"github.com/billingd/billingd/internal/gateway"
+	"github.com/billingd/billingd/internal/gateway/budget"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/money"
 	"github.com/billingd/billingd/internal/store"
@@ -54,11 +55,20 @@ type PayPages struct {
 // passes it on.
 func (p *PayPages) Register(s *Server) {
 	for _, pre := range routePrefixes(p.PublicBaseURL) {
-		s.Handle("GET "+pre+"/pay/{token}", http.HandlerFunc(p.show))
-		s.Handle("POST "+pre+"/pay/{token}", http.HandlerFunc(p.act))
-		s.Handle("GET "+pre+"/pay/{token}/return", http.HandlerFunc(p.returnedByToken))
-		s.Handle("GET "+pre+"/return/{rid}", http.HandlerFunc(p.returned))
+		s.Handle("GET "+pre+"/pay/{token}", customerFacing(p.show))
+		s.Handle("POST "+pre+"/pay/{token}", customerFacing(p.act))
+		s.Handle("GET "+pre+"/pay/{token}/return", customerFacing(p.returnedByToken))
+		s.Handle("GET "+pre+"/return/{rid}", customerFacing(p.returned))
 	}
+}
+
+// customerFacing marks a pay page's requests so that the gateway calls made
+// while a customer waits take from the part of the rate reserved for pay
+// pages (cluster.pay_page_share) before the rest.
+func customerFacing(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h(w, r.WithContext(budget.CustomerFacing(r.Context())))
+	})
 }
 
 // routePrefixes is "" and the path of the public base URL, if it has one that

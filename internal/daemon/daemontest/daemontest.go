@@ -84,6 +84,9 @@ type Options struct {
 	// The simulator speaks that provider's API and signs its webhooks, and
 	// the daemon is configured for it, as a merchant on it would.
 	Provider string
+	// Name names the daemon's instance (daemon.Options.Name): bundles on
+	// one database in one process need names of their own to be a cluster.
+	Name string
 }
 
 // Providers are the gateways every reliability test runs against.
@@ -111,6 +114,7 @@ type Bundle struct {
 	customers int
 	handler   *atomic.Pointer[http.Handler]
 	log       io.Writer
+	name      string
 }
 
 // New builds a bundle; everything is closed when the test ends.
@@ -213,6 +217,7 @@ func New(t testing.TB, o Options) *Bundle {
 		o.Prepare(b)
 	}
 
+	b.name = o.Name
 	b.log = testWriter{t}
 	if o.Log != nil {
 		b.log = io.MultiWriter(b.log, o.Log)
@@ -236,7 +241,7 @@ func (b *Bundle) Stop(t testing.TB) {
 func (b *Bundle) Start(t testing.TB) {
 	t.Helper()
 	require.Nil(t, b.D, "the bundle's daemon is running; Stop it first")
-	d, err := daemon.New(context.Background(), b.Config, daemon.Options{Clock: b.Clock, Log: b.log})
+	d, err := daemon.New(context.Background(), b.Config, daemon.Options{Clock: b.Clock, Log: b.log, Name: b.name})
 	require.NoError(t, err)
 	b.D, b.Store = d, d.Store()
 	h := d.Handler()

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/billingd/billingd/internal/gateway/budget"
 )
 
 // ErrRequestEncoding and ErrRequestBuild mark a request that never left the
@@ -75,6 +77,11 @@ func Do(ctx context.Context, hc *http.Client, timeout time.Duration, req Request
 			return Answer{Err: ErrRequestEncoding, NotSent: true}
 		}
 		body = bytes.NewReader(b)
+	}
+	// Each request takes its turn in this instance's share of the gateway's
+	// rate (a call through budget.Client), before its own timeout starts.
+	if err := budget.Request(ctx); err != nil {
+		return Answer{Err: err}
 	}
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

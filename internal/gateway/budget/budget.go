@@ -1,0 +1,72 @@
+package budget
+
+import (
+	"context"
+	"sync/atomic"
+)
+
+// Budget is this instance's part of the gateway's limits: the rate share
+// (Limiter) and the concurrency share (Slots). One Budget serves every
+// gateway call of the process, through Client.
+type Budget struct {
+	Limiter *Limiter
+	Slots   *Slots
+}
+
+// New returns a budget of rate requests per second (payShare of it reserved
+// for pay pages) and concurrency requests in flight.
+func New(rate, payShare float64, concurrency int) *Budget {
+	return &Budget{Limiter: NewLimiter(rate, payShare), Slots: NewSlots(concurrency)}
+}
+
+// Set changes both shares at once.
+func (b *Budget) Set(rate, payShare float64, concurrency int) {
+	b.Limiter.Set(rate, payShare)
+	b.Slots.SetCap(concurrency)
+}
+
+// ticketKey carries the ticket of one call on the client through its
+// requests.
+type ticketKey struct{}
+
+// ticket is one call's hold on the budget: a slot for its whole duration
+// and a token already taken for its first HTTP request. A call that sends
+// more than one request (a look-up before a resend, a search that pages)
+// takes a token for each further one in Request.
+type ticket struct {
+	b       *Budget
+	prepaid atomic.Bool
+}
+
+// begin takes a slot and a token for one call and returns the call's
+// context and the function that gives the slot back.
+func (b *Budget) begin(ctx context.Context) (context.Context, func(), error) {
+	if err := ctx.Err(); err != nil {
+		return ctx, nil, err
+	}
+	// A share of no slots at all (a joining instance) is renewed the way a
+	// rate of nothing is: only a heartbeat can give it some.
+	if err := b.Slots.acquire(ctx, b.Limiter.askRenewal); err != nil {
+		return ctx, nil, err
+	}
+	if err := b.Limiter.Wait(ctx); err != nil {
+		b.Slots.Release()
+		return ctx, nil, err
+	}
+	t := &ticket{b: b}
+	t.prepaid.Store(true)
+	return context.WithValue(ctx, ticketKey{}, t), b.Slots.Release, nil
+}
+
+// Request is called by a provider's client right before each HTTP request it
+// sends (apicall.Do): the first request of a call made through Client uses
+// the token the call took, each further one waits for a token of its own. A
+// context that did not come through Client (a command-line tool's own
+// client) passes at once.
+func Request(ctx context.Context) error {
+	t, _ := ctx.Value(ticketKey{}).(*ticket)
+	if t == nil || t.prepaid.Swap(false) {
+		return nil
+	}
+	return t.b.Limiter.Wait(ctx)
+}
