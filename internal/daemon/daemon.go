@@ -156,6 +156,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 		Observe:           opts.ObserveAttempt,
 		Refunds:           client,
 		RefundOwner:       d.owner,
+		LeaseMargin:       charge.LeaseMargin(cfg.Gateway.Timeout.D()),
 	})
 	p, err := d.build(cfg)
 	if err != nil {
