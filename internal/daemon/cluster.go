@@ -58,6 +58,7 @@ func (d *Daemon) newCluster() *cluster {
 func (d *Daemon) heartbeat(ctx context.Context) error {
 	cfg := d.Config()
 	c := d.cluster
+	d.sampleDBClock(ctx)
 	c.self.RateLimit, c.self.Concurrency = cfg.Gateway.RateLimit, cfg.Gateway.Concurrency
 	now := d.clock.Now()
 	all, err := d.store.Beat(ctx, c.self, now, now.Add(cfg.Cluster.Expiry()))
