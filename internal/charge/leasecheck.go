@@ -37,8 +37,8 @@ func LeaseMargin(timeout time.Duration) time.Duration {
 }
 
 // mayStillSend is checked right before every gateway request of an attempt
-// this process claimed (a charge's first send and each retry, the look for
-// an earlier payment of its order, the reconciler's read): the lease must
+// this process claimed (a charge's first send and each retry, and the look
+// for an earlier payment of its order): the lease must
 // have more than the margin left on the monotonic clock (LeaseDeadline, which
 // no wall-clock step moves) and on the cluster's clock (LeaseUntil against
 // the engine's clock, which also catches a pause before the claim anchored
