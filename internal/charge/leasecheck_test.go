@@ -8,6 +8,7 @@ import (
 	"github.com/billingd/billingd/internal/charge"
 	"github.com/billingd/billingd/internal/gateway"
 	"github.com/billingd/billingd/internal/models"
+	"github.com/billingd/billingd/internal/store"
 	"github.com/stretchr/testify/require"
 )
 
@@ -70,6 +71,55 @@ func TestNoSendOnLostLease(t *testing.T) {
 				require.Equal(t, "test", got.LeaseOwner, "nothing recorded: the row waits for its lease to end")
 				require.Zero(t, got.Tries)
 			}
+		})
+	}
+}
+
+// countingRefunds answers every refund as succeeded and counts the sends.
+type countingRefunds struct{ sent int }
+
+func (c *countingRefunds) CreateRefund(_ context.Context, req gateway.RefundRequest) gateway.Result {
+	c.sent++
+	return gateway.Result{Kind: gateway.Succeeded, HTTPStatus: 200, Refund: &gateway.Refund{ID: "re_1", Status: "succeeded", Amount: req.Amount}}
+}
+
+func (c *countingRefunds) RetrieveRefund(context.Context, string, string) gateway.Result {
+	return gateway.Result{Kind: gateway.Transient}
+}
+
+// TestNoRefundSentOnLostLease: a refund whose claim has less than the margin
+// of its lease left (a margin longer than the refund job's lease stands in
+// for a process paused since the claim) is not sent; the row waits, unknown,
+// for its next try under its own key.
+func TestNoRefundSentOnLostLease(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		margin time.Duration
+		sent   int
+		status models.RefundStatus
+	}{
+		{"lease left", 0, 1, models.RefundSucceeded},
+		{"lease within the margin", 3 * time.Hour, 0, models.RefundUnknown},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, a := setup(t, intent("pi_paid", gateway.IntentSucceeded))
+			_, err := b.eng.Execute(context.Background(), &a)
+			require.NoError(t, err)
+			require.NoError(t, b.st.InTx(context.Background(), func(tx *store.Tx) error {
+				_, _, err := tx.ReserveRefund(b.clk.Now(), store.NewRefund{InvoiceID: a.InvoiceID, Amount: 500,
+					Reason: models.RefundReasonRequestedByCustomer, IdempotencyKey: "rf-lease", Status: models.RefundPending})
+				return err
+			}))
+			refunds := &countingRefunds{}
+			eng := charge.New(charge.Options{Store: b.st, Gateway: b.gw, Clock: b.clk, Refunds: refunds, RefundOwner: "test", LeaseMargin: tc.margin,
+				Retry: charge.RetryPolicy{InitialInterval: time.Second, MaxInterval: 10 * time.Second, MaxElapsedTime: time.Minute}})
+			n, err := eng.RunRefunds(context.Background(), 10)
+			require.NoError(t, err)
+			require.Equal(t, 1, n)
+			require.Equal(t, tc.sent, refunds.sent)
+			rf, err := b.st.RefundByKey(context.Background(), "rf-lease")
+			require.NoError(t, err)
+			require.Equal(t, tc.status, rf.Status)
 		})
 	}
 }
