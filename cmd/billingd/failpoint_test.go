@@ -54,6 +54,7 @@ type fpCase struct {
 var fpCases = []fpCase{
 	{point: failpoint.InvoiceAfterCommit, cards: fpFinalCards},
 	{point: failpoint.AttemptAfterCommit, cards: fpFinalCards},
+	{point: failpoint.ChargeBeforeSend, cards: fpFinalCards},
 	{point: failpoint.ChargeAfterSend, cards: fpFinalCards},
 	{point: failpoint.ChargeBeforeCommit, cards: fpFinalCards},
 	{point: failpoint.WebhookBeforeCommit, run: true, cards: fpProcessingCards, webhooks: true},

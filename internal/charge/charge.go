@@ -66,6 +66,11 @@ type Options struct {
 	Refunds gateway.Refunds
 	// RefundOwner is the lease owner the refund job writes (the instance).
 	RefundOwner string
+	// LeaseMargin is how much of its lease a claimed attempt must have left
+	// for a request to leave under it (LeaseMargin(gateway.timeout); 0
+	// checks only that the lease has not run out). Leases are made longer
+	// than their work by at least this much.
+	LeaseMargin time.Duration
 	// Observe, when set, receives the time from a worker taking an attempt to
 	// its outcome committed, rate-limiter waits and retries included: the load
 	// tool's attempt latency.
@@ -182,7 +187,14 @@ func (e *Engine) exchange(ctx context.Context, a *models.ChargeAttempt, req gate
 			return status, res, err
 		}
 	}
-	res, tries := e.send(ctx, req, policy, log)
+	res, tries := e.send(ctx, a, req, policy, log)
+	if tries == 0 && notSent(res.Err) {
+		// Nothing left this process: the row stays as it is, leased to a
+		// lease that has run out, for the replay (or the peer that took it
+		// over) to send under the same key (DESIGN §2.10).
+		log.Warn().Err(res.Err).Msg("request not sent on a lost lease; the attempt is left to be replayed or taken over")
+		return a.Status, res, res.Err
+	}
 	res = OnSessionOutcome(a, res)
 	failpoint.Hit(failpoint.ChargeAfterSend)
 	if ctx.Err() != nil && res.Kind == gateway.Transient {
@@ -266,11 +278,13 @@ func (e *Engine) exchange(ctx context.Context, a *models.ChargeAttempt, req gate
 }
 
 // send makes the request, retrying transient failures with exponential backoff and
-// jitter, honoring Retry-After, always with the attempt's own key.
-func (e *Engine) send(ctx context.Context, req gateway.PaymentIntentRequest, policy RetryPolicy, log zerolog.Logger) (gateway.Result, int) {
+// jitter, honoring Retry-After, always with the attempt's own key. A try that
+// finds a's lease run out (or its key window closed) sends nothing and ends
+// the retries (mayStillSend).
+func (e *Engine) send(ctx context.Context, a *models.ChargeAttempt, req gateway.PaymentIntentRequest, policy RetryPolicy, log zerolog.Logger) (gateway.Result, int) {
 	return e.retrySameKey(ctx, policy, log, "transient gateway failure; retrying with the same idempotency key",
 		func() (gateway.Result, bool) {
-			res, sent := e.request(ctx, req)
+			res, sent := e.request(ctx, a, req)
 			// Whatever came back, the next try may find the first one's
 			// payment at the gateway.
 			req.Replay = true
@@ -317,9 +331,11 @@ func (e *Engine) retrySameKey(ctx context.Context, policy RetryPolicy, log zerol
 
 // request sends one CreatePaymentIntent within the in-flight cap and the rate
 // limit: the slot is taken first, so a request leaves as soon as the limiter
-// lets it and the limiter's spacing reaches the gateway intact. sent is false
-// when ctx ended before the request could be sent.
-func (e *Engine) request(ctx context.Context, req gateway.PaymentIntentRequest) (res gateway.Result, sent bool) {
+// lets it and the limiter's spacing reaches the gateway intact. The lease
+// check comes last, after every wait, right before the request leaves. sent
+// is false when ctx ended before the request could be sent, or a's lease ran
+// out.
+func (e *Engine) request(ctx context.Context, a *models.ChargeAttempt, req gateway.PaymentIntentRequest) (res gateway.Result, sent bool) {
 	if slots := e.slots.Load(); slots != nil {
 		select {
 		case *slots <- struct{}{}:
@@ -332,6 +348,10 @@ func (e *Engine) request(ctx context.Context, req gateway.PaymentIntentRequest) 
 		if err := e.opts.Limiter.Wait(ctx); err != nil {
 			return gateway.Result{Kind: gateway.Transient, Err: err}, false
 		}
+	}
+	failpoint.Hit(failpoint.ChargeBeforeSend)
+	if err := e.mayStillSend(a); err != nil {
+		return gateway.Result{Kind: gateway.Transient, Err: err}, false
 	}
 	return e.opts.Gateway.CreatePaymentIntent(ctx, req), true
 }

@@ -68,6 +68,10 @@ func (e *Engine) lookBeforeCharging(ctx context.Context, a *models.ChargeAttempt
 	pi, reason, err := e.earlierPayment(ctx, a)
 	now := e.opts.Clock.Now()
 	if err != nil {
+		if notSent(err) {
+			log.Warn().Err(err).Msg("look for an earlier payment not sent on a lost lease; the attempt is left to be replayed or taken over")
+			return a.Status, gateway.Result{Kind: gateway.Transient, Err: err}, true, err
+		}
 		if ctx.Err() != nil {
 			log.Warn().Err(err).Msg("looking for an earlier payment of the order was interrupted by shutdown; nothing was sent")
 			return a.Status, gateway.Result{Kind: gateway.Transient, Err: err}, true, ctx.Err()
@@ -121,6 +125,9 @@ func (e *Engine) earlierPayment(ctx context.Context, a *models.ChargeAttempt) (p
 		if err := e.opts.Limiter.Wait(ctx); err != nil {
 			return nil, "", err
 		}
+	}
+	if err := e.mayStillSend(a); err != nil {
+		return nil, "", err
 	}
 	pis, err := e.opts.Gateway.SearchPaymentIntentsByOrder(ctx, a.MerchantOrderID)
 	if err != nil {

@@ -177,7 +177,7 @@ func (e *Engine) workRefund(ctx context.Context, rf *models.Refund) {
 				ErrorMessage: "no definite answer within the gateway's idempotency window; check the gateway's refunds of " + rf.PaymentIntentID}, log)
 			return
 		}
-		res, tries = e.sendRefund(ctx, RefundRequest(rf), rf.LeaseUntil, log)
+		res, tries = e.sendRefund(ctx, RefundRequest(rf), rf, log)
 	}
 	if ctx.Err() != nil && res.Kind == gateway.Transient {
 		log.Warn().Msg("refund interrupted by shutdown; it will be replayed with the same key")
@@ -254,17 +254,24 @@ func (e *Engine) finishRefund(ctx context.Context, rf *models.Refund, r store.Re
 
 // sendRefund creates the refund, retrying transient failures with backoff
 // and always with the row's own key. Nothing is sent once the claim's lease
-// (leaseUntil) has run out: another worker may hold the refund by then.
-func (e *Engine) sendRefund(ctx context.Context, req gateway.RefundRequest, leaseUntil *time.Time, log zerolog.Logger) (gateway.Result, int) {
+// has run out on the engine's clock — or, when this process claimed rf, once
+// less than the lease margin is left on it or on the monotonic clock
+// (LeaseDeadline): another worker may hold the refund by then.
+func (e *Engine) sendRefund(ctx context.Context, req gateway.RefundRequest, rf *models.Refund, log zerolog.Logger) (gateway.Result, int) {
 	return e.retrySameKey(ctx, e.tune.Load().Retry, log, "transient gateway failure on a refund; retrying with the same idempotency key",
 		func() (gateway.Result, bool) {
-			if leaseUntil != nil && !e.opts.Clock.Now().Before(*leaseUntil) {
-				return gateway.Result{Kind: gateway.Transient, Err: errors.New("the refund's lease ran out; nothing more is sent under it")}, false
-			}
 			if e.opts.Limiter != nil {
 				if err := e.opts.Limiter.Wait(ctx); err != nil {
 					return gateway.Result{Kind: gateway.Transient, Err: err}, false
 				}
+			}
+			margin := time.Duration(0)
+			if !rf.LeaseDeadline.IsZero() {
+				margin = e.opts.LeaseMargin
+			}
+			if rf.LeaseUntil != nil && rf.LeaseUntil.Sub(e.opts.Clock.Now()) <= margin ||
+				!rf.LeaseDeadline.IsZero() && time.Until(rf.LeaseDeadline) < margin {
+				return gateway.Result{Kind: gateway.Transient, Err: errors.New("the refund's lease ran out; nothing more is sent under it")}, false
 			}
 			res := e.opts.Refunds.CreateRefund(ctx, req)
 			req.Replay = true // the next try may find this one's refund

@@ -59,6 +59,7 @@ func (d *Daemon) heartbeat(ctx context.Context) error {
 	cfg := d.Config()
 	d.checkSchema(ctx)
 	c := d.cluster
+	d.sampleDBClock(ctx)
 	c.self.RateLimit, c.self.Concurrency = cfg.Gateway.RateLimit, cfg.Gateway.Concurrency
 	all, err := d.beatShares(ctx, cfg, c.self)
 	if err != nil {

@@ -132,6 +132,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 		return nil, err
 	}
 	d.store = st
+	if err := d.alignClock(ctx); err != nil {
+		_ = st.Close()
+		return nil, NamedDBError(cfg, err)
+	}
 	st.SetEventClock(d.clock)
 	st.SetOnRefundSettled(func(r models.RefundReason, s models.RefundStatus) { d.metrics.RefundSettled(string(r), string(s)) })
 	for _, n := range st.FileNotices() {
@@ -172,6 +176,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 		Observe:           opts.ObserveAttempt,
 		Refunds:           d.client,
 		RefundOwner:       d.owner,
+		LeaseMargin:       charge.LeaseMargin(cfg.Gateway.Timeout.D()),
 	})
 	p, err := d.build(cfg)
 	if err != nil {

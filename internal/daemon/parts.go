@@ -61,7 +61,7 @@ func (d *Daemon) build(cfg *config.Config) (*parts, error) {
 		After:    cfg.Reconcile.After.D(),
 		Backoff:  cfg.Reconcile.Delays(),
 		Owner:    d.owner,
-		LeaseFor: 2*cfg.Gateway.Timeout.D() + time.Minute,
+		LeaseFor: 2*cfg.Gateway.Timeout.D() + charge.LeaseMargin(cfg.Gateway.Timeout.D()),
 		Log:      d.log.With().Str("component", "reconciler").Logger(),
 		Metrics:  d.metrics,
 	}
@@ -143,8 +143,9 @@ func newBiller(cfg *config.Config, st *store.Store, engine *charge.Engine, clk c
 		Concurrency: cfg.Gateway.Concurrency,
 		Owner:       owner,
 		// A lease outlives the longest exchange: the whole backoff window
-		// plus one more request timeout and a margin.
-		LeaseFor:   cfg.Retry.MaxElapsedTime.D() + 2*cfg.Gateway.Timeout.D() + time.Minute,
+		// plus one more request timeout, and the margin no request may
+		// leave within (charge.LeaseMargin: a minute by default).
+		LeaseFor:   cfg.Retry.MaxElapsedTime.D() + 2*cfg.Gateway.Timeout.D() + charge.LeaseMargin(cfg.Gateway.Timeout.D()),
 		KeyWindow:  keyPolicy(cfg).Window,
 		Log:        log,
 		Reconciler: recon,

@@ -89,6 +89,7 @@ func newScheduler(d *Daemon) *scheduler {
 	cfg := d.Config()
 	for _, j := range s.jobs {
 		j.next = j.every(cfg, now)
+		j.run = d.oneAtATime(j.name, j.run) // joblease.go
 	}
 	// Catch up at once after downtime (and replay attempts a crash left
 	// behind) rather than waiting for the first tick; wake dunning cases that

@@ -47,6 +47,19 @@
 //   - events.after_post (events, Worker): the receiver answered 2xx but the
 //     try is not recorded; the restart POSTs the event again with the same id
 //     and body (delivery is at-least-once, deduplicable by the event id).
+//   - charge.before_send (charge, request): a claimed attempt's request is
+//     about to leave (its slot and rate-limit token taken) and the lease check
+//     that guards it has not run yet. Killed there, the attempt is as at
+//     attempt.after_commit. Armed as charge.before_send=stop instead, the
+//     process stops itself there (see below).
+//
+// Stop points pause instead of kill: NAME=stop (BILLINGD_FAILPOINT=
+// charge.before_send=stop) makes the process send itself SIGSTOP the first
+// time it reaches the point, as a long GC pause, a frozen VM or an operator's
+// kill -STOP would. A test waits for the stopped state, lets the lease run out
+// and a peer take the work over, then sends SIGCONT: the process resumes right
+// where it stopped, and what it does next is what the test checks (DESIGN
+// §2.10: nothing is sent on a lost lease). Later hits of the point pass.
 //
 // Error points are the other kind: instead of killing the process, an armed
 // error point makes one write fail, a given number of times, as a dropped
@@ -66,6 +79,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -143,12 +157,19 @@ const (
 	EventsBeforePost = "events.before_post"
 	// EventsAfterPost: the receiver answered, and the try is not recorded.
 	EventsAfterPost = "events.after_post"
+	// ChargeBeforeSend: a claimed attempt's request is about to leave, before
+	// the lease check that guards it.
+	ChargeBeforeSend = "charge.before_send"
 )
+
+// StopAction is the value that arms a failpoint as a stop point
+// (NAME=stop): the process SIGSTOPs itself there once instead of dying.
+const StopAction = "stop"
 
 // Names lists every failpoint, in the order a charge passes them.
 func Names() []string {
 	return []string{InvoiceAfterCommit, AttemptAfterCommit, ChargeAfterSend, ChargeBeforeCommit,
-		WebhookBeforeCommit, MailAfterSend, ReconcileAfterRead, EventsBeforePost, EventsAfterPost}
+		WebhookBeforeCommit, MailAfterSend, ReconcileAfterRead, EventsBeforePost, EventsAfterPost, ChargeBeforeSend}
 }
 
 // enabled is true when any failpoint is armed: the only thing a disarmed Hit
@@ -157,6 +178,10 @@ func Names() []string {
 var (
 	enabled bool
 	armed   map[string]bool
+	// stops names the points armed as stop points; stopped records which
+	// of them has stopped the process already (each stops it once).
+	stops   map[string]bool
+	stopped sync.Map
 )
 
 func init() { arm(os.Getenv(Env)) }
@@ -164,7 +189,8 @@ func init() { arm(os.Getenv(Env)) }
 // arm parses the environment's list. Unknown names are reported on stderr (a
 // misspelt failpoint would otherwise make a crash test pass without crashing).
 func arm(list string) {
-	enabled, armed = false, nil
+	enabled, armed, stops = false, nil, nil
+	stopped.Range(func(k, _ any) bool { stopped.Delete(k); return true })
 	for _, c := range failures {
 		c.Store(0)
 	}
@@ -175,6 +201,17 @@ func arm(list string) {
 	for _, n := range strings.Split(list, ",") {
 		n = strings.TrimSpace(n)
 		if n == "" {
+			continue
+		}
+		if name, action, ok := strings.Cut(n, "="); ok && action == StopAction && known[name] {
+			if armed == nil {
+				armed = map[string]bool{}
+			}
+			if stops == nil {
+				stops = map[string]bool{}
+			}
+			armed[name], stops[name] = true, true
+			enabled = true
 			continue
 		}
 		if name, count, ok := strings.Cut(n, "="); ok {
@@ -198,7 +235,20 @@ func arm(list string) {
 		enabled = true
 	}
 	if enabled {
-		fmt.Fprintf(os.Stderr, "billingd: failpoints armed from %s: the process will SIGKILL itself at %s\n", Env, strings.Join(Armed(), ", "))
+		var kills, pauses []string
+		for _, n := range Armed() {
+			if stops[n] {
+				pauses = append(pauses, n)
+			} else {
+				kills = append(kills, n)
+			}
+		}
+		if len(kills) > 0 {
+			fmt.Fprintf(os.Stderr, "billingd: failpoints armed from %s: the process will SIGKILL itself at %s\n", Env, strings.Join(kills, ", "))
+		}
+		if len(pauses) > 0 {
+			fmt.Fprintf(os.Stderr, "billingd: stop points armed from %s: the process will SIGSTOP itself once at %s\n", Env, strings.Join(pauses, ", "))
+		}
 	}
 }
 
@@ -216,7 +266,8 @@ func Armed() []string {
 // Enabled reports whether name is armed.
 func Enabled(name string) bool { return enabled && armed[name] }
 
-// Hit kills the process with SIGKILL when name is armed, and returns at once
+// Hit kills the process with SIGKILL when name is armed (or, armed as a stop
+// point, stops it with SIGSTOP the first time), and returns at once
 // otherwise. It is small enough to be inlined: a disarmed call is one load and
 // one branch.
 func Hit(name string) {
@@ -228,6 +279,15 @@ func Hit(name string) {
 // hit is the slow path, kept out of Hit so that Hit inlines.
 func hit(name string) {
 	if !armed[name] {
+		return
+	}
+	if stops[name] {
+		if _, again := stopped.LoadOrStore(name, true); again {
+			return
+		}
+		fmt.Fprintf(os.Stderr, "billingd: stop point %s reached: SIGSTOP\n", name)
+		stop()
+		fmt.Fprintf(os.Stderr, "billingd: resumed after stop point %s\n", name)
 		return
 	}
 	fmt.Fprintf(os.Stderr, "billingd: failpoint %s reached: SIGKILL\n", name)

@@ -42,7 +42,7 @@ func TestFailpointNamesAreDistinct(t *testing.T) {
 		require.False(t, seen[n], n)
 		seen[n] = true
 	}
-	require.Len(t, seen, 9)
+	require.Len(t, seen, 10)
 }
 
 func TestFailpointDisarmedHitDoesNotAllocate(t *testing.T) {
@@ -116,4 +116,14 @@ func TestErrorPointsFailTheirCountThenPass(t *testing.T) {
 	disarm()
 	require.NoError(t, Err(StoreMarkEmailSent), "disarmed")
 	require.NoError(t, Err("no.such.point"))
+}
+
+func TestFailpointArmStop(t *testing.T) {
+	defer arm(os.Getenv(Env))
+	arm("charge.before_send=stop,mail.after_send,no.such.point=stop")
+	require.Equal(t, []string{MailAfterSend, ChargeBeforeSend}, Armed())
+	require.True(t, stops[ChargeBeforeSend])
+	require.False(t, stops[MailAfterSend], "a plain name still kills")
+	stopped.Store(ChargeBeforeSend, true)
+	Hit(ChargeBeforeSend) // stopped once already: passes
 }

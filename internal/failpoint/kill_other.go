@@ -10,3 +10,6 @@ func kill() {
 		_ = p.Kill()
 	}
 }
+
+// stop is a no-op where there is no SIGSTOP.
+func stop() {}

@@ -285,6 +285,12 @@ type ChargeAttempt struct {
 	CancelNextTryAt   *time.Time
 	CreatedAt         time.Time
 	UpdatedAt         time.Time
+	// LeaseDeadline is when the lease this process's claim took runs out,
+	// on this process's monotonic clock (not stored; zero for a row not
+	// claimed here). The charge engine sends nothing once it has passed
+	// (DESIGN §2.10); unlike LeaseUntil it cannot be moved by the wall
+	// clock stepping.
+	LeaseDeadline time.Time `gorm:"-"`
 }
 
 // Why billingd cancels an attempt's intent at the gateway.

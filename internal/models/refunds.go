@@ -95,6 +95,10 @@ type Refund struct {
 	FinishedAt              *time.Time
 	CreatedAt               time.Time
 	UpdatedAt               time.Time
+	// LeaseDeadline is when this process's claim's lease runs out on its
+	// monotonic clock (not stored; zero for a row not claimed here): the
+	// refund job sends nothing once it has passed.
+	LeaseDeadline time.Time `gorm:"-"`
 }
 
 // TableName pins the table name.

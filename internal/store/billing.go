@@ -528,6 +528,7 @@ func (tx *Tx) dropNewlyOpened(invs []models.Invoice) ([]models.Invoice, error) {
 // send anything. Invoices of subscriptions that can no longer be billed are voided.
 func (s *Store) ClaimNewAttempts(ctx context.Context, owner string, now, leaseUntil time.Time, limit int) ([]models.ChargeAttempt, error) {
 	var claimed []models.ChargeAttempt
+	start := time.Now()
 	err := s.InTx(ctx, func(tx *Tx) error {
 		// An invoice whose earlier attempt is still unresolved (an on-session
 		// payment through a pay link, say) waits: its scheduled attempt runs once
@@ -573,6 +574,7 @@ func (s *Store) ClaimNewAttempts(ctx context.Context, owner string, now, leaseUn
 				LeaseVersion:      1,
 				CreatedAt:         now,
 				UpdatedAt:         now,
+				LeaseDeadline:     localDeadline(start, now, leaseUntil),
 			})
 			chargeIDs = append(chargeIDs, inv.ID)
 		}
@@ -675,6 +677,7 @@ func (tx *Tx) insertAttempts(as []models.ChargeAttempt) error {
 // pay-link token) is not stored, so a replay would not be the same request.
 func (s *Store) ClaimReplayAttempts(ctx context.Context, owner string, now, dueBy, leaseUntil, notBefore time.Time, limit int) ([]models.ChargeAttempt, error) {
 	var claimed []models.ChargeAttempt
+	start := time.Now()
 	err := s.InTx(ctx, func(tx *Tx) error {
 		var err error
 		if claimed, err = tx.selectReplays(now, dueBy, notBefore, limit, true); err != nil || len(claimed) == 0 {
@@ -684,6 +687,7 @@ func (s *Store) ClaimReplayAttempts(ctx context.Context, owner string, now, dueB
 		for i := range claimed {
 			ids[i] = claimed[i].ID
 			claimed[i].TakeLease(owner, leaseUntil)
+			claimed[i].LeaseDeadline = localDeadline(start, now, leaseUntil)
 		}
 		return tx.db.Exec(`UPDATE charge_attempts SET lease_owner = ?, lease_until = ?, lease_version = lease_version + 1, updated_at = ?
 		                    WHERE id IN ?`, owner, leaseUntil, now, ids).Error

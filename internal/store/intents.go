@@ -123,6 +123,7 @@ type Press struct {
 // dead is never charged from a link. At most perHour customer charges start
 // per invoice and per card in any rolling hour (perHour <= 0: no cap).
 func (tx *Tx) StartOnSessionAttempt(now time.Time, ic *InvoiceContact, owner string, leaseUntil time.Time, perHour int) (Press, error) {
+	start := time.Now() // the lease's start on the monotonic clock (localDeadline)
 	// The card's row is locked first (PostgreSQL): presses on two invoices of
 	// one card count the card's charges one after the other. A press waits
 	// for no lock while it holds one (the invoice row is taken with SKIP
@@ -183,7 +184,7 @@ func (tx *Tx) StartOnSessionAttempt(now time.Time, ic *InvoiceContact, owner str
 		IdempotencyKey: IdempotencyKey(inv.PublicID, inv.AttemptCount+1), MerchantOrderID: inv.PublicID,
 		Amount: inv.Amount, Currency: inv.Currency, GatewayCustomer: ic.GatewayCustomer, GatewayPM: ic.GatewayPM,
 		OffSession: false, Status: models.AttemptPending, LeaseOwner: owner, LeaseUntil: &until, LeaseVersion: 1,
-		CreatedAt: now, UpdatedAt: now,
+		CreatedAt: now, UpdatedAt: now, LeaseDeadline: localDeadline(start, now, leaseUntil),
 	}
 	if err := tx.db.Exec(`UPDATE invoices SET attempt_count = attempt_count + 1, updated_at = ? WHERE id = ? AND attempt_count = ?`, now, inv.ID, inv.AttemptCount).Error; err != nil {
 		return Press{}, err

@@ -358,6 +358,7 @@ const MaxCardReattempts = 15
 // card clears that); and a reattempt stays within the card's cap of 15 in 30
 // days. A refusal is an *AttemptBlocked.
 func (tx *Tx) StartOperatorAttempt(now time.Time, inv *models.Invoice, owner string, leaseUntil time.Time) (*models.ChargeAttempt, error) {
+	start := time.Now() // the lease's start on the monotonic clock (localDeadline)
 	if inv.Status != models.InvoiceOpen {
 		return nil, &AttemptBlocked{fmt.Sprintf("invoice %s is %s, not open", inv.PublicID, inv.Status)}
 	}
@@ -423,6 +424,7 @@ func (tx *Tx) StartOperatorAttempt(now time.Time, inv *models.Invoice, owner str
 		Amount: inv.Amount, Currency: inv.Currency, GatewayCustomer: t.GatewayCustomer, GatewayPM: t.GatewayPM,
 		PreviousPaymentID: t.PreviousPaymentID, OffSession: true, Status: models.AttemptPending,
 		LeaseOwner: owner, LeaseUntil: &until, LeaseVersion: 1, CreatedAt: now, UpdatedAt: now,
+		LeaseDeadline: localDeadline(start, now, leaseUntil),
 	}
 	if _, err := tx.exec(`UPDATE invoices SET attempt_count = attempt_count + 1, next_attempt_at = NULL, updated_at = ? WHERE id = ?`, now, inv.ID); err != nil {
 		return nil, err

@@ -273,6 +273,7 @@ func (tx *Tx) emitRefunded(status models.RefundStatus, invoiceID, refundID int64
 // holds, for the refund job.
 func (s *Store) ClaimRefunds(ctx context.Context, owner string, now, leaseUntil time.Time, limit int) ([]models.Refund, error) {
 	var claimed []models.Refund
+	start := time.Now()
 	err := s.InTx(ctx, func(tx *Tx) error {
 		q := `SELECT * FROM refunds
 		       WHERE status IN ` + sqlOpenRefund + `
@@ -285,6 +286,9 @@ func (s *Store) ClaimRefunds(ctx context.Context, owner string, now, leaseUntil 
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: claim refunds: %w", err)
+	}
+	for i := range claimed {
+		claimed[i].LeaseDeadline = localDeadline(start, now, leaseUntil)
 	}
 	return claimed, nil
 }
@@ -363,6 +367,7 @@ func (tx *Tx) SucceededAttemptForIntent(invoiceID int64, paymentIntentID string)
 // it is not open or held.
 func (s *Store) ClaimRefund(ctx context.Context, owner string, now, leaseUntil time.Time, id int64) (*models.Refund, error) {
 	var claimed []models.Refund
+	start := time.Now()
 	err := s.InTx(ctx, func(tx *Tx) error {
 		q := `SELECT * FROM refunds WHERE id = ? AND status IN ` + sqlOpenRefund + `
 		         AND (lease_until IS NULL OR lease_until <= ?)` + tx.forUpdateSkipLocked()
@@ -373,6 +378,7 @@ func (s *Store) ClaimRefund(ctx context.Context, owner string, now, leaseUntil t
 	if err != nil || len(claimed) == 0 {
 		return nil, err
 	}
+	claimed[0].LeaseDeadline = localDeadline(start, now, leaseUntil)
 	return &claimed[0], nil
 }
 

@@ -153,6 +153,7 @@ func (tx *Tx) describeCard(now time.Time, pm models.PaymentMethod, saved SavedCa
 // reconcile time has come and that no worker holds, for the reconciler.
 func (s *Store) ClaimForReconcile(ctx context.Context, owner string, now, leaseUntil, olderThan time.Time, limit int) ([]models.ChargeAttempt, error) {
 	var claimed []models.ChargeAttempt
+	start := time.Now()
 	err := s.InTx(ctx, func(tx *Tx) error {
 		q := `SELECT * FROM charge_attempts
 		       WHERE status IN ` + sqlUnresolved + ` AND created_at <= ?
@@ -165,6 +166,9 @@ func (s *Store) ClaimForReconcile(ctx context.Context, owner string, now, leaseU
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: claim for reconcile: %w", err)
+	}
+	for i := range claimed {
+		claimed[i].LeaseDeadline = localDeadline(start, now, leaseUntil)
 	}
 	return claimed, nil
 }

@@ -1,0 +1,49 @@
+package clock
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+)
+
+// Aligned is the wall clock moved onto another clock's time — the database
+// server's, which every instance of a cluster writes its leases and
+// heartbeats on (DESIGN §2.10) — by an offset measured now and then. Each
+// host's own clock may be off by seconds; measured against one server, the
+// instances' leases disagree only by the measurement's error (half a round
+// trip) plus what the host's clock drifts between two measurements.
+//
+// Sleep waits on the real timer: durations need no alignment.
+type Aligned struct {
+	offset atomic.Int64 // nanoseconds to add to the local clock
+}
+
+// Now returns the local time plus the last measured offset, in UTC.
+func (a *Aligned) Now() time.Time {
+	return time.Now().Add(time.Duration(a.offset.Load())).UTC()
+}
+
+// Sleep waits on a timer, as Real does.
+func (a *Aligned) Sleep(ctx context.Context, d time.Duration) error { return Real{}.Sleep(ctx, d) }
+
+// Offset is what Now adds to the local clock.
+func (a *Aligned) Offset() time.Duration { return time.Duration(a.offset.Load()) }
+
+// Measure reads the other clock once with read and takes, as the offset, its
+// answer minus the local time at the round trip's midpoint. It returns the
+// offset and the round trip; on an error the offset in force is kept.
+func (a *Aligned) Measure(ctx context.Context, read func(context.Context) (time.Time, error)) (offset, roundTrip time.Duration, err error) {
+	before := time.Now()
+	remote, err := read(ctx)
+	after := time.Now()
+	if err != nil {
+		return a.Offset(), 0, err
+	}
+	roundTrip = after.Sub(before)
+	// Wall readings (Round(0) drops the monotonic one, so Sub compares
+	// wall times): the offset is between two wall clocks.
+	mid := before.Round(0).Add(roundTrip / 2)
+	offset = remote.Sub(mid)
+	a.offset.Store(int64(offset))
+	return offset, roundTrip, nil
+}
