@@ -20,6 +20,7 @@ import (
 	"github.com/billingd/billingd/internal/clock"
 	"github.com/billingd/billingd/internal/failpoint"
 	"github.com/billingd/billingd/internal/gateway"
+	"github.com/billingd/billingd/internal/gateway/budget"
 	"github.com/billingd/billingd/internal/metrics"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/store"
@@ -353,7 +354,13 @@ func (e *Engine) request(ctx context.Context, a *models.ChargeAttempt, req gatew
 	if err := e.mayStillSend(a); err != nil {
 		return gateway.Result{Kind: gateway.Transient, Err: err}, false
 	}
-	return e.opts.Gateway.CreatePaymentIntent(ctx, req), true
+	// The gateway client's budget may make the request wait for its turn;
+	// the lease is checked again after that wait, right before it leaves.
+	res = e.opts.Gateway.CreatePaymentIntent(budget.WithSendCheck(ctx, func() error { return e.mayStillSend(a) }), req)
+	if notSent(res.Err) {
+		return res, false
+	}
+	return res, true
 }
 
 // ResultOf maps a gateway result onto the attempt state it establishes.

@@ -2,11 +2,13 @@ package charge_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/billingd/billingd/internal/charge"
 	"github.com/billingd/billingd/internal/gateway"
+	"github.com/billingd/billingd/internal/gateway/budget"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/store"
 	"github.com/stretchr/testify/require"
@@ -122,4 +124,40 @@ func TestNoRefundSentOnLostLease(t *testing.T) {
 			require.Equal(t, tc.status, rf.Status)
 		})
 	}
+}
+
+// budgetWait stands for the gateway client's budget: the request waits for
+// its turn — long enough here for the lease to run out — and then asks
+// budget.Request, as the provider clients do right before the bytes leave.
+type budgetWait struct {
+	scripted
+	wait func()
+}
+
+func (g *budgetWait) CreatePaymentIntent(ctx context.Context, req gateway.PaymentIntentRequest) gateway.Result {
+	g.wait()
+	if err := budget.Request(ctx); err != nil {
+		return gateway.Result{Kind: gateway.Transient, Err: fmt.Errorf("wooshpay: create payment intent: %w", err)}
+	}
+	return g.scripted.CreatePaymentIntent(ctx, req)
+}
+
+// TestNoSendAfterTheBudgetWaitOutlivedTheLease: the lease is checked again
+// after the wait for a slot and a token of this instance's share, right before
+// the request leaves; a lease that ran out during the wait sends nothing and
+// records nothing.
+func TestNoSendAfterTheBudgetWaitOutlivedTheLease(t *testing.T) {
+	b, a := setup(t, intent("pi_ok", gateway.IntentSucceeded))
+	gw := &budgetWait{scripted: scripted{answers: []gateway.Result{intent("pi_ok", gateway.IntentSucceeded)}}, wait: func() { b.clk.Advance(2 * time.Hour) }}
+	b.eng = charge.New(charge.Options{Store: b.st, Gateway: gw, Clock: b.clk, LeaseMargin: 5 * time.Second,
+		Retry: charge.RetryPolicy{InitialInterval: time.Second, MaxInterval: 10 * time.Second, MaxElapsedTime: time.Minute}})
+	status, err := b.eng.Execute(context.Background(), &a)
+	require.ErrorIs(t, err, charge.ErrLeaseRanOut)
+	require.Equal(t, models.AttemptPending, status)
+	require.Empty(t, gw.sent, "nothing left after the wait")
+	got, err := b.st.AttemptByID(context.Background(), a.ID)
+	require.NoError(t, err)
+	require.Equal(t, models.AttemptPending, got.Status)
+	require.Zero(t, got.Tries)
+	require.Equal(t, "test", got.LeaseOwner, "nothing recorded: the row waits for its lease to end")
 }

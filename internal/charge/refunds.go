@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/billingd/billingd/internal/gateway"
+	"github.com/billingd/billingd/internal/gateway/budget"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/store"
 	"github.com/rs/zerolog"
@@ -265,18 +266,36 @@ func (e *Engine) sendRefund(ctx context.Context, req gateway.RefundRequest, rf *
 					return gateway.Result{Kind: gateway.Transient, Err: err}, false
 				}
 			}
-			margin := time.Duration(0)
-			if !rf.LeaseDeadline.IsZero() {
-				margin = e.opts.LeaseMargin
+			if err := e.refundMaySend(rf); err != nil {
+				return gateway.Result{Kind: gateway.Transient, Err: err}, false
 			}
-			if rf.LeaseUntil != nil && rf.LeaseUntil.Sub(e.opts.Clock.Now()) <= margin ||
-				!rf.LeaseDeadline.IsZero() && time.Until(rf.LeaseDeadline) < margin {
-				return gateway.Result{Kind: gateway.Transient, Err: errors.New("the refund's lease ran out; nothing more is sent under it")}, false
+			// Checked again after the budget's wait, right before the request leaves.
+			res := e.opts.Refunds.CreateRefund(budget.WithSendCheck(ctx, func() error { return e.refundMaySend(rf) }), req)
+			if errors.Is(res.Err, errRefundLeaseRanOut) {
+				return res, false
 			}
-			res := e.opts.Refunds.CreateRefund(ctx, req)
 			req.Replay = true // the next try may find this one's refund
 			return res, true
 		})
+}
+
+// errRefundLeaseRanOut is a refund request kept from leaving because its
+// claim's lease is (nearly) over: another worker may hold the refund by then.
+var errRefundLeaseRanOut = errors.New("the refund's lease ran out; nothing more is sent under it")
+
+// refundMaySend is the refund's lease check (DESIGN §2.10): more than the
+// margin left on the cluster's clock and, for a refund this process claimed,
+// on the monotonic clock.
+func (e *Engine) refundMaySend(rf *models.Refund) error {
+	margin := time.Duration(0)
+	if !rf.LeaseDeadline.IsZero() {
+		margin = e.opts.LeaseMargin
+	}
+	if rf.LeaseUntil != nil && rf.LeaseUntil.Sub(e.opts.Clock.Now()) <= margin ||
+		!rf.LeaseDeadline.IsZero() && time.Until(rf.LeaseDeadline) < margin {
+		return errRefundLeaseRanOut
+	}
+	return nil
 }
 
 // confirmDuplicate reads both payments of a recorded duplicate back from the

@@ -64,9 +64,28 @@ func (b *Budget) begin(ctx context.Context) (context.Context, func(), error) {
 // context that did not come through Client (a command-line tool's own
 // client) passes at once.
 func Request(ctx context.Context) error {
-	t, _ := ctx.Value(ticketKey{}).(*ticket)
-	if t == nil || t.prepaid.Swap(false) {
-		return nil
+	if t, _ := ctx.Value(ticketKey{}).(*ticket); t != nil && !t.prepaid.Swap(false) {
+		if err := t.b.Limiter.Wait(ctx); err != nil {
+			return err
+		}
 	}
-	return t.b.Limiter.Wait(ctx)
+	if check, _ := ctx.Value(sendCheckKey{}).(func() error); check != nil {
+		// The wait for a slot and a token can be long (a share of nothing
+		// until the next heartbeat): whether the request may still leave is
+		// decided after it, right before the bytes go out.
+		return check()
+	}
+	return nil
+}
+
+// sendCheckKey carries a caller's last check before each request.
+type sendCheckKey struct{}
+
+// WithSendCheck returns ctx with check run right before each HTTP request a
+// call on it sends, after the call waited for its turn in the budget: a
+// request whose check fails is not sent, and the call answers with the
+// check's error. The charge engine passes its lease check (DESIGN §2.10), so
+// a worker whose lease ran out while it waited for the rate never sends.
+func WithSendCheck(ctx context.Context, check func() error) context.Context {
+	return context.WithValue(ctx, sendCheckKey{}, check)
 }
