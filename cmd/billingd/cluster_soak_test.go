@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/billingd/billingd/internal/charge"
 	"github.com/billingd/billingd/internal/gateway/signup"
 	"github.com/billingd/billingd/internal/gateway/sim"
 	"github.com/billingd/billingd/internal/invariant"
@@ -71,10 +72,11 @@ const (
 
 // clusterSoakAttemptLease is how long a billing pass leases an attempt under
 // the soak's config: internal/daemon/parts.go (newBiller) derives it as
-// retry.max_elapsed_time + 2 × gateway.timeout + 1m. A SIGSTOP lasts at least
-// this long, and in any case until the database shows every attempt lease the
-// stopped process held as expired.
-const clusterSoakAttemptLease = clusterSoakRetryElapsed + 2*clusterSoakTimeout + time.Minute
+// retry.max_elapsed_time + 2 × gateway.timeout + the lease margin
+// (charge.LeaseMargin: 10 × gateway.timeout, at most 1m). A SIGSTOP lasts at
+// least this long, and in any case until the database shows every attempt
+// lease the stopped process held as expired.
+var clusterSoakAttemptLease = clusterSoakRetryElapsed + 2*clusterSoakTimeout + charge.LeaseMargin(clusterSoakTimeout)
 
 // clusterSoakFigures are the SQLite soak's figures plus what only a cluster
 // has: stops, terminated connections, processes that exited by themselves.
@@ -673,11 +675,10 @@ log:       { level: info }
 	require.Equal(t, size.Kills, fig.Kills)
 	require.Equal(t, size.Stops, fig.Stops)
 	require.GreaterOrEqual(t, fig.StoppedFor, clusterSoakAttemptLease)
-	// SentAfterResume is counted, not asserted: a worker does not yet check
-	// its lease right before it sends, so a holder resumed between its claim
-	// and its send still sends, with the attempt's key, and the gateway
-	// answers from its idempotency store (the double-charge check above is
-	// what holds within the gateway's key window).
+	// A holder resumed past its lease sends nothing for an attempt a peer
+	// settled meanwhile (DESIGN §2.10): it checks its lease on the monotonic
+	// clock right before every request.
+	require.Zero(t, fig.SentAfterResume, "requests sent on a lost lease")
 }
 
 func anyStopped(slots []*clusterSlot) bool {
