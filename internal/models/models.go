@@ -309,11 +309,14 @@ const (
 
 // BillingRun is one sweep, kept so ops can see when billing ran and what it did.
 type BillingRun struct {
-	ID               int64  `gorm:"primaryKey"`
-	Trigger          string `gorm:"column:triggered_by"`
-	Owner            string
-	Status           RunStatus
-	StartedAt        time.Time
+	ID        int64  `gorm:"primaryKey"`
+	Trigger   string `gorm:"column:triggered_by"`
+	Owner     string
+	Status    RunStatus
+	StartedAt time.Time
+	// InvoicedAt is when the pass finished invoicing (nil while it still
+	// invoices): a peer pass with nothing to claim waits for it.
+	InvoicedAt       *time.Time
 	FinishedAt       *time.Time
 	DurationMS       int64 `gorm:"column:duration_ms"`
 	SubscriptionsDue int

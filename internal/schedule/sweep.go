@@ -91,6 +91,9 @@ func (b *Biller) Pass(stop, abort context.Context, trigger string) (*models.Bill
 	go func() {
 		defer close(invoicingDone)
 		invoiceErr = b.invoiceDue(stop, run, log, invoiced)
+		if err := b.Store.MarkRunInvoiced(ctx, run, b.Clock.Now()); err != nil {
+			log.Warn().Err(err).Msg("could not record the end of the pass's invoicing; peers' passes may end before they would")
+		}
 	}()
 	chargeErr := b.chargeDue(stop, abort, run, log, invoiced, invoicingDone)
 	<-invoicingDone
@@ -418,8 +421,21 @@ func (b *Biller) chargeDue(stop, abort context.Context, run *models.BillingRun, 
 		inFlight += len(batch)
 		mu.Unlock()
 		if len(batch) == 0 {
-			if (lastRound && idle) || claimErr != nil {
+			if claimErr != nil {
 				break
+			}
+			if lastRound && idle {
+				if !b.peerStillInvoicing(stop, now, log) {
+					break
+				}
+				// A peer instance's pass still invoices: its pages become
+				// chargeable as they commit.
+				select {
+				case <-settled:
+				case <-stop.Done():
+				case <-time.After(peerPoll):
+				}
+				continue
 			}
 			// Once invoicing is over only an outcome can make more claimable
 			// (a closed channel would make this loop spin).
@@ -450,6 +466,21 @@ func (b *Biller) chargeDue(stop, abort context.Context, run *models.BillingRun, 
 		log.Error().Err(claimErr).Msg("claiming attempts failed")
 	}
 	return claimErr
+}
+
+// peerPoll is how often a pass with nothing to claim looks again while a
+// peer instance's pass still invoices.
+const peerPoll = 200 * time.Millisecond
+
+// peerStillInvoicing reports whether another live instance's pass still
+// invoices (PostgreSQL); a failed read ends the pass as before.
+func (b *Biller) peerStillInvoicing(stop context.Context, now time.Time, log zerolog.Logger) bool {
+	busy, err := b.Store.PeerStillInvoicing(context.WithoutCancel(stop), b.Owner, now)
+	if err != nil {
+		log.Warn().Err(err).Msg("could not tell whether a peer's pass still invoices; this pass ends")
+		return false
+	}
+	return busy
 }
 
 // workers sizes the charging pool. When the engine caps requests at the gateway

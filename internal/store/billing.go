@@ -908,6 +908,32 @@ func (s *Store) FinishRun(ctx context.Context, run *models.BillingRun, now time.
 	return s.InTx(ctx, func(tx *Tx) error { return tx.db.Save(run).Error })
 }
 
+// MarkRunInvoiced records that the pass finished invoicing (run.InvoicedAt):
+// its peers on other instances need not wait for more of its invoices.
+func (s *Store) MarkRunInvoiced(ctx context.Context, run *models.BillingRun, now time.Time) error {
+	run.InvoicedAt = &now
+	return s.InTx(ctx, func(tx *Tx) error {
+		_, err := tx.exec(`UPDATE billing_runs SET invoiced_at = ?, updated_at = ? WHERE id = ?`, now, now, run.ID)
+		return err
+	})
+}
+
+// PeerStillInvoicing reports whether another live instance's billing pass is
+// still invoicing (PostgreSQL): its pages become chargeable as they commit,
+// so a pass of owner that found nothing to claim goes on claiming instead of
+// ending and leaving its share of the gateway's limits unused. A pass of a
+// dead instance (its instances row expired) does not count. On SQLite, where
+// one instance runs, there is no peer.
+func (s *Store) PeerStillInvoicing(ctx context.Context, owner string, now time.Time) (bool, error) {
+	if s.dialect != Postgres {
+		return false, nil
+	}
+	var peers int64
+	err := s.db.WithContext(ctx).Raw(`SELECT COUNT(*) FROM billing_runs r JOIN instances i ON i.name = r.owner
+	     WHERE r.status = 'running' AND r.invoiced_at IS NULL AND r.owner <> ? AND i.expires_at > ?`, owner, now.UTC()).Scan(&peers).Error
+	return peers > 0, err
+}
+
 // InterruptStaleRuns marks runs left "running" by a dead process as interrupted.
 func (s *Store) InterruptStaleRuns(ctx context.Context, now time.Time, owner string) error {
 	return s.InTx(ctx, func(tx *Tx) error {
