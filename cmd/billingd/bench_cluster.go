@@ -69,12 +69,6 @@ func (o benchOptions) checkCluster() error {
 		return usagef("--remove-one-after needs at least 2 instances: the others finish the pass")
 	case o.removeOneAfter > 0 && o.killOneAfter > 0 && o.instances < 3:
 		return usagef("--remove-one-after with --kill-one-after needs at least 3 instances")
-	case o.limitsPerInstance && (o.addOneAfter > 0 || o.removeOneAfter > 0):
-		return usagef("--limits-per-instance cannot follow --add-one-after or --remove-one-after: limits split by hand do not move")
-	case o.limitsPerInstance && o.instances < 2:
-		return usagef("--limits-per-instance needs at least 2 instances")
-	case o.limitsPerInstance && o.concurrency < o.instances:
-		return usagef("--limits-per-instance: --concurrency %d cannot be split over %d instances", o.concurrency, o.instances)
 	case o.pgbenchClients < 1:
 		return usagef("--pgbench-clients must be at least 1, got %d", o.pgbenchClients)
 	case o.pgbenchTime < 0:
@@ -120,13 +114,11 @@ func (in *benchInstance) sample() {
 }
 
 // instanceLimits are the gateway limits written into each instance's
-// config: the cluster's, which the instances split between them, or with
-// --limits-per-instance the cluster's divided by hand.
+// config: the cluster's, which the live instances split between them
+// through the instances table (docs/cluster.md), so every config carries
+// the whole values.
 func (o benchOptions) instanceLimits() (rateLimit float64, concurrency int) {
 	rateLimit, concurrency = o.rate, o.concurrency
-	if o.limitsPerInstance {
-		rateLimit, concurrency = o.rate/float64(o.instances), o.concurrency/o.instances
-	}
 	if rateLimit == 0 {
 		rateLimit = benchNoLimit
 	}
@@ -472,9 +464,6 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 	fmt.Fprintf(out, "gateway: simulator at %s, latency %s, cluster concurrency %d, cluster rate limit %s; PostgreSQL %s, page size %d\n",
 		simURL, o.latency, o.concurrency, rateText(o.rate), serverVersion, o.pageSize)
 	limitsNote := "the cluster's values, which the instances split between them"
-	if o.limitsPerInstance {
-		limitsNote = fmt.Sprintf("the cluster's divided by %d by hand (--limits-per-instance)", o.instances)
-	}
 	rateLimitText := "none"
 	if rateLimit < benchNoLimit {
 		rateLimitText = strconv.FormatFloat(rateLimit, 'g', 4, 64) + "/s"
@@ -671,7 +660,7 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 		fmt.Fprintf(out, "  %d  %s  charges %d (%.1f%%)  CPU %.2fs  peak RSS %.1f MB%s%s\n", in.n, name, c, pct(float64(c), float64(fig.charges)),
 			(in.cpu - in.cpu0).Seconds(), float64(in.peakRSS)/(1<<20), share, note)
 	}
-	if !shared && o.instances > 1 && !o.limitsPerInstance {
+	if !shared && o.instances > 1 {
 		fmt.Fprintf(out, "  (no instance published a share of the limits: each one used its whole gateway.rate_limit and concurrency, so the cluster could send up to %d× the cluster's values)\n", o.instances)
 	}
 
@@ -786,12 +775,6 @@ func printKill(out io.Writer, o benchOptions, bound float64, t0, killedAt time.T
 		return
 	}
 	target := bound
-	if o.limitsPerInstance {
-		// Limits split by hand do not move to the survivors: theirs are
-		// (N-1)/N of the cluster's.
-		target = bound * float64(survivors) / float64(survivors+1)
-		fmt.Fprintf(out, "  (--limits-per-instance: the survivors' own limits bound them at %s)\n", boundText(target))
-	}
 	fmt.Fprintf(out, "  charges in the second after the kill: %d (%.1f%% of the bound %s)", perSecond[0], pct(float64(perSecond[0]), target), boundText(target))
 	back := -1
 	for i, n := range perSecond {

@@ -90,7 +90,7 @@ func TestBenchRejectsBadSettings(t *testing.T) {
 		{[]string{"--driver", "postgres", "--dsn", "postgres://x@127.0.0.1/db", "--instances", "0"}, "--instances must be between 1 and 32"},
 		{[]string{"--driver", "postgres", "--dsn", "postgres://x@127.0.0.1:99999/db"}, "--dsn:"},
 		{[]string{"--driver", "postgres", "--dsn", "postgres://x@127.0.0.1/db", "--instances", "1", "--remove-one-after", "5s"}, "--remove-one-after needs at least 2 instances"},
-		{[]string{"--driver", "postgres", "--dsn", "postgres://x@127.0.0.1/db", "--instances", "3", "--add-one-after", "5s", "--limits-per-instance"}, "limits split by hand do not move"},
+		{[]string{"--driver", "postgres", "--dsn", "postgres://x@127.0.0.1/db", "--instances", "3", "--limits-per-instance"}, "flag provided but not defined: -limits-per-instance"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			simAsTestChild(t)
