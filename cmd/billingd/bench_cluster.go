@@ -562,8 +562,8 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 	load1 := loadAverage()
 	serverCPU, serverErr := srv.treeCPU()
 	backendCPU := srv.backendCPU()
-	members, _ := st.Instances(ctx)
-	members = append(members, seen...)
+	final, _ := st.Instances(ctx)
+	members := lastKnownRows(final, seen)
 	var wg sync.WaitGroup
 	for _, in := range instances {
 		wg.Add(1)
@@ -799,6 +799,26 @@ func printKill(out io.Writer, o benchOptions, bound float64, t0, killedAt time.T
 	lease := benchClusterMaxElapsed + 2*benchClusterTimeout + time.Minute
 	fmt.Fprintf(out, "  charges per second from the kill on: %s%s (the killed instance's claimed attempts are replayed once their lease, %s, has run out)\n",
 		strings.Join(strs, " "), map[bool]string{true: " …", false: ""}[len(perSecond) > 20], lease)
+}
+
+// lastKnownRows is every instance's newest instances row: the rows read at the
+// pass's end, and for an instance that left the cluster during it (its row
+// deleted) the row read before it left. An instance's final row wins, so the
+// shares printed are those after the cluster re-balanced, not the ones it had
+// while the leaver was still a member.
+func lastKnownRows(final, before []models.Instance) []models.Instance {
+	rows := append([]models.Instance(nil), final...)
+	have := make(map[string]bool, len(final))
+	for _, r := range final {
+		have[r.Name] = true
+	}
+	for _, r := range before {
+		if !have[r.Name] {
+			have[r.Name] = true
+			rows = append(rows, r)
+		}
+	}
+	return rows
 }
 
 func runScratchPgbench(ctx context.Context, admin *store.Store, o benchOptions, name string) (loadtest.PgbenchResult, error) {

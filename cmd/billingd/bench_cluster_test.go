@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/store"
 	"github.com/billingd/billingd/internal/store/storetest"
 	"github.com/stretchr/testify/require"
@@ -68,4 +69,20 @@ func TestBenchClusterOnPostgres(t *testing.T) {
 	var left int64
 	require.NoError(t, admin.DB().Raw(`SELECT count(*) FROM pg_database WHERE datname LIKE ?`, name[1]+"%").Scan(&left).Error)
 	require.Zero(t, left, "databases %s* left on the server", name[1])
+}
+
+// The shares printed for each instance are those at the pass's end: a row read
+// before an instance left only stands in for the leaver, whose row is gone.
+func TestLastKnownRowsPreferTheFinalShares(t *testing.T) {
+	before := []models.Instance{
+		{Name: "a", RateShare: 25}, {Name: "b", RateShare: 25}, {Name: "leaver", RateShare: 25},
+	}
+	final := []models.Instance{{Name: "a", RateShare: 50}, {Name: "b", RateShare: 50}}
+	got := map[string]float64{}
+	for _, r := range lastKnownRows(final, before) {
+		_, dup := got[r.Name]
+		require.False(t, dup, "one row per instance, %q twice", r.Name)
+		got[r.Name] = r.RateShare
+	}
+	require.Equal(t, map[string]float64{"a": 50, "b": 50, "leaver": 25}, got)
 }
