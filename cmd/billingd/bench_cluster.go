@@ -22,6 +22,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/billingd/billingd/internal/cluster"
 	"github.com/billingd/billingd/internal/config"
 	"github.com/billingd/billingd/internal/gateway"
 	"github.com/billingd/billingd/internal/gateway/sim"
@@ -447,6 +448,22 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 		}
 	}
 
+	// A pass that starts while the instances are still joining runs at part
+	// of the limits for up to a heartbeat (each raises its share only once
+	// the others have lowered theirs): wait until every instance holds its
+	// fair share, so the pass measures the cluster, not its joining.
+	rateLimit0, concurrency0 := o.instanceLimits()
+	settleStart := time.Now()
+	settled, err := waitForFairShares(ctx, st, o.instances, cluster.Limits{Rate: rateLimit0, Concurrency: concurrency0}, benchSettleTimeout)
+	if err != nil {
+		return err
+	}
+	if !settled {
+		fmt.Fprintf(out, "warning: the instances did not all publish their fair share of the limits within %s; the pass starts anyway\n", benchSettleTimeout)
+	} else if o.instances > 1 {
+		fmt.Fprintf(out, "billingd bench: every instance held its fair share of the limits %s after all had started\n", time.Since(settleStart).Round(100*time.Millisecond))
+	}
+
 	// Seed the subscriptions due at T0, a whole second by which seeding is
 	// done; every instance's cron fires its pass at T0.
 	seedStart := time.Now()
@@ -799,6 +816,60 @@ func printKill(out io.Writer, o benchOptions, bound float64, t0, killedAt time.T
 	lease := benchClusterMaxElapsed + 2*benchClusterTimeout + time.Minute
 	fmt.Fprintf(out, "  charges per second from the kill on: %s%s (the killed instance's claimed attempts are replayed once their lease, %s, has run out)\n",
 		strings.Join(strs, " "), map[bool]string{true: " …", false: ""}[len(perSecond) > 20], lease)
+}
+
+// benchSettleTimeout bounds the wait for the instances' fair shares: a few
+// heartbeats (cluster.heartbeat, 5 s by default) at most.
+const benchSettleTimeout = 30 * time.Second
+
+// waitForFairShares polls the instances table until n instances are live and
+// each one publishes its fair share of limits (cluster.Split by rank), or
+// timeout passes (false).
+func waitForFairShares(ctx context.Context, st *store.Store, n int, limits cluster.Limits, timeout time.Duration) (bool, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		rows, err := st.Instances(ctx)
+		if err != nil {
+			return false, err
+		}
+		now, err := st.DBNow(ctx)
+		if err != nil {
+			return false, err
+		}
+		if fairShares(rows, now, n, limits) {
+			return true, nil
+		}
+		if time.Now().After(deadline) {
+			return false, nil
+		}
+		select {
+		case <-time.After(benchPoll):
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+}
+
+// fairShares reports whether exactly n instances are live at now and each one
+// publishes the share cluster.Split gives its rank among them.
+func fairShares(rows []models.Instance, now time.Time, n int, limits cluster.Limits) bool {
+	var live []models.Instance
+	for _, r := range rows {
+		if cluster.Live(r, now) {
+			live = append(live, r)
+		}
+	}
+	if len(live) != n {
+		return false
+	}
+	sort.Slice(live, func(i, j int) bool { return live[i].Name < live[j].Name })
+	for rank, r := range live {
+		fair := cluster.Split(limits, n, rank)
+		if r.ConcurrencyShare != fair.Concurrency || r.RateShare < fair.Rate*(1-1e-6) {
+			return false
+		}
+	}
+	return true
 }
 
 // lastKnownRows is every instance's newest instances row: the rows read at the

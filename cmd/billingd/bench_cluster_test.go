@@ -7,7 +7,9 @@ import (
 	"regexp"
 	"strconv"
 	"testing"
+	"time"
 
+	"github.com/billingd/billingd/internal/cluster"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/store"
 	"github.com/billingd/billingd/internal/store/storetest"
@@ -85,4 +87,31 @@ func TestLastKnownRowsPreferTheFinalShares(t *testing.T) {
 		got[r.Name] = r.RateShare
 	}
 	require.Equal(t, map[string]float64{"a": 50, "b": 50, "leaver": 25}, got)
+}
+
+// The pass starts once the instances have joined: exactly the expected number
+// live, each publishing the fair share of its rank — not while one still
+// waits at nothing for the others to lower theirs.
+func TestFairSharesWaitForEveryInstance(t *testing.T) {
+	now := time.Date(2026, 12, 2, 14, 0, 0, 0, time.UTC)
+	limits := cluster.Limits{Rate: 100, Concurrency: 64}
+	row := func(name string, rate float64, conc int, expires time.Duration) models.Instance {
+		return models.Instance{Name: name, RateShare: rate, ConcurrencyShare: conc, ExpiresAt: now.Add(expires)}
+	}
+	third := cluster.Split(limits, 3, 0).Rate
+	for _, tc := range []struct {
+		name string
+		rows []models.Instance
+		want bool
+	}{
+		{"all three at their fair share", []models.Instance{row("a", third, 22, time.Second), row("b", third, 21, time.Second), row("c", third, 21, time.Second)}, true},
+		{"the first still holds the whole rate, the others nothing", []models.Instance{row("a", 100, 64, time.Second), row("b", 0, 0, time.Second), row("c", 0, 0, time.Second)}, false},
+		{"one lowered, one not yet raised", []models.Instance{row("a", third, 22, time.Second), row("b", third, 21, time.Second), row("c", 0, 0, time.Second)}, false},
+		{"only two have registered", []models.Instance{row("a", 50, 32, time.Second), row("b", 50, 32, time.Second)}, false},
+		{"a dead row does not count", []models.Instance{row("a", third, 22, time.Second), row("b", third, 21, time.Second), row("c", third, 21, -time.Second)}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, fairShares(tc.rows, now, 3, limits))
+		})
+	}
 }
