@@ -34,6 +34,7 @@ func TestBenchClusterOnPostgres(t *testing.T) {
 	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
 
 	require.Contains(t, out, "check: 200 invoices paid, 200 charge attempts for 200 due subscriptions")
+	require.Regexp(t, `every instance held its fair share of the limits \S+ after all had started`, out, "the pass starts on a joined cluster")
 	require.Contains(t, out, "double charges (orders with more than one succeeded payment in the simulator's ledger): 0")
 	require.Regexp(t, `simulator: \d+ API requests during the pass, 0 refused over its rate limit \(429\)`, out)
 	require.Equal(t, "200", benchFigure(t, out, "charges"))
