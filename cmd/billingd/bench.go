@@ -53,16 +53,15 @@ type benchOptions struct {
 	simURL        string
 	cpuProfile    string
 	// The PostgreSQL cluster run (bench_cluster.go).
-	driver            string
-	dsn               string
-	instances         int
-	killOneAfter      time.Duration
-	addOneAfter       time.Duration
-	removeOneAfter    time.Duration
-	limitsPerInstance bool
-	pgbenchClients    int
-	pgbenchTime       time.Duration
-	timeout           time.Duration
+	driver         string
+	dsn            string
+	instances      int
+	killOneAfter   time.Duration
+	addOneAfter    time.Duration
+	removeOneAfter time.Duration
+	pgbenchClients int
+	pgbenchTime    time.Duration
+	timeout        time.Duration
 }
 
 // benchFigures is what one run (raw or billingd) measured.
@@ -109,7 +108,6 @@ func (m *Main) cmdBench(ctx context.Context, args []string) error {
 	fs.DurationVar(&o.killOneAfter, "kill-one-after", 0, "postgres: SIGKILL the last instance this long after the pass started (0: never)")
 	fs.DurationVar(&o.addOneAfter, "add-one-after", 0, "postgres: start one more instance this long after the pass started (0: never)")
 	fs.DurationVar(&o.removeOneAfter, "remove-one-after", 0, "postgres: stop the first instance (SIGTERM: it drains) this long after the pass started (0: never)")
-	fs.BoolVar(&o.limitsPerInstance, "limits-per-instance", false, "postgres: write --rate and --concurrency divided by --instances into each instance's config, instead of the cluster's values")
 	fs.IntVar(&o.pgbenchClients, "pgbench-clients", 16, "postgres: clients of the pgbench -N run on a scratch database of the same server")
 	fs.DurationVar(&o.pgbenchTime, "pgbench-time", 10*time.Second, "postgres: how long pgbench -N runs (0: no pgbench run)")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "postgres: give up when not every due subscription is charged after this long")
@@ -139,8 +137,8 @@ func (m *Main) cmdBench(ctx context.Context, args []string) error {
 	if o.driver != config.DriverSQLite {
 		return usagef("--driver must be sqlite or postgres, got %q", o.driver)
 	}
-	if o.dsn != "" || o.instances != 1 || o.killOneAfter != 0 || o.addOneAfter != 0 || o.removeOneAfter != 0 || o.limitsPerInstance {
-		return usagef("--dsn, --instances, --kill-one-after, --add-one-after, --remove-one-after and --limits-per-instance need --driver postgres")
+	if o.dsn != "" || o.instances != 1 || o.killOneAfter != 0 || o.addOneAfter != 0 || o.removeOneAfter != 0 {
+		return usagef("--dsn, --instances, --kill-one-after, --add-one-after and --remove-one-after need --driver postgres")
 	}
 	return m.bench(ctx, o)
 }

@@ -22,6 +22,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/billingd/billingd/internal/cluster"
 	"github.com/billingd/billingd/internal/config"
 	"github.com/billingd/billingd/internal/gateway"
 	"github.com/billingd/billingd/internal/gateway/sim"
@@ -69,12 +70,6 @@ func (o benchOptions) checkCluster() error {
 		return usagef("--remove-one-after needs at least 2 instances: the others finish the pass")
 	case o.removeOneAfter > 0 && o.killOneAfter > 0 && o.instances < 3:
 		return usagef("--remove-one-after with --kill-one-after needs at least 3 instances")
-	case o.limitsPerInstance && (o.addOneAfter > 0 || o.removeOneAfter > 0):
-		return usagef("--limits-per-instance cannot follow --add-one-after or --remove-one-after: limits split by hand do not move")
-	case o.limitsPerInstance && o.instances < 2:
-		return usagef("--limits-per-instance needs at least 2 instances")
-	case o.limitsPerInstance && o.concurrency < o.instances:
-		return usagef("--limits-per-instance: --concurrency %d cannot be split over %d instances", o.concurrency, o.instances)
 	case o.pgbenchClients < 1:
 		return usagef("--pgbench-clients must be at least 1, got %d", o.pgbenchClients)
 	case o.pgbenchTime < 0:
@@ -120,13 +115,11 @@ func (in *benchInstance) sample() {
 }
 
 // instanceLimits are the gateway limits written into each instance's
-// config: the cluster's, which the instances split between them, or with
-// --limits-per-instance the cluster's divided by hand.
+// config: the cluster's, which the live instances split between them
+// through the instances table (docs/cluster.md), so every config carries
+// the whole values.
 func (o benchOptions) instanceLimits() (rateLimit float64, concurrency int) {
 	rateLimit, concurrency = o.rate, o.concurrency
-	if o.limitsPerInstance {
-		rateLimit, concurrency = o.rate/float64(o.instances), o.concurrency/o.instances
-	}
 	if rateLimit == 0 {
 		rateLimit = benchNoLimit
 	}
@@ -455,6 +448,22 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 		}
 	}
 
+	// A pass that starts while the instances are still joining runs at part
+	// of the limits for up to a heartbeat (each raises its share only once
+	// the others have lowered theirs): wait until every instance holds its
+	// fair share, so the pass measures the cluster, not its joining.
+	rateLimit0, concurrency0 := o.instanceLimits()
+	settleStart := time.Now()
+	settled, err := waitForFairShares(ctx, st, o.instances, cluster.Limits{Rate: rateLimit0, Concurrency: concurrency0}, benchSettleTimeout)
+	if err != nil {
+		return err
+	}
+	if !settled {
+		fmt.Fprintf(out, "warning: the instances did not all publish their fair share of the limits within %s; the pass starts anyway\n", benchSettleTimeout)
+	} else if o.instances > 1 {
+		fmt.Fprintf(out, "billingd bench: every instance held its fair share of the limits %s after all had started\n", time.Since(settleStart).Round(100*time.Millisecond))
+	}
+
 	// Seed the subscriptions due at T0, a whole second by which seeding is
 	// done; every instance's cron fires its pass at T0.
 	seedStart := time.Now()
@@ -472,9 +481,6 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 	fmt.Fprintf(out, "gateway: simulator at %s, latency %s, cluster concurrency %d, cluster rate limit %s; PostgreSQL %s, page size %d\n",
 		simURL, o.latency, o.concurrency, rateText(o.rate), serverVersion, o.pageSize)
 	limitsNote := "the cluster's values, which the instances split between them"
-	if o.limitsPerInstance {
-		limitsNote = fmt.Sprintf("the cluster's divided by %d by hand (--limits-per-instance)", o.instances)
-	}
 	rateLimitText := "none"
 	if rateLimit < benchNoLimit {
 		rateLimitText = strconv.FormatFloat(rateLimit, 'g', 4, 64) + "/s"
@@ -573,8 +579,8 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 	load1 := loadAverage()
 	serverCPU, serverErr := srv.treeCPU()
 	backendCPU := srv.backendCPU()
-	members, _ := st.Instances(ctx)
-	members = append(members, seen...)
+	final, _ := st.Instances(ctx)
+	members := lastKnownRows(final, seen)
 	var wg sync.WaitGroup
 	for _, in := range instances {
 		wg.Add(1)
@@ -671,7 +677,7 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 		fmt.Fprintf(out, "  %d  %s  charges %d (%.1f%%)  CPU %.2fs  peak RSS %.1f MB%s%s\n", in.n, name, c, pct(float64(c), float64(fig.charges)),
 			(in.cpu - in.cpu0).Seconds(), float64(in.peakRSS)/(1<<20), share, note)
 	}
-	if !shared && o.instances > 1 && !o.limitsPerInstance {
+	if !shared && o.instances > 1 {
 		fmt.Fprintf(out, "  (no instance published a share of the limits: each one used its whole gateway.rate_limit and concurrency, so the cluster could send up to %d× the cluster's values)\n", o.instances)
 	}
 
@@ -786,12 +792,6 @@ func printKill(out io.Writer, o benchOptions, bound float64, t0, killedAt time.T
 		return
 	}
 	target := bound
-	if o.limitsPerInstance {
-		// Limits split by hand do not move to the survivors: theirs are
-		// (N-1)/N of the cluster's.
-		target = bound * float64(survivors) / float64(survivors+1)
-		fmt.Fprintf(out, "  (--limits-per-instance: the survivors' own limits bound them at %s)\n", boundText(target))
-	}
 	fmt.Fprintf(out, "  charges in the second after the kill: %d (%.1f%% of the bound %s)", perSecond[0], pct(float64(perSecond[0]), target), boundText(target))
 	back := -1
 	for i, n := range perSecond {
@@ -816,6 +816,80 @@ func printKill(out io.Writer, o benchOptions, bound float64, t0, killedAt time.T
 	lease := benchClusterMaxElapsed + 2*benchClusterTimeout + time.Minute
 	fmt.Fprintf(out, "  charges per second from the kill on: %s%s (the killed instance's claimed attempts are replayed once their lease, %s, has run out)\n",
 		strings.Join(strs, " "), map[bool]string{true: " …", false: ""}[len(perSecond) > 20], lease)
+}
+
+// benchSettleTimeout bounds the wait for the instances' fair shares: a few
+// heartbeats (cluster.heartbeat, 5 s by default) at most.
+const benchSettleTimeout = 30 * time.Second
+
+// waitForFairShares polls the instances table until n instances are live and
+// each one publishes its fair share of limits (cluster.Split by rank), or
+// timeout passes (false).
+func waitForFairShares(ctx context.Context, st *store.Store, n int, limits cluster.Limits, timeout time.Duration) (bool, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		rows, err := st.Instances(ctx)
+		if err != nil {
+			return false, err
+		}
+		now, err := st.DBNow(ctx)
+		if err != nil {
+			return false, err
+		}
+		if fairShares(rows, now, n, limits) {
+			return true, nil
+		}
+		if time.Now().After(deadline) {
+			return false, nil
+		}
+		select {
+		case <-time.After(benchPoll):
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+}
+
+// fairShares reports whether exactly n instances are live at now and each one
+// publishes the share cluster.Split gives its rank among them.
+func fairShares(rows []models.Instance, now time.Time, n int, limits cluster.Limits) bool {
+	var live []models.Instance
+	for _, r := range rows {
+		if cluster.Live(r, now) {
+			live = append(live, r)
+		}
+	}
+	if len(live) != n {
+		return false
+	}
+	sort.Slice(live, func(i, j int) bool { return live[i].Name < live[j].Name })
+	for rank, r := range live {
+		fair := cluster.Split(limits, n, rank)
+		if r.ConcurrencyShare != fair.Concurrency || r.RateShare < fair.Rate*(1-1e-6) {
+			return false
+		}
+	}
+	return true
+}
+
+// lastKnownRows is every instance's newest instances row: the rows read at the
+// pass's end, and for an instance that left the cluster during it (its row
+// deleted) the row read before it left. An instance's final row wins, so the
+// shares printed are those after the cluster re-balanced, not the ones it had
+// while the leaver was still a member.
+func lastKnownRows(final, before []models.Instance) []models.Instance {
+	rows := append([]models.Instance(nil), final...)
+	have := make(map[string]bool, len(final))
+	for _, r := range final {
+		have[r.Name] = true
+	}
+	for _, r := range before {
+		if !have[r.Name] {
+			have[r.Name] = true
+			rows = append(rows, r)
+		}
+	}
+	return rows
 }
 
 func runScratchPgbench(ctx context.Context, admin *store.Store, o benchOptions, name string) (loadtest.PgbenchResult, error) {

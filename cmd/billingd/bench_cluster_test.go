@@ -7,7 +7,10 @@ import (
 	"regexp"
 	"strconv"
 	"testing"
+	"time"
 
+	"github.com/billingd/billingd/internal/cluster"
+	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/store"
 	"github.com/billingd/billingd/internal/store/storetest"
 	"github.com/stretchr/testify/require"
@@ -31,6 +34,7 @@ func TestBenchClusterOnPostgres(t *testing.T) {
 	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
 
 	require.Contains(t, out, "check: 200 invoices paid, 200 charge attempts for 200 due subscriptions")
+	require.Regexp(t, `every instance held its fair share of the limits \S+ after all had started`, out, "the pass starts on a joined cluster")
 	require.Contains(t, out, "double charges (orders with more than one succeeded payment in the simulator's ledger): 0")
 	require.Regexp(t, `simulator: \d+ API requests during the pass, 0 refused over its rate limit \(429\)`, out)
 	require.Equal(t, "200", benchFigure(t, out, "charges"))
@@ -68,4 +72,47 @@ func TestBenchClusterOnPostgres(t *testing.T) {
 	var left int64
 	require.NoError(t, admin.DB().Raw(`SELECT count(*) FROM pg_database WHERE datname LIKE ?`, name[1]+"%").Scan(&left).Error)
 	require.Zero(t, left, "databases %s* left on the server", name[1])
+}
+
+// The shares printed for each instance are those at the pass's end: a row read
+// before an instance left only stands in for the leaver, whose row is gone.
+func TestLastKnownRowsPreferTheFinalShares(t *testing.T) {
+	before := []models.Instance{
+		{Name: "a", RateShare: 25}, {Name: "b", RateShare: 25}, {Name: "leaver", RateShare: 25},
+	}
+	final := []models.Instance{{Name: "a", RateShare: 50}, {Name: "b", RateShare: 50}}
+	got := map[string]float64{}
+	for _, r := range lastKnownRows(final, before) {
+		_, dup := got[r.Name]
+		require.False(t, dup, "one row per instance, %q twice", r.Name)
+		got[r.Name] = r.RateShare
+	}
+	require.Equal(t, map[string]float64{"a": 50, "b": 50, "leaver": 25}, got)
+}
+
+// The pass starts once the instances have joined: exactly the expected number
+// live, each publishing the fair share of its rank — not while one still
+// waits at nothing for the others to lower theirs.
+func TestFairSharesWaitForEveryInstance(t *testing.T) {
+	now := time.Date(2026, 12, 2, 14, 0, 0, 0, time.UTC)
+	limits := cluster.Limits{Rate: 100, Concurrency: 64}
+	row := func(name string, rate float64, conc int, expires time.Duration) models.Instance {
+		return models.Instance{Name: name, RateShare: rate, ConcurrencyShare: conc, ExpiresAt: now.Add(expires)}
+	}
+	third := cluster.Split(limits, 3, 0).Rate
+	for _, tc := range []struct {
+		name string
+		rows []models.Instance
+		want bool
+	}{
+		{"all three at their fair share", []models.Instance{row("a", third, 22, time.Second), row("b", third, 21, time.Second), row("c", third, 21, time.Second)}, true},
+		{"the first still holds the whole rate, the others nothing", []models.Instance{row("a", 100, 64, time.Second), row("b", 0, 0, time.Second), row("c", 0, 0, time.Second)}, false},
+		{"one lowered, one not yet raised", []models.Instance{row("a", third, 22, time.Second), row("b", third, 21, time.Second), row("c", 0, 0, time.Second)}, false},
+		{"only two have registered", []models.Instance{row("a", 50, 32, time.Second), row("b", 50, 32, time.Second)}, false},
+		{"a dead row does not count", []models.Instance{row("a", third, 22, time.Second), row("b", third, 21, time.Second), row("c", third, 21, -time.Second)}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, fairShares(tc.rows, now, 3, limits))
+		})
+	}
 }
