@@ -2,9 +2,11 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"os"
 	"runtime/debug"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/billingd/billingd/internal/models"
@@ -67,6 +69,45 @@ func (d *Daemon) heartbeat(ctx context.Context) error {
 	}
 	c.members.Store(&all)
 	return nil
+}
+
+// expireGonePredecessors marks as dead, before this process's first
+// heartbeat, the rows of instances that ran on this host and whose process is
+// gone — a crash and a restart by systemd, a SIGKILL, a container that came
+// back with the same hostname — so this process gets its share of the
+// gateway's limits at once instead of after their rows expire (3
+// heartbeats). A row of this host whose pid is this process's own (a
+// container's pid 1 after a restart) is gone too. A pid that runs may be
+// another program, so such a row is left to expire. Instance names assume
+// every host has a hostname of its own.
+func (d *Daemon) expireGonePredecessors(ctx context.Context) {
+	rows, err := d.store.Instances(ctx)
+	if err != nil {
+		return
+	}
+	now := d.clock.Now()
+	for _, r := range rows {
+		if r.Name == d.owner || r.Host != d.cluster.self.Host || !r.ExpiresAt.After(now) {
+			continue
+		}
+		if r.PID != os.Getpid() && processRuns(r.PID) {
+			continue
+		}
+		if err := d.store.ExpireInstance(ctx, r.Name); err != nil {
+			d.log.Warn().Err(err).Str("instance", r.Name).Msg("could not mark a gone instance of this host as dead; its row expires on its own")
+			continue
+		}
+		d.log.Info().Str("instance", r.Name).Int("pid", r.PID).Msg("an earlier instance on this host is gone (its process no longer runs): its share of the gateway's limits is free at once")
+	}
+}
+
+// processRuns reports whether a process with pid exists on this host.
+func processRuns(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // Instances is every instance on the database as of this process's last

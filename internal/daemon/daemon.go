@@ -188,6 +188,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 		func() events.Settings { return EventSettings(d.Config()) })
 	if !opts.Operator {
 		d.cluster = d.newCluster()
+		d.expireGonePredecessors(ctx)
 		if err := d.heartbeat(ctx); err != nil {
 			if store.ConnectionLost(err) {
 				_ = st.Close()

@@ -390,6 +390,9 @@ func (b *Biller) chargeDue(stop, abort context.Context, run *models.BillingRun, 
 		}()
 	}
 	var claimErr error
+	// peerWait is when this pass, with nothing left of its own, began
+	// waiting for a peer's invoicing (zero: not waiting).
+	var peerWait time.Time
 	for {
 		if stop.Err() != nil {
 			claimErr = fmt.Errorf("stopped while charging: %w", stop.Err())
@@ -425,7 +428,12 @@ func (b *Biller) chargeDue(stop, abort context.Context, run *models.BillingRun, 
 				break
 			}
 			if lastRound && idle {
-				if !b.peerStillInvoicing(stop, now, log) {
+				if peerWait.IsZero() {
+					peerWait = time.Now()
+				}
+				// A peer's row may say "still invoicing" forever when its last
+				// writes were lost with its connection: the wait is bounded.
+				if time.Since(peerWait) > peerWaitMax || !b.peerStillInvoicing(stop, now, log) {
 					break
 				}
 				// A peer instance's pass still invoices: its pages become
@@ -451,6 +459,7 @@ func (b *Biller) chargeDue(stop, abort context.Context, run *models.BillingRun, 
 			}
 			continue
 		}
+		peerWait = time.Time{}
 		failpoint.Hit(failpoint.AttemptAfterCommit)
 		// Claimed attempts are in flight: they are sent even if stop arrives now.
 		for _, a := range batch {
@@ -471,6 +480,12 @@ func (b *Biller) chargeDue(stop, abort context.Context, run *models.BillingRun, 
 // peerPoll is how often a pass with nothing to claim looks again while a
 // peer instance's pass still invoices.
 const peerPoll = 200 * time.Millisecond
+
+// peerWaitMax ends that wait when nothing became claimable for this long: a
+// peer invoices a page in well under a second, so a longer silence is a
+// peer whose pass row no longer tells the truth (a write lost with its
+// connection), and its invoices are charged by the next passes.
+const peerWaitMax = 10 * time.Second
 
 // peerStillInvoicing reports whether another live instance's pass still
 // invoices (PostgreSQL); a failed read ends the pass as before.

@@ -116,3 +116,15 @@ func (s *Store) KnownSchemaVersion() int64 {
 func (s *Store) SchemaVersion(ctx context.Context) (int64, error) {
 	return s.schemaVersion(ctx)
 }
+
+// ExpireInstance marks the row of an instance known to be gone as dead at
+// once (expires_at = its last heartbeat), so the live ones take its share of
+// the gateway's limits now instead of after its expiry. Only the host it ran
+// on can know that (its pid is not running there any more); a live instance
+// whose row was expired by mistake revives it at its next heartbeat.
+func (s *Store) ExpireInstance(ctx context.Context, name string) error {
+	return s.InTx(ctx, func(tx *Tx) error {
+		_, err := tx.exec(`UPDATE instances SET expires_at = heartbeat_at WHERE name = ? AND expires_at > heartbeat_at`, name)
+		return err
+	})
+}
