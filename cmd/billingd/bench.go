@@ -280,28 +280,7 @@ func (m *Main) bench(ctx context.Context, o benchOptions) error {
 	stats, statsErr := fetchSimStats(ctx, simURL)
 
 	bound := benchBound(o)
-	w := tabwriter.NewWriter(out, 0, 2, 2, ' ', tabwriter.AlignRight)
-	col := func(label string, rawV, billV string) { fmt.Fprintf(w, "%s\t%s\t%s\t\n", label, rawV, billV) }
-	rawCol := func(f func(*benchFigures) string) string {
-		if raw == nil {
-			return "-"
-		}
-		return f(raw)
-	}
-	col("", "raw client", "billingd")
-	col("charges", rawCol(func(r *benchFigures) string { return strconv.Itoa(r.charges) }), strconv.Itoa(fig.charges))
-	col("elapsed", rawCol(func(r *benchFigures) string { return r.elapsed.Round(time.Millisecond).String() }), fig.elapsed.Round(time.Millisecond).String())
-	col("charges/s", rawCol(func(r *benchFigures) string { return fmt.Sprintf("%.0f", r.rate()) }), fmt.Sprintf("%.0f", fig.rate()))
-	col("bound min(concurrency/latency, rate)", boundText(bound), boundText(bound))
-	col("of the bound", rawCol(func(r *benchFigures) string { return ratioText(r.rate(), bound) }), ratioText(fig.rate(), bound))
-	col("CPU s per 1,000 charges", rawCol(func(r *benchFigures) string { return cpuPer1000(r) }), cpuPer1000(&fig))
-	col("gateway latency p50 / p99", rawCol(func(r *benchFigures) string { return latText(r.gatewayLat) }), latText(fig.gatewayLat))
-	col("attempt latency p50 / p99", "-", latText(fig.attemptLat))
-	w.Flush()
-	fmt.Fprintln(out)
-	if raw != nil {
-		fmt.Fprintf(out, "billingd / raw: %.1f%%\n", 100*fig.rate()/raw.rate())
-	}
+	writeBenchTable(out, bound, raw, &fig)
 	fmt.Fprintf(out, "peak RSS during the pass: %.1f MB%s (before it, seeding and the raw run: %.1f MB)\n", float64(peak)/(1<<20), rssNote, float64(seedPeak)/(1<<20))
 	fmt.Fprintf(out, "database size: %.1f MB (%s with its WAL)\n", float64(dbSize(dbPath))/(1<<20), dbPath)
 	if statsErr != nil {
@@ -359,6 +338,33 @@ func cpuPer1000(f *benchFigures) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.3f", f.cpu.Seconds()*1000/float64(f.charges))
+}
+
+// writeBenchTable prints the figures of a run beside the raw client's (raw
+// nil: no raw run), one table for the SQLite and the cluster bench.
+func writeBenchTable(out io.Writer, bound float64, raw, fig *benchFigures) {
+	w := tabwriter.NewWriter(out, 0, 2, 2, ' ', tabwriter.AlignRight)
+	col := func(label string, rawV, billV string) { fmt.Fprintf(w, "%s\t%s\t%s\t\n", label, rawV, billV) }
+	rawCol := func(f func(*benchFigures) string) string {
+		if raw == nil {
+			return "-"
+		}
+		return f(raw)
+	}
+	col("", "raw client", "billingd")
+	col("charges", rawCol(func(r *benchFigures) string { return strconv.Itoa(r.charges) }), strconv.Itoa(fig.charges))
+	col("elapsed", rawCol(func(r *benchFigures) string { return r.elapsed.Round(time.Millisecond).String() }), fig.elapsed.Round(time.Millisecond).String())
+	col("charges/s", rawCol(func(r *benchFigures) string { return fmt.Sprintf("%.0f", r.rate()) }), fmt.Sprintf("%.0f", fig.rate()))
+	col("bound min(concurrency/latency, rate)", boundText(bound), boundText(bound))
+	col("of the bound", rawCol(func(r *benchFigures) string { return ratioText(r.rate(), bound) }), ratioText(fig.rate(), bound))
+	col("CPU s per 1,000 charges", rawCol(func(r *benchFigures) string { return cpuPer1000(r) }), cpuPer1000(fig))
+	col("gateway latency p50 / p99", rawCol(func(r *benchFigures) string { return latText(r.gatewayLat) }), latText(fig.gatewayLat))
+	col("attempt latency p50 / p99", "-", latText(fig.attemptLat))
+	w.Flush()
+	fmt.Fprintln(out)
+	if raw != nil {
+		fmt.Fprintf(out, "billingd / raw: %.1f%%\n", 100*fig.rate()/raw.rate())
+	}
 }
 
 func latText(h *loadtest.Histogram) string {

@@ -19,7 +19,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/billingd/billingd/internal/cluster"
@@ -626,28 +625,7 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 	}
 
 	bound := benchBound(o)
-	w := tabwriter.NewWriter(out, 0, 2, 2, ' ', tabwriter.AlignRight)
-	col := func(label string, rawV, billV string) { fmt.Fprintf(w, "%s\t%s\t%s\t\n", label, rawV, billV) }
-	rawCol := func(f func(*benchFigures) string) string {
-		if raw == nil {
-			return "-"
-		}
-		return f(raw)
-	}
-	col("", "raw client", "billingd")
-	col("charges", rawCol(func(r *benchFigures) string { return strconv.Itoa(r.charges) }), strconv.Itoa(fig.charges))
-	col("elapsed", rawCol(func(r *benchFigures) string { return r.elapsed.Round(time.Millisecond).String() }), fig.elapsed.Round(time.Millisecond).String())
-	col("charges/s", rawCol(func(r *benchFigures) string { return fmt.Sprintf("%.0f", r.rate()) }), fmt.Sprintf("%.0f", fig.rate()))
-	col("bound min(concurrency/latency, rate)", boundText(bound), boundText(bound))
-	col("of the bound", rawCol(func(r *benchFigures) string { return ratioText(r.rate(), bound) }), ratioText(fig.rate(), bound))
-	col("CPU s per 1,000 charges", rawCol(func(r *benchFigures) string { return cpuPer1000(r) }), cpuPer1000(&fig))
-	col("gateway latency p50 / p99", rawCol(func(r *benchFigures) string { return latText(r.gatewayLat) }), "-")
-	col("attempt latency p50 / p99", "-", latText(fig.attemptLat))
-	w.Flush()
-	fmt.Fprintln(out)
-	if raw != nil {
-		fmt.Fprintf(out, "billingd / raw: %.1f%%\n", 100*fig.rate()/raw.rate())
-	}
+	writeBenchTable(out, bound, raw, &fig)
 	fmt.Fprintf(out, "elapsed: from T0 (the instances' cron firing the pass) to the last outcome recorded; attempt latency: claim to outcome (the attempt's created_at to finished_at)\n")
 
 	// Each instance's share.
