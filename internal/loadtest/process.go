@@ -1,11 +1,8 @@
 package loadtest
 
 import (
-	"bufio"
 	"errors"
 	"os"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 )
@@ -30,19 +27,8 @@ func ResetPeakRSS() error {
 // PeakRSS is the process's peak resident set size in bytes since start or the
 // last ResetPeakRSS: VmHWM from /proc/self/status, else getrusage's maxrss.
 func PeakRSS() (int64, error) {
-	f, err := os.Open("/proc/self/status")
-	if err == nil {
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-				kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-				if err != nil {
-					return 0, err
-				}
-				return kb * 1024, nil
-			}
-		}
+	if n, err := vmHWM("/proc/self/status"); err == nil {
+		return n, nil
 	}
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {

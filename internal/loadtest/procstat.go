@@ -109,7 +109,13 @@ func ResetPeakRSSOf(pid int) error {
 
 // PeakRSSOf is the peak resident set size of process pid in bytes (VmHWM).
 func PeakRSSOf(pid int) (int64, error) {
-	f, err := os.Open(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	return vmHWM(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+}
+
+// vmHWM reads the peak resident set size (VmHWM, in kB) from a
+// /proc/PID/status file, in bytes.
+func vmHWM(path string) (int64, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return 0, err
 	}
@@ -124,5 +130,5 @@ func PeakRSSOf(pid int) (int64, error) {
 			return kb * 1024, nil
 		}
 	}
-	return 0, fmt.Errorf("loadtest: no VmHWM in /proc/%d/status", pid)
+	return 0, fmt.Errorf("loadtest: no VmHWM in %s", path)
 }
