@@ -90,7 +90,14 @@ func (d *Daemon) expireGonePredecessors(ctx context.Context) {
 		if r.Name == d.owner || r.Host != d.cluster.self.Host || !r.ExpiresAt.After(now) {
 			continue
 		}
-		if r.PID != os.Getpid() && processRuns(r.PID) {
+		if r.PID == os.Getpid() {
+			// Our own pid: a predecessor of this pid (a container's pid 1
+			// before a restart) started before this process; a row of this
+			// very process (instances named apart in one test binary) did not.
+			if !r.StartedAt.Before(processStarted.Add(-time.Second)) {
+				continue
+			}
+		} else if processRuns(r.PID) {
 			continue
 		}
 		if err := d.store.ExpireInstance(ctx, r.Name); err != nil {

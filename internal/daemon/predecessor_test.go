@@ -28,10 +28,13 @@ func TestRestartTakesTheShareOfItsGonePredecessorAtOnce(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		pid      int
+		started  time.Time
 		wantRate float64
 	}{
-		{"predecessor gone", gone.Process.Pid, 20},
-		{"a process with that pid runs", os.Getppid(), 0},
+		{"predecessor gone", gone.Process.Pid, time.Now().Add(-time.Hour), 20},
+		{"a process with that pid runs", os.Getppid(), time.Now().Add(-time.Hour), 0},
+		{"this pid, started an hour before this process (a container's pid 1 before a restart)", os.Getpid(), time.Now().Add(-time.Hour), 20},
+		{"this pid, started with this process (another instance of this test binary)", os.Getpid(), time.Now(), 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dsn := storetest.PostgresDSN(t)
@@ -42,7 +45,7 @@ func TestRestartTakesTheShareOfItsGonePredecessorAtOnce(t *testing.T) {
 			require.NoError(t, err)
 			start := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
 			// The dead predecessor's row, as its last heartbeat left it.
-			_, err = st.Beat(context.Background(), models.Instance{Name: host + ":1:old", Host: host, PID: tc.pid, Version: "old",
+			_, err = st.Beat(context.Background(), models.Instance{Name: host + ":1:old", Host: host, PID: tc.pid, Version: "old", StartedAt: tc.started,
 				SchemaVersion: st.KnownSchemaVersion(), RateLimit: 20, Concurrency: 8, RateShare: 20, ConcurrencyShare: 8, Claiming: true},
 				time.Now(), time.Now().Add(time.Hour)) // the heartbeat reads the database's clock
 
