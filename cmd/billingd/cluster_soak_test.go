@@ -683,7 +683,7 @@ log:       { level: info }
 	require.Equal(t, size.Stops, fig.Stops)
 	require.GreaterOrEqual(t, fig.StoppedFor, clusterSoakAttemptLease)
 	// A holder resumed past its lease sends nothing for an attempt a peer
-	// settled meanwhile (DESIGN §2.10): it checks its lease on the monotonic
+	// settled meanwhile (docs/protocol.md, "No send on a lost lease"): it checks its lease on the monotonic
 	// clock right before every request.
 	require.Zero(t, fig.SentAfterResume, "requests sent on a lost lease")
 }

@@ -73,7 +73,7 @@ func processState(pid int) byte {
 	return b[i+2]
 }
 
-// TestNoSendOnLostLeaseAfterSIGSTOP is DESIGN §2.10 with real processes on
+// TestNoSendOnLostLeaseAfterSIGSTOP is docs/protocol.md's "No send on a lost lease" with real processes on
 // PostgreSQL: a `billingd run` claims an attempt and stops itself (SIGSTOP)
 // right before its request would leave; its lease runs out, a peer takes
 // the attempt over and charges it; then the first process is resumed

@@ -192,7 +192,7 @@ func (e *Engine) exchange(ctx context.Context, a *models.ChargeAttempt, req gate
 	if tries == 0 && notSent(res.Err) {
 		// Nothing left this process: the row stays as it is, leased to a
 		// lease that has run out, for the replay (or the peer that took it
-		// over) to send under the same key (DESIGN §2.10).
+		// over) to send under the same key (docs/protocol.md, "No send on a lost lease").
 		log.Warn().Err(res.Err).Msg("request not sent on a lost lease; the attempt is left to be replayed or taken over")
 		return a.Status, res, res.Err
 	}

@@ -10,7 +10,7 @@ import (
 
 // ErrLeaseRanOut is what a request that was not sent reports when the
 // attempt's lease ran out (or was about to) before it could leave: the row
-// may belong to another worker by now, which sends it itself (DESIGN §2.10).
+// may belong to another worker by now, which sends it itself (docs/protocol.md, "No send on a lost lease").
 var ErrLeaseRanOut = errors.New("the attempt's lease ran out before its request left; nothing was sent")
 
 // ErrKeyWindowClosed is what a request that was not sent reports when the

@@ -283,7 +283,7 @@ func (e *Engine) sendRefund(ctx context.Context, req gateway.RefundRequest, rf *
 // claim's lease is (nearly) over: another worker may hold the refund by then.
 var errRefundLeaseRanOut = errors.New("the refund's lease ran out; nothing more is sent under it")
 
-// refundMaySend is the refund's lease check (DESIGN §2.10): more than the
+// refundMaySend is the refund's lease check (docs/protocol.md, "No send on a lost lease"): more than the
 // margin left on the cluster's clock and, for a refund this process claimed,
 // on the monotonic clock.
 func (e *Engine) refundMaySend(rf *models.Refund) error {

@@ -8,7 +8,7 @@ import (
 
 // Aligned is the wall clock moved onto another clock's time — the database
 // server's, which every instance of a cluster writes its leases and
-// heartbeats on (DESIGN §2.10) — by an offset measured now and then. Each
+// heartbeats on (docs/protocol.md, "No send on a lost lease") — by an offset measured now and then. Each
 // host's own clock may be off by seconds; measured against one server, the
 // instances' leases disagree only by the measurement's error (half a round
 // trip) plus what the host's clock drifts between two measurements.

@@ -270,7 +270,7 @@ type EventsConfig struct {
 }
 
 // ClusterConfig is how instances sharing one PostgreSQL database see each
-// other (DESIGN §2, "Several instances"). Each registers in the instances
+// other (README, "Running several instances"). Each registers in the instances
 // table and renews its row every Heartbeat; a row not renewed for
 // ClusterExpiryBeats heartbeats is a dead instance, whose share of the
 // gateway's limits the live ones take over.

@@ -13,7 +13,7 @@ import (
 )
 
 // jobInstances renews this process's row in the instances table every
-// cluster.heartbeat (DESIGN §2, "Several instances").
+// cluster.heartbeat (README, "Running several instances").
 const jobInstances = "instances"
 
 // cluster is this process's membership of the instances on its database:

@@ -15,7 +15,7 @@ import (
 const dbClockWarnOffset = time.Second
 
 // alignClock puts a daemon that runs on the wall clock against PostgreSQL on
-// the database server's clock (DESIGN §2.10): every lease, heartbeat and
+// the database server's clock (docs/protocol.md, "No send on a lost lease"): every lease, heartbeat and
 // expiry any instance writes is then measured on one clock, so a host whose
 // clock runs ahead cannot take a peer's lease early nor one whose clock
 // runs behind hold its own late. A simulated clock (tests, the demo) and

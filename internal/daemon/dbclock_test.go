@@ -13,7 +13,7 @@ import (
 )
 
 // TestDaemonOnPostgresRunsOnTheDatabasesClock: a daemon on the wall clock
-// against PostgreSQL tells the database server's time (DESIGN §2.10); one
+// against PostgreSQL tells the database server's time (docs/protocol.md, "No send on a lost lease"); one
 // on a simulated clock keeps it.
 func TestDaemonOnPostgresRunsOnTheDatabasesClock(t *testing.T) {
 	b := daemontest.New(t, daemontest.Options{Postgres: true})

@@ -8,7 +8,7 @@ import (
 	"github.com/billingd/billingd/internal/store"
 )
 
-// Periodic jobs on several instances (DESIGN §2, "Several instances"). Each
+// Periodic jobs on several instances (README, "Running several instances"). Each
 // instance runs every job on its own schedule; what keeps them from doing
 // one piece of work twice is, per job, one of two things:
 //

@@ -58,8 +58,8 @@
 // time it reaches the point, as a long GC pause, a frozen VM or an operator's
 // kill -STOP would. A test waits for the stopped state, lets the lease run out
 // and a peer take the work over, then sends SIGCONT: the process resumes right
-// where it stopped, and what it does next is what the test checks (DESIGN
-// §2.10: nothing is sent on a lost lease). Later hits of the point pass.
+// where it stopped, and what it does next is what the test checks (docs/protocol.md:
+// nothing is sent on a lost lease). Later hits of the point pass.
 //
 // Error points are the other kind: instead of killing the process, an armed
 // error point makes one write fail, a given number of times, as a dropped

@@ -288,7 +288,7 @@ type ChargeAttempt struct {
 	// LeaseDeadline is when the lease this process's claim took runs out,
 	// on this process's monotonic clock (not stored; zero for a row not
 	// claimed here). The charge engine sends nothing once it has passed
-	// (DESIGN §2.10); unlike LeaseUntil it cannot be moved by the wall
+	// (docs/protocol.md, "No send on a lost lease"); unlike LeaseUntil it cannot be moved by the wall
 	// clock stepping.
 	LeaseDeadline time.Time `gorm:"-"`
 }

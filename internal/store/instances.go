@@ -82,7 +82,7 @@ func (s *Store) Instances(ctx context.Context) ([]models.Instance, error) {
 
 // DBNow is the database server's clock (PostgreSQL's clock_timestamp()), which
 // every instance's leases and heartbeats are measured on, whatever each
-// host's clock says (DESIGN §2.10). On SQLite, where one process runs, it is
+// host's clock says (docs/protocol.md, "No send on a lost lease"). On SQLite, where one process runs, it is
 // the local clock.
 func (s *Store) DBNow(ctx context.Context) (time.Time, error) {
 	if s.dialect != Postgres {

@@ -22,8 +22,8 @@ type JobLeaseHold struct {
 // until, when no instance holds it (it was released, or its holder's lease
 // ran out by now: a killed or frozen instance). ok is false while another
 // holds it. Each acquisition bumps the row's lease_version, so a holder
-// that lost it can renew or release nothing (DESIGN §2, "Several
-// instances").
+// that lost it can renew or release nothing (docs/protocol.md,
+// "Periodic jobs on several instances").
 func (s *Store) AcquireJobLease(ctx context.Context, name, owner string, now, until time.Time) (hold *JobLeaseHold, ok bool, err error) {
 	start := time.Now()
 	now, until = now.UTC(), until.UTC()

@@ -7,7 +7,7 @@ import "time"
 // with time.Now() before the claim's transaction began, so it carries a
 // monotonic reading — plus the lease's length. It can only be early: start
 // precedes the commit that made the lease hold for others. The charge
-// engine compares time.Now() against it before each request (DESIGN §2.10),
+// engine compares time.Now() against it before each request (docs/protocol.md, "No send on a lost lease"),
 // which neither a wall clock that steps nor a simulated clock can move; a
 // test's fake clock never reaches it, as real time hardly passes.
 func localDeadline(start, now, leaseUntil time.Time) time.Time {

@@ -84,7 +84,7 @@ type sendCheckKey struct{}
 // WithSendCheck returns ctx with check run right before each HTTP request a
 // call on it sends, after the call waited for its turn in the budget: a
 // request whose check fails is not sent, and the call answers with the
-// check's error. The charge engine passes its lease check (DESIGN §2.10), so
+// check's error. The charge engine passes its lease check (docs/protocol.md, "No send on a lost lease"), so
 // a worker whose lease ran out while it waited for the rate never sends.
 func WithSendCheck(ctx context.Context, check func() error) context.Context {
 	return context.WithValue(ctx, sendCheckKey{}, check)
