@@ -2,9 +2,14 @@ package clock
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"time"
 )
+
+// MaxMeasureRoundTrip is the longest round trip a measurement of the offset
+// is taken from: its error is at most half of it.
+const MaxMeasureRoundTrip = 200 * time.Millisecond
 
 // Aligned is the wall clock moved onto another clock's time — the database
 // server's, which every instance of a cluster writes its leases and
@@ -40,6 +45,12 @@ func (a *Aligned) Measure(ctx context.Context, read func(context.Context) (time.
 		return a.Offset(), 0, err
 	}
 	roundTrip = after.Sub(before)
+	if roundTrip > MaxMeasureRoundTrip {
+		// The reading's moment is known only to within half the round trip:
+		// a read that waited for a busy pool or a lock would move the clock
+		// by as much (backwards, it would hold every scheduled job back).
+		return a.Offset(), roundTrip, fmt.Errorf("clock: a %s round trip is too long to measure the database's clock by; the offset stays %s", roundTrip, a.Offset())
+	}
 	// Wall readings (Round(0) drops the monotonic one, so Sub compares
 	// wall times): the offset is between two wall clocks.
 	mid := before.Round(0).Add(roundTrip / 2)

@@ -38,3 +38,20 @@ func TestAlignedMeasure(t *testing.T) {
 		})
 	}
 }
+
+// TestAlignedIgnoresASlowSample: a reading that took longer than
+// MaxMeasureRoundTrip (it waited for a busy pool or a lock) leaves the offset
+// as it was, since it could move the clock by half its round trip.
+func TestAlignedIgnoresASlowSample(t *testing.T) {
+	a := &Aligned{}
+	_, _, err := a.Measure(context.Background(), func(context.Context) (time.Time, error) { return time.Now().Add(time.Minute), nil })
+	require.NoError(t, err)
+	good := a.Offset()
+	_, rtt, err := a.Measure(context.Background(), func(context.Context) (time.Time, error) {
+		time.Sleep(MaxMeasureRoundTrip + 50*time.Millisecond)
+		return time.Now().Add(-time.Hour), nil
+	})
+	require.Error(t, err)
+	require.Greater(t, rtt, MaxMeasureRoundTrip)
+	require.Equal(t, good, a.Offset(), "the slow sample moved nothing")
+}
