@@ -226,18 +226,9 @@ func (m *Main) bench(ctx context.Context, o benchOptions) error {
 
 	var raw *benchFigures
 	if o.raw {
-		var limiter *rate.Limiter
-		if o.rate > 0 {
-			limiter = rate.NewLimiter(rate.Limit(o.rate), 1)
+		if raw, err = runRawCeiling(ctx, client, o, cards); err != nil {
+			return err
 		}
-		r, err := loadtest.RunRaw(ctx, client, limiter, o.concurrency, o.subscriptions, cards, 1999, "USD")
-		if err != nil {
-			return fmt.Errorf("raw run: %w", err)
-		}
-		if bad := o.subscriptions - r.Outcomes[gateway.Succeeded]; bad > 0 {
-			return fmt.Errorf("raw run: %d of %d requests did not succeed (%v): the ceiling would be wrong", bad, o.subscriptions, r.Outcomes)
-		}
-		raw = &benchFigures{charges: r.Requests, elapsed: r.Elapsed, cpu: r.CPU, gatewayLat: r.Latency}
 	}
 
 	// billingd: the same requests through a real billing pass.
@@ -338,6 +329,25 @@ func cpuPer1000(f *benchFigures) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.3f", f.cpu.Seconds()*1000/float64(f.charges))
+}
+
+// runRawCeiling sends the bench's requests with the client alone, no
+// database work (--raw): the loopback ceiling billingd is compared with, in
+// the SQLite and the cluster bench alike. Every request must succeed, or the
+// ceiling would be wrong.
+func runRawCeiling(ctx context.Context, client gateway.Gateway, o benchOptions, cards []loadtest.Card) (*benchFigures, error) {
+	var limiter *rate.Limiter
+	if o.rate > 0 {
+		limiter = rate.NewLimiter(rate.Limit(o.rate), 1)
+	}
+	r, err := loadtest.RunRaw(ctx, client, limiter, o.concurrency, o.subscriptions, cards, 1999, "USD")
+	if err != nil {
+		return nil, fmt.Errorf("raw run: %w", err)
+	}
+	if bad := o.subscriptions - r.Outcomes[gateway.Succeeded]; bad > 0 {
+		return nil, fmt.Errorf("raw run: %d of %d requests did not succeed (%v): the ceiling would be wrong", bad, o.subscriptions, r.Outcomes)
+	}
+	return &benchFigures{charges: r.Requests, elapsed: r.Elapsed, cpu: r.CPU, gatewayLat: r.Latency}, nil
 }
 
 // writeBenchTable prints the figures of a run beside the raw client's (raw

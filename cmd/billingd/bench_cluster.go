@@ -23,13 +23,11 @@ import (
 
 	"github.com/billingd/billingd/internal/cluster"
 	"github.com/billingd/billingd/internal/config"
-	"github.com/billingd/billingd/internal/gateway"
 	"github.com/billingd/billingd/internal/gateway/sim"
 	"github.com/billingd/billingd/internal/gateway/wooshpay"
 	"github.com/billingd/billingd/internal/loadtest"
 	"github.com/billingd/billingd/internal/models"
 	"github.com/billingd/billingd/internal/store"
-	"golang.org/x/time/rate"
 )
 
 // The cluster run of `billingd bench --driver postgres`: --instances
@@ -391,18 +389,9 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 		if err != nil {
 			return err
 		}
-		var limiter *rate.Limiter
-		if o.rate > 0 {
-			limiter = rate.NewLimiter(rate.Limit(o.rate), 1)
+		if raw, err = runRawCeiling(ctx, client, o, cards); err != nil {
+			return err
 		}
-		r, err := loadtest.RunRaw(ctx, client, limiter, o.concurrency, o.subscriptions, cards, 1999, "USD")
-		if err != nil {
-			return fmt.Errorf("raw run: %w", err)
-		}
-		if bad := o.subscriptions - r.Outcomes[gateway.Succeeded]; bad > 0 {
-			return fmt.Errorf("raw run: %d of %d requests did not succeed (%v): the ceiling would be wrong", bad, o.subscriptions, r.Outcomes)
-		}
-		raw = &benchFigures{charges: r.Requests, elapsed: r.Elapsed, cpu: r.CPU, gatewayLat: r.Latency}
 	}
 	// The simulator's counters before the pass (cards, the raw run).
 	stats0, _ := fetchSimStats(ctx, simURL)
