@@ -32,7 +32,7 @@ type DueCursor struct {
 // subscriptions_due (next_billing_at, id) serves both the filter and the order, so a
 // page costs the same at the start and at the end of a million due rows.
 var dueSubscriptionsQuery = `SELECT * FROM subscriptions
-	WHERE status IN ` + sqlBillable + ` AND next_billing_at <= ?
+	WHERE ` + sqlBillable.in("status") + ` AND next_billing_at <= ?
 	  AND (next_billing_at, id) > (?, ?)
 	ORDER BY next_billing_at, id LIMIT ?`
 
@@ -79,7 +79,7 @@ func (s *Store) StillDue(ctx context.Context, now time.Time, ids []int64) ([]int
 		return nil, nil
 	}
 	var out []int64
-	err := s.db.WithContext(ctx).Raw(`SELECT id FROM subscriptions WHERE id IN ? AND status IN `+sqlBillable+` AND next_billing_at <= ?`,
+	err := s.db.WithContext(ctx).Raw(`SELECT id FROM subscriptions WHERE id IN ? AND `+sqlBillable.in("status")+` AND next_billing_at <= ?`,
 		ids, now).Scan(&out).Error
 	return out, err
 }
@@ -390,7 +390,7 @@ func (t chargeTarget) collects() bool {
 // probes into joins (see chargeableSQL).
 var claimNewQuery = `SELECT * FROM invoices%[1]s WHERE status = 'open' AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?
 	  AND NOT EXISTS (SELECT 1 FROM charge_attempts ca WHERE ca.invoice_id = invoices.id
-	                    AND (ca.status IN ` + sqlOpen + ` OR (ca.status = 'needs_review' AND ca.cancel_requested_at IS NOT NULL))%[2]s)
+	                    AND (` + sqlOpen.in("ca.status") + ` OR (ca.status = 'needs_review' AND ca.cancel_requested_at IS NOT NULL))%[2]s)
 	  AND NOT EXISTS (SELECT 1 FROM invoices prev WHERE prev.subscription_id = invoices.subscription_id
 	                    AND prev.period_index < invoices.period_index AND prev.status = 'open'%[2]s)
 	  AND NOT EXISTS (SELECT 1 FROM subscriptions s JOIN payment_methods pm ON pm.id = s.payment_method_id
@@ -503,7 +503,7 @@ func (tx *Tx) dropNewlyOpened(invs []models.Invoice) ([]models.Invoice, error) {
 	}
 	var busy []int64
 	if err := tx.db.Raw(`SELECT DISTINCT invoice_id FROM charge_attempts WHERE invoice_id IN ?
-	                       AND (status IN `+sqlOpen+` OR (status = 'needs_review' AND cancel_requested_at IS NOT NULL))`, ids).Scan(&busy).Error; err != nil {
+	                       AND (`+sqlOpen.in("status")+` OR (status = 'needs_review' AND cancel_requested_at IS NOT NULL))`, ids).Scan(&busy).Error; err != nil {
 		return nil, err
 	}
 	if len(busy) == 0 {
@@ -611,7 +611,7 @@ func (s *Store) ClaimNewAttempts(ctx context.Context, owner string, now, leaseUn
 // repeats that index's WHERE clause word for word: SQLite uses a partial index only
 // when the query contains the index's condition itself.
 var claimReplayQuery = `SELECT * FROM charge_attempts%s
-	WHERE status IN ` + sqlUnresolved + ` AND status IN ` + sqlReplayable + ` AND off_session
+	WHERE ` + sqlUnresolved.in("status") + ` AND ` + sqlReplayable.in("status") + ` AND off_session
 	  AND (lease_until IS NULL OR lease_until <= ?)
 	  AND (next_try_at IS NULL OR next_try_at <= ?)
 	  AND created_at >= ?
@@ -710,7 +710,7 @@ func (s *Store) ReleaseAllLeases(ctx context.Context, now time.Time) (int64, err
 	err := s.InTx(ctx, func(tx *Tx) error {
 		var err error
 		released, err = tx.exec(`UPDATE charge_attempts SET lease_owner = '', lease_until = NULL, lease_version = lease_version + 1, updated_at = ?
-		                          WHERE lease_until IS NOT NULL AND status IN `+sqlUnresolved, now)
+		                          WHERE lease_until IS NOT NULL AND `+sqlUnresolved.in("status"), now)
 		if err != nil {
 			return err
 		}
@@ -722,7 +722,7 @@ func (s *Store) ReleaseAllLeases(ctx context.Context, now time.Time) (int64, err
 		}
 		// Refunds a dead process was sending are replayed with their own keys.
 		_, err = tx.exec(`UPDATE refunds SET lease_owner = '', lease_until = NULL, lease_version = lease_version + 1, updated_at = ?
-		                   WHERE lease_until IS NOT NULL AND status IN `+sqlOpenRefund, now)
+		                   WHERE lease_until IS NOT NULL AND `+sqlOpenRefund.in("status"), now)
 		if err != nil {
 			return err
 		}
@@ -823,15 +823,15 @@ func (tx *Tx) writeAttemptResult(now time.Time, id int64, leaseVersion *int64, r
 	args := []any{r.Status, r.PaymentIntentID, r.PaymentIntentID, r.DeclineCode, r.AdviceCode, r.HardDecline, r.ActionURL,
 		truncate(r.ErrorMessage, 500), r.Tries, r.LastHTTPStatus, r.LastHTTPStatus, r.NextTryAt, r.NextReconcileAt, finished, now, id}
 	if leaseVersion != nil {
-		q += ` AND status IN ` + sqlUnresolved + ` AND lease_version = ?`
+		q += ` AND ` + sqlUnresolved.in("status") + ` AND lease_version = ?`
 		args = append(args, *leaseVersion)
 	} else if r.Status != models.AttemptRequiresAction {
 		// An authoritative outcome (webhook, a read of the intent) also moves
 		// an intent that waited for the customer: a failed or expired
 		// challenge, a cancel. Waiting again changes nothing.
-		q += ` AND status IN ` + sqlOpen
+		q += ` AND ` + sqlOpen.in("status")
 	} else {
-		q += ` AND status IN ` + sqlUnresolved
+		q += ` AND ` + sqlUnresolved.in("status")
 	}
 	n, err := tx.exec(q, args...)
 	if err == nil && n == 1 {
@@ -845,7 +845,7 @@ func (tx *Tx) writeAttemptResult(now time.Time, id int64, leaseVersion *int64, r
 // uncollectible (already paid, or void).
 func (tx *Tx) MarkInvoicePaid(now time.Time, invoiceID int64, paymentIntentID string) (bool, error) {
 	n, err := tx.exec(`UPDATE invoices SET status = 'paid', paid_at = ?, payment_intent_id = ?, next_attempt_at = NULL, updated_at = ?
-	                    WHERE id = ? AND status IN `+sqlPayableInvoice, now, paymentIntentID, now, invoiceID)
+	                    WHERE id = ? AND `+sqlPayableInvoice.in("status"), now, paymentIntentID, now, invoiceID)
 	if err != nil || n != 1 {
 		return n == 1, err
 	}
@@ -1080,7 +1080,7 @@ func (s *Store) PlanPass(ctx context.Context, now, notBefore time.Time, limit in
 			ids := subIDs[start:min(start+planPage, len(subIDs))]
 			var open []PlannedInvoice
 			if err := db.Raw(`SELECT i.*, EXISTS (SELECT 1 FROM charge_attempts ca WHERE ca.invoice_id = i.id
-			                                   AND ca.status IN `+sqlUnresolved+`) AS unresolved
+			                                   AND `+sqlUnresolved.in("ca.status")+`) AS unresolved
 			                    FROM invoices i WHERE i.subscription_id IN ? AND i.status = 'open'
 			                   ORDER BY i.subscription_id, i.period_index`, ids).Scan(&open).Error; err != nil {
 				return err

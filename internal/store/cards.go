@@ -137,7 +137,7 @@ func (s *Store) ExpiringCards(ctx context.Context, now, horizon time.Time, limit
 	   FROM subscriptions s
 	   JOIN payment_methods pm ON pm.id = s.payment_method_id
 	   JOIN customers c ON c.id = s.customer_id
-	  WHERE s.status IN `+sqlBillable+`
+	  WHERE `+sqlBillable.in("s.status")+`
 	    AND s.next_billing_at > ? AND s.next_billing_at <= ?
 	    AND (s.cancel_at IS NULL OR s.cancel_at > s.next_billing_at)
 	    AND pm.dead_at IS NULL
@@ -165,7 +165,7 @@ func (s *Store) ExpiringCards(ctx context.Context, now, horizon time.Time, limit
 func (tx *Tx) StillExpiring(c ExpiringCard) (bool, error) {
 	var n int64
 	err := tx.db.Raw(`SELECT COUNT(*) FROM subscriptions s
-	  WHERE s.id = ? AND s.payment_method_id = ? AND s.next_period = ? AND s.status IN `+sqlBillable+`
+	  WHERE s.id = ? AND s.payment_method_id = ? AND s.next_period = ? AND `+sqlBillable.in("s.status")+`
 	    AND (s.cancel_at IS NULL OR s.cancel_at > s.next_billing_at)`,
 		c.SubscriptionID, c.PaymentMethodID, c.NextPeriod).Scan(&n).Error
 	return n == 1, err

@@ -115,7 +115,7 @@ func (tx *Tx) WriteOffQueue(now time.Time, subscriptionID int64, afterPeriod int
 	if err := tx.db.Raw(`SELECT id, public_id, period_index FROM invoices
 	                      WHERE subscription_id = ? AND period_index > ? AND status = 'open'
 	                        AND NOT EXISTS (SELECT 1 FROM charge_attempts ca WHERE ca.invoice_id = invoices.id
-	                                          AND ca.status IN `+sqlUnresolved+`)
+	                                          AND `+sqlUnresolved.in("ca.status")+`)
 	                      ORDER BY period_index`, subscriptionID, afterPeriod).Scan(&qs).Error; err != nil {
 		return nil, err
 	}
@@ -155,11 +155,11 @@ func (tx *Tx) MarkInvoiceUncollectible(now time.Time, invoiceID int64) error {
 func (tx *Tx) ApplyFinalAction(now time.Time, subscriptionID int64, action models.FinalAction) error {
 	switch action {
 	case models.FinalCancel:
-		n, err := tx.exec(`UPDATE subscriptions SET status = 'canceled', canceled_at = ?, updated_at = ? WHERE id = ? AND status IN `+sqlCancelable, now, now, subscriptionID)
+		n, err := tx.exec(`UPDATE subscriptions SET status = 'canceled', canceled_at = ?, updated_at = ? WHERE id = ? AND `+sqlCancelable.in("status"), now, now, subscriptionID)
 		tx.emitIf(err == nil && n == 1, models.EventSubscriptionCanceled, subscriptionID)
 		return err
 	case models.FinalUnpaid:
-		n, err := tx.exec(`UPDATE subscriptions SET status = 'unpaid', updated_at = ? WHERE id = ? AND status IN `+sqlBillable, now, subscriptionID)
+		n, err := tx.exec(`UPDATE subscriptions SET status = 'unpaid', updated_at = ? WHERE id = ? AND `+sqlBillable.in("status"), now, subscriptionID)
 		tx.emitIf(err == nil && n == 1, models.EventSubscriptionUnpaid, subscriptionID)
 		return err
 	}

@@ -63,10 +63,10 @@ func (s *Store) CountEmails(ctx context.Context, statuses ...models.EmailStatus)
 var heldInvoicesQuery = `SELECT COUNT(*) FROM invoices i
 	  JOIN subscriptions s ON s.id = i.subscription_id
 	  JOIN payment_methods pm ON pm.id = s.payment_method_id
-	 WHERE i.status = 'open' AND s.status IN ` + sqlBillable + `
+	 WHERE i.status = 'open' AND ` + sqlBillable.in("s.status") + `
 	   AND NOT EXISTS (SELECT 1 FROM invoices e WHERE e.subscription_id = i.subscription_id AND e.status = 'open' AND e.period_index < i.period_index)
 	   AND NOT EXISTS (SELECT 1 FROM dunning_cases c WHERE c.invoice_id = i.id AND c.status = 'open')
-	   AND NOT EXISTS (SELECT 1 FROM charge_attempts ca WHERE ca.invoice_id = i.id AND ca.status IN ` + sqlOpen + `)
+	   AND NOT EXISTS (SELECT 1 FROM charge_attempts ca WHERE ca.invoice_id = i.id AND ` + sqlOpen.in("ca.status") + `)
 	   AND (i.next_attempt_at IS NULL OR pm.dead_at IS NOT NULL)`
 
 // CountHeldInvoices counts the queues that wait for a person (see

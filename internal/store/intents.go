@@ -156,7 +156,7 @@ func (tx *Tx) StartOnSessionAttempt(now time.Time, ic *InvoiceContact, owner str
 		return Press{Refused: PressClosed}, nil
 	}
 	var open models.ChargeAttempt
-	if err := tx.db.Raw(`SELECT * FROM charge_attempts WHERE invoice_id = ? AND status IN `+sqlOpen+` LIMIT 1`, inv.ID).Scan(&open).Error; err != nil {
+	if err := tx.db.Raw(`SELECT * FROM charge_attempts WHERE invoice_id = ? AND `+sqlOpen.in("status")+` LIMIT 1`, inv.ID).Scan(&open).Error; err != nil {
 		return Press{}, err
 	}
 	if open.ID != 0 {

@@ -122,7 +122,7 @@ func (tx *Tx) InvoiceListings(ids []int64) (map[int64]InvoiceListing, error) {
 func listInvoices(db *gorm.DB, f ListingFilter) ([]InvoiceListing, error) {
 	where, args := f.where("i.period_start", "i.status")
 	q := `SELECT i.*, s.reference AS reference, c.gateway_customer_id AS customer,
-	             COALESCE((SELECT SUM(r.amount) FROM refunds r WHERE r.invoice_id = i.id AND r.status NOT IN ` + sqlReleasedRefund + `), 0) AS refunded
+	             COALESCE((SELECT SUM(r.amount) FROM refunds r WHERE r.invoice_id = i.id AND ` + sqlReleasedRefund.notIn("r.status") + `), 0) AS refunded
 	        FROM invoices i` + listingJoins + where + ` ORDER BY i.period_start DESC, i.id DESC LIMIT ?`
 	var out []InvoiceListing
 	err := db.Raw(q, append(args, f.limit())...).Scan(&out).Error
@@ -294,7 +294,7 @@ func (tx *Tx) RefundLeft(inv *models.Invoice) (left int64, currency string, err 
 		return 0, inv.Currency, nil
 	}
 	var reserved int64
-	if err := tx.db.Raw(`SELECT COALESCE(SUM(amount), 0) FROM refunds WHERE payment_intent_id = ? AND status NOT IN `+sqlReleasedRefund,
+	if err := tx.db.Raw(`SELECT COALESCE(SUM(amount), 0) FROM refunds WHERE payment_intent_id = ? AND `+sqlReleasedRefund.notIn("status"),
 		inv.PaymentIntentID).Scan(&reserved).Error; err != nil {
 		return 0, "", err
 	}
@@ -364,7 +364,7 @@ func (tx *Tx) StartOperatorAttempt(now time.Time, inv *models.Invoice, owner str
 	}
 	var open models.ChargeAttempt
 	if err := tx.db.Raw(`SELECT * FROM charge_attempts WHERE invoice_id = ?
-	        AND (status IN `+sqlOpen+` OR (status = 'needs_review' AND cancel_requested_at IS NOT NULL)) ORDER BY id LIMIT 1`, inv.ID).
+	        AND (`+sqlOpen.in("status")+` OR (status = 'needs_review' AND cancel_requested_at IS NOT NULL)) ORDER BY id LIMIT 1`, inv.ID).
 		Scan(&open).Error; err != nil {
 		return nil, err
 	}

@@ -163,7 +163,7 @@ func (s *Store) EachMovement(ctx context.Context, from, to time.Time, fn func(Mo
 // turns them into charges stays with the caller (internal/schedule/period).
 func (s *Store) ForecastSubscriptions(ctx context.Context, until time.Time) ([]models.Subscription, error) {
 	var out []models.Subscription
-	err := s.db.WithContext(ctx).Raw(`SELECT * FROM subscriptions WHERE status IN `+sqlBillable+` AND next_billing_at < ? ORDER BY id`,
+	err := s.db.WithContext(ctx).Raw(`SELECT * FROM subscriptions WHERE `+sqlBillable.in("status")+` AND next_billing_at < ? ORDER BY id`,
 		until.UTC()).Scan(&out).Error
 	return out, err
 }

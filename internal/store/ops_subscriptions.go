@@ -197,7 +197,7 @@ func (tx *Tx) SetCancelAt(now time.Time, subscriptionID int64, at time.Time) err
 // not come (or was cleared).
 func (tx *Tx) FinishCancelAtPeriodEnd(now time.Time, subscriptionID int64) (bool, error) {
 	n, err := tx.exec(`UPDATE subscriptions SET status = 'canceled', canceled_at = cancel_at, updated_at = ?
-	                    WHERE id = ? AND cancel_at IS NOT NULL AND cancel_at <= ? AND status IN `+sqlBillable,
+	                    WHERE id = ? AND cancel_at IS NOT NULL AND cancel_at <= ? AND `+sqlBillable.in("status"),
 		now, subscriptionID, now)
 	tx.emitIf(err == nil && n == 1, models.EventSubscriptionCanceled, subscriptionID)
 	return n == 1, err
@@ -208,7 +208,7 @@ func (tx *Tx) FinishCancelAtPeriodEnd(now time.Time, subscriptionID int64) (bool
 // collected.
 func (tx *Tx) PauseSubscription(now time.Time, subscriptionID int64) (bool, error) {
 	n, err := tx.exec(`UPDATE subscriptions SET status = 'paused', paused_at = ?, updated_at = ?
-	                    WHERE id = ? AND status IN `+sqlBillable, now, now, subscriptionID)
+	                    WHERE id = ? AND `+sqlBillable.in("status"), now, now, subscriptionID)
 	tx.emitIf(err == nil && n == 1, models.EventSubscriptionPaused, subscriptionID)
 	return n == 1, err
 }

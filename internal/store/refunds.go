@@ -14,8 +14,8 @@ import (
 
 // Refund SQL lists, built from the models' typed lists.
 var (
-	sqlOpenRefund     = sqlList(models.OpenRefundStatuses)
-	sqlReleasedRefund = sqlList(models.ReleasedRefundStatuses)
+	sqlOpenRefund     = newSQLSet(models.OpenRefundStatuses)
+	sqlReleasedRefund = newSQLSet(models.ReleasedRefundStatuses)
 )
 
 // ErrRefundExceedsPayment means a refund would take back more than the payment
@@ -108,7 +108,7 @@ func (tx *Tx) ReserveRefund(now time.Time, nr NewRefund) (rf *models.Refund, cre
 		}
 	}
 	var reserved int64
-	if err := tx.db.Raw(`SELECT COALESCE(SUM(amount), 0) FROM refunds WHERE payment_intent_id = ? AND status NOT IN `+sqlReleasedRefund, pi).
+	if err := tx.db.Raw(`SELECT COALESCE(SUM(amount), 0) FROM refunds WHERE payment_intent_id = ? AND `+sqlReleasedRefund.notIn("status"), pi).
 		Scan(&reserved).Error; err != nil {
 		return nil, false, err
 	}
@@ -173,7 +173,7 @@ func (tx *Tx) FinishRefund(now time.Time, rf *models.Refund, r RefundResult) err
 	      SET status = ?, gateway_refund_id = CASE WHEN ? <> '' THEN ? ELSE gateway_refund_id END, error_message = ?,
 	          tries = tries + ?, next_try_at = ?, finished_at = ?`+release+`,
 	          lease_version = lease_version + 1, updated_at = ?
-	    WHERE id = ? AND lease_version = ? AND status IN `+sqlOpenRefund,
+	    WHERE id = ? AND lease_version = ? AND `+sqlOpenRefund.in("status"),
 		r.Status, r.GatewayRefundID, r.GatewayRefundID, truncate(r.ErrorMessage, 500), r.Tries, r.NextTryAt, finished, now,
 		rf.ID, rf.LeaseVersion)
 	if err != nil {
@@ -232,9 +232,9 @@ func (tx *Tx) RefundForGateway(gatewayRefundID, idempotencyKey string) (*models.
 // to processing and stays open. Returns false when the refund was already
 // past it.
 func (tx *Tx) SettleRefund(now time.Time, id int64, reason models.RefundReason, status models.RefundStatus, gatewayRefundID, msg string) (bool, error) {
-	from := sqlList([]models.RefundStatus{models.RefundPending, models.RefundUnknown, models.RefundProcessing, models.RefundNeedsReview})
+	from := newSQLSet([]models.RefundStatus{models.RefundPending, models.RefundUnknown, models.RefundProcessing, models.RefundNeedsReview})
 	if status == models.RefundProcessing {
-		from = sqlList([]models.RefundStatus{models.RefundPending, models.RefundUnknown})
+		from = newSQLSet([]models.RefundStatus{models.RefundPending, models.RefundUnknown})
 	}
 	var finished *time.Time
 	if !status.Open() {
@@ -243,7 +243,7 @@ func (tx *Tx) SettleRefund(now time.Time, id int64, reason models.RefundReason, 
 	n, err := tx.exec(`UPDATE refunds
 	      SET status = ?, gateway_refund_id = CASE WHEN ? <> '' THEN ? ELSE gateway_refund_id END, error_message = ?,
 	          finished_at = ?, lease_owner = '', lease_until = NULL, lease_version = lease_version + 1, updated_at = ?
-	    WHERE id = ? AND status IN `+from,
+	    WHERE id = ? AND `+from.in("status"),
 		status, gatewayRefundID, gatewayRefundID, truncate(msg, 500), finished, now, id)
 	if err == nil && n == 1 {
 		tx.refundMoved(reason, status)
@@ -276,7 +276,7 @@ func (s *Store) ClaimRefunds(ctx context.Context, owner string, now, leaseUntil 
 	start := time.Now()
 	err := s.InTx(ctx, func(tx *Tx) error {
 		q := `SELECT * FROM refunds
-		       WHERE status IN ` + sqlOpenRefund + `
+		       WHERE ` + sqlOpenRefund.in("status") + `
 		         AND (next_try_at IS NULL OR next_try_at <= ?)
 		         AND (lease_until IS NULL OR lease_until <= ?)
 		       ORDER BY id LIMIT ?` + tx.forUpdateSkipLocked()
@@ -369,7 +369,7 @@ func (s *Store) ClaimRefund(ctx context.Context, owner string, now, leaseUntil t
 	var claimed []models.Refund
 	start := time.Now()
 	err := s.InTx(ctx, func(tx *Tx) error {
-		q := `SELECT * FROM refunds WHERE id = ? AND status IN ` + sqlOpenRefund + `
+		q := `SELECT * FROM refunds WHERE id = ? AND ` + sqlOpenRefund.in("status") + `
 		         AND (lease_until IS NULL OR lease_until <= ?)` + tx.forUpdateSkipLocked()
 		var err error
 		claimed, err = claimRows[models.Refund](tx, "refunds", q, []any{id, now}, owner, leaseUntil, now)

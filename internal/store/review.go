@@ -17,9 +17,9 @@ import (
 // attempt moves, as any other outcome would. It returns false when the attempt
 // was not moved (already succeeded, or already past an unresolved state).
 func (tx *Tx) FlagAttemptForReview(now time.Time, a *models.ChargeAttempt, paymentIntentID, msg string, moneyMayHaveMoved bool) (bool, error) {
-	from := `status IN ` + sqlUnresolved
+	from := sqlUnresolved.in("status")
 	if moneyMayHaveMoved {
-		from = `status NOT IN ('succeeded', 'needs_review')`
+		from = `(status <> 'succeeded' AND status <> 'needs_review')`
 	}
 	n, err := tx.exec(`UPDATE charge_attempts
 	      SET status = 'needs_review', payment_intent_id = CASE WHEN ? <> '' THEN ? ELSE payment_intent_id END,

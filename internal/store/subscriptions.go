@@ -435,13 +435,13 @@ func (s *Store) Status(ctx context.Context, now time.Time) (*StatusReport, error
 			return nil, err
 		}
 	}
-	if err := db.Raw(`SELECT COUNT(*) FROM subscriptions WHERE status IN `+sqlBillable+` AND next_billing_at <= ?`, now).Scan(&r.DueNow).Error; err != nil {
+	if err := db.Raw(`SELECT COUNT(*) FROM subscriptions WHERE `+sqlBillable.in("status")+` AND next_billing_at <= ?`, now).Scan(&r.DueNow).Error; err != nil {
 		return nil, err
 	}
-	if err := db.Raw(`SELECT COUNT(*) FROM charge_attempts WHERE status IN ` + sqlUnresolved).Scan(&r.Unresolved).Error; err != nil {
+	if err := db.Raw(`SELECT COUNT(*) FROM charge_attempts WHERE ` + sqlUnresolved.in("status")).Scan(&r.Unresolved).Error; err != nil {
 		return nil, err
 	}
-	if err := db.Raw(`SELECT COUNT(*) FROM charge_attempts WHERE status IN ` + sqlAttention).Scan(&r.NeedsReview).Error; err != nil {
+	if err := db.Raw(`SELECT COUNT(*) FROM charge_attempts WHERE ` + sqlAttention.in("status")).Scan(&r.NeedsReview).Error; err != nil {
 		return nil, err
 	}
 	if err := db.Raw(heldInvoicesQuery).Scan(&r.Held).Error; err != nil {

@@ -156,7 +156,7 @@ func (s *Store) ClaimForReconcile(ctx context.Context, owner string, now, leaseU
 	start := time.Now()
 	err := s.InTx(ctx, func(tx *Tx) error {
 		q := `SELECT * FROM charge_attempts
-		       WHERE status IN ` + sqlUnresolved + ` AND created_at <= ?
+		       WHERE ` + sqlUnresolved.in("status") + ` AND created_at <= ?
 		         AND (lease_until IS NULL OR lease_until <= ?)
 		         AND (next_reconcile_at IS NULL OR next_reconcile_at <= ?)
 		       ORDER BY created_at, id LIMIT ?` + tx.forUpdateSkipLocked()
@@ -189,7 +189,7 @@ func (tx *Tx) DeferReconcile(now time.Time, a *models.ChargeAttempt, next time.T
 	res := tx.db.Exec(`UPDATE charge_attempts
 	      SET status = ?, reconcile_count = reconcile_count + 1, next_reconcile_at = ?, finished_at = ?, error_message = ?,
 	          lease_owner = '', lease_until = NULL, lease_version = lease_version + 1, updated_at = ?
-	    WHERE id = ? AND lease_version = ? AND status IN `+sqlUnresolved,
+	    WHERE id = ? AND lease_version = ? AND `+sqlUnresolved.in("status"),
 		status, next, finished, truncate(msg, 500), now, a.ID, a.LeaseVersion)
 	if res.Error == nil && res.RowsAffected == 1 && review {
 		tx.attemptMoved(status)
