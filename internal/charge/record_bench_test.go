@@ -4,12 +4,19 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/billingd/billingd/internal/charge"
 	"github.com/billingd/billingd/internal/clock"
+	"github.com/billingd/billingd/internal/config"
+	"github.com/billingd/billingd/internal/dunning"
 	"github.com/billingd/billingd/internal/gateway"
+	"github.com/billingd/billingd/internal/loadtest"
 	"github.com/billingd/billingd/internal/models"
+	"github.com/billingd/billingd/internal/store"
+	"github.com/billingd/billingd/internal/store/storetest"
 	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
 )
 
 // instantGateway succeeds at once: what is left of Execute is the result write.
@@ -19,22 +26,64 @@ func (instantGateway) CreatePaymentIntent(_ context.Context, req gateway.Payment
 	return echoAmount(intent("pi_"+req.IdempotencyKey, gateway.IntentSucceeded), req)
 }
 
-// BenchmarkResultWrite measures recording a succeeded outcome (attempt, invoice,
-// subscription, dunning hook) on SQLite with synchronous=FULL, one op per
-// attempt. With one worker every outcome is its own transaction; with 64 they
-// share transactions through group commit.
+// BenchmarkResultWrite measures recording a succeeded outcome, one op per
+// attempt (so per charge): Execute against a gateway that answers at once,
+// which leaves the engine's recorder — FinishAttempt, MarkInvoicePaid,
+// ReactivateIfSettled and the dunning hook (the daemon's dunning service, as
+// configured by default) in the outcome's transaction. With one worker every
+// outcome is its own transaction; with 64 (the default concurrency) they share
+// transactions through group commit. SQLite with synchronous=FULL, and
+// PostgreSQL when BILLINGD_TEST_POSTGRES_DSN is set. cpu-ns/op is this
+// process's CPU time per op (not a PostgreSQL server's).
 func BenchmarkResultWrite(b *testing.B) {
-	for _, workers := range []int{1, 64} {
-		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
-			st, claimed := claimedAttempts(b, b.N)
-			eng := charge.New(charge.Options{Store: st, Gateway: instantGateway{&scripted{}}, Clock: clock.NewFake(t0), Log: zerolog.Nop(), Retry: fastRetry})
-			b.ReportAllocs()
-			b.ResetTimer()
-			executeAll(eng, claimed, workers, func(a *models.ChargeAttempt, status models.AttemptStatus, err error) {
-				if err != nil || status != models.AttemptSucceeded {
-					b.Errorf("attempt %d: %s %v", a.ID, status, err)
-				}
+	for _, db := range []string{store.SQLite, store.Postgres} {
+		for _, workers := range []int{1, 64} {
+			b.Run(fmt.Sprintf("db=%s/workers=%d", db, workers), func(b *testing.B) {
+				st := benchStore(b, db)
+				claimed := claimBatches(b, st, b.N)
+				cfg := config.Default()
+				hook := &dunning.Service{Store: st, Policy: dunning.Policy{Schedule: cfg.Dunning.RetryDelays(), FinalAction: models.FinalAction(cfg.Dunning.FinalAction)},
+					LinkTTL: cfg.Dunning.LinkTTL.D(), PublicBaseURL: "https://billing.example.com", MailDomain: "example.com", Log: zerolog.Nop()}
+				eng := charge.New(charge.Options{Store: st, Gateway: instantGateway{&scripted{}}, Clock: clock.NewFake(t0), Log: zerolog.Nop(),
+					Retry: fastRetry, Hook: hook})
+				b.ReportAllocs()
+				b.ResetTimer()
+				cpu0 := loadtest.CPUTime()
+				executeAll(eng, claimed, workers, func(a *models.ChargeAttempt, status models.AttemptStatus, err error) {
+					if err != nil || status != models.AttemptSucceeded {
+						b.Errorf("attempt %d: %s %v", a.ID, status, err)
+					}
+				})
+				b.StopTimer()
+				b.ReportMetric(float64(loadtest.CPUTime()-cpu0)/float64(b.N), "cpu-ns/op")
 			})
-		})
+		}
 	}
+}
+
+// benchStore opens a fresh migrated database of the driver: SQLite (the
+// store's default synchronous=FULL) or PostgreSQL, skipped without a server.
+func benchStore(b *testing.B, driver string) *store.Store {
+	b.Helper()
+	if driver == store.Postgres {
+		return storetest.Postgres(b)
+	}
+	return storetest.SQLite(b)
+}
+
+// claimBatches seeds n open invoices and claims an attempt for each, in claims
+// of 64 as a pass makes them.
+func claimBatches(b *testing.B, st *store.Store, n int) []models.ChargeAttempt {
+	b.Helper()
+	ctx := context.Background()
+	require.NoError(b, loadtest.SeedOpenInvoices(ctx, st, n, t0))
+	claimed := make([]models.ChargeAttempt, 0, n)
+	for len(claimed) < n {
+		batch, err := st.ClaimNewAttempts(ctx, "bench", t0, t0.Add(time.Hour), 64)
+		require.NoError(b, err)
+		require.NotEmpty(b, batch, "%d of %d claimed", len(claimed), n)
+		claimed = append(claimed, batch...)
+	}
+	require.Len(b, claimed, n)
+	return claimed
 }
