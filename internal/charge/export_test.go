@@ -20,3 +20,11 @@ func (e *Engine) CommitOutcomes(ctx context.Context, outs []store.Outcome) ([]st
 	}
 	return warnings, errs
 }
+
+// SetBatchSuccesses turns the batched write of runs of successes on or off
+// and returns the previous setting.
+func SetBatchSuccesses(on bool) bool {
+	was := batchSuccesses
+	batchSuccesses = on
+	return was
+}

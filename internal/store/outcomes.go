@@ -57,6 +57,26 @@ func (tx *Tx) valuesCTE(name string, cols, types []string, rows int) string {
 	return b.String()
 }
 
+// padRows pads args, rows of perRow values each, with rows of NULLs up to
+// the next power of two, and returns them with the padded row count. The
+// statements of a batch are kept prepared by their text (on SQLite in an LRU
+// of 256, which the claim's and the invoicing's statements share), and a
+// group commit carries anything from 2 to 128 outcomes: one text per power of
+// two keeps each statement at eight texts instead of 127 (a statement of a
+// few thousand placeholders costs about a millisecond to prepare). A NULL
+// row matches nothing: every batched statement joins its rows by an id
+// compared with =, which is never true for NULL.
+func padRows(args []any, perRow, rows int) ([]any, int) {
+	padded := 1
+	for padded < rows {
+		padded *= 2
+	}
+	for i := rows * perRow; i < padded*perRow; i++ {
+		args = append(args, nil)
+	}
+	return args, padded
+}
+
 // returnedIDs runs q (ending in RETURNING id) and returns the set of ids.
 func (tx *Tx) returnedIDs(q string, args ...any) (map[int64]bool, error) {
 	rows, err := tx.query(q, args...)
@@ -100,11 +120,12 @@ func (tx *Tx) FinishAttempts(outs []Outcome) (moved []bool, err error) {
 		args = append(args, a.ID, a.LeaseVersion, string(r.Status), r.PaymentIntentID, r.DeclineCode, r.AdviceCode, r.HardDecline,
 			r.ActionURL, truncate(r.ErrorMessage, 500), r.Tries, r.LastHTTPStatus, r.NextTryAt, r.NextReconcileAt, finished, o.Now)
 	}
+	args, rows := padRows(args, 15, len(outs))
 	q := tx.valuesCTE("fa",
 		[]string{"fa_id", "fa_version", "fa_status", "fa_pi", "fa_decline", "fa_advice", "fa_hard", "fa_action", "fa_error",
 			"fa_tries", "fa_http", "fa_next_try", "fa_next_reconcile", "fa_finished", "fa_now"},
 		[]string{"BIGINT", "BIGINT", "TEXT", "TEXT", "TEXT", "TEXT", "BOOLEAN", "TEXT", "TEXT",
-			"INTEGER", "INTEGER", "TIMESTAMPTZ", "TIMESTAMPTZ", "TIMESTAMPTZ", "TIMESTAMPTZ"}, len(outs)) +
+			"INTEGER", "INTEGER", "TIMESTAMPTZ", "TIMESTAMPTZ", "TIMESTAMPTZ", "TIMESTAMPTZ"}, rows) +
 		` UPDATE charge_attempts
 		    SET status = fa.fa_status, payment_intent_id = CASE WHEN fa.fa_pi <> '' THEN fa.fa_pi ELSE charge_attempts.payment_intent_id END,
 		        decline_code = fa.fa_decline, advice_code = fa.fa_advice, hard_decline = fa.fa_hard, action_url = fa.fa_action,
@@ -152,7 +173,8 @@ func (tx *Tx) MarkInvoicesPaid(outs []Outcome) (paid []bool, err error) {
 	for _, o := range outs {
 		args = append(args, o.Attempt.InvoiceID, o.Result.PaymentIntentID, o.Now)
 	}
-	q := tx.valuesCTE("mp", []string{"mp_id", "mp_pi", "mp_now"}, []string{"BIGINT", "TEXT", "TIMESTAMPTZ"}, len(outs)) +
+	args, rows := padRows(args, 3, len(outs))
+	q := tx.valuesCTE("mp", []string{"mp_id", "mp_pi", "mp_now"}, []string{"BIGINT", "TEXT", "TIMESTAMPTZ"}, rows) +
 		` UPDATE invoices SET status = 'paid', paid_at = mp.mp_now, payment_intent_id = mp.mp_pi, next_attempt_at = NULL, updated_at = mp.mp_now
 		   FROM mp
 		  WHERE invoices.id = mp.mp_id AND ` + sqlPayableInvoice.in("invoices.status") + `
@@ -176,7 +198,8 @@ func (tx *Tx) MarkInvoicesPaid(outs []Outcome) (paid []bool, err error) {
 	}
 	// RequestIntentCancels, row by row: the invoice's intents still waiting
 	// for the customer, except the one that paid it.
-	q = tx.valuesCTE("ic", []string{"ic_invoice", "ic_pi", "ic_now"}, []string{"BIGINT", "TEXT", "TIMESTAMPTZ"}, len(cancelArgs)/3) +
+	cancelArgs, rows = padRows(cancelArgs, 3, len(cancelArgs)/3)
+	q = tx.valuesCTE("ic", []string{"ic_invoice", "ic_pi", "ic_now"}, []string{"BIGINT", "TEXT", "TIMESTAMPTZ"}, rows) +
 		` UPDATE charge_attempts SET cancel_requested_at = ic.ic_now, cancel_reason = ?, updated_at = ic.ic_now
 		   FROM ic
 		  WHERE charge_attempts.invoice_id = ic.ic_invoice AND charge_attempts.status = 'requires_action'
@@ -202,7 +225,8 @@ func (tx *Tx) ReactivateSubscriptionsIfSettled(outs []Outcome) error {
 	// The invoices' subscriptions are resolved in a second CTE, so that the
 	// UPDATE's FROM has no id column of its own (RETURNING id, with events
 	// on, names the subscription's).
-	q := tx.valuesCTE("rs", []string{"rs_invoice", "rs_now"}, []string{"BIGINT", "TIMESTAMPTZ"}, len(outs)) +
+	args, rows := padRows(args, 2, len(outs))
+	q := tx.valuesCTE("rs", []string{"rs_invoice", "rs_now"}, []string{"BIGINT", "TIMESTAMPTZ"}, rows) +
 		`, rsub AS (SELECT ri.subscription_id AS rsub_id, rs.rs_now AS rsub_now FROM rs JOIN invoices ri ON ri.id = rs.rs_invoice)
 		 UPDATE subscriptions SET status = 'active', updated_at = rsub.rsub_now
 		   FROM rsub
@@ -219,8 +243,19 @@ func (tx *Tx) CasesForInvoices(invoiceIDs []int64) (map[int64]*models.DunningCas
 	if len(invoiceIDs) == 0 {
 		return nil, nil
 	}
+	// Padded to a power of two with repeats of the first id (padRows: one
+	// statement text per size).
+	ids := append(make([]int64, 0, len(invoiceIDs)), invoiceIDs...)
+	for padded := 1; ; padded *= 2 {
+		if padded >= len(ids) {
+			for len(ids) < padded {
+				ids = append(ids, invoiceIDs[0])
+			}
+			break
+		}
+	}
 	var cases []models.DunningCase
-	if err := tx.db.Where("invoice_id IN ?", invoiceIDs).Find(&cases).Error; err != nil {
+	if err := tx.db.Where("invoice_id IN ?", ids).Find(&cases).Error; err != nil {
 		return nil, err
 	}
 	if len(cases) == 0 {
