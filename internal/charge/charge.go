@@ -89,6 +89,15 @@ type Hook interface {
 	AfterPaymentMethodSaved(tx *store.Tx, now time.Time, si *gateway.SetupIntent) (applied bool, detail string, retryNow bool, err error)
 }
 
+// SuccessesHook is a Hook that can also take the succeeded outcomes of one
+// group commit at once (AfterSuccesses must do exactly what AfterOutcome
+// would do for each of them in turn): dunning then reads the invoices' cases
+// in one statement instead of one per charge. A Hook without it is called
+// once per outcome.
+type SuccessesHook interface {
+	AfterSuccesses(tx *store.Tx, outs []store.Outcome) error
+}
+
 // Engine executes claimed attempts.
 type Engine struct {
 	opts Options
@@ -471,24 +480,30 @@ func ApplyToInvoice(tx *store.Tx, now time.Time, invoiceID int64, r store.Attemp
 			return "", err
 		}
 		if !paid {
-			status, by, err := tx.InvoicePaymentIntent(invoiceID)
-			if err != nil {
+			if warning, err = successNotPaid(tx, now, invoiceID, r); err != nil {
 				return "", err
-			}
-			if (status == models.InvoicePaid || status == models.InvoiceVoid) && by != "" && by != r.PaymentIntentID {
-				if warning, err = recordSecondPayment(tx, now, invoiceID, by, r.PaymentIntentID, 0, ""); err != nil {
-					return "", err
-				}
-			} else if status == models.InvoiceVoid {
-				if warning, err = recordLateSuccessOnVoid(tx, now, invoiceID, r.PaymentIntentID); err != nil {
-					return "", err
-				}
 			}
 		}
 		return warning, tx.ReactivateIfSettled(now, invoiceID)
 	case models.AttemptDeclined, models.AttemptRequiresAction, models.AttemptFailed,
 		models.AttemptCanceled, models.AttemptNeedsReview:
 		return "", tx.MarkSubscriptionPastDue(now, invoiceID)
+	}
+	return "", nil
+}
+
+// successNotPaid records a success whose invoice MarkInvoicePaid did not
+// move (it was paid already, or void): a second payment by another intent, or
+// a late success on a void invoice, becomes a refund row and a warning.
+func successNotPaid(tx *store.Tx, now time.Time, invoiceID int64, r store.AttemptResult) (string, error) {
+	status, by, err := tx.InvoicePaymentIntent(invoiceID)
+	if err != nil {
+		return "", err
+	}
+	if (status == models.InvoicePaid || status == models.InvoiceVoid) && by != "" && by != r.PaymentIntentID {
+		return recordSecondPayment(tx, now, invoiceID, by, r.PaymentIntentID, 0, "")
+	} else if status == models.InvoiceVoid {
+		return recordLateSuccessOnVoid(tx, now, invoiceID, r.PaymentIntentID)
 	}
 	return "", nil
 }

@@ -96,18 +96,20 @@ func (e *Engine) commitOutcomes(ctx context.Context, batch []*pendingOutcome) {
 		return e.opts.Store.InTx(context.WithoutCancel(ctx), func(tx *store.Tx) error {
 			for _, p := range ps {
 				p.warning, p.err = "", nil
-				if err := tx.FinishAttempt(p.now, p.a, p.r); err != nil {
-					if errors.Is(err, store.ErrLeaseLost) {
-						p.err = err // nothing was written for it; the others go on
-						continue
+			}
+			for len(ps) > 0 {
+				n := successRun(tx, ps)
+				if n < 2 {
+					if err := e.writeOne(tx, ps[0]); err != nil {
+						return err
 					}
+					ps = ps[1:]
+					continue
+				}
+				if err := e.writeSuccesses(tx, ps[:n]); err != nil {
 					return err
 				}
-				w, err := e.applyOutcome(tx, p.now, p.a, p.r)
-				if err != nil {
-					return err
-				}
-				p.warning = w
+				ps = ps[n:]
 			}
 			failpoint.Hit(failpoint.ChargeBeforeCommit)
 			return nil
@@ -128,5 +130,113 @@ func (e *Engine) commitOutcomes(ctx context.Context, batch []*pendingOutcome) {
 			*p.a = claimed[i]
 			p.err = err
 		}
+	}
+}
+
+// writeOne records one outcome with its own statements: FinishAttempt, then
+// the invoice, subscription and hook (applyOutcome).
+func (e *Engine) writeOne(tx *store.Tx, p *pendingOutcome) error {
+	if err := tx.FinishAttempt(p.now, p.a, p.r); err != nil {
+		if errors.Is(err, store.ErrLeaseLost) {
+			p.err = err // nothing was written for it; the others go on
+			return nil
+		}
+		return err
+	}
+	w, err := e.applyOutcome(tx, p.now, p.a, p.r)
+	if err != nil {
+		return err
+	}
+	p.warning = w
+	return nil
+}
+
+// batchSuccesses turns writeSuccesses on; off, every outcome takes writeOne
+// (the benchmark that compares the two turns it off).
+var batchSuccesses = true
+
+// successRun is how many outcomes at the head of ps writeSuccesses may record
+// together: consecutive successes of distinct attempts, invoices and
+// subscriptions, with events off. Everything else — declines, an unresolved
+// or needs_review result (an amount mismatch is one), a second outcome for an
+// invoice or subscription already in the run, any outcome while events are
+// on (their order in the outbox is the per-outcome order) — ends the run and
+// is written by writeOne, in its place in the batch.
+func successRun(tx *store.Tx, ps []*pendingOutcome) int {
+	if tx.EventsOn() || !batchSuccesses {
+		return 0
+	}
+	attempts := make(map[int64]bool, len(ps))
+	invoices := make(map[int64]bool, len(ps))
+	subs := make(map[int64]bool, len(ps))
+	for i, p := range ps {
+		if p.r.Status != models.AttemptSucceeded || attempts[p.a.ID] || invoices[p.a.InvoiceID] || subs[p.a.SubscriptionID] {
+			return i
+		}
+		attempts[p.a.ID], invoices[p.a.InvoiceID], subs[p.a.SubscriptionID] = true, true, true
+	}
+	return len(ps)
+}
+
+// writeSuccesses records a run of succeeded outcomes (successRun) with one
+// statement per step instead of one per outcome, each outcome written as
+// writeOne would write it (docs/performance.md, "The outcome write"): the
+// fenced attempt results (an attempt whose lease was lost gets ErrLeaseLost
+// and changes nothing else), the invoices that were payable marked paid and
+// their other waiting intents asked to be canceled, a second payment or a
+// late success on a void invoice recorded one by one as ApplyToInvoice
+// records it, the subscriptions reactivated, and the hook's dunning cases.
+// The outcomes of the run touch distinct invoices and subscriptions, so no
+// step of one sees another's writes in a different state than writeOne's
+// order would show it.
+func (e *Engine) writeSuccesses(tx *store.Tx, ps []*pendingOutcome) error {
+	outs := make([]store.Outcome, len(ps))
+	for i, p := range ps {
+		outs[i] = store.Outcome{Now: p.now, Attempt: p.a, Result: p.r}
+	}
+	moved, err := tx.FinishAttempts(outs)
+	if err != nil {
+		return err
+	}
+	done := outs[:0:0]
+	var movedPs []*pendingOutcome
+	for i, p := range ps {
+		if !moved[i] {
+			p.err = store.ErrLeaseLost // nothing was written for it; the others go on
+			continue
+		}
+		done = append(done, outs[i])
+		movedPs = append(movedPs, p)
+	}
+	if len(done) == 0 {
+		return nil
+	}
+	paid, err := tx.MarkInvoicesPaid(done)
+	if err != nil {
+		return err
+	}
+	for i, p := range movedPs {
+		if paid[i] {
+			continue
+		}
+		if p.warning, err = successNotPaid(tx, p.now, p.a.InvoiceID, p.r); err != nil {
+			return err
+		}
+	}
+	if err := tx.ReactivateSubscriptionsIfSettled(done); err != nil {
+		return err
+	}
+	switch h := e.opts.Hook.(type) {
+	case nil:
+		return nil
+	case SuccessesHook:
+		return h.AfterSuccesses(tx, done)
+	default:
+		for _, o := range done {
+			if err := h.AfterOutcome(tx, o.Now, o.Attempt, o.Result); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 }

@@ -87,3 +87,34 @@ func claimBatches(b *testing.B, st *store.Store, n int) []models.ChargeAttempt {
 	require.Len(b, claimed, n)
 	return claimed
 }
+
+// BenchmarkOutcomeBatch measures one group commit of 128 succeeded outcomes
+// (one op per outcome) on SQLite, batched (writeSuccesses) and one by one in
+// the same transaction: the statement cost the batched write saves.
+func BenchmarkOutcomeBatch(b *testing.B) {
+	const batch = 128
+	for _, batched := range []bool{false, true} {
+		b.Run(fmt.Sprintf("batched=%v", batched), func(b *testing.B) {
+			defer charge.SetBatchSuccesses(charge.SetBatchSuccesses(batched))
+			n := (b.N + batch - 1) / batch * batch
+			st, claimed := claimedAttempts(b, n)
+			eng := charge.New(charge.Options{Store: st, Gateway: instantGateway{&scripted{}}, Clock: clock.NewFake(t0), Log: zerolog.Nop(), Retry: fastRetry})
+			outs := make([]store.Outcome, n)
+			for i := range claimed {
+				a := &claimed[i]
+				outs[i] = store.Outcome{Now: t0, Attempt: a, Result: store.AttemptResult{Status: models.AttemptSucceeded,
+					PaymentIntentID: "pi_" + a.IdempotencyKey, Tries: 1, LastHTTPStatus: 200}}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < n; i += batch {
+				_, errs := eng.CommitOutcomes(context.Background(), outs[i:i+batch])
+				for _, err := range errs {
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}

@@ -192,6 +192,11 @@ func (h dunningHook) AfterOutcome(tx *store.Tx, now time.Time, a *models.ChargeA
 	return h.d.cur.Load().dunning.AfterOutcome(tx, now, a, r)
 }
 
+// AfterSuccesses implements charge.SuccessesHook.
+func (h dunningHook) AfterSuccesses(tx *store.Tx, outs []store.Outcome) error {
+	return h.d.cur.Load().dunning.AfterSuccesses(tx, outs)
+}
+
 // AfterPaymentMethodSaved implements charge.Hook.
 func (h dunningHook) AfterPaymentMethodSaved(tx *store.Tx, now time.Time, si *gateway.SetupIntent) (bool, string, bool, error) {
 	return h.d.cur.Load().dunning.AfterPaymentMethodSaved(tx, now, si)

@@ -72,6 +72,32 @@ func (s *Service) AfterOutcome(tx *store.Tx, now time.Time, a *models.ChargeAtte
 	return s.apply(tx, now, a.InvoiceID, c, ev)
 }
 
+// AfterSuccesses is AfterOutcome for a group of succeeded attempts recorded
+// in one transaction: one read finds the invoices' cases, and each invoice
+// whose case is open is closed as AfterOutcome closes it, in the order given.
+// A success changes nothing for an invoice without a case or with a closed
+// one, so the read is all most groups cost.
+func (s *Service) AfterSuccesses(tx *store.Tx, outs []store.Outcome) error {
+	ids := make([]int64, len(outs))
+	for i, o := range outs {
+		ids[i] = o.Attempt.InvoiceID
+	}
+	cases, err := tx.CasesForInvoices(ids)
+	if err != nil {
+		return err
+	}
+	for _, o := range outs {
+		c := cases[o.Attempt.InvoiceID]
+		if c == nil || c.Status != models.CaseOpen {
+			continue
+		}
+		if err := s.apply(tx, o.Now, o.Attempt.InvoiceID, c, Event{Kind: Succeeded}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // AfterPaymentMethodSaved makes a card saved through the hosted setup page the
 // subscription's default and, if its invoice is in dunning, retries at once.
 // The setup session's metadata names the invoice.
