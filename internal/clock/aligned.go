@@ -2,6 +2,7 @@ package clock
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -34,6 +35,11 @@ func (a *Aligned) Sleep(ctx context.Context, d time.Duration) error { return Rea
 // Offset is what Now adds to the local clock.
 func (a *Aligned) Offset() time.Duration { return time.Duration(a.offset.Load()) }
 
+// ErrRoundTripTooLong is what Measure reports for a reading whose round trip
+// exceeded MaxMeasureRoundTrip: the database answered, but too slowly to tell
+// when. A caller may simply read again.
+var ErrRoundTripTooLong = errors.New("round trip too long")
+
 // Measure reads the other clock once with read and takes, as the offset, its
 // answer minus the local time at the round trip's midpoint. It returns the
 // offset and the round trip; on an error the offset in force is kept.
@@ -49,7 +55,7 @@ func (a *Aligned) Measure(ctx context.Context, read func(context.Context) (time.
 		// The reading's moment is known only to within half the round trip:
 		// a read that waited for a busy pool or a lock would move the clock
 		// by as much (backwards, it would hold every scheduled job back).
-		return a.Offset(), roundTrip, fmt.Errorf("clock: a %s round trip is too long to measure the database's clock by; the offset stays %s", roundTrip, a.Offset())
+		return a.Offset(), roundTrip, fmt.Errorf("clock: a %s round trip is too long to measure the database's clock by; the offset stays %s: %w", roundTrip, a.Offset(), ErrRoundTripTooLong)
 	}
 	// Wall readings (Round(0) drops the monotonic one, so Sub compares
 	// wall times): the offset is between two wall clocks.

@@ -51,7 +51,7 @@ func TestAlignedIgnoresASlowSample(t *testing.T) {
 		time.Sleep(MaxMeasureRoundTrip + 50*time.Millisecond)
 		return time.Now().Add(-time.Hour), nil
 	})
-	require.Error(t, err)
+	require.ErrorIs(t, err, ErrRoundTripTooLong, "a caller can tell a slow answer from a failed read")
 	require.Greater(t, rtt, MaxMeasureRoundTrip)
 	require.Equal(t, good, a.Offset(), "the slow sample moved nothing")
 }

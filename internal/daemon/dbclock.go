@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/billingd/billingd/internal/clock"
@@ -13,6 +14,13 @@ import (
 // whatever the host's says, but a host that far off has a broken time
 // service an operator should hear about.
 const dbClockWarnOffset = time.Second
+
+// alignTries and alignPause bound how long a start reads the database's clock
+// again when each answer was too slow to measure by.
+const (
+	alignTries = 10
+	alignPause = 100 * time.Millisecond
+)
 
 // alignClock puts a daemon that runs on the wall clock against PostgreSQL on
 // the database server's clock (docs/protocol.md, "No send on a lost lease"): every lease, heartbeat and
@@ -26,7 +34,22 @@ func (d *Daemon) alignClock(ctx context.Context) error {
 		return nil
 	}
 	a := &clock.Aligned{}
-	if _, _, err := a.Measure(ctx, d.store.DBNow); err != nil {
+	// A loaded host or database can answer one read slowly; the start takes
+	// the first quick reading of a few. If none is quick, the daemon starts on
+	// the host's clock (offset 0, what one host's instances share anyway) and
+	// the heartbeats' samples align it once a reading is quick.
+	var err error
+	for try := 0; try < alignTries; try++ {
+		if _, _, err = a.Measure(ctx, d.store.DBNow); !errors.Is(err, clock.ErrRoundTripTooLong) {
+			break
+		}
+		if serr := (clock.Real{}).Sleep(ctx, alignPause); serr != nil {
+			return serr
+		}
+	}
+	if errors.Is(err, clock.ErrRoundTripTooLong) {
+		d.log.Warn().Err(err).Msg("the database's clock could not be measured quickly at start; this instance starts on its host's clock and aligns at a later heartbeat")
+	} else if err != nil {
 		return err
 	}
 	d.clock = a
