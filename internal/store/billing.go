@@ -207,8 +207,10 @@ func (tx *Tx) insertCollidedInvoices(now time.Time, page []NewInvoice) (int, err
 }
 
 // invoiceInsertBatch keeps one invoice INSERT well under both databases' limits
-// on bound parameters (11 per invoice).
-const invoiceInsertBatch = 200
+// on bound parameters (11 per invoice: 5,500, against SQLite's 32,766 and
+// PostgreSQL's 65,535), and makes a page of the default size (500) one
+// statement.
+const invoiceInsertBatch = 500
 
 // AdvanceSubscription records that periods before nextPeriod are invoiced. The
 // guard on the old value makes a concurrent sweep's stale write a no-op.
@@ -216,6 +218,67 @@ func (tx *Tx) AdvanceSubscription(now time.Time, id int64, oldNext, newNext int,
 	_, err := tx.exec(`UPDATE subscriptions SET next_period = ?, next_billing_at = ?, updated_at = ?
 	                    WHERE id = ? AND next_period = ?`, newNext, nextBillingAt, now, id, oldNext)
 	return err
+}
+
+// Advance is one subscription's AdvanceSubscription, for AdvanceSubscriptions:
+// the periods before NewNext are invoiced, if next_period is still OldNext.
+type Advance struct {
+	ID            int64
+	OldNext       int
+	NewNext       int
+	NextBillingAt time.Time
+}
+
+// advanceBatch bounds the subscriptions one UPDATE of AdvanceSubscriptions
+// moves: 4 parameters each and one more, 4,001 in all, under SQLite's 32,766
+// and PostgreSQL's 65,535 whatever schedule.page_size (up to 100,000) is.
+const advanceBatch = 1000
+
+// AdvanceSubscriptions is AdvanceSubscription for a whole page of the sweep,
+// one UPDATE per advanceBatch subscriptions instead of one per subscription
+// (a page of 500 sent 500 statements). Each row keeps AdvanceSubscription's
+// fence exactly: it moves only while its next_period is still the OldNext the
+// sweep read, and a row whose next_period moved meanwhile is left as it is,
+// without an error, as AdvanceSubscription leaves it. It returns how many
+// subscriptions moved. A subscription may appear once: the statement applies
+// every row to the table as it was, so a second advance of the same row in one
+// call would not see the first, as two calls of AdvanceSubscription would.
+func (tx *Tx) AdvanceSubscriptions(now time.Time, advs []Advance) (int64, error) {
+	seen := make(map[int64]bool, len(advs))
+	for _, a := range advs {
+		if seen[a.ID] {
+			return 0, fmt.Errorf("store: subscription %d advanced twice in one page", a.ID)
+		}
+		seen[a.ID] = true
+	}
+	var moved int64
+	for start := 0; start < len(advs); start += advanceBatch {
+		page := advs[start:min(start+advanceBatch, len(advs))]
+		var q strings.Builder
+		q.WriteString(`WITH v (id, old, np, nb) AS (VALUES `)
+		args := make([]any, 0, 4*len(page)+1)
+		for i, a := range page {
+			switch {
+			case i > 0:
+				q.WriteString(",(?,?,?,?)")
+			case tx.dialect == Postgres:
+				// The first row types the columns; the others follow it.
+				q.WriteString("(CAST(? AS bigint),CAST(? AS integer),CAST(? AS integer),CAST(? AS timestamptz))")
+			default:
+				q.WriteString("(?,?,?,?)")
+			}
+			args = append(args, a.ID, a.OldNext, a.NewNext, a.NextBillingAt)
+		}
+		q.WriteString(`) UPDATE subscriptions SET next_period = v.np, next_billing_at = v.nb, updated_at = ?
+		                 FROM v WHERE subscriptions.id = v.id AND subscriptions.next_period = v.old`)
+		args = append(args, now)
+		n, err := tx.exec(q.String(), args...)
+		if err != nil {
+			return moved, err
+		}
+		moved += n
+	}
+	return moved, nil
 }
 
 // publicIDEncoding is base32 with its alphabet in ASCII order, so that ids sort
