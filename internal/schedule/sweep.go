@@ -211,6 +211,9 @@ func (b *Biller) invoiceRound(stop context.Context, run *models.BillingRun, log 
 			}
 			n = len(subs)
 			var invs []store.NewInvoice
+			// The page's advances are written together, before its invoices,
+			// in one statement per store batch (AdvanceSubscriptions).
+			var advs []store.Advance
 			for i := range subs {
 				s := &subs[i]
 				cursor = store.DueCursor{NextBillingAt: s.NextBillingAt, ID: s.ID}
@@ -235,9 +238,7 @@ func (b *Biller) invoiceRound(stop context.Context, run *models.BillingRun, log 
 					before := beforeCancel(rec, s, due)
 					if len(before) < len(due) || !rec.PeriodStart(s.NextPeriod).Before(*s.CancelAt) {
 						if len(before) > 0 {
-							if err := b.invoicePeriods(tx, now, s, rec, before, &invs); err != nil {
-								return err
-							}
+							b.invoicePeriods(s, rec, before, &invs, &advs)
 						}
 						if !s.CancelAt.After(now) {
 							if err := b.finishCancelAt(tx, now, s, log); err != nil {
@@ -250,18 +251,17 @@ func (b *Biller) invoiceRound(stop context.Context, run *models.BillingRun, log 
 				if len(due) == 0 {
 					// next_billing_at disagrees with the period math (the billing
 					// timezone changed): realign it, bill nothing early.
-					if err := tx.AdvanceSubscription(now, s.ID, s.NextPeriod, s.NextPeriod, rec.PeriodStart(s.NextPeriod)); err != nil {
-						return err
-					}
+					advs = append(advs, store.Advance{ID: s.ID, OldNext: s.NextPeriod, NewNext: s.NextPeriod, NextBillingAt: rec.PeriodStart(s.NextPeriod)})
 					continue
 				}
-				if err := b.invoicePeriods(tx, now, s, rec, due, &invs); err != nil {
-					return err
-				}
+				b.invoicePeriods(s, rec, due, &invs, &advs)
 				last := due[len(due)-1]
 				if len(due) == maxCatchUpPerPage && !rec.PeriodStart(last+1).After(now) {
 					pageLeft = append(pageLeft, s.ID)
 				}
+			}
+			if _, err := tx.AdvanceSubscriptions(now, advs); err != nil {
+				return err
 			}
 			created, err = tx.CreateInvoices(now, invs)
 			return err
@@ -292,15 +292,15 @@ func (b *Biller) invoiceRound(stop context.Context, run *models.BillingRun, log 
 }
 
 // invoicePeriods adds the invoices of the due periods of s (consecutive, from
-// s.NextPeriod) to invs and advances the subscription past them, in the
-// page's transaction.
-func (b *Biller) invoicePeriods(tx *store.Tx, now time.Time, s *models.Subscription, rec Recurrence, due []int, invs *[]store.NewInvoice) error {
+// s.NextPeriod) to invs and the subscription's advance past them to advs; the
+// page writes both in its transaction.
+func (b *Biller) invoicePeriods(s *models.Subscription, rec Recurrence, due []int, invs *[]store.NewInvoice, advs *[]store.Advance) {
 	for _, k := range due {
 		start, end := rec.Period(k)
 		*invs = append(*invs, store.NewInvoice{SubscriptionID: s.ID, Reference: s.Reference, PeriodIndex: k, PeriodStart: start, PeriodEnd: end, Amount: s.Amount, Currency: s.Currency})
 	}
 	last := due[len(due)-1]
-	return tx.AdvanceSubscription(now, s.ID, s.NextPeriod, last+1, rec.PeriodStart(last+1))
+	*advs = append(*advs, store.Advance{ID: s.ID, OldNext: s.NextPeriod, NewNext: last + 1, NextBillingAt: rec.PeriodStart(last + 1)})
 }
 
 // beforeCancel keeps the periods of due that start before the subscription's

@@ -207,8 +207,10 @@ func (tx *Tx) insertCollidedInvoices(now time.Time, page []NewInvoice) (int, err
 }
 
 // invoiceInsertBatch keeps one invoice INSERT well under both databases' limits
-// on bound parameters (11 per invoice).
-const invoiceInsertBatch = 200
+// on bound parameters (11 per invoice: 5,500, against SQLite's 32,766 and
+// PostgreSQL's 65,535), and makes a page of the default size (500) one
+// statement.
+const invoiceInsertBatch = 500
 
 // AdvanceSubscription records that periods before nextPeriod are invoiced. The
 // guard on the old value makes a concurrent sweep's stale write a no-op.
@@ -216,6 +218,67 @@ func (tx *Tx) AdvanceSubscription(now time.Time, id int64, oldNext, newNext int,
 	_, err := tx.exec(`UPDATE subscriptions SET next_period = ?, next_billing_at = ?, updated_at = ?
 	                    WHERE id = ? AND next_period = ?`, newNext, nextBillingAt, now, id, oldNext)
 	return err
+}
+
+// Advance is one subscription's AdvanceSubscription, for AdvanceSubscriptions:
+// the periods before NewNext are invoiced, if next_period is still OldNext.
+type Advance struct {
+	ID            int64
+	OldNext       int
+	NewNext       int
+	NextBillingAt time.Time
+}
+
+// advanceBatch bounds the subscriptions one UPDATE of AdvanceSubscriptions
+// moves: 4 parameters each and one more, 4,001 in all, under SQLite's 32,766
+// and PostgreSQL's 65,535 whatever schedule.page_size (up to 100,000) is.
+const advanceBatch = 1000
+
+// AdvanceSubscriptions is AdvanceSubscription for a whole page of the sweep,
+// one UPDATE per advanceBatch subscriptions instead of one per subscription
+// (a page of 500 sent 500 statements). Each row keeps AdvanceSubscription's
+// fence exactly: it moves only while its next_period is still the OldNext the
+// sweep read, and a row whose next_period moved meanwhile is left as it is,
+// without an error, as AdvanceSubscription leaves it. It returns how many
+// subscriptions moved. A subscription may appear once: the statement applies
+// every row to the table as it was, so a second advance of the same row in one
+// call would not see the first, as two calls of AdvanceSubscription would.
+func (tx *Tx) AdvanceSubscriptions(now time.Time, advs []Advance) (int64, error) {
+	seen := make(map[int64]bool, len(advs))
+	for _, a := range advs {
+		if seen[a.ID] {
+			return 0, fmt.Errorf("store: subscription %d advanced twice in one page", a.ID)
+		}
+		seen[a.ID] = true
+	}
+	var moved int64
+	for start := 0; start < len(advs); start += advanceBatch {
+		page := advs[start:min(start+advanceBatch, len(advs))]
+		var q strings.Builder
+		q.WriteString(`WITH v (id, old, np, nb) AS (VALUES `)
+		args := make([]any, 0, 4*len(page)+1)
+		for i, a := range page {
+			switch {
+			case i > 0:
+				q.WriteString(",(?,?,?,?)")
+			case tx.dialect == Postgres:
+				// The first row types the columns; the others follow it.
+				q.WriteString("(CAST(? AS bigint),CAST(? AS integer),CAST(? AS integer),CAST(? AS timestamptz))")
+			default:
+				q.WriteString("(?,?,?,?)")
+			}
+			args = append(args, a.ID, a.OldNext, a.NewNext, a.NextBillingAt)
+		}
+		q.WriteString(`) UPDATE subscriptions SET next_period = v.np, next_billing_at = v.nb, updated_at = ?
+		                 FROM v WHERE subscriptions.id = v.id AND subscriptions.next_period = v.old`)
+		args = append(args, now)
+		n, err := tx.exec(q.String(), args...)
+		if err != nil {
+			return moved, err
+		}
+		moved += n
+	}
+	return moved, nil
 }
 
 // publicIDEncoding is base32 with its alphabet in ASCII order, so that ids sort
@@ -388,14 +451,58 @@ func (t chargeTarget) collects() bool {
 // wait never take the places of chargeable ones. %[1]s is where SQLite is told
 // to use the partial index, %[2]s where PostgreSQL is kept from turning the
 // probes into joins (see chargeableSQL).
-var claimNewQuery = `SELECT * FROM invoices%[1]s WHERE status = 'open' AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?
+//
+// Each row also carries what an attempt needs from the invoice's subscription,
+// its customer and its card (chargeTarget), read by primary key in the same
+// statement instead of by a second query over the claimed invoices' ids. The
+// joins are outer joins, so an invoice whose subscription, customer or card
+// row is missing still comes back (target_found false) and is voided, as it
+// was when the second query found no target for it; the dead-card condition
+// reads the joined card (pm.dead_at IS NULL holds for a missing card, as the
+// NOT EXISTS probe it replaces did).
+var claimNewQuery = `SELECT invoices.*, s.status AS target_status, s.reference AS target_reference, s.cancel_at AS target_cancel_at,
+	       c.gateway_customer_id AS target_gateway_customer, pm.gateway_payment_method_id AS target_gateway_pm,
+	       pm.previous_payment_id AS target_previous_payment_id,
+	       (s.id IS NOT NULL AND c.id IS NOT NULL AND pm.id IS NOT NULL) AS target_found
+	  FROM invoices%[1]s
+	  LEFT JOIN subscriptions s ON s.id = invoices.subscription_id
+	  LEFT JOIN customers c ON c.id = s.customer_id
+	  LEFT JOIN payment_methods pm ON pm.id = s.payment_method_id
+	 WHERE invoices.status = 'open' AND invoices.next_attempt_at IS NOT NULL AND invoices.next_attempt_at <= ?
 	  AND NOT EXISTS (SELECT 1 FROM charge_attempts ca WHERE ca.invoice_id = invoices.id
-	                    AND (` + sqlOpen.in("ca.status") + ` OR (ca.status = 'needs_review' AND ca.cancel_requested_at IS NOT NULL))%[2]s)
+	                    AND ` + sqlBusyAttempt + `%[2]s)
 	  AND NOT EXISTS (SELECT 1 FROM invoices prev WHERE prev.subscription_id = invoices.subscription_id
 	                    AND prev.period_index < invoices.period_index AND prev.status = 'open'%[2]s)
-	  AND NOT EXISTS (SELECT 1 FROM subscriptions s JOIN payment_methods pm ON pm.id = s.payment_method_id
-	                   WHERE s.id = invoices.subscription_id AND pm.dead_at IS NOT NULL%[2]s)
-	ORDER BY next_attempt_at, id LIMIT ?`
+	  AND pm.dead_at IS NULL
+	ORDER BY invoices.next_attempt_at, invoices.id LIMIT ?`
+
+// sqlBusyAttempt is the condition on charge_attempts ca of an attempt that
+// keeps its invoice from being claimed: open (it could still take the
+// customer's money), or a waiting intent whose cancel billingd gave up on.
+var sqlBusyAttempt = `(` + sqlOpen.in("ca.status") + ` OR (ca.status = 'needs_review' AND ca.cancel_requested_at IS NOT NULL))`
+
+// chargeableRow is a row of claimNewQuery: the invoice and its charge target.
+type chargeableRow struct {
+	models.Invoice
+	TargetStatus            models.SubscriptionStatus `gorm:"column:target_status"`
+	TargetReference         string                    `gorm:"column:target_reference"`
+	TargetCancelAt          *time.Time                `gorm:"column:target_cancel_at"`
+	TargetGatewayCustomer   string                    `gorm:"column:target_gateway_customer"`
+	TargetGatewayPM         string                    `gorm:"column:target_gateway_pm"`
+	TargetPreviousPaymentID string                    `gorm:"column:target_previous_payment_id"`
+	TargetFound             bool                      `gorm:"column:target_found"`
+}
+
+// target is what chargeTargets returns for the row's subscription; ok is false
+// where it would have found none.
+func (r *chargeableRow) target() (t chargeTarget, ok bool) {
+	if !r.TargetFound {
+		return chargeTarget{}, false
+	}
+	return chargeTarget{SubscriptionID: r.SubscriptionID, Status: r.TargetStatus, Reference: r.TargetReference,
+		GatewayCustomer: r.TargetGatewayCustomer, GatewayPM: r.TargetGatewayPM, PreviousPaymentID: r.TargetPreviousPaymentID,
+		CancelAt: r.TargetCancelAt}, true
+}
 
 // claimNewSQL is claimNewQuery for the transaction's dialect, as the claim
 // sends it.
@@ -426,8 +533,10 @@ func (tx *Tx) chargeableSQL(lock bool) string {
 		hint = " INDEXED BY invoices_chargeable"
 	}
 	q := fmt.Sprintf(claimNewQuery, hint, tx.probeFence())
-	if lock {
-		q += tx.forUpdateSkipLocked()
+	if lock && tx.dialect == Postgres {
+		// Only the invoices are locked, as before the targets were joined:
+		// the subscription, customer and card rows are read, not claimed.
+		q += " FOR UPDATE OF invoices SKIP LOCKED"
 	}
 	return q
 }
@@ -441,23 +550,22 @@ func (tx *Tx) chargeableSQL(lock bool) string {
 // reads all of them for each claim. No plan of this query needs a sort — the
 // index gives the order — so the claim's transaction turns sorting off; SET
 // LOCAL ends with the transaction, which a transaction-pooling PgBouncer keeps
-// on one server connection. The claim's other statements (the probe for newly
-// opened attempts, the targets by primary key, the updates and the insert)
-// sort nothing.
+// on one server connection. The claim's other statements (the updates with
+// their probe for newly opened attempts, and the insert) sort nothing.
 const claimNewPlanSetting = "SET LOCAL enable_sort = off"
 
 // selectChargeable is the new-attempt claim's selection: the invoices whose
 // next attempt may start now, in claim order. The claim locks them; the plan of
 // a pass only reads them.
-func (tx *Tx) selectChargeable(now time.Time, limit int, lock bool) ([]models.Invoice, error) {
+func (tx *Tx) selectChargeable(now time.Time, limit int, lock bool) ([]chargeableRow, error) {
 	if tx.dialect == Postgres {
 		if err := tx.db.Exec(claimNewPlanSetting).Error; err != nil {
 			return nil, err
 		}
 	}
-	var invs []models.Invoice
-	err := tx.db.Raw(tx.chargeableSQL(lock), now, limit).Scan(&invs).Error
-	return invs, err
+	var rows []chargeableRow
+	err := tx.db.Raw(tx.chargeableSQL(lock), now, limit).Scan(&rows).Error
+	return rows, err
 }
 
 // chargeTargets loads what attempts on invs need from their subscriptions,
@@ -483,43 +591,58 @@ func (tx *Tx) chargeTargets(invs []models.Invoice) (map[int64]chargeTarget, erro
 	return bySub, nil
 }
 
-// dropNewlyOpened removes from a claim's locked invoices those that got an open
-// attempt after the claim's statement took its snapshot. On PostgreSQL (READ
-// COMMITTED) a pay-link press can commit an attempt between that snapshot and
-// the row lock: the lock then waits for the press and re-checks only the
-// invoice's own columns, not the NOT EXISTS on charge_attempts, so the invoice
-// comes back as chargeable and the insert would trip charge_attempts_one_open,
-// failing the whole batch. Every path that starts an attempt locks the invoice
-// row first, so a fresh statement run while the claim holds the locks sees
-// every attempt that will ever race it. SQLite's single writer cannot
-// interleave and needs no second look.
-func (tx *Tx) dropNewlyOpened(invs []models.Invoice) ([]models.Invoice, error) {
-	if tx.dialect != Postgres || len(invs) == 0 {
-		return invs, nil
-	}
-	ids := make([]int64, len(invs))
-	for i, inv := range invs {
-		ids[i] = inv.ID
+// dropNewlyOpened removes from a claim's locked invoices (by id) those that got
+// an open attempt after the claim's statement took its snapshot. On PostgreSQL
+// (READ COMMITTED) a pay-link press can commit an attempt between that
+// snapshot and the row lock: the lock then waits for the press and re-checks
+// only the invoice's own columns, not the NOT EXISTS on charge_attempts, so the
+// invoice comes back as chargeable and the insert would trip
+// charge_attempts_one_open, failing the whole batch. Every path that starts an
+// attempt locks the invoice row first, so a fresh statement run while the
+// claim holds the locks sees every attempt that will ever race it. SQLite's
+// single writer cannot interleave and needs no second look. The invoices the
+// claim charges get this look inside their UPDATE (markClaimed); this one is
+// for those it voids.
+func (tx *Tx) dropNewlyOpened(ids []int64) ([]int64, error) {
+	if tx.dialect != Postgres || len(ids) == 0 {
+		return ids, nil
 	}
 	var busy []int64
-	if err := tx.db.Raw(`SELECT DISTINCT invoice_id FROM charge_attempts WHERE invoice_id IN ?
-	                       AND (`+sqlOpen.in("status")+` OR (status = 'needs_review' AND cancel_requested_at IS NOT NULL))`, ids).Scan(&busy).Error; err != nil {
+	if err := tx.db.Raw(`SELECT DISTINCT ca.invoice_id FROM charge_attempts ca WHERE ca.invoice_id IN ? AND `+sqlBusyAttempt, ids).Scan(&busy).Error; err != nil {
 		return nil, err
 	}
 	if len(busy) == 0 {
-		return invs, nil
+		return ids, nil
 	}
 	skip := make(map[int64]bool, len(busy))
 	for _, id := range busy {
 		skip[id] = true
 	}
-	kept := invs[:0]
-	for _, inv := range invs {
-		if !skip[inv.ID] {
-			kept = append(kept, inv)
+	kept := ids[:0]
+	for _, id := range ids {
+		if !skip[id] {
+			kept = append(kept, id)
 		}
 	}
 	return kept, nil
+}
+
+// markClaimed counts the new attempt on each invoice the claim charges and
+// takes it out of invoices_chargeable, returning the ids it marked. On
+// PostgreSQL the same statement is dropNewlyOpened's second look: it marks
+// only invoices with no busy attempt, in a snapshot taken while the claim holds
+// their locks, and the claim inserts attempts for the ids it returns — one
+// statement where the look and the update were two. On SQLite it marks them
+// all.
+func (tx *Tx) markClaimed(now time.Time, ids []int64) ([]int64, error) {
+	const q = `UPDATE invoices SET attempt_count = attempt_count + 1, next_attempt_at = NULL, updated_at = ? WHERE id IN ?`
+	if tx.dialect != Postgres {
+		return ids, tx.db.Exec(q, now, ids).Error
+	}
+	var kept []int64
+	err := tx.db.Raw(q+` AND NOT EXISTS (SELECT 1 FROM charge_attempts ca WHERE ca.invoice_id = invoices.id AND `+sqlBusyAttempt+tx.probeFence()+`)
+	                    RETURNING id`, now, ids).Scan(&kept).Error
+	return kept, err
 }
 
 // ClaimNewAttempts starts attempts for open invoices whose next_attempt_at has come:
@@ -534,49 +657,20 @@ func (s *Store) ClaimNewAttempts(ctx context.Context, owner string, now, leaseUn
 		// payment through a pay link, say) waits: its scheduled attempt runs once
 		// that outcome is known, and the claim never trips the one-unresolved
 		// index (which would fail the whole batch).
-		invs, err := tx.selectChargeable(now, limit, true)
-		if err != nil {
-			return err
-		}
-		if invs, err = tx.dropNewlyOpened(invs); err != nil {
-			return err
-		}
-		if len(invs) == 0 {
-			return nil
-		}
-		bySub, err := tx.chargeTargets(invs)
-		if err != nil {
+		rows, err := tx.selectChargeable(now, limit, true)
+		if err != nil || len(rows) == 0 {
 			return err
 		}
 		var chargeIDs, voidIDs []int64
-		for _, inv := range invs {
-			t, ok := bySub[inv.SubscriptionID]
-			if !ok || !t.collects() {
-				voidIDs = append(voidIDs, inv.ID)
-				continue
+		for i := range rows {
+			if t, ok := rows[i].target(); !ok || !t.collects() {
+				voidIDs = append(voidIDs, rows[i].ID)
+			} else {
+				chargeIDs = append(chargeIDs, rows[i].ID)
 			}
-			until := leaseUntil
-			claimed = append(claimed, models.ChargeAttempt{
-				InvoiceID:         inv.ID,
-				SubscriptionID:    inv.SubscriptionID,
-				AttemptNo:         inv.AttemptCount + 1,
-				IdempotencyKey:    IdempotencyKey(inv.PublicID, inv.AttemptCount+1),
-				MerchantOrderID:   inv.PublicID,
-				Amount:            inv.Amount,
-				Currency:          inv.Currency,
-				GatewayCustomer:   t.GatewayCustomer,
-				GatewayPM:         t.GatewayPM,
-				PreviousPaymentID: t.PreviousPaymentID,
-				OffSession:        true,
-				Status:            models.AttemptPending,
-				LeaseOwner:        owner,
-				LeaseUntil:        &until,
-				LeaseVersion:      1,
-				CreatedAt:         now,
-				UpdatedAt:         now,
-				LeaseDeadline:     localDeadline(start, now, leaseUntil),
-			})
-			chargeIDs = append(chargeIDs, inv.ID)
+		}
+		if voidIDs, err = tx.dropNewlyOpened(voidIDs); err != nil {
+			return err
 		}
 		if len(voidIDs) > 0 {
 			// An invoice of a subscription that no longer collects (canceled
@@ -588,11 +682,48 @@ func (s *Store) ClaimNewAttempts(ctx context.Context, owner string, now, leaseUn
 				return err
 			}
 		}
-		if len(claimed) == 0 {
+		if len(chargeIDs) == 0 {
 			return nil
 		}
-		if err := tx.db.Exec(`UPDATE invoices SET attempt_count = attempt_count + 1, next_attempt_at = NULL, updated_at = ? WHERE id IN ?`, now, chargeIDs).Error; err != nil {
+		kept, err := tx.markClaimed(now, chargeIDs)
+		if err != nil {
 			return err
+		}
+		charge := make(map[int64]bool, len(kept))
+		for _, id := range kept {
+			charge[id] = true
+		}
+		claimed = make([]models.ChargeAttempt, 0, len(kept))
+		until := leaseUntil
+		deadline := localDeadline(start, now, leaseUntil)
+		for i := range rows {
+			inv := &rows[i]
+			if !charge[inv.ID] {
+				continue
+			}
+			claimed = append(claimed, models.ChargeAttempt{
+				InvoiceID:         inv.ID,
+				SubscriptionID:    inv.SubscriptionID,
+				AttemptNo:         inv.AttemptCount + 1,
+				IdempotencyKey:    IdempotencyKey(inv.PublicID, inv.AttemptCount+1),
+				MerchantOrderID:   inv.PublicID,
+				Amount:            inv.Amount,
+				Currency:          inv.Currency,
+				GatewayCustomer:   inv.TargetGatewayCustomer,
+				GatewayPM:         inv.TargetGatewayPM,
+				PreviousPaymentID: inv.TargetPreviousPaymentID,
+				OffSession:        true,
+				Status:            models.AttemptPending,
+				LeaseOwner:        owner,
+				LeaseUntil:        &until,
+				LeaseVersion:      1,
+				CreatedAt:         now,
+				UpdatedAt:         now,
+				LeaseDeadline:     deadline,
+			})
+		}
+		if len(claimed) == 0 {
+			return nil
 		}
 		return tx.insertAttempts(claimed)
 	})
@@ -637,26 +768,32 @@ func (tx *Tx) insertAttempts(as []models.ChargeAttempt) error {
 			a.Amount, a.Currency, a.GatewayCustomer, a.GatewayPM, a.PreviousPaymentID, a.OffSession, string(a.Status),
 			a.LeaseOwner, a.LeaseUntil, a.LeaseVersion, a.CreatedAt, a.UpdatedAt)
 	}
-	q.WriteString(" RETURNING id, idempotency_key")
+	// Each row is named by (invoice_id, attempt_no), unique in the table:
+	// two integers to scan and hash instead of the idempotency key's text.
+	q.WriteString(" RETURNING id, invoice_id, attempt_no")
 	rows, err := tx.query(q.String(), args...)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
-	ids := make(map[string]int64, len(as))
+	type attemptOf struct {
+		invoice int64
+		no      int
+	}
+	ids := make(map[attemptOf]int64, len(as))
 	for rows.Next() {
 		var id int64
-		var key string
-		if err := rows.Scan(&id, &key); err != nil {
+		var k attemptOf
+		if err := rows.Scan(&id, &k.invoice, &k.no); err != nil {
 			return err
 		}
-		ids[key] = id
+		ids[k] = id
 	}
 	if err := rows.Err(); err != nil {
 		return err
 	}
 	for i := range as {
-		id, ok := ids[as[i].IdempotencyKey]
+		id, ok := ids[attemptOf{as[i].InvoiceID, as[i].AttemptNo}]
 		if !ok {
 			return fmt.Errorf("store: attempt %s was not inserted", as[i].IdempotencyKey)
 		}
@@ -1043,18 +1180,12 @@ func (s *Store) PlanPass(ctx context.Context, now, notBefore time.Time, limit in
 		if err != nil {
 			return err
 		}
-		if len(heads) > 0 {
-			targets, err := tx.chargeTargets(heads)
-			if err != nil {
-				return err
-			}
-			// The claim voids, not charges, an invoice whose subscription can
-			// no longer be billed.
-			for _, inv := range heads {
-				if t, ok := targets[inv.SubscriptionID]; ok && t.collects() {
-					p.Heads = append(p.Heads, inv)
-					p.References[inv.SubscriptionID] = t.Reference
-				}
+		// The claim voids, not charges, an invoice whose subscription can
+		// no longer be billed.
+		for i := range heads {
+			if t, ok := heads[i].target(); ok && t.collects() {
+				p.Heads = append(p.Heads, heads[i].Invoice)
+				p.References[heads[i].SubscriptionID] = t.Reference
 			}
 		}
 		var cursor DueCursor
