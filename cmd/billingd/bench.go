@@ -26,6 +26,7 @@ import (
 	"github.com/billingd/billingd/internal/gateway/wooshpay"
 	"github.com/billingd/billingd/internal/loadtest"
 	"github.com/billingd/billingd/internal/models"
+	"github.com/billingd/billingd/internal/store"
 	"golang.org/x/time/rate"
 )
 
@@ -71,6 +72,39 @@ type benchFigures struct {
 	cpu        time.Duration
 	gatewayLat *loadtest.Histogram
 	attemptLat *loadtest.Histogram
+	// sim is the simulator process's CPU over the run, when the bench
+	// started it (not with --sim).
+	sim cpuFigure
+	// db is what billingd sent to its database over the run (nil: the raw
+	// client, which sends nothing; or not counted).
+	db *store.DBCounts
+	// pgBackends and pgServer are PostgreSQL's CPU over the run: the bench
+	// database's backends and the whole server (the cluster run only).
+	pgBackends, pgServer cpuFigure
+}
+
+// cpuFigure is a CPU time that may not have been measured.
+type cpuFigure struct {
+	d  time.Duration
+	ok bool
+}
+
+// processCPU is the user+system CPU of process pid so far (/proc/PID/stat);
+// not measured for pid 0 (a process the bench did not start).
+func processCPU(pid int) cpuFigure {
+	if pid <= 0 {
+		return cpuFigure{}
+	}
+	st, err := loadtest.ReadProcStat(pid)
+	if err != nil {
+		return cpuFigure{}
+	}
+	return cpuFigure{d: st.CPU, ok: true}
+}
+
+// since is f minus an earlier reading of the same process.
+func (f cpuFigure) since(earlier cpuFigure) cpuFigure {
+	return cpuFigure{d: f.d - earlier.d, ok: f.ok && earlier.ok}
 }
 
 func (f benchFigures) rate() float64 {
@@ -162,14 +196,14 @@ func (m *Main) bench(ctx context.Context, o benchOptions) error {
 		return usagef("%s already exists: give --dir a new or empty directory", dbPath)
 	}
 
-	simURL := o.simURL
+	simURL, simPID := o.simURL, 0
 	if simURL == "" {
-		url, stop, err := startSimProcess(ctx, o)
+		url, pid, stop, err := startSimProcess(ctx, o)
 		if err != nil {
 			return err
 		}
 		defer stop()
-		simURL = url
+		simURL, simPID = url, pid
 	}
 	client, err := wooshpay.New(wooshpay.Options{BaseURL: simURL, SecretKey: benchSecretKey, Timeout: 30 * time.Second})
 	if err != nil {
@@ -226,7 +260,7 @@ func (m *Main) bench(ctx context.Context, o benchOptions) error {
 
 	var raw *benchFigures
 	if o.raw {
-		if raw, err = runRawCeiling(ctx, client, o, cards); err != nil {
+		if raw, err = runRawCeiling(ctx, client, o, cards, simPID); err != nil {
 			return err
 		}
 	}
@@ -248,9 +282,13 @@ func (m *Main) bench(ctx context.Context, o benchOptions) error {
 			return err
 		}
 	}
+	db0, sim0 := d.Store().DBCounts(), processCPU(simPID)
 	cpu0, start := loadtest.CPUTime(), time.Now()
 	run, passErr := d.Pass(ctx, ctx, "bench")
 	fig.elapsed, fig.cpu = time.Since(start), loadtest.CPUTime()-cpu0
+	fig.sim = processCPU(simPID).since(sim0)
+	db := d.Store().DBCounts().Sub(db0)
+	fig.db = &db
 	if o.cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -272,6 +310,7 @@ func (m *Main) bench(ctx context.Context, o benchOptions) error {
 
 	bound := benchBound(o)
 	writeBenchTable(out, bound, raw, &fig)
+	writeChargeCosts(out, raw, &fig, false)
 	fmt.Fprintf(out, "peak RSS during the pass: %.1f MB%s (before it, seeding and the raw run: %.1f MB)\n", float64(peak)/(1<<20), rssNote, float64(seedPeak)/(1<<20))
 	fmt.Fprintf(out, "database size: %.1f MB (%s with its WAL)\n", float64(dbSize(dbPath))/(1<<20), dbPath)
 	if statsErr != nil {
@@ -335,19 +374,24 @@ func cpuPer1000(f *benchFigures) string {
 // database work (--raw): the loopback ceiling billingd is compared with, in
 // the SQLite and the cluster bench alike. Every request must succeed, or the
 // ceiling would be wrong.
-func runRawCeiling(ctx context.Context, client gateway.Gateway, o benchOptions, cards []loadtest.Card) (*benchFigures, error) {
+//
+// simPID is the simulator's process (0: not started by the bench), whose CPU
+// over the run is measured too.
+func runRawCeiling(ctx context.Context, client gateway.Gateway, o benchOptions, cards []loadtest.Card, simPID int) (*benchFigures, error) {
 	var limiter *rate.Limiter
 	if o.rate > 0 {
 		limiter = rate.NewLimiter(rate.Limit(o.rate), 1)
 	}
+	sim0 := processCPU(simPID)
 	r, err := loadtest.RunRaw(ctx, client, limiter, o.concurrency, o.subscriptions, cards, 1999, "USD")
 	if err != nil {
 		return nil, fmt.Errorf("raw run: %w", err)
 	}
+	sim := processCPU(simPID).since(sim0)
 	if bad := o.subscriptions - r.Outcomes[gateway.Succeeded]; bad > 0 {
 		return nil, fmt.Errorf("raw run: %d of %d requests did not succeed (%v): the ceiling would be wrong", bad, o.subscriptions, r.Outcomes)
 	}
-	return &benchFigures{charges: r.Requests, elapsed: r.Elapsed, cpu: r.CPU, gatewayLat: r.Latency}, nil
+	return &benchFigures{charges: r.Requests, elapsed: r.Elapsed, cpu: r.CPU, gatewayLat: r.Latency, sim: sim}, nil
 }
 
 // writeBenchTable prints the figures of a run beside the raw client's (raw
@@ -375,6 +419,68 @@ func writeBenchTable(out io.Writer, bound float64, raw, fig *benchFigures) {
 	if raw != nil {
 		fmt.Fprintf(out, "billingd / raw: %.1f%%\n", 100*fig.rate()/raw.rate())
 	}
+}
+
+// writeChargeCosts prints what one charge cost, for the raw client (raw nil:
+// no raw run) and for billingd: the statements and transactions billingd sent
+// its database, and the CPU of each process involved, in µs per charge. The
+// cluster run adds PostgreSQL's rows, and counts the server in the total.
+func writeChargeCosts(out io.Writer, raw, fig *benchFigures, cluster bool) {
+	w := tabwriter.NewWriter(out, 0, 2, 2, ' ', tabwriter.AlignRight)
+	col := func(label string, f func(*benchFigures) string) {
+		rawV := "-"
+		if raw != nil {
+			rawV = f(raw)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t\n", label, rawV, f(fig))
+	}
+	perCharge := func(f *benchFigures, n int64) string {
+		if f.db == nil || f.charges == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f", float64(n)/float64(f.charges))
+	}
+	micros := func(f *benchFigures, c cpuFigure) string {
+		if !c.ok || f.charges == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.0f", float64(c.d.Microseconds())/float64(f.charges))
+	}
+	fmt.Fprintf(w, "per charge\traw client\tbillingd\t\n")
+	col("SQL statements", func(f *benchFigures) string {
+		if f.db == nil {
+			return "-"
+		}
+		return perCharge(f, f.db.Statements)
+	})
+	col("transactions committed / rolled back", func(f *benchFigures) string {
+		if f.db == nil {
+			return "-"
+		}
+		return perCharge(f, f.db.Committed) + " / " + perCharge(f, f.db.RolledBack+f.db.CommitFailed)
+	})
+	col("statements outside a transaction", func(f *benchFigures) string {
+		if f.db == nil {
+			return "-"
+		}
+		return perCharge(f, f.db.Autocommit)
+	})
+	col("CPU µs: billingd (raw: the client)", func(f *benchFigures) string { return micros(f, cpuFigure{d: f.cpu, ok: true}) })
+	col("CPU µs: simulator", func(f *benchFigures) string { return micros(f, f.sim) })
+	if cluster {
+		col("CPU µs: PostgreSQL, bench database's backends", func(f *benchFigures) string { return micros(f, f.pgBackends) })
+		col("CPU µs: PostgreSQL, whole server", func(f *benchFigures) string { return micros(f, f.pgServer) })
+	}
+	col("CPU µs: total", func(f *benchFigures) string {
+		total := cpuFigure{d: f.cpu + f.sim.d, ok: f.sim.ok}
+		if cluster && f != raw {
+			total.d += f.pgServer.d
+			total.ok = total.ok && f.pgServer.ok
+		}
+		return micros(f, total)
+	})
+	w.Flush()
+	fmt.Fprintln(out)
 }
 
 func latText(h *loadtest.Histogram) string {
@@ -437,7 +543,7 @@ var benchCommand = func(ctx context.Context, args []string) (*exec.Cmd, error) {
 // startSimProcess runs `billingd sim` as a child process, so that its CPU and
 // memory are not billingd's, and returns its URL once it listens. Its output
 // goes to DIR/sim.log.
-func startSimProcess(ctx context.Context, o benchOptions) (string, func(), error) {
+func startSimProcess(ctx context.Context, o benchOptions) (url string, pid int, stop func(), err error) {
 	args := []string{"sim", "--listen", "127.0.0.1:0", "--secret-key", benchSecretKey, "--seed", "1",
 		"--latency", o.latency.String()}
 	if o.rate > 0 {
@@ -445,23 +551,23 @@ func startSimProcess(ctx context.Context, o benchOptions) (string, func(), error
 	}
 	cmd, err := benchCommand(ctx, args)
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	logFile, err := os.Create(filepath.Join(o.dir, "sim.log"))
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	cmd.Stderr = logFile
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		logFile.Close()
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
-		return "", nil, fmt.Errorf("start the simulator: %w", err)
+		return "", 0, nil, fmt.Errorf("start the simulator: %w", err)
 	}
-	stop := func() {
+	stop = func() {
 		_ = cmd.Process.Signal(os.Interrupt)
 		done := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(done) }()
@@ -493,15 +599,15 @@ func startSimProcess(ctx context.Context, o benchOptions) (string, func(), error
 		}
 	}()
 	select {
-	case url, ok := <-found:
+	case addr, ok := <-found:
 		if !ok {
 			stop()
-			return "", nil, fmt.Errorf("the simulator exited before listening; see %s", filepath.Join(o.dir, "sim.log"))
+			return "", 0, nil, fmt.Errorf("the simulator exited before listening; see %s", filepath.Join(o.dir, "sim.log"))
 		}
-		return url, stop, nil
+		return addr, cmd.Process.Pid, stop, nil
 	case <-time.After(15 * time.Second):
 		stop()
-		return "", nil, fmt.Errorf("the simulator did not start listening within 15s; see %s", filepath.Join(o.dir, "sim.log"))
+		return "", 0, nil, fmt.Errorf("the simulator did not start listening within 15s; see %s", filepath.Join(o.dir, "sim.log"))
 	}
 }
 

@@ -88,6 +88,7 @@ type benchInstance struct {
 	cmd     *exec.Cmd
 	logPath string
 	listen  chan string   // its http.listen address, once it logged "billingd started"
+	addr    string        // that address, once the bench read it
 	done    chan struct{} // closed when it exited
 	// succeeded counts its "charge attempt recorded" log lines with status
 	// succeeded: its share of the charges.
@@ -98,6 +99,83 @@ type benchInstance struct {
 	cpu0      time.Duration // CPU at the pass's start
 	cpu       time.Duration // CPU at the last sample while it ran
 	peakRSS   int64
+	// db0 and db are its statement and transaction counts (/metrics) at the
+	// pass's start (a joiner: once it listens) and at the pass's end (a
+	// killed or stopped one: just before); dbErr says why they are not.
+	db0, db store.DBCounts
+	dbErr   error
+}
+
+// scrapeStart reads the instance's database counts at the pass's start.
+func (in *benchInstance) scrapeStart(ctx context.Context) {
+	in.db0, in.dbErr = scrapeDBCounts(ctx, in.addr)
+	in.db = in.db0
+}
+
+// scrapeEnd reads them at its end.
+func (in *benchInstance) scrapeEnd(ctx context.Context) {
+	if in.dbErr != nil {
+		return
+	}
+	in.db, in.dbErr = scrapeDBCounts(ctx, in.addr)
+}
+
+// scrapeDBCounts reads billingd_db_statements_total and
+// billingd_db_transactions_total from the /metrics of the instance listening
+// on addr.
+func scrapeDBCounts(ctx context.Context, addr string) (store.DBCounts, error) {
+	var c store.DBCounts
+	if addr == "" {
+		return c, errors.New("its http.listen address is not known")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return c, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return c, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return c, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return c, err
+	}
+	return parseDBCounts(string(body))
+}
+
+// parseDBCounts picks the database counters out of a /metrics page (the
+// Prometheus text format).
+func parseDBCounts(page string) (store.DBCounts, error) {
+	var c store.DBCounts
+	fields := map[string]*int64{
+		"billingd_db_statements_total":                            &c.Statements,
+		`billingd_db_transactions_total{outcome="committed"}`:     &c.Committed,
+		`billingd_db_transactions_total{outcome="rolled_back"}`:   &c.RolledBack,
+		`billingd_db_transactions_total{outcome="commit_failed"}`: &c.CommitFailed,
+		`billingd_db_transactions_total{outcome="autocommit"}`:    &c.Autocommit,
+	}
+	found := 0
+	for _, line := range strings.Split(page, "\n") {
+		name, value, ok := strings.Cut(line, " ")
+		if p := fields[name]; ok && p != nil {
+			v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+			if err != nil {
+				return c, fmt.Errorf("/metrics: %s: %w", name, err)
+			}
+			*p = int64(v)
+			found++
+		}
+	}
+	if found != len(fields) {
+		return c, errors.New("/metrics has no billingd_db_statements_total and billingd_db_transactions_total (an older billingd?)")
+	}
+	return c, nil
 }
 
 func (in *benchInstance) pid() int { return in.cmd.Process.Pid }
@@ -369,14 +447,14 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 	}
 	serverVersion, _ := st.ServerVersion(ctx)
 
-	simURL := o.simURL
+	simURL, simPID := o.simURL, 0
 	if simURL == "" {
-		url, stop, err := startSimProcess(ctx, o)
+		url, pid, stop, err := startSimProcess(ctx, o)
 		if err != nil {
 			return err
 		}
 		defer stop()
-		simURL = url
+		simURL, simPID = url, pid
 	}
 	cards, err := saveBenchCards(ctx, simURL, min(benchCards, o.subscriptions))
 	if err != nil {
@@ -389,7 +467,7 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 		if err != nil {
 			return err
 		}
-		if raw, err = runRawCeiling(ctx, client, o, cards); err != nil {
+		if raw, err = runRawCeiling(ctx, client, o, cards, simPID); err != nil {
 			return err
 		}
 	}
@@ -426,7 +504,7 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 	}
 	for _, in := range instances {
 		select {
-		case <-in.listen:
+		case in.addr = <-in.listen:
 		case <-in.done:
 			return fmt.Errorf("instance %d exited before it started; see %s", in.n, in.logPath)
 		case <-time.After(60 * time.Second):
@@ -477,6 +555,15 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 		o.instances, benchClusterCron, rateLimitText, concurrency, limitsNote)
 
 	srv := newPGServer(ctx, st)
+	// The instances' database counts first, all at once: a scrape runs the
+	// gauges' queries, which should not land in the pass's CPU.
+	time.Sleep(time.Until(t0.Add(-150 * time.Millisecond)))
+	var scrapes sync.WaitGroup
+	for _, in := range instances {
+		scrapes.Add(1)
+		go func() { defer scrapes.Done(); in.scrapeStart(ctx) }()
+	}
+	scrapes.Wait()
 	time.Sleep(time.Until(t0.Add(-50 * time.Millisecond)))
 	load0 := loadAverage()
 	xact0, _ := st.CommittedTransactions(ctx)
@@ -485,6 +572,7 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 		in.sample()
 		in.cpu0 = in.cpu
 	}
+	sim0 := processCPU(simPID)
 	srv.start(ctx)
 
 	// Watch until every due subscription is paid.
@@ -504,6 +592,7 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 		srv.sample(ctx)
 		if o.killOneAfter > 0 && victim == nil && time.Since(t0) >= o.killOneAfter {
 			victim = instances[len(instances)-1]
+			victim.scrapeEnd(ctx)
 			victim.sample()
 			victim.killed = true
 			_ = victim.cmd.Process.Kill()
@@ -512,6 +601,7 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 		if o.removeOneAfter > 0 && leaver == nil && time.Since(t0) >= o.removeOneAfter {
 			// The first instance, so that a kill still takes the last one.
 			leaver = instances[0]
+			leaver.scrapeEnd(ctx) // what it sends while it drains is not counted
 			leaver.removed = true
 			// Its row goes when it stops; keep its name.
 			if rows, err := st.Instances(ctx); err == nil {
@@ -532,6 +622,13 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 			joiner.added = true
 			instances = append(instances, joiner)
 			addedAt = time.Now()
+		}
+		if joiner != nil && joiner.addr == "" {
+			select {
+			case joiner.addr = <-joiner.listen:
+				joiner.scrapeStart(ctx)
+			default:
+			}
 		}
 		for _, in := range instances {
 			if in.killed || in.removed {
@@ -564,9 +661,17 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 		}
 	}
 	srv.sample(ctx)
+	simCPU := processCPU(simPID).since(sim0)
 	load1 := loadAverage()
 	serverCPU, serverErr := srv.treeCPU()
 	backendCPU := srv.backendCPU()
+	for _, in := range instances {
+		if !in.killed && !in.removed {
+			scrapes.Add(1)
+			go func() { defer scrapes.Done(); in.scrapeEnd(ctx) }()
+		}
+	}
+	scrapes.Wait()
 	final, _ := st.Instances(ctx)
 	members := lastKnownRows(final, seen)
 	var wg sync.WaitGroup
@@ -598,6 +703,26 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 	for _, in := range instances {
 		fig.cpu += in.cpu - in.cpu0
 	}
+	fig.sim = simCPU
+	fig.pgBackends = cpuFigure{d: backendCPU, ok: srv.err == nil}
+	fig.pgServer = cpuFigure{d: serverCPU, ok: srv.err == nil && serverErr == nil}
+	var db store.DBCounts
+	var dbErrs []string
+	for _, in := range instances {
+		if in.dbErr != nil {
+			dbErrs = append(dbErrs, fmt.Sprintf("instance %d: %v", in.n, in.dbErr))
+			continue
+		}
+		d := in.db.Sub(in.db0)
+		db.Statements += d.Statements
+		db.Committed += d.Committed
+		db.RolledBack += d.RolledBack
+		db.CommitFailed += d.CommitFailed
+		db.Autocommit += d.Autocommit
+	}
+	if dbErrs == nil {
+		fig.db = &db
+	}
 	// Statistics of the backends that exited with the instances arrive
 	// shortly after they exit.
 	time.Sleep(700 * time.Millisecond)
@@ -615,7 +740,13 @@ func (m *Main) benchCluster(ctx context.Context, o benchOptions) (err error) {
 
 	bound := benchBound(o)
 	writeBenchTable(out, bound, raw, &fig)
-	fmt.Fprintf(out, "elapsed: from T0 (the instances' cron firing the pass) to the last outcome recorded; attempt latency: claim to outcome (the attempt's created_at to finished_at)\n")
+	fmt.Fprintf(out, "elapsed: from T0 (the instances' cron firing the pass) to the last outcome recorded; attempt latency: claim to outcome (the attempt's created_at to finished_at)\n\n")
+	writeChargeCosts(out, raw, &fig, true)
+	if dbErrs != nil {
+		fmt.Fprintf(out, "statements and transactions not counted: %s\n", strings.Join(dbErrs, "; "))
+	}
+	fmt.Fprintf(out, "statements and transactions: the instances' billingd_db_statements_total and billingd_db_transactions_total (/metrics) from T0 to the end, summed%s\n",
+		map[bool]string{true: " (an instance killed or stopped during the pass: up to just before)", false: ""}[victim != nil || leaver != nil])
 
 	// Each instance's share.
 	fmt.Fprintln(out, "instances:")

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,6 +58,14 @@ func TestBenchClusterOnPostgres(t *testing.T) {
 	require.Regexp(t, `CPU s per 1,000 charges: billingd \d+\.\d{3} \(user\+system of the 2 processes`, out)
 	require.Regexp(t, `PostgreSQL: the bench database's backends \d+\.\d{3}, the whole server \d+\.\d{3}|PostgreSQL not measured: `, out)
 	require.Regexp(t, `database transactions: \d+ committed in the bench database during the pass, \d+\.\d\d per charge`, out)
+	requireChargeCosts(t, out, false, true)
+	require.Contains(t, out, "statements and transactions: the instances' billingd_db_statements_total and billingd_db_transactions_total (/metrics) from T0 to the end, summed\n")
+	backends, err := strconv.ParseFloat(benchFigure(t, out, "CPU µs: PostgreSQL, bench database's backends"), 64)
+	if err == nil {
+		require.Greater(t, backends, 0.0)
+	} else {
+		require.Contains(t, out, "PostgreSQL not measured: ")
+	}
 	if _, err := exec.LookPath("pgbench"); err == nil {
 		require.Regexp(t, `pgbench -N -c 2 -j 2 -T 1 on a scratch database of the same server: \d+ tps; billingd's charges/s are \d+\.\d% of it`, out)
 	} else {
@@ -113,6 +122,42 @@ func TestFairSharesWaitForEveryInstance(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			require.Equal(t, tc.want, fairShares(tc.rows, now, 3, limits))
+		})
+	}
+}
+
+// The cluster bench reads each instance's database counts from its /metrics
+// page, and says so when a page lacks them (an instance of an older billingd)
+// rather than counting zero.
+func TestParseDBCounts(t *testing.T) {
+	page := `# HELP billingd_db_statements_total SQL statements this process sent.
+# TYPE billingd_db_statements_total counter
+billingd_db_statements_total 12345
+# TYPE billingd_db_transactions_total counter
+billingd_db_transactions_total{outcome="autocommit"} 7
+billingd_db_transactions_total{outcome="commit_failed"} 1
+billingd_db_transactions_total{outcome="committed"} 1.5e+06
+billingd_db_transactions_total{outcome="rolled_back"} 3
+billingd_charge_attempts_total{outcome="succeeded"} 99
+`
+	for _, tc := range []struct {
+		name, page string
+		want       store.DBCounts
+		err        string
+	}{
+		{"every counter", page, store.DBCounts{Statements: 12345, Committed: 1500000, RolledBack: 3, CommitFailed: 1, Autocommit: 7}, ""},
+		{"no database counters", "billingd_charge_attempts_total{outcome=\"succeeded\"} 99\n", store.DBCounts{}, "has no billingd_db_statements_total"},
+		{"a counter missing", strings.Replace(page, `billingd_db_transactions_total{outcome="rolled_back"} 3`, "", 1), store.DBCounts{}, "has no billingd_db_statements_total"},
+		{"a value that is no number", strings.Replace(page, "12345", "many", 1), store.DBCounts{}, "billingd_db_statements_total"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseDBCounts(tc.page)
+			if tc.err != "" {
+				require.ErrorContains(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.want, got)
 		})
 	}
 }

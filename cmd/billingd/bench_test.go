@@ -35,9 +35,79 @@ func simAsTestChild(t *testing.T) {
 // benchFigure reads the billingd column of a row of the bench table.
 func benchFigure(t *testing.T, out, row string) string {
 	t.Helper()
+	_, billingd := benchColumns(t, out, row)
+	return billingd
+}
+
+// benchColumns reads both columns of a row of a bench table: the raw
+// client's and billingd's.
+func benchColumns(t *testing.T, out, row string) (raw, billingd string) {
+	t.Helper()
 	m := regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(row) + `\s+(\S+(?: / \S+)?)\s+(\S+(?: / \S+)?)\s*$`).FindStringSubmatch(out)
 	require.NotNil(t, m, "row %q in:\n%s", row, out)
-	return m[2]
+	return m[1], m[2]
+}
+
+// benchNumber parses a figure of a bench table.
+func benchNumber(t *testing.T, row, v string) float64 {
+	t.Helper()
+	f, err := strconv.ParseFloat(v, 64)
+	require.NoError(t, err, "%s: %q", row, v)
+	return f
+}
+
+// requireChargeCosts checks the shape and plausibility of the "per charge"
+// table: billingd sends statements and commits transactions for every
+// charge, at most a few of each (the group commit puts many charges in one
+// transaction), and each process's CPU adds up to the total. withRaw says a
+// raw run measured the client and the simulator alone; postgres that the
+// server's rows are printed.
+func requireChargeCosts(t *testing.T, out string, withRaw, postgres bool) {
+	t.Helper()
+	statements := benchNumber(t, "SQL statements", benchFigure(t, out, "SQL statements"))
+	require.Greater(t, statements, 1.0, "a charge is at least its attempt's write and its outcome's")
+	require.Less(t, statements, 100.0)
+	committed, rolledBack, ok := strings.Cut(benchFigure(t, out, "transactions committed / rolled back"), " / ")
+	require.True(t, ok)
+	tx := benchNumber(t, "transactions committed", committed)
+	require.Greater(t, tx, 0.0)
+	require.Less(t, tx, 10.0)
+	require.Zero(t, benchNumber(t, "transactions rolled back", rolledBack), "nothing failed")
+	autocommit := benchNumber(t, "statements outside a transaction", benchFigure(t, out, "statements outside a transaction"))
+	require.GreaterOrEqual(t, autocommit, 0.0)
+	require.Less(t, autocommit, statements)
+
+	rows := []string{"CPU µs: billingd (raw: the client)", "CPU µs: simulator"}
+	if postgres {
+		rows = append(rows, "CPU µs: PostgreSQL, whole server")
+	}
+	rawSum, sum := 0.0, 0.0
+	for _, row := range rows {
+		raw, billingd := benchColumns(t, out, row)
+		if postgres && billingd == "-" && strings.Contains(out, "PostgreSQL not measured: ") {
+			return // the server is on another host: no total
+		}
+		// /proc/PID/stat counts in clock ticks (10 ms): a short run's
+		// simulator or server may show none. billingd's is getrusage's.
+		v := benchNumber(t, row, billingd)
+		require.GreaterOrEqual(t, v, 0.0, row)
+		if row == rows[0] {
+			require.Greater(t, v, 0.0, row)
+		}
+		sum += v
+		if withRaw && row != "CPU µs: PostgreSQL, whole server" {
+			rv := benchNumber(t, row+" (raw)", raw)
+			require.GreaterOrEqual(t, rv, 0.0, row+" (raw)")
+			rawSum += rv
+		} else {
+			require.Equal(t, "-", raw, row+" (raw)")
+		}
+	}
+	rawTotal, total := benchColumns(t, out, "CPU µs: total")
+	require.InDelta(t, sum, benchNumber(t, "CPU µs: total", total), float64(len(rows)), "the total is the processes' sum, up to rounding")
+	if withRaw {
+		require.InDelta(t, rawSum, benchNumber(t, "CPU µs: total (raw)", rawTotal), 2)
+	}
 }
 
 // benchArg is the number after flag in args, 0 if absent.
@@ -90,9 +160,11 @@ func TestBenchChargesEveryDueSubscriptionOnce(t *testing.T) {
 			require.Regexp(t, `peak RSS during the pass: \d+\.\d MB`, out)
 			require.Regexp(t, `database size: \d+\.\d MB`, out)
 			require.FileExists(t, dir+"/bench.db")
-			if strings.Contains(strings.Join(tc.args, " "), "--raw") {
+			withRaw := strings.Contains(strings.Join(tc.args, " "), "--raw")
+			if withRaw {
 				require.Regexp(t, `billingd / raw: \d+\.\d%`, out)
 			}
+			requireChargeCosts(t, out, withRaw, false)
 		})
 	}
 }

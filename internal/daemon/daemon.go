@@ -138,6 +138,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 	}
 	st.SetEventClock(d.clock)
 	st.SetOnRefundSettled(func(r models.RefundReason, s models.RefundStatus) { d.metrics.RefundSettled(string(r), string(s)) })
+	d.metrics.CountDatabase(func() metrics.DatabaseCounts {
+		c := st.DBCounts()
+		return metrics.DatabaseCounts{Statements: c.Statements, Committed: c.Committed, RolledBack: c.RolledBack, CommitFailed: c.CommitFailed,
+			Autocommit: c.Autocommit}
+	})
 	for _, n := range st.FileNotices() {
 		d.log.Warn().Msg(n)
 	}

@@ -5,6 +5,7 @@
 package metrics
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +24,7 @@ type Metrics struct {
 	events          *prometheus.CounterVec
 	refunds         *prometheus.CounterVec
 	passDuration    prometheus.Histogram
+	database        *databaseCollector
 }
 
 // New registers billingd's collectors (plus the Go and process collectors) on a
@@ -68,9 +70,17 @@ func New() *Metrics {
 			Help:    "How long each billing pass took, from its start to its end (finished or interrupted), on the daemon's clock.",
 			Buckets: []float64{.1, .5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600},
 		}),
+		database: &databaseCollector{
+			statements: prometheus.NewDesc("billingd_db_statements_total",
+				"SQL statements this process sent to its database: every Exec and Query, BEGIN, COMMIT and ROLLBACK included (not prepares or pings). Divided by billingd_charge_attempts_total, the database round trips a charge costs.",
+				nil, nil),
+			transactions: prometheus.NewDesc("billingd_db_transactions_total",
+				"Database transactions this process ended, by outcome: committed (its COMMIT succeeded, read-only ones included), rolled_back (a ROLLBACK sent), commit_failed (a COMMIT that returned an error), autocommit (a statement sent outside BEGIN … COMMIT, a transaction of its own for the database).",
+				[]string{"outcome"}, nil),
+		},
 	}
 	m.Registry.MustRegister(m.charges, m.attemptLatency, m.webhookEvents, m.reconcileAction, m.passes, m.emails, m.events, m.refunds,
-		m.passDuration, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.passDuration, m.database, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.initSeries()
 	return m
 }
@@ -215,4 +225,49 @@ func (m *Metrics) RefundSettled(reason, status string) {
 		return
 	}
 	m.refunds.WithLabelValues(reason, status).Inc()
+}
+
+// DatabaseCounts are the totals billingd_db_statements_total and
+// billingd_db_transactions_total export: the store's own counts
+// (store.DBCounts), copied, since this package does not import the store.
+type DatabaseCounts struct {
+	Statements   int64
+	Committed    int64
+	RolledBack   int64
+	CommitFailed int64
+	Autocommit   int64
+}
+
+// CountDatabase makes the database counters read read at every scrape. The
+// store counts each statement with an atomic add where it is sent; reading
+// the totals at scrape time keeps a Prometheus counter off that path. Until
+// it is called the counters export zero.
+func (m *Metrics) CountDatabase(read func() DatabaseCounts) {
+	if m == nil {
+		return
+	}
+	m.database.read.Store(&read)
+}
+
+// databaseCollector is the collector behind CountDatabase.
+type databaseCollector struct {
+	statements, transactions *prometheus.Desc
+	read                     atomic.Pointer[func() DatabaseCounts]
+}
+
+func (c *databaseCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.statements
+	ch <- c.transactions
+}
+
+func (c *databaseCollector) Collect(ch chan<- prometheus.Metric) {
+	var n DatabaseCounts
+	if read := c.read.Load(); read != nil {
+		n = (*read)()
+	}
+	ch <- prometheus.MustNewConstMetric(c.statements, prometheus.CounterValue, float64(n.Statements))
+	ch <- prometheus.MustNewConstMetric(c.transactions, prometheus.CounterValue, float64(n.Committed), "committed")
+	ch <- prometheus.MustNewConstMetric(c.transactions, prometheus.CounterValue, float64(n.RolledBack), "rolled_back")
+	ch <- prometheus.MustNewConstMetric(c.transactions, prometheus.CounterValue, float64(n.CommitFailed), "commit_failed")
+	ch <- prometheus.MustNewConstMetric(c.transactions, prometheus.CounterValue, float64(n.Autocommit), "autocommit")
 }

@@ -114,6 +114,8 @@ type Store struct {
 	health writeHealth
 	// events is Options.Events (nil: the outbox is off).
 	events *EventOptions
+	// counts is what the pool's connections sent (DBCounts).
+	counts *dbCounter
 }
 
 // ErrClosed means the store was closed (the process is shutting down): the
@@ -129,8 +131,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, errors.New("store: events are on but no renderer was given")
 	}
 	s := &Store{dialect: opts.Driver, onSettled: opts.OnAttemptSettled, onRefund: opts.OnRefundSettled, defaultZone: opts.DefaultTimezone,
-		events: opts.Events}
+		events: opts.Events, counts: &dbCounter{}}
 	var dialector gorm.Dialector
+	// pool is the connection pool, opened here (not by GORM) so that it
+	// counts every statement (dbcount.go).
+	var pool *sql.DB
 	switch opts.Driver {
 	case SQLite, "":
 		s.dialect = SQLite
@@ -152,7 +157,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 				return nil, err
 			}
 		}
-		dialector = sqlite.Open(dsn)
+		if pool, err = openCountingSQLite(dsn, s.counts); err != nil {
+			s.releaseInstanceLock()
+			return nil, fmt.Errorf("store: open %s: %w", s.dialect, err)
+		}
+		dialector = sqlite.New(sqlite.Config{Conn: pool})
 	case Postgres:
 		if opts.DSN == "" {
 			return nil, errors.New("store: postgres needs a DSN")
@@ -161,7 +170,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		if opts.PgBouncer {
 			dsn = pgBouncerDSN(dsn)
 		}
-		dialector = postgres.Open(dsn)
+		var err error
+		if pool, err = openCountingPostgres(dsn, s.counts); err != nil {
+			return nil, fmt.Errorf("store: open %s: %w", s.dialect, err)
+		}
+		dialector = postgres.New(postgres.Config{Conn: pool})
 	default:
 		return nil, fmt.Errorf("store: unknown driver %q", opts.Driver)
 	}
@@ -172,6 +185,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		TranslateError:         true,
 	})
 	if err != nil {
+		_ = pool.Close()
 		s.releaseInstanceLock()
 		return nil, fmt.Errorf("store: open %s: %w", s.dialect, err)
 	}
