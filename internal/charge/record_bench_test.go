@@ -39,7 +39,7 @@ func BenchmarkResultWrite(b *testing.B) {
 	for _, db := range []string{store.SQLite, store.Postgres} {
 		for _, workers := range []int{1, 64} {
 			b.Run(fmt.Sprintf("db=%s/workers=%d", db, workers), func(b *testing.B) {
-				st := benchStore(b, db)
+				st := storetest.Open(b, db)
 				claimed := claimBatches(b, st, b.N)
 				cfg := config.Default()
 				hook := &dunning.Service{Store: st, Policy: dunning.Policy{Schedule: cfg.Dunning.RetryDelays(), FinalAction: models.FinalAction(cfg.Dunning.FinalAction)},
@@ -59,16 +59,6 @@ func BenchmarkResultWrite(b *testing.B) {
 			})
 		}
 	}
-}
-
-// benchStore opens a fresh migrated database of the driver: SQLite (the
-// store's default synchronous=FULL) or PostgreSQL, skipped without a server.
-func benchStore(b *testing.B, driver string) *store.Store {
-	b.Helper()
-	if driver == store.Postgres {
-		return storetest.Postgres(b)
-	}
-	return storetest.SQLite(b)
 }
 
 // claimBatches seeds n open invoices and claims an attempt for each, in claims

@@ -29,7 +29,7 @@ func BenchmarkInvoicePage(b *testing.B) {
 		b.Run("db="+db, func(b *testing.B) {
 			ctx := context.Background()
 			now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
-			st := benchStore(b, db)
+			st := storetest.Open(b, db)
 			cards := []loadtest.Card{{Customer: "cus_bench", PaymentMethod: "pm_bench", Email: "bench@example.com"}}
 			require.NoError(b, loadtest.SeedDueSubscriptions(ctx, st, cards, b.N, 1999, "USD", now.Add(-time.Hour), now))
 			biller := &Biller{Store: st, Clock: clock.NewFake(now), Location: time.UTC, PageSize: 500, Owner: "bench", Log: zerolog.Nop()}
@@ -46,14 +46,4 @@ func BenchmarkInvoicePage(b *testing.B) {
 			require.Equal(b, b.N, run.SubscriptionsDue)
 		})
 	}
-}
-
-// benchStore opens a fresh migrated database of the driver: SQLite (the
-// store's default synchronous=FULL) or PostgreSQL, skipped without a server.
-func benchStore(b *testing.B, driver string) *store.Store {
-	b.Helper()
-	if driver == store.Postgres {
-		return storetest.Postgres(b)
-	}
-	return storetest.SQLite(b)
 }

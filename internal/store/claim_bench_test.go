@@ -25,7 +25,7 @@ func BenchmarkClaimNewAttempts(b *testing.B) {
 		b.Run("db="+db, func(b *testing.B) {
 			ctx := context.Background()
 			now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
-			st := benchStore(b, db)
+			st := storetest.Open(b, db)
 			require.NoError(b, loadtest.SeedOpenInvoices(ctx, st, b.N, now))
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -42,14 +42,4 @@ func BenchmarkClaimNewAttempts(b *testing.B) {
 			b.ReportMetric(float64(loadtest.CPUTime()-cpu0)/float64(b.N), "cpu-ns/op")
 		})
 	}
-}
-
-// benchStore opens a fresh migrated database of the driver: SQLite (the
-// store's default synchronous=FULL) or PostgreSQL, skipped without a server.
-func benchStore(b *testing.B, driver string) *store.Store {
-	b.Helper()
-	if driver == store.Postgres {
-		return storetest.Postgres(b)
-	}
-	return storetest.SQLite(b)
 }

@@ -62,31 +62,21 @@ func newSQLSet[T ~string](vs []T) sqlSet {
 
 // in is the filter "col is one of the set": `(col = 'a' OR col = 'b')`, with
 // single spaces, as the migrations write it.
-func (s sqlSet) in(col string) string {
-	var b strings.Builder
-	b.WriteByte('(')
-	for i, v := range s {
-		if i > 0 {
-			b.WriteString(" OR ")
-		}
-		b.WriteString(col)
-		b.WriteString(" = ")
-		b.WriteString(v)
-	}
-	b.WriteByte(')')
-	return b.String()
-}
+func (s sqlSet) in(col string) string { return s.chain(col, " = ", " OR ") }
 
 // notIn is the filter "col is none of the set": `(col <> 'a' AND col <> 'b')`.
-func (s sqlSet) notIn(col string) string {
+func (s sqlSet) notIn(col string) string { return s.chain(col, " <> ", " AND ") }
+
+// chain writes one comparison of col with each value, joined by join.
+func (s sqlSet) chain(col, cmp, join string) string {
 	var b strings.Builder
 	b.WriteByte('(')
 	for i, v := range s {
 		if i > 0 {
-			b.WriteString(" AND ")
+			b.WriteString(join)
 		}
 		b.WriteString(col)
-		b.WriteString(" <> ")
+		b.WriteString(cmp)
 		b.WriteString(v)
 	}
 	b.WriteByte(')')

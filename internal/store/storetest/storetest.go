@@ -69,6 +69,17 @@ func Postgres(t testing.TB) *store.Store {
 	return st
 }
 
+// Open opens a migrated store of the driver: SQLite (the store's default
+// synchronous=FULL) or PostgreSQL, which skips without a server. A benchmark's
+// db=sqlite and db=postgres sub-benchmarks share one body through it.
+func Open(t testing.TB, driver string) *store.Store {
+	t.Helper()
+	if driver == store.Postgres {
+		return Postgres(t)
+	}
+	return SQLite(t)
+}
+
 // WithSearchPath points a URL or key=value DSN at schema.
 func WithSearchPath(dsn, schema string) string { return WithParam(dsn, "search_path", schema) }
 
