@@ -682,12 +682,11 @@ log:       { level: info }
 	require.Equal(t, size.Kills, fig.Kills)
 	require.Equal(t, size.Stops, fig.Stops)
 	require.GreaterOrEqual(t, fig.StoppedFor, clusterSoakAttemptLease)
-	// SentAfterResume is counted, not asserted: a holder checks its lease on
-	// the monotonic clock right before every request (docs/protocol.md, "No
-	// send on a lost lease"), but a SIGSTOP that lands between that check and
-	// the bytes leaving (the residual window, wider on a loaded machine under
-	// the race detector) still sends on resume, with the attempt's own key,
-	// and the gateway answers from its idempotency store: the double-charge
+	// SentAfterResume is counted, not asserted: a holder checks its lease
+	// right before every request and once more on the connection right
+	// before the first byte is written (docs/protocol.md, "No send on a lost
+	// lease"); a SIGSTOP that lands in the one write call after that would
+	// still send on resume, with the attempt's own key. The double-charge
 	// check above is what must hold.
 	t.Logf("requests sent on a lost lease (the residual window): %d", fig.SentAfterResume)
 }

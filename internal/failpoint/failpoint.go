@@ -52,6 +52,13 @@
 //     that guards it has not run yet. Killed there, the attempt is as at
 //     attempt.after_commit. Armed as charge.before_send=stop instead, the
 //     process stops itself there (see below).
+//   - gateway.after_send_check (apicall, Do): a leased request (a charge, a
+//     refund) passed the lease check the caller runs after its waits, and the
+//     HTTP client has yet to take a connection and write it: the stretch a
+//     paused process could otherwise resume into and send on a lease a peer
+//     has taken over. Meant to be armed as a stop point; the connection's own
+//     check right before the first byte is written refuses the request on
+//     resume (docs/protocol.md, "No send on a lost lease").
 //
 // Stop points pause instead of kill: NAME=stop (BILLINGD_FAILPOINT=
 // charge.before_send=stop) makes the process send itself SIGSTOP the first
@@ -160,6 +167,9 @@ const (
 	// ChargeBeforeSend: a claimed attempt's request is about to leave, before
 	// the lease check that guards it.
 	ChargeBeforeSend = "charge.before_send"
+	// GatewayAfterSendCheck: a leased request passed its caller's lease
+	// check and the HTTP client has not written it yet.
+	GatewayAfterSendCheck = "gateway.after_send_check"
 )
 
 // StopAction is the value that arms a failpoint as a stop point
@@ -169,7 +179,7 @@ const StopAction = "stop"
 // Names lists every failpoint, in the order a charge passes them.
 func Names() []string {
 	return []string{InvoiceAfterCommit, AttemptAfterCommit, ChargeAfterSend, ChargeBeforeCommit,
-		WebhookBeforeCommit, MailAfterSend, ReconcileAfterRead, EventsBeforePost, EventsAfterPost, ChargeBeforeSend}
+		WebhookBeforeCommit, MailAfterSend, ReconcileAfterRead, EventsBeforePost, EventsAfterPost, ChargeBeforeSend, GatewayAfterSendCheck}
 }
 
 // enabled is true when any failpoint is armed: the only thing a disarmed Hit

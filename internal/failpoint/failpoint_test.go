@@ -42,7 +42,7 @@ func TestFailpointNamesAreDistinct(t *testing.T) {
 		require.False(t, seen[n], n)
 		seen[n] = true
 	}
-	require.Len(t, seen, 10)
+	require.Len(t, seen, 11)
 }
 
 func TestFailpointDisarmedHitDoesNotAllocate(t *testing.T) {

@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"time"
 
+	"github.com/billingd/billingd/internal/failpoint"
 	"github.com/billingd/billingd/internal/gateway/budget"
 )
 
@@ -83,7 +85,11 @@ func Do(ctx context.Context, hc *http.Client, timeout time.Duration, req Request
 	if err := budget.Request(ctx); err != nil {
 		return Answer{Err: err}
 	}
-	rctx, cancel := context.WithTimeout(ctx, timeout)
+	gate := &sendGate{check: budget.SendCheck(ctx)}
+	if gate.check != nil {
+		failpoint.Hit(failpoint.GatewayAfterSendCheck)
+	}
+	rctx, cancel := context.WithTimeout(withSendGate(ctx, gate), timeout)
 	defer cancel()
 	hr, err := http.NewRequestWithContext(rctx, req.Method, req.URL, body)
 	if err != nil {
@@ -100,6 +106,11 @@ func Do(ctx context.Context, hc *http.Client, timeout time.Duration, req Request
 	}
 	resp, err := hc.Do(hr)
 	if err != nil {
+		if refused := gate.refusal(); refused != nil {
+			// The connection's last check refused the request: nothing
+			// was written, and the caller learns why in its own terms.
+			return Answer{Err: refused}
+		}
 		return Answer{Err: err}
 	}
 	defer func() {
@@ -124,8 +135,25 @@ func Do(ctx context.Context, hc *http.Client, timeout time.Duration, req Request
 // applies timeout, keeps enough idle connections per host for the charge
 // engine's concurrency, and does not follow redirects: a redirected POST would
 // silently become a GET, and a charge must never be turned into something else.
+//
+// Its connections run a leased request's send check (budget.WithSendCheck)
+// once more right before the request's first byte is written, so what is
+// left between the last check and the bytes leaving is one write call. It
+// speaks HTTP/1.1 only: one request at a time on a connection is what lets
+// that check belong to one request.
 func DefaultHTTPClient(timeout time.Duration) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &guardedConn{Conn: c}, nil
+	}
+	t.ForceAttemptHTTP2 = false
+	t.Protocols = new(http.Protocols)
+	t.Protocols.SetHTTP1(true)
 	t.MaxIdleConns = 256
 	t.MaxIdleConnsPerHost = 256
 	t.IdleConnTimeout = 90 * time.Second

@@ -69,13 +69,22 @@ func Request(ctx context.Context) error {
 			return err
 		}
 	}
-	if check, _ := ctx.Value(sendCheckKey{}).(func() error); check != nil {
+	if check := SendCheck(ctx); check != nil {
 		// The wait for a slot and a token can be long (a share of nothing
 		// until the next heartbeat): whether the request may still leave is
 		// decided after it, right before the bytes go out.
 		return check()
 	}
 	return nil
+}
+
+// SendCheck returns the check WithSendCheck put on ctx, or nil. The HTTP
+// client runs it once more right before a request's first byte is written
+// (apicall.DefaultHTTPClient), which leaves a pause after Request's check
+// nothing to resume into.
+func SendCheck(ctx context.Context) func() error {
+	check, _ := ctx.Value(sendCheckKey{}).(func() error)
+	return check
 }
 
 // sendCheckKey carries a caller's last check before each request.
