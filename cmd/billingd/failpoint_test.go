@@ -55,6 +55,7 @@ var fpCases = []fpCase{
 	{point: failpoint.InvoiceAfterCommit, cards: fpFinalCards},
 	{point: failpoint.AttemptAfterCommit, cards: fpFinalCards},
 	{point: failpoint.ChargeBeforeSend, cards: fpFinalCards},
+	{point: failpoint.GatewayAfterSendCheck, cards: fpFinalCards},
 	{point: failpoint.ChargeAfterSend, cards: fpFinalCards},
 	{point: failpoint.ChargeBeforeCommit, cards: fpFinalCards},
 	{point: failpoint.WebhookBeforeCommit, run: true, cards: fpProcessingCards, webhooks: true},
