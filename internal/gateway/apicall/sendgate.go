@@ -33,6 +33,10 @@ func (c *guardedConn) Write(p []byte) (int, error) {
 			g.refused.Store(&err)
 			return 0, err
 		}
+		// The transport may have retried the request on another
+		// connection after a refusal: only the last check says whether
+		// the request was held back.
+		g.refused.Store(nil)
 	}
 	return c.Conn.Write(p)
 }
